@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* The datapath's maps. Sizes are set from user space (--max-flows) before load. */
+#ifndef TCPTRACK_MAPS_H
+#define TCPTRACK_MAPS_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include "tcptrack/flow.h"
+
+#define TT_DEFAULT_FLOWS 65536
+
+/* Hot map: one lookup per packet, per-CPU values so no atomics or bouncing lines. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, TT_DEFAULT_FLOWS);
+	__type(key, struct tt_flow_key);
+	__type(value, struct tt_counters);
+} flows SEC(".maps");
+
+/* Lifecycle and SYN/FIN/RST timestamps, touched only by packets that change state. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TT_DEFAULT_FLOWS);
+	__type(key, struct tt_flow_key);
+	__type(value, struct tt_flow_state);
+} flow_states SEC(".maps");
+
+/* Finished connections with their final counters, so none is lost between polls. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 21);
+} closed_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TT_STAT_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+#endif /* TCPTRACK_MAPS_H */

@@ -1,0 +1,215 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Packet parsing for the TC classifiers: L2 (Ethernet, 802.1Q/802.1ad, or no
+ * L2 header), L3 (IPv4 with options, IPv6 with extension headers), L4 (TCP).
+ * Anything malformed, truncated or not TCP returns < 0 and is left alone.
+ */
+#ifndef TCPTRACK_PARSE_H
+#define TCPTRACK_PARSE_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "tcptrack/flow.h"
+
+#define ETH_HLEN 14
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define ETH_P_8021Q 0x8100
+#define ETH_P_8021AD 0x88A8
+#define IPPROTO_TCP_ 6
+#define IP_MF 0x2000
+#define IP_OFFSET 0x1FFF
+
+#define TT_MAX_VLAN 2 /* QinQ */
+#define TT_MAX_EXTHDR 6 /* IPv6 extension headers followed before giving up */
+
+/* One TCP segment (or GSO/GRO train) as the flow update needs it. */
+struct tt_pkt {
+	struct tt_flow_key key; /* addr_a/port_a = source until normalised */
+	__u32 l3_bytes; /* bytes on the wire at L3, all segments */
+	__u32 payload; /* TCP payload, all segments */
+	__u32 segs;
+	__u32 seq;
+	__u32 ack_seq;
+	__u8 tcp_flags;
+};
+
+struct tt_vlan_hdr {
+	__be16 tci;
+	__be16 proto;
+};
+
+/* Offsets are masked so the verifier can bound pointer arithmetic. */
+#define TT_OFF_MASK 0x3ff
+
+static __always_inline int tt_parse_tcp(struct __sk_buff *skb, void *data, void *data_end,
+					__u32 l3_off, __u32 l4_off, __u32 l3_len, struct tt_pkt *p)
+{
+	struct tcphdr *th = data + (l4_off & TT_OFF_MASK);
+	__u32 hdr_len, thl, segs;
+
+	if ((void *)(th + 1) > data_end)
+		return -1;
+	thl = th->doff * 4;
+	if (thl < sizeof(*th))
+		return -1;
+	hdr_len = l4_off - l3_off + thl;
+	if (l3_len < hdr_len)
+		return -1;
+
+	p->key.port_a = th->source;
+	p->key.port_b = th->dest;
+	p->seq = bpf_ntohl(th->seq);
+	p->ack_seq = bpf_ntohl(th->ack_seq);
+	p->tcp_flags = ((__u8 *)th)[13];
+
+	/* A GSO/GRO skb carries gso_segs wire segments, each with its own headers. */
+	segs = skb->gso_segs;
+	if (segs < 1)
+		segs = 1;
+	p->segs = segs;
+	p->payload = l3_len - hdr_len;
+	p->l3_bytes = l3_len + (segs - 1) * hdr_len;
+	return 0;
+}
+
+static __always_inline int tt_parse_ipv4(struct __sk_buff *skb, void *data, void *data_end,
+					 __u32 off, struct tt_pkt *p)
+{
+	struct iphdr *iph = data + (off & TT_OFF_MASK);
+	__u32 ihl, tot, avail;
+
+	if ((void *)(iph + 1) > data_end)
+		return -1;
+	if (iph->version != 4 || iph->protocol != IPPROTO_TCP_)
+		return -1;
+	ihl = iph->ihl * 4;
+	if (ihl < sizeof(*iph))
+		return -1;
+	if (iph->frag_off & bpf_htons(IP_OFFSET))
+		return -1; /* only the first fragment has the TCP header */
+	avail = skb->len - off;
+	tot = bpf_ntohs(iph->tot_len);
+	/* GSO trains and BIG TCP (tot_len 0) span the whole skb. */
+	if (skb->gso_segs > 1 || tot == 0)
+		tot = avail;
+	if (tot < ihl || tot > avail)
+		return -1; /* bogus or truncated */
+
+	__builtin_memcpy(p->key.addr_a, &iph->saddr, 4);
+	__builtin_memcpy(p->key.addr_b, &iph->daddr, 4);
+	p->key.family = TT_FAMILY_INET;
+	return tt_parse_tcp(skb, data, data_end, off, off + ihl, tot, p);
+}
+
+static __always_inline int tt_parse_ipv6(struct __sk_buff *skb, void *data, void *data_end,
+					 __u32 off, struct tt_pkt *p)
+{
+	struct ipv6hdr *ip6 = data + (off & TT_OFF_MASK);
+	__u32 l4_off, tot, avail;
+	__u8 nexthdr;
+	int i;
+
+	if ((void *)(ip6 + 1) > data_end)
+		return -1;
+	if (ip6->version != 6)
+		return -1;
+	avail = skb->len - off;
+	tot = bpf_ntohs(ip6->payload_len) + sizeof(*ip6);
+	if (skb->gso_segs > 1 || ip6->payload_len == 0)
+		tot = avail;
+	if (tot > avail)
+		return -1;
+
+	nexthdr = ip6->nexthdr;
+	l4_off = off + sizeof(*ip6);
+#pragma unroll
+	for (i = 0; i < TT_MAX_EXTHDR; i++) {
+		struct ipv6_opt_hdr *eh;
+		struct frag_hdr *fh;
+
+		switch (nexthdr) {
+		case IPPROTO_TCP_:
+			goto tcp;
+		case 0: /* hop-by-hop */
+		case 43: /* routing */
+		case 60: /* destination options */
+			eh = data + (l4_off & TT_OFF_MASK);
+			if ((void *)(eh + 1) > data_end)
+				return -1;
+			nexthdr = eh->nexthdr;
+			l4_off += (eh->hdrlen + 1) * 8;
+			break;
+		case 51: /* AH: length in 4-octet units, minus 2 */
+			eh = data + (l4_off & TT_OFF_MASK);
+			if ((void *)(eh + 1) > data_end)
+				return -1;
+			nexthdr = eh->nexthdr;
+			l4_off += (eh->hdrlen + 2) * 4;
+			break;
+		case 44: /* fragment */
+			fh = data + (l4_off & TT_OFF_MASK);
+			if ((void *)(fh + 1) > data_end)
+				return -1;
+			if (fh->frag_off & bpf_htons(0xFFF8))
+				return -1; /* not the first fragment */
+			nexthdr = fh->nexthdr;
+			l4_off += sizeof(*fh);
+			break;
+		default:
+			return -1; /* ESP, no-next-header, other L4 */
+		}
+		if (l4_off - off > tot)
+			return -1;
+	}
+	if (nexthdr != IPPROTO_TCP_)
+		return -1; /* chain longer than we follow */
+tcp:
+	__builtin_memcpy(p->key.addr_a, &ip6->saddr, 16);
+	__builtin_memcpy(p->key.addr_b, &ip6->daddr, 16);
+	p->key.family = TT_FAMILY_INET6;
+	return tt_parse_tcp(skb, data, data_end, off, l4_off, tot, p);
+}
+
+/* Parse from skb->data. has_l2: Ethernet framing; else the skb starts at L3. */
+static __always_inline int tt_parse(struct __sk_buff *skb, struct tt_pkt *p, int has_l2)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	__u16 proto;
+	__u32 off = 0;
+	int i;
+
+	__builtin_memset(&p->key, 0, sizeof(p->key));
+	if (has_l2) {
+		struct ethhdr *eth = data;
+
+		if ((void *)(eth + 1) > data_end)
+			return -1;
+		proto = eth->h_proto;
+		off = ETH_HLEN;
+#pragma unroll
+		for (i = 0; i < TT_MAX_VLAN; i++) {
+			struct tt_vlan_hdr *vh;
+
+			if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
+				break;
+			vh = data + off;
+			if ((void *)(vh + 1) > data_end)
+				return -1;
+			proto = vh->proto;
+			off += sizeof(*vh);
+		}
+	} else {
+		proto = skb->protocol;
+	}
+
+	if (proto == bpf_htons(ETH_P_IP))
+		return tt_parse_ipv4(skb, data, data_end, off, p);
+	if (proto == bpf_htons(ETH_P_IPV6))
+		return tt_parse_ipv6(skb, data, data_end, off, p);
+	return -1;
+}
+
+#endif /* TCPTRACK_PARSE_H */

@@ -1,0 +1,249 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * TC classifiers for ingress and egress: count every TCP segment into its
+ * connection and follow the connection's lifecycle. Observe only: always
+ * return TC_ACT_UNSPEC (== TCX_NEXT), never drop or modify a packet.
+ *
+ * Hot path (established, no SYN/FIN/RST): parse, one per-CPU hash lookup,
+ * three adds. The state map is consulted only while a connection changes state.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include "tcptrack/flow.h"
+#include "maps.h"
+#include "parse.h"
+
+#define TC_ACT_UNSPEC (-1)
+#define TT_MAX_CPUS 1024
+#define TT_STATE_FLAGS (TT_TCP_SYN | TT_TCP_FIN | TT_TCP_RST)
+
+/* Number of possible CPUs, set by user space before load. */
+const volatile __u32 tt_nr_cpus = 1;
+
+static __always_inline void tt_stat_inc(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
+
+	if (v)
+		*v += 1;
+}
+
+static __always_inline void tt_account(struct tt_counters *c, int dir, const struct tt_pkt *p)
+{
+	c->bytes[dir & 1] += p->l3_bytes;
+	c->packets[dir & 1] += p->segs;
+	c->payload[dir & 1] += p->payload;
+}
+
+static __always_inline void tt_unaccount(struct tt_counters *c, int dir, const struct tt_pkt *p)
+{
+	c->bytes[dir & 1] -= p->l3_bytes;
+	c->packets[dir & 1] -= p->segs;
+	c->payload[dir & 1] -= p->payload;
+}
+
+/* Sum of every CPU's copy; optionally clear each copy's SETTLED flag. */
+static __always_inline void tt_sum_counters(const struct tt_flow_key *key,
+					    struct tt_close_event *ev, int unsettle)
+{
+	__u32 cpu;
+
+	for (cpu = 0; cpu < TT_MAX_CPUS; cpu++) {
+		struct tt_counters *c;
+
+		if (cpu >= tt_nr_cpus)
+			break;
+		c = bpf_map_lookup_percpu_elem(&flows, key, cpu);
+		if (!c)
+			continue;
+		if (unsettle) {
+			c->flags = 0;
+			continue;
+		}
+		ev->bytes[0] += c->bytes[0];
+		ev->bytes[1] += c->bytes[1];
+		ev->packets[0] += c->packets[0];
+		ev->packets[1] += c->packets[1];
+		ev->payload[0] += c->payload[0];
+		ev->payload[1] += c->payload[1];
+	}
+}
+
+/*
+ * Hand a finished connection to user space with its final counters, then
+ * forget it. If the ring is full, keep it (flagged) so user space reaps it
+ * from the maps instead: a close is never lost, only delayed.
+ */
+static __always_inline int tt_emit_close(const struct tt_flow_key *key,
+					 const struct tt_flow_info *info, __u32 reason)
+{
+	struct tt_close_event *ev;
+
+	ev = bpf_ringbuf_reserve(&closed_events, sizeof(*ev), 0);
+	if (!ev) {
+		tt_stat_inc(TT_STAT_CLOSE_DROPPED);
+		return -1;
+	}
+	__builtin_memset(ev, 0, sizeof(*ev));
+	ev->key = *key;
+	ev->reason = reason;
+	ev->info = *info;
+	tt_sum_counters(key, ev, 0);
+	bpf_ringbuf_submit(ev, 0);
+	return 0;
+}
+
+static __always_inline void tt_mark_reap(const struct tt_flow_key *key)
+{
+	struct tt_flow_state *st = bpf_map_lookup_elem(&flow_states, key);
+
+	if (!st)
+		return;
+	bpf_spin_lock(&st->lock);
+	st->info.flags |= TT_F_REAP;
+	bpf_spin_unlock(&st->lock);
+}
+
+/* Create the state entry (first) and the counters entry for a new flow. */
+static __always_inline struct tt_counters *tt_create(const struct tt_pkt *p, int dir, int ingress,
+						     __u64 now)
+{
+	struct tt_counters zero = {};
+	struct tt_flow_state st = {};
+	struct tt_counters *c;
+	long err;
+
+	tt_info_init(&st.info, dir, p->tcp_flags, p->seq, now, ingress);
+	err = bpf_map_update_elem(&flow_states, &p->key, &st, BPF_NOEXIST);
+	if (err && err != -17 /* EEXIST: another CPU, or a leftover to step */) {
+		tt_stat_inc(TT_STAT_UNTRACKED);
+		return NULL;
+	}
+	err = bpf_map_update_elem(&flows, &p->key, &zero, BPF_NOEXIST);
+	if (err && err != -17) {
+		tt_stat_inc(TT_STAT_UNTRACKED);
+		bpf_map_delete_elem(&flow_states, &p->key);
+		return NULL;
+	}
+	/* Lost the insert race: use the winner's entry. */
+	c = bpf_map_lookup_elem(&flows, &p->key);
+	if (!c)
+		tt_stat_inc(TT_STAT_UNTRACKED);
+	return c;
+}
+
+/*
+ * Slow path: feed the segment to the lifecycle under the state's lock, then
+ * act on the result outside it (helpers are not allowed under a spin lock).
+ */
+static __always_inline struct tt_counters *tt_step(const struct tt_pkt *p, int dir, int ingress,
+						   struct tt_counters *c)
+{
+	struct tt_flow_info old = {};
+	struct tt_flow_state *st;
+	__u64 now = bpf_ktime_get_ns();
+	__u32 act;
+
+	st = bpf_map_lookup_elem(&flow_states, &p->key);
+	if (!st)
+		return c;
+
+	bpf_spin_lock(&st->lock);
+	act = tt_lifecycle_step(&st->info, dir, p->tcp_flags, p->seq, p->ack_seq, p->payload, now);
+	if (act & (TT_ACT_FINISHED | TT_ACT_REUSE))
+		old = st->info;
+	if (act & TT_ACT_REUSE) {
+		tt_info_init(&st->info, dir, p->tcp_flags, p->seq, now, ingress);
+	}
+	/* Set under the lock so a concurrent first FIN cannot be missed. */
+	if (c && (act & TT_ACT_SETTLED))
+		c->flags |= TT_CNT_SETTLED;
+	bpf_spin_unlock(&st->lock);
+
+	if (act & TT_ACT_FIN)
+		tt_sum_counters(&p->key, NULL, 1);
+
+	if (act & TT_ACT_FINISHED) {
+		if (tt_emit_close(&p->key, &old, TT_CLOSE_FINISHED) == 0) {
+			bpf_map_delete_elem(&flows, &p->key);
+			bpf_map_delete_elem(&flow_states, &p->key);
+		} else {
+			tt_mark_reap(&p->key);
+		}
+		return NULL;
+	}
+
+	if (act & TT_ACT_REUSE) {
+		struct tt_counters zero = {};
+
+		tt_stat_inc(TT_STAT_REUSED);
+		if (!old.close_ns)
+			old.close_ns = now;
+		if (c) /* the new SYN belongs to the new connection */
+			tt_unaccount(c, dir, p);
+		tt_emit_close(&p->key, &old, TT_CLOSE_REUSED);
+		bpf_map_delete_elem(&flows, &p->key);
+		bpf_map_update_elem(&flows, &p->key, &zero, BPF_NOEXIST);
+		c = bpf_map_lookup_elem(&flows, &p->key);
+		if (c)
+			tt_account(c, dir, p);
+		return NULL; /* already counted */
+	}
+	return c;
+}
+
+static __always_inline int tt_handle(struct __sk_buff *skb, int ingress, int has_l2)
+{
+	struct tt_counters *c;
+	struct tt_pkt p;
+	int dir;
+
+	if (tt_parse(skb, &p, has_l2) < 0)
+		return TC_ACT_UNSPEC;
+	p.key.ifindex = skb->ifindex;
+	dir = tt_key_normalise(&p.key);
+
+	c = bpf_map_lookup_elem(&flows, &p.key);
+	if (c) {
+		tt_account(c, dir, &p);
+		/* Fast exit: nothing about this segment can change the lifecycle. */
+		if (!(p.tcp_flags & TT_STATE_FLAGS) && (c->flags & TT_CNT_SETTLED))
+			return TC_ACT_UNSPEC;
+	} else {
+		if (!tt_starts_flow(p.tcp_flags, p.payload))
+			return TC_ACT_UNSPEC;
+		c = tt_create(&p, dir, ingress, bpf_ktime_get_ns());
+		if (!c)
+			return TC_ACT_UNSPEC;
+		tt_account(c, dir, &p);
+	}
+	tt_step(&p, dir, ingress, c);
+	return TC_ACT_UNSPEC;
+}
+
+SEC("tc")
+int tcptrack_in(struct __sk_buff *skb)
+{
+	return tt_handle(skb, 1, 1);
+}
+
+SEC("tc")
+int tcptrack_eg(struct __sk_buff *skb)
+{
+	return tt_handle(skb, 0, 1);
+}
+
+/* Devices without an L2 header (tun, wireguard, ...): skb->data is the IP header. */
+SEC("tc")
+int tcptrack_in_l3(struct __sk_buff *skb)
+{
+	return tt_handle(skb, 1, 0);
+}
+
+SEC("tc")
+int tcptrack_eg_l3(struct __sk_buff *skb)
+{
+	return tt_handle(skb, 0, 0);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

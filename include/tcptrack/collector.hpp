@@ -1,0 +1,55 @@
+// SPDX-License-Identifier: MIT
+// Reads the datapath's maps in batches and drains its close-event ring buffer.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "tcptrack/flow_model.hpp"
+
+struct ring_buffer;
+
+namespace tcptrack {
+
+class Skeleton;
+
+struct DatapathStats {
+    std::uint64_t untracked = 0;
+    std::uint64_t close_dropped = 0;
+    std::uint64_t reused = 0;
+};
+
+class Collector {
+public:
+    explicit Collector(const Skeleton& skel);
+    ~Collector();
+    Collector(const Collector&) = delete;
+    Collector& operator=(const Collector&) = delete;
+
+    // Waits up to timeout_ms for close events and buffers them. Returns early on a signal.
+    void poll(int timeout_ms);
+    // Every connection now: live ones from the maps, finished ones from close
+    // events (which supersede the same generation's map entry). Sorted by sample_less.
+    // Finished entries still in the maps (ring was full, or last ACK lost) are
+    // marked finished and deleted from the maps here.
+    std::vector<FlowSample> collect(std::uint64_t now_ns);
+    // Deletes these connections from both maps (idle timeout).
+    void forget(const std::vector<tt_flow_key>& keys);
+    DatapathStats stats() const;
+
+private:
+    static int on_event(void* ctx, void* data, std::size_t size);
+    void read_counters(std::vector<FlowSample>& out);
+    void read_states(std::vector<std::pair<tt_flow_key, tt_flow_info>>& out);
+
+    int flows_fd_, states_fd_, stats_fd_;
+    std::uint32_t nr_cpus_;
+    ring_buffer* ring_ = nullptr;
+    std::vector<tt_close_event> events_;
+    bool batch_ok_ = true;  // kernel supports BPF_MAP_LOOKUP_BATCH for these maps
+};
+
+// Monotonic clock in ns, the same clock as bpf_ktime_get_ns().
+std::uint64_t monotonic_ns();
+
+}  // namespace tcptrack

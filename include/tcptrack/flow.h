@@ -1,0 +1,271 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Types and pure logic shared by the datapath (bpf/) and user space (src/).
+ * Only fixed-width types, explicit padding; user space static_asserts sizes.
+ * The lifecycle step is plain C without helpers so it runs under a
+ * bpf_spin_lock in the kernel and in unit tests unchanged.
+ */
+#ifndef TCPTRACK_FLOW_H
+#define TCPTRACK_FLOW_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#include <linux/bpf.h> /* struct bpf_spin_lock */
+#endif
+
+#ifndef TT_INLINE
+#ifdef __BPF__
+#define TT_INLINE static __always_inline
+#else
+#define TT_INLINE static inline
+#endif
+#endif
+
+#define TT_FAMILY_INET 4
+#define TT_FAMILY_INET6 6
+
+/* Side A is the (address, port) that sorts first; dir 0 = A->B, 1 = B->A. */
+#define TT_DIR_AB 0
+#define TT_DIR_BA 1
+
+/* TCP header flag bits (byte 13 of the header). */
+#define TT_TCP_FIN 0x01
+#define TT_TCP_SYN 0x02
+#define TT_TCP_RST 0x04
+#define TT_TCP_ACK 0x10
+
+enum tt_state {
+	TT_SYN_SENT = 0, /* SYN only */
+	TT_SYN_RECV = 1, /* SYN+ACK seen */
+	TT_ESTABLISHED = 2,
+	TT_CLOSING = 3, /* one FIN */
+	TT_CLOSED = 4, /* both FINs */
+	TT_RESET = 5, /* RST either way */
+	TT_STATE_COUNT = 6,
+};
+
+/* Normalised connection key: both directions of one connection share it. */
+struct tt_flow_key {
+	__u8 addr_a[16]; /* IPv4 uses the first 4 bytes, rest zero */
+	__u8 addr_b[16];
+	__u16 port_a; /* network byte order */
+	__u16 port_b;
+	__u32 ifindex;
+	__u8 family; /* TT_FAMILY_INET / TT_FAMILY_INET6 */
+	__u8 pad[3];
+};
+
+/*
+ * Per-CPU counters (the hot map). Each CPU adds to its own copy without
+ * atomics; user space sums the copies.
+ */
+#define TT_CNT_SETTLED 0x1 /* this CPU may skip the state map for plain segments */
+struct tt_counters {
+	__u64 bytes[2]; /* L3 bytes: IP header + TCP header + payload */
+	__u64 packets[2]; /* wire segments (GSO/GRO counted as gso_segs) */
+	__u64 payload[2]; /* TCP payload bytes */
+	__u32 flags;
+	__u32 pad;
+};
+
+/* Lifecycle facts and timestamps (CLOCK_MONOTONIC ns, 0 = not seen). */
+#define TT_F_SYN_SEEN 0x01 /* the handshake started while we watched */
+#define TT_F_LOCAL_CLIENT 0x02 /* the client's SYN left through this host (egress) */
+#define TT_F_MIDSTREAM 0x04 /* first seen after the handshake */
+#define TT_F_REAP 0x08 /* finished, but its close event could not be queued */
+#define TT_F_HS_SEEN 0x10 /* SYN-ACK seen, so RTT is measurable */
+#define TT_F_DONE 0x20 /* finished: exactly one CPU got TT_ACT_FINISHED */
+
+struct tt_flow_info {
+	__u64 first_ns; /* first packet seen: identifies this generation of the tuple */
+	__u64 syn_ns;
+	__u64 synack_ns;
+	__u64 ack_ns; /* handshake-completing ACK */
+	__u64 close_ns; /* second FIN or RST */
+	__u32 syn_seq;
+	__u32 fin_seq[2]; /* sequence number carried by each side's FIN */
+	__u8 state; /* enum tt_state */
+	__u8 client; /* side (TT_DIR_AB: A, TT_DIR_BA: B) that opened the connection */
+	__u8 flags; /* TT_F_* */
+	__u8 fin_mask; /* bit (1 << side): side sent a FIN */
+	__u8 ack_mask; /* bit (1 << side): side's FIN was acknowledged */
+	__u8 pad[7];
+};
+
+struct tt_flow_state {
+	struct bpf_spin_lock lock;
+	__u32 pad;
+	struct tt_flow_info info;
+};
+
+/* Why a close event was emitted. */
+enum tt_close_reason {
+	TT_CLOSE_FINISHED = 1, /* both FINs acknowledged, or RST */
+	TT_CLOSE_REUSED = 2, /* a new SYN replaced it on the same tuple */
+};
+
+/* Ring-buffer record: a connection that left the maps, with final counters. */
+struct tt_close_event {
+	struct tt_flow_key key;
+	__u32 reason;
+	struct tt_flow_info info;
+	__u64 bytes[2];
+	__u64 packets[2];
+	__u64 payload[2];
+};
+
+/* Indexes of the per-CPU stats array. */
+enum tt_stat {
+	TT_STAT_UNTRACKED = 0, /* a new flow found the map full */
+	TT_STAT_CLOSE_DROPPED = 1, /* ring buffer full: close left for user space to reap */
+	TT_STAT_REUSED = 2, /* tuple reused by a new SYN */
+	TT_STAT_COUNT = 4,
+};
+
+/* Returns < 0 if (a, pa) sorts before (b, pb). Addresses compared as 32-bit words. */
+TT_INLINE int tt_endpoint_cmp(const __u8 *a, __u16 pa, const __u8 *b, __u16 pb)
+{
+	const __u32 *wa = (const __u32 *)a, *wb = (const __u32 *)b;
+	int i;
+
+	for (i = 0; i < 4; i++) {
+		if (wa[i] != wb[i])
+			return wa[i] < wb[i] ? -1 : 1;
+	}
+	if (pa != pb)
+		return pa < pb ? -1 : 1;
+	return 0;
+}
+
+/*
+ * Key already filled as src = A, dst = B; swap so the lower endpoint is A.
+ * Returns the packet's direction (TT_DIR_AB / TT_DIR_BA).
+ */
+TT_INLINE int tt_key_normalise(struct tt_flow_key *k)
+{
+	__u32 *wa = (__u32 *)k->addr_a, *wb = (__u32 *)k->addr_b, t;
+	__u16 p;
+	int i;
+
+	if (tt_endpoint_cmp(k->addr_a, k->port_a, k->addr_b, k->port_b) <= 0)
+		return TT_DIR_AB;
+	for (i = 0; i < 4; i++) {
+		t = wa[i];
+		wa[i] = wb[i];
+		wb[i] = t;
+	}
+	p = k->port_a;
+	k->port_a = k->port_b;
+	k->port_b = p;
+	return TT_DIR_BA;
+}
+
+/* Should a segment of an untracked tuple start tracking it? */
+TT_INLINE int tt_starts_flow(__u8 tcp_flags, __u32 payload)
+{
+	/* Lone ACKs, FINs and RSTs after a close must not resurrect it. */
+	if (tcp_flags & TT_TCP_RST)
+		return 0;
+	return (tcp_flags & TT_TCP_SYN) || payload > 0;
+}
+
+/* Fresh lifecycle for a tuple first seen with this segment. */
+TT_INLINE void tt_info_init(struct tt_flow_info *f, __u8 dir, __u8 tcp_flags, __u32 seq,
+			    __u64 now, int ingress)
+{
+	__builtin_memset(f, 0, sizeof(*f));
+	f->first_ns = now;
+	if ((tcp_flags & (TT_TCP_SYN | TT_TCP_ACK)) == TT_TCP_SYN) {
+		f->state = TT_SYN_SENT;
+		f->client = dir;
+		f->syn_ns = now;
+		f->syn_seq = seq;
+		f->flags = TT_F_SYN_SEEN | (ingress ? 0 : TT_F_LOCAL_CLIENT);
+	} else if (tcp_flags & TT_TCP_SYN) { /* SYN-ACK: missed the SYN */
+		f->state = TT_SYN_RECV;
+		f->client = dir ^ 1;
+		f->synack_ns = now;
+		f->flags = TT_F_HS_SEEN | (ingress ? TT_F_LOCAL_CLIENT : 0);
+	} else {
+		f->state = TT_ESTABLISHED;
+		f->client = dir;
+		f->flags = TT_F_MIDSTREAM;
+	}
+}
+
+/* Actions the caller takes after tt_lifecycle_step. */
+#define TT_ACT_SETTLED 0x1 /* established and no FIN: plain segments may skip the state map */
+#define TT_ACT_FIN 0x2 /* first FIN: every CPU must look at the state map again */
+#define TT_ACT_FINISHED 0x4 /* connection over: report and delete */
+#define TT_ACT_REUSE 0x8 /* new SYN on a used tuple: report the old one, then re-init */
+
+/*
+ * Feed one segment (from side `dir`) to the lifecycle. Pure: no helpers, so
+ * it can run under the state's spin lock. The caller already counted bytes.
+ */
+TT_INLINE __u32 tt_lifecycle_step(struct tt_flow_info *f, __u8 dir, __u8 tcp_flags, __u32 seq,
+				  __u32 ack_seq, __u32 payload, __u64 now)
+{
+	__u8 peer = dir ^ 1;
+	__u32 act = 0;
+
+	if (f->flags & TT_F_DONE) /* stragglers change nothing; a new SYN starts over */
+		return (tcp_flags & (TT_TCP_SYN | TT_TCP_ACK)) == TT_TCP_SYN ? TT_ACT_REUSE : 0;
+
+	if (tcp_flags & TT_TCP_SYN) {
+		if (!(tcp_flags & TT_TCP_ACK)) {
+			/* Retransmitted SYN of the same attempt, or a new connection. */
+			if (f->state <= TT_SYN_RECV && dir == f->client &&
+			    (!(f->flags & TT_F_SYN_SEEN) || f->syn_seq == seq))
+				return 0;
+			return TT_ACT_REUSE;
+		}
+		/* SYN-ACK from the server side. */
+		if (dir != f->client && f->state == TT_SYN_SENT) {
+			f->state = TT_SYN_RECV;
+			f->synack_ns = now;
+			f->flags |= TT_F_HS_SEEN;
+		}
+		return 0;
+	}
+
+	if (tcp_flags & TT_TCP_RST) {
+		f->state = TT_RESET;
+		f->close_ns = now;
+		f->flags |= TT_F_DONE;
+		return TT_ACT_FINISHED;
+	}
+
+	if ((tcp_flags & TT_TCP_ACK) && f->state == TT_SYN_RECV && dir == f->client) {
+		f->state = TT_ESTABLISHED;
+		f->ack_ns = now;
+	}
+
+	/* An ACK that covers the peer's FIN (FIN occupies one sequence number). */
+	if ((tcp_flags & TT_TCP_ACK) && (f->fin_mask & (1 << peer)) &&
+	    (__s32)(ack_seq - (f->fin_seq[peer] + 1)) >= 0)
+		f->ack_mask |= 1 << peer;
+
+	if ((tcp_flags & TT_TCP_FIN) && !(f->fin_mask & (1 << dir))) {
+		if (!f->fin_mask)
+			act |= TT_ACT_FIN;
+		f->fin_mask |= 1 << dir;
+		f->fin_seq[dir] = seq + payload;
+		if (f->fin_mask == 3) {
+			f->state = TT_CLOSED;
+			f->close_ns = now;
+		} else {
+			f->state = TT_CLOSING;
+		}
+	}
+
+	if (f->fin_mask == 3 && f->ack_mask == 3) {
+		f->flags |= TT_F_DONE;
+		return act | TT_ACT_FINISHED;
+	}
+	if (f->state == TT_ESTABLISHED && !f->fin_mask)
+		act |= TT_ACT_SETTLED;
+	return act;
+}
+
+#endif /* TCPTRACK_FLOW_H */

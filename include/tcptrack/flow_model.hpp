@@ -1,0 +1,74 @@
+// SPDX-License-Identifier: MIT
+// From raw kernel records to oriented report rows: orientation, state, RTT,
+// duration, per-interval rates. Pure C++ so it is unit-tested without root.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tcptrack/flow.h"
+#include "tcptrack/report.hpp"
+
+namespace tcptrack {
+
+static_assert(sizeof(tt_flow_key) == 44, "flow key layout is shared with bpf/");
+static_assert(sizeof(tt_counters) == 56, "counters layout is shared with bpf/");
+static_assert(sizeof(tt_flow_info) == 64, "flow info layout is shared with bpf/");
+static_assert(sizeof(tt_flow_state) == 72, "flow state layout is shared with bpf/");
+static_assert(sizeof(tt_close_event) == 160, "close event layout is shared with bpf/");
+
+// One connection as read from the maps or from a close event.
+struct FlowSample {
+    tt_flow_key key{};
+    std::uint32_t hash = 0;   // of key; sort/merge order
+    tt_flow_info info{};
+    std::uint64_t bytes[2]{};  // indexed by normalised direction (TT_DIR_AB / TT_DIR_BA)
+    std::uint64_t packets[2]{};
+    std::uint64_t payload[2]{};
+    bool has_info = false;    // the state entry was found
+    bool finished = false;    // came from a close event or is being reaped: final
+};
+
+std::uint32_t key_hash(const tt_flow_key& key);
+// Order used to merge samples across reports: (hash, key bytes).
+bool sample_less(const FlowSample& a, const FlowSample& b);
+bool same_key(const tt_flow_key& a, const tt_flow_key& b);
+
+// Which normalised side is the client. Mid-stream flows use the first packet's
+// sender unless the ports make the server obvious (well-known or listening port).
+int client_side(const FlowSample& s);
+std::optional<std::uint64_t> handshake_rtt(const tt_flow_info& info);
+std::optional<std::uint64_t> syn_to_close(const tt_flow_info& info, std::uint64_t now_ns);
+// The state shown: a finished FIN close is CLOSED even if the last ACK is pending.
+State shown_state(const FlowSample& s);
+
+// Row for one sample. Rates are filled by RateTracker.
+FlowRow make_row(const FlowSample& s, const std::string& iface, std::uint64_t now_ns);
+
+// Remembers each connection's counters between reports to give bits/s and idleness.
+class RateTracker {
+public:
+    struct Seen {
+        tt_flow_key key;
+        std::uint32_t hash;
+        std::uint64_t first_ns;       // generation of the tuple
+        std::uint64_t bytes[2];       // normalised directions
+        std::uint64_t packets;        // both ways, to detect idleness
+        std::uint64_t last_active_ns;
+    };
+
+    // `samples` must be sorted by sample_less. Fills fwd_bps/rev_bps of rows[i]
+    // (rows[i] built from samples[i]) and returns, per sample, ns since it last
+    // moved. `elapsed_ns` is the time since the previous update.
+    std::vector<std::uint64_t> update(const std::vector<FlowSample>& samples,
+                                      std::vector<FlowRow>& rows, std::uint64_t now_ns,
+                                      std::uint64_t elapsed_ns);
+    std::size_t size() const { return seen_.size(); }
+
+private:
+    std::vector<Seen> seen_;  // sorted like the samples
+};
+
+}  // namespace tcptrack

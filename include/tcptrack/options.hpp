@@ -1,0 +1,42 @@
+// SPDX-License-Identifier: MIT
+// Command-line options (CLI11) and their validation.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace tcptrack {
+
+enum class Format { Table, Json, Csv };
+enum class AttachMode { Auto, Tcx, Tc };
+
+struct Options {
+    std::vector<std::string> ifaces;        // empty: the default-route interface
+    double interval_s = 2.0;                // > 0
+    std::optional<std::uint64_t> count;     // reports to print; --once = 1
+    Format format = Format::Table;
+    AttachMode attach = AttachMode::Auto;
+    std::uint32_t max_flows = 65536;        // >= 1
+    double idle_timeout_s = 60.0;           // > 0
+    bool summary = false;                   // JSON/CSV: emit a summary record per report
+    bool closed_only = false;               // --closed: log connections as they close
+    bool cleanup = false;                   // --cleanup: remove stale legacy-tc filters and exit
+    bool verbose = false;                   // libbpf debug output
+};
+
+enum class ExitCode : int { Ok = 0, Runtime = 1, Usage = 2 };
+
+struct ParseResult {
+    std::optional<Options> options;  // set when the program should run
+    ExitCode code = ExitCode::Ok;    // meaningful when options is empty
+    std::string out;                 // text for stdout (--help, --version)
+    std::string err;                 // one line for stderr (usage errors)
+};
+
+ParseResult parse_options(int argc, const char* const* argv);
+
+const char* version_string();
+
+}  // namespace tcptrack

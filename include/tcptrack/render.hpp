@@ -1,0 +1,42 @@
+// SPDX-License-Identifier: MIT
+// Text for humans (table, close log) and machines (NDJSON, CSV).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "tcptrack/report.hpp"
+
+namespace tcptrack {
+
+// Human units, 1024-based: "512 B", "3.44 KB", "1.20 MB", "2.00 GB".
+std::string human_bytes(std::uint64_t bytes);
+// Bits per second: "0 b/s", "840 b/s", "1.23 Kb/s", "9.41 Gb/s" (1000-based, like iftop).
+std::string human_rate(double bits_per_second);
+// Compact duration: "850us", "12.3ms", "4.52s", "3m07s", "2h05m".
+std::string human_duration(std::uint64_t ns);
+// "10.0.0.1:80", "[fd00::1]:443".
+std::string endpoint(Family family, const Address& addr, std::uint16_t port);
+// Address alone: "10.0.0.1", "fd00::1".
+std::string address(Family family, const Address& addr);
+// "SYN_SENT", "SYN_RECV", "ESTABLISHED", "CLOSING", "CLOSED", "RESET".
+const char* state_name(State state);
+// "HH:MM:SS" in local time.
+std::string clock_hms(std::chrono::system_clock::time_point t);
+// RFC 3339 UTC with milliseconds: "2026-11-24T02:49:07.123Z".
+std::string rfc3339_utc(std::chrono::system_clock::time_point t);
+
+// The table: header line with time, interfaces, counts, RTT summary, then aligned rows.
+std::string render_table(const Report& report);
+// NDJSON: one object per row, keys exactly as documented in the README.
+std::string render_json(const Report& report);
+// One JSON object {"type":"summary",...} for --summary.
+std::string render_json_summary(const Report& report);
+// CSV rows (same keys as JSON); header row first when `header`.
+std::string render_csv(const Report& report, bool header);
+// --closed: one line per connection in state CLOSED/RESET:
+// "src:port -> dst:port  duration  bytes fwd/rev  rtt  state".
+std::string render_closed_lines(const Report& report);
+
+}  // namespace tcptrack

@@ -1,0 +1,65 @@
+// SPDX-License-Identifier: MIT
+// What one report holds, independent of how it is rendered.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace tcptrack {
+
+enum class Family : std::uint8_t { V4 = 4, V6 = 6 };
+
+// Mirrors enum tt_state in flow.h (same values).
+enum class State : std::uint8_t { SynSent = 0, SynRecv, Established, Closing, Closed, Reset };
+
+using Address = std::array<std::uint8_t, 16>;  // network order; IPv4 in the first 4 bytes
+
+// One connection, oriented client -> server (fwd = src -> dst).
+struct FlowRow {
+    std::string iface;
+    Family family = Family::V4;
+    Address src{};
+    Address dst{};
+    std::uint16_t sport = 0;  // host order
+    std::uint16_t dport = 0;
+    State state = State::Established;
+    std::uint64_t fwd_bytes = 0, fwd_packets = 0, fwd_payload = 0;
+    std::uint64_t rev_bytes = 0, rev_packets = 0, rev_payload = 0;
+    double fwd_bps = 0, rev_bps = 0;          // bits/s over the last interval
+    std::optional<std::uint64_t> duration_ns;  // SYN -> close (or now); empty if SYN unseen
+    std::optional<std::uint64_t> rtt_ns;       // handshake RTT; empty if not measured
+    std::uint64_t age_ns = 0;                  // since first seen (for display)
+};
+
+struct RttSummary {
+    std::uint64_t count = 0, min_ns = 0, max_ns = 0, sum_ns = 0;
+    void add(std::uint64_t ns) {
+        min_ns = count == 0 || ns < min_ns ? ns : min_ns;
+        max_ns = ns > max_ns ? ns : max_ns;
+        sum_ns += ns;
+        ++count;
+    }
+};
+
+// Loss and load figures shown in the header and in the JSON summary record.
+struct ReportStats {
+    std::uint64_t tracked = 0;        // live entries in the flow map
+    std::uint64_t untracked = 0;      // new flows refused because the map was full (cumulative)
+    std::uint64_t evicted = 0;        // live flows dropped by the idle timeout (cumulative)
+    std::uint64_t close_dropped = 0;  // close events the ring buffer could not take (cumulative)
+    std::uint64_t closed = 0;         // connections reported closed in this report
+    RttSummary rtt;                   // over the rows of this report
+};
+
+struct Report {
+    std::chrono::system_clock::time_point time;
+    std::vector<std::string> ifaces;
+    std::vector<FlowRow> rows;
+    ReportStats stats;
+};
+
+}  // namespace tcptrack

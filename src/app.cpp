@@ -1,0 +1,245 @@
+// SPDX-License-Identifier: MIT
+// The run loop: attach, then every interval collect, render and print.
+#include "tcptrack/app.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <fmt/format.h>
+#include <linux/capability.h>
+#include <map>
+#include <memory>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "tcptrack.skel.h"
+#include "tcptrack/attach.hpp"
+#include "tcptrack/collector.hpp"
+#include "tcptrack/error.hpp"
+#include "tcptrack/interfaces.hpp"
+#include "tcptrack/render.hpp"
+#include "tcptrack/skeleton.hpp"
+
+namespace tcptrack {
+
+namespace {
+
+volatile std::sig_atomic_t g_stop = 0;
+
+void on_signal(int) { g_stop = 1; }
+
+// No SA_RESTART: a signal interrupts the ring-buffer wait so we stop promptly.
+// A second Ctrl-C during cleanup only sets the flag again, so detaching always completes.
+void install_signal_handlers() {
+    struct sigaction sa {};
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaction(sig, &sa, nullptr);
+    std::signal(SIGPIPE, SIG_IGN);  // a closed pipe shows up as EPIPE on write
+}
+
+bool has_capability(int cap) {
+    __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct data[2]{};
+    if (syscall(SYS_capget, &hdr, data) != 0) return false;
+    return data[cap / 32].effective & (1u << (cap % 32));
+}
+
+void check_privileges() {
+    constexpr int kCapNetAdmin = 12, kCapSysAdmin = 21, kCapBpf = 39;
+    const bool bpf = has_capability(kCapBpf) || has_capability(kCapSysAdmin);
+    const bool net = has_capability(kCapNetAdmin);
+    if (bpf && net) return;
+    std::string missing = !bpf && !net ? "CAP_BPF and CAP_NET_ADMIN" : !bpf ? "CAP_BPF" : "CAP_NET_ADMIN";
+    throw Error(fmt::format("missing privileges: need {} (run as root, or grant CAP_BPF and "
+                            "CAP_NET_ADMIN)",
+                            missing));
+}
+
+std::vector<Interface> resolve_interfaces(const Options& opts) {
+    std::vector<std::string> names = opts.ifaces;
+    if (names.empty()) {
+        auto def = default_route_interface();
+        if (!def) throw Error("no default route: name an interface with -i IFACE");
+        names.push_back(*def);
+    }
+    std::vector<Interface> out;
+    for (const auto& n : names) {
+        Interface i = lookup_interface(n);
+        const bool dup = std::any_of(out.begin(), out.end(),
+                                     [&](const Interface& o) { return o.ifindex == i.ifindex; });
+        if (!dup) out.push_back(i);
+    }
+    return out;
+}
+
+// Writes everything or reports why not; a closed pipe (e.g. `| head`) is a quiet stop.
+bool write_out(const std::string& text) {
+    if (text.empty()) return true;
+    if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() || std::fflush(stdout)) {
+        if (errno != EPIPE)
+            std::fprintf(stderr, "tcptrack: cannot write output: %s\n", std::strerror(errno));
+        return false;
+    }
+    return true;
+}
+
+struct Watched {
+    Interface iface;
+    std::unique_ptr<Attachment> attachment;
+};
+
+class Session {
+public:
+    Session(const Options& opts, std::vector<Interface> ifaces)
+        : opts_(opts),
+          skel_(LoadConfig{opts.max_flows, opts.attach != AttachMode::Tc && tcx_compiled_in()}),
+          collector_(skel_) {
+        for (auto& i : ifaces) {
+            Programs p{i.has_l2 ? skel_->progs.tcptrack_in : skel_->progs.tcptrack_in_l3,
+                       i.has_l2 ? skel_->progs.tcptrack_eg : skel_->progs.tcptrack_eg_l3};
+            std::vector<std::string> notes;
+            auto att = attach_interface(i.name, i.ifindex, p, opts.attach != AttachMode::Tc,
+                                        opts.attach == AttachMode::Auto, notes);
+            for (const auto& n : notes) std::fprintf(stderr, "tcptrack: %s\n", n.c_str());
+            names_[i.ifindex] = i.name;
+            watched_.push_back(Watched{i, std::move(att)});
+        }
+    }
+
+    int loop() {
+        const std::uint64_t interval_ns = static_cast<std::uint64_t>(opts_.interval_s * 1e9);
+        const bool tty = isatty(STDOUT_FILENO);
+        std::uint64_t start = monotonic_ns(), last = start;
+        std::uint64_t reports = 0;
+        while (!g_stop) {
+            const std::uint64_t deadline = start + (reports + 1) * interval_ns;
+            for (std::uint64_t now = monotonic_ns(); now < deadline && !g_stop;
+                 now = monotonic_ns()) {
+                const std::uint64_t left_ms = (deadline - now + 999999) / 1000000;
+                collector_.poll(static_cast<int>(std::min<std::uint64_t>(left_ms, 200)));
+            }
+            if (g_stop) break;  // never print a half-built report
+            check_interfaces();
+            const std::uint64_t now = monotonic_ns();
+            Report report = build_report(now, now - last);
+            last = now;
+            ++reports;
+            if (!write_out(render(report, reports == 1, tty))) break;
+            if (opts_.count && reports >= *opts_.count) break;
+        }
+        return 0;
+    }
+
+private:
+    void check_interfaces() {
+        for (auto it = watched_.begin(); it != watched_.end();) {
+            if (interface_present(it->iface)) {
+                ++it;
+                continue;
+            }
+            const std::string name = it->iface.name;
+            it = watched_.erase(it);  // detach what is left of it
+            if (watched_.empty()) throw Error(fmt::format("interface '{}' disappeared", name));
+            std::fprintf(stderr, "tcptrack: interface '%s' disappeared; still watching the others\n",
+                         name.c_str());
+        }
+    }
+
+    Report build_report(std::uint64_t now, std::uint64_t elapsed) {
+        Report r;
+        r.time = std::chrono::system_clock::now();
+        for (const auto& w : watched_) r.ifaces.push_back(w.iface.name);
+
+        std::vector<FlowSample> samples = collector_.collect(now);
+        r.rows.reserve(samples.size());
+        for (const auto& s : samples) r.rows.push_back(make_row(s, names_[s.key.ifindex], now));
+        const auto idle = rates_.update(samples, r.rows, now, elapsed);
+
+        // Idle connections are shown one last time, then dropped from the maps.
+        const std::uint64_t idle_limit = static_cast<std::uint64_t>(opts_.idle_timeout_s * 1e9);
+        std::vector<tt_flow_key> drop;
+        for (std::size_t i = 0; i < samples.size(); ++i) {
+            if (samples[i].finished) {
+                ++r.stats.closed;
+            } else {
+                ++r.stats.tracked;
+                if (idle[i] >= idle_limit) drop.push_back(samples[i].key);
+            }
+            if (r.rows[i].rtt_ns) r.stats.rtt.add(*r.rows[i].rtt_ns);
+        }
+        collector_.forget(drop);
+        evicted_ += drop.size();
+
+        const DatapathStats ds = collector_.stats();
+        r.stats.untracked = ds.untracked;
+        r.stats.close_dropped = ds.close_dropped;
+        r.stats.evicted = evicted_;
+
+        // Busiest first, then stable by endpoints, so consecutive reports line up.
+        std::sort(r.rows.begin(), r.rows.end(), [](const FlowRow& a, const FlowRow& b) {
+            const double ra = a.fwd_bps + a.rev_bps, rb = b.fwd_bps + b.rev_bps;
+            if (ra != rb) return ra > rb;
+            const auto ba = a.fwd_bytes + a.rev_bytes, bb = b.fwd_bytes + b.rev_bytes;
+            if (ba != bb) return ba > bb;
+            return std::tie(a.src, a.sport, a.dst, a.dport) < std::tie(b.src, b.sport, b.dst, b.dport);
+        });
+        return r;
+    }
+
+    std::string render(const Report& r, bool first, bool tty) const {
+        if (opts_.closed_only) return render_closed_lines(r);
+        switch (opts_.format) {
+            case Format::Json:
+                return render_json(r) + (opts_.summary ? render_json_summary(r) : "");
+            case Format::Csv:
+                return render_csv(r, first);
+            case Format::Table:
+                // Redraw in place on a terminal (like top); append reports otherwise.
+                return tty ? "\x1b[H\x1b[2J" + render_table(r) : (first ? "" : "\n") + render_table(r);
+        }
+        return {};
+    }
+
+    const Options& opts_;
+    Skeleton skel_;
+    Collector collector_;
+    std::vector<Watched> watched_;  // destroyed before the skeleton: detach, then unload
+    std::map<std::uint32_t, std::string> names_;
+    RateTracker rates_;
+    std::uint64_t evicted_ = 0;
+};
+
+int cleanup(const std::vector<Interface>& ifaces) {
+    for (const auto& i : ifaces) {
+        auto notes = remove_stale_tc_filters(i.name, i.ifindex);
+        if (notes.empty())
+            std::printf("no stale tcptrack filters on %s\n", i.name.c_str());
+        for (const auto& n : notes) std::printf("%s\n", n.c_str());
+    }
+    return 0;
+}
+
+}  // namespace
+
+int run(const Options& opts) {
+    set_libbpf_verbose(opts.verbose);
+    install_signal_handlers();
+    try {
+        std::vector<Interface> ifaces = resolve_interfaces(opts);
+        check_privileges();
+        if (opts.cleanup) return cleanup(ifaces);
+        Session session(opts, std::move(ifaces));
+        return session.loop();
+    } catch (const Error& e) {
+        std::fprintf(stderr, "tcptrack: %s\n", e.what());
+        return static_cast<int>(ExitCode::Runtime);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "tcptrack: unexpected error: %s\n", e.what());
+        return static_cast<int>(ExitCode::Runtime);
+    }
+}
+
+}  // namespace tcptrack

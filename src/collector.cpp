@@ -1,0 +1,234 @@
+// SPDX-License-Identifier: MIT
+#include "tcptrack/collector.hpp"
+
+#include <algorithm>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <fmt/format.h>
+
+#include "tcptrack.skel.h"
+#include "tcptrack/error.hpp"
+#include "tcptrack/skeleton.hpp"
+
+namespace tcptrack {
+
+namespace {
+
+constexpr std::uint32_t kBatch = 8192;             // entries per batch syscall
+constexpr std::uint64_t kLastAckGraceNs = 1000000000;  // both FINs, no final ACK after 1 s
+
+// Iterates a hash map in batches, calling sink(keys, values, n) per chunk.
+// Falls back to get_next_key + lookup on kernels without batch ops.
+template <typename Key, typename Sink>
+void read_map(int fd, std::size_t value_size, std::uint64_t elem_flags, bool& batch_ok,
+              Sink&& sink) {
+    std::vector<Key> keys(kBatch);
+    std::vector<std::uint8_t> values(kBatch * value_size);
+    if (batch_ok) {
+        Key token{};
+        bool first = true;
+        for (;;) {
+            std::uint32_t count = kBatch;
+            LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = elem_flags);
+            const int err = bpf_map_lookup_batch(fd, first ? nullptr : &token, &token,
+                                                 keys.data(), values.data(), &count, &opts);
+            const int e = err ? errno : 0;
+            if (err && e != ENOENT) {
+                if (first && (e == EINVAL || e == ENOTSUP || e == EOPNOTSUPP)) {
+                    batch_ok = false;
+                    break;
+                }
+                throw Error(fmt::format("cannot read BPF map: {}", std::strerror(e)));
+            }
+            if (count) sink(keys.data(), values.data(), count);
+            if (e == ENOENT) return;  // end of map
+            first = false;
+        }
+    }
+    // Slow path; a key deleted between steps (ENOENT) is simply skipped.
+    Key cur{}, next{};
+    bool has = false;
+    while (bpf_map_get_next_key(fd, has ? &cur : nullptr, &next) == 0) {
+        if (bpf_map_lookup_elem_flags(fd, &next, values.data(), elem_flags) == 0)
+            sink(&next, values.data(), 1);
+        cur = next;
+        has = true;
+    }
+}
+
+}  // namespace
+
+std::uint64_t monotonic_ns() {
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
+}
+
+Collector::Collector(const Skeleton& skel)
+    : flows_fd_(bpf_map__fd(skel->maps.flows)),
+      states_fd_(bpf_map__fd(skel->maps.flow_states)),
+      stats_fd_(bpf_map__fd(skel->maps.stats)),
+      nr_cpus_(skel.nr_cpus()) {
+    ring_ = ring_buffer__new(bpf_map__fd(skel->maps.closed_events), &Collector::on_event, this,
+                             nullptr);
+    if (!ring_)
+        throw Error(fmt::format("cannot open the close-event ring buffer: {}",
+                                errno_hint(errno)));
+}
+
+Collector::~Collector() { ring_buffer__free(ring_); }
+
+int Collector::on_event(void* ctx, void* data, std::size_t size) {
+    auto* self = static_cast<Collector*>(ctx);
+    if (size >= sizeof(tt_close_event))
+        self->events_.push_back(*static_cast<const tt_close_event*>(data));
+    return 0;
+}
+
+void Collector::poll(int timeout_ms) {
+    ring_buffer__poll(ring_, timeout_ms);  // EINTR: the caller checks its stop flag
+}
+
+void Collector::read_counters(std::vector<FlowSample>& out) {
+    const std::size_t stride = (sizeof(tt_counters) + 7) & ~std::size_t{7};
+    const std::size_t value_size = stride * nr_cpus_;
+    read_map<tt_flow_key>(flows_fd_, value_size, 0, batch_ok_,
+                          [&](const tt_flow_key* keys, const std::uint8_t* vals, std::uint32_t n) {
+        for (std::uint32_t i = 0; i < n; ++i) {
+            FlowSample s;
+            s.key = keys[i];
+            s.hash = key_hash(s.key);
+            const std::uint8_t* v = vals + i * value_size;
+            for (std::uint32_t cpu = 0; cpu < nr_cpus_; ++cpu) {
+                tt_counters c;
+                std::memcpy(&c, v + cpu * stride, sizeof(c));
+                for (int d = 0; d < 2; ++d) {
+                    s.bytes[d] += c.bytes[d];
+                    s.packets[d] += c.packets[d];
+                    s.payload[d] += c.payload[d];
+                }
+            }
+            out.push_back(s);
+        }
+    });
+}
+
+void Collector::read_states(std::vector<std::pair<tt_flow_key, tt_flow_info>>& out) {
+    read_map<tt_flow_key>(states_fd_, sizeof(tt_flow_state), BPF_F_LOCK, batch_ok_,
+                          [&](const tt_flow_key* keys, const std::uint8_t* vals, std::uint32_t n) {
+        for (std::uint32_t i = 0; i < n; ++i) {
+            tt_flow_state st;
+            std::memcpy(&st, vals + i * sizeof(st), sizeof(st));
+            out.emplace_back(keys[i], st.info);
+        }
+    });
+}
+
+std::vector<FlowSample> Collector::collect(std::uint64_t now_ns) {
+    std::vector<FlowSample> samples;
+    read_counters(samples);
+
+    // Join the lifecycle in: both sides sorted by (hash, key), one merge pass.
+    std::vector<std::pair<tt_flow_key, tt_flow_info>> states;
+    read_states(states);
+    std::vector<std::pair<std::uint32_t, std::uint32_t>> order(states.size());  // (hash, index)
+    for (std::uint32_t i = 0; i < states.size(); ++i) order[i] = {key_hash(states[i].first), i};
+    auto key_cmp = [](const tt_flow_key& a, const tt_flow_key& b) {
+        return std::memcmp(&a, &b, sizeof(a));
+    };
+    std::sort(order.begin(), order.end(), [&](const auto& a, const auto& b) {
+        if (a.first != b.first) return a.first < b.first;
+        return key_cmp(states[a.second].first, states[b.second].first) < 0;
+    });
+    std::sort(samples.begin(), samples.end(), sample_less);
+    std::size_t j = 0;
+    for (auto& s : samples) {
+        while (j < order.size() &&
+               (order[j].first < s.hash ||
+                (order[j].first == s.hash && key_cmp(states[order[j].second].first, s.key) < 0)))
+            ++j;
+        if (j < order.size() && order[j].first == s.hash &&
+            key_cmp(states[order[j].second].first, s.key) == 0) {
+            s.info = states[order[j].second].second;
+            s.has_info = true;
+        }
+    }
+
+    // Finished connections the datapath could not hand over: reap them here.
+    std::vector<tt_flow_key> reap;
+    for (auto& s : samples) {
+        if (!s.has_info) continue;
+        const bool stale_close = s.info.state == TT_CLOSED && s.info.close_ns &&
+                                 now_ns > s.info.close_ns + kLastAckGraceNs;
+        if ((s.info.flags & TT_F_REAP) || stale_close) {
+            s.finished = true;
+            reap.push_back(s.key);
+        }
+    }
+    forget(reap);
+
+    // Close events carry final counters and supersede their generation's map entry.
+    if (!events_.empty()) {
+        std::vector<FlowSample> closed;
+        closed.reserve(events_.size());
+        for (const auto& ev : events_) {
+            FlowSample s;
+            s.key = ev.key;
+            s.hash = key_hash(ev.key);
+            s.info = ev.info;
+            s.has_info = true;
+            s.finished = true;
+            std::memcpy(s.bytes, ev.bytes, sizeof(s.bytes));
+            std::memcpy(s.packets, ev.packets, sizeof(s.packets));
+            std::memcpy(s.payload, ev.payload, sizeof(s.payload));
+            if (ev.reason == TT_CLOSE_REUSED && s.info.state < TT_CLOSED)
+                s.info.state = TT_CLOSED;  // replaced by a new SYN: it is over
+            closed.push_back(s);
+        }
+        events_.clear();
+        std::sort(closed.begin(), closed.end(), sample_less);
+        auto superseded = [&](const FlowSample& m) {
+            auto it = std::lower_bound(closed.begin(), closed.end(), m, sample_less);
+            for (; it != closed.end() && same_key(it->key, m.key); ++it)
+                if (it->info.first_ns == m.info.first_ns) return true;
+            return false;
+        };
+        samples.erase(std::remove_if(samples.begin(), samples.end(), superseded), samples.end());
+        std::vector<FlowSample> merged;
+        merged.reserve(samples.size() + closed.size());
+        std::merge(samples.begin(), samples.end(), closed.begin(), closed.end(),
+                   std::back_inserter(merged), sample_less);
+        samples.swap(merged);
+    }
+    return samples;
+}
+
+void Collector::forget(const std::vector<tt_flow_key>& keys) {
+    if (keys.empty()) return;
+    for (int fd : {flows_fd_, states_fd_}) {
+        std::uint32_t count = keys.size();
+        // Batched where the kernel can; ENOENT (already gone) is fine either way.
+        if (bpf_map_delete_batch(fd, keys.data(), &count, nullptr) == 0) continue;
+        for (const auto& k : keys) bpf_map_delete_elem(fd, &k);
+    }
+}
+
+DatapathStats Collector::stats() const {
+    DatapathStats st;
+    std::vector<std::uint64_t> v(nr_cpus_);
+    auto sum = [&](std::uint32_t idx) {
+        std::uint64_t total = 0;
+        if (bpf_map_lookup_elem(stats_fd_, &idx, v.data()) == 0)
+            for (auto x : v) total += x;
+        return total;
+    };
+    st.untracked = sum(TT_STAT_UNTRACKED);
+    st.close_dropped = sum(TT_STAT_CLOSE_DROPPED);
+    st.reused = sum(TT_STAT_REUSED);
+    return st;
+}
+
+}  // namespace tcptrack

@@ -1,0 +1,141 @@
+// SPDX-License-Identifier: MIT
+#include "tcptrack/flow_model.hpp"
+
+#include <algorithm>
+#include <arpa/inet.h>
+#include <cstring>
+
+namespace tcptrack {
+
+std::uint32_t key_hash(const tt_flow_key& key) {
+    // FNV-1a over the key: cheap, and only orders samples (not security relevant).
+    const auto* p = reinterpret_cast<const std::uint8_t*>(&key);
+    std::uint32_t h = 2166136261u;
+    for (std::size_t i = 0; i < sizeof(key); ++i) h = (h ^ p[i]) * 16777619u;
+    return h;
+}
+
+bool same_key(const tt_flow_key& a, const tt_flow_key& b) {
+    return std::memcmp(&a, &b, sizeof(a)) == 0;
+}
+
+bool sample_less(const FlowSample& a, const FlowSample& b) {
+    if (a.hash != b.hash) return a.hash < b.hash;
+    return std::memcmp(&a.key, &b.key, sizeof(a.key)) < 0;
+}
+
+namespace {
+
+std::uint16_t host_port(std::uint16_t be) { return ntohs(be); }
+
+// Port classes that make the server side obvious for a connection seen mid-stream.
+bool looks_like_server_port(std::uint16_t port, std::uint16_t other) {
+    if (port < 1024 && other >= 1024) return true;            // well-known service
+    if (port < 32768 && other >= 32768) return true;          // other side is ephemeral
+    return false;
+}
+
+}  // namespace
+
+int client_side(const FlowSample& s) {
+    if (s.has_info && !(s.info.flags & TT_F_MIDSTREAM)) return s.info.client;
+    const std::uint16_t pa = host_port(s.key.port_a), pb = host_port(s.key.port_b);
+    if (looks_like_server_port(pa, pb)) return TT_DIR_BA;  // A serves, so B is the client
+    if (looks_like_server_port(pb, pa)) return TT_DIR_AB;
+    return s.has_info ? s.info.client : TT_DIR_AB;
+}
+
+std::optional<std::uint64_t> handshake_rtt(const tt_flow_info& info) {
+    // At the client, SYN -> SYN-ACK; at the server, SYN-ACK -> ACK.
+    if (info.flags & TT_F_LOCAL_CLIENT) {
+        if (info.syn_ns && info.synack_ns > info.syn_ns) return info.synack_ns - info.syn_ns;
+    } else if (info.synack_ns && info.ack_ns > info.synack_ns) {
+        return info.ack_ns - info.synack_ns;
+    }
+    return std::nullopt;
+}
+
+std::optional<std::uint64_t> syn_to_close(const tt_flow_info& info, std::uint64_t now_ns) {
+    if (!(info.flags & TT_F_SYN_SEEN) || !info.syn_ns) return std::nullopt;
+    const std::uint64_t end = info.close_ns ? info.close_ns : now_ns;
+    return end > info.syn_ns ? end - info.syn_ns : 0;
+}
+
+State shown_state(const FlowSample& s) {
+    if (!s.has_info) return State::Established;
+    return static_cast<State>(s.info.state < TT_STATE_COUNT ? s.info.state : TT_ESTABLISHED);
+}
+
+FlowRow make_row(const FlowSample& s, const std::string& iface, std::uint64_t now_ns) {
+    FlowRow r;
+    const int c = client_side(s);
+    const int fwd = c, rev = c ^ 1;
+    const bool v4 = s.key.family == TT_FAMILY_INET;
+
+    r.iface = iface;
+    r.family = v4 ? Family::V4 : Family::V6;
+    const std::uint8_t* ca = c == TT_DIR_AB ? s.key.addr_a : s.key.addr_b;
+    const std::uint8_t* sa = c == TT_DIR_AB ? s.key.addr_b : s.key.addr_a;
+    std::memcpy(r.src.data(), ca, 16);
+    std::memcpy(r.dst.data(), sa, 16);
+    r.sport = host_port(c == TT_DIR_AB ? s.key.port_a : s.key.port_b);
+    r.dport = host_port(c == TT_DIR_AB ? s.key.port_b : s.key.port_a);
+    r.state = shown_state(s);
+    r.fwd_bytes = s.bytes[fwd];
+    r.fwd_packets = s.packets[fwd];
+    r.fwd_payload = s.payload[fwd];
+    r.rev_bytes = s.bytes[rev];
+    r.rev_packets = s.packets[rev];
+    r.rev_payload = s.payload[rev];
+    if (s.has_info) {
+        r.duration_ns = syn_to_close(s.info, now_ns);
+        r.rtt_ns = handshake_rtt(s.info);
+        r.age_ns = now_ns > s.info.first_ns ? now_ns - s.info.first_ns : 0;
+    }
+    return r;
+}
+
+std::vector<std::uint64_t> RateTracker::update(const std::vector<FlowSample>& samples,
+                                               std::vector<FlowRow>& rows, std::uint64_t now_ns,
+                                               std::uint64_t elapsed_ns) {
+    std::vector<Seen> next;
+    std::vector<std::uint64_t> idle(samples.size(), 0);
+    next.reserve(samples.size());
+    const double secs = elapsed_ns ? static_cast<double>(elapsed_ns) / 1e9 : 0.0;
+
+    // Both lists are sorted by (hash, key): one merge pass, no per-flow lookups.
+    std::size_t j = 0;
+    for (std::size_t i = 0; i < samples.size(); ++i) {
+        const FlowSample& s = samples[i];
+        while (j < seen_.size() && (seen_[j].hash < s.hash ||
+                                    (seen_[j].hash == s.hash &&
+                                     std::memcmp(&seen_[j].key, &s.key, sizeof(s.key)) < 0)))
+            ++j;
+        const Seen* prev = nullptr;
+        if (j < seen_.size() && same_key(seen_[j].key, s.key) &&
+            seen_[j].first_ns == s.info.first_ns)
+            prev = &seen_[j];
+
+        const std::uint64_t pkts = s.packets[0] + s.packets[1];
+        std::uint64_t last_active = now_ns;
+        if (prev && pkts == prev->packets) last_active = prev->last_active_ns;
+        if (secs > 0) {
+            // A flow first seen this interval moved all its bytes within it.
+            const int c = client_side(s);
+            auto rate = [&](int d) {
+                const std::uint64_t b = s.bytes[d], p = prev ? prev->bytes[d] : 0;
+                return b > p ? static_cast<double>(b - p) * 8.0 / secs : 0.0;
+            };
+            rows[i].fwd_bps = rate(c);
+            rows[i].rev_bps = rate(c ^ 1);
+        }
+        idle[i] = now_ns - last_active;
+        if (!s.finished)
+            next.push_back(Seen{s.key, s.hash, s.info.first_ns, {s.bytes[0], s.bytes[1]}, pkts,
+                                last_active});
+    }
+    seen_.swap(next);
+    return idle;
+}
+
+}  // namespace tcptrack

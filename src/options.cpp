@@ -1,0 +1,220 @@
+// SPDX-License-Identifier: MIT
+// Command-line parsing. CLI11 splits the arguments; values are taken as text
+// and validated here so every usage error is one predictable line.
+#include "tcptrack/options.hpp"
+
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
+#include <stdexcept>
+
+namespace tcptrack {
+namespace {
+
+// Thrown by the validators below; becomes the one-line usage message.
+struct UsageError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+[[noreturn]] void bad_value(const std::string& opt, const std::string& value, const char* rule) {
+    throw UsageError(opt + ": '" + value + "' " + rule);
+}
+
+// Plain decimal (optionally with fraction/exponent): no sign, no whitespace,
+// no hex, no nan/inf, and nothing trailing ("2x").
+double parse_seconds(const std::string& opt, const std::string& text, double max) {
+    static constexpr const char* rule = "must be a number > 0";
+    const bool plain = !text.empty() && (std::isdigit(static_cast<unsigned char>(text[0])) ||
+                                         text[0] == '.') &&
+                       text.find_first_of("xXpP") == std::string::npos;
+    if (!plain)
+        bad_value(opt, text, rule);
+    errno = 0;
+    char* end = nullptr;
+    const double v = std::strtod(text.c_str(), &end);
+    // ERANGE covers both overflow ("1e400") and underflow ("1e-400").
+    if (*end != '\0' || errno == ERANGE || !std::isfinite(v) || v <= 0)
+        bad_value(opt, text, rule);
+    if (v > max)
+        bad_value(opt, text, ("must be at most " + std::to_string(static_cast<long>(max))).c_str());
+    return v;
+}
+
+// Decimal digits only ("1.5", "-3", "+2", "1e3" rejected), within [min, max].
+std::uint64_t parse_integer(const std::string& opt, const std::string& text, std::uint64_t min,
+                            std::uint64_t max, const char* rule) {
+    std::uint64_t v = 0;
+    const char* first = text.data();
+    const char* last = first + text.size();
+    const bool digits = !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
+        return c >= '0' && c <= '9';
+    });
+    if (!digits)
+        bad_value(opt, text, rule);
+    auto [ptr, ec] = std::from_chars(first, last, v);
+    if (ec != std::errc() || ptr != last || v < min || v > max)
+        bad_value(opt, text, rule);
+    return v;
+}
+
+template <typename E, std::size_t N>
+E parse_enum(const std::string& opt, const std::string& text,
+             const std::pair<const char*, E> (&choices)[N]) {
+    std::string names;
+    for (const auto& [name, value] : choices) {
+        if (text == name)
+            return value;
+        names += names.empty() ? name : std::string(", ") + name;
+    }
+    bad_value(opt, text, ("must be one of " + names).c_str());
+}
+
+// Linux interface names: 1..15 bytes (IFNAMSIZ - 1), no '/', no whitespace.
+void check_iface(const std::string& name) {
+    const bool ok = !name.empty() && name.size() < 16 &&
+                    name.find_first_of("/ \t\n\r\v\f") == std::string::npos;
+    if (!ok)
+        bad_value("--interface", name, "is not a valid interface name");
+}
+
+constexpr std::uint64_t kMaxFlows = 16777216;
+constexpr double kMaxSeconds = 86400;  // keeps ns conversions far from overflow
+
+ParseResult usage(const std::string& message) {
+    ParseResult r;
+    r.code = ExitCode::Usage;
+    r.err = "tcptrack: " + message;
+    // One line, whatever CLI11 said.
+    std::replace(r.err.begin(), r.err.end(), '\n', ' ');
+    while (!r.err.empty() && r.err.back() == ' ')
+        r.err.pop_back();
+    return r;
+}
+
+}  // namespace
+
+const char* version_string() { return TCPTRACK_VERSION; }
+
+ParseResult parse_options(int argc, const char* const* argv) {
+    CLI::App app{"Track TCP connections per interface with eBPF (TCX or tc).", "tcptrack"};
+    // Leftovers are reported by us, so the message names the offending argument.
+    app.allow_extras();
+    app.set_help_flag("-h,--help", "Print this help and exit");
+
+    std::vector<std::string> ifaces;
+    std::string interval, count, format, attach, max_flows, idle_timeout;
+
+    app.add_option("-i,--interface", ifaces, "Interface to watch (repeatable; default: the default-route interface)")
+        ->type_name("IFACE")
+        ->allow_extra_args(false);
+    // A repeated scalar option keeps its last value, like most Unix tools.
+    const auto scalar = [&](const char* name, std::string& into, const char* help, const char* type) {
+        return app.add_option(name, into, help)
+            ->type_name(type)
+            ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+    };
+    auto* o_interval = scalar("--interval", interval, "Seconds between reports (default 2)", "SECONDS");
+    auto* o_count = scalar("--count", count, "Print N reports, then exit", "N");
+    auto* o_format = scalar("--format", format, "Output format: table, json, csv (default table)", "FORMAT");
+    auto* o_attach = scalar("--attach", attach, "Attach mode: auto, tcx, tc (default auto)", "MODE");
+    auto* o_max = scalar("--max-flows", max_flows, "Flow table size (default 65536, max 16777216)", "N");
+    auto* o_idle = scalar("--idle-timeout", idle_timeout, "Forget flows idle this long (default 60)", "SECONDS");
+    const auto flag = [&](const char* name, const char* help) {
+        return app.add_flag(name)->description(help);
+    };
+    auto* o_once = flag("--once", "Print one report, then exit (same as --count 1)");
+    auto* o_summary = flag("--summary", "JSON/CSV: add a summary record per report");
+    auto* o_closed = flag("--closed", "Log connections as they close instead of periodic reports");
+    auto* o_cleanup = flag("--cleanup", "Remove stale tc filters left by tcptrack, then exit");
+    auto* o_verbose = flag("-v,--verbose", "Verbose (libbpf debug) output");
+    auto* o_version = flag("--version", "Print the version and exit");
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp&) {
+        ParseResult r;
+        r.out = app.help();
+        return r;
+    } catch (const CLI::ArgumentMismatch& e) {
+        // e.g. "--interval: 1 required SECONDS missing": the option name leads.
+        std::string what = e.what();
+        const auto colon = what.find(':');
+        if (colon != std::string::npos && what.rfind("-", 0) == 0)
+            return usage(what.substr(0, colon) + ": missing value (see --help)");
+        return usage(what);
+    } catch (const CLI::ParseError& e) {
+        return usage(std::string(e.what()) + " (see --help)");
+    }
+
+    if (o_version->count() > 0) {
+        ParseResult r;
+        r.out = std::string("tcptrack ") + version_string() + "\n";
+        return r;
+    }
+
+    // CLI11 accepts "--flag=value"; a flag given a value is a mistake here.
+    for (const CLI::Option* f : {o_once, o_summary, o_closed, o_cleanup, o_verbose}) {
+        for (const auto& value : f->results())
+            if (value != "true")
+                return usage(f->get_name() + ": takes no value (got '" + value + "')");
+    }
+
+    auto extras = app.remaining();
+    // "--" only ends the options; what follows it is still unexpected.
+    extras.erase(std::remove(extras.begin(), extras.end(), "--"), extras.end());
+    if (!extras.empty()) {
+        const std::string& a = extras.front();
+        if (a.size() > 1 && a[0] == '-')
+            return usage("unknown option '" + a + "' (see --help)");
+        return usage("unexpected argument '" + a + "' (see --help)");
+    }
+
+    Options o;
+    try {
+        for (const auto& name : ifaces) {
+            check_iface(name);
+            // The same interface twice would mean attaching twice.
+            if (std::find(o.ifaces.begin(), o.ifaces.end(), name) == o.ifaces.end())
+                o.ifaces.push_back(name);
+        }
+        if (o_once->count() > 0 && o_count->count() > 0)
+            throw UsageError("--once and --count cannot be used together");
+        if (o_interval->count() > 0)
+            o.interval_s = parse_seconds("--interval", interval, kMaxSeconds);
+        if (o_idle->count() > 0)
+            o.idle_timeout_s = parse_seconds("--idle-timeout", idle_timeout, kMaxSeconds);
+        if (o_count->count() > 0)
+            o.count = parse_integer("--count", count, 1, UINT64_MAX, "must be an integer >= 1");
+        if (o_once->count() > 0)
+            o.count = 1;
+        if (o_max->count() > 0)
+            o.max_flows = static_cast<std::uint32_t>(parse_integer(
+                "--max-flows", max_flows, 1, kMaxFlows, "must be an integer from 1 to 16777216"));
+        if (o_format->count() > 0) {
+            static constexpr std::pair<const char*, Format> formats[] = {
+                {"table", Format::Table}, {"json", Format::Json}, {"csv", Format::Csv}};
+            o.format = parse_enum("--format", format, formats);
+        }
+        if (o_attach->count() > 0) {
+            static constexpr std::pair<const char*, AttachMode> modes[] = {
+                {"auto", AttachMode::Auto}, {"tcx", AttachMode::Tcx}, {"tc", AttachMode::Tc}};
+            o.attach = parse_enum("--attach", attach, modes);
+        }
+    } catch (const UsageError& e) {
+        return usage(e.what());
+    }
+    o.summary = o_summary->count() > 0;
+    o.closed_only = o_closed->count() > 0;
+    o.cleanup = o_cleanup->count() > 0;
+    o.verbose = o_verbose->count() > 0;
+
+    ParseResult r;
+    r.options = std::move(o);
+    return r;
+}
+
+}  // namespace tcptrack

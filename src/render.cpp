@@ -1,0 +1,306 @@
+// SPDX-License-Identifier: MIT
+// Rendering of reports: human units, the table, the close log, NDJSON and CSV.
+#include "tcptrack/render.hpp"
+
+#include <arpa/inet.h>
+#include <fmt/format.h>
+#include <time.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <vector>
+
+namespace tcptrack {
+namespace {
+
+using Json = nlohmann::ordered_json;  // keeps the documented key order
+
+// Formats with two decimals, moving to the next unit when rounding would show
+// "1024.00 KB" or "1000.00 Kb/s".
+template <std::size_t N>
+std::string scaled(double v, double base, const std::array<const char*, N>& units) {
+    std::size_t u = 1;
+    v /= base;
+    while (u + 1 < N && std::round(v * 100) >= base * 100) {
+        v /= base;
+        ++u;
+    }
+    return fmt::format("{:.2f} {}", v, units[u]);
+}
+
+std::string rtt_text(const std::optional<std::uint64_t>& ns) {
+    return ns ? fmt::format("{:.2f}ms", static_cast<double>(*ns) / 1e6) : std::string("-");
+}
+
+// Bits/s as an integer for machines; negative or NaN (never expected) become 0.
+std::uint64_t bps_integer(double bps) {
+    return bps > 0 ? static_cast<std::uint64_t>(std::llround(bps)) : 0;
+}
+
+const char* family_name(Family f) { return f == Family::V6 ? "ipv6" : "ipv4"; }
+
+// The documented key order, shared by JSON and the CSV header.
+constexpr std::array<const char*, 18> kKeys = {
+    "time",    "iface",      "family",    "src",         "sport",       "dst",
+    "dport",   "state",      "fwd_bytes", "fwd_packets", "fwd_payload", "rev_bytes",
+    "rev_packets", "rev_payload", "fwd_bps", "rev_bps",  "duration_ns", "rtt_ns"};
+
+Json row_json(const std::string& time, const FlowRow& r) {
+    const auto opt = [](const std::optional<std::uint64_t>& v) { return v ? Json(*v) : Json(nullptr); };
+    Json j;
+    j["time"] = time;
+    j["iface"] = r.iface;
+    j["family"] = family_name(r.family);
+    j["src"] = address(r.family, r.src);
+    j["sport"] = r.sport;
+    j["dst"] = address(r.family, r.dst);
+    j["dport"] = r.dport;
+    j["state"] = state_name(r.state);
+    j["fwd_bytes"] = r.fwd_bytes;
+    j["fwd_packets"] = r.fwd_packets;
+    j["fwd_payload"] = r.fwd_payload;
+    j["rev_bytes"] = r.rev_bytes;
+    j["rev_packets"] = r.rev_packets;
+    j["rev_payload"] = r.rev_payload;
+    j["fwd_bps"] = bps_integer(r.fwd_bps);
+    j["rev_bps"] = bps_integer(r.rev_bps);
+    j["duration_ns"] = opt(r.duration_ns);
+    j["rtt_ns"] = opt(r.rtt_ns);
+    return j;
+}
+
+// Interface names are bytes from the kernel: never let a bad one throw.
+std::string dump_line(const Json& j) {
+    return j.dump(-1, ' ', false, Json::error_handler_t::replace) + '\n';
+}
+
+// RFC 4180 quoting, only when needed (interface names may hold commas).
+std::string csv_field(const std::string& s) {
+    if (s.find_first_of(",\"\r\n") == std::string::npos)
+        return s;
+    std::string out = "\"";
+    for (char c : s) {
+        if (c == '"')
+            out += '"';
+        out += c;
+    }
+    return out + '"';
+}
+
+std::string join(const std::vector<std::string>& v, const char* sep) {
+    std::string out;
+    for (const auto& s : v)
+        out += (out.empty() ? "" : sep) + s;
+    return out;
+}
+
+}  // namespace
+
+std::string human_bytes(std::uint64_t bytes) {
+    if (bytes < 1024)
+        return fmt::format("{} B", bytes);
+    static constexpr std::array<const char*, 5> units = {"B", "KB", "MB", "GB", "TB"};
+    return scaled(static_cast<double>(bytes), 1024, units);
+}
+
+std::string human_rate(double bps) {
+    if (!(bps > 0))
+        return "0 b/s";
+    if (std::round(bps) < 1000)
+        return fmt::format("{:.0f} b/s", bps);
+    static constexpr std::array<const char*, 4> units = {"b/s", "Kb/s", "Mb/s", "Gb/s"};
+    return scaled(bps, 1000, units);
+}
+
+std::string human_duration(std::uint64_t ns) {
+    // Thresholds sit where rounding would roll over ("1000.0ms" -> "1.00s").
+    if (ns < 1'000'000)
+        return fmt::format("{}us", ns / 1000);
+    if (ns < 999'950'000)
+        return fmt::format("{:.1f}ms", static_cast<double>(ns) / 1e6);
+    if (ns < 59'995'000'000)
+        return fmt::format("{:.2f}s", static_cast<double>(ns) / 1e9);
+    // 59.995s..60s would truncate to "0m59s"; it rounds to a minute.
+    const std::uint64_t s = std::max<std::uint64_t>(ns / 1'000'000'000, 60);
+    if (s < 3600)
+        return fmt::format("{}m{:02}s", s / 60, s % 60);
+    return fmt::format("{}h{:02}m", s / 3600, s / 60 % 60);
+}
+
+std::string address(Family family, const Address& addr) {
+    char buf[INET6_ADDRSTRLEN] = {};
+    const int af = family == Family::V6 ? AF_INET6 : AF_INET;
+    if (!inet_ntop(af, addr.data(), buf, sizeof buf))
+        return "?";
+    return buf;
+}
+
+std::string endpoint(Family family, const Address& addr, std::uint16_t port) {
+    if (family == Family::V6)
+        return fmt::format("[{}]:{}", address(family, addr), port);
+    return fmt::format("{}:{}", address(family, addr), port);
+}
+
+const char* state_name(State state) {
+    switch (state) {
+    case State::SynSent: return "SYN_SENT";
+    case State::SynRecv: return "SYN_RECV";
+    case State::Established: return "ESTABLISHED";
+    case State::Closing: return "CLOSING";
+    case State::Closed: return "CLOSED";
+    case State::Reset: return "RESET";
+    }
+    return "UNKNOWN";
+}
+
+std::string clock_hms(std::chrono::system_clock::time_point t) {
+    const std::time_t tt = std::chrono::system_clock::to_time_t(t);
+    struct tm tm {};
+    localtime_r(&tt, &tm);
+    return fmt::format("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+std::string rfc3339_utc(std::chrono::system_clock::time_point t) {
+    using namespace std::chrono;
+    // floor, not truncation, so times before 1970 still get a valid ms field.
+    const auto ms = floor<milliseconds>(t.time_since_epoch()).count();
+    const auto secs = static_cast<std::time_t>(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
+    const auto frac = ms - static_cast<long long>(secs) * 1000;
+    struct tm tm {};
+    gmtime_r(&secs, &tm);
+    return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900, tm.tm_mon + 1,
+                       tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+}
+
+std::string render_table(const Report& report) {
+    const auto& st = report.stats;
+    std::string rtt = "rtt -";
+    if (st.rtt.count > 0) {
+        const std::uint64_t avg = (st.rtt.sum_ns + st.rtt.count / 2) / st.rtt.count;
+        rtt = fmt::format("rtt min/avg/max {}/{}/{}", rtt_text(st.rtt.min_ns), rtt_text(avg),
+                          rtt_text(st.rtt.max_ns));
+    }
+    const std::size_t n = report.rows.size();
+    std::string out = fmt::format("{}  {}  {} connection{}  untracked {}  evicted {}  {}\n",
+                                  clock_hms(report.time),
+                                  report.ifaces.empty() ? "-" : join(report.ifaces, ","), n,
+                                  n == 1 ? "" : "s", st.untracked, st.evicted, rtt);
+    if (n == 0)
+        return out + "  (no TCP connections)\n";
+
+    // One row of cells per connection; column 0 is the header. An IFACE
+    // column is added only when rows can come from several interfaces.
+    const bool with_iface = report.ifaces.size() > 1;
+    std::vector<std::vector<std::string>> cells;
+    std::vector<bool> right;  // numeric columns are right-aligned
+    auto header = std::vector<std::string>{"CONNECTION", "STATE", "TX", "TX PKTS", "RX",
+                                           "RX PKTS", "TX RATE", "RX RATE", "RTT", "AGE"};
+    right = {false, false, true, true, true, true, true, true, true, true};
+    if (with_iface) {
+        header.insert(header.begin(), "IFACE");
+        right.insert(right.begin(), false);
+    }
+    cells.push_back(header);
+    for (const auto& r : report.rows) {
+        std::vector<std::string> c{
+            endpoint(r.family, r.src, r.sport) + " -> " + endpoint(r.family, r.dst, r.dport),
+            state_name(r.state),
+            human_bytes(r.fwd_bytes),
+            std::to_string(r.fwd_packets),
+            human_bytes(r.rev_bytes),
+            std::to_string(r.rev_packets),
+            human_rate(r.fwd_bps),
+            human_rate(r.rev_bps),
+            rtt_text(r.rtt_ns),
+            human_duration(r.duration_ns.value_or(r.age_ns))};
+        if (with_iface)
+            c.insert(c.begin(), r.iface);
+        cells.push_back(std::move(c));
+    }
+
+    std::vector<std::size_t> width(header.size(), 0);
+    for (const auto& row : cells)
+        for (std::size_t i = 0; i < row.size(); ++i)
+            width[i] = std::max(width[i], row[i].size());
+
+    for (const auto& row : cells) {
+        std::string line;
+        for (std::size_t i = 0; i < row.size(); ++i) {
+            if (i > 0)
+                line += "  ";
+            if (right[i])
+                line += fmt::format("{:>{}}", row[i], width[i]);
+            else
+                line += fmt::format("{:<{}}", row[i], width[i]);
+        }
+        // A left-aligned last column would leave padding behind.
+        line.erase(line.find_last_not_of(' ') + 1);
+        out += line + '\n';
+    }
+    return out;
+}
+
+std::string render_json(const Report& report) {
+    const std::string time = rfc3339_utc(report.time);
+    std::string out;
+    for (const auto& r : report.rows)
+        out += dump_line(row_json(time, r));
+    return out;
+}
+
+std::string render_json_summary(const Report& report) {
+    const auto& st = report.stats;
+    const auto& rtt = st.rtt;
+    const bool have_rtt = rtt.count > 0;
+    Json j;
+    j["type"] = "summary";
+    j["time"] = rfc3339_utc(report.time);
+    j["ifaces"] = report.ifaces;
+    j["connections"] = report.rows.size();
+    j["tracked"] = st.tracked;
+    j["untracked"] = st.untracked;
+    j["evicted"] = st.evicted;
+    j["close_dropped"] = st.close_dropped;
+    j["closed"] = st.closed;
+    j["rtt_min_ns"] = have_rtt ? Json(rtt.min_ns) : Json(nullptr);
+    j["rtt_avg_ns"] = have_rtt ? Json((rtt.sum_ns + rtt.count / 2) / rtt.count) : Json(nullptr);
+    j["rtt_max_ns"] = have_rtt ? Json(rtt.max_ns) : Json(nullptr);
+    return dump_line(j);
+}
+
+std::string render_csv(const Report& report, bool header) {
+    std::string out;
+    if (header)
+        out += join(std::vector<std::string>(kKeys.begin(), kKeys.end()), ",") + '\n';
+    const std::string time = rfc3339_utc(report.time);
+    const auto opt = [](const std::optional<std::uint64_t>& v) {
+        return v ? std::to_string(*v) : std::string();
+    };
+    for (const auto& r : report.rows) {
+        out += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", time,
+                           csv_field(r.iface), family_name(r.family), address(r.family, r.src),
+                           r.sport, address(r.family, r.dst), r.dport, state_name(r.state),
+                           r.fwd_bytes, r.fwd_packets, r.fwd_payload, r.rev_bytes, r.rev_packets,
+                           r.rev_payload, bps_integer(r.fwd_bps), bps_integer(r.rev_bps),
+                           opt(r.duration_ns), opt(r.rtt_ns));
+    }
+    return out;
+}
+
+std::string render_closed_lines(const Report& report) {
+    std::string out;
+    for (const auto& r : report.rows) {
+        if (r.state != State::Closed && r.state != State::Reset)
+            continue;
+        out += fmt::format("{} -> {}  {}  {} / {}  rtt {}  {}\n", endpoint(r.family, r.src, r.sport),
+                           endpoint(r.family, r.dst, r.dport),
+                           r.duration_ns ? human_duration(*r.duration_ns) : std::string("-"),
+                           human_bytes(r.fwd_bytes), human_bytes(r.rev_bytes), rtt_text(r.rtt_ns),
+                           state_name(r.state));
+    }
+    return out;
+}
+
+}  // namespace tcptrack

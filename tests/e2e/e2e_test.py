@@ -1,0 +1,791 @@
+# SPDX-License-Identifier: MIT
+"""End-to-end tests for tcptrack.
+
+Each test builds two network namespaces joined by a veth pair (client side
+and server side, IPv4 10.231.X.0/24 and IPv6 fd00:231::/64), runs tcptrack
+inside one of them, drives exact TCP traffic with traffic.py and checks what
+tcptrack reports against what the traffic generator actually did.
+
+Usage: e2e_test.py [--binary PATH] [unittest args, e.g. -v or a test name]
+Needs root (namespaces, BPF); exits 77 (ctest SKIP_RETURN_CODE) otherwise.
+"""
+
+import argparse
+import csv
+import io
+import ipaddress
+import itertools
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TRAFFIC = os.path.join(HERE, "traffic.py")
+BINARY = os.path.normpath(os.path.join(HERE, "..", "..", "build", "tcptrack"))
+
+PREFIX = "tte2e-%d-" % os.getpid()
+CLIENT_IF = "tte2e-c"
+SERVER_IF = "tte2e-s"
+
+KEYS = [
+    "time", "iface", "family", "src", "sport", "dst", "dport", "state",
+    "fwd_bytes", "fwd_packets", "fwd_payload",
+    "rev_bytes", "rev_packets", "rev_payload",
+    "fwd_bps", "rev_bps", "duration_ns", "rtt_ns",
+]
+STATES = {"SYN_SENT", "SYN_RECV", "ESTABLISHED", "CLOSING", "CLOSED", "RESET"}
+FINAL_STATES = {"CLOSED", "RESET"}
+RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+HMS = re.compile(r"^\d\d:\d\d:\d\d")
+
+ATTACH_TIMEOUT = 15.0
+CMD_TIMEOUT = 20.0
+INTERVAL = "0.5"
+
+_subnet = itertools.count(1)
+
+
+def run(cmd, timeout=CMD_TIMEOUT, check=True, **kw):
+    """subprocess.run with a timeout, text output; raises with stderr on failure."""
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
+    if check and p.returncode != 0:
+        raise RuntimeError("%s -> exit %d\nstdout: %s\nstderr: %s"
+                           % (" ".join(cmd), p.returncode, p.stdout, p.stderr))
+    return p
+
+
+def is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+# ------------------------------------------------------------------ processes
+
+
+class Proc:
+    """A background process whose stdout/stderr lines are collected by threads."""
+
+    def __init__(self, cmd, stdin=False):
+        self.cmd = cmd
+        self.p = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+        self.out = []
+        self.err = []
+        self.cv = threading.Condition()
+        self.threads = [
+            threading.Thread(target=self._reader, args=(self.p.stdout, self.out), daemon=True),
+            threading.Thread(target=self._reader, args=(self.p.stderr, self.err), daemon=True),
+        ]
+        for t in self.threads:
+            t.start()
+
+    @property
+    def pid(self):
+        return self.p.pid
+
+    def _reader(self, stream, sink):
+        for line in stream:
+            with self.cv:
+                sink.append(line.rstrip("\n"))
+                self.cv.notify_all()
+        with self.cv:
+            self.cv.notify_all()
+
+    def lines(self):
+        with self.cv:
+            return list(self.out)
+
+    def stderr_text(self):
+        with self.cv:
+            return "\n".join(self.err)
+
+    def running(self):
+        return self.p.poll() is None
+
+    def wait_for(self, pred, timeout, what):
+        """Waits until pred(stdout lines) is truthy; returns its value."""
+        deadline = time.monotonic() + timeout
+        with self.cv:
+            while True:
+                v = pred(list(self.out))
+                if v:
+                    return v
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(
+                        "timed out after %.1fs waiting for %s\ncmd: %s\nstdout (last 20): %s\nstderr: %s"
+                        % (timeout, what, " ".join(self.cmd), self.out[-20:], "\n".join(self.err)))
+                if self.p.poll() is not None and all(not t.is_alive() for t in self.threads):
+                    v = pred(list(self.out))
+                    if v:
+                        return v
+                    raise AssertionError(
+                        "process exited (%s) while waiting for %s\ncmd: %s\nstdout (last 20): %s\nstderr: %s"
+                        % (self.p.returncode, what, " ".join(self.cmd), self.out[-20:], "\n".join(self.err)))
+                self.cv.wait(min(left, 0.1))
+
+    def wait(self, timeout):
+        try:
+            rc = self.p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("%s did not exit within %.0fs\nstdout (last 20): %s\nstderr: %s"
+                                 % (" ".join(self.cmd), timeout, self.out[-20:], self.stderr_text()))
+        for t in self.threads:
+            t.join(5)
+        return rc
+
+    def signal(self, sig):
+        if self.running():
+            self.p.send_signal(sig)
+
+    def kill(self):
+        """Cleanup: SIGKILL this very process (by its PID) if it still runs."""
+        if self.p.poll() is None:
+            try:
+                self.p.kill()
+            except ProcessLookupError:
+                pass
+            try:
+                self.p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        for s in (self.p.stdin, self.p.stdout, self.p.stderr):
+            if s:
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+
+# ------------------------------------------------------------------ topology
+
+
+class Topology:
+    """Two namespaces (client, server) joined by a veth pair."""
+
+    def __init__(self):
+        n = next(_subnet)
+        self.n = n
+        self.cns = "%s%d-c" % (PREFIX, n)
+        self.sns = "%s%d-s" % (PREFIX, n)
+        self.cif, self.sif = CLIENT_IF, SERVER_IF
+        x = (n - 1) % 250 + 1
+        self.addr = {
+            "ipv4": ("10.231.%d.1" % x, "10.231.%d.2" % x),
+            "ipv6": ("fd00:231::1", "fd00:231::2"),
+        }
+        self.created = []
+
+    def setup(self):
+        for ns in (self.cns, self.sns):
+            run(["ip", "netns", "add", ns])
+            self.created.append(ns)
+        run(["ip", "-n", self.cns, "link", "add", self.cif, "type", "veth",
+             "peer", "name", self.sif, "netns", self.sns])
+        for ns, ifname, idx in ((self.cns, self.cif, 0), (self.sns, self.sif, 1)):
+            run(["ip", "-n", ns, "link", "set", "lo", "up"])
+            run(["ip", "-n", ns, "addr", "add", self.addr["ipv4"][idx] + "/24", "dev", ifname])
+            run(["ip", "-n", ns, "-6", "addr", "add", self.addr["ipv6"][idx] + "/64",
+                 "dev", ifname, "nodad"])
+            run(["ip", "-n", ns, "link", "set", ifname, "up"])
+        # Wait for the link (carrier on both ends) instead of sleeping.
+        deadline = time.monotonic() + 10
+        while True:
+            ok = all("LOWER_UP" in run(["ip", "-n", ns, "link", "show", "dev", i]).stdout
+                     for ns, i in ((self.cns, self.cif), (self.sns, self.sif)))
+            if ok:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("veth pair did not come up")
+            time.sleep(0.05)
+
+    def teardown(self):
+        for ns in self.created:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=CMD_TIMEOUT)
+        self.created = []
+
+    def ns_of(self, side):
+        return self.cns if side == "client" else self.sns
+
+    def if_of(self, side):
+        return self.cif if side == "client" else self.sif
+
+    def client_ip(self, family):
+        return ipaddress.ip_address(self.addr[family][0]).compressed
+
+    def server_ip(self, family):
+        return ipaddress.ip_address(self.addr[family][1]).compressed
+
+
+# ------------------------------------------------------------------ output parsing
+
+
+def parse_json_lines(lines):
+    """Returns (rows, summaries, bad_lines) from NDJSON output."""
+    rows, summaries, bad = [], [], []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            bad.append(line)
+            continue
+        if not isinstance(obj, dict):
+            bad.append(line)
+        elif obj.get("type") == "summary":
+            summaries.append((i, obj))
+        else:
+            rows.append((i, obj))
+    return rows, summaries, bad
+
+
+def conn_rows(rows, src, sport, dst, dport):
+    """(oriented, reversed) rows of one connection; each entry (line index, row)."""
+    fwd = [(i, r) for i, r in rows
+           if r.get("src") == src and r.get("sport") == sport
+           and r.get("dst") == dst and r.get("dport") == dport]
+    rev = [(i, r) for i, r in rows
+           if r.get("src") == dst and r.get("sport") == dport
+           and r.get("dst") == src and r.get("dport") == sport]
+    return fwd, rev
+
+
+# ------------------------------------------------------------------ base class
+
+
+class E2EBase(unittest.TestCase):
+    maxDiff = None
+
+    def setUp(self):
+        self.topo = Topology()
+        self.addCleanup(self.topo.teardown)
+        self.topo.setup()
+
+    # --- processes ---------------------------------------------------------
+
+    def start(self, cmd, stdin=False):
+        p = Proc(cmd, stdin=stdin)
+        self.addCleanup(p.kill)
+        return p
+
+    def ns_cmd(self, side, *args):
+        return ["ip", "netns", "exec", self.topo.ns_of(side)] + list(args)
+
+    def start_server(self, family, max_conns=0):
+        cmd = self.ns_cmd("server", sys.executable, TRAFFIC, "server",
+                          "--bind", self.topo.server_ip(family))
+        if max_conns:
+            cmd += ["--max-conns", str(max_conns)]
+        p = self.start(cmd)
+        ready = p.wait_for(lambda ls: next((json.loads(l) for l in ls if '"ready"' in l), None),
+                           10, "traffic server ready")
+        return p, ready["port"]
+
+    def run_client(self, family, port, conns, concurrency=1):
+        cmd = self.ns_cmd("client", sys.executable, TRAFFIC, "client",
+                          "--host", self.topo.server_ip(family), "--port", str(port),
+                          "--concurrency", str(concurrency))
+        for n, m in conns:
+            cmd += ["--conn", "%d:%d" % (n, m)]
+        p = run(cmd, timeout=60, check=False)
+        self.assertEqual(p.returncode, 0, "traffic client failed: %s %s" % (p.stdout, p.stderr))
+        res = json.loads(p.stdout)
+        self.assertEqual(len(res["conns"]), len(conns), res)
+        for r, (n, m) in zip(res["conns"], conns):
+            self.assertEqual((r["sent"], r["received"]), (n, m), r)
+        return res["conns"]
+
+    def start_tcptrack(self, side, *args):
+        cmd = self.ns_cmd(side, BINARY, "-i", self.topo.if_of(side)) + list(args)
+        return self.start(cmd)
+
+    def tcptrack_lines(self, side):
+        out = run(self.ns_cmd(side, "bpftool", "net", "show", "dev", self.topo.if_of(side))).stdout
+        return [l for l in out.splitlines() if "tcptrack" in l]
+
+    def wait_attached(self, proc, side, timeout=ATTACH_TIMEOUT):
+        """Polls bpftool until a tcptrack program is attached; returns its lines.
+        Waits for both an ingress and an egress program (up to 2 s after the first
+        one shows up) so no traffic is sent while only one direction is watched."""
+        deadline = time.monotonic() + timeout
+        first = None
+        while True:
+            lines = self.tcptrack_lines(side)
+            if lines:
+                both = any("ingress" in l for l in lines) and any("egress" in l for l in lines)
+                first = first or time.monotonic()
+                if both or time.monotonic() - first > 2:
+                    return lines
+            if not proc.running():
+                rc = proc.wait(5)
+                self.fail("tcptrack exited (%s) before attaching\ncmd: %s\nstdout: %s\nstderr: %s"
+                          % (rc, " ".join(proc.cmd), proc.lines()[-20:], proc.stderr_text()))
+            if time.monotonic() > deadline:
+                self.fail("tcptrack not attached to %s after %.0fs (bpftool net show shows no "
+                          "tcptrack program)\nstderr: %s" % (self.topo.if_of(side), timeout,
+                                                             proc.stderr_text()))
+            time.sleep(0.05)
+
+    def stop(self, proc, sig=signal.SIGINT, timeout=10):
+        proc.signal(sig)
+        return proc.wait(timeout)
+
+    def qdiscs(self, side):
+        return run(self.ns_cmd(side, "tc", "qdisc", "show", "dev", self.topo.if_of(side))).stdout
+
+    def filters(self, side):
+        out = []
+        for hook in ("ingress", "egress"):
+            p = run(self.ns_cmd(side, "tc", "filter", "show", "dev", self.topo.if_of(side), hook),
+                    check=False)
+            out.append("%s: rc=%d %s" % (hook, p.returncode, p.stdout))
+        return "\n".join(out)
+
+    # --- JSON sessions -----------------------------------------------------
+
+    @staticmethod
+    def _closed_then_reports(sport, extra_reports):
+        """Predicate: the connection (either orientation) was reported final and
+        at least `extra_reports` summary lines followed."""
+        def pred(lines):
+            rows, summaries, _ = parse_json_lines(lines)
+            closed = [i for i, r in rows
+                      if sport in (r.get("sport"), r.get("dport")) and r.get("state") in FINAL_STATES]
+            if not closed:
+                return False
+            return len([i for i, _ in summaries if i > closed[0]]) >= extra_reports
+        return pred
+
+    def json_session(self, family, watch_side, conns, concurrency=1, extra_args=()):
+        """Runs tcptrack (--format json --summary) on one side while the client runs
+        `conns`; stops it with SIGINT once every connection was reported final and
+        two more reports followed. Returns (client results, rows, summaries, server port)."""
+        server, port = self.start_server(family)
+        track = self.start_tcptrack(watch_side, "--format", "json", "--summary",
+                                    "--interval", INTERVAL, *extra_args)
+        self.wait_attached(track, watch_side)
+        results = self.run_client(family, port, conns, concurrency)
+        for r in results:
+            track.wait_for(self._closed_then_reports(r["client_port"], 2), 15,
+                           "a CLOSED row for client port %d followed by 2 reports" % r["client_port"])
+        rc = self.stop(track, signal.SIGINT)
+        self.assertEqual(rc, 0, "tcptrack exit status after SIGINT; stderr: %s" % track.stderr_text())
+        lines = track.lines()
+        rows, summaries, bad = parse_json_lines(lines)
+        self.assertEqual(bad, [], "stdout lines that are not JSON objects")
+        return results, rows, summaries, port
+
+    def check_row_schema(self, row, family, iface):
+        self.assertEqual(sorted(row.keys()), sorted(KEYS),
+                         "row keys: %s" % row)
+        self.assertRegex(row["time"], RFC3339_UTC)
+        self.assertEqual(row["iface"], iface)
+        self.assertEqual(row["family"], family)
+        self.assertIn(row["state"], STATES)
+        for k in ("sport", "dport", "fwd_bytes", "fwd_packets", "fwd_payload",
+                  "rev_bytes", "rev_packets", "rev_payload"):
+            self.assertTrue(is_int(row[k]) and row[k] >= 0, "%s=%r in %s" % (k, row[k], row))
+        for k in ("fwd_bps", "rev_bps"):
+            self.assertTrue(is_number(row[k]) and row[k] >= 0, "%s=%r in %s" % (k, row[k], row))
+        for k in ("duration_ns", "rtt_ns"):
+            self.assertTrue(row[k] is None or (is_int(row[k]) and row[k] >= 0),
+                            "%s=%r in %s" % (k, row[k], row))
+
+    def check_connection(self, rows, family, iface, result, port, n, m):
+        """The full set of assertions on one cleanly closed, fully observed connection."""
+        src, dst = self.topo.client_ip(family), self.topo.server_ip(family)
+        sport = result["client_port"]
+        fwd, rev = conn_rows(rows, src, sport, dst, port)
+        self.assertEqual(rev, [], "connection reported server->client (wrong orientation): %s"
+                         % [r for _, r in rev])
+        self.assertTrue(fwd, "no row for %s:%d -> %s:%d; rows seen: %s"
+                        % (src, sport, dst, port, [r for _, r in rows][-10:]))
+        for _, r in fwd:
+            self.check_row_schema(r, family, iface)
+        closed = [r for _, r in fwd if r["state"] in FINAL_STATES]
+        self.assertEqual(len(closed), 1, "connection must be reported final exactly once: %s"
+                         % [r["state"] for _, r in fwd])
+        self.assertIs(fwd[-1][1], closed[0],
+                      "connection reported again after its CLOSED row: %s" % [r for _, r in fwd])
+        last = closed[0]
+        self.assertEqual(last["state"], "CLOSED", last)
+        self.assertEqual(last["fwd_payload"], n, "fwd_payload (client->server): %s" % last)
+        self.assertEqual(last["rev_payload"], m, "rev_payload (server->client): %s" % last)
+        self.assertGreater(last["fwd_packets"], 0, last)
+        self.assertGreater(last["rev_packets"], 0, last)
+        self.assertGreater(last["fwd_bytes"], last["fwd_payload"], "fwd_bytes must include headers: %s" % last)
+        self.assertGreater(last["rev_bytes"], last["rev_payload"], "rev_bytes must include headers: %s" % last)
+        self.assertTrue(is_int(last["duration_ns"]) and last["duration_ns"] > 0,
+                        "duration_ns: %s" % last)
+        self.assertLess(last["duration_ns"], 120 * 10**9, "duration_ns implausible: %s" % last)
+        self.assertTrue(is_int(last["rtt_ns"]) and last["rtt_ns"] > 0, "rtt_ns: %s" % last)
+        self.assertLess(last["rtt_ns"], last["duration_ns"], "rtt_ns > duration_ns: %s" % last)
+        # Cumulative counters never go backwards across reports.
+        for k in ("fwd_bytes", "fwd_packets", "fwd_payload", "rev_bytes", "rev_packets", "rev_payload"):
+            seq = [r[k] for _, r in fwd]
+            self.assertEqual(seq, sorted(seq), "%s not cumulative across reports: %s" % (k, seq))
+        return last
+
+    def check_summaries(self, summaries):
+        self.assertTrue(summaries, "--summary printed no summary records")
+        for _, s in summaries:
+            for k in ("untracked", "evicted", "close_dropped"):
+                self.assertIn(k, s, s)
+                self.assertTrue(is_int(s[k]), s)
+            self.assertEqual((s["untracked"], s["evicted"], s["close_dropped"]), (0, 0, 0),
+                             "losses reported for a handful of connections: %s" % s)
+
+
+# ------------------------------------------------------------------ tests
+
+
+class TestJson(E2EBase):
+    N, M = 100000, 54321
+
+    def _one(self, family, side):
+        results, rows, summaries, port = self.json_session(family, side, [(self.N, self.M)])
+        self.check_connection(rows, family, self.topo.if_of(side), results[0], port, self.N, self.M)
+        self.check_summaries(summaries)
+        # Nothing else than our connection crossed the link over TCP.
+        others = [r for _, r in rows if r["sport"] != results[0]["client_port"]]
+        self.assertEqual(others, [], "unexpected connections reported")
+
+    def test_ipv4_server_side(self):
+        self._one("ipv4", "server")
+
+    def test_ipv6_server_side(self):
+        self._one("ipv6", "server")
+
+    def test_ipv4_client_side(self):
+        self._one("ipv4", "client")
+
+    def test_ipv6_client_side(self):
+        self._one("ipv6", "client")
+
+    def test_concurrent_connections_exact_counts(self):
+        conns = [(20000 + 1111 * i, 3000 + 777 * i) for i in range(12)]
+        results, rows, summaries, port = self.json_session("ipv4", "server", conns, concurrency=4)
+        self.assertEqual(len({r["client_port"] for r in results}), len(conns))
+        for r, (n, m) in zip(results, conns):
+            with self.subTest(client_port=r["client_port"], n=n, m=m):
+                self.check_connection(rows, "ipv4", self.topo.sif, r, port, n, m)
+        self.check_summaries(summaries)
+
+    def test_packet_counts_are_wire_segments(self):
+        # 1 MB over a 1500-byte MTU is at least ceil(1e6 / 1460) wire segments whatever
+        # GSO/GRO does to skbs, plus the SYN (or SYN-ACK) and the FIN in each direction.
+        n, m = 1000000, 500000
+        results, rows, _, port = self.json_session("ipv4", "client", [(n, m)])
+        last = self.check_connection(rows, "ipv4", self.topo.cif, results[0], port, n, m)
+        self.assertGreaterEqual(last["fwd_packets"], -(-n // 1460) + 2, last)
+        self.assertGreaterEqual(last["rev_packets"], -(-m // 1460) + 2, last)
+        # L3 bytes: every segment carries at least a 20-byte IP and a 20-byte TCP header.
+        self.assertGreaterEqual(last["fwd_bytes"], n + 40 * last["fwd_packets"], last)
+        self.assertGreaterEqual(last["rev_bytes"], m + 40 * last["rev_packets"], last)
+
+    def test_midstream_connection(self):
+        """Connection established before tcptrack starts: SYN not seen."""
+        family = "ipv4"
+        server, port = self.start_server(family)
+        hold = self.start(self.ns_cmd("client", sys.executable, TRAFFIC, "hold",
+                                      "--host", self.topo.server_ip(family), "--port", str(port)),
+                          stdin=True)
+        ev = hold.wait_for(lambda ls: next((json.loads(l) for l in ls if '"connected"' in l), None),
+                           10, "hold client connected")
+        cport = ev["client_port"]
+        track = self.start_tcptrack("server", "--format", "json", "--summary", "--interval", INTERVAL)
+        self.wait_attached(track, "server")
+        n, m = 30000, 20000
+        hold.p.stdin.write("send %d %d\n" % (n, m))
+        hold.p.stdin.flush()
+        hold.wait_for(lambda ls: any('"done"' in l for l in ls), 20, "hold client done")
+        self.assertEqual(hold.wait(10), 0, hold.stderr_text())
+        track.wait_for(self._closed_then_reports(cport, 2), 15, "final row of the mid-stream connection")
+        self.assertEqual(self.stop(track), 0, track.stderr_text())
+        rows, _, bad = parse_json_lines(track.lines())
+        self.assertEqual(bad, [])
+        src, dst = self.topo.client_ip(family), self.topo.server_ip(family)
+        fwd, rev = conn_rows(rows, src, cport, dst, port)
+        mine = fwd + rev
+        self.assertTrue(mine, "mid-stream connection never reported")
+        for _, r in mine:
+            self.check_row_schema(r, family, self.topo.sif)
+        finals = [r for _, r in mine if r["state"] in FINAL_STATES]
+        self.assertEqual(len(finals), 1, [r["state"] for _, r in mine])
+        last = finals[0]
+        self.assertEqual(last["state"], "CLOSED", last)
+        # The client never sent a SYN while tcptrack watched: no duration, no RTT.
+        self.assertIsNone(last["duration_ns"], last)
+        self.assertIsNone(last["rtt_ns"], last)
+        # Orientation cannot come from the SYN; either way the counts must match it.
+        if last["src"] == src:
+            self.assertEqual((last["fwd_payload"], last["rev_payload"]), (n, m), last)
+        else:
+            self.assertEqual((last["fwd_payload"], last["rev_payload"]), (m, n), last)
+
+
+class TestTable(E2EBase):
+    def test_table_ipv4(self):
+        self._table("ipv4", "{}:{}")
+
+    def test_table_ipv6(self):
+        self._table("ipv6", "[{}]:{}")
+
+    def _table(self, family, fmt):
+        server, port = self.start_server(family)
+        track = self.start_tcptrack("server", "--interval", INTERVAL)
+        self.wait_attached(track, "server")
+        (res,) = self.run_client(family, port, [(40000, 12345)])
+        src = fmt.format(self.topo.client_ip(family), res["client_port"])
+        dst = fmt.format(self.topo.server_ip(family), port)
+        row_re = re.compile(re.escape(src) + r"\s+->\s+" + re.escape(dst))
+
+        def seen_then_two_headers(lines):
+            hit = [i for i, l in enumerate(lines) if row_re.search(l)]
+            return hit and len([l for l in lines[hit[0]:] if HMS.match(l)]) >= 2
+
+        track.wait_for(seen_then_two_headers, 15, "table row %s -> %s" % (src, dst))
+        self.assertEqual(self.stop(track), 0, track.stderr_text())
+        lines = track.lines()
+        nonblank = [l for l in lines if l.strip()]
+        self.assertRegex(nonblank[0], HMS, "first line of the table output: %r" % nonblank[0])
+        self.assertTrue(any(row_re.search(l) for l in lines),
+                        "no row '%s -> %s' in:\n%s" % (src, dst, "\n".join(lines)))
+        rev_re = re.compile(re.escape(dst) + r"\s+->\s+" + re.escape(src))
+        self.assertFalse(any(rev_re.search(l) for l in lines), "row printed server->client")
+
+    def test_table_count_2(self):
+        track = self.start_tcptrack("server", "--interval", "0.3", "--count", "2")
+        rc = track.wait(CMD_TIMEOUT)
+        self.assertEqual(rc, 0, track.stderr_text())
+        lines = track.lines()
+        headers = [l for l in lines if HMS.match(l)]
+        self.assertEqual(len(headers), 2, "expected 2 report headers (--count 2):\n%s" % "\n".join(lines))
+        self.assertRegex(next(l for l in lines if l.strip()), HMS)
+
+
+class TestCsv(E2EBase):
+    def test_csv(self):
+        family, n, m = "ipv4", 70000, 4321
+        server, port = self.start_server(family)
+        track = self.start_tcptrack("server", "--format", "csv", "--interval", INTERVAL)
+        self.wait_attached(track, "server")
+        (res,) = self.run_client(family, port, [(n, m)])
+        cport = str(res["client_port"])
+
+        def final_then_more(lines):
+            recs = list(csv.reader(io.StringIO("\n".join(lines) + "\n")))
+            idx = [i for i, r in enumerate(recs) if cport in r and ("CLOSED" in r or "RESET" in r)]
+            return bool(idx)
+
+        track.wait_for(final_then_more, 15, "CSV final row for client port %s" % cport)
+        # Give it two more reports to show the connection does not come back.
+        time.sleep(2 * float(INTERVAL) + 0.3)
+        self.assertEqual(self.stop(track), 0, track.stderr_text())
+        text = "\n".join(track.lines()) + "\n"
+        recs = [r for r in csv.reader(io.StringIO(text)) if r]
+        self.assertTrue(recs, "no CSV output")
+        self.assertEqual(recs[0], KEYS, "CSV header row")
+        self.assertNotIn(KEYS, recs[1:], "header row repeated")
+        for r in recs[1:]:
+            self.assertEqual(len(r), len(KEYS), "CSV row width: %r" % r)
+        rows = [dict(zip(KEYS, r)) for r in recs[1:]]
+        src, dst = self.topo.client_ip(family), self.topo.server_ip(family)
+        mine = [r for r in rows if r["src"] == src and r["sport"] == cport
+                and r["dst"] == dst and r["dport"] == str(port)]
+        wrong = [r for r in rows if r["dst"] == src and r["dport"] == cport]
+        self.assertEqual(wrong, [], "rows oriented server->client")
+        self.assertTrue(mine, "no CSV row for the connection:\n%s" % text)
+        finals = [r for r in mine if r["state"] in FINAL_STATES]
+        self.assertEqual(len(finals), 1, [r["state"] for r in mine])
+        self.assertIs(mine[-1], finals[0], "connection reported after its final row")
+        last = finals[0]
+        self.assertEqual(last["state"], "CLOSED")
+        self.assertEqual(last["iface"], self.topo.sif)
+        self.assertEqual(last["family"], family)
+        self.assertRegex(last["time"], RFC3339_UTC)
+        self.assertEqual(int(last["fwd_payload"]), n, last)
+        self.assertEqual(int(last["rev_payload"]), m, last)
+        self.assertGreater(int(last["fwd_bytes"]), n, last)
+        self.assertGreater(int(last["rev_bytes"]), m, last)
+        self.assertGreater(int(last["fwd_packets"]), 0, last)
+        self.assertGreater(int(last["rev_packets"]), 0, last)
+        self.assertGreater(int(last["duration_ns"]), 0, last)
+        self.assertGreater(int(last["rtt_ns"]), 0, last)
+
+
+class TestCleanup(E2EBase):
+    """Nothing tcptrack attached outlives it; qdiscs/filters are as they were."""
+
+    SIDE = "server"
+
+    def _snapshot(self):
+        return {"qdisc": self.qdiscs(self.SIDE), "filters": self.filters(self.SIDE),
+                "tcptrack": self.tcptrack_lines(self.SIDE)}
+
+    def _after_exit(self, before, label):
+        # bpf_link release is synchronous on last close, but allow a moment.
+        deadline = time.monotonic() + 2
+        while True:
+            after = self._snapshot()
+            if after == before or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        self.assertEqual(after["tcptrack"], [], "%s: tcptrack programs still attached" % label)
+        self.assertEqual(after["qdisc"], before["qdisc"], "%s: qdiscs changed" % label)
+        self.assertEqual(after["filters"], before["filters"], "%s: tc filters changed" % label)
+
+    def _check_attach_kind(self, attached, mode, label):
+        if mode == "tcx":
+            self.assertTrue(all("tcx/" in l for l in attached),
+                            "%s: --attach tcx but bpftool shows %s" % (label, attached))
+        elif mode == "tc":
+            self.assertTrue(all("tcx/" not in l for l in attached),
+                            "%s: --attach tc but bpftool shows %s" % (label, attached))
+            self.assertIn("clsact", self.qdiscs(self.SIDE), "%s: no clsact while attached" % label)
+        # Both directions are watched.
+        self.assertTrue(any("ingress" in l for l in attached) and any("egress" in l for l in attached),
+                        "%s: expected ingress and egress programs: %s" % (label, attached))
+
+    def _fresh_topology(self):
+        # Every cycle gets its own namespaces so one failing cycle (which may leave
+        # filters behind when its process is killed) cannot taint the next one.
+        self.topo = Topology()
+        self.addCleanup(self.topo.teardown)
+        self.topo.setup()
+
+    def _cycle(self, mode, stop, preexisting_clsact=False):
+        label = "--attach %s, stop by %s%s" % (mode, stop,
+                                                ", pre-existing clsact" if preexisting_clsact else "")
+        self._fresh_topology()
+        if preexisting_clsact:
+            run(self.ns_cmd(self.SIDE, "tc", "qdisc", "add", "dev", self.topo.sif, "clsact"))
+            self.assertIn("clsact", self.qdiscs(self.SIDE))
+        before = self._snapshot()
+        self.assertEqual(before["tcptrack"], [], "%s: already attached before the run" % label)
+        args = ["--attach", mode, "--format", "json", "--interval", "0.3"]
+        if stop == "count":
+            args += ["--count", "6"]
+        track = self.start_tcptrack(self.SIDE, *args)
+        try:
+            attached = self.wait_attached(track, self.SIDE)
+            self._check_attach_kind(attached, mode, label)
+        finally:
+            if stop == "count":
+                rc = track.wait(CMD_TIMEOUT)
+            else:
+                rc = self.stop(track, {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM}[stop])
+        self.assertEqual(rc, 0, "%s: exit status; stderr: %s" % (label, track.stderr_text()))
+        self._after_exit(before, label)
+        if preexisting_clsact:
+            self.assertIn("clsact", self.qdiscs(self.SIDE), "%s: pre-existing clsact was removed" % label)
+
+    def _all_stops(self, mode):
+        for stop in ("count", "SIGINT", "SIGTERM"):
+            with self.subTest(stop=stop):
+                self._cycle(mode, stop)
+
+    def test_tcx(self):
+        self._all_stops("tcx")
+
+    def test_tc(self):
+        self._all_stops("tc")
+
+    def test_auto(self):
+        self._all_stops("auto")
+
+    def test_tc_keeps_preexisting_clsact(self):
+        for stop in ("count", "SIGINT", "SIGTERM"):
+            with self.subTest(stop=stop):
+                self._cycle("tc", stop, preexisting_clsact=True)
+
+
+class TestUsage(E2EBase):
+    def _run(self, *args):
+        cmd = self.ns_cmd("server", BINARY, *args)
+        p = run(cmd, timeout=CMD_TIMEOUT, check=False)
+        return p
+
+    def test_usage_errors(self):
+        iface = self.topo.sif
+        cases = [
+            ("-i", iface, "--interval", "0"),
+            ("-i", iface, "--count", "-1"),
+            ("-i", iface, "--format", "xml"),
+            ("-i", iface, "--bogus"),
+            ("-i", iface, "--attach", "nope"),
+            ("-i", iface, "--interval", "abc"),
+        ]
+        for args in cases:
+            with self.subTest(args=" ".join(args)):
+                p = self._run(*args)
+                err = p.stderr.splitlines()
+                self.assertEqual(p.returncode, 2, "exit status; stderr=%r stdout=%r" % (p.stderr, p.stdout))
+                self.assertEqual(len(err), 1, "stderr must be one line: %r" % p.stderr)
+                self.assertTrue(err[0].startswith("tcptrack:"), "stderr: %r" % p.stderr)
+                self.assertEqual(p.stdout, "", "stdout on usage error")
+        self.assertEqual(self.tcptrack_lines("server"), [], "usage error left programs attached")
+
+    def test_missing_interface(self):
+        before = self.qdiscs("server")
+        p = self._run("-i", "doesnotexist0", "--count", "1", "--interval", "0.2")
+        err = p.stderr.splitlines()
+        self.assertEqual(p.returncode, 1, "exit status; stderr=%r" % p.stderr)
+        self.assertEqual(len(err), 1, "stderr must be one line: %r" % p.stderr)
+        self.assertIn("doesnotexist0", err[0])
+        self.assertEqual(self.qdiscs("server"), before)
+
+
+# ------------------------------------------------------------------ main
+
+
+def leftover_namespaces():
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=CMD_TIMEOUT).stdout
+    return [l.split()[0] for l in out.splitlines() if l.startswith(PREFIX)]
+
+
+def tearDownModule():
+    left = leftover_namespaces()
+    for ns in left:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=CMD_TIMEOUT)
+    if left:
+        raise AssertionError("namespaces left behind by the tests: %s" % left)
+
+
+def main():
+    global BINARY
+    ap = argparse.ArgumentParser(add_help=False)
+    ap.add_argument("--binary", default=BINARY)
+    args, rest = ap.parse_known_args()
+    BINARY = os.path.abspath(args.binary)
+
+    if os.geteuid() != 0:
+        print("SKIP: e2e tests need root (network namespaces, BPF)")
+        return 77
+    for tool in ("ip", "tc", "bpftool"):
+        if shutil.which(tool) is None:
+            print("SKIP: e2e tests need %s" % tool)
+            return 77
+    if not os.access(BINARY, os.X_OK):
+        print("e2e: tcptrack binary not found or not executable: %s (use --binary)" % BINARY,
+              file=sys.stderr)
+        return 1
+
+    prog = unittest.main(argv=[sys.argv[0]] + rest, exit=False)
+    return 0 if prog.result.wasSuccessful() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+// SPDX-License-Identifier: MIT
+// parse_options: defaults, each validation rule, and the one-line errors.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "tcptrack/options.hpp"
+
+using namespace tcptrack;
+
+namespace {
+
+ParseResult parse(std::vector<const char*> args) {
+    args.insert(args.begin(), "tcptrack");
+    return parse_options(static_cast<int>(args.size()), args.data());
+}
+
+Options ok(std::vector<const char*> args) {
+    auto r = parse(std::move(args));
+    EXPECT_TRUE(r.options.has_value()) << r.err;
+    EXPECT_TRUE(r.err.empty()) << r.err;
+    return r.options.value_or(Options{});
+}
+
+// A usage error: exit code 2, no options, one "tcptrack: " line naming `needle`.
+void usage_error(std::vector<const char*> args, const std::string& needle) {
+    auto r = parse(args);
+    std::string joined;
+    for (auto* a : args)
+        joined += std::string(a) + " ";
+    SCOPED_TRACE(joined);
+    EXPECT_FALSE(r.options.has_value());
+    EXPECT_EQ(r.code, ExitCode::Usage);
+    EXPECT_EQ(static_cast<int>(r.code), 2);
+    EXPECT_TRUE(r.out.empty());
+    EXPECT_EQ(r.err.rfind("tcptrack: ", 0), 0u) << r.err;
+    EXPECT_EQ(r.err.find('\n'), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
+    EXPECT_EQ(r.err.find("Usage:"), std::string::npos) << "no help dump: " << r.err;
+}
+
+}  // namespace
+
+TEST(Options, Defaults) {
+    const Options o = ok({});
+    EXPECT_TRUE(o.ifaces.empty());
+    EXPECT_DOUBLE_EQ(o.interval_s, 2.0);
+    EXPECT_FALSE(o.count.has_value());
+    EXPECT_EQ(o.format, Format::Table);
+    EXPECT_EQ(o.attach, AttachMode::Auto);
+    EXPECT_EQ(o.max_flows, 65536u);
+    EXPECT_DOUBLE_EQ(o.idle_timeout_s, 60.0);
+    EXPECT_FALSE(o.summary);
+    EXPECT_FALSE(o.closed_only);
+    EXPECT_FALSE(o.cleanup);
+    EXPECT_FALSE(o.verbose);
+}
+
+TEST(Options, AllSet) {
+    const Options o = ok({"-i", "eth0", "--interface", "lo", "--interval", "0.5", "--count", "3",
+                          "--format", "json", "--attach", "tc", "--max-flows", "1024",
+                          "--idle-timeout", "1.5", "--summary", "--closed", "--cleanup", "-v"});
+    EXPECT_EQ(o.ifaces, (std::vector<std::string>{"eth0", "lo"}));
+    EXPECT_DOUBLE_EQ(o.interval_s, 0.5);
+    EXPECT_EQ(o.count, 3u);
+    EXPECT_EQ(o.format, Format::Json);
+    EXPECT_EQ(o.attach, AttachMode::Tc);
+    EXPECT_EQ(o.max_flows, 1024u);
+    EXPECT_DOUBLE_EQ(o.idle_timeout_s, 1.5);
+    EXPECT_TRUE(o.summary);
+    EXPECT_TRUE(o.closed_only);
+    EXPECT_TRUE(o.cleanup);
+    EXPECT_TRUE(o.verbose);
+}
+
+TEST(Options, EqualsSyntaxAndLongVerbose) {
+    const Options o = ok({"--interval=3", "--format=csv", "--attach=tcx", "--verbose"});
+    EXPECT_DOUBLE_EQ(o.interval_s, 3.0);
+    EXPECT_EQ(o.format, Format::Csv);
+    EXPECT_EQ(o.attach, AttachMode::Tcx);
+    EXPECT_TRUE(o.verbose);
+}
+
+TEST(Options, RepeatableInterfaceKeepsOrderAndDropsDuplicates) {
+    EXPECT_EQ(ok({"-i", "b", "-i", "a", "-i", "b"}).ifaces, (std::vector<std::string>{"b", "a"}));
+}
+
+TEST(Options, InterfaceTakesOneValuePerFlag) {
+    usage_error({"-i", "eth0", "eth1"}, "'eth1'");
+}
+
+TEST(Options, InvalidInterfaceNames) {
+    usage_error({"-i", ""}, "--interface");
+    usage_error({"-i", "a-name-that-is-too-long"}, "'a-name-that-is-too-long'");
+    usage_error({"-i", "a/b"}, "'a/b'");
+}
+
+TEST(Options, RepeatedScalarKeepsLast) {
+    EXPECT_DOUBLE_EQ(ok({"--interval", "1", "--interval", "4"}).interval_s, 4.0);
+}
+
+TEST(Options, Help) {
+    for (const char* flag : {"-h", "--help"}) {
+        auto r = parse({flag});
+        EXPECT_FALSE(r.options.has_value());
+        EXPECT_EQ(r.code, ExitCode::Ok);
+        EXPECT_TRUE(r.err.empty());
+        EXPECT_NE(r.out.find("--interval"), std::string::npos);
+        EXPECT_NE(r.out.find("--max-flows"), std::string::npos);
+    }
+}
+
+TEST(Options, Version) {
+    auto r = parse({"--version"});
+    EXPECT_FALSE(r.options.has_value());
+    EXPECT_EQ(r.code, ExitCode::Ok);
+    EXPECT_EQ(r.out, std::string("tcptrack ") + TCPTRACK_VERSION + "\n");
+    EXPECT_STREQ(version_string(), TCPTRACK_VERSION);
+    EXPECT_TRUE(r.err.empty());
+}
+
+TEST(Options, OnceIsCountOne) {
+    EXPECT_EQ(ok({"--once"}).count, 1u);
+}
+
+TEST(Options, OnceConflictsWithCount) {
+    usage_error({"--once", "--count", "2"}, "--once");
+    usage_error({"--count", "2", "--once"}, "--count");
+}
+
+TEST(Options, ExactMessages) {
+    EXPECT_EQ(parse({"--interval", "0"}).err, "tcptrack: --interval: '0' must be a number > 0");
+    EXPECT_EQ(parse({"--foo"}).err, "tcptrack: unknown option '--foo' (see --help)");
+    EXPECT_EQ(parse({"extra"}).err, "tcptrack: unexpected argument 'extra' (see --help)");
+    EXPECT_EQ(parse({"--count", "0"}).err, "tcptrack: --count: '0' must be an integer >= 1");
+    EXPECT_EQ(parse({"--format", "xml"}).err,
+              "tcptrack: --format: 'xml' must be one of table, json, csv");
+    EXPECT_EQ(parse({"--attach", "xdp"}).err, "tcptrack: --attach: 'xdp' must be one of auto, tcx, tc");
+}
+
+TEST(Options, IntervalRejects) {
+    for (const char* bad : {"0", "-1", "nan", "NaN", "inf", "-inf", "1e400", "1e-400", "2x", "abc",
+                            "", " 2", "0x10", "+2", "0.0", "1e9"}) {
+        usage_error({"--interval", bad}, std::string("'") + bad + "'");
+    }
+    usage_error({"--interval=-1"}, "'-1'");
+}
+
+TEST(Options, IntervalAccepts) {
+    EXPECT_DOUBLE_EQ(ok({"--interval", "0.1"}).interval_s, 0.1);
+    EXPECT_DOUBLE_EQ(ok({"--interval", ".5"}).interval_s, 0.5);
+    EXPECT_DOUBLE_EQ(ok({"--interval", "1e1"}).interval_s, 10.0);
+    EXPECT_DOUBLE_EQ(ok({"--interval", "10"}).interval_s, 10.0);
+}
+
+TEST(Options, IdleTimeoutRejects) {
+    for (const char* bad : {"0", "-5", "nan", "inf", "x"})
+        usage_error({"--idle-timeout", bad}, std::string("--idle-timeout: '") + bad + "'");
+}
+
+TEST(Options, CountRejects) {
+    for (const char* bad : {"0", "-3", "abc", "1.5", "", "1e3", "+1", "99999999999999999999999"})
+        usage_error({"--count", bad}, std::string("--count: '") + bad + "'");
+}
+
+TEST(Options, MaxFlowsBounds) {
+    EXPECT_EQ(ok({"--max-flows", "1"}).max_flows, 1u);
+    EXPECT_EQ(ok({"--max-flows", "16777216"}).max_flows, 16777216u);
+    for (const char* bad : {"0", "16777217", "-1", "1.5", "4294967296", "many"})
+        usage_error({"--max-flows", bad}, std::string("--max-flows: '") + bad + "'");
+}
+
+TEST(Options, EnumsRejected) {
+    usage_error({"--format", "JSON"}, "'JSON'");
+    usage_error({"--attach", ""}, "--attach");
+}
+
+TEST(Options, MissingArgument) {
+    for (const char* opt : {"--interval", "--count", "--format", "--attach", "--max-flows",
+                            "--idle-timeout", "-i"}) {
+        usage_error({opt}, opt[1] == 'i' ? "--interface" : opt);
+    }
+}
+
+TEST(Options, UnknownOptionsAndExtras) {
+    usage_error({"--foo"}, "'--foo'");
+    usage_error({"-x"}, "'-x'");
+    usage_error({"--", "foo"}, "'foo'");
+    usage_error({"--once", "stray"}, "'stray'");
+}
+
+TEST(Options, FlagsTakeNoValue) {
+    usage_error({"--once=3"}, "--once");
+    usage_error({"--summary=no"}, "--summary");
+}
