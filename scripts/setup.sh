@@ -54,10 +54,11 @@ if ! grep -rqs "${codename}-backports" /etc/apt/sources.list /etc/apt/sources.li
   echo "setup.sh: added ${codename}-backports from $uri"
 fi
 
-# Only hit the network when something is missing.
+# Only hit the network when something is missing. --bench adds the peers bench/ compares against.
 pkgs=(build-essential cmake pkg-config clang llvm libelf-dev zlib1g-dev
       libcli11-dev libfmt-dev nlohmann-json3-dev libgtest-dev libgmock-dev googletest
-      iproute2 iperf3 python3 procps iftop tcptrack)
+      iproute2 iperf3 python3 procps)
+[ "${1:-}" = "--bench" ] && pkgs+=(iftop tcptrack tmux)
 bp_pkgs=(libbpf-dev bpftool)
 
 missing=()
