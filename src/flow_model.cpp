@@ -63,7 +63,8 @@ std::optional<std::uint64_t> syn_to_close(const tt_flow_info& info, std::uint64_
 
 State shown_state(const FlowSample& s) {
     if (!s.has_info) return State::Established;
-    return static_cast<State>(s.info.state < TT_STATE_COUNT ? s.info.state : TT_ESTABLISHED);
+    const unsigned st = s.info.state < TT_STATE_COUNT ? s.info.state : unsigned{TT_ESTABLISHED};
+    return static_cast<State>(st);
 }
 
 FlowRow make_row(const FlowSample& s, const std::string& iface, std::uint64_t now_ns) {

@@ -28,8 +28,8 @@ struct UsageError : std::runtime_error {
 // no hex, no nan/inf, and nothing trailing ("2x").
 double parse_seconds(const std::string& opt, const std::string& text, double max) {
     static constexpr const char* rule = "must be a number > 0";
-    const bool plain = !text.empty() && (std::isdigit(static_cast<unsigned char>(text[0])) ||
-                                         text[0] == '.') &&
+    const bool plain = !text.empty() &&
+                       (std::isdigit(static_cast<unsigned char>(text[0])) || text[0] == '.') &&
                        text.find_first_of("xXpP") == std::string::npos;
     if (!plain)
         bad_value(opt, text, rule);
@@ -50,9 +50,8 @@ std::uint64_t parse_integer(const std::string& opt, const std::string& text, std
     std::uint64_t v = 0;
     const char* first = text.data();
     const char* last = first + text.size();
-    const bool digits = !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
-        return c >= '0' && c <= '9';
-    });
+    const bool digits = !text.empty() && std::all_of(text.begin(), text.end(),
+                                                     [](char c) { return c >= '0' && c <= '9'; });
     if (!digits)
         bad_value(opt, text, rule);
     auto [ptr, ec] = std::from_chars(first, last, v);
@@ -97,7 +96,9 @@ ParseResult usage(const std::string& message) {
 
 }  // namespace
 
-const char* version_string() { return TCPTRACK_VERSION; }
+const char* version_string() {
+    return TCPTRACK_VERSION;
+}
 
 ParseResult parse_options(int argc, const char* const* argv) {
     CLI::App app{"Track TCP connections per interface with eBPF (TCX or tc).", "tcptrack"};
@@ -108,21 +109,28 @@ ParseResult parse_options(int argc, const char* const* argv) {
     std::vector<std::string> ifaces;
     std::string interval, count, format, attach, max_flows, idle_timeout;
 
-    app.add_option("-i,--interface", ifaces, "Interface to watch (repeatable; default: the default-route interface)")
+    app.add_option("-i,--interface", ifaces,
+                   "Interface to watch (repeatable; default: the default-route interface)")
         ->type_name("IFACE")
         ->allow_extra_args(false);
     // A repeated scalar option keeps its last value, like most Unix tools.
-    const auto scalar = [&](const char* name, std::string& into, const char* help, const char* type) {
+    const auto scalar = [&](const char* name, std::string& into, const char* help,
+                            const char* type) {
         return app.add_option(name, into, help)
             ->type_name(type)
             ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
     };
-    auto* o_interval = scalar("--interval", interval, "Seconds between reports (default 2)", "SECONDS");
+    auto* o_interval =
+        scalar("--interval", interval, "Seconds between reports (default 2)", "SECONDS");
     auto* o_count = scalar("--count", count, "Print N reports, then exit", "N");
-    auto* o_format = scalar("--format", format, "Output format: table, json, csv (default table)", "FORMAT");
-    auto* o_attach = scalar("--attach", attach, "Attach mode: auto, tcx, tc (default auto)", "MODE");
-    auto* o_max = scalar("--max-flows", max_flows, "Flow table size (default 65536, max 16777216)", "N");
-    auto* o_idle = scalar("--idle-timeout", idle_timeout, "Forget flows idle this long (default 60)", "SECONDS");
+    auto* o_format =
+        scalar("--format", format, "Output format: table, json, csv (default table)", "FORMAT");
+    auto* o_attach =
+        scalar("--attach", attach, "Attach mode: auto, tcx, tc (default auto)", "MODE");
+    auto* o_max =
+        scalar("--max-flows", max_flows, "Flow table size (default 65536, max 16777216)", "N");
+    auto* o_idle = scalar("--idle-timeout", idle_timeout,
+                          "Forget flows idle this long (default 60)", "SECONDS");
     const auto flag = [&](const char* name, const char* help) {
         return app.add_flag(name)->description(help);
     };

@@ -31,7 +31,8 @@ std::string scaled(double v, double base, const std::array<const char*, N>& unit
 }
 
 std::string rtt_text(const std::optional<std::uint64_t>& ns) {
-    return ns ? fmt::format("{:.2f}ms", static_cast<double>(*ns) / 1e6) : std::string("-");
+    // Same units as durations: LAN handshakes are microseconds, WAN ones milliseconds.
+    return ns ? human_duration(*ns) : std::string("-");
 }
 
 // Bits/s as an integer for machines; negative or NaN (never expected) become 0.
@@ -39,16 +40,20 @@ std::uint64_t bps_integer(double bps) {
     return bps > 0 ? static_cast<std::uint64_t>(std::llround(bps)) : 0;
 }
 
-const char* family_name(Family f) { return f == Family::V6 ? "ipv6" : "ipv4"; }
+const char* family_name(Family f) {
+    return f == Family::V6 ? "ipv6" : "ipv4";
+}
 
-// The documented key order, shared by JSON and the CSV header.
+// The documented row keys, in order: the CSV header; row_json() writes the same.
 constexpr std::array<const char*, 18> kKeys = {
-    "time",    "iface",      "family",    "src",         "sport",       "dst",
-    "dport",   "state",      "fwd_bytes", "fwd_packets", "fwd_payload", "rev_bytes",
-    "rev_packets", "rev_payload", "fwd_bps", "rev_bps",  "duration_ns", "rtt_ns"};
+    "time",        "iface",       "family",    "src",         "sport",       "dst",
+    "dport",       "state",       "fwd_bytes", "fwd_packets", "fwd_payload", "rev_bytes",
+    "rev_packets", "rev_payload", "fwd_bps",   "rev_bps",     "duration_ns", "rtt_ns"};
 
 Json row_json(const std::string& time, const FlowRow& r) {
-    const auto opt = [](const std::optional<std::uint64_t>& v) { return v ? Json(*v) : Json(nullptr); };
+    const auto opt = [](const std::optional<std::uint64_t>& v) {
+        return v ? Json(*v) : Json(nullptr);
+    };
     Json j;
     j["time"] = time;
     j["iface"] = r.iface;
@@ -170,8 +175,8 @@ std::string rfc3339_utc(std::chrono::system_clock::time_point t) {
     const auto frac = ms - static_cast<long long>(secs) * 1000;
     struct tm tm {};
     gmtime_r(&secs, &tm);
-    return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900, tm.tm_mon + 1,
-                       tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+    return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900,
+                       tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
 }
 
 std::string render_table(const Report& report) {
@@ -183,10 +188,10 @@ std::string render_table(const Report& report) {
                           rtt_text(st.rtt.max_ns));
     }
     const std::size_t n = report.rows.size();
-    std::string out = fmt::format("{}  {}  {} connection{}  untracked {}  evicted {}  {}\n",
-                                  clock_hms(report.time),
-                                  report.ifaces.empty() ? "-" : join(report.ifaces, ","), n,
-                                  n == 1 ? "" : "s", st.untracked, st.evicted, rtt);
+    std::string out =
+        fmt::format("{}  {}  {} connection{}  untracked {}  evicted {}  close-drops {}  {}\n",
+                    clock_hms(report.time), report.ifaces.empty() ? "-" : join(report.ifaces, ","),
+                    n, n == 1 ? "" : "s", st.untracked, st.evicted, st.close_dropped, rtt);
     if (n == 0)
         return out + "  (no TCP connections)\n";
 
@@ -195,8 +200,8 @@ std::string render_table(const Report& report) {
     const bool with_iface = report.ifaces.size() > 1;
     std::vector<std::vector<std::string>> cells;
     std::vector<bool> right;  // numeric columns are right-aligned
-    auto header = std::vector<std::string>{"CONNECTION", "STATE", "TX", "TX PKTS", "RX",
-                                           "RX PKTS", "TX RATE", "RX RATE", "RTT", "AGE"};
+    auto header = std::vector<std::string>{"CONNECTION", "STATE",   "TX",      "TX PKTS", "RX",
+                                           "RX PKTS",    "TX RATE", "RX RATE", "RTT",     "AGE"};
     right = {false, false, true, true, true, true, true, true, true, true};
     if (with_iface) {
         header.insert(header.begin(), "IFACE");
@@ -294,8 +299,8 @@ std::string render_closed_lines(const Report& report) {
     for (const auto& r : report.rows) {
         if (r.state != State::Closed && r.state != State::Reset)
             continue;
-        out += fmt::format("{} -> {}  {}  {} / {}  rtt {}  {}\n", endpoint(r.family, r.src, r.sport),
-                           endpoint(r.family, r.dst, r.dport),
+        out += fmt::format("{} -> {}  {}  {} / {}  rtt {}  {}\n",
+                           endpoint(r.family, r.src, r.sport), endpoint(r.family, r.dst, r.dport),
                            r.duration_ns ? human_duration(*r.duration_ns) : std::string("-"),
                            human_bytes(r.fwd_bytes), human_bytes(r.rev_bytes), rtt_text(r.rtt_ns),
                            state_name(r.state));

@@ -79,7 +79,8 @@ Flow established() {
 }  // namespace
 
 TEST(FlowKey, Ipv4BothDirectionsShareKey) {
-    expect_same_key(key4("10.0.0.1", 43512, "10.0.0.2", 80), key4("10.0.0.2", 80, "10.0.0.1", 43512));
+    expect_same_key(key4("10.0.0.1", 43512, "10.0.0.2", 80),
+                    key4("10.0.0.2", 80, "10.0.0.1", 43512));
     expect_same_key(key4("192.168.1.20", 22, "10.0.0.1", 5555),
                     key4("10.0.0.1", 5555, "192.168.1.20", 22));
 }

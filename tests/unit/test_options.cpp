@@ -58,9 +58,10 @@ TEST(Options, Defaults) {
 }
 
 TEST(Options, AllSet) {
-    const Options o = ok({"-i", "eth0", "--interface", "lo", "--interval", "0.5", "--count", "3",
-                          "--format", "json", "--attach", "tc", "--max-flows", "1024",
-                          "--idle-timeout", "1.5", "--summary", "--closed", "--cleanup", "-v"});
+    const Options o = ok({"-i",       "eth0",      "--interface", "lo",        "--interval",
+                          "0.5",      "--count",   "3",           "--format",  "json",
+                          "--attach", "tc",        "--max-flows", "1024",      "--idle-timeout",
+                          "1.5",      "--summary", "--closed",    "--cleanup", "-v"});
     EXPECT_EQ(o.ifaces, (std::vector<std::string>{"eth0", "lo"}));
     EXPECT_DOUBLE_EQ(o.interval_s, 0.5);
     EXPECT_EQ(o.count, 3u);
@@ -136,7 +137,8 @@ TEST(Options, ExactMessages) {
     EXPECT_EQ(parse({"--count", "0"}).err, "tcptrack: --count: '0' must be an integer >= 1");
     EXPECT_EQ(parse({"--format", "xml"}).err,
               "tcptrack: --format: 'xml' must be one of table, json, csv");
-    EXPECT_EQ(parse({"--attach", "xdp"}).err, "tcptrack: --attach: 'xdp' must be one of auto, tcx, tc");
+    EXPECT_EQ(parse({"--attach", "xdp"}).err,
+              "tcptrack: --attach: 'xdp' must be one of auto, tcx, tc");
 }
 
 TEST(Options, IntervalRejects) {
@@ -177,8 +179,8 @@ TEST(Options, EnumsRejected) {
 }
 
 TEST(Options, MissingArgument) {
-    for (const char* opt : {"--interval", "--count", "--format", "--attach", "--max-flows",
-                            "--idle-timeout", "-i"}) {
+    for (const char* opt :
+         {"--interval", "--count", "--format", "--attach", "--max-flows", "--idle-timeout", "-i"}) {
         usage_error({opt}, opt[1] == 'i' ? "--interface" : opt);
     }
 }

@@ -206,17 +206,17 @@ TEST_F(Render, Times) {
 
 TEST_F(Render, TableGolden) {
     const std::string want =
-        "02:49:07  eth0  3 connections  untracked 2  evicted 1  rtt min/avg/max 0.12ms/0.66ms/1.20ms\n"
-        "CONNECTION                            STATE             TX  TX PKTS       RX  RX PKTS  TX RATE    RX RATE     RTT    AGE\n"
-        "10.0.0.1:43512 -> 10.0.0.2:80         ESTABLISHED  3.44 KB       12  1.20 MB      870  840 b/s  1.23 Kb/s  0.12ms  4.52s\n"
-        "[fd00::1]:51000 -> [fd00::2]:443      CLOSED         512 B        4      0 B        0    0 b/s      0 b/s       -  3m07s\n"
-        "192.168.1.10:5555 -> 192.168.1.20:22  RESET           60 B        1     40 B        1  480 b/s      0 b/s  1.20ms  850us\n";
+        "02:49:07  eth0  3 connections  untracked 2  evicted 1  close-drops 0  rtt min/avg/max 120us/660us/1.2ms\n"
+        "CONNECTION                            STATE             TX  TX PKTS       RX  RX PKTS  TX RATE    RX RATE    RTT    AGE\n"
+        "10.0.0.1:43512 -> 10.0.0.2:80         ESTABLISHED  3.44 KB       12  1.20 MB      870  840 b/s  1.23 Kb/s  120us  4.52s\n"
+        "[fd00::1]:51000 -> [fd00::2]:443      CLOSED         512 B        4      0 B        0    0 b/s      0 b/s      -  3m07s\n"
+        "192.168.1.10:5555 -> 192.168.1.20:22  RESET           60 B        1     40 B        1  480 b/s      0 b/s  1.2ms  850us\n";
     EXPECT_EQ(render_table(fixture()), want);
 }
 
 TEST_F(Render, TableEmpty) {
     EXPECT_EQ(render_table(empty_report()),
-              "02:49:07  eth0  0 connections  untracked 0  evicted 0  rtt -\n"
+              "02:49:07  eth0  0 connections  untracked 0  evicted 0  close-drops 0  rtt -\n"
               "  (no TCP connections)\n");
 }
 
@@ -226,9 +226,9 @@ TEST_F(Render, TableSingularAndColumnsFollowContent) {
     r.rows[0].duration_ns.reset();  // AGE falls back to age_ns
     r.stats = ReportStats{};
     EXPECT_EQ(render_table(r),
-              "02:49:07  eth0  1 connection  untracked 0  evicted 0  rtt -\n"
-              "CONNECTION                     STATE             TX  TX PKTS       RX  RX PKTS  TX RATE    RX RATE     RTT    AGE\n"
-              "10.0.0.1:43512 -> 10.0.0.2:80  ESTABLISHED  3.44 KB       12  1.20 MB      870  840 b/s  1.23 Kb/s  0.12ms  4.00s\n");
+              "02:49:07  eth0  1 connection  untracked 0  evicted 0  close-drops 0  rtt -\n"
+              "CONNECTION                     STATE             TX  TX PKTS       RX  RX PKTS  TX RATE    RX RATE    RTT    AGE\n"
+              "10.0.0.1:43512 -> 10.0.0.2:80  ESTABLISHED  3.44 KB       12  1.20 MB      870  840 b/s  1.23 Kb/s  120us  4.00s\n");
 }
 
 TEST_F(Render, TableSeveralInterfacesAddsIfaceColumn) {
@@ -324,7 +324,7 @@ TEST_F(Render, CsvQuotesOddInterfaceNames) {
 TEST_F(Render, ClosedLines) {
     EXPECT_EQ(render_closed_lines(fixture()),
               "[fd00::1]:51000 -> [fd00::2]:443  -  512 B / 0 B  rtt -  CLOSED\n"
-              "192.168.1.10:5555 -> 192.168.1.20:22  850us  60 B / 40 B  rtt 1.20ms  RESET\n");
+              "192.168.1.10:5555 -> 192.168.1.20:22  850us  60 B / 40 B  rtt 1.2ms  RESET\n");
     EXPECT_EQ(render_closed_lines(empty_report()), "");
 }
 
