@@ -189,8 +189,14 @@ private:
         return r;
     }
 
-    std::string render(const Report& r, bool first, bool tty) const {
-        if (opts_.closed_only) return render_closed_lines(r);
+    std::string render(Report& r, bool first, bool tty) const {
+        if (opts_.closed_only) {
+            // The lifetime log: only connections that just finished.
+            if (opts_.format == Format::Table) return render_closed_lines(r);
+            std::erase_if(r.rows, [](const FlowRow& row) {
+                return row.state != State::Closed && row.state != State::Reset;
+            });
+        }
         switch (opts_.format) {
             case Format::Json:
                 return render_json(r) + (opts_.summary ? render_json_summary(r) : "");

@@ -44,8 +44,10 @@ public:
 private:
     [[noreturn]] static void fail(const std::string& ifname, const char* dir) {
         last_errno = errno;
-        throw Error(fmt::format("cannot attach TCX {} program to {}: {}", dir, ifname,
-                                errno_hint(last_errno)));
+        const bool no_tcx = last_errno == EINVAL || last_errno == EOPNOTSUPP;
+        throw Error(fmt::format("cannot attach TCX {} program to {}: {}{}", dir, ifname,
+                                errno_hint(last_errno),
+                                no_tcx ? " (kernel without TCX? try --attach tc)" : ""));
     }
     bpf_link* ingress_ = nullptr;
     bpf_link* egress_ = nullptr;

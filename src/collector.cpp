@@ -157,17 +157,22 @@ std::vector<FlowSample> Collector::collect(std::uint64_t now_ns) {
         }
     }
 
-    // Finished connections the datapath could not hand over: reap them here.
+    // Finished connections the datapath could not hand over (ring full, or the
+    // last ACK never came): reap them here. Finished ones it is handing over
+    // right now (DONE without REAP) are left to their close event, so no
+    // connection is reported final twice.
     std::vector<tt_flow_key> reap;
-    for (auto& s : samples) {
-        if (!s.has_info) continue;
+    std::erase_if(samples, [&](FlowSample& s) {
+        if (!s.has_info) return false;
         const bool stale_close = s.info.state == TT_CLOSED && s.info.close_ns &&
                                  now_ns > s.info.close_ns + kLastAckGraceNs;
         if ((s.info.flags & TT_F_REAP) || stale_close) {
             s.finished = true;
             reap.push_back(s.key);
+            return false;
         }
-    }
+        return (s.info.flags & TT_F_DONE) != 0;
+    });
     forget(reap);
 
     // Close events carry final counters and supersede their generation's map entry.

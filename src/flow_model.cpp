@@ -64,6 +64,8 @@ std::optional<std::uint64_t> syn_to_close(const tt_flow_info& info, std::uint64_
 State shown_state(const FlowSample& s) {
     if (!s.has_info) return State::Established;
     const unsigned st = s.info.state < TT_STATE_COUNT ? s.info.state : unsigned{TT_ESTABLISHED};
+    // Both FINs seen but the last ACK still due: CLOSED is shown once, when final.
+    if (st == TT_CLOSED && !s.finished) return State::Closing;
     return static_cast<State>(st);
 }
 

@@ -41,7 +41,7 @@ bool same_key(const tt_flow_key& a, const tt_flow_key& b);
 int client_side(const FlowSample& s);
 std::optional<std::uint64_t> handshake_rtt(const tt_flow_info& info);
 std::optional<std::uint64_t> syn_to_close(const tt_flow_info& info, std::uint64_t now_ns);
-// The state shown: a finished FIN close is CLOSED even if the last ACK is pending.
+// The state shown: CLOSED only once final (while the last ACK is due it is CLOSING).
 State shown_state(const FlowSample& s);
 
 // Row for one sample. Rates are filled by RateTracker.
