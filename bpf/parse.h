@@ -40,15 +40,22 @@ struct tt_vlan_hdr {
 	__be16 proto;
 };
 
-/* Offsets are masked so the verifier can bound pointer arithmetic. */
-#define TT_OFF_MASK 0x3ff
+/*
+ * Headers must start within the first TT_OFF_MAX bytes: bigger offsets are
+ * refused (never wrapped, which would read the wrong bytes), and the bound
+ * lets the verifier check the pointer arithmetic.
+ */
+#define TT_OFF_MAX 0xfff
 
 static __always_inline int tt_parse_tcp(struct __sk_buff *skb, void *data, void *data_end,
 					__u32 l3_off, __u32 l4_off, __u32 l3_len, struct tt_pkt *p)
 {
-	struct tcphdr *th = data + (l4_off & TT_OFF_MASK);
+	struct tcphdr *th;
 	__u32 hdr_len, thl, segs;
 
+	if (l4_off > TT_OFF_MAX)
+		return -1;
+	th = data + l4_off;
 	if ((void *)(th + 1) > data_end)
 		return -1;
 	thl = th->doff * 4;
@@ -77,7 +84,7 @@ static __always_inline int tt_parse_tcp(struct __sk_buff *skb, void *data, void 
 static __always_inline int tt_parse_ipv4(struct __sk_buff *skb, void *data, void *data_end,
 					 __u32 off, struct tt_pkt *p)
 {
-	struct iphdr *iph = data + (off & TT_OFF_MASK);
+	struct iphdr *iph = data + (off & 0x3f); /* after at most two VLAN tags */
 	__u32 ihl, tot, avail;
 
 	if ((void *)(iph + 1) > data_end)
@@ -106,7 +113,7 @@ static __always_inline int tt_parse_ipv4(struct __sk_buff *skb, void *data, void
 static __always_inline int tt_parse_ipv6(struct __sk_buff *skb, void *data, void *data_end,
 					 __u32 off, struct tt_pkt *p)
 {
-	struct ipv6hdr *ip6 = data + (off & TT_OFF_MASK);
+	struct ipv6hdr *ip6 = data + (off & 0x3f);
 	__u32 l4_off, tot, avail;
 	__u8 nexthdr;
 	int i;
@@ -129,27 +136,29 @@ static __always_inline int tt_parse_ipv6(struct __sk_buff *skb, void *data, void
 		struct ipv6_opt_hdr *eh;
 		struct frag_hdr *fh;
 
-		switch (nexthdr) {
-		case IPPROTO_TCP_:
+		if (nexthdr == IPPROTO_TCP_)
 			goto tcp;
+		if (l4_off > TT_OFF_MAX)
+			return -1;
+		switch (nexthdr) {
 		case 0: /* hop-by-hop */
 		case 43: /* routing */
 		case 60: /* destination options */
-			eh = data + (l4_off & TT_OFF_MASK);
+			eh = data + l4_off;
 			if ((void *)(eh + 1) > data_end)
 				return -1;
 			nexthdr = eh->nexthdr;
 			l4_off += (eh->hdrlen + 1) * 8;
 			break;
 		case 51: /* AH: length in 4-octet units, minus 2 */
-			eh = data + (l4_off & TT_OFF_MASK);
+			eh = data + l4_off;
 			if ((void *)(eh + 1) > data_end)
 				return -1;
 			nexthdr = eh->nexthdr;
 			l4_off += (eh->hdrlen + 2) * 4;
 			break;
 		case 44: /* fragment */
-			fh = data + (l4_off & TT_OFF_MASK);
+			fh = data + l4_off;
 			if ((void *)(fh + 1) > data_end)
 				return -1;
 			if (fh->frag_off & bpf_htons(0xFFF8))

@@ -70,27 +70,37 @@ static __always_inline void tt_sum_counters(const struct tt_flow_key *key,
 }
 
 /*
- * Hand a finished connection to user space with its final counters, then
- * forget it. If the ring is full, keep it (flagged) so user space reaps it
- * from the maps instead: a close is never lost, only delayed.
+ * Hand a finished connection to user space with its final counters. If the
+ * ring is full and `park` is set (the tuple is about to be reused, so the maps
+ * cannot keep it), park the event in parked_closes instead. Returns 0 when
+ * user space will get the event.
  */
 static __always_inline int tt_emit_close(const struct tt_flow_key *key,
-					 const struct tt_flow_info *info, __u32 reason)
+					 const struct tt_flow_info *info, __u32 reason, int park)
 {
+	struct tt_parked_key pk = {};
 	struct tt_close_event *ev;
+	__u32 zero = 0;
 
-	ev = bpf_ringbuf_reserve(&closed_events, sizeof(*ev), 0);
-	if (!ev) {
-		tt_stat_inc(TT_STAT_CLOSE_DROPPED);
+	ev = bpf_map_lookup_elem(&close_scratch, &zero);
+	if (!ev)
 		return -1;
-	}
 	__builtin_memset(ev, 0, sizeof(*ev));
 	ev->key = *key;
 	ev->reason = reason;
 	ev->info = *info;
 	tt_sum_counters(key, ev, 0);
-	bpf_ringbuf_submit(ev, 0);
-	return 0;
+	if (bpf_ringbuf_output(&closed_events, ev, sizeof(*ev), 0) == 0)
+		return 0;
+	tt_stat_inc(TT_STAT_CLOSE_DROPPED);
+	if (!park)
+		return -1;
+	pk.key = *key;
+	pk.first_ns = info->first_ns;
+	if (bpf_map_update_elem(&parked_closes, &pk, ev, BPF_ANY) == 0)
+		return 0;
+	tt_stat_inc(TT_STAT_CLOSE_LOST);
+	return -1;
 }
 
 static __always_inline void tt_mark_reap(const struct tt_flow_key *key)
@@ -164,7 +174,7 @@ static __always_inline struct tt_counters *tt_step(const struct tt_pkt *p, int d
 		tt_sum_counters(&p->key, NULL, 1);
 
 	if (act & TT_ACT_FINISHED) {
-		if (tt_emit_close(&p->key, &old, TT_CLOSE_FINISHED) == 0) {
+		if (tt_emit_close(&p->key, &old, TT_CLOSE_FINISHED, 0) == 0) {
 			bpf_map_delete_elem(&flows, &p->key);
 			bpf_map_delete_elem(&flow_states, &p->key);
 		} else {
@@ -181,7 +191,7 @@ static __always_inline struct tt_counters *tt_step(const struct tt_pkt *p, int d
 			old.close_ns = now;
 		if (c) /* the new SYN belongs to the new connection */
 			tt_unaccount(c, dir, p);
-		tt_emit_close(&p->key, &old, TT_CLOSE_REUSED);
+		tt_emit_close(&p->key, &old, TT_CLOSE_REUSED, 1);
 		bpf_map_delete_elem(&flows, &p->key);
 		bpf_map_update_elem(&flows, &p->key, &zero, BPF_NOEXIST);
 		c = bpf_map_lookup_elem(&flows, &p->key);

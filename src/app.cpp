@@ -176,6 +176,7 @@ private:
         const DatapathStats ds = collector_.stats();
         r.stats.untracked = ds.untracked;
         r.stats.close_dropped = ds.close_dropped;
+        r.stats.close_lost = ds.close_lost;
         r.stats.evicted = evicted_;
 
         // Busiest first, then stable by endpoints, so consecutive reports line up.

@@ -71,6 +71,7 @@ Collector::Collector(const Skeleton& skel)
     : flows_fd_(bpf_map__fd(skel->maps.flows)),
       states_fd_(bpf_map__fd(skel->maps.flow_states)),
       stats_fd_(bpf_map__fd(skel->maps.stats)),
+      parked_fd_(bpf_map__fd(skel->maps.parked_closes)),
       nr_cpus_(skel.nr_cpus()) {
     ring_ = ring_buffer__new(bpf_map__fd(skel->maps.closed_events), &Collector::on_event, this,
                              nullptr);
@@ -127,7 +128,24 @@ void Collector::read_states(std::vector<std::pair<tt_flow_key, tt_flow_info>>& o
     });
 }
 
+void Collector::drain_parked() {
+    std::vector<tt_parked_key> done;
+    read_map<tt_parked_key>(parked_fd_, sizeof(tt_close_event), 0, batch_ok_,
+                            [&](const tt_parked_key* keys, const std::uint8_t* vals,
+                                std::uint32_t n) {
+        for (std::uint32_t i = 0; i < n; ++i) {
+            tt_close_event ev;
+            std::memcpy(&ev, vals + i * sizeof(ev), sizeof(ev));
+            events_.push_back(ev);
+            done.push_back(keys[i]);
+        }
+    });
+    // Delete exactly what was read; events parked meanwhile wait for the next report.
+    for (const auto& k : done) bpf_map_delete_elem(parked_fd_, &k);
+}
+
 std::vector<FlowSample> Collector::collect(std::uint64_t now_ns) {
+    drain_parked();
     std::vector<FlowSample> samples;
     read_counters(samples);
 
@@ -233,6 +251,7 @@ DatapathStats Collector::stats() const {
     st.untracked = sum(TT_STAT_UNTRACKED);
     st.close_dropped = sum(TT_STAT_CLOSE_DROPPED);
     st.reused = sum(TT_STAT_REUSED);
+    st.close_lost = sum(TT_STAT_CLOSE_LOST);
     return st;
 }
 

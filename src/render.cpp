@@ -268,6 +268,7 @@ std::string render_json_summary(const Report& report) {
     j["untracked"] = st.untracked;
     j["evicted"] = st.evicted;
     j["close_dropped"] = st.close_dropped;
+    j["close_lost"] = st.close_lost;
     j["closed"] = st.closed;
     j["rtt_min_ns"] = have_rtt ? Json(rtt.min_ns) : Json(nullptr);
     j["rtt_avg_ns"] = have_rtt ? Json((rtt.sum_ns + rtt.count / 2) / rtt.count) : Json(nullptr);

@@ -17,6 +17,7 @@ struct DatapathStats {
     std::uint64_t untracked = 0;
     std::uint64_t close_dropped = 0;
     std::uint64_t reused = 0;
+    std::uint64_t close_lost = 0;
 };
 
 class Collector {
@@ -41,8 +42,9 @@ private:
     static int on_event(void* ctx, void* data, std::size_t size);
     void read_counters(std::vector<FlowSample>& out);
     void read_states(std::vector<std::pair<tt_flow_key, tt_flow_info>>& out);
+    void drain_parked();
 
-    int flows_fd_, states_fd_, stats_fd_;
+    int flows_fd_, states_fd_, stats_fd_, parked_fd_;
     std::uint32_t nr_cpus_;
     ring_buffer* ring_ = nullptr;
     std::vector<tt_close_event> events_;

@@ -114,11 +114,22 @@ struct tt_close_event {
 	__u64 payload[2];
 };
 
+/*
+ * Where a reused tuple's old connection waits when the ring buffer is full
+ * (its map entry is taken by the new connection): keyed by tuple + generation.
+ */
+struct tt_parked_key {
+	struct tt_flow_key key;
+	__u32 pad;
+	__u64 first_ns;
+};
+
 /* Indexes of the per-CPU stats array. */
 enum tt_stat {
 	TT_STAT_UNTRACKED = 0, /* a new flow found the map full */
-	TT_STAT_CLOSE_DROPPED = 1, /* ring buffer full: close left for user space to reap */
+	TT_STAT_CLOSE_DROPPED = 1, /* ring buffer full: close delayed (reaped or parked) */
 	TT_STAT_REUSED = 2, /* tuple reused by a new SYN */
+	TT_STAT_CLOSE_LOST = 3, /* ring and parking map both full: a close was lost */
 	TT_STAT_COUNT = 4,
 };
 

@@ -51,6 +51,7 @@ struct ReportStats {
     std::uint64_t untracked = 0;      // new flows refused because the map was full (cumulative)
     std::uint64_t evicted = 0;        // live flows dropped by the idle timeout (cumulative)
     std::uint64_t close_dropped = 0;  // close events the ring buffer could not take (cumulative)
+    std::uint64_t close_lost = 0;     // of those, lost because the parking map was full too
     std::uint64_t closed = 0;         // connections reported closed in this report
     RttSummary rtt;                   // over the rows of this report
 };
