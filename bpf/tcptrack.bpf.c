@@ -114,6 +114,18 @@ static __always_inline void tt_mark_reap(const struct tt_flow_key *key)
 	bpf_spin_unlock(&st->lock);
 }
 
+/*
+ * A flow the maps have no room for: count the segment, and the connection
+ * once (at its SYN) so "untracked" is a number of connections. Mid-stream
+ * flows refused show up in the segment count.
+ */
+static __always_inline void tt_refused(const struct tt_pkt *p)
+{
+	tt_stat_inc(TT_STAT_UNTRACKED_SEGS);
+	if ((p->tcp_flags & (TT_TCP_SYN | TT_TCP_ACK)) == TT_TCP_SYN)
+		tt_stat_inc(TT_STAT_UNTRACKED);
+}
+
 /* Create the state entry (first) and the counters entry for a new flow. */
 static __always_inline struct tt_counters *tt_create(const struct tt_pkt *p, int dir, int ingress,
 						     __u64 now)
@@ -126,19 +138,19 @@ static __always_inline struct tt_counters *tt_create(const struct tt_pkt *p, int
 	tt_info_init(&st.info, dir, p->tcp_flags, p->seq, now, ingress);
 	err = bpf_map_update_elem(&flow_states, &p->key, &st, BPF_NOEXIST);
 	if (err && err != -17 /* EEXIST: another CPU, or a leftover to step */) {
-		tt_stat_inc(TT_STAT_UNTRACKED);
+		tt_refused(p);
 		return NULL;
 	}
 	err = bpf_map_update_elem(&flows, &p->key, &zero, BPF_NOEXIST);
 	if (err && err != -17) {
-		tt_stat_inc(TT_STAT_UNTRACKED);
+		tt_refused(p);
 		bpf_map_delete_elem(&flow_states, &p->key);
 		return NULL;
 	}
 	/* Lost the insert race: use the winner's entry. */
 	c = bpf_map_lookup_elem(&flows, &p->key);
 	if (!c)
-		tt_stat_inc(TT_STAT_UNTRACKED);
+		tt_refused(p);
 	return c;
 }
 

@@ -175,6 +175,7 @@ private:
 
         const DatapathStats ds = collector_.stats();
         r.stats.untracked = ds.untracked;
+        r.stats.untracked_segments = ds.untracked_segments;
         r.stats.close_dropped = ds.close_dropped;
         r.stats.close_lost = ds.close_lost;
         r.stats.evicted = evicted_;

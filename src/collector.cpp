@@ -249,6 +249,7 @@ DatapathStats Collector::stats() const {
         return total;
     };
     st.untracked = sum(TT_STAT_UNTRACKED);
+    st.untracked_segments = sum(TT_STAT_UNTRACKED_SEGS);
     st.close_dropped = sum(TT_STAT_CLOSE_DROPPED);
     st.reused = sum(TT_STAT_REUSED);
     st.close_lost = sum(TT_STAT_CLOSE_LOST);

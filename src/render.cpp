@@ -189,9 +189,12 @@ std::string render_table(const Report& report) {
     }
     const std::size_t n = report.rows.size();
     std::string out =
-        fmt::format("{}  {}  {} connection{}  untracked {}  evicted {}  close-drops {}  {}\n",
+        fmt::format("{}  {}  {} connection{}  untracked {}{}  evicted {}  close-drops {}  {}\n",
                     clock_hms(report.time), report.ifaces.empty() ? "-" : join(report.ifaces, ","),
-                    n, n == 1 ? "" : "s", st.untracked, st.evicted, st.close_dropped, rtt);
+                    n, n == 1 ? "" : "s", st.untracked,
+                    st.untracked_segments ? fmt::format(" ({} segments)", st.untracked_segments)
+                                          : std::string(),
+                    st.evicted, st.close_dropped, rtt);
     if (n == 0)
         return out + "  (no TCP connections)\n";
 
@@ -266,6 +269,7 @@ std::string render_json_summary(const Report& report) {
     j["connections"] = report.rows.size();
     j["tracked"] = st.tracked;
     j["untracked"] = st.untracked;
+    j["untracked_segments"] = st.untracked_segments;
     j["evicted"] = st.evicted;
     j["close_dropped"] = st.close_dropped;
     j["close_lost"] = st.close_lost;

@@ -15,6 +15,7 @@ class Skeleton;
 
 struct DatapathStats {
     std::uint64_t untracked = 0;
+    std::uint64_t untracked_segments = 0;
     std::uint64_t close_dropped = 0;
     std::uint64_t reused = 0;
     std::uint64_t close_lost = 0;

@@ -126,11 +126,12 @@ struct tt_parked_key {
 
 /* Indexes of the per-CPU stats array. */
 enum tt_stat {
-	TT_STAT_UNTRACKED = 0, /* a new flow found the map full */
+	TT_STAT_UNTRACKED = 0, /* connection openings (SYN) refused: the maps were full */
 	TT_STAT_CLOSE_DROPPED = 1, /* ring buffer full: close delayed (reaped or parked) */
 	TT_STAT_REUSED = 2, /* tuple reused by a new SYN */
 	TT_STAT_CLOSE_LOST = 3, /* ring and parking map both full: a close was lost */
-	TT_STAT_COUNT = 4,
+	TT_STAT_UNTRACKED_SEGS = 4, /* every refused segment that would have started a flow */
+	TT_STAT_COUNT = 8,
 };
 
 /* Returns < 0 if (a, pa) sorts before (b, pb). Addresses compared as 32-bit words. */

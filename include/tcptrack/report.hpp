@@ -48,7 +48,8 @@ struct RttSummary {
 // Loss and load figures shown in the header and in the JSON summary record.
 struct ReportStats {
     std::uint64_t tracked = 0;        // live entries in the flow map
-    std::uint64_t untracked = 0;      // new flows refused because the map was full (cumulative)
+    std::uint64_t untracked = 0;           // connections refused at their SYN: maps full (cumulative)
+    std::uint64_t untracked_segments = 0;  // refused segments, incl. mid-stream flows (cumulative)
     std::uint64_t evicted = 0;        // live flows dropped by the idle timeout (cumulative)
     std::uint64_t close_dropped = 0;  // close events the ring buffer could not take (cumulative)
     std::uint64_t close_lost = 0;     // of those, lost because the parking map was full too

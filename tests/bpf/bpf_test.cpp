@@ -901,6 +901,13 @@ TEST_F(BpfTest, MapFullTracksFourCountsTwoUntracked) {
     for (const auto& [k, t] : f)
         EXPECT_NE(std::find(first4.begin(), first4.end(), k), first4.end());
     EXPECT_EQ(stat(TT_STAT_UNTRACKED), 2u);
+    EXPECT_EQ(stat(TT_STAT_UNTRACKED_SEGS), 2u);
+    // Later segments of a refused connection count as segments, not as new connections.
+    Conn late(false, {"10.0.0.1", 6}, {"10.0.0.2", 80});
+    ingress(late.s2c(kSyn | kAck));
+    egress(late.c2s(kAck | kPsh, 100));
+    EXPECT_EQ(stat(TT_STAT_UNTRACKED), 2u);
+    EXPECT_EQ(stat(TT_STAT_UNTRACKED_SEGS), 4u);
 }
 
 TEST_F(BpfTest, RingFullKeepsFinishedFlowForCollectorToReap) {

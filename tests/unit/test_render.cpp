@@ -282,14 +282,14 @@ TEST_F(Render, JsonHugeCountersAndBadIfaceBytes) {
 
 TEST_F(Render, SummaryRecord) {
     EXPECT_EQ(render_json_summary(fixture()),
-              R"({"type":"summary","time":"2026-11-24T02:49:07.123Z","ifaces":["eth0"],"connections":3,"tracked":3,"untracked":2,"evicted":1,"close_dropped":0,"close_lost":0,"closed":2,"rtt_min_ns":120000,"rtt_avg_ns":660000,"rtt_max_ns":1200000})"
+              R"({"type":"summary","time":"2026-11-24T02:49:07.123Z","ifaces":["eth0"],"connections":3,"tracked":3,"untracked":2,"untracked_segments":0,"evicted":1,"close_dropped":0,"close_lost":0,"closed":2,"rtt_min_ns":120000,"rtt_avg_ns":660000,"rtt_max_ns":1200000})"
               "\n");
     Report e = empty_report();
     e.ifaces = {"eth0", "lo"};
     e.stats.close_dropped = 7;
     e.stats.close_lost = 1;
     EXPECT_EQ(render_json_summary(e),
-              R"({"type":"summary","time":"2026-11-24T02:49:07.123Z","ifaces":["eth0","lo"],"connections":0,"tracked":0,"untracked":0,"evicted":0,"close_dropped":7,"close_lost":1,"closed":0,"rtt_min_ns":null,"rtt_avg_ns":null,"rtt_max_ns":null})"
+              R"({"type":"summary","time":"2026-11-24T02:49:07.123Z","ifaces":["eth0","lo"],"connections":0,"tracked":0,"untracked":0,"untracked_segments":0,"evicted":0,"close_dropped":7,"close_lost":1,"closed":0,"rtt_min_ns":null,"rtt_avg_ns":null,"rtt_max_ns":null})"
               "\n");
 }
 

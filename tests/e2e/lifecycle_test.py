@@ -1,0 +1,402 @@
+# SPDX-License-Identifier: MIT
+"""End-to-end lifecycle tests: every connection is reported, closed ones
+exactly once.
+
+  * churn: >= 1000 short connections in < 2 s (IPv4 and IPv6; the IPv4 run
+    narrows the client's port range so ports are reused many times), each
+    matched by client port and order of occurrence to exactly one CLOSED row
+    with exact payloads;
+  * a connection established before tcptrack starts (mid-stream);
+  * --max-flows smaller than the number of live connections;
+  * --closed (table) lifetime log;
+  * the same client port used by two consecutive connections;
+  * RST close.
+
+Usage: lifecycle_test.py [--binary PATH] [unittest args]
+Needs root; exits 77 (ctest SKIP_RETURN_CODE) otherwise.
+"""
+
+import json
+import os
+import re
+import signal
+import sys
+import time
+from collections import defaultdict
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import netns  # noqa: E402
+from netns import FINAL_STATES, is_int, parse_json_lines, run  # noqa: E402
+
+netns.set_prefix("ttlc-%d-" % os.getpid())
+
+CHURN_COUNT = 1200
+CHURN_MAX_SECONDS = 2.0
+
+
+def report_index(rows):
+    """Maps each row's `time` (one per report) to the report's ordinal."""
+    order = {}
+    for _, r in rows:
+        order.setdefault(r["time"], len(order))
+    return order
+
+
+class LifecycleBase(netns.Base):
+    def start_churn_server(self, family):
+        p = self.start(self.ns_cmd("server", sys.executable, netns.CHURN, "server",
+                                   "--bind", self.topo.server_ip(family)))
+        ready = p.wait_for(lambda ls: next((json.loads(l) for l in ls if '"ready"' in l), None),
+                           10, "churn server ready")
+        return p, ready["port"]
+
+    def run_churn(self, family, port, count, *extra, timeout=60):
+        cmd = self.ns_cmd("client", sys.executable, netns.CHURN, "client",
+                          "--host", self.topo.server_ip(family), "--port", str(port),
+                          "--count", str(count)) + list(extra)
+        p = run(cmd, timeout=timeout, check=False)
+        self.assertEqual(p.returncode, 0, "churn client failed: %s %s" % (p.stdout[-2000:], p.stderr))
+        res = json.loads(p.stdout.splitlines()[-1])
+        self.assertEqual(len(res["conns"]), count, res["errors"])
+        for c in res["conns"]:
+            self.assertEqual(c["received"], c["expected"], c)
+        return res
+
+    def final_rows_then(self, proc, count, extra_reports, timeout, what):
+        """Waits until `count` final rows were printed and `extra_reports` summaries followed."""
+        def pred(lines):
+            rows, summaries, _ = parse_json_lines(lines)
+            finals = [i for i, r in rows if r.get("state") in FINAL_STATES]
+            if len(finals) < count:
+                return False
+            return len([i for i, _ in summaries if i > finals[count - 1]]) >= extra_reports
+        return proc.wait_for(pred, timeout, what)
+
+
+class TestChurn(LifecycleBase):
+    def _churn(self, family, reuse_ports):
+        if reuse_ports:
+            # 300 ports (150 usable: connect() picks even ports first) for 1200
+            # connections: every client port is reused ~8 times, TIME_WAIT
+            # sockets are recycled after 1 ms.
+            for k, v in (("net.ipv4.ip_local_port_range", "40000 40299"),
+                         ("net.ipv4.tcp_tw_reuse", "1"),
+                         ("net.ipv4.tcp_tw_reuse_delay", "1")):
+                run(self.ns_cmd("client", "sysctl", "-q", "-w", "%s=%s" % (k, v)))
+        server, port = self.start_churn_server(family)
+        track = self.start_tcptrack("server", "--format", "json", "--interval", "1", "--summary")
+        self.wait_attached(track, "server")
+        extra = ["--procs", "2", "--threads", "8", "--seed", "11" if family == "ipv4" else "29"]
+        if reuse_ports:
+            extra.append("--retry-addrnotavail")
+        res = self.run_churn(family, port, CHURN_COUNT, *extra)
+        conns = res["conns"]
+        print("\n  churn %s: %d connections in %.3f s (%.0f/s), %d distinct client ports"
+              % (family, len(conns), res["elapsed"], len(conns) / res["elapsed"],
+                 len({c["client_port"] for c in conns})), file=sys.stderr)
+        self.assertGreaterEqual(len(conns), 1000)
+        self.assertLess(res["elapsed"], CHURN_MAX_SECONDS,
+                        "churn too slow to be a churn test: %d connections in %.3f s"
+                        % (len(conns), res["elapsed"]))
+        try:
+            self.final_rows_then(track, len(conns), 2, 15, "%d final rows + 2 reports" % len(conns))
+        finally:
+            rc = self.stop(track)
+        self.assertEqual(rc, 0, "tcptrack exit status; stderr: %s" % track.stderr_text())
+        self.assertEqual(track.stderr_text(), "", "tcptrack stderr")
+        rows, summaries, bad = parse_json_lines(track.lines())
+        self.assertEqual(bad, [], "stdout lines that are not JSON objects")
+        self._check_churn(family, port, conns, rows, summaries)
+
+    def _check_churn(self, family, port, conns, rows, summaries):
+        src, dst = self.topo.client_ip(family), self.topo.server_ip(family)
+        rep = report_index(rows)
+        by_port = defaultdict(list)          # client port -> connections in start order
+        for c in sorted(conns, key=lambda c: c["t_start"]):
+            by_port[c["client_port"]].append(c)
+        mine = defaultdict(list)              # client port -> rows (output order)
+        strangers = []
+        for i, r in rows:
+            if (r["src"], r["dst"], r["dport"], r["family"]) == (src, dst, port, family) \
+                    and r["sport"] in by_port:
+                mine[r["sport"]].append((i, r))
+            else:
+                strangers.append(r)
+        self.assertEqual(strangers, [], "rows for connections the client did not make "
+                                        "(or wrongly oriented)")
+        finals_total = sum(1 for _, r in rows if r["state"] in FINAL_STATES)
+        self.assertEqual(finals_total, len(conns),
+                         "final rows (%d) != connections made (%d)" % (finals_total, len(conns)))
+        problems = []
+        for cport, expected in by_port.items():
+            rs = mine.get(cport, [])
+            finals = [(i, r) for i, r in rs if r["state"] in FINAL_STATES]
+            if len(finals) != len(expected):
+                problems.append("port %d: %d connections, %d final rows: %s"
+                                % (cport, len(expected), len(finals),
+                                   [(r["state"], r["fwd_payload"], r["rev_payload"]) for _, r in rs]))
+                continue
+            # Match occurrences in order: the final rows of report k are the next
+            # |k| connections on that port (rows inside one report are sorted by
+            # bytes, not by time, so compare each report's rows as a multiset).
+            by_rep = defaultdict(list)
+            for _, r in finals:
+                by_rep[rep[r["time"]]].append(r)
+            k = 0
+            for ri in sorted(by_rep):
+                got = sorted((r["state"], r["fwd_payload"], r["rev_payload"]) for r in by_rep[ri])
+                exp = sorted(("CLOSED", c["sent"], c["expected"])
+                             for c in expected[k:k + len(by_rep[ri])])
+                if got != exp:
+                    problems.append("port %d, occurrences %d..%d: got %s, expected %s"
+                                    % (cport, k, k + len(got) - 1, got, exp))
+                k += len(by_rep[ri])
+            for _, r in finals:
+                if not (is_int(r["duration_ns"]) and r["duration_ns"] > 0):
+                    problems.append("port %d: duration_ns %r" % (cport, r["duration_ns"]))
+                if not (is_int(r["rtt_ns"]) and r["rtt_ns"] > 0):
+                    problems.append("port %d: rtt_ns %r" % (cport, r["rtt_ns"]))
+            # Once its last connection was reported final, the port never shows again;
+            # a non-final row is always followed by a final one.
+            last_final_rep = rep[finals[-1][1]["time"]]
+            after = [r for _, r in rs if rep[r["time"]] > last_final_rep]
+            if after:
+                problems.append("port %d reported after its last CLOSED row: %s" % (cport, after))
+        self.assertEqual(problems[:20], [], "%d problems" % len(problems))
+        self.assertTrue(summaries)
+        for _, s in summaries:
+            self.assertEqual((s["untracked"], s["evicted"], s["close_dropped"]), (0, 0, 0),
+                             "losses in summary: %s" % s)
+        last = summaries[-1][1]
+        self.assertEqual((last["connections"], last["tracked"]), (0, 0), last)
+
+    def test_churn_ipv4_port_reuse(self):
+        self._churn("ipv4", reuse_ports=True)
+
+    def test_churn_ipv6(self):
+        self._churn("ipv6", reuse_ports=False)
+
+
+class TestMidstream(LifecycleBase):
+    def test_preexisting_connection(self):
+        family = "ipv4"
+        lsock, port = self.listen(family, port=5201)
+        conn = self.pair(family, lsock, port)
+        self.assertGreaterEqual(conn.cport, 32768, "client port not ephemeral")
+        # Before tcptrack: an exchange both ways, then let delayed ACKs drain.
+        conn.c2s(1000)
+        conn.s2c(500)
+        time.sleep(0.3)
+        track = self.start_tcptrack("server", "--format", "json", "--summary", "--interval", "0.3")
+        self.wait_attached(track, "server")
+        # The server talks first after attach, so only the port heuristic can
+        # orient the connection client -> server.
+        conn.s2c(777)
+        conn.c2s(3000)
+        conn.s2c(2000)
+        n, m = 3000, 777 + 2000
+        src, dst = self.topo.client_ip(family), self.topo.server_ip(family)
+
+        def settled(rows, _):
+            mine = [r for r in rows if conn.cport in (r["sport"], r["dport"])]
+            return mine and mine[-1]["fwd_payload"] + mine[-1]["rev_payload"] >= n + m and mine
+        try:
+            self.wait_rows(track, settled, 10, "row with all post-attach bytes")
+            time.sleep(0.7)  # two more reports
+        finally:
+            rc = self.stop(track)
+        self.assertEqual(rc, 0, track.stderr_text())
+        rows, _, bad = parse_json_lines(track.lines())
+        self.assertEqual(bad, [])
+        mine = [r for _, r in rows if conn.cport in (r["sport"], r["dport"])]
+        self.assertTrue(mine)
+        for r in mine:
+            self.assertEqual((r["src"], r["sport"], r["dst"], r["dport"]), (src, conn.cport, dst, port),
+                             "orientation (port heuristic: server port %d < 32768): %s" % (port, r))
+            self.assertEqual(r["state"], "ESTABLISHED", r)
+            self.assertIsNone(r["duration_ns"], r)
+            self.assertIsNone(r["rtt_ns"], r)
+        last = mine[-1]
+        self.assertEqual((last["fwd_payload"], last["rev_payload"]), (n, m),
+                         "payload must count only bytes after attach: %s" % last)
+        conn.close_clean()
+
+
+class TestMaxFlows(LifecycleBase):
+    def test_max_flows_smaller_than_live_connections(self):
+        family, total, limit = "ipv4", 20, 8
+        lsock, port = self.listen(family)
+        track = self.start_tcptrack("server", "--format", "json", "--summary", "--interval", "0.3",
+                                    "--max-flows", str(limit))
+        self.wait_attached(track, "server")
+        conns = []
+        for k in range(total):
+            p = self.pair(family, lsock, port)
+            p.c2s(1000 + k)
+            p.s2c(500 + k)
+            conns.append(p)
+        expect = {p.cport: (1000 + k, 500 + k) for k, p in enumerate(conns)}
+        # Two full reports after all traffic was sent.
+        n_before = len(track.lines())
+        track.wait_for(lambda ls: len([l for l in ls[n_before:] if '"summary"' in l]) >= 2, 10,
+                       "two reports after the traffic")
+        rc = self.stop(track)
+        self.assertEqual(rc, 0, "exit status; stderr: %s" % track.stderr_text())
+        self.assertEqual(track.stderr_text(), "", "stderr")
+        lines = track.lines()
+        rows, summaries, bad = parse_json_lines(lines)
+        self.assertEqual(bad, [])
+        last_sum_i, last_sum = summaries[-1]
+        prev_sum_i = summaries[-2][0]
+        last_rows = [r for i, r in rows if prev_sum_i < i < last_sum_i]
+        seen_ever = {r["sport"] for _, r in rows}
+        print("\n  max-flows %d, %d live connections: last report %d rows, summary %s; "
+              "distinct connections ever reported %d"
+              % (limit, total, len(last_rows), {k: last_sum[k] for k in ("connections", "tracked",
+                                                                           "untracked", "untracked_segments", "evicted")},
+                 len(seen_ever)), file=sys.stderr)
+        self.assertEqual(len(last_rows), limit, "rows in the last report: %s" % last_rows)
+        self.assertEqual(len(seen_ever), limit, "distinct connections ever reported")
+        self.assertEqual(last_sum["untracked"], total - limit,
+                         "each refused connection is counted exactly once: %s" % last_sum)
+        # SYN, SYN-ACK and one data segment each way would each have started the flow.
+        self.assertGreaterEqual(last_sum["untracked_segments"], 4 * (total - limit), last_sum)
+        for r in last_rows:
+            self.assertIn(r["sport"], expect, "unknown or wrongly oriented row %s" % r)
+            self.assertEqual(r["state"], "ESTABLISHED", r)
+            self.assertEqual((r["fwd_payload"], r["rev_payload"]), expect[r["sport"]], r)
+        for p in conns:
+            p.close_clean()
+
+
+CLOSED_LINE = re.compile(
+    r"^(?P<src>\S+):(?P<sport>\d+) -> (?P<dst>\S+):(?P<dport>\d+)  (?P<dur>\S+)  "
+    r"(?P<fwd>.+) / (?P<rev>.+)  rtt (?P<rtt>\S+)  (?P<state>CLOSED|RESET)$")
+
+
+class TestClosedMode(LifecycleBase):
+    def _closed(self, family, fmt):
+        count = 20
+        server, port = self.start_churn_server(family)
+        track = self.start_tcptrack("server", "--closed", "--interval", "0.3")
+        self.wait_attached(track, "server")
+        res = self.run_churn(family, port, count, "--procs", "1", "--threads", "4")
+        try:
+            track.wait_for(lambda ls: len([l for l in ls if l.strip()]) >= count, 10,
+                           "%d --closed lines" % count)
+            time.sleep(0.7)
+        finally:
+            rc = self.stop(track)
+        self.assertEqual(rc, 0, track.stderr_text())
+        lines = [l for l in track.lines() if l.strip()]
+        self.assertEqual(len(lines), count, "expected exactly %d lines:\n%s" % (count, "\n".join(lines)))
+        src = fmt % self.topo.client_ip(family)
+        dst = fmt % self.topo.server_ip(family)
+        ports = []
+        for l in lines:
+            m = CLOSED_LINE.match(l)
+            self.assertTrue(m, "line does not match the --closed format: %r" % l)
+            self.assertEqual((m["src"], m["dst"], int(m["dport"]), m["state"]),
+                             (src, dst, port, "CLOSED"), l)
+            self.assertNotEqual(m["dur"], "-", l)
+            ports.append(int(m["sport"]))
+        self.assertEqual(sorted(ports), sorted(c["client_port"] for c in res["conns"]))
+
+    def test_closed_ipv4(self):
+        self._closed("ipv4", "%s")
+
+    def test_closed_ipv6(self):
+        self._closed("ipv6", "[%s]")
+
+
+class TestReuseAndReset(LifecycleBase):
+    def _session(self):
+        track = self.start_tcptrack("server", "--format", "json", "--summary", "--interval", "0.3")
+        self.wait_attached(track, "server")
+        return track
+
+    def _finish(self, track, finals_expected):
+        try:
+            self.final_rows_then(track, finals_expected, 2, 10, "%d final rows" % finals_expected)
+        finally:
+            rc = self.stop(track)
+        self.assertEqual(rc, 0, track.stderr_text())
+        rows, summaries, bad = parse_json_lines(track.lines())
+        self.assertEqual(bad, [])
+        for _, s in summaries:
+            self.assertEqual((s["untracked"], s["evicted"], s["close_dropped"]), (0, 0, 0), s)
+        return rows
+
+    def _port_reuse(self, family, first_close):
+        lsock, port = self.listen(family, port=5301)
+        track = self._session()
+        a = self.pair(family, lsock, port, reuse=True)
+        a.c2s(1111)
+        a.s2c(2222)
+        getattr(a, first_close)()
+        time.sleep(0.05)
+        b = self.pair(family, lsock, port, bind_port=a.cport, reuse=True)
+        self.assertEqual(b.cport, a.cport)
+        b.c2s(3333)
+        b.s2c(4444)
+        b.close_clean()
+        rows = self._finish(track, 2)
+        src, dst = self.topo.client_ip(family), self.topo.server_ip(family)
+        mine = [r for _, r in rows if a.cport in (r["sport"], r["dport"])]
+        for r in mine:
+            self.assertEqual((r["src"], r["sport"], r["dst"], r["dport"]), (src, a.cport, dst, port), r)
+        finals = [r for r in mine if r["state"] in FINAL_STATES]
+        want_first = "RESET" if first_close == "close_rst" else "CLOSED"
+        got = sorted((r["state"], r["fwd_payload"], r["rev_payload"]) for r in finals)
+        exp = sorted([(want_first, 1111, 2222), ("CLOSED", 3333, 4444)])
+        self.assertEqual(got, exp, "final rows for the reused port %d: %s" % (a.cport, mine))
+        for r in finals:
+            self.assertTrue(is_int(r["duration_ns"]) and r["duration_ns"] > 0, r)
+            self.assertTrue(is_int(r["rtt_ns"]) and r["rtt_ns"] > 0, r)
+        self.assertIn(mine[-1]["state"], FINAL_STATES, "reported after the final rows: %s" % mine)
+        others = [r for _, r in rows if a.cport not in (r["sport"], r["dport"])]
+        self.assertEqual(others, [], "rows for connections the test did not make")
+
+    def test_port_reuse_after_rst_ipv4(self):
+        self._port_reuse("ipv4", "close_rst")
+
+    def test_port_reuse_after_rst_ipv6(self):
+        self._port_reuse("ipv6", "close_rst")
+
+    def test_port_reuse_server_time_wait_ipv4(self):
+        self._port_reuse("ipv4", "close_server_first")
+
+    def test_port_reuse_server_time_wait_ipv6(self):
+        self._port_reuse("ipv6", "close_server_first")
+
+    def _rst(self, family):
+        lsock, port = self.listen(family, port=5401)
+        track = self._session()
+        c = self.pair(family, lsock, port)
+        c.c2s(5000)
+        c.s2c(7000)
+        c.close_rst()
+        rows = self._finish(track, 1)
+        mine = [r for _, r in rows if c.cport in (r["sport"], r["dport"])]
+        finals = [r for r in mine if r["state"] in FINAL_STATES]
+        self.assertEqual(len(finals), 1, mine)
+        r = finals[0]
+        self.assertEqual((r["src"], r["sport"], r["dst"], r["dport"]),
+                         (self.topo.client_ip(family), c.cport, self.topo.server_ip(family), port), r)
+        self.assertEqual((r["state"], r["fwd_payload"], r["rev_payload"]), ("RESET", 5000, 7000), r)
+        self.assertTrue(is_int(r["duration_ns"]) and r["duration_ns"] > 0, r)
+        self.assertIs(mine[-1], r, "reported after its RESET row: %s" % mine)
+
+    def test_rst_ipv4(self):
+        self._rst("ipv4")
+
+    def test_rst_ipv6(self):
+        self._rst("ipv6")
+
+
+def tearDownModule():
+    netns.tear_down_module()
+
+
+if __name__ == "__main__":
+    sys.exit(netns.main("lifecycle_test", sys.modules[__name__]))
