@@ -30,16 +30,24 @@ static __always_inline void tt_stat_inc(__u32 idx)
 
 static __always_inline void tt_account(struct tt_counters *c, int dir, const struct tt_pkt *p)
 {
+	__u8 bit = 1 << (dir & 1);
+	/* A SYN occupies one sequence number before any data it carries. */
+	__u32 start = p->seq + ((p->tcp_flags & TT_TCP_SYN) ? 1 : 0);
+
 	c->bytes[dir & 1] += p->l3_bytes;
 	c->packets[dir & 1] += p->segs;
-	c->payload[dir & 1] += p->payload;
+	if (!p->payload)
+		return;
+	c->payload[dir & 1] +=
+		tt_seq_new_bytes(&c->seq[dir & 1], c->seq_seen & bit, start, p->payload);
+	c->seq_seen |= bit;
 }
 
+/* Takes a new SYN back out of the old connection's copy (SYNs carry no counted data here). */
 static __always_inline void tt_unaccount(struct tt_counters *c, int dir, const struct tt_pkt *p)
 {
 	c->bytes[dir & 1] -= p->l3_bytes;
 	c->packets[dir & 1] -= p->segs;
-	c->payload[dir & 1] -= p->payload;
 }
 
 /* Sum of every CPU's copy; optionally clear each copy's SETTLED flag. */
@@ -57,7 +65,7 @@ static __always_inline void tt_sum_counters(const struct tt_flow_key *key,
 		if (!c)
 			continue;
 		if (unsettle) {
-			c->flags = 0;
+			c->settled = 0; /* a byte store: never races the owner's other fields */
 			continue;
 		}
 		ev->bytes[0] += c->bytes[0];
@@ -179,7 +187,7 @@ static __always_inline struct tt_counters *tt_step(const struct tt_pkt *p, int d
 	}
 	/* Set under the lock so a concurrent first FIN cannot be missed. */
 	if (c && (act & TT_ACT_SETTLED))
-		c->flags |= TT_CNT_SETTLED;
+		c->settled = 1;
 	bpf_spin_unlock(&st->lock);
 
 	if (act & TT_ACT_FIN)
@@ -229,7 +237,7 @@ static __always_inline int tt_handle(struct __sk_buff *skb, int ingress, int has
 	if (c) {
 		tt_account(c, dir, &p);
 		/* Fast exit: nothing about this segment can change the lifecycle. */
-		if (!(p.tcp_flags & TT_STATE_FLAGS) && (c->flags & TT_CNT_SETTLED))
+		if (!(p.tcp_flags & TT_STATE_FLAGS) && c->settled)
 			return TC_ACT_UNSPEC;
 	} else {
 		if (!tt_starts_flow(p.tcp_flags, p.payload))

@@ -56,16 +56,28 @@ struct tt_flow_key {
 };
 
 /*
+ * Where one CPU has seen a direction's sequence space reach, and the latest
+ * gap it saw (bytes that went missing before our hook and may come back as
+ * retransmissions). Empty gap: hole_lo == hole_hi.
+ */
+struct tt_seq_track {
+	__u32 max_end;
+	__u32 hole_lo;
+	__u32 hole_hi;
+};
+
+/*
  * Per-CPU counters (the hot map). Each CPU adds to its own copy without
  * atomics; user space sums the copies.
  */
-#define TT_CNT_SETTLED 0x1 /* this CPU may skip the state map for plain segments */
 struct tt_counters {
-	__u64 bytes[2]; /* L3 bytes: IP header + TCP header + payload */
+	__u64 bytes[2]; /* L3 bytes on the wire: IP header + TCP header + payload */
 	__u64 packets[2]; /* wire segments (GSO/GRO counted as gso_segs) */
-	__u64 payload[2]; /* TCP payload bytes */
-	__u32 flags;
-	__u32 pad;
+	__u64 payload[2]; /* TCP payload bytes, retransmissions excluded */
+	struct tt_seq_track seq[2];
+	__u8 settled; /* this CPU may skip the state map for plain segments */
+	__u8 seq_seen; /* bit (1 << dir): seq[dir] is valid */
+	__u8 pad[6];
 };
 
 /* Lifecycle facts and timestamps (CLOCK_MONOTONIC ns, 0 = not seen). */
@@ -170,6 +182,47 @@ TT_INLINE int tt_key_normalise(struct tt_flow_key *k)
 	k->port_a = k->port_b;
 	k->port_b = p;
 	return TT_DIR_BA;
+}
+
+/*
+ * Payload bytes of segment [start, start + len) not counted before by this
+ * CPU: new data beyond max_end, or data filling the remembered gap. A
+ * retransmission of data already counted adds nothing, so the payload equals
+ * what the application sent even when the wire carries some bytes twice.
+ * Sequence numbers compare modulo 2^32 (serial arithmetic).
+ */
+TT_INLINE __u32 tt_seq_new_bytes(struct tt_seq_track *t, int seen, __u32 start, __u32 len)
+{
+	__u32 end = start + len, lo, hi;
+
+	if (!len)
+		return 0;
+	if (!seen) {
+		t->max_end = end;
+		t->hole_lo = t->hole_hi = end;
+		return len;
+	}
+	if ((__s32)(end - t->max_end) > 0) {
+		__u32 n = end - t->max_end;
+
+		if ((__s32)(start - t->max_end) > 0) { /* a gap: remember it */
+			t->hole_lo = t->max_end;
+			t->hole_hi = start;
+			n = len;
+		}
+		t->max_end = end;
+		return n;
+	}
+	/* At or below max_end: a retransmission, unless it fills the gap. */
+	lo = (__s32)(start - t->hole_lo) > 0 ? start : t->hole_lo;
+	hi = (__s32)(end - t->hole_hi) < 0 ? end : t->hole_hi;
+	if ((__s32)(hi - lo) <= 0)
+		return 0;
+	if (lo == t->hole_lo)
+		t->hole_lo = hi; /* filled from the front (the usual order) */
+	else
+		t->hole_hi = lo; /* keep the front part of the gap */
+	return hi - lo;
 }
 
 /* Should a segment of an untracked tuple start tracking it? */

@@ -14,7 +14,7 @@
 namespace tcptrack {
 
 static_assert(sizeof(tt_flow_key) == 44, "flow key layout is shared with bpf/");
-static_assert(sizeof(tt_counters) == 56, "counters layout is shared with bpf/");
+static_assert(sizeof(tt_counters) == 80, "counters layout is shared with bpf/");
 static_assert(sizeof(tt_flow_info) == 64, "flow info layout is shared with bpf/");
 static_assert(sizeof(tt_flow_state) == 72, "flow state layout is shared with bpf/");
 static_assert(sizeof(tt_close_event) == 160, "close event layout is shared with bpf/");

@@ -1117,3 +1117,32 @@ TEST_F(BpfTest, RingFullReusedTupleParksOldConnectionForCollector) {
     auto again = col.collect(tcptrack::monotonic_ns());
     for (const auto& s : again) EXPECT_FALSE(s.finished) << "parked close reported twice";
 }
+
+TEST_F(BpfTest, RetransmittedDataCountsOnTheWireButNotAsPayload) {
+    Conn c(false, {"10.0.0.1", 40000}, {"10.0.0.2", 80});
+    establish(c);
+    const Packet first = c.c2s(kAck | kPsh, 1000);
+    egress(first);
+    // The same segment again (a retransmission): wire bytes and packets grow, payload does not.
+    egress(first);
+    c.expect.bytes[c.cdir] += first.l3_len;
+    c.expect.packets[c.cdir] += 1;
+    expect_single(c.key, c.expect, TT_ESTABLISHED, "after a retransmission");
+}
+
+TEST_F(BpfTest, DataLostBeforeTheHookCountsOnceWhenItComesBack) {
+    Conn c(true, {"2001:db8::1", 40000}, {"2001:db8::2", 443});
+    establish(c);
+    const Packet lost = c.c2s(kAck | kPsh, 700);  // never reaches the hook the first time
+    c.expect.bytes[c.cdir] -= lost.l3_len;
+    c.expect.packets[c.cdir] -= 1;
+    c.expect.payload[c.cdir] -= 700;
+    egress(c.c2s(kAck | kPsh, 300));  // arrives after a gap
+    egress(lost);                     // the retransmission fills the gap
+    c.expect.add(c.cdir, lost);
+    expect_single(c.key, c.expect, TT_ESTABLISHED, "gap filled");
+    egress(lost);  // a second copy is a retransmission of counted data
+    c.expect.bytes[c.cdir] += lost.l3_len;
+    c.expect.packets[c.cdir] += 1;
+    expect_single(c.key, c.expect, TT_ESTABLISHED, "duplicate of the gap");
+}

@@ -376,3 +376,59 @@ TEST(Lifecycle, SettledOnlyWhenEstablishedWithoutFin) {
     EXPECT_EQ(fl.step(C, ACK, 1001, 5012, 0, 410), 0u);
     EXPECT_EQ(fl.step(C, ACK | PSH, 1001, 5012, 5, 420), 0u);
 }
+
+// --- tt_seq_new_bytes: payload counts what the application sent, once ---
+
+TEST(SeqNewBytes, InOrderSegmentsCountFully) {
+    tt_seq_track t{};
+    EXPECT_EQ(tt_seq_new_bytes(&t, 0, 1000, 500), 500u);
+    EXPECT_EQ(tt_seq_new_bytes(&t, 1, 1500, 500), 500u);
+    EXPECT_EQ(t.max_end, 2000u);
+}
+
+TEST(SeqNewBytes, RetransmissionCountsNothing) {
+    tt_seq_track t{};
+    tt_seq_new_bytes(&t, 0, 1000, 500);
+    tt_seq_new_bytes(&t, 1, 1500, 500);
+    EXPECT_EQ(tt_seq_new_bytes(&t, 1, 1500, 500), 0u);
+    EXPECT_EQ(tt_seq_new_bytes(&t, 1, 1000, 1000), 0u);
+}
+
+TEST(SeqNewBytes, PartialOverlapCountsOnlyNewBytes) {
+    tt_seq_track t{};
+    tt_seq_new_bytes(&t, 0, 1000, 500);
+    EXPECT_EQ(tt_seq_new_bytes(&t, 1, 1200, 500), 200u);  // 1200..1700, new from 1500
+}
+
+TEST(SeqNewBytes, DataLostBeforeTheHookIsCountedWhenRetransmitted) {
+    tt_seq_track t{};
+    tt_seq_new_bytes(&t, 0, 1000, 100);                   // 1000..1100
+    EXPECT_EQ(tt_seq_new_bytes(&t, 1, 1300, 100), 100u);  // gap 1100..1300
+    EXPECT_EQ(tt_seq_new_bytes(&t, 1, 1100, 100), 100u);  // fills the front of the gap
+    EXPECT_EQ(tt_seq_new_bytes(&t, 1, 1100, 100), 0u);    // again: retransmission
+    EXPECT_EQ(tt_seq_new_bytes(&t, 1, 1200, 100), 100u);  // the rest of the gap
+    EXPECT_EQ(tt_seq_new_bytes(&t, 1, 1150, 100), 0u);    // gap closed
+}
+
+TEST(SeqNewBytes, MiddleOfGapKeepsFrontPart) {
+    tt_seq_track t{};
+    tt_seq_new_bytes(&t, 0, 0, 100);
+    tt_seq_new_bytes(&t, 1, 400, 100);                   // gap 100..400
+    EXPECT_EQ(tt_seq_new_bytes(&t, 1, 200, 100), 100u);  // middle
+    EXPECT_EQ(tt_seq_new_bytes(&t, 1, 100, 100), 100u);  // front part still tracked
+}
+
+TEST(SeqNewBytes, WrapsAroundTheSequenceSpace) {
+    tt_seq_track t{};
+    EXPECT_EQ(tt_seq_new_bytes(&t, 0, 0xFFFFFF00u, 0x100), 0x100u);  // ends exactly at 2^32
+    EXPECT_EQ(t.max_end, 0u);
+    EXPECT_EQ(tt_seq_new_bytes(&t, 1, 0, 0x80), 0x80u);
+    EXPECT_EQ(tt_seq_new_bytes(&t, 1, 0xFFFFFF80u, 0x80), 0u);  // retransmission across the wrap
+}
+
+TEST(SeqNewBytes, EmptySegmentCountsNothingAndChangesNothing) {
+    tt_seq_track t{};
+    tt_seq_new_bytes(&t, 0, 1000, 10);
+    EXPECT_EQ(tt_seq_new_bytes(&t, 1, 5000, 0), 0u);
+    EXPECT_EQ(t.max_end, 1010u);
+}
