@@ -28,29 +28,30 @@ static __always_inline void tt_stat_inc(__u32 idx)
 		*v += 1;
 }
 
+/* Count one segment into this CPU's copy. Payload needs the direction's base. */
 static __always_inline void tt_account(struct tt_counters *c, int dir, const struct tt_pkt *p)
 {
 	__u8 bit = 1 << (dir & 1);
-	/* A SYN occupies one sequence number before any data it carries. */
-	__u32 start = p->seq + ((p->tcp_flags & TT_TCP_SYN) ? 1 : 0);
+	__u32 end;
 
 	c->bytes[dir & 1] += p->l3_bytes;
 	c->packets[dir & 1] += p->segs;
-	if (!p->payload)
+	if (!p->payload || !(c->base_mask & bit))
 		return;
-	c->payload[dir & 1] +=
-		tt_seq_new_bytes(&c->seq[dir & 1], c->seq_seen & bit, start, p->payload);
-	c->seq_seen |= bit;
+	end = p->seq + ((p->tcp_flags & TT_TCP_SYN) ? 1 : 0) + p->payload;
+	if (tt_payload_advance(&c->payload[dir & 1], c->reach_mask & bit, c->base[dir & 1], end))
+		c->reach_mask |= bit;
 }
 
-/* Takes a new SYN back out of the old connection's copy (SYNs carry no counted data here). */
-static __always_inline void tt_unaccount(struct tt_counters *c, int dir, const struct tt_pkt *p)
+/* This CPU's copy learns where each side's payload starts. */
+static __always_inline void tt_copy_bases(struct tt_counters *c, const struct tt_flow_info *f)
 {
-	c->bytes[dir & 1] -= p->l3_bytes;
-	c->packets[dir & 1] -= p->segs;
+	c->base[0] = f->base[0];
+	c->base[1] = f->base[1];
+	c->base_mask = f->base_mask;
 }
 
-/* Sum of every CPU's copy; optionally clear each copy's SETTLED flag. */
+/* Combine every CPU's copy into ev; or (unsettle) clear each copy's settled flag. */
 static __always_inline void tt_sum_counters(const struct tt_flow_key *key,
 					    struct tt_close_event *ev, int unsettle)
 {
@@ -72,8 +73,11 @@ static __always_inline void tt_sum_counters(const struct tt_flow_key *key,
 		ev->bytes[1] += c->bytes[1];
 		ev->packets[0] += c->packets[0];
 		ev->packets[1] += c->packets[1];
-		ev->payload[0] += c->payload[0];
-		ev->payload[1] += c->payload[1];
+		/* Payload is a reach in sequence space: the furthest copy wins. */
+		if (c->payload[0] > ev->payload[0])
+			ev->payload[0] = c->payload[0];
+		if (c->payload[1] > ev->payload[1])
+			ev->payload[1] = c->payload[1];
 	}
 }
 
@@ -163,11 +167,12 @@ static __always_inline struct tt_counters *tt_create(const struct tt_pkt *p, int
 }
 
 /*
- * Slow path: feed the segment to the lifecycle under the state's lock, then
- * act on the result outside it (helpers are not allowed under a spin lock).
+ * Slow path: feed the segment to the lifecycle under the state's lock, count
+ * it, then act on the result outside the lock (helpers are not allowed under
+ * a spin lock).
  */
-static __always_inline struct tt_counters *tt_step(const struct tt_pkt *p, int dir, int ingress,
-						   struct tt_counters *c)
+static __always_inline void tt_step(const struct tt_pkt *p, int dir, int ingress,
+				    struct tt_counters *c)
 {
 	struct tt_flow_info old = {};
 	struct tt_flow_state *st;
@@ -175,8 +180,10 @@ static __always_inline struct tt_counters *tt_step(const struct tt_pkt *p, int d
 	__u32 act;
 
 	st = bpf_map_lookup_elem(&flow_states, &p->key);
-	if (!st)
-		return c;
+	if (!st) {
+		tt_account(c, dir, p);
+		return;
+	}
 
 	bpf_spin_lock(&st->lock);
 	act = tt_lifecycle_step(&st->info, dir, p->tcp_flags, p->seq, p->ack_seq, p->payload, now);
@@ -184,15 +191,40 @@ static __always_inline struct tt_counters *tt_step(const struct tt_pkt *p, int d
 		old = st->info;
 	if (act & TT_ACT_REUSE) {
 		tt_info_init(&st->info, dir, p->tcp_flags, p->seq, now, ingress);
+	} else {
+		tt_copy_bases(c, &st->info);
+		/* Set under the lock so a concurrent first FIN cannot be missed. */
+		if (act & TT_ACT_SETTLED)
+			c->settled = 1;
 	}
-	/* Set under the lock so a concurrent first FIN cannot be missed. */
-	if (c && (act & TT_ACT_SETTLED))
-		c->settled = 1;
 	bpf_spin_unlock(&st->lock);
 
+	if (act & TT_ACT_REUSE) {
+		struct tt_counters fresh = {};
+
+		/* The old connection is over; the new SYN starts the next one's counters. */
+		tt_stat_inc(TT_STAT_REUSED);
+		if (!old.close_ns)
+			old.close_ns = now;
+		tt_emit_close(&p->key, &old, TT_CLOSE_REUSED, 1);
+		bpf_map_delete_elem(&flows, &p->key);
+		/* Constant indexes: a variable one on the stack compiles to pointer arithmetic
+		 * the verifier rejects. */
+		if (dir)
+			fresh.base[1] = p->seq + 1;
+		else
+			fresh.base[0] = p->seq + 1;
+		fresh.base_mask = 1 << (dir & 1);
+		bpf_map_update_elem(&flows, &p->key, &fresh, BPF_NOEXIST);
+		c = bpf_map_lookup_elem(&flows, &p->key);
+		if (c)
+			tt_account(c, dir, p);
+		return;
+	}
+
+	tt_account(c, dir, p);
 	if (act & TT_ACT_FIN)
 		tt_sum_counters(&p->key, NULL, 1);
-
 	if (act & TT_ACT_FINISHED) {
 		if (tt_emit_close(&p->key, &old, TT_CLOSE_FINISHED, 0) == 0) {
 			bpf_map_delete_elem(&flows, &p->key);
@@ -200,26 +232,7 @@ static __always_inline struct tt_counters *tt_step(const struct tt_pkt *p, int d
 		} else {
 			tt_mark_reap(&p->key);
 		}
-		return NULL;
 	}
-
-	if (act & TT_ACT_REUSE) {
-		struct tt_counters zero = {};
-
-		tt_stat_inc(TT_STAT_REUSED);
-		if (!old.close_ns)
-			old.close_ns = now;
-		if (c) /* the new SYN belongs to the new connection */
-			tt_unaccount(c, dir, p);
-		tt_emit_close(&p->key, &old, TT_CLOSE_REUSED, 1);
-		bpf_map_delete_elem(&flows, &p->key);
-		bpf_map_update_elem(&flows, &p->key, &zero, BPF_NOEXIST);
-		c = bpf_map_lookup_elem(&flows, &p->key);
-		if (c)
-			tt_account(c, dir, p);
-		return NULL; /* already counted */
-	}
-	return c;
 }
 
 static __always_inline int tt_handle(struct __sk_buff *skb, int ingress, int has_l2)
@@ -234,18 +247,17 @@ static __always_inline int tt_handle(struct __sk_buff *skb, int ingress, int has
 	dir = tt_key_normalise(&p.key);
 
 	c = bpf_map_lookup_elem(&flows, &p.key);
-	if (c) {
+	if (c && c->settled && !(p.tcp_flags & TT_STATE_FLAGS)) {
+		/* Fast path: nothing about this segment can change the lifecycle. */
 		tt_account(c, dir, &p);
-		/* Fast exit: nothing about this segment can change the lifecycle. */
-		if (!(p.tcp_flags & TT_STATE_FLAGS) && c->settled)
-			return TC_ACT_UNSPEC;
-	} else {
+		return TC_ACT_UNSPEC;
+	}
+	if (!c) {
 		if (!tt_starts_flow(p.tcp_flags, p.payload))
 			return TC_ACT_UNSPEC;
 		c = tt_create(&p, dir, ingress, bpf_ktime_get_ns());
 		if (!c)
 			return TC_ACT_UNSPEC;
-		tt_account(c, dir, &p);
 	}
 	tt_step(&p, dir, ingress, c);
 	return TC_ACT_UNSPEC;

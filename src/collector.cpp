@@ -109,7 +109,8 @@ void Collector::read_counters(std::vector<FlowSample>& out) {
                 for (int d = 0; d < 2; ++d) {
                     s.bytes[d] += c.bytes[d];
                     s.packets[d] += c.packets[d];
-                    s.payload[d] += c.payload[d];
+                    // Payload is a reach in sequence space: the furthest copy wins.
+                    s.payload[d] = std::max<std::uint64_t>(s.payload[d], c.payload[d]);
                 }
             }
             out.push_back(s);

@@ -56,28 +56,25 @@ struct tt_flow_key {
 };
 
 /*
- * Where one CPU has seen a direction's sequence space reach, and the latest
- * gap it saw (bytes that went missing before our hook and may come back as
- * retransmissions). Empty gap: hole_lo == hole_hi.
- */
-struct tt_seq_track {
-	__u32 max_end;
-	__u32 hole_lo;
-	__u32 hole_hi;
-};
-
-/*
  * Per-CPU counters (the hot map). Each CPU adds to its own copy without
- * atomics; user space sums the copies.
+ * atomics; user space combines the copies (bytes and packets add up, payload
+ * is the furthest any CPU has seen).
+ *
+ * Payload is measured in sequence space: how far past the direction's base
+ * (ISN + 1, or the first sequence number seen for a flow caught mid-stream)
+ * the data has reached. Retransmissions never move it, and data lost before
+ * our hook is counted once it is sent again, so it equals what the
+ * application sent however often the wire carried a byte.
  */
 struct tt_counters {
 	__u64 bytes[2]; /* L3 bytes on the wire: IP header + TCP header + payload */
 	__u64 packets[2]; /* wire segments (GSO/GRO counted as gso_segs) */
-	__u64 payload[2]; /* TCP payload bytes, retransmissions excluded */
-	struct tt_seq_track seq[2];
+	__u64 payload[2]; /* data reach past base[dir]; combine copies with max */
+	__u32 base[2]; /* copied from the flow's state when this CPU joins */
 	__u8 settled; /* this CPU may skip the state map for plain segments */
-	__u8 seq_seen; /* bit (1 << dir): seq[dir] is valid */
-	__u8 pad[6];
+	__u8 base_mask; /* bit (1 << dir): base[dir] is valid */
+	__u8 reach_mask; /* bit (1 << dir): payload[dir] has been set */
+	__u8 pad[5];
 };
 
 /* Lifecycle facts and timestamps (CLOCK_MONOTONIC ns, 0 = not seen). */
@@ -96,12 +93,14 @@ struct tt_flow_info {
 	__u64 close_ns; /* second FIN or RST */
 	__u32 syn_seq;
 	__u32 fin_seq[2]; /* sequence number carried by each side's FIN */
+	__u32 base[2]; /* where each side's payload starts (ISN + 1, or first seen) */
 	__u8 state; /* enum tt_state */
 	__u8 client; /* side (TT_DIR_AB: A, TT_DIR_BA: B) that opened the connection */
 	__u8 flags; /* TT_F_* */
 	__u8 fin_mask; /* bit (1 << side): side sent a FIN */
 	__u8 ack_mask; /* bit (1 << side): side's FIN was acknowledged */
-	__u8 pad[7];
+	__u8 base_mask; /* bit (1 << side): base[side] is known */
+	__u8 pad[6];
 };
 
 struct tt_flow_state {
@@ -185,44 +184,41 @@ TT_INLINE int tt_key_normalise(struct tt_flow_key *k)
 }
 
 /*
- * Payload bytes of segment [start, start + len) not counted before by this
- * CPU: new data beyond max_end, or data filling the remembered gap. A
- * retransmission of data already counted adds nothing, so the payload equals
- * what the application sent even when the wire carries some bytes twice.
- * Sequence numbers compare modulo 2^32 (serial arithmetic).
+ * Moves one CPU's payload reach for a segment whose data ends at `end`.
+ * Offsets from base compare modulo 2^32, so the reach grows past 4 GiB; a
+ * segment at or before the reach (a retransmission) changes nothing.
+ * Returns 1 once the reach is set.
  */
-TT_INLINE __u32 tt_seq_new_bytes(struct tt_seq_track *t, int seen, __u32 start, __u32 len)
+TT_INLINE int tt_payload_advance(__u64 *reach, int known, __u32 base, __u32 end)
 {
-	__u32 end = start + len, lo, hi;
+	__u32 off = end - base;
+	__s32 ahead;
 
-	if (!len)
-		return 0;
-	if (!seen) {
-		t->max_end = end;
-		t->hole_lo = t->hole_hi = end;
-		return len;
+	if (!known) {
+		if ((__s32)off <= 0) /* data from before the base: not ours to count */
+			return 0;
+		*reach = off;
+		return 1;
 	}
-	if ((__s32)(end - t->max_end) > 0) {
-		__u32 n = end - t->max_end;
+	ahead = (__s32)(off - (__u32)*reach);
+	if (ahead > 0)
+		*reach += (__u32)ahead;
+	return 1;
+}
 
-		if ((__s32)(start - t->max_end) > 0) { /* a gap: remember it */
-			t->hole_lo = t->max_end;
-			t->hole_hi = start;
-			n = len;
-		}
-		t->max_end = end;
-		return n;
-	}
-	/* At or below max_end: a retransmission, unless it fills the gap. */
-	lo = (__s32)(start - t->hole_lo) > 0 ? start : t->hole_lo;
-	hi = (__s32)(end - t->hole_hi) < 0 ? end : t->hole_hi;
-	if ((__s32)(hi - lo) <= 0)
-		return 0;
-	if (lo == t->hole_lo)
-		t->hole_lo = hi; /* filled from the front (the usual order) */
+/* Records where a side's payload starts, from the first segment seen from it. */
+TT_INLINE void tt_note_base(struct tt_flow_info *f, __u8 dir, __u8 tcp_flags, __u32 seq)
+{
+	if ((f->base_mask & (1 << dir)) || (tcp_flags & TT_TCP_RST))
+		return;
+	seq += (tcp_flags & TT_TCP_SYN) ? 1 : 0; /* a SYN uses one number */
+	/* Constant indexes: f may be on the BPF stack, where clang turns a variable
+	 * index into pointer arithmetic the verifier rejects. */
+	if (dir)
+		f->base[1] = seq;
 	else
-		t->hole_hi = lo; /* keep the front part of the gap */
-	return hi - lo;
+		f->base[0] = seq;
+	f->base_mask |= 1 << dir;
 }
 
 /* Should a segment of an untracked tuple start tracking it? */
@@ -256,6 +252,7 @@ TT_INLINE void tt_info_init(struct tt_flow_info *f, __u8 dir, __u8 tcp_flags, __
 		f->client = dir;
 		f->flags = TT_F_MIDSTREAM;
 	}
+	tt_note_base(f, dir, tcp_flags, seq);
 }
 
 /* Actions the caller takes after tt_lifecycle_step. */
@@ -276,6 +273,8 @@ TT_INLINE __u32 tt_lifecycle_step(struct tt_flow_info *f, __u8 dir, __u8 tcp_fla
 
 	if (f->flags & TT_F_DONE) /* stragglers change nothing; a new SYN starts over */
 		return (tcp_flags & (TT_TCP_SYN | TT_TCP_ACK)) == TT_TCP_SYN ? TT_ACT_REUSE : 0;
+	if ((tcp_flags & (TT_TCP_SYN | TT_TCP_ACK)) != TT_TCP_SYN)
+		tt_note_base(f, dir, tcp_flags, seq);
 
 	if (tcp_flags & TT_TCP_SYN) {
 		if (!(tcp_flags & TT_TCP_ACK)) {
@@ -328,7 +327,8 @@ TT_INLINE __u32 tt_lifecycle_step(struct tt_flow_info *f, __u8 dir, __u8 tcp_fla
 		f->flags |= TT_F_DONE;
 		return act | TT_ACT_FINISHED;
 	}
-	if (f->state == TT_ESTABLISHED && !f->fin_mask)
+	/* Settled CPUs count payload on their own, so both bases must be known. */
+	if (f->state == TT_ESTABLISHED && !f->fin_mask && f->base_mask == 3)
 		act |= TT_ACT_SETTLED;
 	return act;
 }

@@ -14,10 +14,10 @@
 namespace tcptrack {
 
 static_assert(sizeof(tt_flow_key) == 44, "flow key layout is shared with bpf/");
-static_assert(sizeof(tt_counters) == 80, "counters layout is shared with bpf/");
-static_assert(sizeof(tt_flow_info) == 64, "flow info layout is shared with bpf/");
-static_assert(sizeof(tt_flow_state) == 72, "flow state layout is shared with bpf/");
-static_assert(sizeof(tt_close_event) == 160, "close event layout is shared with bpf/");
+static_assert(sizeof(tt_counters) == 64, "counters layout is shared with bpf/");
+static_assert(sizeof(tt_flow_info) == 72, "flow info layout is shared with bpf/");
+static_assert(sizeof(tt_flow_state) == 80, "flow state layout is shared with bpf/");
+static_assert(sizeof(tt_close_event) == 168, "close event layout is shared with bpf/");
 
 // One connection as read from the maps or from a close event.
 struct FlowSample {

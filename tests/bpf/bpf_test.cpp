@@ -315,7 +315,7 @@ protected:
                 for (int d = 0; d < 2; ++d) {
                     t.bytes[d] += c.bytes[d];
                     t.packets[d] += c.packets[d];
-                    t.payload[d] += c.payload[d];
+                    t.payload[d] = std::max<std::uint64_t>(t.payload[d], c.payload[d]);
                 }
             out.emplace_back(k, t);
         }

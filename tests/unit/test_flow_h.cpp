@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "tcptrack/flow.h"
@@ -201,7 +202,8 @@ TEST(Lifecycle, SynAckFirstSeen) {
 
 TEST(Lifecycle, MidstreamInit) {
     Flow fl;
-    EXPECT_EQ(fl.first(S, ACK | PSH, 777, 999, 1448, 50, /*ingress=*/1), (__u32)TT_ACT_SETTLED);
+    // Not settled until both sides' payload bases are known.
+    EXPECT_EQ(fl.first(S, ACK | PSH, 777, 999, 1448, 50, /*ingress=*/1), 0u);
     EXPECT_EQ(fl.f.state, TT_ESTABLISHED);
     EXPECT_EQ(fl.f.flags, TT_F_MIDSTREAM);
     EXPECT_EQ(fl.f.client, S);
@@ -209,6 +211,9 @@ TEST(Lifecycle, MidstreamInit) {
     EXPECT_EQ(fl.f.syn_ns, 0u);
     EXPECT_EQ(fl.f.synack_ns, 0u);
     EXPECT_EQ(fl.f.ack_ns, 0u);
+    EXPECT_EQ(fl.f.base[S], 777u);
+    EXPECT_EQ(fl.step(C, ACK, 999, 2225, 0, 60), (__u32)TT_ACT_SETTLED);
+    EXPECT_EQ(fl.f.base[C], 999u);
 }
 
 TEST(Lifecycle, SynRetransmitIsNotReuse) {
@@ -377,58 +382,72 @@ TEST(Lifecycle, SettledOnlyWhenEstablishedWithoutFin) {
     EXPECT_EQ(fl.step(C, ACK | PSH, 1001, 5012, 5, 420), 0u);
 }
 
-// --- tt_seq_new_bytes: payload counts what the application sent, once ---
+// --- tt_payload_advance: payload is how far the data reached past the base ---
 
-TEST(SeqNewBytes, InOrderSegmentsCountFully) {
-    tt_seq_track t{};
-    EXPECT_EQ(tt_seq_new_bytes(&t, 0, 1000, 500), 500u);
-    EXPECT_EQ(tt_seq_new_bytes(&t, 1, 1500, 500), 500u);
-    EXPECT_EQ(t.max_end, 2000u);
+TEST(PayloadAdvance, InOrderSegmentsGrowTheReach) {
+    __u64 reach = 0;
+    EXPECT_EQ(tt_payload_advance(&reach, 0, 1001, 1501), 1);
+    EXPECT_EQ(reach, 500u);
+    tt_payload_advance(&reach, 1, 1001, 2001);
+    EXPECT_EQ(reach, 1000u);
 }
 
-TEST(SeqNewBytes, RetransmissionCountsNothing) {
-    tt_seq_track t{};
-    tt_seq_new_bytes(&t, 0, 1000, 500);
-    tt_seq_new_bytes(&t, 1, 1500, 500);
-    EXPECT_EQ(tt_seq_new_bytes(&t, 1, 1500, 500), 0u);
-    EXPECT_EQ(tt_seq_new_bytes(&t, 1, 1000, 1000), 0u);
+TEST(PayloadAdvance, RetransmissionChangesNothing) {
+    __u64 reach = 0;
+    tt_payload_advance(&reach, 0, 1001, 2001);
+    tt_payload_advance(&reach, 1, 1001, 1501);
+    tt_payload_advance(&reach, 1, 1001, 2001);
+    EXPECT_EQ(reach, 1000u);
 }
 
-TEST(SeqNewBytes, PartialOverlapCountsOnlyNewBytes) {
-    tt_seq_track t{};
-    tt_seq_new_bytes(&t, 0, 1000, 500);
-    EXPECT_EQ(tt_seq_new_bytes(&t, 1, 1200, 500), 200u);  // 1200..1700, new from 1500
+TEST(PayloadAdvance, GapIsCountedBecauseTheApplicationSentIt) {
+    __u64 reach = 0;
+    tt_payload_advance(&reach, 0, 1001, 1101);  // 100 bytes
+    tt_payload_advance(&reach, 1, 1001, 1401);  // 200 bytes lost before the hook, then 100
+    EXPECT_EQ(reach, 400u);
+    tt_payload_advance(&reach, 1, 1001, 1201);  // the lost part, resent
+    EXPECT_EQ(reach, 400u);
 }
 
-TEST(SeqNewBytes, DataLostBeforeTheHookIsCountedWhenRetransmitted) {
-    tt_seq_track t{};
-    tt_seq_new_bytes(&t, 0, 1000, 100);                   // 1000..1100
-    EXPECT_EQ(tt_seq_new_bytes(&t, 1, 1300, 100), 100u);  // gap 1100..1300
-    EXPECT_EQ(tt_seq_new_bytes(&t, 1, 1100, 100), 100u);  // fills the front of the gap
-    EXPECT_EQ(tt_seq_new_bytes(&t, 1, 1100, 100), 0u);    // again: retransmission
-    EXPECT_EQ(tt_seq_new_bytes(&t, 1, 1200, 100), 100u);  // the rest of the gap
-    EXPECT_EQ(tt_seq_new_bytes(&t, 1, 1150, 100), 0u);    // gap closed
+TEST(PayloadAdvance, DataBeforeTheBaseIsIgnored) {
+    __u64 reach = 0;
+    EXPECT_EQ(tt_payload_advance(&reach, 0, 5000, 4900), 0);
+    EXPECT_EQ(tt_payload_advance(&reach, 0, 5000, 5000), 0);
+    EXPECT_EQ(reach, 0u);
 }
 
-TEST(SeqNewBytes, MiddleOfGapKeepsFrontPart) {
-    tt_seq_track t{};
-    tt_seq_new_bytes(&t, 0, 0, 100);
-    tt_seq_new_bytes(&t, 1, 400, 100);                   // gap 100..400
-    EXPECT_EQ(tt_seq_new_bytes(&t, 1, 200, 100), 100u);  // middle
-    EXPECT_EQ(tt_seq_new_bytes(&t, 1, 100, 100), 100u);  // front part still tracked
+TEST(PayloadAdvance, GrowsPastFourGigabytesAcrossSequenceWraps) {
+    const __u32 base = 0xFFFFF000u;
+    __u64 reach = 0;
+    int known = 0;
+    __u64 sent = 0;
+    // 5 GiB in 64 KiB steps: the 32-bit sequence number wraps once, the reach does not.
+    for (int i = 0; i < 5 * 16384; ++i) {
+        sent += 65536;
+        known = tt_payload_advance(&reach, known, base, static_cast<__u32>(base + sent));
+    }
+    EXPECT_EQ(reach, sent);
+    EXPECT_EQ(reach, 5ull << 30);
 }
 
-TEST(SeqNewBytes, WrapsAroundTheSequenceSpace) {
-    tt_seq_track t{};
-    EXPECT_EQ(tt_seq_new_bytes(&t, 0, 0xFFFFFF00u, 0x100), 0x100u);  // ends exactly at 2^32
-    EXPECT_EQ(t.max_end, 0u);
-    EXPECT_EQ(tt_seq_new_bytes(&t, 1, 0, 0x80), 0x80u);
-    EXPECT_EQ(tt_seq_new_bytes(&t, 1, 0xFFFFFF80u, 0x80), 0u);  // retransmission across the wrap
+TEST(PayloadAdvance, StaleCopyNeverOvertakesTheFurthest) {
+    // Two CPUs' copies: each sees part of the stream; the max of reaches is the total.
+    __u64 a = 0, b = 0;
+    tt_payload_advance(&a, 0, 1, 1001);
+    tt_payload_advance(&b, 0, 1, 3001);
+    tt_payload_advance(&a, 1, 1, 2001);  // a lags b
+    EXPECT_EQ(std::max(a, b), 3000u);
 }
 
-TEST(SeqNewBytes, EmptySegmentCountsNothingAndChangesNothing) {
-    tt_seq_track t{};
-    tt_seq_new_bytes(&t, 0, 1000, 10);
-    EXPECT_EQ(tt_seq_new_bytes(&t, 1, 5000, 0), 0u);
-    EXPECT_EQ(t.max_end, 1010u);
+TEST(NoteBase, FirstSegmentOfEachSideSetsItsBaseOnce) {
+    tt_flow_info f{};
+    tt_note_base(&f, C, SYN, 1000);
+    EXPECT_EQ(f.base[C], 1001u);  // ISN + 1
+    tt_note_base(&f, C, ACK, 5000);
+    EXPECT_EQ(f.base[C], 1001u);  // kept
+    tt_note_base(&f, S, RST, 7);
+    EXPECT_EQ(f.base_mask, 1u << C);  // an RST's sequence number is not trusted
+    tt_note_base(&f, S, ACK | PSH, 9000);
+    EXPECT_EQ(f.base[S], 9000u);
+    EXPECT_EQ(f.base_mask, 3u);
 }

@@ -1,0 +1,379 @@
+# SPDX-License-Identifier: MIT
+"""Parsing and table helpers for bench/run.sh (stdlib only).
+
+Each subcommand reads files written by run.sh and prints either a few
+shell-friendly values or a markdown table on stdout.
+"""
+import json
+import re
+import statistics
+import subprocess
+import sys
+from collections import Counter, defaultdict
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def fmt(x, digits=1):
+    if x is None:
+        return "n/a"
+    if isinstance(x, int):
+        return f"{x:,}"
+    return f"{x:,.{digits}f}"
+
+
+# ---------------------------------------------------------------- BPF programs
+
+def cmd_tcx_ids(ns, ifname):
+    """Program ids attached with TCX to ns/ifname: 'name=id' per line."""
+    out = subprocess.run(["ip", "netns", "exec", ns, "bpftool", "net", "show", "dev", ifname, "-j"],
+                         check=True, capture_output=True, text=True).stdout
+    for entry in json.loads(out):
+        for t in entry.get("tc", []):
+            if t.get("kind", "").startswith("tcx/"):
+                print(f"{t['name']}={t['prog_id']}")
+
+
+def cmd_progstats(*ids):
+    """'run_time_ns run_cnt' of each program id, space separated, in order."""
+    vals = []
+    for i in ids:
+        d = json.loads(subprocess.run(["bpftool", "prog", "show", "id", i, "-j"], check=True,
+                                      capture_output=True, text=True).stdout)
+        vals += [str(d.get("run_time_ns", 0)), str(d.get("run_cnt", 0))]
+    print(" ".join(vals))
+
+
+def cmd_prog_exists(*ids):
+    """Prints the ids (of the given ones) that still exist."""
+    alive = []
+    for i in ids:
+        r = subprocess.run(["bpftool", "prog", "show", "id", i], capture_output=True)
+        if r.returncode == 0:
+            alive.append(i)
+    print(" ".join(alive))
+
+
+# ---------------------------------------------------------------- iperf3
+
+def load_iperf(path):
+    with open(path) as f:
+        d = json.load(f)
+    if "error" in d:
+        raise SystemExit(f"iperf3 error in {path}: {d['error']}")
+    return d
+
+
+def cmd_iperf(path):
+    """'recv_gbps sent_bytes recv_bytes retransmits data_local_port'."""
+    d = load_iperf(path)
+    e = d["end"]
+    ports = [c["local_port"] for c in d["start"]["connected"]]
+    print(f"{e['sum_received']['bits_per_second'] / 1e9:.3f} {e['sum_sent']['bytes']} "
+          f"{e['sum_received']['bytes']} {e['sum_sent'].get('retransmits', 0)} {ports[0]}")
+
+
+# ---------------------------------------------------------------- section 1
+
+HOOKS = (("ingress", 0), ("egress", 1))
+
+
+def cmd_s1_table(tsv):
+    """Rows: scen rep gbps tt_in(ns cnt) tt_eg(ns cnt) fl_in(ns cnt) fl_eg(ns cnt) segs_c segs_s."""
+    runs = defaultdict(list)
+    order = []
+    with open(tsv) as f:
+        for line in f:
+            p = line.rstrip("\n").split("\t")
+            if len(p) < 13:
+                continue
+            scen = p[0]
+            if scen not in runs:
+                order.append(scen)
+            v = [float(x) for x in p[2:]]
+            runs[scen].append(v)
+    print("| Scenario | Hook | Runs (skbs) | Wire segs / run | tcptrack ns/run | floor ns/run "
+          "| Ratio tcptrack/floor | tcptrack − floor ns/run | tcptrack ns / wire seg | Gbit/s |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for scen in order:
+        reps = runs[scen]
+        for hook in ("ingress", "egress", "both"):
+            per = []
+            for v in reps:
+                gbps = v[0]
+                tt = [(v[1], v[2]), (v[3], v[4])]
+                fl = [(v[5], v[6]), (v[7], v[8])]
+                segs = [v[9], v[10]]  # client OutSegs (arrive on ingress), server OutSegs (egress)
+                if hook == "both":
+                    t_ns, t_cnt = tt[0][0] + tt[1][0], tt[0][1] + tt[1][1]
+                    f_ns, f_cnt = fl[0][0] + fl[1][0], fl[0][1] + fl[1][1]
+                    s = segs[0] + segs[1]
+                else:
+                    h = 0 if hook == "ingress" else 1
+                    (t_ns, t_cnt), (f_ns, f_cnt), s = tt[h], fl[h], segs[h]
+                if t_cnt == 0 or f_cnt == 0:
+                    continue
+                tpr, fpr = t_ns / t_cnt, f_ns / f_cnt
+                per.append(dict(cnt=t_cnt, segs=s / t_cnt, tt=tpr, fl=fpr, ratio=tpr / fpr,
+                                delta=tpr - fpr, per_seg=t_ns / s if s else None, gbps=gbps,
+                                cnt_mismatch=t_cnt != f_cnt))
+            if not per:
+                print(f"| {scen} | {hook} | 0 | | | | | | | |")
+                continue
+            m = lambda k: med([r[k] for r in per])
+            mism = " (!)" if any(r["cnt_mismatch"] for r in per) else ""
+            print(f"| {scen} | {hook} | {fmt(int(m('cnt')))}{mism} | {fmt(m('segs'), 2)} | "
+                  f"{fmt(m('tt'))} | {fmt(m('fl'))} | {fmt(m('ratio'), 2)}× | {fmt(m('delta'))} | "
+                  f"{fmt(m('per_seg'), 2)} | {fmt(m('gbps'), 2)} |")
+
+
+# ---------------------------------------------------------------- tcptrack JSON
+
+def read_ndjson(path):
+    rows, summaries = [], []
+    with open(path, errors="replace") as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                o = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by the stop signal
+            (summaries if o.get("type") == "summary" else rows).append(o)
+    return rows, summaries
+
+
+# ---------------------------------------------------------------- section 3
+
+def read_mibs(path):
+    """{'Tcp.OutSegs': n, 'TcpExt.TCPBacklogDrop': n, ...} from /proc/net/{snmp,netstat} dumps."""
+    out, hdr = {}, {}
+    for line in open(path):
+        p = line.split()
+        if not p or not p[0].endswith(":"):
+            continue
+        name = p[0][:-1]
+        if name not in hdr:
+            hdr[name] = p[1:]
+        else:
+            for k, v in zip(hdr.pop(name), p[1:]):
+                try:
+                    out[f"{name}.{k}"] = int(v)
+                except ValueError:
+                    pass
+    return out
+
+
+def mib_delta(before, after):
+    a, b = read_mibs(after), read_mibs(before)
+    return {k: a[k] - b.get(k, 0) for k in a}
+
+
+UNITS = {"B": 1, "KB": 1024, "MB": 1024 ** 2, "GB": 1024 ** 3, "TB": 1024 ** 4}
+
+
+def iftop_bytes(s):
+    m = re.fullmatch(r"([0-9.]+)([KMGT]?B)", s)
+    return float(m.group(1)) * UNITS[m.group(2)] if m else None
+
+
+def iftop_flow(path, client_port):
+    """Cumulative (client->server, server->client) bytes iftop shows for the flow."""
+    lines = open(path, errors="replace").read().splitlines()
+    for i, line in enumerate(lines):
+        m = re.match(r"\s*\d+\s+(\S+)\s+(=>|<=)\s+(.*)$", line)
+        if not m or i + 1 >= len(lines):
+            continue
+        m2 = re.match(r"\s+(\S+)\s+(=>|<=)\s+(.*)$", lines[i + 1])
+        if not m2:
+            continue
+        # Line 1: host1 => (host1 -> host2); line 2: host2 <= (host2 -> host1).
+        # The last column is the cumulative total.
+        h1, c1 = m.group(1), m.group(3).split()[-1]
+        h2, c2 = m2.group(1), m2.group(3).split()[-1]
+        if h2.endswith(f":{client_port}"):
+            return iftop_bytes(c2), iftop_bytes(c1), f"{c2} / {c1}"
+        if h1.endswith(f":{client_port}"):
+            return iftop_bytes(c1), iftop_bytes(c2), f"{c1} / {c2}"
+    return None, None, None
+
+
+def err_cells(reported, expected):
+    if reported is None:
+        return "n/a", "n/a", "n/a"
+    ab = reported - expected
+    rel = ab / expected * 100 if expected else 0.0
+    return fmt(int(round(reported))), f"{int(round(ab)):+,}", f"{rel:+.4f} %"
+
+
+def tcptrack_rows(rows, cport, sport):
+    return [r for r in rows if r["sport"] == int(cport) and r["dport"] == int(sport)]
+
+
+def tcptrack14_speeds(path, cport):
+    speeds, seen = Counter(), False
+    try:
+        for line in open(path, errors="replace"):
+            if f":{cport} " in line:
+                seen = True
+                m = re.search(r"(ESTABLISHED|SYN_SENT|CLOSED|RESET|FIN_WAIT\S*|TIME_WAIT)\s+\S+\s+(.*)$",
+                              line)
+                if m:
+                    speeds[m.group(2).strip()] += 1
+    except OSError:
+        pass
+    return seen, speeds
+
+
+def cmd_s3_table(iperf_json, bulk_log, tt_json, iftop_txt, t14_txt, iperf_port, bulk_port,
+                 c0, c1, s0, s1, c2, c3, s2, s3):
+    """Two transfers: iperf3 -n (as asked) and bench/churn's exact bulk transfer (FIN close)."""
+    rows, _ = read_ndjson(tt_json)
+    d = load_iperf(iperf_json)
+    e = d["end"]
+    mss = d["start"].get("tcp_mss_default") or 1448
+    cookie = 37  # iperf3 writes a 37-byte cookie first on every data stream
+    ip_cport = d["start"]["connected"][0]["local_port"]
+    ip_sent, ip_recv = e["sum_sent"]["bytes"], e["sum_received"]["bytes"]
+    secs = e["sum_received"]["seconds"]
+    bl = open(bulk_log).read().split()
+    transfers = [
+        dict(name=f"iperf3 -n {ip_sent:,}", cport=ip_cport, sport=iperf_port,
+             c2s=ip_sent + cookie, low=ip_recv + cookie, mib=(c0, c1, s0, s1),
+             info=f"{ip_recv * 8 / secs / 1e9:.2f} Gbit/s; the receiving iperf3 read only "
+                  f"{ip_recv:,} B: iperf3 3.12 ends the test while data is still unread/unsent "
+                  f"and resets the data connection, so the bytes on the wire lie between "
+                  f"{ip_recv + cookie:,} and {ip_sent + cookie:,} (+ retransmits)"),
+    ]
+    if len(bl) == 3:
+        transfers.append(dict(name=f"bench/churn bulk {int(bl[1]):,}", cport=int(bl[0]),
+                              sport=bulk_port, c2s=int(bl[1]), low=int(bl[1]), mib=(c2, c3, s2, s3),
+                              info="one connection, client sends exactly this many bytes, server "
+                                   "reads them all, FIN close: an exact reference"))
+    print("| Transfer | Tool | Quantity | Reported | Expected | Abs error (B) | Rel error |")
+    print("|---|---|---|---:|---:|---:|---:|")
+    notes = []
+    for t in transfers:
+        cli, srv = mib_delta(t["mib"][0], t["mib"][1]), mib_delta(t["mib"][2], t["mib"][3])
+        rs = cli.get("Tcp.RetransSegs", 0)
+        wire = t["c2s"] + rs * mss
+        flow = tcptrack_rows(rows, t["cport"], t["sport"])
+        final = flow[-1] if flow else None
+        n = t["name"]
+        if final:
+            r, ab, rel = err_cells(final["fwd_payload"], t["c2s"])
+            print(f"| {n} | tcptrack (this; {len(flow)} rows, final {final['state']}) | payload "
+                  f"client→server | {r} | {fmt(t['c2s'])} | {ab} | {rel} |")
+            if rs:
+                r, ab, rel = err_cells(final["fwd_payload"], wire)
+                print(f"| {n} | tcptrack (this) | same, vs expected + {rs} retransmitted "
+                      f"segments × {mss} B (wire estimate) | {r} | ≈ {fmt(wire)} | {ab} | {rel} |")
+            r, ab, rel = err_cells(final["rev_payload"], 0)
+            print(f"| {n} | tcptrack (this) | payload server→client | {r} | 0 | {ab} | n/a |")
+            hdr = (final["fwd_bytes"] - final["fwd_payload"]) / max(1, final["fwd_packets"])
+            notes.append(f"{n}: tcptrack counted {final['fwd_packets']:,} client→server segments, "
+                         f"(fwd_bytes − fwd_payload) / fwd_packets = {hdr:.2f} B of headers each "
+                         f"(IPv4 20 + TCP 20 + timestamps 12 = 52).")
+        else:
+            print(f"| {n} | tcptrack (this) | payload client→server | not found | "
+                  f"{fmt(t['c2s'])} | n/a | n/a |")
+        c2s, s2c, raw = iftop_flow(iftop_txt, t["cport"])
+        if c2s is not None:
+            num = raw.split(" / ")[0]
+            unit = UNITS[re.sub(r"[0-9.]", "", num)]
+            decimals = len(num.split(".")[1].rstrip("KMGTB")) if "." in num else 0
+            res = 0.5 * unit / 10 ** decimals  # 3 significant digits
+            r, ab, rel = err_cells(c2s, t["c2s"])
+            print(f"| {n} | iftop 1.0pre4 (shows \"{num}\") | cumulative L3 bytes client→server "
+                  f"(IP total length, headers included) vs payload | {r} ±{fmt(int(res))} | "
+                  f"{fmt(t['c2s'])} | {ab} | {rel} |")
+        else:
+            print(f"| {n} | iftop 1.0pre4 | cumulative client→server | flow not in its output | "
+                  f"{fmt(t['c2s'])} | n/a | n/a |")
+        seen, speeds = tcptrack14_speeds(t14_txt, t["cport"])
+        shown = ", ".join(f"\"{s}\"" for s, _ in speeds.most_common(3)) or "-"
+        print(f"| {n} | tcptrack 1.4 (Debian; ncurses screen captured with tmux capture-pane) | "
+              f"payload client→server | no byte counts: the screen has only Client, Server, State, "
+              f"Idle, Speed ({'speed shown: ' + shown if seen else 'connection never on screen'}) "
+              f"| {fmt(t['c2s'])} | n/a | n/a |")
+        drops = {k.split(".", 1)[1]: v for k, v in srv.items() if v and k in (
+            "TcpExt.TCPBacklogDrop", "TcpExt.TCPRcvQDrop", "TcpExt.TCPOFODrop",
+            "TcpExt.PruneCalled", "TcpExt.RcvPruned", "TcpExt.OfoPruned",
+            "TcpExt.TCPZeroWindowDrop", "TcpExt.TCPDSACKOldSent", "TcpExt.TCPDSACKOfoSent",
+            "TcpExt.TCPOFOQueue")}
+        notes.append(f"{n}: {t['info']}. Sender RetransSegs {rs:,}; receiver TcpExt deltas: " +
+                     (", ".join(f"{k} {v:,}" for k, v in drops.items()) or "none") + ".")
+    print()
+    for line in notes:
+        print(f"- {line}")
+
+
+# ---------------------------------------------------------------- section 5
+
+def cmd_s5_table(log, tt_json, server_port, request, reply, churn_summary):
+    gen = Counter()
+    for line in open(log):
+        p = line.split()
+        if len(p) == 3:
+            gen[int(p[0])] += 1
+    total = sum(gen.values())
+    rows, summaries = read_ndjson(tt_json)
+    sport_rows = [r for r in rows if r["dport"] == int(server_port)]
+    closed = [r for r in sport_rows if r["state"] in ("CLOSED", "RESET")]
+    exact = Counter()
+    wrong = []
+    for r in closed:
+        if r["fwd_payload"] == int(request) and r["rev_payload"] == int(reply):
+            exact[r["sport"]] += 1
+        else:
+            wrong.append(r)
+    once = missing = dup = 0
+    for port in set(gen) | set(exact):
+        g, t = gen[port], exact[port]
+        once += min(g, t)
+        missing += max(0, g - t)
+        dup += max(0, t - g)
+    # Rows for the same generation (same port, SYN->close duration and RTT) shown twice.
+    same_gen_repeat = sum(c - 1 for c in Counter(
+        (r["sport"], r["duration_ns"], r["rtt_ns"]) for r in closed).values() if c > 1)
+    states = Counter(r["state"] for r in closed)
+    last = summaries[-1] if summaries else {}
+    kv = dict(x.split("=", 1) for x in churn_summary.split() if "=" in x)
+    print("| Generator connections | Duration s | Conn/s | CLOSED/RESET rows | Accounted exactly "
+          "once | Ratio | Missing | Duplicated | Rows with wrong bytes | untracked | "
+          "close_dropped |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    ratio = once / total * 100 if total else 0
+    print(f"| {total:,} | {kv.get('seconds', '?')} | {kv.get('rate', '?')} | {len(closed):,} "
+          f"({', '.join(f'{k} {v:,}' for k, v in states.items())}) | {once:,} | {ratio:.3f} % | "
+          f"{missing:,} | {dup:,} | {len(wrong):,} | {last.get('untracked', 'n/a')} | "
+          f"{last.get('close_dropped', 'n/a')} |")
+    print()
+    ports_reused = sum(1 for c in gen.values() if c > 1)
+    print(f"Generator: {kv.get('bytes_sent', '?')} B sent, {kv.get('bytes_received', '?')} B "
+          f"received, connect errors {kv.get('connect_errors', '?')}, incomplete "
+          f"{kv.get('incomplete', '?')}; {len(gen):,} distinct client ports, {ports_reused:,} "
+          f"used more than once (max {max(gen.values()) if gen else 0}×)." +
+          (f" Rows repeating a connection already shown (same port, SYN→close duration and RTT): "
+           f"{same_gen_repeat:,}." if dup or same_gen_repeat else ""))
+    if wrong:
+        ex = wrong[0]
+        print(f"Example row with unexpected bytes: sport {ex['sport']} state {ex['state']} "
+              f"fwd_payload {ex['fwd_payload']} rev_payload {ex['rev_payload']}.")
+
+
+def main():
+    if len(sys.argv) < 2:
+        raise SystemExit("usage: bench_util.py COMMAND ARGS...")
+    cmd = globals().get("cmd_" + sys.argv[1].replace("-", "_"))
+    if not cmd:
+        raise SystemExit(f"unknown command {sys.argv[1]}")
+    cmd(*sys.argv[2:])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,229 @@
+// SPDX-License-Identifier: MIT
+// User-space cost of one tcptrack report for N live flows.
+//
+// Loads tcptrack::Skeleton (nothing attached), fills `flows` and
+// `flow_states` with N synthetic established IPv4 connections using
+// bpf_map_update_batch (in chunks, so the fill itself adds little to peak
+// RSS), then times what the run loop does per report, in the same order as
+// src/app.cpp Session::build_report + render:
+//   Collector::collect -> make_row per flow -> RateTracker::update ->
+//   stats loop -> sort rows -> render_json -> write to /dev/null
+// CPU time = getrusage(RUSAGE_SELF) user+sys delta (includes the kernel's
+// batch map reads). R reports (default 3) are measured; the median is printed,
+// with the CPU split into collect / rows (make_row + rates + stats + sort) /
+// render (render_json + write) for the median report.
+//
+//   report_cost --flows N [--reports R]
+// Prints one line of key=value pairs for bench/run.sh.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <arpa/inet.h>
+#include <chrono>
+#include <tuple>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <map>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+#include "tcptrack.skel.h"
+#include "tcptrack/collector.hpp"
+#include "tcptrack/error.hpp"
+#include "tcptrack/flow_model.hpp"
+#include "tcptrack/render.hpp"
+#include "tcptrack/skeleton.hpp"
+
+using namespace tcptrack;
+
+namespace {
+
+double cpu_ms() {
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    auto ms = [](const timeval& t) { return t.tv_sec * 1e3 + t.tv_usec / 1e3; };
+    return ms(ru.ru_utime) + ms(ru.ru_stime);
+}
+
+double wall_ms() { return static_cast<double>(monotonic_ns()) / 1e6; }
+
+double rss_mb(bool peak) {
+    if (peak) {
+        rusage ru{};
+        getrusage(RUSAGE_SELF, &ru);
+        return ru.ru_maxrss / 1024.0;
+    }
+    long pages = 0, resident = 0;
+    if (FILE* f = std::fopen("/proc/self/statm", "r")) {
+        if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+        std::fclose(f);
+    }
+    return resident * (sysconf(_SC_PAGESIZE) / 1048576.0);
+}
+
+tt_flow_key make_key(std::uint32_t i) {
+    tt_flow_key k{};
+    const std::uint32_t a = htonl(0x0A000001u);                // 10.0.0.1 (sorts first)
+    const std::uint32_t b = htonl(0x0B000000u + (i / 50000));  // 11.x.y.z
+    std::memcpy(k.addr_a, &a, 4);
+    std::memcpy(k.addr_b, &b, 4);
+    k.port_a = htons(443);
+    k.port_b = htons(static_cast<std::uint16_t>(10000 + i % 50000));
+    k.ifindex = 1;
+    k.family = TT_FAMILY_INET;
+    return k;
+}
+
+void fill(const Skeleton& skel, std::uint32_t n) {
+    const int flows_fd = bpf_map__fd(skel->maps.flows);
+    const int states_fd = bpf_map__fd(skel->maps.flow_states);
+    const std::uint32_t ncpu = skel.nr_cpus();
+    const std::size_t stride = (sizeof(tt_counters) + 7) & ~std::size_t{7};
+    constexpr std::uint32_t kChunk = 16384;
+    std::vector<tt_flow_key> keys(kChunk);
+    std::vector<std::uint8_t> counters(kChunk * stride * ncpu);
+    std::vector<tt_flow_state> states(kChunk);
+    const std::uint64_t now = monotonic_ns();
+    for (std::uint32_t base = 0; base < n; base += kChunk) {
+        const std::uint32_t m = std::min(kChunk, n - base);
+        std::memset(counters.data(), 0, counters.size());
+        for (std::uint32_t j = 0; j < m; ++j) {
+            const std::uint32_t i = base + j;
+            keys[j] = make_key(i);
+            for (std::uint32_t cpu = 0; cpu < ncpu; ++cpu) {
+                tt_counters c{};
+                c.bytes[0] = 1000 + i + cpu;
+                c.bytes[1] = 50000 + i;
+                c.packets[0] = 10 + cpu;
+                c.packets[1] = 40;
+                c.payload[0] = 500 + i;
+                c.payload[1] = 48000 + i;
+                std::memcpy(counters.data() + (j * ncpu + cpu) * stride, &c, sizeof(c));
+            }
+            tt_flow_state st{};
+            st.info.first_ns = now - 5000000000ull + i;
+            st.info.syn_ns = st.info.first_ns;
+            st.info.synack_ns = st.info.syn_ns + 100000;
+            st.info.ack_ns = st.info.synack_ns + 150000;
+            st.info.state = TT_ESTABLISHED;
+            st.info.client = TT_DIR_BA;
+            st.info.flags = TT_F_SYN_SEEN | TT_F_HS_SEEN;
+            states[j] = st;
+        }
+        std::uint32_t count = m;
+        if (bpf_map_update_batch(states_fd, keys.data(), states.data(), &count, nullptr) ||
+            count != m)
+            throw Error(std::string("flow_states batch update: ") + std::strerror(errno));
+        count = m;
+        if (bpf_map_update_batch(flows_fd, keys.data(), counters.data(), &count, nullptr) ||
+            count != m)
+            throw Error(std::string("flows batch update: ") + std::strerror(errno));
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::uint32_t n = 1000;
+    int reports = 3;  // >= 1
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        if (i + 1 < argc && a == "--flows") n = static_cast<std::uint32_t>(std::atol(argv[++i]));
+        else if (i + 1 < argc && a == "--reports") reports = std::max(1, std::atoi(argv[++i]));
+        else {
+            std::fprintf(stderr, "usage: %s --flows N [--reports R]\n", argv[0]);
+            return 2;
+        }
+    }
+    try {
+        set_libbpf_verbose(false);
+        Skeleton skel(LoadConfig{n + 1024, false});
+        const double f0 = wall_ms();
+        fill(skel, n);
+        const double fill_ms = wall_ms() - f0;
+        const double rss_before = rss_mb(false);
+
+        Collector collector(skel);
+        RateTracker rates;
+        std::map<std::uint32_t, std::string> names{{1, "lo"}};
+        const int devnull = open("/dev/null", O_WRONLY);
+        std::uint64_t last = monotonic_ns();
+        std::vector<double> cpu, wall, p_collect, p_rows, p_render;
+        std::size_t rows_seen = 0, json_bytes = 0;
+        for (int r = 0; r < reports; ++r) {
+            const double c0 = cpu_ms(), w0 = wall_ms();
+            const std::uint64_t now = monotonic_ns();
+            Report rep;
+            rep.time = std::chrono::system_clock::now();
+            rep.ifaces = {"lo"};
+            std::vector<FlowSample> samples = collector.collect(now);
+            const double c_collect = cpu_ms();
+            rep.rows.reserve(samples.size());
+            for (const auto& s : samples) rep.rows.push_back(make_row(s, names[s.key.ifindex], now));
+            const auto idle = rates.update(samples, rep.rows, now, now - last);
+            last = now;
+            std::uint64_t idle_max = 0;
+            for (std::size_t i = 0; i < samples.size(); ++i) {
+                if (samples[i].finished) ++rep.stats.closed;
+                else ++rep.stats.tracked;
+                idle_max = std::max(idle_max, idle[i]);
+                if (rep.rows[i].rtt_ns) rep.stats.rtt.add(*rep.rows[i].rtt_ns);
+            }
+            std::sort(rep.rows.begin(), rep.rows.end(), [](const FlowRow& a, const FlowRow& b) {
+                const double ra = a.fwd_bps + a.rev_bps, rb = b.fwd_bps + b.rev_bps;
+                if (ra != rb) return ra > rb;
+                const auto ba = a.fwd_bytes + a.rev_bytes, bb = b.fwd_bytes + b.rev_bytes;
+                if (ba != bb) return ba > bb;
+                return std::tie(a.src, a.sport, a.dst, a.dport) <
+                       std::tie(b.src, b.sport, b.dst, b.dport);
+            });
+            const double c_rows = cpu_ms();
+            const std::string out = render_json(rep);
+            std::size_t off = 0;
+            while (off < out.size()) {
+                const ssize_t w = write(devnull, out.data() + off, out.size() - off);
+                if (w <= 0) break;
+                off += static_cast<std::size_t>(w);
+            }
+            const double c1 = cpu_ms(), w1 = wall_ms();
+            cpu.push_back(c1 - c0);
+            wall.push_back(w1 - w0);
+            p_collect.push_back(c_collect - c0);
+            p_rows.push_back(c_rows - c_collect);
+            p_render.push_back(c1 - c_rows);
+            rows_seen = rep.rows.size();
+            json_bytes = out.size();
+        }
+        close(devnull);
+        std::vector<std::size_t> idx(cpu.size());
+        for (std::size_t i = 0; i < idx.size(); ++i) idx[i] = i;
+        std::sort(idx.begin(), idx.end(), [&](auto x, auto y) { return cpu[x] < cpu[y]; });
+        const std::size_t mi = idx[idx.size() / 2];
+        const double med = cpu[mi];
+        std::vector<double> ws = wall;
+        std::sort(ws.begin(), ws.end());
+        std::printf("flows=%u rows=%zu fill_ms=%.0f cpu_ms_median=%.2f wall_ms_median=%.2f "
+                    "cpu_ms_all=", n, rows_seen, fill_ms, med, ws[ws.size() / 2]);
+        for (std::size_t i = 0; i < cpu.size(); ++i)
+            std::printf("%s%.2f", i ? "/" : "", cpu[i]);
+        std::printf(" collect_ms=%.2f rows_ms=%.2f render_ms=%.2f", p_collect[mi], p_rows[mi],
+                    p_render[mi]);
+        std::printf(" rss_before_mb=%.1f peak_rss_mb=%.1f json_mb=%.1f ns_per_flow=%.0f\n",
+                    rss_before, rss_mb(true), json_bytes / 1048576.0,
+                    n ? med * 1e6 / n : 0.0);
+        if (rows_seen != n) {
+            std::fprintf(stderr, "report_cost: expected %u rows, got %zu\n", n, rows_seen);
+            return 1;
+        }
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "report_cost: %s\n", e.what());
+        return 1;
+    }
+    return 0;
+}

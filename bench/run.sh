@@ -1,0 +1,412 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# tcptrack benchmarks. Run as root from anywhere:
+#
+#   bench/run.sh [BUILD_DIR]        (default ./build, relative to the current directory)
+#
+# Builds the bench targets if needed, then runs, on a private pair of network
+# namespaces joined by a veth pair (names start with "ttbench-"):
+#   1. per-packet datapath cost (bpf_stats run_time_ns/run_cnt) vs an empty TCX floor
+#   2. iperf3 throughput with and without tcptrack, alternated
+#   3. byte exactness vs iperf3 -n, next to iftop and Debian's tcptrack 1.4
+#   4. user-space CPU and peak RSS of one report for 1k/100k/1M flows
+#   5. connection churn: every completed connection reported CLOSED exactly once
+# Markdown tables go to stdout and to bench/results.md; progress goes to stderr.
+# Everything it starts is stopped by PID, the namespaces are deleted and
+# kernel.bpf_stats_enabled is restored on any exit (trap).
+# TTBENCH_SECTIONS="1 3" runs a subset; TTBENCH_KEEP=1 keeps the raw files in /tmp.
+# Not part of ctest.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$HERE")
+BUILD=$(realpath -m "${1:-./build}")
+SECTIONS=${TTBENCH_SECTIONS:-"3 1 2 4 5"}  # 3 first: iftop (pcap) has been seen to stall after the long bulk runs
+RESULTS=$HERE/results.md
+UTIL=(python3 "$HERE/bench_util.py")
+
+log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die "must run as root (netns, BPF)"
+for t in iperf3 bpftool ip python3 cmake; do
+  command -v "$t" >/dev/null || die "$t not found (scripts/setup.sh installs it)"
+done
+
+# ------------------------------------------------------------------ build
+if [ ! -d "$BUILD/bench/CMakeFiles" ]; then
+  log "configuring $BUILD"
+  cmake -S "$ROOT" -B "$BUILD" -DTCPTRACK_BENCH=ON >&2
+fi
+log "building bench targets in $BUILD"
+cmake --build "$BUILD" --target bench_tools -j"$(nproc)" >&2
+TT=$BUILD/tcptrack
+FLOOR=$BUILD/bench/floor_attach
+FILL=$BUILD/bench/fill_flows
+COST=$BUILD/bench/report_cost
+CHURN=$BUILD/bench/churn
+for b in "$TT" "$FLOOR" "$FILL" "$COST" "$CHURN"; do [ -x "$b" ] || die "missing $b"; done
+
+# ------------------------------------------------------------------ setup / teardown
+SUF=$(($$ % 100000))
+NS_C=ttbench-c$SUF   # client side (iperf3 -c, churn client)
+NS_S=ttbench-s$SUF   # server side: tcptrack watches IF_S here (the receiver)
+IF_C=ttbench-c$SUF
+IF_S=ttbench-s$SUF
+IP_C=10.251.$((SUF % 250)).1
+IP_S=10.251.$((SUF % 250)).2
+IP6_C=fd7a:7b00:$(printf %x $((SUF % 65536)))::1
+IP6_S=fd7a:7b00:$(printf %x $((SUF % 65536)))::2
+TMP=$(mktemp -d /tmp/ttbench.XXXXXX)
+STATS_PREV=$(sysctl -n kernel.bpf_stats_enabled)
+PIDS=()          # every background process we started
+SEEN_PROGS=()    # BPF program ids we attached (checked for removal at the end)
+TMUX_SOCK=ttbench-$SUF
+NETNS_MADE=0
+
+stop_pid() {  # stop_pid PID [SIGNAL]: signal, wait up to 5 s, then SIGKILL; forget it
+  local pid=$1 sig=${2:-INT} i
+  kill -"$sig" "$pid" 2>/dev/null || true
+  for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  local keep=() p
+  for p in "${PIDS[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
+  PIDS=("${keep[@]}")
+}
+
+cleanup() {
+  local rc=$? p
+  set +e
+  trap - EXIT INT TERM
+  for p in "${PIDS[@]}"; do kill -INT "$p" 2>/dev/null; done
+  for p in "${PIDS[@]}"; do stop_pid "$p" TERM; done
+  if [ "$NETNS_MADE" = 1 ]; then
+    ip netns del "$NS_C" 2>/dev/null
+    ip netns del "$NS_S" 2>/dev/null
+  fi
+  sysctl -q -w kernel.bpf_stats_enabled="$STATS_PREV" >/dev/null
+  if [ ${#SEEN_PROGS[@]} -gt 0 ]; then
+    sleep 0.5
+    local left
+    left=$("${UTIL[@]}" prog-exists "${SEEN_PROGS[@]}" 2>/dev/null)
+    if [ -n "$left" ]; then log "WARNING: BPF programs still loaded: $left"
+    else log "teardown ok: namespaces deleted, none of our ${#SEEN_PROGS[@]} BPF programs remains"; fi
+  fi
+  if [ -n "${TTBENCH_KEEP:-}" ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
+  rm -f "$RESULTS.tmp"  # only a complete run replaces results.md
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT TERM
+
+ns_c() { ip netns exec "$NS_C" "$@"; }
+ns_s() { ip netns exec "$NS_S" "$@"; }
+
+# bg_ns NS OUT ERR CMD...: start CMD in NS in the background; sets BG_PID.
+# (ip netns exec execs CMD, so the PID is CMD's own.)
+bg_ns() {
+  local ns=$1 out=$2 err=$3
+  shift 3
+  ip netns exec "$ns" "$@" >"$out" 2>"$err" &
+  BG_PID=$!
+  PIDS+=("$BG_PID")
+}
+
+ip netns add "$NS_C" || die "cannot create netns $NS_C"
+NETNS_MADE=1
+ip netns add "$NS_S" || die "cannot create netns $NS_S"
+ip link add "$IF_C" netns "$NS_C" type veth peer name "$IF_S" netns "$NS_S"
+for side in C S; do
+  ns=NS_$side; ifn=IF_$side; a4=IP_$side; a6=IP6_$side
+  ip -n "${!ns}" link set lo up
+  ip -n "${!ns}" addr add "${!a4}/24" dev "${!ifn}"
+  ip -n "${!ns}" addr add "${!a6}/64" dev "${!ifn}" nodad
+  ip -n "${!ns}" link set "${!ifn}" up
+done
+ns_c sysctl -q -w net.ipv4.ip_local_port_range="1024 65535"
+ns_s sysctl -q -w net.core.somaxconn=4096 net.ipv4.tcp_max_syn_backlog=8192
+for i in $(seq 50); do ns_c ping -c1 -W1 "$IP_S" >/dev/null 2>&1 && break; sleep 0.1; done
+log "namespaces $NS_C / $NS_S, veth $IF_C <-> $IF_S ($IP_C -> $IP_S, $IP6_C -> $IP6_S)"
+
+bg_ns "$NS_S" /dev/null "$TMP/iperf3-server.err" iperf3 -s -p 5201
+IPERF_SRV=$BG_PID
+for i in $(seq 50); do ns_s ss -Hltn 'sport = :5201' | grep -q . && break; sleep 0.1; done
+
+# start_tcptrack OUT ARGS...: our tcptrack on IF_S; waits for its TCX programs.
+# Sets TT_PID, TT_IN, TT_EG (program ids).
+start_tcptrack() {
+  local out=$1 i ids
+  shift
+  bg_ns "$NS_S" "$out" "$TMP/tcptrack.err" "$TT" -i "$IF_S" "$@"
+  TT_PID=$BG_PID
+  TT_IN=; TT_EG=
+  for i in $(seq 100); do
+    kill -0 "$TT_PID" 2>/dev/null || die "tcptrack exited: $(cat "$TMP/tcptrack.err")"
+    ids=$("${UTIL[@]}" tcx-ids "$NS_S" "$IF_S")
+    TT_IN=$(sed -n 's/^tcptrack_in=//p' <<<"$ids")
+    TT_EG=$(sed -n 's/^tcptrack_eg=//p' <<<"$ids")
+    [ -n "$TT_IN" ] && [ -n "$TT_EG" ] && break
+    sleep 0.1
+  done
+  [ -n "$TT_IN" ] && [ -n "$TT_EG" ] || die "tcptrack did not attach"
+  SEEN_PROGS+=("$TT_IN" "$TT_EG")
+}
+
+# TCP OutSegs (wire segments sent, GSO counted per segment) of a namespace.
+out_segs() {
+  ip netns exec "$1" awk '$1 == "Tcp:" { if (!c) { for (i = 1; i <= NF; i++) if ($i == "OutSegs") c = i } else print $c }' /proc/net/snmp
+}
+
+: >"$RESULTS.tmp"
+emit() { tee -a "$RESULTS.tmp"; }  # markdown: stdout + results file
+
+{
+  echo "# tcptrack benchmarks"
+  echo
+  echo "$(date -u +%Y-%m-%dT%H:%M:%SZ), kernel $(uname -r), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')), $("$TT" --version 2>/dev/null | head -1) (commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- src bpf include 2>/dev/null || echo ', src/bpf/include modified')), veth pair between two network namespaces, tcptrack on the receiver-side veth. Command: \`bench/run.sh${1:+ $1}\`."
+  echo
+} | emit
+
+# ================================================================== 1. datapath cost
+section1() {
+  log "section 1: per-packet datapath cost"
+  sysctl -q -w kernel.bpf_stats_enabled=1
+  start_tcptrack /dev/null --format json --interval 1 --max-flows 200000 --idle-timeout 3600
+  bg_ns "$NS_S" "$TMP/floor.out" "$TMP/floor.err" "$FLOOR" "$IF_S"
+  local floor_pid=$BG_PID i
+  for i in $(seq 100); do grep -q ingress_id "$TMP/floor.out" && break; sleep 0.1; done
+  FL_IN=$(sed -n 's/.*ingress_id=\([0-9]*\).*/\1/p' "$TMP/floor.out")
+  FL_EG=$(sed -n 's/.*egress_id=\([0-9]*\).*/\1/p' "$TMP/floor.out")
+  [ -n "$FL_IN" ] && [ -n "$FL_EG" ] || die "floor_attach failed: $(cat "$TMP/floor.err")"
+  SEEN_PROGS+=("$FL_IN" "$FL_EG")
+  local order
+  order=$("${UTIL[@]}" tcx-ids "$NS_S" "$IF_S" | tr '\n' ' ')
+  log "attached (in run order): $order"
+
+  local tsv=$TMP/s1.tsv
+  : >"$tsv"
+  measure() {  # measure SCENARIO REP IPERF3-ARGS...
+    local scen=$1 rep=$2
+    shift 2
+    local b a sc0 ss0 sc1 ss1
+    b=$("${UTIL[@]}" progstats "$TT_IN" "$TT_EG" "$FL_IN" "$FL_EG")
+    sc0=$(out_segs "$NS_C"); ss0=$(out_segs "$NS_S")
+    ns_c iperf3 -J "$@" >"$TMP/s1-iperf.json"
+    a=$("${UTIL[@]}" progstats "$TT_IN" "$TT_EG" "$FL_IN" "$FL_EG")
+    sc1=$(out_segs "$NS_C"); ss1=$(out_segs "$NS_S")
+    local gbps
+    gbps=$("${UTIL[@]}" iperf "$TMP/s1-iperf.json" | cut -d' ' -f1)
+    python3 - "$scen" "$rep" "$gbps" "$b" "$a" $((sc1 - sc0)) $((ss1 - ss0)) >>"$tsv" <<'EOF'
+import sys
+scen, rep, gbps, b, a, sc, ss = sys.argv[1:]
+d = [int(y) - int(x) for x, y in zip(b.split(), a.split())]
+print("\t".join([scen, rep, gbps] + [str(x) for x in d] + [sc, ss]))
+EOF
+    log "  $scen #$rep: $(tail -1 "$tsv")"
+  }
+  local reps=3 dur=3 r
+  for r in $(seq $reps); do measure "IPv4 bulk" "$r" -c "$IP_S" -t $dur; done
+  for r in $(seq $reps); do measure "IPv6 bulk" "$r" -6 -c "$IP6_S" -t $dur; done
+  for r in $(seq $reps); do
+    measure "IPv4 small (-N -l 200 -b 200M)" "$r" -c "$IP_S" -t $dur -N -l 200 -b 200M
+  done
+  log "  filling tcptrack's maps with 100k flows"
+  local fill_msg
+  fill_msg=$(ns_s "$FILL" --prog-id "$TT_IN" --count 100000)
+  log "  $fill_msg"
+  sleep 2  # let tcptrack's user space see them once before measuring
+  for r in $(seq $reps); do measure "IPv4 bulk + 100k flows in map" "$r" -c "$IP_S" -t $dur; done
+
+  stop_pid "$floor_pid"
+  stop_pid "$TT_PID"
+  sysctl -q -w kernel.bpf_stats_enabled="$STATS_PREV"
+  {
+    echo "## 1. Per-packet datapath cost (bpf_stats)"
+    echo
+    echo "tcptrack (\`--format json --interval 1 --max-flows 200000 --idle-timeout 3600 > /dev/null\`) and an empty TCX classifier (bench/empty.bpf.c, returns TCX_NEXT: the floor, i.e. program dispatch + bpf_stats accounting) attached to the same TCX hooks of the receiver veth in the same runs, run order: $order. run_time_ns / run_cnt deltas per program over each iperf3 run (${dur} s), median of $reps runs. Runs = skbs (a GSO skb is one run); wire segments = TCP OutSegs of the sending namespace (client for ingress, server for egress) over the same window. 100k scenario: \`fill_flows\` ran tcptrack_in via BPF_PROG_TEST_RUN on 100k distinct SYNs first (${fill_msg#fill_flows: })."
+    echo
+    "${UTIL[@]}" s1-table "$tsv"
+    echo
+  } | emit
+}
+
+# ================================================================== 2. throughput
+section2() {
+  log "section 2: throughput with / without tcptrack (bpf_stats at its previous value $STATS_PREV)"
+  local pairs=7 dur=4 i mode
+  local tsv=$TMP/s2.tsv
+  : >"$tsv"
+  run_one() {  # run_one off|on: sets GBPS_off / GBPS_on (no subshell: PIDs stay tracked)
+    local mode=$1
+    if [ "$mode" = on ]; then start_tcptrack /dev/null --format json --interval 1; fi
+    ns_c iperf3 -J -c "$IP_S" -t $dur -O 1 >"$TMP/s2-iperf.json"
+    if [ "$mode" = on ]; then stop_pid "$TT_PID"; fi
+    printf -v "GBPS_$mode" '%s' "$("${UTIL[@]}" iperf "$TMP/s2-iperf.json" | cut -d' ' -f1)"
+  }
+  for i in $(seq $pairs); do
+    if [ $((i % 2)) -eq 1 ]; then run_one off; run_one on
+    else run_one on; run_one off; fi
+    local off=$GBPS_off on=$GBPS_on
+    echo "$i $off $on" >>"$tsv"
+    log "  pair $i: off $off on $on Gbit/s"
+  done
+  {
+    echo "## 2. Throughput overhead (iperf3 IPv4 bulk, -t $dur -O 1, receiver-reported)"
+    echo
+    echo "Each pair: one run without anything attached and one with tcptrack (\`--format json --interval 1 > /dev/null\`, started fresh) attached to the receiver veth; order alternates (odd pairs: off first). kernel.bpf_stats_enabled left at its previous value ($STATS_PREV)."
+    echo
+    python3 - "$tsv" <<'EOF'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+print("| Pair | Order | Without tcptrack Gbit/s | With tcptrack Gbit/s | With / without |")
+print("|---:|---|---:|---:|---:|")
+ratios = []
+for i, off, on in rows:
+    r = float(on) / float(off)
+    ratios.append(r)
+    order = "off, on" if int(i) % 2 else "on, off"
+    print(f"| {i} | {order} | {float(off):.2f} | {float(on):.2f} | {r:.3f} |")
+offs = [float(r[1]) for r in rows]; ons = [float(r[2]) for r in rows]
+print(f"| median | | {statistics.median(offs):.2f} | {statistics.median(ons):.2f} | "
+      f"**{statistics.median(ratios):.3f}** |")
+EOF
+    echo
+  } | emit
+}
+
+# ================================================================== 3. exactness
+section3() {
+  log "section 3: exactness under load"
+  local bytes=$((2 * 1024 * 1024 * 1024)) ift_secs=9 bport=7001
+  bg_ns "$NS_S" "$TMP/bulk-server.out" "$TMP/bulk-server.err" \
+    "$CHURN" server --bind "$IP_S" --port $bport --request $bytes --reply 0 --threads 1
+  local bulk_srv=$BG_PID i
+  for i in $(seq 50); do grep -q listening "$TMP/bulk-server.out" && break; sleep 0.1; done
+  start_tcptrack "$TMP/s3-tcptrack.json" --format json --interval 1
+  local tt_pid=$TT_PID
+  bg_ns "$NS_S" "$TMP/s3-iftop.txt" "$TMP/s3-iftop.err" iftop -t -s $ift_secs -n -N -P -B -L 100 -i "$IF_S"
+  local iftop_pid=$BG_PID
+  # iftop only advances its -s clock when a packet arrives: keep a trickle (ICMP, ignored by
+  # tcptrack) flowing until it has printed.
+  bg_ns "$NS_C" /dev/null /dev/null ping -q -i 0.2 "$IP_S"
+  local ping_pid=$BG_PID
+  local t14=$TMP/s3-tcptrack14.txt tmux_pid="" pane_pid="" cap_pid=""
+  : >"$t14"
+  if command -v tmux >/dev/null && [ -x /usr/bin/tcptrack ]; then
+    tmux -L "$TMUX_SOCK" -f /dev/null new-session -d -s tt -x 160 -y 50 \
+      "ip netns exec $NS_S /usr/bin/tcptrack -i $IF_S"
+    tmux_pid=$(tmux -L "$TMUX_SOCK" display -p '#{pid}')
+    pane_pid=$(tmux -L "$TMUX_SOCK" display -p '#{pane_pid}')
+    PIDS+=("$pane_pid" "$tmux_pid")
+    ( while :; do tmux -L "$TMUX_SOCK" capture-pane -p -t tt >>"$t14" 2>/dev/null; sleep 0.25; done ) &
+    cap_pid=$!
+    PIDS+=("$cap_pid")
+  else
+    log "  tmux or /usr/bin/tcptrack (Debian tcptrack 1.4) missing: it is reported as not run"
+  fi
+  sleep 2  # iftop (pcap) and tcptrack 1.4 are up
+  mibs() { ip netns exec "$1" cat /proc/net/snmp /proc/net/netstat >"$2"; }
+  mibs "$NS_C" "$TMP/s3-c0"; mibs "$NS_S" "$TMP/s3-s0"
+  ns_c iperf3 -J -c "$IP_S" -n $bytes >"$TMP/s3-iperf.json"
+  mibs "$NS_C" "$TMP/s3-c1"; mibs "$NS_S" "$TMP/s3-s1"
+  log "  iperf3 -n done: $("${UTIL[@]}" iperf "$TMP/s3-iperf.json")"
+  sleep 1
+  mibs "$NS_C" "$TMP/s3-c2"; mibs "$NS_S" "$TMP/s3-s2"
+  local bulk
+  bulk=$(ns_c "$CHURN" client --connect "$IP_S" --port $bport --request $bytes --reply 0 \
+    --threads 1 --connections 1 --duration 60 --log "$TMP/s3-bulk.log")
+  mibs "$NS_C" "$TMP/s3-c3"; mibs "$NS_S" "$TMP/s3-s3"
+  log "  bulk transfer done: $bulk"
+  sleep 2.5  # tcptrack prints the close in its next report
+  local iftop_note=""
+  kill -0 "$iftop_pid" 2>/dev/null ||
+    iftop_note=" WARNING: iftop's -s window ended before both transfers were over; its totals may be short."
+  [ -n "$cap_pid" ] && stop_pid "$cap_pid" TERM
+  if [ -n "$tmux_pid" ]; then
+    tmux -L "$TMUX_SOCK" capture-pane -p -t tt >>"$t14" 2>/dev/null || true
+    stop_pid "$pane_pid" TERM
+    stop_pid "$tmux_pid" TERM
+  fi
+  stop_pid "$tt_pid"
+  stop_pid "$bulk_srv"
+  # iftop's -s clock runs slow while it digests a pcap backlog: give it time to print.
+  for i in $(seq 600); do kill -0 "$iftop_pid" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$iftop_pid" 2>/dev/null && iftop_note+=" iftop had not printed after 60 s and was stopped."
+  stop_pid "$iftop_pid"
+  stop_pid "$ping_pid"
+  {
+    echo "## 3. Exactness under load (2 GiB at full speed; tcptrack, iftop and tcptrack 1.4 all watching the receiver veth)"
+    echo
+    "${UTIL[@]}" s3-table "$TMP/s3-iperf.json" "$TMP/s3-bulk.log" "$TMP/s3-tcptrack.json" \
+      "$TMP/s3-iftop.txt" "$t14" 5201 $bport \
+      "$TMP/s3-c0" "$TMP/s3-c1" "$TMP/s3-s0" "$TMP/s3-s1" \
+      "$TMP/s3-c2" "$TMP/s3-c3" "$TMP/s3-s2" "$TMP/s3-s3"
+    echo
+    echo "tcptrack: \`--format json --interval 1\`, last row of the connection. iftop: \`iftop -t -s $ift_secs -n -N -P -B -L 100\` (pcap, counts each packet's IP total length — a GSO skb once with one set of headers — and prints 3 significant digits, 1024-based, so ± is its display resolution).$iftop_note tcptrack 1.4: \`/usr/bin/tcptrack -i IFACE\` in a detached tmux pane, captured every 0.25 s."
+    echo
+  } | emit
+}
+
+# ================================================================== 4. report cost
+section4() {
+  log "section 4: user-space cost per report"
+  local n line
+  local tsv=$TMP/s4.txt
+  : >"$tsv"
+  for n in 1000 100000 1000000; do
+    line=$("$COST" --flows $n --reports 3) || die "report_cost --flows $n failed"
+    log "  $line"
+    echo "$line" >>"$tsv"
+  done
+  {
+    echo "## 4. User-space cost per report (bench/report_cost, one process per N)"
+    echo
+    echo "tcptrack::Skeleton loaded (not attached), maps filled with N established IPv4 flows via bpf_map_update_batch (flows + flow_states, 16k per batch). Per report: Collector::collect, make_row per flow, RateTracker::update, stats, sort rows, render_json, write to /dev/null (what src/app.cpp does per interval). CPU = getrusage user+sys, median of 3 reports; split shown for the median report. Peak RSS = ru_maxrss of the process (includes the loaded skeleton and the fill)."
+    echo
+    python3 - "$tsv" <<'EOF'
+import sys
+print("| Flows | CPU ms / report (median of 3) | all 3 | collect / rows / render ms | Peak RSS MB | CPU ns / flow | JSON MB / report |")
+print("|---:|---:|---|---|---:|---:|---:|")
+for line in open(sys.argv[1]):
+    kv = dict(x.split("=", 1) for x in line.split())
+    print(f"| {int(kv['flows']):,} | {float(kv['cpu_ms_median']):,.1f} | {kv['cpu_ms_all']} | "
+          f"{float(kv['collect_ms']):.1f} / {float(kv['rows_ms']):.1f} / {float(kv['render_ms']):.1f} | "
+          f"{float(kv['peak_rss_mb']):,.1f} | {int(float(kv['ns_per_flow'])):,} | {float(kv['json_mb']):.1f} |")
+EOF
+    echo
+  } | emit
+}
+
+# ================================================================== 5. churn
+section5() {
+  log "section 5: connection churn"
+  local dur=8 port=7000 req=64 rep=512 threads=4
+  bg_ns "$NS_S" "$TMP/churn-server.out" "$TMP/churn-server.err" \
+    "$CHURN" server --bind "$IP_S" --port $port --request $req --reply $rep --threads $threads
+  local srv=$BG_PID i
+  for i in $(seq 50); do grep -q listening "$TMP/churn-server.out" && break; sleep 0.1; done
+  start_tcptrack "$TMP/s5-tcptrack.json" --format json --interval 1 --summary
+  local tt_pid=$TT_PID
+  local summary
+  summary=$(ns_c "$CHURN" client --connect "$IP_S" --port $port --request $req --reply $rep \
+    --threads $threads --duration $dur --log "$TMP/churn.log")
+  log "  churn client: $summary"
+  sleep 3.5  # last closes: 1 s last-ACK grace + one report interval
+  stop_pid "$tt_pid"
+  stop_pid "$srv"
+  log "  churn server: $(cat "$TMP/churn-server.out" | tail -1)"
+  {
+    echo "## 5. Connection churn (bench/churn, $threads client + $threads server threads, ${dur} s, $req B request / $rep B reply, server closes first)"
+    echo
+    echo "tcptrack \`--format json --interval 1 --summary\` on the server veth. A generator connection is accounted for when a CLOSED/RESET row with the same client port and exactly $req B client→server / $rep B server→client payload appears; per client port, min(generated, rows) count as exactly once, the excess of generated as missing, the excess of rows as duplicated."
+    echo
+    "${UTIL[@]}" s5-table "$TMP/churn.log" "$TMP/s5-tcptrack.json" $port $req $rep "$summary"
+    echo
+  } | emit
+}
+
+for s in $SECTIONS; do "section$s"; done
+stop_pid "$IPERF_SRV"
+mv "$RESULTS.tmp" "$RESULTS"
+log "results written to $RESULTS"
