@@ -21,7 +21,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$HERE")
 BUILD=$(realpath -m "${1:-./build}")
-SECTIONS=${TTBENCH_SECTIONS:-"3 1 2 4 5"}  # 3 first: iftop (pcap) has been seen to stall after the long bulk runs
+SECTIONS=${TTBENCH_SECTIONS:-"3 1 6 2 4 5"}  # 3 first: iftop (pcap) has been seen to stall after the long bulk runs
 RESULTS=$HERE/results.md
 UTIL=(python3 "$HERE/bench_util.py")
 
@@ -45,7 +45,8 @@ FLOOR=$BUILD/bench/floor_attach
 FILL=$BUILD/bench/fill_flows
 COST=$BUILD/bench/report_cost
 CHURN=$BUILD/bench/churn
-for b in "$TT" "$FLOOR" "$FILL" "$COST" "$CHURN"; do [ -x "$b" ] || die "missing $b"; done
+MICRO=$BUILD/bench/datapath_micro
+for b in "$TT" "$FLOOR" "$FILL" "$COST" "$CHURN" "$MICRO"; do [ -x "$b" ] || die "missing $b"; done
 
 # ------------------------------------------------------------------ setup / teardown
 SUF=$(($$ % 100000))
@@ -374,6 +375,19 @@ for line in open(sys.argv[1]):
           f"{float(kv['collect_ms']):.1f} / {float(kv['rows_ms']):.1f} / {float(kv['render_ms']):.1f} | "
           f"{float(kv['peak_rss_mb']):,.1f} | {int(float(kv['ns_per_flow'])):,} | {float(kv['json_mb']):.1f} |")
 EOF
+    echo
+  } | emit
+}
+
+# ================================================================== 6. PROG_TEST_RUN micro
+section6() {
+  log "section 6: classifier cost on one CPU (PROG_TEST_RUN)"
+  {
+    echo "## 1b. Classifier cost without traffic (bench/datapath_micro)"
+    echo
+    echo "BPF_PROG_TEST_RUN, repeat 2,000,000, median of 7, pinned to CPU 0, one settled flow's 1448-byte data segment: tcptrack_in as built, the same program with an LRU flows map (the map-full policy not chosen), and the empty classifier. No bpf_stats and no cache misses from real traffic, so this isolates the program's own work."
+    echo
+    "$MICRO"
     echo
   } | emit
 }

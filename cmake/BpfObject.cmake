@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-# bpf_object(<name> <source.bpf.c> DEPENDS <headers...>)
+# bpf_object(<name> <source.bpf.c> DEPENDS <headers...> [INCLUDES <dirs...>] [DEFINES <defs...>])
 # Compiles a CO-RE BPF object with clang -target bpf against the checked-in
 # vmlinux.h, generates its skeleton with bpftool, and exposes an INTERFACE
 # target <name>_skel whose include path holds <name>.skel.h.
@@ -18,7 +18,7 @@ else()
 endif()
 
 function(bpf_object name src)
-  cmake_parse_arguments(ARG "" "" "DEPENDS;INCLUDES" ${ARGN})
+  cmake_parse_arguments(ARG "" "" "DEPENDS;INCLUDES;DEFINES" ${ARGN})
   set(out_dir ${CMAKE_CURRENT_BINARY_DIR}/bpf)
   set(obj ${out_dir}/${name}.bpf.o)
   set(skel ${out_dir}/${name}.skel.h)
@@ -26,6 +26,9 @@ function(bpf_object name src)
   set(inc_flags -I${vmlinux_dir})
   foreach(inc IN LISTS ARG_INCLUDES)
     list(APPEND inc_flags -I${inc})
+  endforeach()
+  foreach(def IN LISTS ARG_DEFINES)
+    list(APPEND inc_flags -D${def})
   endforeach()
   file(MAKE_DIRECTORY ${out_dir})
   add_custom_command(

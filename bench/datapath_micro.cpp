@@ -1,0 +1,95 @@
+// SPDX-License-Identifier: MIT
+// Per-packet cost of the classifier on one CPU via BPF_PROG_TEST_RUN with
+// `repeat`: an A/B tool for datapath changes (no bpf_stats, no traffic).
+// Prints ns/run for tcptrack_in on an established (settled) flow's data
+// segment, for the same program built with an LRU flows map (the map-full
+// policy we did not choose), and for an empty classifier (the floor).
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/bpf.h>
+#include <sched.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <vector>
+
+#include "empty.skel.h"
+#include "packet_builder.hpp"
+#include "tcptrack.skel.h"
+#include "tcptrack_lru.skel.h"
+#include "tcptrack/skeleton.hpp"
+
+using namespace tt_test;
+
+namespace {
+
+double ns_per_run(int prog_fd, const Packet& p, int repeat) {
+    __sk_buff ctx{};
+    ctx.gso_segs = 1;
+    LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = p.data.data(),
+                .data_size_in = static_cast<__u32>(p.data.size()), .ctx_in = &ctx,
+                .ctx_size_in = sizeof(ctx), .repeat = repeat);
+    if (bpf_prog_test_run_opts(prog_fd, &opts) != 0) return -1;
+    return opts.duration;  // average ns per run
+}
+
+double median_ns(int fd, const Packet& p) {
+    std::vector<double> v;
+    for (int i = 0; i < 7; ++i) v.push_back(ns_per_run(fd, p, 2000000));
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+}
+
+Packet seg(bool v6, bool to_server, std::uint8_t flags, std::uint32_t seq, std::uint32_t ack,
+           std::size_t payload) {
+    PacketBuilder b;
+    const char* c = v6 ? "2001:db8::1" : "10.0.0.1";
+    const char* s = v6 ? "2001:db8::2" : "10.0.0.2";
+    if (v6)
+        to_server ? b.ipv6(c, s) : b.ipv6(s, c);
+    else
+        to_server ? b.ipv4(c, s) : b.ipv4(s, c);
+    b.tcp(to_server ? 40000 : 443, to_server ? 443 : 40000, seq, ack, flags).payload(payload);
+    return b.build();
+}
+
+}  // namespace
+
+int main() {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(0, &set);
+    sched_setaffinity(0, sizeof(set), &set);  // per-CPU state: stay on one CPU
+
+    tcptrack::Skeleton skel(tcptrack::LoadConfig{65536, false});
+    tcptrack_lru_bpf* lru = tcptrack_lru_bpf__open();
+    if (!lru) return 1;
+    lru->rodata->tt_nr_cpus = skel.nr_cpus();
+    if (tcptrack_lru_bpf__load(lru)) return 1;
+    empty_bpf* empty = empty_bpf__open_and_load();
+    if (!empty) return 1;
+    const int floor_fd = bpf_program__fd(empty->progs.ttbench_fl_in);
+
+    std::printf("| Packet | tcptrack_in ns/run | LRU variant ns/run | empty ns/run | ratio | LRU ratio |\n"
+                "|---|---:|---:|---:|---:|---:|\n");
+    for (bool v6 : {false, true}) {
+        const Packet data = seg(v6, true, kAck | kPsh, 1001, 5001, 1448);
+        double t[2];
+        int i = 0;
+        for (int in : {bpf_program__fd(skel->progs.tcptrack_in),
+                       bpf_program__fd(lru->progs.tcptrack_in)}) {
+            // Handshake then one data segment, so the flow is settled on this CPU.
+            ns_per_run(in, seg(v6, true, kSyn, 1000, 0, 0), 1);
+            ns_per_run(in, seg(v6, false, kSyn | kAck, 5000, 1001, 0), 1);
+            ns_per_run(in, seg(v6, true, kAck, 1001, 5001, 0), 1);
+            ns_per_run(in, data, 1);
+            t[i++] = median_ns(in, data);
+        }
+        const double f = median_ns(floor_fd, data);
+        std::printf("| %s established data | %.1f | %.1f | %.1f | %.2fx | %.2fx |\n",
+                    v6 ? "IPv6" : "IPv4", t[0], t[1], f, t[0] / f, t[1] / f);
+    }
+    tcptrack_lru_bpf__destroy(lru);
+    empty_bpf__destroy(empty);
+    return 0;
+}
