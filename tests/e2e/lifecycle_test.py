@@ -7,6 +7,7 @@ exactly once.
     matched by client port and order of occurrence to exactly one CLOSED row
     with exact payloads;
   * a connection established before tcptrack starts (mid-stream);
+  * an idle connection reported, then dropped after --idle-timeout (evicted);
   * --max-flows smaller than the number of live connections;
   * --closed (table) lifetime log;
   * the same client port used by two consecutive connections;
@@ -220,6 +221,40 @@ class TestMidstream(LifecycleBase):
         self.assertEqual((last["fwd_payload"], last["rev_payload"]), (n, m),
                          "payload must count only bytes after attach: %s" % last)
         conn.close_clean()
+
+
+class TestIdleTimeout(LifecycleBase):
+    def test_idle_connection_reported_then_dropped_and_counted(self):
+        family = "ipv4"
+        lsock, port = self.listen(family)
+        track = self.start_tcptrack("server", "--format", "json", "--summary", "--interval", "0.3",
+                                    "--idle-timeout", "1")
+        self.wait_attached(track, "server")
+        idle = self.pair(family, lsock, port)
+        idle.c2s(1234)
+        idle.s2c(4321)
+        # Three summaries after the last row of the idle connection: it is gone for good.
+        def gone(lines):
+            rows, sums, _ = parse_json_lines(lines)
+            last_row = max((i for i, r in rows if r["sport"] == idle.cport), default=None)
+            return last_row is not None and len([i for i, _ in sums if i > last_row]) >= 3
+        track.wait_for(gone, 15, "idle connection dropped")
+        rc = self.stop(track)
+        self.assertEqual(rc, 0, track.stderr_text())
+        rows, sums, bad = parse_json_lines(track.lines())
+        self.assertEqual(bad, [])
+        mine = [(i, r) for i, r in rows if r["sport"] == idle.cport]
+        self.assertTrue(mine, "the connection was reported while active")
+        # Shown with its exact counters until (and including) the report that drops it.
+        self.assertEqual((mine[-1][1]["fwd_payload"], mine[-1][1]["rev_payload"]), (1234, 4321))
+        self.assertEqual(mine[-1][1]["state"], "ESTABLISHED")
+        first_i = mine[0][0]
+        span = [s["time"] for i, s in sums if first_i < i <= mine[-1][0]]
+        # Reported for roughly the idle timeout (1 s at 0.3 s reports), not dropped early.
+        self.assertGreaterEqual(len(span), 3, span)
+        self.assertEqual(sums[-1][1]["evicted"], 1, sums[-1][1])
+        self.assertEqual(sums[-1][1]["tracked"], 0, sums[-1][1])
+        idle.close_clean()
 
 
 class TestMaxFlows(LifecycleBase):
