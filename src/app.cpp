@@ -75,15 +75,17 @@ std::vector<Interface> resolve_interfaces(const Options& opts) {
     return out;
 }
 
-// Writes everything or reports why not; a closed pipe (e.g. `| head`) is a quiet stop.
-bool write_out(const std::string& text) {
-    if (text.empty()) return true;
-    if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() || std::fflush(stdout)) {
-        if (errno != EPIPE)
-            std::fprintf(stderr, "tcptrack: cannot write output: %s\n", std::strerror(errno));
-        return false;
-    }
-    return true;
+// Appends to stdout; false (with errno set) on a write error.
+bool put_stdout(std::string_view text) {
+    return std::fwrite(text.data(), 1, text.size(), stdout) == text.size();
+}
+
+// Flushes what was written, or reports why not; a closed pipe (e.g. `| head`) is a quiet stop.
+bool finish_output(bool ok) {
+    if (ok && std::fflush(stdout) == 0) return true;
+    if (errno != EPIPE)
+        std::fprintf(stderr, "tcptrack: cannot write output: %s\n", std::strerror(errno));
+    return false;
 }
 
 struct Watched {
@@ -127,7 +129,7 @@ public:
             Report report = build_report(now, now - last);
             last = now;
             ++reports;
-            if (!write_out(render(report, reports == 1, tty))) break;
+            if (!finish_output(print(report, reports == 1, tty))) break;
             if (opts_.count && reports >= *opts_.count) break;
         }
         return 0;
@@ -153,7 +155,7 @@ private:
         r.time = std::chrono::system_clock::now();
         for (const auto& w : watched_) r.ifaces.push_back(w.iface.name);
 
-        std::vector<FlowSample> samples = collector_.collect(now);
+        const std::vector<FlowSample>& samples = collector_.collect(now);
         r.rows.reserve(samples.size());
         for (const auto& s : samples) r.rows.push_back(make_row(s, names_[s.key.ifindex], now));
         const auto idle = rates_.update(samples, r.rows, now, elapsed);
@@ -191,24 +193,27 @@ private:
         return r;
     }
 
-    std::string render(Report& r, bool first, bool tty) const {
+    // Writes the report to stdout; JSON and CSV stream in chunks instead of one big string.
+    bool print(Report& r, bool first, bool tty) const {
         if (opts_.closed_only) {
             // The lifetime log: only connections that just finished.
-            if (opts_.format == Format::Table) return render_closed_lines(r);
+            if (opts_.format == Format::Table) return put_stdout(render_closed_lines(r));
             std::erase_if(r.rows, [](const FlowRow& row) {
                 return row.state != State::Closed && row.state != State::Reset;
             });
         }
         switch (opts_.format) {
             case Format::Json:
-                return render_json(r) + (opts_.summary ? render_json_summary(r) : "");
+                return render_json(r, put_stdout) &&
+                       (!opts_.summary || put_stdout(render_json_summary(r)));
             case Format::Csv:
-                return render_csv(r, first);
+                return render_csv(r, first, put_stdout);
             case Format::Table:
                 // Redraw in place on a terminal (like top); append reports otherwise.
-                return tty ? "\x1b[H\x1b[2J" + render_table(r) : (first ? "" : "\n") + render_table(r);
+                return put_stdout(tty ? "\x1b[H\x1b[2J" : first ? "" : "\n") &&
+                       put_stdout(render_table(r));
         }
-        return {};
+        return true;
     }
 
     const Options& opts_;

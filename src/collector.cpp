@@ -22,11 +22,12 @@ constexpr std::uint64_t kLastAckGraceNs = 1000000000;  // both FINs, no final AC
 
 // Iterates a hash map in batches, calling sink(keys, values, n) per chunk.
 // Falls back to get_next_key + lookup on kernels without batch ops.
+// `keys`/`values` are the caller's buffers, kept across reports (no reallocation).
 template <typename Key, typename Sink>
 void read_map(int fd, std::size_t value_size, std::uint64_t elem_flags, bool& batch_ok,
-              Sink&& sink) {
-    std::vector<Key> keys(kBatch);
-    std::vector<std::uint8_t> values(kBatch * value_size);
+              std::vector<Key>& keys, std::vector<std::uint8_t>& values, Sink&& sink) {
+    keys.resize(kBatch);
+    values.resize(kBatch * value_size);
     if (batch_ok) {
         Key token{};
         bool first = true;
@@ -58,6 +59,8 @@ void read_map(int fd, std::size_t value_size, std::uint64_t elem_flags, bool& ba
         has = true;
     }
 }
+
+constexpr std::uint32_t kEmpty = UINT32_MAX;
 
 }  // namespace
 
@@ -93,13 +96,13 @@ void Collector::poll(int timeout_ms) {
     ring_buffer__poll(ring_, timeout_ms);  // EINTR: the caller checks its stop flag
 }
 
-void Collector::read_counters(std::vector<FlowSample>& out) {
+void Collector::read_counters() {
     const std::size_t stride = (sizeof(tt_counters) + 7) & ~std::size_t{7};
     const std::size_t value_size = stride * nr_cpus_;
-    read_map<tt_flow_key>(flows_fd_, value_size, 0, batch_ok_,
-                          [&](const tt_flow_key* keys, const std::uint8_t* vals, std::uint32_t n) {
+    read_map(flows_fd_, value_size, 0, batch_ok_, keys_, values_,
+             [&](const tt_flow_key* keys, const std::uint8_t* vals, std::uint32_t n) {
         for (std::uint32_t i = 0; i < n; ++i) {
-            FlowSample s;
+            FlowSample& s = samples_.emplace_back();
             s.key = keys[i];
             s.hash = key_hash(s.key);
             const std::uint8_t* v = vals + i * value_size;
@@ -113,86 +116,90 @@ void Collector::read_counters(std::vector<FlowSample>& out) {
                     s.payload[d] = std::max<std::uint64_t>(s.payload[d], c.payload[d]);
                 }
             }
-            out.push_back(s);
         }
     });
 }
 
-void Collector::read_states(std::vector<std::pair<tt_flow_key, tt_flow_info>>& out) {
-    read_map<tt_flow_key>(states_fd_, sizeof(tt_flow_state), BPF_F_LOCK, batch_ok_,
-                          [&](const tt_flow_key* keys, const std::uint8_t* vals, std::uint32_t n) {
+// Joins the lifecycle in as it is read: an open-addressing index (hash -> sample)
+// instead of a copy of the whole state map and a second sort.
+void Collector::join_states() {
+    unsigned bits = 4;
+    while ((std::size_t{1} << bits) < 2 * samples_.size()) ++bits;
+    const std::size_t mask = (std::size_t{1} << bits) - 1;
+    // FNV-1a's low bits cluster for keys differing in a byte or two: spread them.
+    const auto slot = [bits](std::uint32_t h) { return (h * 0x9E3779B1u) >> (32 - bits); };
+    index_.assign(mask + 1, kEmpty);
+    for (std::uint32_t i = 0; i < samples_.size(); ++i) {
+        std::size_t j = slot(samples_[i].hash);
+        while (index_[j] != kEmpty) j = (j + 1) & mask;
+        index_[j] = i;
+    }
+    read_map(states_fd_, sizeof(tt_flow_state), BPF_F_LOCK, batch_ok_, keys_, values_,
+             [&](const tt_flow_key* keys, const std::uint8_t* vals, std::uint32_t n) {
+        // Three passes over the batch so the cache misses of many lookups overlap:
+        // hash and prefetch the slot, prefetch the sample, then compare.
+        hashes_.resize(n);
         for (std::uint32_t i = 0; i < n; ++i) {
-            tt_flow_state st;
-            std::memcpy(&st, vals + i * sizeof(st), sizeof(st));
-            out.emplace_back(keys[i], st.info);
+            hashes_[i] = key_hash(keys[i]);
+            __builtin_prefetch(&index_[slot(hashes_[i])]);
+        }
+        for (std::uint32_t i = 0; i < n; ++i)
+            if (const std::uint32_t k = index_[slot(hashes_[i])]; k != kEmpty)
+                __builtin_prefetch(&samples_[k]);
+        for (std::uint32_t i = 0; i < n; ++i) {
+            const std::uint32_t h = hashes_[i];
+            for (std::size_t j = slot(h); index_[j] != kEmpty; j = (j + 1) & mask) {
+                FlowSample& s = samples_[index_[j]];
+                if (s.hash == h && same_key(s.key, keys[i])) {
+                    tt_flow_state st;
+                    std::memcpy(&st, vals + i * sizeof(st), sizeof(st));
+                    s.info = st.info;
+                    s.has_info = true;
+                    break;
+                }
+            }
         }
     });
 }
 
 void Collector::drain_parked() {
-    std::vector<tt_parked_key> done;
-    read_map<tt_parked_key>(parked_fd_, sizeof(tt_close_event), 0, batch_ok_,
-                            [&](const tt_parked_key* keys, const std::uint8_t* vals,
-                                std::uint32_t n) {
+    std::vector<tt_parked_key> keys, done;
+    read_map(parked_fd_, sizeof(tt_close_event), 0, batch_ok_, keys, values_,
+             [&](const tt_parked_key* k, const std::uint8_t* vals, std::uint32_t n) {
         for (std::uint32_t i = 0; i < n; ++i) {
             tt_close_event ev;
             std::memcpy(&ev, vals + i * sizeof(ev), sizeof(ev));
             events_.push_back(ev);
-            done.push_back(keys[i]);
+            done.push_back(k[i]);
         }
     });
     // Delete exactly what was read; events parked meanwhile wait for the next report.
     for (const auto& k : done) bpf_map_delete_elem(parked_fd_, &k);
 }
 
-std::vector<FlowSample> Collector::collect(std::uint64_t now_ns) {
+const std::vector<FlowSample>& Collector::collect(std::uint64_t now_ns) {
     drain_parked();
-    std::vector<FlowSample> samples;
-    read_counters(samples);
-
-    // Join the lifecycle in: both sides sorted by (hash, key), one merge pass.
-    std::vector<std::pair<tt_flow_key, tt_flow_info>> states;
-    read_states(states);
-    std::vector<std::pair<std::uint32_t, std::uint32_t>> order(states.size());  // (hash, index)
-    for (std::uint32_t i = 0; i < states.size(); ++i) order[i] = {key_hash(states[i].first), i};
-    auto key_cmp = [](const tt_flow_key& a, const tt_flow_key& b) {
-        return std::memcmp(&a, &b, sizeof(a));
-    };
-    std::sort(order.begin(), order.end(), [&](const auto& a, const auto& b) {
-        if (a.first != b.first) return a.first < b.first;
-        return key_cmp(states[a.second].first, states[b.second].first) < 0;
-    });
-    std::sort(samples.begin(), samples.end(), sample_less);
-    std::size_t j = 0;
-    for (auto& s : samples) {
-        while (j < order.size() &&
-               (order[j].first < s.hash ||
-                (order[j].first == s.hash && key_cmp(states[order[j].second].first, s.key) < 0)))
-            ++j;
-        if (j < order.size() && order[j].first == s.hash &&
-            key_cmp(states[order[j].second].first, s.key) == 0) {
-            s.info = states[order[j].second].second;
-            s.has_info = true;
-        }
-    }
+    samples_.clear();  // capacity is kept: no reallocation from one report to the next
+    read_counters();
+    join_states();
 
     // Finished connections the datapath could not hand over (ring full, or the
     // last ACK never came): reap them here. Finished ones it is handing over
     // right now (DONE without REAP) are left to their close event, so no
     // connection is reported final twice.
-    std::vector<tt_flow_key> reap;
-    std::erase_if(samples, [&](FlowSample& s) {
+    reap_.clear();
+    std::erase_if(samples_, [&](FlowSample& s) {
         if (!s.has_info) return false;
         const bool stale_close = s.info.state == TT_CLOSED && s.info.close_ns &&
                                  now_ns > s.info.close_ns + kLastAckGraceNs;
         if ((s.info.flags & TT_F_REAP) || stale_close) {
             s.finished = true;
-            reap.push_back(s.key);
+            reap_.push_back(s.key);
             return false;
         }
         return (s.info.flags & TT_F_DONE) != 0;
     });
-    forget(reap);
+    forget(reap_);
 
     // Close events carry final counters and supersede their generation's map entry.
     if (!events_.empty()) {
@@ -220,14 +227,11 @@ std::vector<FlowSample> Collector::collect(std::uint64_t now_ns) {
                 if (it->info.first_ns == m.info.first_ns) return true;
             return false;
         };
-        samples.erase(std::remove_if(samples.begin(), samples.end(), superseded), samples.end());
-        std::vector<FlowSample> merged;
-        merged.reserve(samples.size() + closed.size());
-        std::merge(samples.begin(), samples.end(), closed.begin(), closed.end(),
-                   std::back_inserter(merged), sample_less);
-        samples.swap(merged);
+        std::erase_if(samples_, superseded);
+        samples_.insert(samples_.end(), closed.begin(), closed.end());
     }
-    return samples;
+    std::sort(samples_.begin(), samples_.end(), sample_less);
+    return samples_;
 }
 
 void Collector::forget(const std::vector<tt_flow_key>& keys) {

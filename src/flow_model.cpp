@@ -101,9 +101,7 @@ FlowRow make_row(const FlowSample& s, const std::string& iface, std::uint64_t no
 std::vector<std::uint64_t> RateTracker::update(const std::vector<FlowSample>& samples,
                                                std::vector<FlowRow>& rows, std::uint64_t now_ns,
                                                std::uint64_t elapsed_ns) {
-    std::vector<Seen> next;
     std::vector<std::uint64_t> idle(samples.size(), 0);
-    next.reserve(samples.size());
     const double secs = elapsed_ns ? static_cast<double>(elapsed_ns) / 1e9 : 0.0;
 
     // Both lists are sorted by (hash, key): one merge pass, no per-flow lookups.
@@ -119,9 +117,9 @@ std::vector<std::uint64_t> RateTracker::update(const std::vector<FlowSample>& sa
             seen_[j].first_ns == s.info.first_ns)
             prev = &seen_[j];
 
-        const std::uint64_t pkts = s.packets[0] + s.packets[1];
         std::uint64_t last_active = now_ns;
-        if (prev && pkts == prev->packets) last_active = prev->last_active_ns;
+        if (prev && s.packets[0] + s.packets[1] == prev->packets)
+            last_active = prev->last_active_ns;
         if (secs > 0) {
             // A flow first seen this interval moved all its bytes within it.
             const int c = client_side(s);
@@ -133,11 +131,16 @@ std::vector<std::uint64_t> RateTracker::update(const std::vector<FlowSample>& sa
             rows[i].rev_bps = rate(c ^ 1);
         }
         idle[i] = now_ns - last_active;
-        if (!s.finished)
-            next.push_back(Seen{s.key, s.hash, s.info.first_ns, {s.bytes[0], s.bytes[1]}, pkts,
-                                last_active});
     }
-    seen_.swap(next);
+
+    // Rebuilt in place once the old entries are no longer needed: no second copy.
+    seen_.clear();
+    for (std::size_t i = 0; i < samples.size(); ++i) {
+        const FlowSample& s = samples[i];
+        if (!s.finished)
+            seen_.push_back(Seen{s.key, s.hash, s.info.first_ns, {s.bytes[0], s.bytes[1]},
+                                 s.packets[0] + s.packets[1], now_ns - idle[i]});
+    }
     return idle;
 }
 

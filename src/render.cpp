@@ -10,6 +10,7 @@
 #include <array>
 #include <cmath>
 #include <nlohmann/json.hpp>
+#include <string_view>
 #include <vector>
 
 namespace tcptrack {
@@ -40,45 +41,76 @@ std::uint64_t bps_integer(double bps) {
     return bps > 0 ? static_cast<std::uint64_t>(std::llround(bps)) : 0;
 }
 
-const char* family_name(Family f) {
-    return f == Family::V6 ? "ipv6" : "ipv4";
-}
-
-// The documented row keys, in order: the CSV header; row_json() writes the same.
+// The documented row keys, in order: the CSV header; render_json() writes the same.
 constexpr std::array<const char*, 18> kKeys = {
     "time",        "iface",       "family",    "src",         "sport",       "dst",
     "dport",       "state",       "fwd_bytes", "fwd_packets", "fwd_payload", "rev_bytes",
     "rev_packets", "rev_payload", "fwd_bps",   "rev_bps",     "duration_ns", "rtt_ns"};
 
-Json row_json(const std::string& time, const FlowRow& r) {
-    const auto opt = [](const std::optional<std::uint64_t>& v) {
-        return v ? Json(*v) : Json(nullptr);
-    };
-    Json j;
-    j["time"] = time;
-    j["iface"] = r.iface;
-    j["family"] = family_name(r.family);
-    j["src"] = address(r.family, r.src);
-    j["sport"] = r.sport;
-    j["dst"] = address(r.family, r.dst);
-    j["dport"] = r.dport;
-    j["state"] = state_name(r.state);
-    j["fwd_bytes"] = r.fwd_bytes;
-    j["fwd_packets"] = r.fwd_packets;
-    j["fwd_payload"] = r.fwd_payload;
-    j["rev_bytes"] = r.rev_bytes;
-    j["rev_packets"] = r.rev_packets;
-    j["rev_payload"] = r.rev_payload;
-    j["fwd_bps"] = bps_integer(r.fwd_bps);
-    j["rev_bps"] = bps_integer(r.rev_bps);
-    j["duration_ns"] = opt(r.duration_ns);
-    j["rtt_ns"] = opt(r.rtt_ns);
-    return j;
-}
-
 // Interface names are bytes from the kernel: never let a bad one throw.
 std::string dump_line(const Json& j) {
     return j.dump(-1, ' ', false, Json::error_handler_t::replace) + '\n';
+}
+
+// Rows are rendered into a 64 KiB buffer handed to the sink whenever it fills,
+// so a million-row report never exists as one string.
+constexpr std::size_t kChunk = 64 * 1024;
+
+class Out {
+public:
+    explicit Out(const TextSink& sink) : sink_(sink) {}
+    void put(std::string_view s) { buf_.append(s.data(), s.data() + s.size()); }
+    void put(char c) { buf_.push_back(c); }
+    void num(std::uint64_t v) {
+        const fmt::format_int f(v);
+        buf_.append(f.data(), f.data() + f.size());
+    }
+    void addr(Family family, const Address& a) {
+        if (family == Family::V4) {  // by hand: glibc's inet_ntop formats IPv4 with sprintf
+            for (int i = 0; i < 4; ++i) {
+                if (i) put('.');
+                num(a[i]);
+            }
+            return;
+        }
+        char text[INET6_ADDRSTRLEN];
+        put(inet_ntop(AF_INET6, a.data(), text, sizeof text) ? std::string_view(text) : "?");
+    }
+    // After each row: pass the text on once a chunk is full. False: the sink gave up.
+    bool row_done() { return buf_.size() < kChunk || flush(); }
+    bool flush() {
+        const bool ok = buf_.size() == 0 || sink_(std::string_view(buf_.data(), buf_.size()));
+        buf_.clear();
+        return ok;
+    }
+
+private:
+    const TextSink& sink_;
+    fmt::memory_buffer buf_;
+};
+
+// The escaped form of one name, cached: rows of a report share a few interfaces.
+class NameCache {
+public:
+    explicit NameCache(std::string (*escape)(const std::string&)) : escape_(escape) {}
+    const std::string& get(const std::string& name) {
+        if (!valid_ || name != name_) {
+            name_ = name;
+            text_ = escape_(name);
+            valid_ = true;
+        }
+        return text_;
+    }
+
+private:
+    std::string (*escape_)(const std::string&);
+    bool valid_ = false;
+    std::string name_, text_;
+};
+
+// A JSON string literal exactly as nlohmann would write it (invalid UTF-8 replaced).
+std::string json_string(const std::string& s) {
+    return Json(s).dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
 // RFC 4180 quoting, only when needed (interface names may hold commas).
@@ -250,11 +282,59 @@ std::string render_table(const Report& report) {
     return out;
 }
 
+bool render_json(const Report& report, const TextSink& sink) {
+    // Keys are fixed, so rows are written by hand in the documented order.
+    const std::string time = "{\"time\":\"" + rfc3339_utc(report.time) + "\",\"iface\":";
+    NameCache iface(json_string);
+    Out o(sink);
+    const auto opt = [&](std::string_view key, const std::optional<std::uint64_t>& v) {
+        o.put(key);
+        if (v)
+            o.num(*v);
+        else
+            o.put("null");
+    };
+    for (const auto& r : report.rows) {
+        o.put(time);
+        o.put(iface.get(r.iface));
+        o.put(r.family == Family::V6 ? ",\"family\":\"ipv6\",\"src\":\"" : ",\"family\":\"ipv4\",\"src\":\"");
+        o.addr(r.family, r.src);
+        o.put("\",\"sport\":");
+        o.num(r.sport);
+        o.put(",\"dst\":\"");
+        o.addr(r.family, r.dst);
+        o.put("\",\"dport\":");
+        o.num(r.dport);
+        o.put(",\"state\":\"");
+        o.put(state_name(r.state));
+        o.put("\",\"fwd_bytes\":");
+        o.num(r.fwd_bytes);
+        o.put(",\"fwd_packets\":");
+        o.num(r.fwd_packets);
+        o.put(",\"fwd_payload\":");
+        o.num(r.fwd_payload);
+        o.put(",\"rev_bytes\":");
+        o.num(r.rev_bytes);
+        o.put(",\"rev_packets\":");
+        o.num(r.rev_packets);
+        o.put(",\"rev_payload\":");
+        o.num(r.rev_payload);
+        o.put(",\"fwd_bps\":");
+        o.num(bps_integer(r.fwd_bps));
+        o.put(",\"rev_bps\":");
+        o.num(bps_integer(r.rev_bps));
+        opt(",\"duration_ns\":", r.duration_ns);
+        opt(",\"rtt_ns\":", r.rtt_ns);
+        o.put("}\n");
+        if (!o.row_done())
+            return false;
+    }
+    return o.flush();
+}
+
 std::string render_json(const Report& report) {
-    const std::string time = rfc3339_utc(report.time);
     std::string out;
-    for (const auto& r : report.rows)
-        out += dump_line(row_json(time, r));
+    render_json(report, [&](std::string_view s) { return out.append(s), true; });
     return out;
 }
 
@@ -280,22 +360,54 @@ std::string render_json_summary(const Report& report) {
     return dump_line(j);
 }
 
-std::string render_csv(const Report& report, bool header) {
-    std::string out;
-    if (header)
-        out += join(std::vector<std::string>(kKeys.begin(), kKeys.end()), ",") + '\n';
-    const std::string time = rfc3339_utc(report.time);
-    const auto opt = [](const std::optional<std::uint64_t>& v) {
-        return v ? std::to_string(*v) : std::string();
+bool render_csv(const Report& report, bool header, const TextSink& sink) {
+    Out o(sink);
+    if (header) {
+        for (std::size_t i = 0; i < kKeys.size(); ++i) {
+            o.put(i ? "," : "");
+            o.put(kKeys[i]);
+        }
+        o.put('\n');
+    }
+    const std::string time = rfc3339_utc(report.time) + ',';
+    NameCache iface(csv_field);
+    const auto opt = [&](const std::optional<std::uint64_t>& v) {
+        if (v)
+            o.num(*v);
     };
     for (const auto& r : report.rows) {
-        out += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", time,
-                           csv_field(r.iface), family_name(r.family), address(r.family, r.src),
-                           r.sport, address(r.family, r.dst), r.dport, state_name(r.state),
-                           r.fwd_bytes, r.fwd_packets, r.fwd_payload, r.rev_bytes, r.rev_packets,
-                           r.rev_payload, bps_integer(r.fwd_bps), bps_integer(r.rev_bps),
-                           opt(r.duration_ns), opt(r.rtt_ns));
+        o.put(time);
+        o.put(iface.get(r.iface));
+        o.put(r.family == Family::V6 ? ",ipv6," : ",ipv4,");
+        o.addr(r.family, r.src);
+        o.put(',');
+        o.num(r.sport);
+        o.put(',');
+        o.addr(r.family, r.dst);
+        o.put(',');
+        o.num(r.dport);
+        o.put(',');
+        o.put(state_name(r.state));
+        for (std::uint64_t v : {r.fwd_bytes, r.fwd_packets, r.fwd_payload, r.rev_bytes,
+                                r.rev_packets, r.rev_payload, bps_integer(r.fwd_bps),
+                                bps_integer(r.rev_bps)}) {
+            o.put(',');
+            o.num(v);
+        }
+        o.put(',');
+        opt(r.duration_ns);
+        o.put(',');
+        opt(r.rtt_ns);
+        o.put('\n');
+        if (!o.row_done())
+            return false;
     }
+    return o.flush();
+}
+
+std::string render_csv(const Report& report, bool header) {
+    std::string out;
+    render_csv(report, header, [&](std::string_view s) { return out.append(s), true; });
     return out;
 }
 

@@ -33,22 +33,30 @@ public:
     // Every connection now: live ones from the maps, finished ones from close
     // events (which supersede the same generation's map entry). Sorted by sample_less.
     // Finished entries still in the maps (ring was full, or last ACK lost) are
-    // marked finished and deleted from the maps here.
-    std::vector<FlowSample> collect(std::uint64_t now_ns);
+    // marked finished and deleted from the maps here. The vector is reused by
+    // the next collect() (its storage is kept across reports).
+    const std::vector<FlowSample>& collect(std::uint64_t now_ns);
     // Deletes these connections from both maps (idle timeout).
     void forget(const std::vector<tt_flow_key>& keys);
     DatapathStats stats() const;
 
 private:
     static int on_event(void* ctx, void* data, std::size_t size);
-    void read_counters(std::vector<FlowSample>& out);
-    void read_states(std::vector<std::pair<tt_flow_key, tt_flow_info>>& out);
+    void read_counters();
+    void join_states();
     void drain_parked();
 
     int flows_fd_, states_fd_, stats_fd_, parked_fd_;
     std::uint32_t nr_cpus_;
     ring_buffer* ring_ = nullptr;
     std::vector<tt_close_event> events_;
+    // Kept across reports so a report allocates (and page-faults) nothing new.
+    std::vector<FlowSample> samples_;
+    std::vector<std::uint32_t> index_;  // join_states(): hash slot -> sample
+    std::vector<std::uint32_t> hashes_; // join_states(): key hashes of one batch
+    std::vector<tt_flow_key> keys_;     // one batch of map keys
+    std::vector<std::uint8_t> values_;  // one batch of map values
+    std::vector<tt_flow_key> reap_;
     bool batch_ok_ = true;  // kernel supports BPF_MAP_LOOKUP_BATCH for these maps
 };
 

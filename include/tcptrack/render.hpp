@@ -4,7 +4,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <string_view>
 
 #include "tcptrack/report.hpp"
 
@@ -29,11 +31,17 @@ std::string rfc3339_utc(std::chrono::system_clock::time_point t);
 
 // The table: header line with time, interfaces, counts, RTT summary, then aligned rows.
 std::string render_table(const Report& report);
+// Receives rendered text in chunks (about 64 KiB); returns false to stop rendering.
+using TextSink = std::function<bool(std::string_view)>;
+
 // NDJSON: one object per row, keys exactly as documented in the README.
+// The sink form streams (returns false if the sink did); the string form is for tests.
+bool render_json(const Report& report, const TextSink& sink);
 std::string render_json(const Report& report);
 // One JSON object {"type":"summary",...} for --summary.
 std::string render_json_summary(const Report& report);
-// CSV rows (same keys as JSON); header row first when `header`.
+// CSV rows (same keys as JSON); header row first when `header`. Streams like render_json.
+bool render_csv(const Report& report, bool header, const TextSink& sink);
 std::string render_csv(const Report& report, bool header);
 // --closed: one line per connection in state CLOSED/RESET:
 // "src:port -> dst:port  duration  bytes fwd/rev  rtt  state".

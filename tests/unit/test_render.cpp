@@ -337,3 +337,33 @@ TEST_F(Render, ClosedLinesSkipLiveStates) {
         EXPECT_EQ(render_closed_lines(r), "") << state_name(s);
     }
 }
+
+TEST_F(Render, JsonEscapesIfaceLikeNlohmann) {
+    Report r = fixture();
+    r.rows.resize(1);
+    for (const std::string& name : {std::string("a\"b\\c"), std::string("t\x01\n"),
+                                   std::string("e\xff", 2), std::string("ä")}) {
+        r.rows[0].iface = name;
+        const std::string want =
+            nlohmann::json(name).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+        const std::string out = render_json(r);
+        EXPECT_NE(out.find(",\"iface\":" + want + ",\"family\""), std::string::npos) << out;
+    }
+}
+
+TEST_F(Render, StreamingMatchesStringAndStopsWhenSinkFails) {
+    Report r = fixture();
+    for (int i = 0; i < 3000; ++i)  // several 64 KiB chunks
+        r.rows.push_back(r.rows[i % 3]);
+    r.rows[100].iface = "lo";
+    std::string json, csv;
+    std::size_t chunks = 0;
+    EXPECT_TRUE(render_json(r, [&](std::string_view s) { ++chunks, json.append(s); return true; }));
+    EXPECT_TRUE(render_csv(r, true, [&](std::string_view s) { csv.append(s); return true; }));
+    EXPECT_GT(chunks, 3u);
+    EXPECT_EQ(json, render_json(r));
+    EXPECT_EQ(csv, render_csv(r, true));
+    std::size_t calls = 0;
+    EXPECT_FALSE(render_json(r, [&](std::string_view) { return ++calls, false; }));
+    EXPECT_EQ(calls, 1u);
+}
