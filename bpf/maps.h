@@ -8,6 +8,7 @@
 #include "tcptrack/flow.h"
 
 #define TT_DEFAULT_FLOWS 65536
+#define TT_MAX_CPUS 1024 /* bound for loops over CPUs; the real count is tt_nr_cpus */
 
 /*
  * Hot map: one lookup per packet, per-CPU values so no atomics or bouncing lines.

@@ -14,11 +14,12 @@
 #include "parse.h"
 
 #define TC_ACT_UNSPEC (-1)
-#define TT_MAX_CPUS 1024
 #define TT_STATE_FLAGS (TT_TCP_SYN | TT_TCP_FIN | TT_TCP_RST)
 
 /* Number of possible CPUs, set by user space before load. */
 const volatile __u32 tt_nr_cpus = 1;
+
+#include "dump.h"
 
 static __always_inline void tt_stat_inc(__u32 idx)
 {

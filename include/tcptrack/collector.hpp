@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
-// Reads the datapath's maps in batches and drains its close-event ring buffer.
+// Reads the datapath's flows (through a BPF map iterator, else batched map
+// reads) and drains its close-event ring buffer.
 #pragma once
 
 #include <cstdint>
@@ -8,6 +9,7 @@
 #include "tcptrack/flow_model.hpp"
 
 struct ring_buffer;
+struct bpf_link;
 
 namespace tcptrack {
 
@@ -42,6 +44,7 @@ public:
 
 private:
     static int on_event(void* ctx, void* data, std::size_t size);
+    bool read_dump();
     void read_counters();
     void join_states();
     void drain_parked();
@@ -49,6 +52,8 @@ private:
     int flows_fd_, states_fd_, stats_fd_, parked_fd_;
     std::uint32_t nr_cpus_;
     ring_buffer* ring_ = nullptr;
+    bpf_link* dump_link_ = nullptr;     // iterator over `flows`; null: batched reads
+    std::vector<std::uint8_t> dump_buf_;
     std::vector<tt_close_event> events_;
     // Kept across reports so a report allocates (and page-faults) nothing new.
     std::vector<FlowSample> samples_;

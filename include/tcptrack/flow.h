@@ -125,6 +125,16 @@ struct tt_close_event {
 	__u64 payload[2];
 };
 
+/* One flow as the map iterator (bpf/dump.h) writes it for user space's periodic read. */
+struct tt_dump_record {
+	struct tt_flow_key key;
+	__u32 has_info; /* the lifecycle entry was found */
+	struct tt_flow_info info;
+	__u64 bytes[2];
+	__u64 packets[2];
+	__u64 payload[2];
+};
+
 /*
  * Where a reused tuple's old connection waits when the ring buffer is full
  * (its map entry is taken by the new connection): keyed by tuple + generation.
