@@ -22,9 +22,7 @@ the client's first HEADER_LEN bytes carry the size of the server's reply).
       t_* are CLOCK_MONOTONIC seconds (comparable across processes).
 """
 
-import argparse
 import errno
-import json
 import multiprocessing as mp
 import os
 import selectors
@@ -35,16 +33,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from traffic import HEADER_LEN, MAGIC, payload  # noqa: E402
-
-
-def emit(obj):
-    sys.stdout.write(json.dumps(obj, sort_keys=True) + "\n")
-    sys.stdout.flush()
-
-
-def family_of(host):
-    return socket.AF_INET6 if ":" in host else socket.AF_INET
+from traffic import HEADER_LEN, MAGIC, arg_parser, emit, family_of, payload  # noqa: E402
 
 
 def sizes(i, seed):
@@ -226,14 +215,7 @@ def run_client(args):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    sub = ap.add_subparsers(dest="mode", required=True)
-    sp = sub.add_parser("server")
-    sp.add_argument("--bind", required=True)
-    sp.add_argument("--port", type=int, default=0)
-    cp = sub.add_parser("client")
-    cp.add_argument("--host", required=True)
-    cp.add_argument("--port", type=int, required=True)
+    ap, _, _, cp = arg_parser(__doc__)
     cp.add_argument("--count", type=int, required=True)
     cp.add_argument("--procs", type=int, default=2)
     cp.add_argument("--threads", type=int, default=8)

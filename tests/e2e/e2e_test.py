@@ -2,37 +2,29 @@
 """End-to-end tests for tcptrack.
 
 Each test builds two network namespaces joined by a veth pair (client side
-and server side, IPv4 10.231.X.0/24 and IPv6 fd00:231::/64), runs tcptrack
-inside one of them, drives exact TCP traffic with traffic.py and checks what
+and server side; netns.Topology gives the addresses), runs tcptrack inside
+one of them, drives exact TCP traffic with traffic.py and checks what
 tcptrack reports against what the traffic generator actually did.
 
 Usage: e2e_test.py [--binary PATH] [unittest args, e.g. -v or a test name]
 Needs root (namespaces, BPF); exits 77 (ctest SKIP_RETURN_CODE) otherwise.
 """
 
-import argparse
 import csv
 import io
-import ipaddress
-import itertools
 import json
 import os
 import re
-import shutil
 import signal
-import subprocess
 import sys
-import threading
 import time
-import unittest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TRAFFIC = os.path.join(HERE, "traffic.py")
-BINARY = os.path.normpath(os.path.join(HERE, "..", "..", "build", "tcptrack"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import netns  # noqa: E402
+from netns import (CMD_TIMEOUT, FINAL_STATES, TRAFFIC, is_int, parse_json_lines,  # noqa: E402
+                   run)
 
-PREFIX = "tte2e-%d-" % os.getpid()
-CLIENT_IF = "tte2e-c"
-SERVER_IF = "tte2e-s"
+netns.set_prefix("tte2e-%d-" % os.getpid())
 
 KEYS = [
     "time", "iface", "family", "src", "sport", "dst", "dport", "state",
@@ -41,214 +33,17 @@ KEYS = [
     "fwd_bps", "rev_bps", "duration_ns", "rtt_ns",
 ]
 STATES = {"SYN_SENT", "SYN_RECV", "ESTABLISHED", "CLOSING", "CLOSED", "RESET"}
-FINAL_STATES = {"CLOSED", "RESET"}
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 HMS = re.compile(r"^\d\d:\d\d:\d\d")
 
-ATTACH_TIMEOUT = 15.0
-CMD_TIMEOUT = 20.0
 INTERVAL = "0.5"
-
-_subnet = itertools.count(1)
-
-
-def run(cmd, timeout=CMD_TIMEOUT, check=True, **kw):
-    """subprocess.run with a timeout, text output; raises with stderr on failure."""
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
-    if check and p.returncode != 0:
-        raise RuntimeError("%s -> exit %d\nstdout: %s\nstderr: %s"
-                           % (" ".join(cmd), p.returncode, p.stdout, p.stderr))
-    return p
-
-
-def is_int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def is_number(v):
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-# ------------------------------------------------------------------ processes
-
-
-class Proc:
-    """A background process whose stdout/stderr lines are collected by threads."""
-
-    def __init__(self, cmd, stdin=False):
-        self.cmd = cmd
-        self.p = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
-        self.out = []
-        self.err = []
-        self.cv = threading.Condition()
-        self.threads = [
-            threading.Thread(target=self._reader, args=(self.p.stdout, self.out), daemon=True),
-            threading.Thread(target=self._reader, args=(self.p.stderr, self.err), daemon=True),
-        ]
-        for t in self.threads:
-            t.start()
-
-    @property
-    def pid(self):
-        return self.p.pid
-
-    def _reader(self, stream, sink):
-        for line in stream:
-            with self.cv:
-                sink.append(line.rstrip("\n"))
-                self.cv.notify_all()
-        with self.cv:
-            self.cv.notify_all()
-
-    def lines(self):
-        with self.cv:
-            return list(self.out)
-
-    def stderr_text(self):
-        with self.cv:
-            return "\n".join(self.err)
-
-    def running(self):
-        return self.p.poll() is None
-
-    def wait_for(self, pred, timeout, what):
-        """Waits until pred(stdout lines) is truthy; returns its value."""
-        deadline = time.monotonic() + timeout
-        with self.cv:
-            while True:
-                v = pred(list(self.out))
-                if v:
-                    return v
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(
-                        "timed out after %.1fs waiting for %s\ncmd: %s\nstdout (last 20): %s\nstderr: %s"
-                        % (timeout, what, " ".join(self.cmd), self.out[-20:], "\n".join(self.err)))
-                if self.p.poll() is not None and all(not t.is_alive() for t in self.threads):
-                    v = pred(list(self.out))
-                    if v:
-                        return v
-                    raise AssertionError(
-                        "process exited (%s) while waiting for %s\ncmd: %s\nstdout (last 20): %s\nstderr: %s"
-                        % (self.p.returncode, what, " ".join(self.cmd), self.out[-20:], "\n".join(self.err)))
-                self.cv.wait(min(left, 0.1))
-
-    def wait(self, timeout):
-        try:
-            rc = self.p.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError("%s did not exit within %.0fs\nstdout (last 20): %s\nstderr: %s"
-                                 % (" ".join(self.cmd), timeout, self.out[-20:], self.stderr_text()))
-        for t in self.threads:
-            t.join(5)
-        return rc
-
-    def signal(self, sig):
-        if self.running():
-            self.p.send_signal(sig)
-
-    def kill(self):
-        """Cleanup: SIGKILL this very process (by its PID) if it still runs."""
-        if self.p.poll() is None:
-            try:
-                self.p.kill()
-            except ProcessLookupError:
-                pass
-            try:
-                self.p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-        for s in (self.p.stdin, self.p.stdout, self.p.stderr):
-            if s:
-                try:
-                    s.close()
-                except OSError:
-                    pass
-
-
-# ------------------------------------------------------------------ topology
-
-
-class Topology:
-    """Two namespaces (client, server) joined by a veth pair."""
-
-    def __init__(self):
-        n = next(_subnet)
-        self.n = n
-        self.cns = "%s%d-c" % (PREFIX, n)
-        self.sns = "%s%d-s" % (PREFIX, n)
-        self.cif, self.sif = CLIENT_IF, SERVER_IF
-        x = (n - 1) % 250 + 1
-        self.addr = {
-            "ipv4": ("10.231.%d.1" % x, "10.231.%d.2" % x),
-            "ipv6": ("fd00:231::1", "fd00:231::2"),
-        }
-        self.created = []
-
-    def setup(self):
-        for ns in (self.cns, self.sns):
-            run(["ip", "netns", "add", ns])
-            self.created.append(ns)
-        run(["ip", "-n", self.cns, "link", "add", self.cif, "type", "veth",
-             "peer", "name", self.sif, "netns", self.sns])
-        for ns, ifname, idx in ((self.cns, self.cif, 0), (self.sns, self.sif, 1)):
-            run(["ip", "-n", ns, "link", "set", "lo", "up"])
-            run(["ip", "-n", ns, "addr", "add", self.addr["ipv4"][idx] + "/24", "dev", ifname])
-            run(["ip", "-n", ns, "-6", "addr", "add", self.addr["ipv6"][idx] + "/64",
-                 "dev", ifname, "nodad"])
-            run(["ip", "-n", ns, "link", "set", ifname, "up"])
-        # Wait for the link (carrier on both ends) instead of sleeping.
-        deadline = time.monotonic() + 10
-        while True:
-            ok = all("LOWER_UP" in run(["ip", "-n", ns, "link", "show", "dev", i]).stdout
-                     for ns, i in ((self.cns, self.cif), (self.sns, self.sif)))
-            if ok:
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError("veth pair did not come up")
-            time.sleep(0.05)
-
-    def teardown(self):
-        for ns in self.created:
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=CMD_TIMEOUT)
-        self.created = []
-
-    def ns_of(self, side):
-        return self.cns if side == "client" else self.sns
-
-    def if_of(self, side):
-        return self.cif if side == "client" else self.sif
-
-    def client_ip(self, family):
-        return ipaddress.ip_address(self.addr[family][0]).compressed
-
-    def server_ip(self, family):
-        return ipaddress.ip_address(self.addr[family][1]).compressed
-
-
 # ------------------------------------------------------------------ output parsing
-
-
-def parse_json_lines(lines):
-    """Returns (rows, summaries, bad_lines) from NDJSON output."""
-    rows, summaries, bad = [], [], []
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            bad.append(line)
-            continue
-        if not isinstance(obj, dict):
-            bad.append(line)
-        elif obj.get("type") == "summary":
-            summaries.append((i, obj))
-        else:
-            rows.append((i, obj))
-    return rows, summaries, bad
 
 
 def conn_rows(rows, src, sport, dst, dport):
@@ -265,34 +60,7 @@ def conn_rows(rows, src, sport, dst, dport):
 # ------------------------------------------------------------------ base class
 
 
-class E2EBase(unittest.TestCase):
-    maxDiff = None
-
-    def setUp(self):
-        self.topo = Topology()
-        self.addCleanup(self.topo.teardown)
-        self.topo.setup()
-
-    # --- processes ---------------------------------------------------------
-
-    def start(self, cmd, stdin=False):
-        p = Proc(cmd, stdin=stdin)
-        self.addCleanup(p.kill)
-        return p
-
-    def ns_cmd(self, side, *args):
-        return ["ip", "netns", "exec", self.topo.ns_of(side)] + list(args)
-
-    def start_server(self, family, max_conns=0):
-        cmd = self.ns_cmd("server", sys.executable, TRAFFIC, "server",
-                          "--bind", self.topo.server_ip(family))
-        if max_conns:
-            cmd += ["--max-conns", str(max_conns)]
-        p = self.start(cmd)
-        ready = p.wait_for(lambda ls: next((json.loads(l) for l in ls if '"ready"' in l), None),
-                           10, "traffic server ready")
-        return p, ready["port"]
-
+class E2EBase(netns.Base):
     def run_client(self, family, port, conns, concurrency=1):
         cmd = self.ns_cmd("client", sys.executable, TRAFFIC, "client",
                           "--host", self.topo.server_ip(family), "--port", str(port),
@@ -306,52 +74,6 @@ class E2EBase(unittest.TestCase):
         for r, (n, m) in zip(res["conns"], conns):
             self.assertEqual((r["sent"], r["received"]), (n, m), r)
         return res["conns"]
-
-    def start_tcptrack(self, side, *args):
-        cmd = self.ns_cmd(side, BINARY, "-i", self.topo.if_of(side)) + list(args)
-        return self.start(cmd)
-
-    def tcptrack_lines(self, side):
-        out = run(self.ns_cmd(side, "bpftool", "net", "show", "dev", self.topo.if_of(side))).stdout
-        return [l for l in out.splitlines() if "tcptrack" in l]
-
-    def wait_attached(self, proc, side, timeout=ATTACH_TIMEOUT):
-        """Polls bpftool until a tcptrack program is attached; returns its lines.
-        Waits for both an ingress and an egress program (up to 2 s after the first
-        one shows up) so no traffic is sent while only one direction is watched."""
-        deadline = time.monotonic() + timeout
-        first = None
-        while True:
-            lines = self.tcptrack_lines(side)
-            if lines:
-                both = any("ingress" in l for l in lines) and any("egress" in l for l in lines)
-                first = first or time.monotonic()
-                if both or time.monotonic() - first > 2:
-                    return lines
-            if not proc.running():
-                rc = proc.wait(5)
-                self.fail("tcptrack exited (%s) before attaching\ncmd: %s\nstdout: %s\nstderr: %s"
-                          % (rc, " ".join(proc.cmd), proc.lines()[-20:], proc.stderr_text()))
-            if time.monotonic() > deadline:
-                self.fail("tcptrack not attached to %s after %.0fs (bpftool net show shows no "
-                          "tcptrack program)\nstderr: %s" % (self.topo.if_of(side), timeout,
-                                                             proc.stderr_text()))
-            time.sleep(0.05)
-
-    def stop(self, proc, sig=signal.SIGINT, timeout=10):
-        proc.signal(sig)
-        return proc.wait(timeout)
-
-    def qdiscs(self, side):
-        return run(self.ns_cmd(side, "tc", "qdisc", "show", "dev", self.topo.if_of(side))).stdout
-
-    def filters(self, side):
-        out = []
-        for hook in ("ingress", "egress"):
-            p = run(self.ns_cmd(side, "tc", "filter", "show", "dev", self.topo.if_of(side), hook),
-                    check=False)
-            out.append("%s: rc=%d %s" % (hook, p.returncode, p.stdout))
-        return "\n".join(out)
 
     # --- JSON sessions -----------------------------------------------------
 
@@ -631,22 +353,6 @@ class TestCleanup(E2EBase):
 
     SIDE = "server"
 
-    def _snapshot(self):
-        return {"qdisc": self.qdiscs(self.SIDE), "filters": self.filters(self.SIDE),
-                "tcptrack": self.tcptrack_lines(self.SIDE)}
-
-    def _after_exit(self, before, label):
-        # bpf_link release is synchronous on last close, but allow a moment.
-        deadline = time.monotonic() + 2
-        while True:
-            after = self._snapshot()
-            if after == before or time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
-        self.assertEqual(after["tcptrack"], [], "%s: tcptrack programs still attached" % label)
-        self.assertEqual(after["qdisc"], before["qdisc"], "%s: qdiscs changed" % label)
-        self.assertEqual(after["filters"], before["filters"], "%s: tc filters changed" % label)
-
     def _check_attach_kind(self, attached, mode, label):
         if mode == "tcx":
             self.assertTrue(all("tcx/" in l for l in attached),
@@ -659,21 +365,14 @@ class TestCleanup(E2EBase):
         self.assertTrue(any("ingress" in l for l in attached) and any("egress" in l for l in attached),
                         "%s: expected ingress and egress programs: %s" % (label, attached))
 
-    def _fresh_topology(self):
-        # Every cycle gets its own namespaces so one failing cycle (which may leave
-        # filters behind when its process is killed) cannot taint the next one.
-        self.topo = Topology()
-        self.addCleanup(self.topo.teardown)
-        self.topo.setup()
-
     def _cycle(self, mode, stop, preexisting_clsact=False):
         label = "--attach %s, stop by %s%s" % (mode, stop,
                                                 ", pre-existing clsact" if preexisting_clsact else "")
-        self._fresh_topology()
+        self.fresh_topology()
         if preexisting_clsact:
             run(self.ns_cmd(self.SIDE, "tc", "qdisc", "add", "dev", self.topo.sif, "clsact"))
             self.assertIn("clsact", self.qdiscs(self.SIDE))
-        before = self._snapshot()
+        before = self.snapshot()
         self.assertEqual(before["tcptrack"], [], "%s: already attached before the run" % label)
         args = ["--attach", mode, "--format", "json", "--interval", "0.3"]
         if stop == "count":
@@ -688,7 +387,7 @@ class TestCleanup(E2EBase):
             else:
                 rc = self.stop(track, {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM}[stop])
         self.assertEqual(rc, 0, "%s: exit status; stderr: %s" % (label, track.stderr_text()))
-        self._after_exit(before, label)
+        self.assert_restored(before, label)
         if preexisting_clsact:
             self.assertIn("clsact", self.qdiscs(self.SIDE), "%s: pre-existing clsact was removed" % label)
 
@@ -714,7 +413,7 @@ class TestCleanup(E2EBase):
 
 class TestUsage(E2EBase):
     def _run(self, *args):
-        cmd = self.ns_cmd("server", BINARY, *args)
+        cmd = self.ns_cmd("server", netns.BINARY, *args)
         p = run(cmd, timeout=CMD_TIMEOUT, check=False)
         return p
 
@@ -748,44 +447,9 @@ class TestUsage(E2EBase):
         self.assertEqual(self.qdiscs("server"), before)
 
 
-# ------------------------------------------------------------------ main
-
-
-def leftover_namespaces():
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=CMD_TIMEOUT).stdout
-    return [l.split()[0] for l in out.splitlines() if l.startswith(PREFIX)]
-
-
 def tearDownModule():
-    left = leftover_namespaces()
-    for ns in left:
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=CMD_TIMEOUT)
-    if left:
-        raise AssertionError("namespaces left behind by the tests: %s" % left)
-
-
-def main():
-    global BINARY
-    ap = argparse.ArgumentParser(add_help=False)
-    ap.add_argument("--binary", default=BINARY)
-    args, rest = ap.parse_known_args()
-    BINARY = os.path.abspath(args.binary)
-
-    if os.geteuid() != 0:
-        print("SKIP: e2e tests need root (network namespaces, BPF)")
-        return 77
-    for tool in ("ip", "tc", "bpftool"):
-        if shutil.which(tool) is None:
-            print("SKIP: e2e tests need %s" % tool)
-            return 77
-    if not os.access(BINARY, os.X_OK):
-        print("e2e: tcptrack binary not found or not executable: %s (use --binary)" % BINARY,
-              file=sys.stderr)
-        return 1
-
-    prog = unittest.main(argv=[sys.argv[0]] + rest, exit=False)
-    return 0 if prog.result.wasSuccessful() else 1
+    netns.tear_down_module()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(netns.main("e2e_test", sys.modules[__name__]))

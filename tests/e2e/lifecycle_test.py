@@ -44,13 +44,6 @@ def report_index(rows):
 
 
 class LifecycleBase(netns.Base):
-    def start_churn_server(self, family):
-        p = self.start(self.ns_cmd("server", sys.executable, netns.CHURN, "server",
-                                   "--bind", self.topo.server_ip(family)))
-        ready = p.wait_for(lambda ls: next((json.loads(l) for l in ls if '"ready"' in l), None),
-                           10, "churn server ready")
-        return p, ready["port"]
-
     def run_churn(self, family, port, count, *extra, timeout=60):
         cmd = self.ns_cmd("client", sys.executable, netns.CHURN, "client",
                           "--host", self.topo.server_ip(family), "--port", str(port),
@@ -84,7 +77,7 @@ class TestChurn(LifecycleBase):
                          ("net.ipv4.tcp_tw_reuse", "1"),
                          ("net.ipv4.tcp_tw_reuse_delay", "1")):
                 run(self.ns_cmd("client", "sysctl", "-q", "-w", "%s=%s" % (k, v)))
-        server, port = self.start_churn_server(family)
+        server, port = self.start_server(family, netns.CHURN)
         track = self.start_tcptrack("server", "--format", "json", "--interval", "1", "--summary")
         self.wait_attached(track, "server")
         extra = ["--procs", "2", "--threads", "8", "--seed", "11" if family == "ipv4" else "29"]
@@ -312,7 +305,7 @@ CLOSED_LINE = re.compile(
 class TestClosedMode(LifecycleBase):
     def _closed(self, family, fmt):
         count = 20
-        server, port = self.start_churn_server(family)
+        server, port = self.start_server(family, netns.CHURN)
         track = self.start_tcptrack("server", "--closed", "--interval", "0.3")
         self.wait_attached(track, "server")
         res = self.run_churn(family, port, count, "--procs", "1", "--threads", "4")

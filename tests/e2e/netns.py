@@ -1,8 +1,6 @@
 # SPDX-License-Identifier: MIT
-"""Shared helpers for the tcptrack end-to-end tests that are not e2e_test.py.
-
-Copied (not imported) from e2e_test.py so that file stays untouched, then
-generalised a little:
+"""Shared helpers for the tcptrack end-to-end tests (e2e_test.py,
+lifecycle_test.py, safety_test.py):
 
   * Proc: a background process whose stdout/stderr lines are collected.
   * Topology: one client and one server namespace joined by one or more veth
@@ -11,7 +9,8 @@ generalised a little:
   * in_netns(): a context manager that moves the calling thread into a named
     network namespace (setns) so the test itself can create sockets on either
     side and drive TCP byte for byte.
-  * Base: a unittest.TestCase with process/attachment helpers.
+  * parse_json_lines(): tcptrack's NDJSON output as rows and summaries.
+  * Base: a unittest.TestCase with process/attachment/snapshot helpers.
   * main(): root/tool checks (exit 77 when not root) and unittest runner.
 """
 
@@ -331,21 +330,22 @@ class Pair:
         recv_exact(self.c, n)
         self.sent_s += n
 
+    @staticmethod
+    def _close_from(first, second):
+        """`first` sends its FIN, `second` reads to EOF and answers with its own."""
+        first.shutdown(socket.SHUT_WR)
+        assert read_to_eof(second) == 0
+        second.close()
+        assert read_to_eof(first) == 0
+        first.close()
+
     def close_clean(self):
         """Client FIN first, then server FIN; both read to EOF."""
-        self.c.shutdown(socket.SHUT_WR)
-        assert read_to_eof(self.s) == 0
-        self.s.close()
-        assert read_to_eof(self.c) == 0
-        self.c.close()
+        self._close_from(self.c, self.s)
 
     def close_server_first(self):
         """Server FIN first (TIME_WAIT ends up on the server side)."""
-        self.s.shutdown(socket.SHUT_WR)
-        assert read_to_eof(self.c) == 0
-        self.c.close()
-        assert read_to_eof(self.s) == 0
-        self.s.close()
+        self._close_from(self.s, self.c)
 
     def close_rst(self):
         """Client aborts with SO_LINGER {1, 0}: a RST instead of a FIN."""
@@ -410,8 +410,15 @@ def parse_json_lines(lines):
 class Base(unittest.TestCase):
     maxDiff = None
     PAIRS = 1
+    SIDE = "server"   # the side snapshot() and assert_restored() look at
 
     def setUp(self):
+        self.fresh_topology()
+
+    def fresh_topology(self):
+        """New namespaces for self.topo (torn down at cleanup): one failing cycle,
+        which may leave filters behind when its process is killed, cannot taint
+        the next one."""
         self.topo = Topology(self.PAIRS)
         self.addCleanup(self.topo.teardown)
         self.topo.setup()
@@ -423,6 +430,16 @@ class Base(unittest.TestCase):
 
     def ns_cmd(self, side, *args):
         return ["ip", "netns", "exec", self.topo.ns_of(side)] + list(args)
+
+    def start_server(self, family, script=TRAFFIC, *args):
+        """Starts `script` (traffic.py or churn.py) in server mode on the server side;
+        returns (process, port) once it printed its ready line."""
+        name = os.path.splitext(os.path.basename(script))[0]
+        p = self.start(self.ns_cmd("server", sys.executable, script, "server",
+                                   "--bind", self.topo.server_ip(family), *args))
+        ready = p.wait_for(lambda ls: next((json.loads(l) for l in ls if '"ready"' in l), None),
+                           10, "%s server ready" % name)
+        return p, ready["port"]
 
     def start_tcptrack(self, side, *args, ifaces=None):
         ifs = ifaces if ifaces is not None else [self.topo.if_of(side)]
@@ -447,7 +464,9 @@ class Base(unittest.TestCase):
         return [l for l in out.splitlines() if "tcptrack" in l]
 
     def wait_attached(self, proc, side, timeout=ATTACH_TIMEOUT, iface=None):
-        """Polls bpftool until tcptrack programs are attached on ingress and egress."""
+        """Polls bpftool until a tcptrack program is attached; returns its lines.
+        Waits for both an ingress and an egress program (up to 2 s after the first
+        one shows up) so no traffic is sent while only one direction is watched."""
         deadline = time.monotonic() + timeout
         first = None
         while True:
@@ -462,8 +481,9 @@ class Base(unittest.TestCase):
                 self.fail("tcptrack exited (%s) before attaching\ncmd: %s\nstdout: %s\nstderr: %s"
                           % (rc, " ".join(proc.cmd), proc.lines()[-20:], proc.stderr_text()))
             if time.monotonic() > deadline:
-                self.fail("tcptrack not attached after %.0fs\nstderr: %s"
-                          % (timeout, proc.stderr_text()))
+                self.fail("tcptrack not attached to %s after %.0fs (bpftool net show shows no "
+                          "tcptrack program)\nstderr: %s"
+                          % (iface or self.topo.if_of(side), timeout, proc.stderr_text()))
             time.sleep(0.05)
 
     def stop(self, proc, sig=signal.SIGINT, timeout=10):
@@ -481,6 +501,24 @@ class Base(unittest.TestCase):
             p = run(self.ns_cmd(side, "tc", "filter", "show", "dev", iface, hook), check=False)
             out.append("%s: rc=%d %s" % (hook, p.returncode, p.stdout))
         return "\n".join(out)
+
+    def snapshot(self, iface=None):
+        """What is attached to SIDE's interface: qdiscs, tc filters, tcptrack programs."""
+        return {"qdisc": self.qdiscs(self.SIDE, iface), "filters": self.filters(self.SIDE, iface),
+                "tcptrack": self.tcptrack_lines(self.SIDE, iface)}
+
+    def assert_restored(self, before, label, iface=None):
+        """After tcptrack exited, SIDE's interface is back to the snapshot `before`."""
+        # bpf_link release is synchronous on last close, but allow a moment.
+        deadline = time.monotonic() + 2
+        while True:
+            after = self.snapshot(iface)
+            if after == before or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        self.assertEqual(after["tcptrack"], [], "%s: tcptrack programs still attached" % label)
+        self.assertEqual(after["qdisc"], before["qdisc"], "%s: qdiscs changed" % label)
+        self.assertEqual(after["filters"], before["filters"], "%s: tc filters changed" % label)
 
     def wait_rows(self, proc, pred, timeout, what):
         """Waits until pred(rows, summaries) is truthy on the JSON output."""

@@ -89,33 +89,11 @@ class Trickle:
 
 
 class SafetyBase(netns.Base):
-    SIDE = "server"
-
-    def snapshot(self, iface=None):
-        return {"qdisc": self.qdiscs(self.SIDE, iface), "filters": self.filters(self.SIDE, iface),
-                "tcptrack": self.tcptrack_lines(self.SIDE, iface)}
-
-    def assert_restored(self, before, label, iface=None):
-        deadline = time.monotonic() + 2
-        while True:
-            after = self.snapshot(iface)
-            if after == before or time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
-        self.assertEqual(after["tcptrack"], [], "%s: tcptrack programs still attached" % label)
-        self.assertEqual(after["qdisc"], before["qdisc"], "%s: qdiscs changed" % label)
-        self.assertEqual(after["filters"], before["filters"], "%s: tc filters changed" % label)
-
     def trickle(self, family="ipv4"):
         lsock, port = self.listen(family)
         t = Trickle(self.pair(family, lsock, port))
         self.addCleanup(t.stop)
         return t
-
-    def fresh_topology(self):
-        self.topo = netns.Topology(self.PAIRS)
-        self.addCleanup(self.topo.teardown)
-        self.topo.setup()
 
     # --- foreign filters -----------------------------------------------------
 
@@ -593,10 +571,7 @@ class TestMemory(SafetyBase):
     MAX_GROWTH_KB = 5 * 1024
 
     def test_rss_flat_over_thousands_of_connections(self):
-        server = self.start(self.ns_cmd(self.SIDE, sys.executable, netns.CHURN, "server",
-                                        "--bind", self.topo.server_ip("ipv4")))
-        port = server.wait_for(lambda ls: next((json.loads(l)["port"] for l in ls if '"ready"' in l),
-                                               None), 10, "churn server ready")
+        server, port = self.start_server("ipv4", netns.CHURN)
         track = self.start_tcptrack(self.SIDE, "--format", "json", "--summary", "--interval", "0.2")
         self.wait_attached(track, self.SIDE)
         with open("/proc/%d/comm" % track.pid) as f:

@@ -224,19 +224,26 @@ def run_hold(args):
         die("received %d bytes, expected %d" % (received, m))
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def arg_parser(doc):
+    """(parser, subparsers, server parser, client parser) with the options the
+    server (--bind, --port) and client (--host, --port) modes of traffic.py and
+    churn.py share; `doc` is the script's docstring."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
     sub = ap.add_subparsers(dest="mode", required=True)
-
     sp = sub.add_parser("server")
     sp.add_argument("--bind", required=True)
     sp.add_argument("--port", type=int, default=0)
-    sp.add_argument("--max-conns", type=int, default=0)
-    sp.add_argument("--reply", type=int, default=0)
-
     cp = sub.add_parser("client")
     cp.add_argument("--host", required=True)
     cp.add_argument("--port", type=int, required=True)
+    return ap, sub, sp, cp
+
+
+def main():
+    ap, sub, sp, cp = arg_parser(__doc__)
+    sp.add_argument("--max-conns", type=int, default=0)
+    sp.add_argument("--reply", type=int, default=0)
+
     cp.add_argument("--conn", type=parse_conn, action="append")
     cp.add_argument("--concurrency", type=int, default=1)
     cp.add_argument("--timeout", type=float, default=20.0)

@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: MIT
 // The pure C logic shared with the datapath (include/tcptrack/flow.h).
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cstring>
 
+#include "keys.hpp"
 #include "tcptrack/flow.h"
 
 namespace {
@@ -16,25 +16,11 @@ constexpr __u8 C = TT_DIR_AB;  // the client's side in these scenarios
 constexpr __u8 S = TT_DIR_BA;
 
 tt_flow_key key4(const char* src, __u16 sport, const char* dst, __u16 dport) {
-    tt_flow_key k{};
-    EXPECT_EQ(inet_pton(AF_INET, src, k.addr_a), 1);
-    EXPECT_EQ(inet_pton(AF_INET, dst, k.addr_b), 1);
-    k.port_a = htons(sport);
-    k.port_b = htons(dport);
-    k.ifindex = 3;
-    k.family = TT_FAMILY_INET;
-    return k;
+    return tt_test::flow_key(AF_INET, src, sport, dst, dport, 3);
 }
 
 tt_flow_key key6(const char* src, __u16 sport, const char* dst, __u16 dport) {
-    tt_flow_key k{};
-    EXPECT_EQ(inet_pton(AF_INET6, src, k.addr_a), 1);
-    EXPECT_EQ(inet_pton(AF_INET6, dst, k.addr_b), 1);
-    k.port_a = htons(sport);
-    k.port_b = htons(dport);
-    k.ifindex = 3;
-    k.family = TT_FAMILY_INET6;
-    return k;
+    return tt_test::flow_key(AF_INET6, src, sport, dst, dport, 3);
 }
 
 // Both directions of one 4-tuple normalise to one key with opposite dirs.

@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: MIT
 // From raw kernel records to oriented rows (src/flow_model.cpp).
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cstring>
 #include <vector>
 
+#include "keys.hpp"
 #include "tcptrack/flow_model.hpp"
 
 namespace {
@@ -27,35 +27,20 @@ using tcptrack::syn_to_close;
 
 constexpr std::uint64_t kSec = 1'000'000'000ull;
 
-// Normalised key: (a, pa) must sort before (b, pb); checked here.
-tt_flow_key key_v4(const char* a, std::uint16_t pa, const char* b, std::uint16_t pb) {
-    tt_flow_key k{};
-    EXPECT_EQ(inet_pton(AF_INET, a, k.addr_a), 1);
-    EXPECT_EQ(inet_pton(AF_INET, b, k.addr_b), 1);
-    k.port_a = htons(pa);
-    k.port_b = htons(pb);
-    k.ifindex = 2;
-    k.family = TT_FAMILY_INET;
+using tt_test::address;
+
+// A normalised key must have (a, pa) sort before (b, pb); checked here.
+tt_flow_key normalised(const tt_flow_key& k) {
     EXPECT_LT(tt_endpoint_cmp(k.addr_a, k.port_a, k.addr_b, k.port_b), 0);
     return k;
+}
+
+tt_flow_key key_v4(const char* a, std::uint16_t pa, const char* b, std::uint16_t pb) {
+    return normalised(tt_test::flow_key(AF_INET, a, pa, b, pb, 2));
 }
 
 tt_flow_key key_v6(const char* a, std::uint16_t pa, const char* b, std::uint16_t pb) {
-    tt_flow_key k{};
-    EXPECT_EQ(inet_pton(AF_INET6, a, k.addr_a), 1);
-    EXPECT_EQ(inet_pton(AF_INET6, b, k.addr_b), 1);
-    k.port_a = htons(pa);
-    k.port_b = htons(pb);
-    k.ifindex = 2;
-    k.family = TT_FAMILY_INET6;
-    EXPECT_LT(tt_endpoint_cmp(k.addr_a, k.port_a, k.addr_b, k.port_b), 0);
-    return k;
-}
-
-tcptrack::Address addr(int af, const char* text) {
-    tcptrack::Address a{};
-    EXPECT_EQ(inet_pton(af, text, a.data()), 1);
-    return a;
+    return normalised(tt_test::flow_key(AF_INET6, a, pa, b, pb, 2));
 }
 
 FlowSample sample(const tt_flow_key& k, std::uint8_t client, std::uint8_t flags,
@@ -83,54 +68,78 @@ void set_counters(FlowSample& s, std::uint64_t bytes_ab, std::uint64_t bytes_ba,
     s.packets[TT_DIR_BA] = pkts_ba;
 }
 
+// A sample with a seen handshake and these counters.
+FlowSample counted(const tt_flow_key& k, std::uint8_t client, std::uint64_t bytes_ab,
+                   std::uint64_t bytes_ba, std::uint64_t pkts_ab, std::uint64_t pkts_ba) {
+    FlowSample s = sample(k, client, TT_F_SYN_SEEN);
+    set_counters(s, bytes_ab, bytes_ba, pkts_ab, pkts_ba);
+    return s;
+}
+
+// One direction's counters.
+struct Counts {
+    std::uint64_t bytes, packets, payload;
+};
+
+void set_dir(FlowSample& s, int dir, Counts c) {
+    s.bytes[dir] = c.bytes;
+    s.packets[dir] = c.packets;
+    s.payload[dir] = c.payload;
+}
+
+// The row's client->server (fwd) and server->client (rev) counters.
+void expect_counts(const FlowRow& r, Counts fwd, Counts rev) {
+    EXPECT_EQ(r.fwd_bytes, fwd.bytes);
+    EXPECT_EQ(r.fwd_packets, fwd.packets);
+    EXPECT_EQ(r.fwd_payload, fwd.payload);
+    EXPECT_EQ(r.rev_bytes, rev.bytes);
+    EXPECT_EQ(r.rev_packets, rev.packets);
+    EXPECT_EQ(r.rev_payload, rev.payload);
+}
+
+void expect_endpoints(const FlowRow& r, int af, const char* src, std::uint16_t sport,
+                      const char* dst, std::uint16_t dport) {
+    EXPECT_EQ(r.src, address(af, src));
+    EXPECT_EQ(r.dst, address(af, dst));
+    EXPECT_EQ(r.sport, sport);
+    EXPECT_EQ(r.dport, dport);
+}
+
+// Handshake timestamps as the datapath records them.
+tt_flow_info handshake(std::uint8_t flags, std::uint64_t syn_ns, std::uint64_t synack_ns,
+                       std::uint64_t ack_ns) {
+    tt_flow_info i{};
+    i.flags = flags;
+    i.syn_ns = syn_ns;
+    i.synack_ns = synack_ns;
+    i.ack_ns = ack_ns;
+    return i;
+}
+
 // ---------------------------------------------------------------- make_row
 
 TEST(FlowModelRow, ClientOnSideBRendersBAsSource) {
     FlowSample s = sample(key_v4("10.0.0.1", 443, "10.0.0.9", 51000), TT_DIR_BA,
                           TT_F_SYN_SEEN);
-    s.bytes[TT_DIR_AB] = 9000;
-    s.bytes[TT_DIR_BA] = 700;
-    s.packets[TT_DIR_AB] = 9;
-    s.packets[TT_DIR_BA] = 7;
-    s.payload[TT_DIR_AB] = 8000;
-    s.payload[TT_DIR_BA] = 100;
+    set_dir(s, TT_DIR_AB, {9000, 9, 8000});
+    set_dir(s, TT_DIR_BA, {700, 7, 100});
 
     const FlowRow r = make_row(s, "eth0", 1000);
     EXPECT_EQ(r.iface, "eth0");
     EXPECT_EQ(r.family, Family::V4);
-    EXPECT_EQ(r.src, addr(AF_INET, "10.0.0.9"));
-    EXPECT_EQ(r.dst, addr(AF_INET, "10.0.0.1"));
-    EXPECT_EQ(r.sport, 51000);
-    EXPECT_EQ(r.dport, 443);
-    EXPECT_EQ(r.fwd_bytes, 700u);
-    EXPECT_EQ(r.fwd_packets, 7u);
-    EXPECT_EQ(r.fwd_payload, 100u);
-    EXPECT_EQ(r.rev_bytes, 9000u);
-    EXPECT_EQ(r.rev_packets, 9u);
-    EXPECT_EQ(r.rev_payload, 8000u);
+    expect_endpoints(r, AF_INET, "10.0.0.9", 51000, "10.0.0.1", 443);
+    expect_counts(r, {700, 7, 100}, {9000, 9, 8000});
 }
 
 TEST(FlowModelRow, ClientOnSideARendersAAsSource) {
     FlowSample s = sample(key_v4("10.0.0.1", 51000, "10.0.0.9", 443), TT_DIR_AB,
                           TT_F_SYN_SEEN);
-    s.bytes[TT_DIR_AB] = 700;
-    s.bytes[TT_DIR_BA] = 9000;
-    s.packets[TT_DIR_AB] = 7;
-    s.packets[TT_DIR_BA] = 9;
-    s.payload[TT_DIR_AB] = 100;
-    s.payload[TT_DIR_BA] = 8000;
+    set_dir(s, TT_DIR_AB, {700, 7, 100});
+    set_dir(s, TT_DIR_BA, {9000, 9, 8000});
 
     const FlowRow r = make_row(s, "lo", 1000);
-    EXPECT_EQ(r.src, addr(AF_INET, "10.0.0.1"));
-    EXPECT_EQ(r.dst, addr(AF_INET, "10.0.0.9"));
-    EXPECT_EQ(r.sport, 51000);
-    EXPECT_EQ(r.dport, 443);
-    EXPECT_EQ(r.fwd_bytes, 700u);
-    EXPECT_EQ(r.fwd_packets, 7u);
-    EXPECT_EQ(r.fwd_payload, 100u);
-    EXPECT_EQ(r.rev_bytes, 9000u);
-    EXPECT_EQ(r.rev_packets, 9u);
-    EXPECT_EQ(r.rev_payload, 8000u);
+    expect_endpoints(r, AF_INET, "10.0.0.1", 51000, "10.0.0.9", 443);
+    expect_counts(r, {700, 7, 100}, {9000, 9, 8000});
 }
 
 TEST(FlowModelRow, PortsAreConvertedToHostOrder) {
@@ -147,10 +156,7 @@ TEST(FlowModelRow, Ipv6FamilyAndFullAddress) {
                           TT_F_SYN_SEEN);
     const FlowRow r = make_row(s, "eth1", 0);
     EXPECT_EQ(r.family, Family::V6);
-    EXPECT_EQ(r.src, addr(AF_INET6, "2001:db8::ff:2"));
-    EXPECT_EQ(r.dst, addr(AF_INET6, "2001:db8::1"));
-    EXPECT_EQ(r.sport, 40000);
-    EXPECT_EQ(r.dport, 80);
+    expect_endpoints(r, AF_INET6, "2001:db8::ff:2", 40000, "2001:db8::1", 80);
 }
 
 TEST(FlowModelRow, Ipv4AddressOnlyUsesFirstFourBytes) {
@@ -256,7 +262,7 @@ TEST(FlowModelClientSide, MidstreamOrientationReachesRow) {
     const FlowRow r = make_row(s, "eth0", 0);
     EXPECT_EQ(r.sport, 50000);
     EXPECT_EQ(r.dport, 443);
-    EXPECT_EQ(r.src, addr(AF_INET, "10.0.0.2"));
+    EXPECT_EQ(r.src, address(AF_INET, "10.0.0.2"));
     EXPECT_EQ(r.fwd_bytes, 300u);
     EXPECT_EQ(r.rev_bytes, 5000u);
     EXPECT_FALSE(r.duration_ns.has_value());  // SYN never seen
@@ -265,40 +271,25 @@ TEST(FlowModelClientSide, MidstreamOrientationReachesRow) {
 // ------------------------------------------------------------ handshake_rtt
 
 TEST(FlowModelRtt, ClientSideIsSynToSynAck) {
-    tt_flow_info i{};
-    i.flags = TT_F_SYN_SEEN | TT_F_LOCAL_CLIENT;
-    i.syn_ns = 1000;
-    i.synack_ns = 1700;
-    i.ack_ns = 5000;
-    const auto rtt = handshake_rtt(i);
+    const auto rtt = handshake_rtt(handshake(TT_F_SYN_SEEN | TT_F_LOCAL_CLIENT, 1000, 1700, 5000));
     ASSERT_TRUE(rtt.has_value());
     EXPECT_EQ(*rtt, 700u);
 }
 
 TEST(FlowModelRtt, ServerSideIsSynAckToAck) {
-    tt_flow_info i{};
-    i.flags = TT_F_SYN_SEEN;
-    i.syn_ns = 1000;
-    i.synack_ns = 1100;
-    i.ack_ns = 1450;
-    const auto rtt = handshake_rtt(i);
+    const auto rtt = handshake_rtt(handshake(TT_F_SYN_SEEN, 1000, 1100, 1450));
     ASSERT_TRUE(rtt.has_value());
     EXPECT_EQ(*rtt, 350u);
 }
 
 TEST(FlowModelRtt, MissingTimestampsGiveNothing) {
-    tt_flow_info i{};
-    i.flags = TT_F_SYN_SEEN | TT_F_LOCAL_CLIENT;
-    i.syn_ns = 1000;
+    tt_flow_info i = handshake(TT_F_SYN_SEEN | TT_F_LOCAL_CLIENT, 1000, 0, 0);
     EXPECT_FALSE(handshake_rtt(i).has_value());  // no SYN-ACK yet
     i.syn_ns = 0;
     i.synack_ns = 2000;
     EXPECT_FALSE(handshake_rtt(i).has_value());  // SYN missed
 
-    tt_flow_info srv{};
-    srv.flags = TT_F_SYN_SEEN;
-    srv.syn_ns = 1000;
-    srv.synack_ns = 1100;
+    tt_flow_info srv = handshake(TT_F_SYN_SEEN, 1000, 1100, 0);
     EXPECT_FALSE(handshake_rtt(srv).has_value());  // no ACK yet
     srv.synack_ns = 0;
     srv.ack_ns = 1200;
@@ -312,9 +303,7 @@ TEST(FlowModelRtt, MissingTimestampsGiveNothing) {
 // ------------------------------------------------------------- syn_to_close
 
 TEST(FlowModelDuration, ClosedIsSynToClose) {
-    tt_flow_info i{};
-    i.flags = TT_F_SYN_SEEN;
-    i.syn_ns = 2 * kSec;
+    tt_flow_info i = handshake(TT_F_SYN_SEEN, 2 * kSec, 0, 0);
     i.close_ns = 5 * kSec;
     const auto d = syn_to_close(i, 100 * kSec);
     ASSERT_TRUE(d.has_value());
@@ -322,9 +311,7 @@ TEST(FlowModelDuration, ClosedIsSynToClose) {
 }
 
 TEST(FlowModelDuration, OpenIsSynToNow) {
-    tt_flow_info i{};
-    i.flags = TT_F_SYN_SEEN;
-    i.syn_ns = 2 * kSec;
+    const tt_flow_info i = handshake(TT_F_SYN_SEEN, 2 * kSec, 0, 0);
     const auto d = syn_to_close(i, 9 * kSec);
     ASSERT_TRUE(d.has_value());
     EXPECT_EQ(*d, 7 * kSec);
@@ -336,14 +323,10 @@ TEST(FlowModelDuration, SynNotSeenGivesNothing) {
     i.close_ns = 5 * kSec;
     EXPECT_FALSE(syn_to_close(i, 9 * kSec).has_value());
     // SYN-ACK first (SYN missed): still no SYN timestamp.
-    tt_flow_info j{};
-    j.flags = TT_F_HS_SEEN;
-    j.synack_ns = 2 * kSec;
+    const tt_flow_info j = handshake(TT_F_HS_SEEN, 0, 2 * kSec, 0);
     EXPECT_FALSE(syn_to_close(j, 9 * kSec).has_value());
     // The flag decides, not a stray timestamp.
-    tt_flow_info k{};
-    k.flags = TT_F_MIDSTREAM;
-    k.syn_ns = 2 * kSec;
+    const tt_flow_info k = handshake(TT_F_MIDSTREAM, 2 * kSec, 0, 0);
     EXPECT_FALSE(syn_to_close(k, 9 * kSec).has_value());
 }
 
@@ -487,8 +470,7 @@ private:
 
 TEST(FlowModelRates, FirstUpdateCountsAllBytes) {
     const tt_flow_key k = key_v4("10.0.0.1", 40000, "10.0.0.2", 80);
-    FlowSample s = sample(k, TT_DIR_AB, TT_F_SYN_SEEN);
-    set_counters(s, 1000, 4000, 3, 4);
+    FlowSample s = counted(k, TT_DIR_AB, 1000, 4000, 3, 4);
     Tracker t;
     t.run({s}, 10 * kSec, 2 * kSec);
     EXPECT_DOUBLE_EQ(t.row(k).fwd_bps, 1000.0 * 8 / 2);
@@ -500,8 +482,7 @@ TEST(FlowModelRates, FirstUpdateCountsAllBytes) {
 TEST(FlowModelRates, SecondUpdateUsesDeltasOrientedLikeRow) {
     // Client is side B: fwd is B->A.
     const tt_flow_key k = key_v4("10.0.0.1", 443, "10.0.0.2", 50000);
-    FlowSample s = sample(k, TT_DIR_BA, TT_F_SYN_SEEN);
-    set_counters(s, 10000, 2000, 10, 5);
+    FlowSample s = counted(k, TT_DIR_BA, 10000, 2000, 10, 5);
     Tracker t;
     t.run({s}, 10 * kSec, 1 * kSec);
     EXPECT_DOUBLE_EQ(t.row(k).fwd_bps, 2000.0 * 8);
@@ -517,8 +498,7 @@ TEST(FlowModelRates, SecondUpdateUsesDeltasOrientedLikeRow) {
 
 TEST(FlowModelRates, IdleGrowsWhileCountersStandStill) {
     const tt_flow_key k = key_v4("10.0.0.1", 40000, "10.0.0.2", 22);
-    FlowSample s = sample(k, TT_DIR_AB, TT_F_SYN_SEEN);
-    set_counters(s, 500, 600, 5, 6);
+    FlowSample s = counted(k, TT_DIR_AB, 500, 600, 5, 6);
     Tracker t;
     t.run({s}, 10 * kSec, 1 * kSec);
     EXPECT_EQ(t.idle_of(k), 0u);
@@ -560,12 +540,9 @@ TEST(FlowModelRates, FinishedSamplesAreForgotten) {
     const tt_flow_key k1 = key_v4("10.0.0.1", 40000, "10.0.0.2", 80);
     const tt_flow_key k2 = key_v4("10.0.0.1", 40001, "10.0.0.2", 80);
     const tt_flow_key k3 = key_v6("2001:db8::1", 40002, "2001:db8::2", 443);
-    FlowSample s1 = sample(k1, TT_DIR_AB, TT_F_SYN_SEEN);
-    FlowSample s2 = sample(k2, TT_DIR_AB, TT_F_SYN_SEEN);
-    FlowSample s3 = sample(k3, TT_DIR_AB, TT_F_SYN_SEEN);
-    set_counters(s1, 100, 100, 1, 1);
-    set_counters(s2, 200, 200, 2, 2);
-    set_counters(s3, 300, 300, 3, 3);
+    FlowSample s1 = counted(k1, TT_DIR_AB, 100, 100, 1, 1);
+    FlowSample s2 = counted(k2, TT_DIR_AB, 200, 200, 2, 2);
+    FlowSample s3 = counted(k3, TT_DIR_AB, 300, 300, 3, 3);
     Tracker t;
     t.run({s1, s2, s3}, 10 * kSec, 1 * kSec);
     EXPECT_EQ(t.rt.size(), 3u);
@@ -585,8 +562,7 @@ TEST(FlowModelRates, FinishedSamplesAreForgotten) {
 
 TEST(FlowModelRates, ForgottenFlowStartsOverIfSeenAgain) {
     const tt_flow_key k = key_v4("10.0.0.1", 40000, "10.0.0.2", 80);
-    FlowSample s = sample(k, TT_DIR_AB, TT_F_SYN_SEEN);
-    set_counters(s, 1000, 0, 1, 0);
+    FlowSample s = counted(k, TT_DIR_AB, 1000, 0, 1, 0);
     s.finished = true;
     Tracker t;
     t.run({s}, 10 * kSec, 1 * kSec);
@@ -603,10 +579,8 @@ TEST(FlowModelRates, ManyFlowsMergeByKey) {
     // Several flows, each with its own counters; deltas must not cross flows.
     std::vector<FlowSample> v;
     for (std::uint16_t i = 0; i < 20; ++i) {
-        FlowSample s = sample(key_v4("10.0.0.1", 40000 + i, "10.0.0.2", 80), TT_DIR_AB,
-                              TT_F_SYN_SEEN);
-        set_counters(s, 1000 * (i + 1), 10 * (i + 1), i + 1, 1);
-        v.push_back(s);
+        v.push_back(counted(key_v4("10.0.0.1", 40000 + i, "10.0.0.2", 80), TT_DIR_AB,
+                            1000 * (i + 1), 10 * (i + 1), i + 1, 1));
     }
     Tracker t;
     t.run(v, 10 * kSec, 1 * kSec);
@@ -645,8 +619,7 @@ TEST(FlowModelRates, ManyFlowsMergeByKey) {
 
 TEST(FlowModelRates, ZeroElapsedLeavesRatesAlone) {
     const tt_flow_key k = key_v4("10.0.0.1", 40000, "10.0.0.2", 80);
-    FlowSample s = sample(k, TT_DIR_AB, TT_F_SYN_SEEN);
-    set_counters(s, 1000, 1000, 1, 1);
+    FlowSample s = counted(k, TT_DIR_AB, 1000, 1000, 1, 1);
     Tracker t;
     t.run({s}, 10 * kSec, 0);
     EXPECT_DOUBLE_EQ(t.row(k).fwd_bps, 0.0);
