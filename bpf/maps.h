@@ -58,6 +58,14 @@ struct {
 	__type(value, struct tt_close_event);
 } close_scratch SEC(".maps");
 
+/* One tt_flow_memo per CPU (see flow.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tt_flow_memo);
+} flow_memo SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, TT_STAT_COUNT);

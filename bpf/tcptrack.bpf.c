@@ -18,6 +18,8 @@
 
 /* Number of possible CPUs, set by user space before load. */
 const volatile __u32 tt_nr_cpus = 1;
+/* Bumped by user space after it deletes flows: older memos are void. */
+volatile __u32 tt_epoch;
 
 #include "dump.h"
 
@@ -52,34 +54,103 @@ static __always_inline void tt_copy_bases(struct tt_counters *c, const struct tt
 	c->base_mask = f->base_mask;
 }
 
-/* Combine every CPU's copy into ev; or (unsettle) clear each copy's settled flag. */
+static __always_inline int tt_key_eq(const struct tt_flow_key *a, const struct tt_flow_key *b)
+{
+	const __u32 *x = (const __u32 *)a, *y = (const __u32 *)b;
+	int i;
+
+	for (i = 0; i < sizeof(*a) / 4; i++)
+		if (x[i] != y[i])
+			return 0;
+	return 1;
+}
+
+/* Same connection generation: payload bases are the ISNs (or first seen). */
+static __always_inline int tt_same_gen(const struct tt_counters *a, const struct tt_counters *b)
+{
+	return a->base_mask == b->base_mask && a->base[0] == b->base[0] && a->base[1] == b->base[1];
+}
+
+/* Adds counts from src (deltas for bytes/packets, a reach for payload) into dst. */
+static __always_inline void tt_merge(struct tt_counters *dst, const struct tt_counters *src)
+{
+	dst->bytes[0] += src->bytes[0];
+	dst->bytes[1] += src->bytes[1];
+	dst->packets[0] += src->packets[0];
+	dst->packets[1] += src->packets[1];
+	/* Payload is a reach in sequence space: the furthest copy wins. */
+	if (src->payload[0] > dst->payload[0])
+		dst->payload[0] = src->payload[0];
+	if (src->payload[1] > dst->payload[1])
+		dst->payload[1] = src->payload[1];
+	dst->reach_mask |= src->reach_mask;
+}
+
+/* The owner moves its memo's deltas into the flow's entry (if it is still that flow). */
+static __always_inline void tt_memo_flush(struct tt_flow_memo *m)
+{
+	struct tt_counters *c;
+
+	if (!m->dirty)
+		return;
+	m->dirty = 0;
+	c = bpf_map_lookup_elem(&flows, &m->key);
+	/* Gone or replaced: a close event already carried these counts. */
+	if (c && tt_same_gen(c, &m->cnt))
+		tt_merge(c, &m->cnt);
+}
+
+static __always_inline void tt_memo_fill(struct tt_flow_memo *m, const struct tt_flow_key *key,
+					 const struct tt_counters *c)
+{
+	m->cnt = *c;
+	m->cnt.bytes[0] = m->cnt.bytes[1] = 0;
+	m->cnt.packets[0] = m->cnt.packets[1] = 0;
+	m->key = *key;
+	m->dirty = 0;
+	m->epoch = tt_epoch;
+}
+
+/*
+ * Combine every CPU's copy and every CPU's dirty memo of this flow into ev;
+ * or (unsettle) clear every copy's and memo's settled flag so all CPUs take
+ * the slow path from now on. A memo hit that passed its check just before the
+ * clear finishes within nanoseconds, long before the close that reads it.
+ */
 static __always_inline void tt_sum_counters(const struct tt_flow_key *key,
 					    struct tt_close_event *ev, int unsettle)
 {
-	__u32 cpu;
+	struct tt_counters sum = {}, *own = NULL;
+	__u32 cpu, zero = 0;
 
 	for (cpu = 0; cpu < TT_MAX_CPUS; cpu++) {
+		struct tt_flow_memo *m;
 		struct tt_counters *c;
 
 		if (cpu >= tt_nr_cpus)
 			break;
 		c = bpf_map_lookup_percpu_elem(&flows, key, cpu);
-		if (!c)
-			continue;
+		m = bpf_map_lookup_percpu_elem(&flow_memo, &zero, cpu);
 		if (unsettle) {
-			c->settled = 0; /* a byte store: never races the owner's other fields */
+			/* Byte stores: never race the owners' other fields. */
+			if (c)
+				c->settled = 0;
+			if (m && tt_key_eq(&m->key, key))
+				m->cnt.settled = 0;
 			continue;
 		}
-		ev->bytes[0] += c->bytes[0];
-		ev->bytes[1] += c->bytes[1];
-		ev->packets[0] += c->packets[0];
-		ev->packets[1] += c->packets[1];
-		/* Payload is a reach in sequence space: the furthest copy wins. */
-		if (c->payload[0] > ev->payload[0])
-			ev->payload[0] = c->payload[0];
-		if (c->payload[1] > ev->payload[1])
-			ev->payload[1] = c->payload[1];
+		if (!c)
+			continue;
+		own = c;
+		tt_merge(&sum, c);
+		if (m && m->dirty && tt_key_eq(&m->key, key) && tt_same_gen(c, &m->cnt))
+			tt_merge(&sum, &m->cnt);
 	}
+	if (unsettle || !own || !ev)
+		return;
+	__builtin_memcpy(ev->bytes, sum.bytes, sizeof(ev->bytes));
+	__builtin_memcpy(ev->packets, sum.packets, sizeof(ev->packets));
+	__builtin_memcpy(ev->payload, sum.payload, sizeof(ev->payload));
 }
 
 /*
@@ -208,6 +279,7 @@ static __always_inline void tt_step(const struct tt_pkt *p, int dir, int ingress
 		if (!old.close_ns)
 			old.close_ns = now;
 		tt_emit_close(&p->key, &old, TT_CLOSE_REUSED, 1);
+		tt_sum_counters(&p->key, NULL, 1); /* memos of the old connection are void */
 		bpf_map_delete_elem(&flows, &p->key);
 		/* Constant indexes: a variable one on the stack compiles to pointer arithmetic
 		 * the verifier rejects. */
@@ -227,7 +299,10 @@ static __always_inline void tt_step(const struct tt_pkt *p, int dir, int ingress
 	if (act & TT_ACT_FIN)
 		tt_sum_counters(&p->key, NULL, 1);
 	if (act & TT_ACT_FINISHED) {
-		if (tt_emit_close(&p->key, &old, TT_CLOSE_FINISHED, 0) == 0) {
+		int sent = tt_emit_close(&p->key, &old, TT_CLOSE_FINISHED, 0) == 0;
+
+		tt_sum_counters(&p->key, NULL, 1); /* memos of it are void from now on */
+		if (sent) {
 			bpf_map_delete_elem(&flows, &p->key);
 			bpf_map_delete_elem(&flow_states, &p->key);
 		} else {
@@ -238,8 +313,10 @@ static __always_inline void tt_step(const struct tt_pkt *p, int dir, int ingress
 
 static __always_inline int tt_handle(struct __sk_buff *skb, int ingress, int has_l2)
 {
+	struct tt_flow_memo *memo;
 	struct tt_counters *c;
 	struct tt_pkt p;
+	__u32 zero = 0;
 	int dir;
 
 	if (tt_parse(skb, &p, has_l2) < 0)
@@ -247,10 +324,23 @@ static __always_inline int tt_handle(struct __sk_buff *skb, int ingress, int has
 	p.key.ifindex = skb->ifindex;
 	dir = tt_key_normalise(&p.key);
 
+	memo = bpf_map_lookup_elem(&flow_memo, &zero);
+	if (!memo)
+		return TC_ACT_UNSPEC;
+	/* Fastest path: the same settled flow as this CPU's last segment. */
+	if (memo->cnt.settled && memo->epoch == tt_epoch && !(p.tcp_flags & TT_STATE_FLAGS) &&
+	    tt_key_eq(&memo->key, &p.key)) {
+		tt_account(&memo->cnt, dir, &p);
+		memo->dirty = 1;
+		return TC_ACT_UNSPEC;
+	}
+	tt_memo_flush(memo);
+
 	c = bpf_map_lookup_elem(&flows, &p.key);
 	if (c && c->settled && !(p.tcp_flags & TT_STATE_FLAGS)) {
 		/* Fast path: nothing about this segment can change the lifecycle. */
 		tt_account(c, dir, &p);
+		tt_memo_fill(memo, &p.key, c);
 		return TC_ACT_UNSPEC;
 	}
 	if (!c) {

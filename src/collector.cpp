@@ -76,6 +76,8 @@ Collector::Collector(const Skeleton& skel)
       states_fd_(bpf_map__fd(skel->maps.flow_states)),
       stats_fd_(bpf_map__fd(skel->maps.stats)),
       parked_fd_(bpf_map__fd(skel->maps.parked_closes)),
+      memo_fd_(bpf_map__fd(skel->maps.flow_memo)),
+      epoch_(&skel->bss->tt_epoch),
       nr_cpus_(skel.nr_cpus()) {
     ring_ = ring_buffer__new(bpf_map__fd(skel->maps.closed_events), &Collector::on_event, this,
                              nullptr);
@@ -151,6 +153,27 @@ bool Collector::read_dump() {
                                }),
                    samples_.end());
     return true;
+}
+
+// Each CPU's memo holds the last few segments of its current flow that are not
+// in `flows` yet (see flow.h): add them to that flow's sample.
+void Collector::add_memos() {
+    memos_.resize(nr_cpus_);
+    const std::uint32_t zero = 0;
+    if (bpf_map_lookup_elem(memo_fd_, &zero, memos_.data()) != 0) return;
+    for (const tt_flow_memo& m : memos_) {
+        if (!m.dirty) continue;
+        const std::uint32_t h = key_hash(m.key);
+        for (FlowSample& s : samples_) {
+            if (s.hash != h || !same_key(s.key, m.key)) continue;
+            for (int d = 0; d < 2; ++d) {
+                s.bytes[d] += m.cnt.bytes[d];
+                s.packets[d] += m.cnt.packets[d];
+                s.payload[d] = std::max<std::uint64_t>(s.payload[d], m.cnt.payload[d]);
+            }
+            break;
+        }
+    }
 }
 
 void Collector::read_counters() {
@@ -241,6 +264,7 @@ const std::vector<FlowSample>& Collector::collect(std::uint64_t now_ns) {
         read_counters();
         join_states();
     }
+    add_memos();
 
     // Finished connections the datapath could not hand over (ring full, or the
     // last ACK never came): reap them here. Finished ones it is handing over
@@ -295,12 +319,15 @@ const std::vector<FlowSample>& Collector::collect(std::uint64_t now_ns) {
 
 void Collector::forget(const std::vector<tt_flow_key>& keys) {
     if (keys.empty()) return;
+
     for (int fd : {flows_fd_, states_fd_}) {
         std::uint32_t count = keys.size();
         // Batched where the kernel can; ENOENT (already gone) is fine either way.
         if (bpf_map_delete_batch(fd, keys.data(), &count, nullptr) == 0) continue;
         for (const auto& k : keys) bpf_map_delete_elem(fd, &k);
     }
+    // Memos (flow.h) filled before this epoch stop being used: none outlives its entry.
+    *epoch_ = *epoch_ + 1;
 }
 
 DatapathStats Collector::stats() const {

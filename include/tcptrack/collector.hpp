@@ -45,11 +45,14 @@ public:
 private:
     static int on_event(void* ctx, void* data, std::size_t size);
     bool read_dump();
+    void add_memos();
     void read_counters();
     void join_states();
     void drain_parked();
 
-    int flows_fd_, states_fd_, stats_fd_, parked_fd_;
+    int flows_fd_, states_fd_, stats_fd_, parked_fd_, memo_fd_;
+    std::vector<tt_flow_memo> memos_;
+    volatile std::uint32_t* epoch_;  // tt_epoch in the object's mmapped .bss
     std::uint32_t nr_cpus_;
     ring_buffer* ring_ = nullptr;
     bpf_link* dump_link_ = nullptr;     // iterator over `flows`; null: batched reads

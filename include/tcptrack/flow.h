@@ -77,6 +77,25 @@ struct tt_counters {
 	__u8 pad[5];
 };
 
+/*
+ * Per-CPU memo of the last settled flow this CPU counted: consecutive segments
+ * of one flow (a bulk transfer, its ACK stream) are counted here without a
+ * hash lookup. cnt.bytes/packets are deltas not yet in `flows`; cnt.payload,
+ * base and masks are this CPU's copy (payload is a reach, combined with max).
+ * The owner flushes the deltas into `flows` when another flow comes along;
+ * readers (close events, user space) add a dirty memo to its flow. A memo is
+ * used only while its flow is settled (the close and a new SYN clear that on
+ * every CPU) and while its epoch is current (user space bumps tt_epoch after
+ * deleting flows, so a memo never outlives its map entry).
+ */
+struct tt_flow_memo {
+	struct tt_counters cnt;
+	struct tt_flow_key key;
+	__u32 dirty; /* cnt holds counts not yet flushed */
+	__u32 epoch; /* tt_epoch when filled */
+	__u32 pad;
+};
+
 /* Lifecycle facts and timestamps (CLOCK_MONOTONIC ns, 0 = not seen). */
 #define TT_F_SYN_SEEN 0x01 /* the handshake started while we watched */
 #define TT_F_LOCAL_CLIENT 0x02 /* the client's SYN left through this host (egress) */

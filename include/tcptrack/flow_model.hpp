@@ -18,6 +18,8 @@ static_assert(sizeof(tt_counters) == 64, "counters layout is shared with bpf/");
 static_assert(sizeof(tt_flow_info) == 72, "flow info layout is shared with bpf/");
 static_assert(sizeof(tt_flow_state) == 80, "flow state layout is shared with bpf/");
 static_assert(sizeof(tt_close_event) == 168, "close event layout is shared with bpf/");
+static_assert(sizeof(tt_flow_memo) == 120, "memo layout is shared with bpf/");
+static_assert(sizeof(tt_dump_record) == 168, "dump record layout is shared with bpf/");
 
 // One connection as read from the maps or from a close event.
 struct FlowSample {

@@ -319,6 +319,18 @@ protected:
                 }
             out.emplace_back(k, t);
         }
+        // The last segments of the flow this CPU saw last may sit in its memo.
+        std::vector<tt_flow_memo> memos(ncpu);
+        const std::uint32_t zero = 0;
+        if (bpf_map_lookup_elem(bpf_map__fd((*skel_)->maps.flow_memo), &zero, memos.data()) == 0)
+            for (const auto& m : memos)
+                for (auto& [k, t] : out)
+                    if (m.dirty && k == m.key)
+                        for (int d = 0; d < 2; ++d) {
+                            t.bytes[d] += m.cnt.bytes[d];
+                            t.packets[d] += m.cnt.packets[d];
+                            t.payload[d] = std::max<std::uint64_t>(t.payload[d], m.cnt.payload[d]);
+                        }
         return out;
     }
 
@@ -1145,4 +1157,89 @@ TEST_F(BpfTest, DataLostBeforeTheHookCountsOnceWhenItComesBack) {
     c.expect.bytes[c.cdir] += lost.l3_len;
     c.expect.packets[c.cdir] += 1;
     expect_single(c.key, c.expect, TT_ESTABLISHED, "duplicate of the gap");
+}
+
+// --- the per-CPU memo of the last settled flow (flow.h: tt_flow_memo) ---
+
+TEST_F(BpfTest, MemoHoldsConsecutiveSegmentsAndEveryReaderAddsThem) {
+    cpu_set_t saved;
+    ASSERT_EQ(sched_getaffinity(0, sizeof(saved), &saved), 0);
+    if (!CPU_ISSET(0, &saved)) GTEST_SKIP() << "needs CPU 0";
+    Conn c(false, {"10.0.0.1", 40000}, {"10.0.0.2", 80});
+    pin(0);
+    establish(c);
+    for (int i = 0; i < 5; ++i) egress(c.c2s(kAck | kPsh, 1000));
+    ingress(c.s2c(kAck));
+    // The hash entry alone lags: the memo holds what came after the memo was filled.
+    {
+        const int ncpu = libbpf_num_possible_cpus();
+        std::vector<tt_counters> per_cpu(ncpu);
+        ASSERT_EQ(bpf_map_lookup_elem(flows_fd(), &c.key, per_cpu.data()), 0);
+        std::uint64_t in_map = 0;
+        for (const auto& pc : per_cpu) in_map += pc.packets[0] + pc.packets[1];
+        EXPECT_LT(in_map, c.expect.packets[0] + c.expect.packets[1]) << "memo not used";
+    }
+    expect_single(c.key, c.expect, TT_ESTABLISHED, "map + memo");
+    tcptrack::Collector col(*skel_);
+    const auto& got = col.collect(tcptrack::monotonic_ns());
+    ASSERT_EQ(got.size(), 1u);
+    for (int d = 0; d < 2; ++d) {
+        EXPECT_EQ(got[0].bytes[d], c.expect.bytes[d]);
+        EXPECT_EQ(got[0].packets[d], c.expect.packets[d]);
+        EXPECT_EQ(got[0].payload[d], c.expect.payload[d]);
+    }
+    // The close event carries the memo's counts too.
+    egress(c.c2s(kFin | kAck));
+    ingress(c.s2c(kFin | kAck));
+    egress(c.c2s(kAck));
+    sched_setaffinity(0, sizeof(saved), &saved);
+    expect_empty("closed");
+    auto ev = drain_events();
+    ASSERT_EQ(ev.size(), 1u);
+    EXPECT_EQ(totals_of(ev[0]), c.expect);
+}
+
+TEST_F(BpfTest, MemoOfAResetConnectionIsNotUsedByTheNextOnTheSameTuple) {
+    cpu_set_t saved;
+    ASSERT_EQ(sched_getaffinity(0, sizeof(saved), &saved), 0);
+    if (!CPU_ISSET(0, &saved)) GTEST_SKIP() << "needs CPU 0";
+    pin(0);
+    Conn a(false, {"10.0.0.1", 40000}, {"10.0.0.2", 80});
+    establish(a);
+    egress(a.c2s(kAck | kPsh, 100));  // memo hit: this CPU's memo is a's
+    ingress(a.s2c(kRst | kAck));
+    ASSERT_EQ(drain_events().size(), 1u);
+    // A new connection on the same tuple: its plain ACK must reach the lifecycle.
+    Conn b = a;
+    b.cseq = 777777;
+    b.sseq = 5555555;
+    b.expect = {};
+    egress(b.c2s(kSyn));
+    ingress(b.s2c(kSyn | kAck));
+    egress(b.c2s(kAck));
+    egress(b.c2s(kAck | kPsh, 300));
+    sched_setaffinity(0, sizeof(saved), &saved);
+    auto info = expect_single(b.key, b.expect, TT_ESTABLISHED, "second connection");
+    EXPECT_GT(info.ack_ns, 0u);
+}
+
+TEST_F(BpfTest, MemoIsVoidAfterUserSpaceForgetsTheFlow) {
+    cpu_set_t saved;
+    ASSERT_EQ(sched_getaffinity(0, sizeof(saved), &saved), 0);
+    if (!CPU_ISSET(0, &saved)) GTEST_SKIP() << "needs CPU 0";
+    pin(0);
+    Conn a(false, {"10.0.0.1", 40000}, {"10.0.0.2", 80});
+    establish(a);
+    egress(a.c2s(kAck | kPsh, 100));
+    tcptrack::Collector col(*skel_);
+    col.forget({a.key});  // e.g. the idle timeout
+    expect_empty("forgotten");
+    // The same tuple comes back mid-stream: counted afresh, not into the old memo.
+    Conn b = a;
+    b.expect = {};
+    egress(b.c2s(kAck | kPsh, 500));
+    ingress(b.s2c(kAck | kPsh, 600));
+    egress(b.c2s(kAck | kPsh, 700));
+    sched_setaffinity(0, sizeof(saved), &saved);
+    expect_single(b.key, b.expect, TT_ESTABLISHED, "after forget");
 }
