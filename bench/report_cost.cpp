@@ -4,14 +4,15 @@
 // Loads tcptrack::Skeleton (nothing attached), fills `flows` and
 // `flow_states` with N synthetic established IPv4 connections using
 // bpf_map_update_batch (in chunks, so the fill itself adds little to peak
-// RSS), then times what the run loop does per report, in the same order as
-// src/app.cpp Session::build_report + render:
-//   Collector::collect -> make_row per flow -> RateTracker::update ->
-//   stats loop -> sort rows -> render_json streamed in 64 KiB chunks to /dev/null
+// RSS), then times what the run loop does per report for --format json, with
+// the same calls as src/app.cpp Session::build_report + print:
+//   Collector::collect -> ReportBuilder::build (rates, stats, idle flows,
+//   display order) -> Collector::forget -> render_json of the builder's rows,
+//   streamed in 64 KiB chunks to /dev/null
 // CPU time = getrusage(RUSAGE_SELF) user+sys delta (includes the kernel's
 // batch map reads). R reports (default 3) are measured; the median is printed,
-// with the CPU split into collect / rows (make_row + rates + stats + sort) /
-// render (render_json + write) for the median report.
+// with the CPU split into collect / rows (ReportBuilder::build + forget) /
+// render (render_json, which builds each row, + write) for the median report.
 //
 //   report_cost --flows N [--reports R]
 // Prints one line of key=value pairs for bench/run.sh.
@@ -20,7 +21,6 @@
 #include <algorithm>
 #include <arpa/inet.h>
 #include <chrono>
-#include <tuple>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <cerrno>
@@ -39,6 +39,7 @@
 #include "tcptrack/error.hpp"
 #include "tcptrack/flow_model.hpp"
 #include "tcptrack/render.hpp"
+#include "tcptrack/report_builder.hpp"
 #include "tcptrack/skeleton.hpp"
 
 using namespace tcptrack;
@@ -151,8 +152,9 @@ int main(int argc, char** argv) {
         const double rss_before = rss_mb(false);
 
         Collector collector(skel);
-        RateTracker rates;
         std::map<std::uint32_t, std::string> names{{1, "lo"}};
+        ReportBuilder builder(names);
+        const std::uint64_t idle_limit = 60'000'000'000ull;  // the default --idle-timeout
         const int devnull = open("/dev/null", O_WRONLY);
         std::uint64_t last = monotonic_ns();
         std::vector<double> cpu, wall, p_collect, p_rows, p_render;
@@ -165,29 +167,14 @@ int main(int argc, char** argv) {
             rep.ifaces = {"lo"};
             const std::vector<FlowSample>& samples = collector.collect(now);
             const double c_collect = cpu_ms();
-            rep.rows.reserve(samples.size());
-            for (const auto& s : samples) rep.rows.push_back(make_row(s, names[s.key.ifindex], now));
-            const auto idle = rates.update(samples, rep.rows, now, now - last);
+            builder.build(samples, now, now - last, idle_limit, false);
+            collector.forget(builder.idle_keys());
             last = now;
-            std::uint64_t idle_max = 0;
-            for (std::size_t i = 0; i < samples.size(); ++i) {
-                if (samples[i].finished) ++rep.stats.closed;
-                else ++rep.stats.tracked;
-                idle_max = std::max(idle_max, idle[i]);
-                if (rep.rows[i].rtt_ns) rep.stats.rtt.add(*rep.rows[i].rtt_ns);
-            }
-            std::sort(rep.rows.begin(), rep.rows.end(), [](const FlowRow& a, const FlowRow& b) {
-                const double ra = a.fwd_bps + a.rev_bps, rb = b.fwd_bps + b.rev_bps;
-                if (ra != rb) return ra > rb;
-                const auto ba = a.fwd_bytes + a.rev_bytes, bb = b.fwd_bytes + b.rev_bytes;
-                if (ba != bb) return ba > bb;
-                return std::tie(a.src, a.sport, a.dst, a.dport) <
-                       std::tie(b.src, b.sport, b.dst, b.dport);
-            });
+            rep.stats = builder.stats();
             const double c_rows = cpu_ms();
             // Streamed in chunks, as src/app.cpp prints it (fwrite there, write here).
             std::size_t out_bytes = 0;
-            render_json(rep, [&](std::string_view chunk) {
+            render_json(rep.time, builder.rows(), [&](std::string_view chunk) {
                 out_bytes += chunk.size();
                 for (std::size_t off = 0; off < chunk.size();) {
                     const ssize_t w = write(devnull, chunk.data() + off, chunk.size() - off);
@@ -202,7 +189,7 @@ int main(int argc, char** argv) {
             p_collect.push_back(c_collect - c0);
             p_rows.push_back(c_rows - c_collect);
             p_render.push_back(c1 - c_rows);
-            rows_seen = rep.rows.size();
+            rows_seen = builder.size();
             json_bytes = out_bytes;
         }
         close(devnull);

@@ -20,6 +20,7 @@
 #include "tcptrack/error.hpp"
 #include "tcptrack/interfaces.hpp"
 #include "tcptrack/render.hpp"
+#include "tcptrack/report_builder.hpp"
 #include "tcptrack/skeleton.hpp"
 
 namespace tcptrack {
@@ -155,26 +156,14 @@ private:
         r.time = std::chrono::system_clock::now();
         for (const auto& w : watched_) r.ifaces.push_back(w.iface.name);
 
-        const std::vector<FlowSample>& samples = collector_.collect(now);
-        r.rows.reserve(samples.size());
-        for (const auto& s : samples) r.rows.push_back(make_row(s, names_[s.key.ifindex], now));
-        const auto idle = rates_.update(samples, r.rows, now, elapsed);
-
-        // Idle connections are shown one last time, then dropped from the maps.
         const std::uint64_t idle_limit = static_cast<std::uint64_t>(opts_.idle_timeout_s * 1e9);
-        std::vector<tt_flow_key> drop;
-        for (std::size_t i = 0; i < samples.size(); ++i) {
-            if (samples[i].finished) {
-                ++r.stats.closed;
-            } else {
-                ++r.stats.tracked;
-                if (idle[i] >= idle_limit) drop.push_back(samples[i].key);
-            }
-            if (r.rows[i].rtt_ns) r.stats.rtt.add(*r.rows[i].rtt_ns);
-        }
-        collector_.forget(drop);
-        evicted_ += drop.size();
+        builder_.build(collector_.collect(now), now, elapsed, idle_limit, opts_.closed_only);
+        // Idle connections are shown one last time, then dropped from the maps
+        // (forget() leaves collect()'s samples alone: the rows still read them).
+        collector_.forget(builder_.idle_keys());
+        evicted_ += builder_.idle_keys().size();
 
+        r.stats = builder_.stats();
         const DatapathStats ds = collector_.stats();
         r.stats.untracked = ds.untracked;
         r.stats.untracked_segments = ds.untracked_segments;
@@ -182,33 +171,26 @@ private:
         r.stats.close_lost = ds.close_lost;
         r.stats.evicted = evicted_;
 
-        // Busiest first, then stable by endpoints, so consecutive reports line up.
-        std::sort(r.rows.begin(), r.rows.end(), [](const FlowRow& a, const FlowRow& b) {
-            const double ra = a.fwd_bps + a.rev_bps, rb = b.fwd_bps + b.rev_bps;
-            if (ra != rb) return ra > rb;
-            const auto ba = a.fwd_bytes + a.rev_bytes, bb = b.fwd_bytes + b.rev_bytes;
-            if (ba != bb) return ba > bb;
-            return std::tie(a.src, a.sport, a.dst, a.dport) < std::tie(b.src, b.sport, b.dst, b.dport);
-        });
+        // The table holds every row (it is sized to its widest cells); JSON and
+        // CSV stream them from the builder instead.
+        if (opts_.format == Format::Table) {
+            r.rows.resize(builder_.size());
+            for (std::size_t i = 0; i < r.rows.size(); ++i) builder_.row(i, r.rows[i]);
+        }
         return r;
     }
 
     // Writes the report to stdout; JSON and CSV stream in chunks instead of one big string.
-    bool print(Report& r, bool first, bool tty) const {
-        if (opts_.closed_only) {
-            // The lifetime log: only connections that just finished.
-            if (opts_.format == Format::Table) return put_stdout(render_closed_lines(r));
-            std::erase_if(r.rows, [](const FlowRow& row) {
-                return row.state != State::Closed && row.state != State::Reset;
-            });
-        }
+    bool print(const Report& r, bool first, bool tty) const {
         switch (opts_.format) {
             case Format::Json:
-                return render_json(r, put_stdout) &&
-                       (!opts_.summary || put_stdout(render_json_summary(r)));
+                return render_json(r.time, builder_.rows(), put_stdout) &&
+                       (!opts_.summary || put_stdout(render_json_summary(r, builder_.size())));
             case Format::Csv:
-                return render_csv(r, first, put_stdout);
+                return render_csv(r.time, builder_.rows(), first, put_stdout);
             case Format::Table:
+                // --closed: the lifetime log, only connections that just finished.
+                if (opts_.closed_only) return put_stdout(render_closed_lines(r));
                 // Redraw in place on a terminal (like top); append reports otherwise.
                 return put_stdout(tty ? "\x1b[H\x1b[2J" : first ? "" : "\n") &&
                        put_stdout(render_table(r));
@@ -221,7 +203,7 @@ private:
     Collector collector_;
     std::vector<Watched> watched_;  // destroyed before the skeleton: detach, then unload
     std::map<std::uint32_t, std::string> names_;
-    RateTracker rates_;
+    ReportBuilder builder_{names_};
     std::uint64_t evicted_ = 0;
 };
 

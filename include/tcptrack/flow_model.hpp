@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -48,29 +49,50 @@ State shown_state(const FlowSample& s);
 
 // Row for one sample. Rates are filled by RateTracker.
 FlowRow make_row(const FlowSample& s, const std::string& iface, std::uint64_t now_ns);
+// The same into an existing row (every field is set; its iface storage is reused).
+void fill_row(FlowRow& r, const FlowSample& s, const std::string& iface, std::uint64_t now_ns);
 
 // Remembers each connection's counters between reports to give bits/s and idleness.
 class RateTracker {
 public:
+    // 40 bytes per flow (no key copy): at 1M flows this is most of what
+    // tcptrack keeps between reports. A sample finds its entry by position
+    // (both lists are in sample_less order) and identifies it by key hash,
+    // a second key hash and first_ns (the generation): two different flows
+    // would have to collide on 64 bits of hash within one report to mix up.
     struct Seen {
-        tt_flow_key key;
-        std::uint32_t hash;
         std::uint64_t first_ns;       // generation of the tuple
         std::uint64_t bytes[2];       // normalised directions
-        std::uint64_t packets;        // both ways, to detect idleness
         std::uint64_t last_active_ns;
+        std::uint32_t hash;           // FlowSample::hash
+        std::uint32_t check;          // key_check(key)
+    };
+    // One sample's result: bits/s oriented like its row (client -> server is
+    // fwd), and ns since its counters last moved.
+    struct Rate {
+        double fwd_bps = 0, rev_bps = 0;
+        std::uint64_t idle_ns = 0;
     };
 
-    // `samples` must be sorted by sample_less. Fills fwd_bps/rev_bps of rows[i]
-    // (rows[i] built from samples[i]) and returns, per sample, ns since it last
-    // moved. `elapsed_ns` is the time since the previous update.
+    // `samples` must be sorted by sample_less. Calls on(i, rate) for each
+    // sample in order. `elapsed_ns` is the time since the previous update
+    // (0: rates are left at 0).
+    void update(const std::vector<FlowSample>& samples, std::uint64_t now_ns,
+                std::uint64_t elapsed_ns,
+                const std::function<void(std::size_t, const Rate&)>& on);
+    // The same, filling fwd_bps/rev_bps of rows[i] (rows[i] built from
+    // samples[i]) and returning each sample's idle ns.
     std::vector<std::uint64_t> update(const std::vector<FlowSample>& samples,
                                       std::vector<FlowRow>& rows, std::uint64_t now_ns,
                                       std::uint64_t elapsed_ns);
     std::size_t size() const { return seen_.size(); }
 
 private:
-    std::vector<Seen> seen_;  // sorted like the samples
+    std::vector<Seen> seen_;              // sorted like the samples
+    std::vector<std::uint64_t> active_;   // update(): last_active_ns per sample, reused
 };
+
+// A second, independent 32-bit hash of the key (RateTracker's identity check).
+std::uint32_t key_check(const tt_flow_key& key);
 
 }  // namespace tcptrack

@@ -34,13 +34,25 @@ std::string render_table(const Report& report);
 // Receives rendered text in chunks (about 64 KiB); returns false to stop rendering.
 using TextSink = std::function<bool(std::string_view)>;
 
+// Rows handed to a renderer one at a time, so a big report never holds them
+// all: returns the next row (possibly built in `scratch`), nullptr after the last.
+using RowSource = std::function<const FlowRow*(FlowRow& scratch)>;
+// The rows of a report, in order.
+RowSource rows_of(const Report& report);
+
 // NDJSON: one object per row, keys exactly as documented in the README.
-// The sink form streams (returns false if the sink did); the string form is for tests.
+// The sink forms stream (return false if the sink did); the string form is for tests.
+bool render_json(std::chrono::system_clock::time_point time, const RowSource& rows,
+                 const TextSink& sink);
 bool render_json(const Report& report, const TextSink& sink);
 std::string render_json(const Report& report);
-// One JSON object {"type":"summary",...} for --summary.
+// One JSON object {"type":"summary",...} for --summary; `connections` is the
+// number of rows printed (report.rows.size() in the first form).
 std::string render_json_summary(const Report& report);
+std::string render_json_summary(const Report& report, std::size_t connections);
 // CSV rows (same keys as JSON); header row first when `header`. Streams like render_json.
+bool render_csv(std::chrono::system_clock::time_point time, const RowSource& rows, bool header,
+                const TextSink& sink);
 bool render_csv(const Report& report, bool header, const TextSink& sink);
 std::string render_csv(const Report& report, bool header);
 // --closed: one line per connection in state CLOSED/RESET:

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <cstdlib>
 #include <ctime>
 #include <limits>
@@ -366,4 +367,183 @@ TEST_F(Render, StreamingMatchesStringAndStopsWhenSinkFails) {
     std::size_t calls = 0;
     EXPECT_FALSE(render_json(r, [&](std::string_view) { return ++calls, false; }));
     EXPECT_EQ(calls, 1u);
+}
+
+// ------------------------------------------------ ReportBuilder (streamed rows)
+
+#include <algorithm>
+#include <map>
+#include <random>
+#include <tuple>
+
+#include "tcptrack/report_builder.hpp"
+
+namespace {
+
+constexpr std::uint64_t kSec = 1'000'000'000ull;
+
+// An established IPv4 flow opened by side A, with a handshake RTT of 100us.
+FlowSample flow(std::uint32_t a, std::uint16_t pa, std::uint32_t b, std::uint16_t pb,
+                std::uint64_t bytes_ab, std::uint64_t bytes_ba) {
+    FlowSample s{};
+    const std::uint32_t na = htonl(a), nb = htonl(b);
+    std::memcpy(s.key.addr_a, &na, 4);
+    std::memcpy(s.key.addr_b, &nb, 4);
+    s.key.port_a = htons(pa);
+    s.key.port_b = htons(pb);
+    s.key.ifindex = 1;
+    s.key.family = TT_FAMILY_INET;
+    s.hash = key_hash(s.key);
+    s.has_info = true;
+    s.info.first_ns = s.info.syn_ns = 1 * kSec;
+    s.info.synack_ns = s.info.syn_ns + 100'000;
+    s.info.ack_ns = s.info.synack_ns + 50'000;
+    s.info.state = TT_ESTABLISHED;
+    s.info.client = TT_DIR_AB;
+    s.info.flags = TT_F_SYN_SEEN | TT_F_HS_SEEN | TT_F_LOCAL_CLIENT;
+    s.bytes[0] = bytes_ab, s.bytes[1] = bytes_ba;
+    s.packets[0] = bytes_ab / 100 + 1, s.packets[1] = bytes_ba / 100 + 1;
+    return s;
+}
+
+void sort_samples(std::vector<FlowSample>& v) { std::sort(v.begin(), v.end(), sample_less); }
+
+std::vector<FlowRow> all_rows(const ReportBuilder& b) {
+    std::vector<FlowRow> rows(b.size());
+    for (std::size_t i = 0; i < rows.size(); ++i) b.row(i, rows[i]);
+    return rows;
+}
+
+// The rows as the app built them before streaming: a FlowRow per sample,
+// RateTracker, then one sort of the rows.
+std::vector<FlowRow> reference_rows(RateTracker& rt, const std::vector<FlowSample>& samples,
+                                    std::uint64_t now, std::uint64_t elapsed) {
+    std::vector<FlowRow> rows;
+    for (const auto& s : samples) rows.push_back(make_row(s, "eth0", now));
+    rt.update(samples, rows, now, elapsed);
+    std::stable_sort(rows.begin(), rows.end(), [](const FlowRow& a, const FlowRow& b) {
+        const double ra = a.fwd_bps + a.rev_bps, rb = b.fwd_bps + b.rev_bps;
+        if (ra != rb) return ra > rb;
+        const auto ba = a.fwd_bytes + a.rev_bytes, bb = b.fwd_bytes + b.rev_bytes;
+        if (ba != bb) return ba > bb;
+        return std::tie(a.src, a.sport, a.dst, a.dport) < std::tie(b.src, b.sport, b.dst, b.dport);
+    });
+    return rows;
+}
+
+}  // namespace
+
+TEST_F(Render, BuilderOrdersBusiestFirstThenBytesThenEndpoints) {
+    const std::map<std::uint32_t, std::string> names{{1, "eth0"}};
+    ReportBuilder b(names);
+    std::vector<FlowSample> v = {
+        flow(0x0A000001, 40000, 0x0A000002, 80, 100, 100),   // idle after round 1
+        flow(0x0A000001, 40001, 0x0A000002, 80, 100, 100),   // same bytes: by endpoints
+        flow(0x0A000001, 40002, 0x0A000002, 80, 5000, 0),    // most bytes, idle later
+        flow(0x0A000001, 40003, 0x0A000002, 80, 10, 10),     // moves in round 2
+    };
+    sort_samples(v);
+    b.build(v, 10 * kSec, 1 * kSec, 60 * kSec, false);
+    EXPECT_EQ(b.size(), 4u);
+    EXPECT_EQ(b.stats().tracked, 4u);
+    EXPECT_EQ(b.stats().closed, 0u);
+    EXPECT_EQ(b.stats().rtt.count, 4u);
+    EXPECT_EQ(b.stats().rtt.min_ns, 100'000u);
+
+    for (auto& s : v)
+        if (ntohs(s.key.port_a) == 40003) s.bytes[1] += 1000, s.packets[1] += 1;
+    b.build(v, 12 * kSec, 2 * kSec, 60 * kSec, false);
+    const auto rows = all_rows(b);
+    ASSERT_EQ(rows.size(), 4u);
+    EXPECT_EQ(rows[0].sport, 40003);
+    EXPECT_DOUBLE_EQ(rows[0].rev_bps, 1000.0 * 8 / 2);
+    EXPECT_EQ(rows[1].sport, 40002);
+    EXPECT_EQ(rows[2].sport, 40000);
+    EXPECT_EQ(rows[3].sport, 40001);
+    EXPECT_EQ(rows[3].iface, "eth0");
+    EXPECT_TRUE(b.idle_keys().empty());
+
+    // Idle for the limit: listed (and still shown); finished flows never are.
+    for (auto& s : v)
+        if (ntohs(s.key.port_a) == 40000) s.finished = true;
+    b.build(v, 71 * kSec, 59 * kSec, 60 * kSec, false);
+    EXPECT_EQ(b.size(), 4u);
+    EXPECT_EQ(b.stats().closed, 1u);
+    EXPECT_EQ(b.stats().tracked, 3u);
+    ASSERT_EQ(b.idle_keys().size(), 2u);  // 40001 and 40002: idle 61s; 40003: 59s
+    for (const auto& k : b.idle_keys()) EXPECT_NE(ntohs(k.port_a), 40003);
+}
+
+TEST_F(Render, BuilderClosedOnlyKeepsStatsOfAll) {
+    const std::map<std::uint32_t, std::string> names{{1, "eth0"}};
+    ReportBuilder b(names);
+    std::vector<FlowSample> v = {flow(0x0A000001, 40000, 0x0A000002, 80, 100, 100),
+                                 flow(0x0A000001, 40001, 0x0A000002, 80, 200, 100),
+                                 flow(0x0A000001, 40002, 0x0A000002, 80, 300, 100)};
+    v[1].info.state = TT_RESET, v[1].finished = true;
+    v[2].info.state = TT_CLOSED;  // both FINs, last ACK due: shown CLOSING, not yet
+    sort_samples(v);
+    b.build(v, 10 * kSec, 1 * kSec, 60 * kSec, true);
+    ASSERT_EQ(b.size(), 1u);
+    EXPECT_EQ(all_rows(b)[0].state, State::Reset);
+    EXPECT_EQ(b.stats().tracked, 2u);
+    EXPECT_EQ(b.stats().closed, 1u);
+    EXPECT_EQ(b.stats().rtt.count, 3u);
+    Report r = empty_report();
+    r.stats = b.stats();
+    EXPECT_NE(render_json_summary(r, b.size()).find("\"connections\":1,"), std::string::npos);
+}
+
+TEST_F(Render, BuilderMatchesRowPerFlowReferenceAndStreamsTheSameText) {
+    // Many flows with colliding byte counts and rates, over several rounds with
+    // churn: the streamed rows equal the old row-per-flow path, text included.
+    std::mt19937 rng(7);
+    std::vector<FlowSample> v;
+    for (std::uint32_t i = 0; i < 3000; ++i) {
+        FlowSample s = flow(0x0A000000 + rng() % 5, 1024 + rng() % 3000, 0x0B000000 + rng() % 3,
+                            rng() % 2 ? 443 : 50000, 100 * (rng() % 4), 100 * (rng() % 3));
+        s.info.client = rng() % 2;
+        if (rng() % 3 == 0) s.info.flags = TT_F_MIDSTREAM;
+        v.push_back(s);
+    }
+    sort_samples(v);
+    v.erase(std::unique(v.begin(), v.end(),
+                        [](const FlowSample& a, const FlowSample& b) { return same_key(a.key, b.key); }),
+            v.end());
+    const std::map<std::uint32_t, std::string> names{{1, "eth0"}};
+    ReportBuilder b(names);
+    RateTracker ref;
+    std::uint64_t now = 10 * kSec;
+    for (int round = 0; round < 4; ++round) {
+        std::vector<FlowSample> cur;
+        for (const auto& s0 : v) {
+            FlowSample s = s0;
+            if (rng() % 4 == 0) continue;                      // absent this round
+            if (rng() % 2) s.bytes[rng() % 2] += 100 * (rng() % 3);  // moved (or not)
+            s.finished = rng() % 10 == 0;
+            cur.push_back(s);
+        }
+        now += kSec;
+        const auto want = reference_rows(ref, cur, now, kSec);
+        b.build(cur, now, kSec, 60 * kSec, false);
+        ASSERT_EQ(b.size(), want.size());
+        Report streamed = empty_report();
+        streamed.rows = all_rows(b);
+        for (std::size_t i = 0; i < want.size(); ++i) {
+            ASSERT_EQ(std::tie(streamed.rows[i].src, streamed.rows[i].sport, streamed.rows[i].dst,
+                               streamed.rows[i].dport, streamed.rows[i].fwd_bytes),
+                      std::tie(want[i].src, want[i].sport, want[i].dst, want[i].dport,
+                               want[i].fwd_bytes))
+                << "round " << round << " row " << i;
+            ASSERT_EQ(streamed.rows[i].fwd_bps, want[i].fwd_bps);
+            ASSERT_EQ(streamed.rows[i].rev_bps, want[i].rev_bps);
+        }
+        Report old = empty_report();
+        old.rows = want;
+        std::string json, csv;
+        EXPECT_TRUE(render_json(kTime, b.rows(), [&](std::string_view t) { return json.append(t), true; }));
+        EXPECT_TRUE(render_csv(kTime, b.rows(), round == 0, [&](std::string_view t) { return csv.append(t), true; }));
+        EXPECT_EQ(json, render_json(old));
+        EXPECT_EQ(csv, render_csv(old, round == 0));
+    }
 }

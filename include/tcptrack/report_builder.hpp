@@ -1,0 +1,56 @@
+// SPDX-License-Identifier: MIT
+// What a report needs after Collector::collect(): rates, stats, idle flows and
+// the display order, in one pass over the samples. Rows are built one at a
+// time as they are rendered: a FlowRow per flow would be ~180 MB at 1M flows.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "tcptrack/flow_model.hpp"
+#include "tcptrack/render.hpp"
+#include "tcptrack/report.hpp"
+
+namespace tcptrack {
+
+class ReportBuilder {
+public:
+    // ifindex -> interface name; must outlive the builder.
+    explicit ReportBuilder(const std::map<std::uint32_t, std::string>& names) : names_(names) {}
+
+    // `samples` (sorted by sample_less, as collect() returns them) must stay
+    // unchanged while rows are read. With closed_only only CLOSED/RESET
+    // connections become rows; the stats count every sample either way.
+    void build(const std::vector<FlowSample>& samples, std::uint64_t now_ns,
+               std::uint64_t elapsed_ns, std::uint64_t idle_limit_ns, bool closed_only);
+
+    // tracked, closed and rtt of the last build (the datapath's counters are the caller's).
+    const ReportStats& stats() const { return stats_; }
+    // Live flows idle for idle_limit_ns: shown this once, then to be forgotten.
+    const std::vector<tt_flow_key>& idle_keys() const { return idle_; }
+    std::size_t size() const { return order_.size(); }
+    // Row i in display order: busiest first, then stable by endpoints.
+    void row(std::size_t i, FlowRow& out) const;
+    // Every row in display order, for render_json/render_csv.
+    RowSource rows() const;
+
+private:
+    // What sorting needs, 32 bytes a row; the rest comes from the sample when rendered.
+    struct Entry {
+        double fwd_bps, rev_bps;
+        std::uint64_t bytes;   // both ways
+        std::uint32_t sample;  // index into samples_
+    };
+
+    const std::map<std::uint32_t, std::string>& names_;
+    RateTracker rates_;
+    const std::vector<FlowSample>* samples_ = nullptr;
+    std::uint64_t now_ns_ = 0;
+    std::vector<Entry> order_;  // kept across reports, like the collector's buffers
+    std::vector<tt_flow_key> idle_;
+    ReportStats stats_;
+};
+
+}  // namespace tcptrack

@@ -1,0 +1,100 @@
+// SPDX-License-Identifier: MIT
+#include "tcptrack/report_builder.hpp"
+
+#include <algorithm>
+#include <arpa/inet.h>
+#include <cstring>
+
+namespace tcptrack {
+namespace {
+
+// The oriented endpoints of a sample, as make_row() would show them.
+struct Ends {
+    const std::uint8_t* src;
+    const std::uint8_t* dst;
+    std::uint16_t sport, dport;  // host order
+};
+
+Ends ends(const FlowSample& s) {
+    const bool a = client_side(s) == TT_DIR_AB;
+    return {a ? s.key.addr_a : s.key.addr_b, a ? s.key.addr_b : s.key.addr_a,
+            ntohs(a ? s.key.port_a : s.key.port_b), ntohs(a ? s.key.port_b : s.key.port_a)};
+}
+
+// (src, sport, dst, dport) < ...: FlowRow's address arrays compare like memcmp.
+bool ends_less(const Ends& a, const Ends& b) {
+    if (const int c = std::memcmp(a.src, b.src, 16)) return c < 0;
+    if (a.sport != b.sport) return a.sport < b.sport;
+    if (const int c = std::memcmp(a.dst, b.dst, 16)) return c < 0;
+    return a.dport < b.dport;
+}
+
+}  // namespace
+
+void ReportBuilder::build(const std::vector<FlowSample>& samples, std::uint64_t now_ns,
+                          std::uint64_t elapsed_ns, std::uint64_t idle_limit_ns,
+                          bool closed_only) {
+    samples_ = &samples;
+    now_ns_ = now_ns;
+    stats_ = ReportStats{};
+    idle_.clear();
+    order_.clear();
+    order_.reserve(samples.size());
+    rates_.update(samples, now_ns, elapsed_ns, [&](std::size_t i, const RateTracker::Rate& r) {
+        const FlowSample& s = samples[i];
+        if (s.finished) {
+            ++stats_.closed;
+        } else {
+            ++stats_.tracked;
+            if (r.idle_ns >= idle_limit_ns) idle_.push_back(s.key);
+        }
+        if (s.has_info)
+            if (const auto rtt = handshake_rtt(s.info)) stats_.rtt.add(*rtt);
+        if (closed_only) {
+            const State st = shown_state(s);
+            if (st != State::Closed && st != State::Reset) return;
+        }
+        order_.push_back(Entry{r.fwd_bps, r.rev_bps, s.bytes[0] + s.bytes[1],
+                               static_cast<std::uint32_t>(i)});
+    });
+
+    // Busiest first, then stable by endpoints, so consecutive reports line up;
+    // the sample order settles the rest (same endpoints on two interfaces).
+    std::sort(order_.begin(), order_.end(), [&](const Entry& a, const Entry& b) {
+        const double ra = a.fwd_bps + a.rev_bps, rb = b.fwd_bps + b.rev_bps;
+        if (ra != rb) return ra > rb;
+        if (a.bytes != b.bytes) return a.bytes > b.bytes;
+        const Ends ea = ends(samples[a.sample]), eb = ends(samples[b.sample]);
+        if (ends_less(ea, eb)) return true;
+        if (ends_less(eb, ea)) return false;
+        return a.sample < b.sample;
+    });
+}
+
+void ReportBuilder::row(std::size_t i, FlowRow& out) const {
+    static const std::string unknown;
+    const Entry& e = order_[i];
+    const FlowSample& s = (*samples_)[e.sample];
+    const auto name = names_.find(s.key.ifindex);
+    fill_row(out, s, name != names_.end() ? name->second : unknown, now_ns_);
+    out.fwd_bps = e.fwd_bps;
+    out.rev_bps = e.rev_bps;
+}
+
+RowSource ReportBuilder::rows() const {
+    constexpr std::size_t kAhead = 16;
+    return [this, i = std::size_t{0}](FlowRow& scratch) mutable -> const FlowRow* {
+        if (i == order_.size()) return nullptr;
+        // Display order jumps around the samples: fetch a few rows ahead so
+        // rendering does not wait on memory.
+        if (i + kAhead < order_.size()) {
+            const char* p = reinterpret_cast<const char*>(&(*samples_)[order_[i + kAhead].sample]);
+            for (std::size_t off = 0; off < sizeof(FlowSample); off += 64) __builtin_prefetch(p + off);
+            __builtin_prefetch(p + sizeof(FlowSample) - 1);
+        }
+        row(i++, scratch);
+        return &scratch;
+    };
+}
+
+}  // namespace tcptrack
