@@ -260,7 +260,8 @@ void Collector::drain_parked() {
 const std::vector<FlowSample>& Collector::collect(std::uint64_t now_ns) {
     drain_parked();
     samples_.clear();  // capacity is kept: no reallocation from one report to the next
-    if (!read_dump()) {
+    bool sorted = read_dump();  // the iterator's samples come out sorted
+    if (!sorted) {
         read_counters();
         join_states();
     }
@@ -312,8 +313,9 @@ const std::vector<FlowSample>& Collector::collect(std::uint64_t now_ns) {
         };
         std::erase_if(samples_, superseded);
         samples_.insert(samples_.end(), closed.begin(), closed.end());
+        sorted = false;
     }
-    std::sort(samples_.begin(), samples_.end(), sample_less);
+    if (!sorted) std::sort(samples_.begin(), samples_.end(), sample_less);
     return samples_;
 }
 
