@@ -11,6 +11,7 @@
 #include <linux/capability.h>
 #include <map>
 #include <memory>
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -39,6 +40,13 @@ void install_signal_handlers() {
     sigemptyset(&sa.sa_mask);
     for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaction(sig, &sa, nullptr);
     std::signal(SIGPIPE, SIG_IGN);  // a closed pipe shows up as EPIPE on write
+}
+
+// Connection rows that fit the terminal under the header lines, like top.
+std::size_t terminal_rows() {
+    winsize ws{};
+    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) != 0 || ws.ws_row < 6) return SIZE_MAX;
+    return ws.ws_row - 4;  // report header, column header, "... more" line, cursor line
 }
 
 bool has_capability(int cap) {
@@ -193,7 +201,7 @@ private:
                 if (opts_.closed_only) return put_stdout(render_closed_lines(r));
                 // Redraw in place on a terminal (like top); append reports otherwise.
                 return put_stdout(tty ? "\x1b[H\x1b[2J" : first ? "" : "\n") &&
-                       put_stdout(render_table(r));
+                       put_stdout(render_table(r, tty ? terminal_rows() : SIZE_MAX));
         }
         return true;
     }

@@ -232,7 +232,7 @@ std::string rfc3339_utc(std::chrono::system_clock::time_point t) {
                        tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
 }
 
-std::string render_table(const Report& report) {
+std::string render_table(const Report& report, std::size_t max_rows) {
     const auto& st = report.stats;
     std::string rtt = "rtt -";
     if (st.rtt.count > 0) {
@@ -264,7 +264,9 @@ std::string render_table(const Report& report) {
         right.insert(right.begin(), false);
     }
     cells.push_back(header);
-    for (const auto& r : report.rows) {
+    const std::size_t shown = std::min(n, max_rows);
+    for (std::size_t k = 0; k < shown; ++k) {
+        const FlowRow& r = report.rows[k];
         std::vector<std::string> c{
             endpoint(r.family, r.src, r.sport) + " -> " + endpoint(r.family, r.dst, r.dport),
             state_name(r.state),
@@ -300,6 +302,9 @@ std::string render_table(const Report& report) {
         line.erase(line.find_last_not_of(' ') + 1);
         out += line + '\n';
     }
+    if (shown < n)
+        out += fmt::format("  ... {} more (busiest shown first; pipe the output to see all)\n",
+                           n - shown);
     return out;
 }
 

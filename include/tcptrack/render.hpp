@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -30,7 +31,9 @@ std::string clock_hms(std::chrono::system_clock::time_point t);
 std::string rfc3339_utc(std::chrono::system_clock::time_point t);
 
 // The table: header line with time, interfaces, counts, RTT summary, then aligned rows.
-std::string render_table(const Report& report);
+// At most max_rows connection rows (the busiest, as ordered); a last line says how
+// many more there are. The header counts them all.
+std::string render_table(const Report& report, std::size_t max_rows = SIZE_MAX);
 // Receives rendered text in chunks (about 64 KiB); returns false to stop rendering.
 using TextSink = std::function<bool(std::string_view)>;
 

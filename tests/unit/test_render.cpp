@@ -547,3 +547,15 @@ TEST_F(Render, BuilderMatchesRowPerFlowReferenceAndStreamsTheSameText) {
         EXPECT_EQ(csv, render_csv(old, round == 0));
     }
 }
+
+TEST(RenderTable, LimitedToTerminalRowsCountsAllAndSaysHowManyMore) {
+    const Report r = fixture();  // three rows
+    const std::string full = render_table(r);
+    const std::string cut = render_table(r, 1);
+    // Same header line (it counts every connection), one row, then the rest announced.
+    EXPECT_EQ(cut.substr(0, cut.find('\n')), full.substr(0, full.find('\n')));
+    EXPECT_NE(cut.find("10.0.0.1:43512 -> 10.0.0.2:80"), std::string::npos);
+    EXPECT_EQ(cut.find("[fd00::1]:51000"), std::string::npos);
+    EXPECT_NE(cut.find("... 2 more"), std::string::npos);
+    EXPECT_EQ(render_table(r, 3), full);
+}
