@@ -4,8 +4,9 @@
  * connection and follow the connection's lifecycle. Observe only: always
  * return TC_ACT_UNSPEC (== TCX_NEXT), never drop or modify a packet.
  *
- * Hot path (established, no SYN/FIN/RST): parse, one per-CPU hash lookup,
- * three adds. The state map is consulted only while a connection changes state.
+ * Hot path (established, no SYN/FIN/RST): parse, then either this CPU's memo
+ * of its last flow (no lookup) or one per-CPU hash lookup, and a few adds.
+ * The state map is consulted only while a connection changes state.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
