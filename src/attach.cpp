@@ -76,7 +76,7 @@ bool is_tcptrack_prog(std::uint32_t prog_id) {
     if (fd < 0) return false;
     bpf_prog_info info{};
     std::uint32_t len = sizeof(info);
-    const bool ours = bpf_prog_get_info_by_fd(fd, &info, &len) == 0 &&
+    const bool ours = bpf_obj_get_info_by_fd(fd, &info, &len) == 0 &&
                       std::strncmp(info.name, "tcptrack_", 9) == 0;
     close(fd);
     return ours;
