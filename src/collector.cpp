@@ -63,6 +63,28 @@ void read_map(int fd, std::size_t value_size, std::uint64_t elem_flags, bool& ba
 
 constexpr std::uint32_t kEmpty = UINT32_MAX;
 
+// Adds one copy of a flow's counters: bytes and packets sum, payload is a
+// reach in sequence space, so the furthest copy wins.
+void add_counts(FlowSample& s, const tt_counters& c) {
+    for (int d = 0; d < 2; ++d) {
+        s.bytes[d] += c.bytes[d];
+        s.packets[d] += c.packets[d];
+        s.payload[d] = std::max<std::uint64_t>(s.payload[d], c.payload[d]);
+    }
+}
+
+// A sample from a kernel record that carries a flow's combined counters
+// (tt_dump_record, tt_close_event).
+template <typename Record>
+void fill_sample(FlowSample& s, const Record& r) {
+    s.key = r.key;
+    s.hash = key_hash(r.key);
+    s.info = r.info;
+    std::memcpy(s.bytes, r.bytes, sizeof(s.bytes));
+    std::memcpy(s.packets, r.packets, sizeof(s.packets));
+    std::memcpy(s.payload, r.payload, sizeof(s.payload));
+}
+
 }  // namespace
 
 std::uint64_t monotonic_ns() {
@@ -133,13 +155,8 @@ bool Collector::read_dump() {
             tt_dump_record r;
             std::memcpy(&r, dump_buf_.data() + i * kRec, kRec);
             FlowSample& s = samples_.emplace_back();
-            s.key = r.key;
-            s.hash = key_hash(r.key);
-            s.info = r.info;
+            fill_sample(s, r);
             s.has_info = r.has_info != 0;
-            std::memcpy(s.bytes, r.bytes, sizeof(s.bytes));
-            std::memcpy(s.packets, r.packets, sizeof(s.packets));
-            std::memcpy(s.payload, r.payload, sizeof(s.payload));
         }
         have -= whole * kRec;
         std::memmove(dump_buf_.data(), dump_buf_.data() + whole * kRec, have);
@@ -166,11 +183,7 @@ void Collector::add_memos() {
         const std::uint32_t h = key_hash(m.key);
         for (FlowSample& s : samples_) {
             if (s.hash != h || !same_key(s.key, m.key)) continue;
-            for (int d = 0; d < 2; ++d) {
-                s.bytes[d] += m.cnt.bytes[d];
-                s.packets[d] += m.cnt.packets[d];
-                s.payload[d] = std::max<std::uint64_t>(s.payload[d], m.cnt.payload[d]);
-            }
+            add_counts(s, m.cnt);
             break;
         }
     }
@@ -189,12 +202,7 @@ void Collector::read_counters() {
             for (std::uint32_t cpu = 0; cpu < nr_cpus_; ++cpu) {
                 tt_counters c;
                 std::memcpy(&c, v + cpu * stride, sizeof(c));
-                for (int d = 0; d < 2; ++d) {
-                    s.bytes[d] += c.bytes[d];
-                    s.packets[d] += c.packets[d];
-                    // Payload is a reach in sequence space: the furthest copy wins.
-                    s.payload[d] = std::max<std::uint64_t>(s.payload[d], c.payload[d]);
-                }
+                add_counts(s, c);
             }
         }
     });
@@ -291,14 +299,9 @@ const std::vector<FlowSample>& Collector::collect(std::uint64_t now_ns) {
         closed.reserve(events_.size());
         for (const auto& ev : events_) {
             FlowSample s;
-            s.key = ev.key;
-            s.hash = key_hash(ev.key);
-            s.info = ev.info;
+            fill_sample(s, ev);
             s.has_info = true;
             s.finished = true;
-            std::memcpy(s.bytes, ev.bytes, sizeof(s.bytes));
-            std::memcpy(s.packets, ev.packets, sizeof(s.packets));
-            std::memcpy(s.payload, ev.payload, sizeof(s.payload));
             if (ev.reason == TT_CLOSE_REUSED && s.info.state < TT_CLOSED)
                 s.info.state = TT_CLOSED;  // replaced by a new SYN: it is over
             closed.push_back(s);

@@ -45,6 +45,12 @@ int client_side(const FlowSample& s) {
     return s.has_info ? s.info.client : TT_DIR_AB;
 }
 
+Endpoints oriented(const FlowSample& s) {
+    const bool a = client_side(s) == TT_DIR_AB;
+    return {a ? s.key.addr_a : s.key.addr_b, a ? s.key.addr_b : s.key.addr_a,
+            host_port(a ? s.key.port_a : s.key.port_b), host_port(a ? s.key.port_b : s.key.port_a)};
+}
+
 std::optional<std::uint64_t> handshake_rtt(const tt_flow_info& info) {
     // At the client, SYN -> SYN-ACK; at the server, SYN-ACK -> ACK.
     if (info.flags & TT_F_LOCAL_CLIENT) {
@@ -76,18 +82,15 @@ FlowRow make_row(const FlowSample& s, const std::string& iface, std::uint64_t no
 }
 
 void fill_row(FlowRow& r, const FlowSample& s, const std::string& iface, std::uint64_t now_ns) {
-    const int c = client_side(s);
-    const int fwd = c, rev = c ^ 1;
-    const bool v4 = s.key.family == TT_FAMILY_INET;
+    const int fwd = client_side(s), rev = fwd ^ 1;
+    const Endpoints e = oriented(s);
 
     r.iface = iface;
-    r.family = v4 ? Family::V4 : Family::V6;
-    const std::uint8_t* ca = c == TT_DIR_AB ? s.key.addr_a : s.key.addr_b;
-    const std::uint8_t* sa = c == TT_DIR_AB ? s.key.addr_b : s.key.addr_a;
-    std::memcpy(r.src.data(), ca, 16);
-    std::memcpy(r.dst.data(), sa, 16);
-    r.sport = host_port(c == TT_DIR_AB ? s.key.port_a : s.key.port_b);
-    r.dport = host_port(c == TT_DIR_AB ? s.key.port_b : s.key.port_a);
+    r.family = s.key.family == TT_FAMILY_INET ? Family::V4 : Family::V6;
+    std::memcpy(r.src.data(), e.src, 16);
+    std::memcpy(r.dst.data(), e.dst, 16);
+    r.sport = e.sport;
+    r.dport = e.dport;
     r.state = shown_state(s);
     r.fwd_bytes = s.bytes[fwd];
     r.fwd_packets = s.packets[fwd];

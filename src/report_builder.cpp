@@ -2,27 +2,13 @@
 #include "tcptrack/report_builder.hpp"
 
 #include <algorithm>
-#include <arpa/inet.h>
 #include <cstring>
 
 namespace tcptrack {
 namespace {
 
-// The oriented endpoints of a sample, as make_row() would show them.
-struct Ends {
-    const std::uint8_t* src;
-    const std::uint8_t* dst;
-    std::uint16_t sport, dport;  // host order
-};
-
-Ends ends(const FlowSample& s) {
-    const bool a = client_side(s) == TT_DIR_AB;
-    return {a ? s.key.addr_a : s.key.addr_b, a ? s.key.addr_b : s.key.addr_a,
-            ntohs(a ? s.key.port_a : s.key.port_b), ntohs(a ? s.key.port_b : s.key.port_a)};
-}
-
 // (src, sport, dst, dport) < ...: FlowRow's address arrays compare like memcmp.
-bool ends_less(const Ends& a, const Ends& b) {
+bool ends_less(const Endpoints& a, const Endpoints& b) {
     if (const int c = std::memcmp(a.src, b.src, 16)) return c < 0;
     if (a.sport != b.sport) return a.sport < b.sport;
     if (const int c = std::memcmp(a.dst, b.dst, 16)) return c < 0;
@@ -64,7 +50,7 @@ void ReportBuilder::build(const std::vector<FlowSample>& samples, std::uint64_t 
         const double ra = a.fwd_bps + a.rev_bps, rb = b.fwd_bps + b.rev_bps;
         if (ra != rb) return ra > rb;
         if (a.bytes != b.bytes) return a.bytes > b.bytes;
-        const Ends ea = ends(samples[a.sample]), eb = ends(samples[b.sample]);
+        const Endpoints ea = oriented(samples[a.sample]), eb = oriented(samples[b.sample]);
         if (ends_less(ea, eb)) return true;
         if (ends_less(eb, ea)) return false;
         return a.sample < b.sample;

@@ -42,6 +42,13 @@ bool same_key(const tt_flow_key& a, const tt_flow_key& b);
 // Which normalised side is the client. Mid-stream flows use the first packet's
 // sender unless the ports make the server obvious (well-known or listening port).
 int client_side(const FlowSample& s);
+// A sample's endpoints oriented client -> server (ports in host order).
+struct Endpoints {
+    const std::uint8_t* src;
+    const std::uint8_t* dst;
+    std::uint16_t sport, dport;
+};
+Endpoints oriented(const FlowSample& s);
 std::optional<std::uint64_t> handshake_rtt(const tt_flow_info& info);
 std::optional<std::uint64_t> syn_to_close(const tt_flow_info& info, std::uint64_t now_ns);
 // The state shown: CLOSED only once final (while the last ACK is due it is CLOSING).
