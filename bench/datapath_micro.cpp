@@ -76,10 +76,19 @@ int main() {
     CPU_SET(0, &set);
     sched_setaffinity(0, sizeof(set), &set);  // per-CPU state: stay on one CPU
 
-    tcptrack::Skeleton skel(tcptrack::LoadConfig{65536, false});
+    // The per-CPU datapath both times (the LRU variant is built only that way);
+    // no iterator: some kernels refuse tracing programs.
+    tcptrack::LoadConfig cfg;
+    cfg.datapath = tcptrack::Datapath::PerCpu;
+    tcptrack::Skeleton skel(cfg);
     tcptrack_lru_bpf* lru = tcptrack_lru_bpf__open();
     if (!lru) return 1;
     lru->rodata->tt_nr_cpus = skel.nr_cpus();
+    lru->rodata->tt_counter_copies = skel.nr_cpus();
+    bpf_program__set_autoload(lru->progs.tcptrack_dump, false);
+    for (bpf_program* p : {lru->progs.tcptrack_in_s, lru->progs.tcptrack_eg_s,
+                           lru->progs.tcptrack_in_l3s, lru->progs.tcptrack_eg_l3s})
+        bpf_program__set_autoload(p, false);
     if (tcptrack_lru_bpf__load(lru)) return 1;
     empty_bpf* empty = empty_bpf__open_and_load();
     if (!empty) return 1;

@@ -85,7 +85,7 @@ tt_flow_key make_key(std::uint32_t i) {
 void fill(const Skeleton& skel, std::uint32_t n) {
     const int flows_fd = bpf_map__fd(skel->maps.flows);
     const int states_fd = bpf_map__fd(skel->maps.flow_states);
-    const std::uint32_t ncpu = skel.nr_cpus();
+    const std::uint32_t ncpu = skel.counter_copies();
     const std::size_t stride = (sizeof(tt_counters) + 7) & ~std::size_t{7};
     constexpr std::uint32_t kChunk = 16384;
     std::vector<tt_flow_key> keys(kChunk);
@@ -145,13 +145,14 @@ int main(int argc, char** argv) {
     }
     try {
         set_libbpf_verbose(false);
-        Skeleton skel(LoadConfig{n + 1024, false});
+        const Features& features = probe_features();
+        Skeleton skel(preferred_load_config(features, n + 1024, false));
         const double f0 = wall_ms();
         fill(skel, n);
         const double fill_ms = wall_ms() - f0;
         const double rss_before = rss_mb(false);
 
-        Collector collector(skel);
+        Collector collector(skel, features.reader());
         std::map<std::uint32_t, std::string> names{{1, "lo"}};
         ReportBuilder builder(names);
         const std::uint64_t idle_limit = 60'000'000'000ull;  // the default --idle-timeout

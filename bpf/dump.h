@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
  * Map iterator over `flows` for user space's periodic read: per flow it sums
- * the per-CPU copies, joins the lifecycle from `flow_states`, and writes one
- * record. One read() stream replaces two batched map reads and the join in
+ * the counter copies (one per CPU, or one shared), joins the lifecycle from
+ * `flow_states`, and writes one record. One read() stream replaces two batched map reads and the join in
  * user space; the htab iterator walks buckets without taking bucket locks.
  */
 #ifndef TCPTRACK_DUMP_H
@@ -13,7 +13,7 @@
 #include "tcptrack/flow.h"
 #include "maps.h"
 
-extern const volatile __u32 tt_nr_cpus;
+extern const volatile __u32 tt_counter_copies;
 
 SEC("iter/bpf_map_elem")
 int tcptrack_dump(struct bpf_iter__bpf_map_elem *ctx)
@@ -31,7 +31,7 @@ int tcptrack_dump(struct bpf_iter__bpf_map_elem *ctx)
 	for (cpu = 0; cpu < TT_MAX_CPUS; cpu++) {
 		const struct tt_counters *c;
 
-		if (cpu >= tt_nr_cpus)
+		if (cpu >= tt_counter_copies)
 			break;
 		c = (const void *)(values + cpu * sizeof(struct tt_counters));
 		r.bytes[0] += c->bytes[0];

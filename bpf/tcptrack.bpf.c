@@ -4,9 +4,15 @@
  * connection and follow the connection's lifecycle. Observe only: always
  * return TC_ACT_UNSPEC (== TCX_NEXT), never drop or modify a packet.
  *
- * Hot path (established, no SYN/FIN/RST): parse, then either this CPU's memo
- * of its last flow (no lookup) or one per-CPU hash lookup, and a few adds.
- * The state map is consulted only while a connection changes state.
+ * Two variants of each entry point; user space loads one set (src/features.cpp):
+ *  - per-CPU (needs bpf_map_lookup_percpu_elem, Linux 5.19): per-CPU counters.
+ *    Hot path (established, no SYN/FIN/RST): parse, then either this CPU's memo
+ *    of its last flow (no lookup) or one per-CPU hash lookup, and a few adds.
+ *    The state map is consulted only while a connection changes state; closes
+ *    sum every CPU's copy.
+ *  - shared (the 5.10 floor: no cross-CPU access): user space turns `flows`
+ *    into a plain hash, one counters entry per flow, and every segment is
+ *    counted under the flow's state lock. Same counts, more work per packet.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -19,6 +25,8 @@
 
 /* Number of possible CPUs, set by user space before load. */
 const volatile __u32 tt_nr_cpus = 1;
+/* Copies of a flow's counters in a `flows` value: tt_nr_cpus (per-CPU) or 1 (shared). */
+const volatile __u32 tt_counter_copies = 1;
 /* Bumped by user space after it deletes flows: older memos are void. */
 volatile __u32 tt_epoch;
 
@@ -117,14 +125,22 @@ static __always_inline void tt_memo_fill(struct tt_flow_memo *m, const struct tt
  * or (unsettle) clear every copy's and memo's settled flag so all CPUs take
  * the slow path from now on. A memo hit that passed its check just before the
  * clear finishes within nanoseconds, long before the close that reads it.
+ * The shared variant has one copy and never settles.
  */
 static __always_inline void tt_sum_counters(const struct tt_flow_key *key,
-					    struct tt_close_event *ev, int unsettle)
+					    struct tt_close_event *ev, int unsettle, const int percpu)
 {
 	struct tt_counters sum = {}, *own = NULL;
 	__u32 cpu, zero = 0;
 
-	for (cpu = 0; cpu < TT_MAX_CPUS; cpu++) {
+	if (unsettle && !percpu)
+		return;
+	if (!percpu) {
+		own = bpf_map_lookup_elem(&flows, key);
+		if (own)
+			tt_merge(&sum, own);
+	}
+	for (cpu = 0; percpu && cpu < TT_MAX_CPUS; cpu++) {
 		struct tt_flow_memo *m;
 		struct tt_counters *c;
 
@@ -161,7 +177,8 @@ static __always_inline void tt_sum_counters(const struct tt_flow_key *key,
  * user space will get the event.
  */
 static __always_inline int tt_emit_close(const struct tt_flow_key *key,
-					 const struct tt_flow_info *info, __u32 reason, int park)
+					 const struct tt_flow_info *info, __u32 reason, int park,
+					 const int percpu)
 {
 	struct tt_parked_key pk = {};
 	struct tt_close_event *ev;
@@ -174,7 +191,7 @@ static __always_inline int tt_emit_close(const struct tt_flow_key *key,
 	ev->key = *key;
 	ev->reason = reason;
 	ev->info = *info;
-	tt_sum_counters(key, ev, 0);
+	tt_sum_counters(key, ev, 0, percpu);
 	if (bpf_ringbuf_output(&closed_events, ev, sizeof(*ev), 0) == 0)
 		return 0;
 	tt_stat_inc(TT_STAT_CLOSE_DROPPED);
@@ -242,10 +259,11 @@ static __always_inline struct tt_counters *tt_create(const struct tt_pkt *p, int
 /*
  * Slow path: feed the segment to the lifecycle under the state's lock, count
  * it, then act on the result outside the lock (helpers are not allowed under
- * a spin lock).
+ * a spin lock). The shared variant counts under the lock too: its counters
+ * entry is written by every CPU.
  */
 static __always_inline void tt_step(const struct tt_pkt *p, int dir, int ingress,
-				    struct tt_counters *c)
+				    struct tt_counters *c, const int percpu)
 {
 	struct tt_flow_info old = {};
 	struct tt_flow_state *st;
@@ -267,8 +285,10 @@ static __always_inline void tt_step(const struct tt_pkt *p, int dir, int ingress
 	} else {
 		tt_copy_bases(c, &st->info);
 		/* Set under the lock so a concurrent first FIN cannot be missed. */
-		if (act & TT_ACT_SETTLED)
+		if (percpu && (act & TT_ACT_SETTLED))
 			c->settled = 1;
+		if (!percpu)
+			tt_account(c, dir, p);
 	}
 	bpf_spin_unlock(&st->lock);
 
@@ -279,8 +299,8 @@ static __always_inline void tt_step(const struct tt_pkt *p, int dir, int ingress
 		tt_stat_inc(TT_STAT_REUSED);
 		if (!old.close_ns)
 			old.close_ns = now;
-		tt_emit_close(&p->key, &old, TT_CLOSE_REUSED, 1);
-		tt_sum_counters(&p->key, NULL, 1); /* memos of the old connection are void */
+		tt_emit_close(&p->key, &old, TT_CLOSE_REUSED, 1, percpu);
+		tt_sum_counters(&p->key, NULL, 1, percpu); /* memos of the old connection are void */
 		bpf_map_delete_elem(&flows, &p->key);
 		/* Constant indexes: a variable one on the stack compiles to pointer arithmetic
 		 * the verifier rejects. */
@@ -291,18 +311,26 @@ static __always_inline void tt_step(const struct tt_pkt *p, int dir, int ingress
 		fresh.base_mask = 1 << (dir & 1);
 		bpf_map_update_elem(&flows, &p->key, &fresh, BPF_NOEXIST);
 		c = bpf_map_lookup_elem(&flows, &p->key);
-		if (c)
+		if (!c)
+			return;
+		if (percpu) {
 			tt_account(c, dir, p);
+		} else {
+			bpf_spin_lock(&st->lock);
+			tt_account(c, dir, p);
+			bpf_spin_unlock(&st->lock);
+		}
 		return;
 	}
 
-	tt_account(c, dir, p);
+	if (percpu)
+		tt_account(c, dir, p);
 	if (act & TT_ACT_FIN)
-		tt_sum_counters(&p->key, NULL, 1);
+		tt_sum_counters(&p->key, NULL, 1, percpu);
 	if (act & TT_ACT_FINISHED) {
-		int sent = tt_emit_close(&p->key, &old, TT_CLOSE_FINISHED, 0) == 0;
+		int sent = tt_emit_close(&p->key, &old, TT_CLOSE_FINISHED, 0, percpu) == 0;
 
-		tt_sum_counters(&p->key, NULL, 1); /* memos of it are void from now on */
+		tt_sum_counters(&p->key, NULL, 1, percpu); /* memos of it are void from now on */
 		if (sent) {
 			bpf_map_delete_elem(&flows, &p->key);
 			bpf_map_delete_elem(&flow_states, &p->key);
@@ -312,9 +340,10 @@ static __always_inline void tt_step(const struct tt_pkt *p, int dir, int ingress
 	}
 }
 
-static __always_inline int tt_handle(struct __sk_buff *skb, int ingress, int has_l2)
+static __always_inline int tt_handle(struct __sk_buff *skb, int ingress, int has_l2,
+				     const int percpu)
 {
-	struct tt_flow_memo *memo;
+	struct tt_flow_memo *memo = NULL;
 	struct tt_counters *c;
 	struct tt_pkt p;
 	__u32 zero = 0;
@@ -325,20 +354,22 @@ static __always_inline int tt_handle(struct __sk_buff *skb, int ingress, int has
 	p.key.ifindex = skb->ifindex;
 	dir = tt_key_normalise(&p.key);
 
-	memo = bpf_map_lookup_elem(&flow_memo, &zero);
-	if (!memo)
-		return TC_ACT_UNSPEC;
-	/* Fastest path: the same settled flow as this CPU's last segment. */
-	if (memo->cnt.settled && memo->epoch == tt_epoch && !(p.tcp_flags & TT_STATE_FLAGS) &&
-	    tt_key_eq(&memo->key, &p.key)) {
-		tt_account(&memo->cnt, dir, &p);
-		memo->dirty = 1;
-		return TC_ACT_UNSPEC;
+	if (percpu) {
+		memo = bpf_map_lookup_elem(&flow_memo, &zero);
+		if (!memo)
+			return TC_ACT_UNSPEC;
+		/* Fastest path: the same settled flow as this CPU's last segment. */
+		if (memo->cnt.settled && memo->epoch == tt_epoch &&
+		    !(p.tcp_flags & TT_STATE_FLAGS) && tt_key_eq(&memo->key, &p.key)) {
+			tt_account(&memo->cnt, dir, &p);
+			memo->dirty = 1;
+			return TC_ACT_UNSPEC;
+		}
+		tt_memo_flush(memo);
 	}
-	tt_memo_flush(memo);
 
 	c = bpf_map_lookup_elem(&flows, &p.key);
-	if (c && c->settled && !(p.tcp_flags & TT_STATE_FLAGS)) {
+	if (percpu && c && c->settled && !(p.tcp_flags & TT_STATE_FLAGS)) {
 		/* Fast path: nothing about this segment can change the lifecycle. */
 		tt_account(c, dir, &p);
 		tt_memo_fill(memo, &p.key, c);
@@ -351,33 +382,59 @@ static __always_inline int tt_handle(struct __sk_buff *skb, int ingress, int has
 		if (!c)
 			return TC_ACT_UNSPEC;
 	}
-	tt_step(&p, dir, ingress, c);
+	tt_step(&p, dir, ingress, c, percpu);
 	return TC_ACT_UNSPEC;
 }
 
+/* Per-CPU variant (Linux 5.19+, bpf_map_lookup_percpu_elem). */
 SEC("tc")
 int tcptrack_in(struct __sk_buff *skb)
 {
-	return tt_handle(skb, 1, 1);
+	return tt_handle(skb, 1, 1, 1);
 }
 
 SEC("tc")
 int tcptrack_eg(struct __sk_buff *skb)
 {
-	return tt_handle(skb, 0, 1);
+	return tt_handle(skb, 0, 1, 1);
 }
 
 /* Devices without an L2 header (tun, wireguard, ...): skb->data is the IP header. */
 SEC("tc")
 int tcptrack_in_l3(struct __sk_buff *skb)
 {
-	return tt_handle(skb, 1, 0);
+	return tt_handle(skb, 1, 0, 1);
 }
 
 SEC("tc")
 int tcptrack_eg_l3(struct __sk_buff *skb)
 {
-	return tt_handle(skb, 0, 0);
+	return tt_handle(skb, 0, 0, 1);
+}
+
+/* Shared variant: the 5.10 floor. Names fit the kernel's 15 characters. */
+SEC("tc")
+int tcptrack_in_s(struct __sk_buff *skb)
+{
+	return tt_handle(skb, 1, 1, 0);
+}
+
+SEC("tc")
+int tcptrack_eg_s(struct __sk_buff *skb)
+{
+	return tt_handle(skb, 0, 1, 0);
+}
+
+SEC("tc")
+int tcptrack_in_l3s(struct __sk_buff *skb)
+{
+	return tt_handle(skb, 1, 0, 0);
+}
+
+SEC("tc")
+int tcptrack_eg_l3s(struct __sk_buff *skb)
+{
+	return tt_handle(skb, 0, 0, 0);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -8,18 +8,19 @@
 #include <cstdio>
 #include <cstring>
 #include <fmt/format.h>
-#include <linux/capability.h>
 #include <map>
 #include <memory>
 #include <sys/ioctl.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "tcptrack.skel.h"
 #include "tcptrack/attach.hpp"
+#include "tcptrack/check.hpp"
 #include "tcptrack/collector.hpp"
 #include "tcptrack/error.hpp"
+#include "tcptrack/features.hpp"
 #include "tcptrack/interfaces.hpp"
+#include "tcptrack/privileges.hpp"
 #include "tcptrack/render.hpp"
 #include "tcptrack/report_builder.hpp"
 #include "tcptrack/skeleton.hpp"
@@ -49,22 +50,12 @@ std::size_t terminal_rows() {
     return ws.ws_row - 4;  // report header, column header, "... more" line, cursor line
 }
 
-bool has_capability(int cap) {
-    __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
-    __user_cap_data_struct data[2]{};
-    if (syscall(SYS_capget, &hdr, data) != 0) return false;
-    return data[cap / 32].effective & (1u << (cap % 32));
-}
-
 void check_privileges() {
-    constexpr int kCapNetAdmin = 12, kCapSysAdmin = 21, kCapBpf = 39;
-    const bool bpf = has_capability(kCapBpf) || has_capability(kCapSysAdmin);
-    const bool net = has_capability(kCapNetAdmin);
-    if (bpf && net) return;
-    std::string missing = !bpf && !net ? "CAP_BPF and CAP_NET_ADMIN" : !bpf ? "CAP_BPF" : "CAP_NET_ADMIN";
+    const Privileges p = current_privileges();
+    if (p.enough()) return;
     throw Error(fmt::format("missing privileges: need {} (run as root, or grant CAP_BPF and "
                             "CAP_NET_ADMIN)",
-                            missing));
+                            p.missing()));
 }
 
 std::vector<Interface> resolve_interfaces(const Options& opts) {
@@ -104,15 +95,15 @@ struct Watched {
 
 class Session {
 public:
-    Session(const Options& opts, std::vector<Interface> ifaces)
+    Session(const Options& opts, std::vector<Interface> ifaces, const Features& features)
         : opts_(opts),
-          skel_(LoadConfig{opts.max_flows, opts.attach != AttachMode::Tc && tcx_compiled_in()}),
-          collector_(skel_) {
+          skel_(preferred_load_config(features, opts.max_flows,
+                                      use_tcx(features, opts.attach))),
+          collector_(skel_, features.reader()) {
+        const bool tcx = skel_.config().tcx;
         for (auto& i : ifaces) {
-            Programs p{i.has_l2 ? skel_->progs.tcptrack_in : skel_->progs.tcptrack_in_l3,
-                       i.has_l2 ? skel_->progs.tcptrack_eg : skel_->progs.tcptrack_eg_l3};
             std::vector<std::string> notes;
-            auto att = attach_interface(i.name, i.ifindex, p, opts.attach != AttachMode::Tc,
+            auto att = attach_interface(i.name, i.ifindex, skel_.programs(i.has_l2), tcx,
                                         opts.attach == AttachMode::Auto, notes);
             for (const auto& n : notes) std::fprintf(stderr, "tcptrack: %s\n", n.c_str());
             names_[i.ifindex] = i.name;
@@ -231,11 +222,20 @@ int run(const Options& opts) {
     set_libbpf_verbose(opts.verbose);
     install_signal_handlers();
     try {
+        if (opts.check) return run_check(opts);
         std::vector<Interface> ifaces = resolve_interfaces(opts);
         check_privileges();
         if (opts.cleanup) return cleanup(ifaces);
-        Session session(opts, std::move(ifaces));
+        const Features& features = probe_features();
+        if (const std::string why = features.blocker(); !why.empty()) throw Error(why);
+        if (opts.verbose)
+            for (const auto& note : fallback_notes(features))
+                std::fprintf(stderr, "tcptrack: %s\n", note.c_str());
+        Session session(opts, std::move(ifaces), features);
         return session.loop();
+    } catch (const std::invalid_argument& e) {  // a bad $TCPTRACK_DISABLE
+        std::fprintf(stderr, "tcptrack: %s\n", e.what());
+        return static_cast<int>(ExitCode::Usage);
     } catch (const Error& e) {
         std::fprintf(stderr, "tcptrack: %s\n", e.what());
         return static_cast<int>(ExitCode::Runtime);

@@ -93,26 +93,33 @@ std::uint64_t monotonic_ns() {
     return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
 }
 
-Collector::Collector(const Skeleton& skel)
+Collector::Collector(const Skeleton& skel, Reader reader)
     : flows_fd_(bpf_map__fd(skel->maps.flows)),
       states_fd_(bpf_map__fd(skel->maps.flow_states)),
       stats_fd_(bpf_map__fd(skel->maps.stats)),
       parked_fd_(bpf_map__fd(skel->maps.parked_closes)),
       memo_fd_(bpf_map__fd(skel->maps.flow_memo)),
       epoch_(&skel->bss->tt_epoch),
-      nr_cpus_(skel.nr_cpus()) {
+      nr_cpus_(skel.nr_cpus()),
+      copies_(skel.counter_copies()),
+      reader_(reader),
+      batch_ok_(reader != Reader::Keys) {
     ring_ = ring_buffer__new(bpf_map__fd(skel->maps.closed_events), &Collector::on_event, this,
                              nullptr);
     if (!ring_)
         throw Error(fmt::format("cannot open the close-event ring buffer: {}",
                                 errno_hint(errno)));
+    if (reader != Reader::Iterator) return;
+    if (!skel.config().iterator)
+        throw Error("internal: the iterator reader needs the iterator program loaded");
     // One iterator pass (counters summed and lifecycle joined in the kernel) is
     // several times cheaper than two batched reads, which lock every bucket.
-    // Kernels or maps where it cannot attach fall back to the batched reads.
     union bpf_iter_link_info info {};
     info.map.map_fd = static_cast<__u32>(flows_fd_);
     LIBBPF_OPTS(bpf_iter_attach_opts, opts, .link_info = &info, .link_info_len = sizeof(info));
     dump_link_ = bpf_program__attach_iter(skel->progs.tcptrack_dump, &opts);
+    // The program loaded but will not attach to this map: batched reads give the same rows.
+    if (!dump_link_) reader_ = batch_ok_ ? Reader::Batch : Reader::Keys;
 }
 
 Collector::~Collector() {
@@ -191,7 +198,7 @@ void Collector::add_memos() {
 
 void Collector::read_counters() {
     const std::size_t stride = (sizeof(tt_counters) + 7) & ~std::size_t{7};
-    const std::size_t value_size = stride * nr_cpus_;
+    const std::size_t value_size = stride * copies_;
     read_map(flows_fd_, value_size, 0, batch_ok_, keys_, values_,
              [&](const tt_flow_key* keys, const std::uint8_t* vals, std::uint32_t n) {
         for (std::uint32_t i = 0; i < n; ++i) {
@@ -199,7 +206,7 @@ void Collector::read_counters() {
             s.key = keys[i];
             s.hash = key_hash(s.key);
             const std::uint8_t* v = vals + i * value_size;
-            for (std::uint32_t cpu = 0; cpu < nr_cpus_; ++cpu) {
+            for (std::uint32_t cpu = 0; cpu < copies_; ++cpu) {
                 tt_counters c;
                 std::memcpy(&c, v + cpu * stride, sizeof(c));
                 add_counts(s, c);

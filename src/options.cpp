@@ -138,6 +138,9 @@ ParseResult parse_options(int argc, const char* const* argv) {
     auto* o_summary = flag("--summary", "JSON/CSV: add a summary record per report");
     auto* o_closed = flag("--closed", "Log connections as they close instead of periodic reports");
     auto* o_cleanup = flag("--cleanup", "Remove stale tc filters left by tcptrack, then exit");
+    auto* o_check = flag("--check",
+                         "Report the kernel's features, the attach mode and reader tcptrack "
+                         "would use, and whether it can run here (exit 0) or not (exit 1)");
     auto* o_verbose = flag("-v,--verbose", "Verbose (libbpf debug) output");
     auto* o_version = flag("--version", "Print the version and exit");
 
@@ -165,7 +168,7 @@ ParseResult parse_options(int argc, const char* const* argv) {
     }
 
     // CLI11 accepts "--flag=value"; a flag given a value is a mistake here.
-    for (const CLI::Option* f : {o_once, o_summary, o_closed, o_cleanup, o_verbose}) {
+    for (const CLI::Option* f : {o_once, o_summary, o_closed, o_cleanup, o_check, o_verbose}) {
         for (const auto& value : f->results())
             if (value != "true")
                 return usage(f->get_name() + ": takes no value (got '" + value + "')");
@@ -218,6 +221,7 @@ ParseResult parse_options(int argc, const char* const* argv) {
     o.summary = o_summary->count() > 0;
     o.closed_only = o_closed->count() > 0;
     o.cleanup = o_cleanup->count() > 0;
+    o.check = o_check->count() > 0;
     o.verbose = o_verbose->count() > 0;
 
     ParseResult r;

@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: MIT
-// Reads the datapath's flows (through a BPF map iterator, else batched map
-// reads) and drains its close-event ring buffer.
+// Reads the datapath's flows (through a BPF map iterator, batched map reads,
+// or key by key, as probed) and drains its close-event ring buffer.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
+#include "tcptrack/features.hpp"
 #include "tcptrack/flow_model.hpp"
 
 struct ring_buffer;
@@ -25,7 +26,10 @@ struct DatapathStats {
 
 class Collector {
 public:
-    explicit Collector(const Skeleton& skel);
+    // reader: from the probe (Features::reader()); Iterator needs the skeleton
+    // loaded with its iterator program, and degrades to Batch if it cannot attach.
+    Collector(const Skeleton& skel, Reader reader);
+    Reader reader() const { return reader_; }
     ~Collector();
     Collector(const Collector&) = delete;
     Collector& operator=(const Collector&) = delete;
@@ -54,6 +58,8 @@ private:
     std::vector<tt_flow_memo> memos_;
     volatile std::uint32_t* epoch_;  // tt_epoch in the object's mmapped .bss
     std::uint32_t nr_cpus_;
+    std::uint32_t copies_;  // counter copies per `flows` value (Skeleton::counter_copies)
+    Reader reader_;
     ring_buffer* ring_ = nullptr;
     bpf_link* dump_link_ = nullptr;     // iterator over `flows`; null: batched reads
     std::vector<std::uint8_t> dump_buf_;
@@ -65,7 +71,7 @@ private:
     std::vector<tt_flow_key> keys_;     // one batch of map keys
     std::vector<std::uint8_t> values_;  // one batch of map values
     std::vector<tt_flow_key> reap_;
-    bool batch_ok_ = true;  // kernel supports BPF_MAP_LOOKUP_BATCH for these maps
+    bool batch_ok_;  // BPF_MAP_LOOKUP_BATCH is used (probed; cleared if a map refuses it)
 };
 
 // Monotonic clock in ns, the same clock as bpf_ktime_get_ns().

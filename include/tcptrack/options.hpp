@@ -23,6 +23,7 @@ struct Options {
     bool summary = false;                   // JSON/CSV: emit a summary record per report
     bool closed_only = false;               // --closed: log connections as they close
     bool cleanup = false;                   // --cleanup: remove stale legacy-tc filters and exit
+    bool check = false;                     // --check: report what this kernel supports, exit
     bool verbose = false;                   // libbpf debug output
 };
 

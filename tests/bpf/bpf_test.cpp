@@ -239,7 +239,7 @@ class BpfTest : public ::testing::Test {
 protected:
     void SetUp() override {
         if (geteuid() != 0) GTEST_SKIP() << "needs root: loads BPF programs";
-        load(tcptrack::LoadConfig{});
+        load(config(65536));
     }
 
     void TearDown() override { unload(); }
@@ -248,6 +248,11 @@ protected:
         if (ring_) ring_buffer__free(ring_);
         ring_ = nullptr;
         skel_.reset();
+    }
+
+    // The datapath this kernel prefers (probed).
+    static tcptrack::LoadConfig config(std::uint32_t max_flows) {
+        return tcptrack::preferred_load_config(tcptrack::probe_features(), max_flows, false);
     }
 
     void load(const tcptrack::LoadConfig& cfg) {
@@ -281,11 +286,11 @@ protected:
     }
 
     void ingress(const Packet& p, std::uint32_t gso_segs = 0) {
-        EXPECT_EQ(run((*skel_)->progs.tcptrack_in, p.data, gso_segs), kTcNext)
+        EXPECT_EQ(run(skel_->programs(true).ingress, p.data, gso_segs), kTcNext)
             << "ingress run failed: " << std::strerror(run_errno_);
     }
     void egress(const Packet& p, std::uint32_t gso_segs = 0) {
-        EXPECT_EQ(run((*skel_)->progs.tcptrack_eg, p.data, gso_segs), kTcNext)
+        EXPECT_EQ(run(skel_->programs(true).egress, p.data, gso_segs), kTcNext)
             << "egress run failed: " << std::strerror(run_errno_);
     }
 
@@ -306,7 +311,8 @@ protected:
 
     std::vector<std::pair<tt_flow_key, Totals>> flows() {
         const int ncpu = libbpf_num_possible_cpus();
-        std::vector<tt_counters> per_cpu(ncpu);
+        std::vector<tt_counters> per_cpu(skel_->counter_copies());
+        (void)ncpu;
         std::vector<std::pair<tt_flow_key, Totals>> out;
         for (const auto& k : keys(flows_fd())) {
             if (bpf_map_lookup_elem(flows_fd(), &k, per_cpu.data()) != 0) continue;
@@ -519,7 +525,7 @@ TEST_F(BpfTest, Ipv6LocalClientFullLifecycle) {
 }
 
 TEST_F(BpfTest, ProductionCollectorReportsLiveThenFinishedFlow) {
-    tcptrack::Collector col(*skel_);  // sole ring consumer in this test
+    tcptrack::Collector col(*skel_, tcptrack::probe_features().reader());  // sole ring consumer in this test
     Conn c(false, {"10.1.0.1", 40000}, {"10.1.0.2", 80});
     establish(c);
     auto live = col.collect(tcptrack::monotonic_ns());
@@ -676,7 +682,7 @@ TEST_F(BpfTest, TruncatedOrBogusHeadersIgnored) {
         for (std::size_t n = 0; n < min; ++n) {
             std::vector<std::uint8_t> tiny(p->data.begin(), p->data.begin() + n);
             ASSERT_TRUE(kernel_refuses(tiny));
-            EXPECT_EQ(run((*skel_)->progs.tcptrack_in, tiny), INT_MIN) << n;
+            EXPECT_EQ(run(skel_->programs(true).ingress, tiny), INT_MIN) << n;
             EXPECT_EQ(run_errno_, EINVAL) << n;
         }
     }
@@ -900,7 +906,7 @@ TEST_F(BpfTest, SynAckSeenFirstStartsInSynRecvAndCompletes) {
 }
 
 TEST_F(BpfTest, MapFullTracksFourCountsTwoUntracked) {
-    load(tcptrack::LoadConfig{.max_flows = 4});
+    load(config(4));
     std::vector<tt_flow_key> first4;
     for (std::uint16_t port = 1; port <= 6; ++port) {
         Conn c(false, {"10.0.0.1", port}, {"10.0.0.2", 80});
@@ -941,7 +947,7 @@ TEST_F(BpfTest, RingFullKeepsFinishedFlowForCollectorToReap) {
     EXPECT_EQ(flows().size(), 1u);
     EXPECT_EQ(drain_events().size(), n - 1);
 
-    tcptrack::Collector col(*skel_);
+    tcptrack::Collector col(*skel_, tcptrack::probe_features().reader());
     auto got = col.collect(tcptrack::monotonic_ns());
     ASSERT_EQ(got.size(), 1u);
     EXPECT_TRUE(got[0].finished);
@@ -969,7 +975,7 @@ TEST_F(BpfTest, TruncationAtEveryOffsetCreatesNothing) {
         ASSERT_TRUE(ref_parse(p.data).has_value()) << name;
         for (std::size_t n = 0; n < p.data.size(); ++n) {
             std::vector<std::uint8_t> cut(p.data.begin(), p.data.begin() + n);
-            for (auto* prog : {(*skel_)->progs.tcptrack_in, (*skel_)->progs.tcptrack_eg}) {
+            for (auto* prog : {skel_->programs(true).ingress, skel_->programs(true).egress}) {
                 const int ret = run(prog, cut);
                 if (kernel_refuses(cut))
                     EXPECT_TRUE(ret == INT_MIN && run_errno_ == EINVAL) << name << " len " << n;
@@ -1004,7 +1010,7 @@ TEST_F(BpfTest, RandomHeaderMutationsNeverMisattribute) {
             }
             if (rng() % 4 == 0) f.resize(14 + rng() % (f.size() - 13));
             const bool in = rng() % 2;
-            const int ret = run(in ? (*skel_)->progs.tcptrack_in : (*skel_)->progs.tcptrack_eg, f);
+            const int ret = run(in ? skel_->programs(true).ingress : skel_->programs(true).egress, f);
 
             const auto want = ref_parse(f);
             const bool starts = want && !(want->flags & kRst) &&
@@ -1094,7 +1100,7 @@ TEST_F(BpfTest, RingFullReusedTupleParksOldConnectionForCollector) {
     }
     ASSERT_EQ(stat(TT_STAT_CLOSE_DROPPED), 1u);
     // Clear the reaped leftover so only the reused tuple is in the maps.
-    tcptrack::Collector(*skel_).collect(tcptrack::monotonic_ns());
+    tcptrack::Collector(*skel_, tcptrack::probe_features().reader()).collect(tcptrack::monotonic_ns());
     expect_empty("leftover reaped");
 
     // The ring is still full: a reused tuple's old connection must be parked, not lost.
@@ -1111,7 +1117,7 @@ TEST_F(BpfTest, RingFullReusedTupleParksOldConnectionForCollector) {
     EXPECT_EQ(stat(TT_STAT_CLOSE_LOST), 0u);
 
     drain_events();  // make room; the parked event is read from its map
-    tcptrack::Collector col(*skel_);
+    tcptrack::Collector col(*skel_, tcptrack::probe_features().reader());
     auto got = col.collect(tcptrack::monotonic_ns());
     std::vector<tcptrack::FlowSample> finished;
     for (const auto& s : got)
@@ -1180,7 +1186,7 @@ TEST_F(BpfTest, MemoHoldsConsecutiveSegmentsAndEveryReaderAddsThem) {
         EXPECT_LT(in_map, c.expect.packets[0] + c.expect.packets[1]) << "memo not used";
     }
     expect_single(c.key, c.expect, TT_ESTABLISHED, "map + memo");
-    tcptrack::Collector col(*skel_);
+    tcptrack::Collector col(*skel_, tcptrack::probe_features().reader());
     const auto& got = col.collect(tcptrack::monotonic_ns());
     ASSERT_EQ(got.size(), 1u);
     for (int d = 0; d < 2; ++d) {
@@ -1231,7 +1237,7 @@ TEST_F(BpfTest, MemoIsVoidAfterUserSpaceForgetsTheFlow) {
     Conn a(false, {"10.0.0.1", 40000}, {"10.0.0.2", 80});
     establish(a);
     egress(a.c2s(kAck | kPsh, 100));
-    tcptrack::Collector col(*skel_);
+    tcptrack::Collector col(*skel_, tcptrack::probe_features().reader());
     col.forget({a.key});  // e.g. the idle timeout
     expect_empty("forgotten");
     // The same tuple comes back mid-stream: counted afresh, not into the old memo.

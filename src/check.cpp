@@ -1,0 +1,85 @@
+// SPDX-License-Identifier: MIT
+#include "tcptrack/check.hpp"
+
+#include <cstdio>
+#include <fmt/format.h>
+#include <stdexcept>
+
+#include "tcptrack/error.hpp"
+#include "tcptrack/features.hpp"
+#include "tcptrack/interfaces.hpp"
+#include "tcptrack/privileges.hpp"
+#include "tcptrack/skeleton.hpp"
+
+namespace tcptrack {
+
+namespace {
+
+// The verdict: why tcptrack cannot run here, or "" when a trial load passed.
+std::string verdict(const Options& opts, const Features& f, const Privileges& priv,
+                    std::string& load_line) {
+    if (!priv.enough())
+        return fmt::format("missing privileges: need {} (run as root, or grant CAP_BPF and "
+                           "CAP_NET_ADMIN)",
+                           priv.missing());
+    if (std::string why = f.blocker(); !why.empty()) return why;
+    try {
+        for (const auto& name : opts.ifaces) lookup_interface(name);
+        const bool tcx = use_tcx(f, opts.attach);
+        // A small table proves the programs pass this kernel's verifier.
+        Skeleton trial(preferred_load_config(f, 1024, tcx));
+        load_line = "ok (classifiers and maps loaded, then unloaded)";
+    } catch (const Error& e) {
+        load_line = "failed";
+        return e.what();
+    }
+    return "";
+}
+
+}  // namespace
+
+int run_check(const Options& opts) {
+    const Privileges priv = current_privileges();
+    const Features* probed = nullptr;
+    try {
+        probed = &probe_features();
+    } catch (const std::invalid_argument& e) {
+        std::fprintf(stderr, "tcptrack: %s\n", e.what());
+        return static_cast<int>(ExitCode::Usage);
+    }
+    const Features& f = *probed;
+
+    std::string out;
+    out += fmt::format("{:<15}{} (floor: Linux {}.{})\n", "kernel", f.release, kKernelFloor.major,
+                       kKernelFloor.minor);
+    out += fmt::format("{:<15}{}\n", "privileges", priv.describe());
+    for (const auto& s : feature_specs()) {
+        const Probe& p = f[s.id];
+        out += fmt::format("{:<15}{:<4}{}", s.name, p.ok ? "yes" : "no", s.what);
+        if (!p.ok) out += fmt::format(": {}", p.why);
+        if (!p.ok && !s.mandatory) out += fmt::format(" -> {}", s.fallback);
+        out += "\n";
+    }
+    std::string attach = "-";
+    try {
+        attach = use_tcx(f, opts.attach) ? "tcx" : "tc (clsact qdisc + filters)";
+    } catch (const Error&) {
+        attach = "tcx unavailable";
+    }
+    out += fmt::format("{:<15}{}\n", "datapath", datapath_name(f.datapath()));
+    out += fmt::format("{:<15}{}\n", "reader", reader_name(f.reader()));
+    out += fmt::format("{:<15}{}\n", "attach", attach);
+
+    std::string load_line = "not tried";
+    const std::string why = verdict(opts, f, priv, load_line);
+    out += fmt::format("{:<15}{}\n", "load", load_line);
+    out += fmt::format("{:<15}{}\n", "verdict",
+                       why.empty() ? "tcptrack can run here" : "tcptrack cannot run here");
+    std::fputs(out.c_str(), stdout);
+    std::fflush(stdout);
+    if (why.empty()) return 0;
+    std::fprintf(stderr, "tcptrack: cannot run here: %s\n", why.c_str());
+    return static_cast<int>(ExitCode::Runtime);
+}
+
+}  // namespace tcptrack
