@@ -545,6 +545,35 @@ def tear_down_module():
         raise AssertionError("namespaces left behind by the tests: %s" % left)
 
 
+_features = None
+
+
+def features():
+    """What `tcptrack --check` reports: feature name -> (available, reason).
+    Honours $TCPTRACK_DISABLE, so a forced fallback shows as unavailable."""
+    global _features
+    if _features is None:
+        p = subprocess.run([BINARY, "--check"], capture_output=True, text=True,
+                           timeout=CMD_TIMEOUT)
+        _features = {}
+        for line in p.stdout.splitlines():
+            parts = line.split(None, 2)
+            if len(parts) >= 2 and parts[1] in ("yes", "no"):
+                _features[parts[0]] = (parts[1] == "yes", parts[2] if len(parts) > 2 else "")
+    return _features
+
+
+def has_feature(name):
+    return features().get(name, (False, ""))[0]
+
+
+def require(testcase, name):
+    """Skips the test, saying why, when this kernel (or $TCPTRACK_DISABLE) lacks a feature."""
+    ok, why = features().get(name, (False, "not reported by tcptrack --check"))
+    if not ok:
+        testcase.skipTest("%s unavailable here: %s" % (name, why))
+
+
 def main(name, module):
     global BINARY
     ap = argparse.ArgumentParser(add_help=False)
@@ -563,5 +592,10 @@ def main(name, module):
         print("%s: tcptrack binary not found or not executable: %s (use --binary)" % (name, BINARY),
               file=sys.stderr)
         return 1
+    disabled = os.environ.get("TCPTRACK_DISABLE")
+    if disabled:
+        print("%s: forced fallbacks: TCPTRACK_DISABLE=%s" % (name, disabled), flush=True)
     prog = unittest.main(module=module, argv=[sys.argv[0]] + rest, exit=False)
+    for case, why in prog.result.skipped:
+        print("SKIPPED %s: %s" % (case.id(), why))
     return 0 if prog.result.wasSuccessful() else 1
