@@ -4,7 +4,8 @@
 // Prints ns/run for tcptrack_in on an established (settled) flow's data
 // segment (one flow: the per-CPU memo hits; two flows alternating: every run
 // looks up the hash map), for the same program built with an LRU flows map
-// (the map-full policy we did not choose), and for an empty classifier.
+// (the map-full policy we did not choose), for the shared (5.10 floor)
+// variant, and for an empty classifier.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
@@ -90,12 +91,16 @@ int main() {
                            lru->progs.tcptrack_in_l3s, lru->progs.tcptrack_eg_l3s})
         bpf_program__set_autoload(p, false);
     if (tcptrack_lru_bpf__load(lru)) return 1;
+    tcptrack::LoadConfig shared_cfg;
+    shared_cfg.datapath = tcptrack::Datapath::Shared;
+    tcptrack::Skeleton shared(shared_cfg);
     empty_bpf* empty = empty_bpf__open_and_load();
     if (!empty) return 1;
     const int floor_fd = bpf_program__fd(empty->progs.ttbench_fl_in);
 
-    std::printf("| Packet | tcptrack_in ns/run | LRU-map variant ns/run | empty ns/run | ratio | "
-                "LRU ratio |\n|---|---:|---:|---:|---:|---:|\n");
+    std::printf("| Packet | tcptrack_in ns/run | LRU-map variant ns/run | shared (5.10) variant "
+                "ns/run | empty ns/run | ratio | LRU ratio | shared ratio |\n"
+                "|---|---:|---:|---:|---:|---:|---:|---:|\n");
     for (bool v6 : {false, true}) {
         for (bool alternate : {false, true}) {
             // Two flows; "alternating" runs their segments in turn, so this CPU's
@@ -105,10 +110,11 @@ int main() {
                 data.push_back(seg(v6, true, kAck | kPsh, 1001, 5001, 1448, port));
                 if (!alternate) break;
             }
-            double t[2];
+            double t[3];
             int i = 0;
             for (int in : {bpf_program__fd(skel->progs.tcptrack_in),
-                           bpf_program__fd(lru->progs.tcptrack_in)}) {
+                           bpf_program__fd(lru->progs.tcptrack_in),
+                           bpf_program__fd(shared.programs(true).ingress)}) {
                 for (std::uint16_t port : {40000, 40001}) {
                     // Handshake then a data segment, so each flow is settled on this CPU.
                     ns_per_run(in, seg(v6, true, kSyn, 1000, 0, 0, port), 1);
@@ -120,10 +126,11 @@ int main() {
             }
             // The floor is timed the same way as the row it is compared with.
             const double f = alternate ? median_alternating(floor_fd, data) : median_ns(floor_fd, data[0]);
-            std::printf("| %s established data, %s | %.1f | %.1f | %.1f | %.2fx | %.2fx |\n",
+            std::printf("| %s established data, %s | %.1f | %.1f | %.1f | %.1f | %.2fx | %.2fx | "
+                        "%.2fx |\n",
                         v6 ? "IPv6" : "IPv4",
                         alternate ? "two flows alternating (map lookup)" : "one flow (memo hit)",
-                        t[0], t[1], f, t[0] / f, t[1] / f);
+                        t[0], t[1], t[2], f, t[0] / f, t[1] / f, t[2] / f);
         }
     }
     tcptrack_lru_bpf__destroy(lru);
