@@ -136,9 +136,12 @@ public:
     }
 
 private:
+    // Each interval: drops deleted interfaces, and puts back what someone else
+    // detached from the others (a tc filter, clsact, a TCX link), saying so:
+    // a report must never show zeros as if no traffic had passed.
     void check_interfaces() {
         for (auto it = watched_.begin(); it != watched_.end();) {
-            if (interface_present(it->iface)) {
+            if (interface_present(it->iface) && still_attached(*it)) {
                 ++it;
                 continue;
             }
@@ -147,6 +150,18 @@ private:
             if (watched_.empty()) throw Error(fmt::format("interface '{}' disappeared", name));
             std::fprintf(stderr, "tcptrack: interface '%s' disappeared; still watching the others\n",
                          name.c_str());
+        }
+    }
+
+    // False when the interface vanished meanwhile (re-attaching then fails).
+    static bool still_attached(Watched& w) {
+        try {
+            if (auto note = w.attachment->ensure_attached())
+                std::fprintf(stderr, "tcptrack: %s\n", note->c_str());
+            return true;
+        } catch (const Error&) {
+            if (!interface_present(w.iface)) return false;
+            throw;
         }
     }
 

@@ -1,12 +1,18 @@
 // SPDX-License-Identifier: MIT
-// Attaching the classifiers to an interface, and undoing exactly that.
+// Attaching the classifiers to an interface, and undoing exactly that, beside
+// any number of other tcptrack instances and other users of the hook.
 //  - TCX: kernel links; they vanish with the process, even on SIGKILL.
-//  - legacy tc: clsact is created only when absent and removed only if we
-//    created it; only our own filters (fixed handle/priority) are removed.
+//  - legacy tc: every instance adds its own filters (same priority, its own
+//    handle) and holds a lock file per (netns, interface, handle) under the
+//    lock directory; a filter is stale only when its lock can be taken (owner
+//    dead). clsact is created only when absent, and removed by the last
+//    tcptrack instance to leave, only if tcptrack created it and no filter is
+//    left on it.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,14 +23,26 @@ namespace tcptrack {
 
 enum class AttachKind { Tcx, Tc };
 
-// Our legacy-tc filter identity: recognisable after a crash.
-inline constexpr std::uint32_t kTcHandle = 0x7c7;
+// Our legacy-tc filters: one priority; instance n (1..kTcMaxInstances) uses
+// handle kTcHandleBase + n on each interface.
 inline constexpr std::uint32_t kTcPriority = 0xc7c7;
+inline constexpr std::uint32_t kTcHandleBase = 0x7c70000;
+inline constexpr std::uint32_t kTcMaxInstances = 0xffff;
+// The single handle of tcptrack versions before per-instance handles (no lock files).
+inline constexpr std::uint32_t kTcLegacyHandle = 0x7c7;
+
+// Lock files live in the first of these that exists (else the first we can create, mode 1777).
+inline constexpr const char* kLockDirs[] = {"/run/tcptrack", "/run/lock/tcptrack"};
 
 class Attachment {
 public:
     virtual ~Attachment() = default;
     virtual AttachKind kind() const = 0;
+    // Are our programs still attached? Someone may have deleted our filter,
+    // the clsact qdisc or our TCX link. Re-attaches what is missing and returns
+    // one line saying so (for stderr); nullopt when nothing was missing. Throws
+    // Error when re-attaching fails.
+    virtual std::optional<std::string> ensure_attached() = 0;
 };
 
 struct Programs {
@@ -34,12 +52,15 @@ struct Programs {
 
 // Attaches both directions; throws Error (with nothing left attached) on failure.
 // want_tcx: try TCX; allow_fallback: on TCX failure fall back to legacy tc.
+// notes: lines for stderr (fallback, stale filters removed).
 std::unique_ptr<Attachment> attach_interface(const std::string& ifname, int ifindex,
                                              const Programs& progs, bool want_tcx,
                                              bool allow_fallback, std::vector<std::string>& notes);
 
-// Finds legacy-tc filters left by a killed tcptrack (our handle/priority and a
-// tcptrack_* program) on ifindex and removes them. Returns one note per removal.
+// Removes legacy-tc filters whose tcptrack owner is gone (lock file free, or an
+// older version's filter that no process holds) and a clsact qdisc tcptrack
+// created that nothing uses any more. Returns one note per thing removed or
+// deliberately left.
 std::vector<std::string> remove_stale_tc_filters(const std::string& ifname, int ifindex);
 
 // True when this build and kernel can use TCX links.

@@ -35,6 +35,9 @@ netns.set_prefix("ttsf-%d-" % os.getpid())
 
 FOREIGN_SRC = os.path.join(netns.HERE, "foreign_counter.bpf.c")
 UDP_PORT = 9999
+# tcptrack's legacy-tc filters: priority 0xc7c7, one handle per instance in this range.
+TC_HANDLE_FIRST = 0x7c70001
+TC_HANDLE_LAST = 0x7c7ffff
 _foreign_obj = None
 
 
@@ -279,7 +282,10 @@ class TestSigkill(SafetyBase):
             for hook in ("ingress", "egress"):
                 self.add_foreign(hook, 100, 0x64)
                 self.add_foreign(hook, 0xc7c7, 0x65)   # shares tcptrack's priority
-                self.add_foreign(hook, 200, 0x7c7)     # shares tcptrack's handle
+                self.add_foreign(hook, 200, TC_HANDLE_FIRST)  # shares tcptrack's first handle
+                # At tcptrack's priority and first handle, without a lock file:
+                # tcptrack takes the next handle and never touches this one.
+                self.add_foreign(hook, 0xc7c7, TC_HANDLE_FIRST)
         before = {h: self.tc_filters(h) for h in ("ingress", "egress")}
         track = self.start_tcptrack(self.SIDE, "--attach", "tc", "--format", "json",
                                     "--interval", "0.2")
@@ -291,8 +297,11 @@ class TestSigkill(SafetyBase):
         self.assertIn("clsact", self.qdiscs(self.SIDE), "clsact gone after SIGKILL")
         for h in ("ingress", "egress"):
             mine = [f for f in after[h] if f not in before[h]]
-            self.assertEqual([(f[0], f[1]) for f in mine], [(0xc7c7, 0x7c7)],
-                             "%s after SIGKILL: %s" % (h, after[h]))
+            self.assertEqual(len(mine), 1, "%s after SIGKILL: %s" % (h, after[h]))
+            self.assertEqual(mine[0][0], 0xc7c7, mine)
+            self.assertTrue(TC_HANDLE_FIRST <= mine[0][1] <= TC_HANDLE_LAST, mine)
+            if foreign:
+                self.assertNotEqual(mine[0][1], TC_HANDLE_FIRST, "took a foreign filter's handle")
             self.assertTrue(mine[0][2].startswith("tcptrack_"), mine)
             self.assertTrue(set(before[h]) <= set(after[h]), "foreign filters changed by the run")
         return before, after
@@ -315,6 +324,10 @@ class TestSigkill(SafetyBase):
                     self.assertEqual(self.tc_filters(h), before[h],
                                      "%s filters after --cleanup (foreign ones must stay)" % h)
                 self.assertEqual(self.tcptrack_lines(self.SIDE), [])
+                # The clsact the killed run created goes too; a pre-existing one stays.
+                self.assertEqual("clsact" in self.qdiscs(self.SIDE), foreign)
+                if not foreign:
+                    self.assertIn("removed the clsact qdisc", said)
                 # Idempotent.
                 p2 = run(self.ns_cmd(self.SIDE, netns.BINARY, "--cleanup", "-i", self.topo.sif),
                          check=False)
