@@ -9,6 +9,7 @@
 #include <cstring>
 #include <fmt/format.h>
 #include <linux/bpf.h>
+#include <sys/resource.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -87,6 +88,12 @@ Features probe_all() {
     utsname u{};
     if (uname(&u) == 0) f.release = u.release;
     f.version = parse_kernel_release(f.release);
+    // Before 5.11 BPF memory is charged to RLIMIT_MEMLOCK, and the probes run
+    // before libbpf would raise it; a failure here shows up as the probe's EPERM.
+    if (f.version < KernelVersion{5, 11, 0}) {
+        const rlimit unlimited{RLIM_INFINITY, RLIM_INFINITY};
+        setrlimit(RLIMIT_MEMLOCK, &unlimited);
+    }
     f[FeatureId::Btf] = probe_btf();
     f[FeatureId::SchedCls] =
         from_libbpf(libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_SCHED_CLS, nullptr), "sched_cls");
