@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "tcptrack/features.hpp"
+#include "tcptrack/privileges.hpp"
 
 namespace tcptrack {
 
@@ -95,6 +96,12 @@ Features probe_all() {
         setrlimit(RLIMIT_MEMLOCK, &unlimited);
     }
     f[FeatureId::Btf] = probe_btf();
+    // Without CAP_BPF every load fails alike: the kernel's features cannot be told.
+    if (!current_privileges().bpf) {
+        for (const auto& s : feature_specs())
+            if (s.id != FeatureId::Btf) f[s.id] = no("cannot probe without CAP_BPF");
+        return f;
+    }
     f[FeatureId::SchedCls] =
         from_libbpf(libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_SCHED_CLS, nullptr), "sched_cls");
     f[FeatureId::RingBuf] =
