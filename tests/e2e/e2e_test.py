@@ -451,6 +451,72 @@ class TestUsage(E2EBase):
         self.assertEqual(self.qdiscs("server"), before)
 
 
+class TestCheck(E2EBase):
+    """tcptrack --check tells the truth about this kernel and the forced paths."""
+
+    def _run(self, *args, env_extra=None):
+        env = dict(os.environ)
+        env.update(env_extra or {})
+        return run(self.ns_cmd("server", netns.BINARY, *args), timeout=CMD_TIMEOUT, check=False,
+                   env=env)
+
+    def _fields(self, out):
+        return {l.split(None, 1)[0]: l.split(None, 1)[1] for l in out.splitlines() if l.strip()}
+
+    def test_check_reports_and_agrees_with_the_run(self):
+        p = self._run("--check")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stderr, "")
+        f = self._fields(p.stdout)
+        for key in ("kernel", "privileges", "btf", "sched_cls", "ringbuf", "percpu_lookup", "iter",
+                    "batch", "tcx", "datapath", "reader", "attach", "load", "verdict"):
+            self.assertIn(key, f, p.stdout)
+        self.assertEqual(f["kernel"].split()[0], os.uname().release)
+        self.assertTrue(f["load"].startswith("ok"), p.stdout)
+        self.assertEqual(f["verdict"], "tcptrack can run here")
+        # The attach mode it names is the one a real run takes.
+        track = self.start_tcptrack("server", "--format", "json", "--interval", "0.3")
+        try:
+            attached = self.wait_attached(track, "server")
+        finally:
+            self.stop(track, signal.SIGINT)
+        uses_tcx = all("tcx/" in l for l in attached)
+        self.assertEqual(uses_tcx, f["attach"] == "tcx", (f["attach"], attached))
+
+    def test_forced_fallbacks_show_and_load(self):
+        p = self._run("--check",
+                      env_extra={"TCPTRACK_DISABLE": "percpu_lookup,iter,batch,tcx"})
+        self.assertEqual(p.returncode, 0, p.stderr)
+        f = self._fields(p.stdout)
+        for name in ("percpu_lookup", "iter", "batch", "tcx"):
+            self.assertTrue(f[name].startswith("no "), f[name])
+            self.assertIn("TCPTRACK_DISABLE", f[name])
+        self.assertEqual(f["datapath"], "shared")
+        self.assertEqual(f["reader"], "keys")
+        self.assertTrue(f["attach"].startswith("tc "), f["attach"])
+        self.assertTrue(f["load"].startswith("ok"), p.stdout)
+
+    def test_forced_tcx_without_tcx_is_one_line_exit_1(self):
+        before = self.qdiscs("server")
+        for args in (("--check", "--attach", "tcx"),
+                     ("-i", self.topo.sif, "--attach", "tcx", "--once")):
+            with self.subTest(args=" ".join(args)):
+                p = self._run(*args, env_extra={"TCPTRACK_DISABLE": "tcx"})
+                err = p.stderr.splitlines()
+                self.assertEqual(p.returncode, 1, p.stderr)
+                self.assertEqual(len(err), 1, "stderr must be one line: %r" % p.stderr)
+                self.assertIn("TCX unavailable", err[0])
+        self.assertEqual(self.qdiscs("server"), before)
+        self.assertEqual(self.tcptrack_lines("server"), [])
+
+    def test_bad_disable_list_is_a_usage_error(self):
+        p = self._run("-i", self.topo.sif, "--once", env_extra={"TCPTRACK_DISABLE": "iter,warp"})
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertEqual(p.stderr.splitlines(),
+                         ["tcptrack: TCPTRACK_DISABLE: unknown optional feature 'warp' "
+                          "(known: percpu_lookup, iter, batch, tcx)"])
+
+
 def tearDownModule():
     netns.tear_down_module()
 
