@@ -145,8 +145,8 @@ start_tcptrack() {
   for i in $(seq 100); do
     kill -0 "$TT_PID" 2>/dev/null || die "tcptrack exited: $(cat "$TMP/tcptrack.err")"
     ids=$("${UTIL[@]}" tcx-ids "$NS_S" "$IF_S")
-    TT_IN=$(sed -n 's/^tcptrack_in=//p' <<<"$ids")
-    TT_EG=$(sed -n 's/^tcptrack_eg=//p' <<<"$ids")
+    TT_IN=$(sed -n 's/^tcptrack_in\(_s\)\?=//p' <<<"$ids")  # per-CPU or shared variant
+    TT_EG=$(sed -n 's/^tcptrack_eg\(_s\)\?=//p' <<<"$ids")
     [ -n "$TT_IN" ] && [ -n "$TT_EG" ] && break
     sleep 0.1
   done
