@@ -298,15 +298,14 @@ public:
                 fd_ = std::move(fd);
                 return;
             }
-            if (r == LockResult::Busy) {
-                if (std::chrono::steady_clock::now() > deadline) {
-                    if (best_effort) return;
-                    throw Error(fmt::format("another tcptrack holds the lock on {} ({}) for more "
-                                            "than 5 s; is it stopped?",
-                                            ifname, path_));
-                }
-                std::this_thread::sleep_for(std::chrono::milliseconds(10));
+            // Busy, or replaced by its last user (then open the new file at once).
+            if (std::chrono::steady_clock::now() > deadline) {
+                if (best_effort) return;
+                throw Error(fmt::format("another tcptrack holds the lock on {} ({}) for more "
+                                        "than 5 s; is it stopped?",
+                                        ifname, path_));
             }
+            if (r == LockResult::Busy) std::this_thread::sleep_for(std::chrono::milliseconds(10));
         }
     }
     ~IfaceLock() {
