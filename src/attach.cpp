@@ -3,16 +3,9 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
-#include <cctype>
-#include <cerrno>
-#include <chrono>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <dirent.h>
 #include <fcntl.h>
 #include <fmt/format.h>
-#include <fstream>
 #include <linux/netlink.h>
 #include <linux/pkt_cls.h>
 #include <linux/pkt_sched.h>
@@ -20,9 +13,17 @@
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
 #include <string_view>
 #include <thread>
-#include <unistd.h>
 #include <utility>
 
 #include "tcptrack/error.hpp"
@@ -37,7 +38,7 @@ const char* dir_name(bpf_tc_attach_point p) { return p == BPF_TC_INGRESS ? "ingr
 constexpr bpf_tc_attach_point kPoints[] = {BPF_TC_INGRESS, BPF_TC_EGRESS};
 
 class Fd {
-public:
+   public:
     Fd() = default;
     explicit Fd(int fd) : fd_(fd) {}
     Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
@@ -53,7 +54,7 @@ public:
     int get() const { return fd_; }
     explicit operator bool() const { return fd_ >= 0; }
 
-private:
+   private:
     int fd_ = -1;
 };
 
@@ -102,7 +103,8 @@ void nl_dump(std::uint16_t type, std::uint16_t reply, const tcmsg& tc, OnMsg on_
             throw Error(fmt::format("netlink dump failed: {}", std::strerror(errno)));
         }
         int len = static_cast<int>(n);
-        for (auto* nh = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(nh, len); nh = NLMSG_NEXT(nh, len)) {
+        for (auto* nh = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(nh, len);
+             nh = NLMSG_NEXT(nh, len)) {
             if (nh->nlmsg_type == NLMSG_DONE) return;
             if (nh->nlmsg_type == NLMSG_ERROR) {
                 const int err = -static_cast<nlmsgerr*>(NLMSG_DATA(nh))->error;
@@ -142,8 +144,8 @@ std::vector<TcFilter> list_filters(int ifindex, bpf_tc_attach_point point) {
     tcmsg tc{};
     tc.tcm_family = AF_UNSPEC;
     tc.tcm_ifindex = ifindex;
-    tc.tcm_parent = TC_H_MAKE(TC_H_CLSACT,
-                              point == BPF_TC_INGRESS ? TC_H_MIN_INGRESS : TC_H_MIN_EGRESS);
+    tc.tcm_parent =
+        TC_H_MAKE(TC_H_CLSACT, point == BPF_TC_INGRESS ? TC_H_MIN_INGRESS : TC_H_MIN_EGRESS);
     nl_dump(RTM_GETTFILTER, RTM_NEWTFILTER, tc, [&](const tcmsg* t, const rtattr* a, int len) {
         if (t->tcm_handle == 0) return;  // the per-priority header, not a filter
         TcFilter f;
@@ -163,6 +165,44 @@ std::vector<TcFilter> list_filters(int ifindex, bpf_tc_attach_point point) {
         out.push_back(std::move(f));
     });
     return out;
+}
+
+// ------------------------------------------------------------------ one filter by handle
+
+bpf_tc_hook make_hook(int ifindex, bpf_tc_attach_point point) {
+    bpf_tc_hook h{};
+    h.sz = sizeof(h);
+    h.ifindex = ifindex;
+    h.attach_point = point;
+    return h;
+}
+
+bpf_tc_hook both_hooks(int ifindex) {
+    return make_hook(ifindex, static_cast<bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS));
+}
+
+bpf_tc_opts filter_opts(std::uint32_t handle) {
+    bpf_tc_opts o{};
+    o.sz = sizeof(o);
+    o.handle = handle;
+    o.priority = kTcPriority;
+    return o;
+}
+
+// The program id at (our priority, handle), or 0 when there is no such filter.
+std::uint32_t query_filter(int ifindex, bpf_tc_attach_point point, std::uint32_t handle) {
+    bpf_tc_hook hook = make_hook(ifindex, point);
+    bpf_tc_opts o = filter_opts(handle);
+    return bpf_tc_query(&hook, &o) == 0 ? o.prog_id : 0;
+}
+
+// Deletes the filter at (our priority, handle) only while it still runs prog_id.
+bool detach_if(int ifindex, bpf_tc_attach_point point, std::uint32_t handle,
+               std::uint32_t prog_id) {
+    if (!prog_id || query_filter(ifindex, point, handle) != prog_id) return false;
+    bpf_tc_hook hook = make_hook(ifindex, point);
+    bpf_tc_opts o = filter_opts(handle);
+    return bpf_tc_detach(&hook, &o) == 0;
 }
 
 // ------------------------------------------------------------------ lock files
@@ -195,11 +235,11 @@ const std::string& lock_dir() {
             if (errno == EEXIST && is_dir(d)) return std::string(d);
             if (!first_err) first_err = errno;
         }
-        throw Error(fmt::format("cannot create the lock directory {} or {}: {} (legacy tc needs it "
-                                "to share interfaces with other tcptrack instances; create it "
-                                "once as root: install -d -m 1777 {})",
-                                kLockDirs[0], kLockDirs[1], std::strerror(first_err),
-                                kLockDirs[0]));
+        throw Error(
+            fmt::format("cannot create the lock directory {} or {}: {} (legacy tc needs it "
+                        "to share interfaces with other tcptrack instances; create it "
+                        "once as root: install -d -m 1777 {})",
+                        kLockDirs[0], kLockDirs[1], std::strerror(first_err), kLockDirs[0]));
     }();
     return dir;
 }
@@ -214,8 +254,8 @@ std::string netns_id() {
             return fmt::format("ns{}", cookie);
         struct stat st {};
         if (stat("/proc/self/ns/net", &st) != 0)
-            throw Error(fmt::format("cannot identify the network namespace: {}",
-                                    std::strerror(errno)));
+            throw Error(
+                fmt::format("cannot identify the network namespace: {}", std::strerror(errno)));
         return fmt::format("nsi{}", st.st_ino);  // older kernels: inode, may be reused
     }();
     return id;
@@ -228,7 +268,8 @@ std::string claim_path(int ifindex, std::uint32_t handle) {
 }
 
 bool same_file(int fd, const std::string& path) {
-    struct stat a {}, b {};
+    struct stat a {
+    }, b{};
     return fstat(fd, &a) == 0 && lstat(path.c_str(), &b) == 0 && a.st_dev == b.st_dev &&
            a.st_ino == b.st_ino;
 }
@@ -238,7 +279,8 @@ enum class LockResult { Taken, Busy, Gone };
 // Takes the flock without waiting. Gone: the path vanished or was replaced by
 // another file since we opened it (its old owner unlinked it): not ours to use.
 LockResult try_flock(int fd, const std::string& path) {
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) return errno == EWOULDBLOCK ? LockResult::Busy : LockResult::Gone;
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0)
+        return errno == EWOULDBLOCK ? LockResult::Busy : LockResult::Gone;
     return same_file(fd, path) ? LockResult::Taken : LockResult::Gone;
 }
 
@@ -274,7 +316,7 @@ bool claim_live(int ifindex, std::uint32_t handle) {
 // The per-interface lock, held while attaching, detaching or cleaning up, so
 // that tcptrack instances decide about handles and the clsact qdisc one at a time.
 class IfaceLock {
-public:
+   public:
     // Waits up to 5 s (the holder only runs a few netlink calls); throws on timeout
     // unless best_effort (destructors: detaching our own filters needs no lock).
     IfaceLock(int ifindex, const std::string& ifname, bool best_effort = false)
@@ -286,12 +328,14 @@ public:
                 fchmod(fd.get(), 0666);  // any user's instance may update the clsact record
             } else if (errno == EEXIST) {
                 fd = Fd(open(path_.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC));
-                if (!fd && errno == EACCES) fd = Fd(open(path_.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+                if (!fd && errno == EACCES)
+                    fd = Fd(open(path_.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
                 if (!fd && errno == ENOENT) continue;  // removed meanwhile: create it again
             }
             if (!fd) {
                 if (best_effort) return;
-                throw Error(fmt::format("cannot open lock file {}: {}", path_, std::strerror(errno)));
+                throw Error(
+                    fmt::format("cannot open lock file {}: {}", path_, std::strerror(errno)));
             }
             const LockResult r = try_flock(fd.get(), path_);
             if (r == LockResult::Taken) {
@@ -301,9 +345,10 @@ public:
             // Busy, or replaced by its last user (then open the new file at once).
             if (std::chrono::steady_clock::now() > deadline) {
                 if (best_effort) return;
-                throw Error(fmt::format("another tcptrack holds the lock on {} ({}) for more "
-                                        "than 5 s; is it stopped?",
-                                        ifname, path_));
+                throw Error(
+                    fmt::format("another tcptrack holds the lock on {} ({}) for more "
+                                "than 5 s; is it stopped?",
+                                ifname, path_));
             }
             if (r == LockResult::Busy) std::this_thread::sleep_for(std::chrono::milliseconds(10));
         }
@@ -330,7 +375,7 @@ public:
         if (ours && pwrite(fd_.get(), "clsact\n", 7, 0) != 7) return;
     }
 
-private:
+   private:
     int ifindex_;
     std::string path_;
     Fd fd_;
@@ -338,7 +383,7 @@ private:
 
 // This instance's handle on one interface: a held lock file naming our pid and programs.
 class HandleClaim {
-public:
+   public:
     HandleClaim() = default;
     HandleClaim(HandleClaim&&) = default;
     HandleClaim& operator=(HandleClaim&& o) noexcept {
@@ -358,7 +403,8 @@ public:
             c.handle_ = kTcHandleBase + n;
             c.path_ = claim_path(ifindex, c.handle_);
             bool created = true;
-            c.fd_ = Fd(open(c.path_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
+            c.fd_ =
+                Fd(open(c.path_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
             if (!c.fd_ && errno == EEXIST) {
                 created = false;
                 c.fd_ = Fd(open(c.path_.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC));
@@ -372,13 +418,12 @@ public:
                 if (!created) c.path_.clear();    // keep a file we did not create
                 continue;
             }
-            const std::string content =
-                fmt::format("{} {} {}\n", getpid(), ids[0], ids[1]);
+            const std::string content = fmt::format("{} {} {}\n", getpid(), ids[0], ids[1]);
             if (ftruncate(c.fd_.get(), 0) != 0 ||
                 pwrite(c.fd_.get(), content.data(), content.size(), 0) !=
                     static_cast<ssize_t>(content.size()))
-                throw Error(fmt::format("cannot write lock file {}: {}", c.path_,
-                                        std::strerror(errno)));
+                throw Error(
+                    fmt::format("cannot write lock file {}: {}", c.path_, std::strerror(errno)));
             return c;
         }
         throw Error(fmt::format("no free tc filter handle on {}", ifname));
@@ -393,62 +438,17 @@ public:
     }
 
     static bool filter_at(int ifindex, std::uint32_t handle) {
-        for (auto point : kPoints) {
-            bpf_tc_hook hook{};
-            hook.sz = sizeof(hook);
-            hook.ifindex = ifindex;
-            hook.attach_point = point;
-            bpf_tc_opts o{};
-            o.sz = sizeof(o);
-            o.handle = handle;
-            o.priority = kTcPriority;
-            if (bpf_tc_query(&hook, &o) == 0) return true;
-        }
-        return false;
+        return query_filter(ifindex, BPF_TC_INGRESS, handle) ||
+               query_filter(ifindex, BPF_TC_EGRESS, handle);
     }
 
-private:
+   private:
     Fd fd_;
     std::string path_;
     std::uint32_t handle_ = 0;
 };
 
-// ------------------------------------------------------------------ filters
-
-bpf_tc_hook make_hook(int ifindex, bpf_tc_attach_point point) {
-    bpf_tc_hook h{};
-    h.sz = sizeof(h);
-    h.ifindex = ifindex;
-    h.attach_point = point;
-    return h;
-}
-
-bpf_tc_hook both_hooks(int ifindex) {
-    return make_hook(ifindex, static_cast<bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS));
-}
-
-bpf_tc_opts filter_opts(std::uint32_t handle) {
-    bpf_tc_opts o{};
-    o.sz = sizeof(o);
-    o.handle = handle;
-    o.priority = kTcPriority;
-    return o;
-}
-
-// The program id at (our priority, handle), or 0 when there is no such filter.
-std::uint32_t query_filter(int ifindex, bpf_tc_attach_point point, std::uint32_t handle) {
-    bpf_tc_hook hook = make_hook(ifindex, point);
-    bpf_tc_opts o = filter_opts(handle);
-    return bpf_tc_query(&hook, &o) == 0 ? o.prog_id : 0;
-}
-
-// Deletes the filter at (our priority, handle) only while it still runs prog_id.
-bool detach_if(int ifindex, bpf_tc_attach_point point, std::uint32_t handle, std::uint32_t prog_id) {
-    if (!prog_id || query_filter(ifindex, point, handle) != prog_id) return false;
-    bpf_tc_hook hook = make_hook(ifindex, point);
-    bpf_tc_opts o = filter_opts(handle);
-    return bpf_tc_detach(&hook, &o) == 0;
-}
+// ------------------------------------------------------------------ stale filters
 
 // Does any process hold the program open? nullopt when some process's fds are
 // unreadable (then nobody can tell); `unreadable` names the first such pid.
@@ -457,7 +457,8 @@ std::optional<bool> prog_held(std::uint32_t id, std::string& unreadable) {
     // In a child pid namespace, processes outside it are invisible.
     std::ifstream status("/proc/self/status");
     for (std::string line; std::getline(status, line);) {
-        if (line.rfind("NSpid:", 0) == 0 && line.find_first_of(" \t", line.find_first_not_of(" \t", 6)) != std::string::npos) {
+        if (line.rfind("NSpid:", 0) == 0 &&
+            line.find_first_of(" \t", line.find_first_not_of(" \t", 6)) != std::string::npos) {
             unreadable = "the processes outside this pid namespace";
             return std::nullopt;
         }
@@ -509,10 +510,11 @@ void remove_dead_claims(const std::string& ifname, int ifindex, std::vector<std:
         for (int i = 0; i < 2; ++i) {
             const auto id = static_cast<std::uint32_t>(ids[i]);
             if (detach_if(ifindex, kPoints[i], handle, id))
-                notes.push_back(fmt::format(
-                    "removed stale tcptrack tc {} filter (handle {:#x}, prog id {}, pid {} is gone) "
-                    "from {}",
-                    dir_name(kPoints[i]), handle, id, pid, ifname));
+                notes.push_back(
+                    fmt::format("removed stale tcptrack tc {} filter (handle {:#x}, prog id {}, "
+                                "pid {} is gone) "
+                                "from {}",
+                                dir_name(kPoints[i]), handle, id, pid, ifname));
         }
         unlink(path.c_str());  // fails for another user's file: harmless, nothing refers to it
     }
@@ -524,26 +526,31 @@ void remove_dead_claims(const std::string& ifname, int ifindex, std::vector<std:
 void remove_unclaimed(const std::string& ifname, int ifindex, std::vector<std::string>& notes) {
     for (auto point : kPoints) {
         for (const TcFilter& f : list_filters(ifindex, point)) {
-            const bool our_handle = f.handle == kTcLegacyHandle ||
-                                    (f.handle > kTcHandleBase && f.handle <= kTcHandleBase + kTcMaxInstances);
+            const bool our_handle =
+                f.handle == kTcLegacyHandle ||
+                (f.handle > kTcHandleBase && f.handle <= kTcHandleBase + kTcMaxInstances);
             if (f.prio != kTcPriority || f.kind != "bpf" || !our_handle || !f.prog_id) continue;
             struct stat st {};
-            if (f.handle != kTcLegacyHandle && lstat(claim_path(ifindex, f.handle).c_str(), &st) == 0)
+            if (f.handle != kTcLegacyHandle &&
+                lstat(claim_path(ifindex, f.handle).c_str(), &st) == 0)
                 continue;  // claimed: its lock file decides
             const std::string suffix = fmt::format(":[{}]", f.prog_id);
-            const bool named = f.name.rfind("tcptrack_", 0) == 0 && f.name.size() > suffix.size() &&
-                               f.name.compare(f.name.size() - suffix.size(), suffix.size(), suffix) == 0;
+            const bool named =
+                f.name.rfind("tcptrack_", 0) == 0 && f.name.size() > suffix.size() &&
+                f.name.compare(f.name.size() - suffix.size(), suffix.size(), suffix) == 0;
             if (!named) continue;  // not provably tcptrack's: somebody else's
             const std::string what = fmt::format("tc {} filter (handle {:#x}, prog id {}) on {}",
                                                  dir_name(point), f.handle, f.prog_id, ifname);
             std::string unreadable;
             const std::optional<bool> held = prog_held(f.prog_id, unreadable);
             if (held == false && detach_if(ifindex, point, f.handle, f.prog_id)) {
-                notes.push_back(fmt::format("removed stale tcptrack {}: an older tcptrack's, no "
-                                            "process holds it", what));
+                notes.push_back(
+                    fmt::format("removed stale tcptrack {}: an older tcptrack's, no "
+                                "process holds it",
+                                what));
             } else if (held == true) {
-                notes.push_back(fmt::format("left {} in place: a running older tcptrack owns it",
-                                            what));
+                notes.push_back(
+                    fmt::format("left {} in place: a running older tcptrack owns it", what));
             } else if (!held) {
                 notes.push_back(fmt::format(
                     "left {} in place: it looks like an older tcptrack's, but whether its owner "
@@ -568,7 +575,8 @@ void settle(IfaceLock& lk, const std::string& ifname, int ifindex, bool leaving,
         return;
     }
     if (!leaving) return;
-    if (list_filters(ifindex, BPF_TC_INGRESS).empty() && list_filters(ifindex, BPF_TC_EGRESS).empty()) {
+    if (list_filters(ifindex, BPF_TC_INGRESS).empty() &&
+        list_filters(ifindex, BPF_TC_EGRESS).empty()) {
         bpf_tc_hook hook = both_hooks(ifindex);
         if (bpf_tc_hook_destroy(&hook) == 0) lk.set_clsact_ours(false);
         return;
@@ -584,7 +592,7 @@ void settle(IfaceLock& lk, const std::string& ifname, int ifindex, bool leaving,
 
 #if TCPTRACK_HAVE_TCX
 class TcxAttachment final : public Attachment {
-public:
+   public:
     TcxAttachment(const std::string& ifname, int ifindex, const Programs& progs)
         : ifname_(ifname), ifindex_(ifindex), progs_{progs.ingress, progs.egress} {
         attach(0);
@@ -611,18 +619,20 @@ public:
                 continue;
             bpf_link__destroy(std::exchange(links_[i], nullptr));
             attach(i);
-            gone += gone.empty() ? dir_name(kPoints[i]) : std::string(" and ") + dir_name(kPoints[i]);
+            gone +=
+                gone.empty() ? dir_name(kPoints[i]) : std::string(" and ") + dir_name(kPoints[i]);
         }
         if (gone.empty()) return std::nullopt;
         const bool both = gone.find(' ') != std::string::npos;
-        return fmt::format("tcptrack's TCX {} link{} on {} {} detached by someone else; "
-                           "re-attached (traffic in between is not counted)",
-                           gone, both ? "s" : "", ifname_, both ? "were" : "was");
+        return fmt::format(
+            "tcptrack's TCX {} link{} on {} {} detached by someone else; "
+            "re-attached (traffic in between is not counted)",
+            gone, both ? "s" : "", ifname_, both ? "were" : "was");
     }
 
     static int last_errno;
 
-private:
+   private:
     void attach(int i) {
         links_[i] = bpf_program__attach_tcx(progs_[i], ifindex_, nullptr);
         if (links_[i]) return;
@@ -642,10 +652,12 @@ int TcxAttachment::last_errno = 0;
 #endif
 
 class TcAttachment final : public Attachment {
-public:
+   public:
     TcAttachment(const std::string& ifname, int ifindex, const Programs& progs,
                  std::vector<std::string>& notes)
-        : ifname_(ifname), ifindex_(ifindex), progs_{progs.ingress, progs.egress},
+        : ifname_(ifname),
+          ifindex_(ifindex),
+          progs_{progs.ingress, progs.egress},
           ids_{prog_id(progs.ingress), prog_id(progs.egress)} {
         IfaceLock lk(ifindex_, ifname_);
         settle(lk, ifname_, ifindex_, false, notes);
@@ -669,11 +681,13 @@ public:
             const std::uint32_t id = query_filter(ifindex_, kPoints[i], claim_.handle());
             if (id == ids_[i]) continue;
             if (id != 0)  // our handle now runs another program: not ours to delete
-                throw Error(fmt::format("tcptrack's tc {} filter on {} (handle {:#x}) was replaced "
-                                        "by another program (id {})",
-                                        dir_name(kPoints[i]), ifname_, claim_.handle(), id));
+                throw Error(
+                    fmt::format("tcptrack's tc {} filter on {} (handle {:#x}) was replaced "
+                                "by another program (id {})",
+                                dir_name(kPoints[i]), ifname_, claim_.handle(), id));
             attached_[i] = false;
-            gone += gone.empty() ? dir_name(kPoints[i]) : std::string(" and ") + dir_name(kPoints[i]);
+            gone +=
+                gone.empty() ? dir_name(kPoints[i]) : std::string(" and ") + dir_name(kPoints[i]);
         }
         if (gone.empty()) return std::nullopt;
         IfaceLock lk(ifindex_, ifname_);
@@ -685,17 +699,19 @@ public:
         if (!tcptrack_filters_left()) lk.set_clsact_ours(false);
         attach_missing(lk);
         if (qdisc_gone)
-            return fmt::format("the clsact qdisc on {} was deleted by someone else, and "
-                               "tcptrack's filters with it; re-attached (traffic in between is "
-                               "not counted)",
-                               ifname_);
+            return fmt::format(
+                "the clsact qdisc on {} was deleted by someone else, and "
+                "tcptrack's filters with it; re-attached (traffic in between is "
+                "not counted)",
+                ifname_);
         const bool both = gone.find(' ') != std::string::npos;
-        return fmt::format("tcptrack's tc {} filter{} on {} {} deleted by someone else; "
-                           "re-attached (traffic in between is not counted)",
-                           gone, both ? "s" : "", ifname_, both ? "were" : "was");
+        return fmt::format(
+            "tcptrack's tc {} filter{} on {} {} deleted by someone else; "
+            "re-attached (traffic in between is not counted)",
+            gone, both ? "s" : "", ifname_, both ? "were" : "was");
     }
 
-private:
+   private:
     bool tcptrack_filters_left() const {
         for (auto point : kPoints)
             for (const TcFilter& f : list_filters(ifindex_, point))
@@ -710,8 +726,8 @@ private:
         bpf_tc_hook qdisc = both_hooks(ifindex_);
         const int err = bpf_tc_hook_create(&qdisc);
         if (err && err != -EEXIST)
-            throw Error(fmt::format("cannot create clsact qdisc on {}: {}", ifname_,
-                                    errno_hint(-err)));
+            throw Error(
+                fmt::format("cannot create clsact qdisc on {}: {}", ifname_, errno_hint(-err)));
         if (err == 0) lk.set_clsact_ours(true);
         for (int i = 0; i < 2; ++i) {
             if (attached_[i]) continue;
@@ -758,15 +774,14 @@ std::vector<std::string> remove_stale_tc_filters(const std::string& ifname, int 
     const bool had_qdisc = lk.clsact_ours() && has_clsact(ifindex);
     settle(lk, ifname, ifindex, true, notes);
     if (had_qdisc && !has_clsact(ifindex))
-        notes.push_back(fmt::format("removed the clsact qdisc a killed tcptrack had added to {}",
-                                    ifname));
+        notes.push_back(
+            fmt::format("removed the clsact qdisc a killed tcptrack had added to {}", ifname));
     return notes;
 }
 
 std::unique_ptr<Attachment> attach_interface(const std::string& ifname, int ifindex,
                                              const Programs& progs, bool want_tcx,
-                                             bool allow_fallback,
-                                             std::vector<std::string>& notes) {
+                                             bool allow_fallback, std::vector<std::string>& notes) {
 #if TCPTRACK_HAVE_TCX
     if (want_tcx) {
         try {
@@ -774,8 +789,8 @@ std::unique_ptr<Attachment> attach_interface(const std::string& ifname, int ifin
         } catch (const Error& e) {
             const int err = TcxAttachment::last_errno;
             // Only a kernel without TCX falls back; permissions or a bad device do not.
-            if (!allow_fallback || (err != EINVAL && err != EOPNOTSUPP && err != ENOTSUP &&
-                                    err != ENOSYS))
+            if (!allow_fallback ||
+                (err != EINVAL && err != EOPNOTSUPP && err != ENOTSUP && err != ENOSYS))
                 throw;
             notes.push_back(fmt::format("TCX unavailable on {} ({}); using legacy tc", ifname,
                                         std::strerror(err)));

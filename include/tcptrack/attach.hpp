@@ -35,7 +35,7 @@ inline constexpr std::uint32_t kTcLegacyHandle = 0x7c7;
 inline constexpr const char* kLockDirs[] = {"/run/tcptrack", "/run/lock/tcptrack"};
 
 class Attachment {
-public:
+   public:
     virtual ~Attachment() = default;
     virtual AttachKind kind() const = 0;
     // Are our programs still attached? Someone may have deleted our filter,
