@@ -435,8 +435,10 @@ class TestWithoutRoot(MultiBase):
         t2 = self.start_nobody("tc")
         self.wait_counts(2, 0, [root, t2])
         self.assert_exact([root, t2], family="ipv6", label="root + unprivileged")
-        self.stop_clean(root, "root instance")
+        # Root leaves last: the unprivileged one could not delete root's lock files
+        # in the sticky lock directory.
         self.stop_clean(t2, "unprivileged instance")
+        self.stop_clean(root, "root instance")
         self.assert_restored(before, "unprivileged SIGKILL + --cleanup")
 
 
