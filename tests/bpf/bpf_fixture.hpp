@@ -1,0 +1,219 @@
+// SPDX-License-Identifier: MIT
+// The BPF tier's one fixture: handcrafted frames through the real classifiers
+// with BPF_PROG_TEST_RUN, then exact checks of the maps, the close-event ring
+// and the stats. It is parametrized by path: the datapath variant (per-CPU or
+// shared counters) and, for tests that read through the production Collector,
+// the reader (map iterator, batched lookups, key by key). Every test runs on
+// every path it applies to; a path this kernel refuses (as probed) skips with
+// the feature's name and the probe's reason.
+//
+// Paths are forced by building the LoadConfig directly, so both datapaths run
+// on a kernel that has the per-CPU one. $TCPTRACK_DISABLE only changes what the
+// probe reports, i.e. which paths skip.
+#pragma once
+
+#include <arpa/inet.h>
+#include <bpf/libbpf.h>
+#include <gtest/gtest.h>
+#include <sched.h>
+
+#include <cstdint>
+#include <cstring>
+#include <initializer_list>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "packet_builder.hpp"
+#include "tcptrack/collector.hpp"
+#include "tcptrack/features.hpp"
+#include "tcptrack/flow.h"
+#include "tcptrack/skeleton.hpp"
+
+// Global namespace so gtest finds them for the C struct.
+inline bool operator==(const tt_flow_key& a, const tt_flow_key& b) {
+    return std::memcmp(&a, &b, sizeof(a)) == 0;
+}
+
+inline void PrintTo(const tt_flow_key& k, std::ostream* os) {
+    char a[INET6_ADDRSTRLEN], b[INET6_ADDRSTRLEN];
+    const int af = k.family == TT_FAMILY_INET6 ? AF_INET6 : AF_INET;
+    inet_ntop(af, k.addr_a, a, sizeof(a));
+    inet_ntop(af, k.addr_b, b, sizeof(b));
+    *os << "{" << a << ":" << ntohs(k.port_a) << " <-> " << b << ":" << ntohs(k.port_b)
+        << " if " << k.ifindex << " fam " << int(k.family) << "}";
+}
+
+namespace tt_test {
+
+constexpr int kTcNext = -1;             // TC_ACT_UNSPEC == TCX_NEXT
+constexpr std::uint32_t kLoopback = 1;  // test_run's skb->dev
+
+// --- Paths -------------------------------------------------------------------
+
+struct Path {
+    // nullopt: the datapath this kernel prefers (probed). Only for a test that
+    // is too long to run on every path (its comment says why).
+    std::optional<tcptrack::Datapath> datapath;
+    // Set for tests that read through the Collector.
+    std::optional<tcptrack::Reader> reader;
+};
+
+void PrintTo(const Path& p, std::ostream* os);
+// gtest parameter names: PerCpu, Shared, PerCpu_Iterator, ..., Preferred.
+std::string path_name(const ::testing::TestParamInfo<Path>& info);
+
+// Every datapath, no reader.
+std::vector<Path> datapath_paths();
+// Every datapath x every reader.
+std::vector<Path> reader_paths();
+
+// --- Expectations ------------------------------------------------------------
+
+// Counters summed over CPUs, indexed by normalised direction.
+struct Totals {
+    std::uint64_t bytes[2]{}, packets[2]{}, payload[2]{};
+
+    void add(int dir, const Packet& p, std::uint32_t segs = 1) {
+        bytes[dir] += p.l3_len + (segs - 1) * p.hdr_len;
+        packets[dir] += segs;
+        payload[dir] += p.payload;
+    }
+    bool operator==(const Totals&) const = default;
+};
+
+void PrintTo(const Totals& t, std::ostream* os);
+Totals totals_of(const tt_close_event& ev);
+Totals totals_of(const tcptrack::FlowSample& s);
+
+struct Endpoint {
+    std::string addr;
+    std::uint16_t port;
+};
+
+// The key the datapath should file (src -> dst) under; *dir gets the packet's direction.
+tt_flow_key make_key(bool v6, const Endpoint& src, const Endpoint& dst, int* dir = nullptr);
+
+// One TCP connection: builds its segments with running sequence numbers and
+// keeps the counters the datapath should have for it.
+struct Conn {
+    bool v6;
+    Endpoint client, server;
+    std::uint32_t cseq = 1000, sseq = 900000;
+    std::vector<std::pair<std::uint16_t, std::uint16_t>> tags;
+    tt_flow_key key{};
+    int cdir = 0;  // normalised direction of client -> server
+    Totals expect;
+
+    Conn(bool v6_, Endpoint c, Endpoint s);
+    Packet c2s(std::uint8_t flags, std::size_t payload = 0,
+               std::optional<std::uint32_t> ack = {}) {
+        return segment(true, flags, payload, ack);
+    }
+    Packet s2c(std::uint8_t flags, std::size_t payload = 0,
+               std::optional<std::uint32_t> ack = {}) {
+        return segment(false, flags, payload, ack);
+    }
+    Packet segment(bool from_client, std::uint8_t flags, std::size_t payload,
+                   std::optional<std::uint32_t> ack);
+};
+
+// A data segment from 192.0.2.1:1234 to 192.0.2.2:80 (v6: 2001:db8::1 -> ::2), 100 bytes payload.
+PacketBuilder data4();
+PacketBuilder data6();
+tt_flow_key key4(int* dir);
+tt_flow_key key6(int* dir);
+
+// BPF_PROG_TEST_RUN itself rejects (EINVAL) frames shorter than an Ethernet
+// header, and untagged IPv4/IPv6 frames shorter than the fixed IP header:
+// such frames never reach the program. Behind a VLAN tag any length does.
+bool kernel_refuses(const std::vector<std::uint8_t>& f);
+std::string hex(const std::vector<std::uint8_t>& v);
+
+// --- CPU pinning -------------------------------------------------------------
+
+// Moves the calling thread from CPU to CPU (BPF_PROG_TEST_RUN runs on the
+// caller's CPU, so per-CPU values land where the test says) and restores the
+// affinity it had when it goes out of scope.
+class CpuPin {
+public:
+    CpuPin();
+    ~CpuPin();
+    CpuPin(const CpuPin&) = delete;
+    CpuPin& operator=(const CpuPin&) = delete;
+
+    // Whether all these CPUs were in the affinity this thread started with.
+    bool allowed(std::initializer_list<int> cpus) const;
+    // Runs the thread on `cpu` only from now on.
+    bool to(int cpu);
+
+private:
+    cpu_set_t saved_;
+    bool saved_ok_ = false;
+};
+
+// --- The fixture -------------------------------------------------------------
+
+class BpfTest : public ::testing::TestWithParam<Path> {
+protected:
+    // Skips when not root or when this kernel refuses the path; otherwise
+    // gives the test the path's skeleton, reset to the state of a fresh load.
+    void SetUp() override;
+    void TearDown() override;
+
+    // The path's skeleton with this map size (e.g. 4 for the map-full tests),
+    // reset. Use as ASSERT_NO_FATAL_FAILURE(load(4)).
+    void load(std::uint32_t max_flows);
+
+    tcptrack::Datapath datapath() const { return datapath_; }
+    // The reader of this path; fails the test if the path has none.
+    tcptrack::Reader reader() const;
+    // The production collector on this path's reader (the ring's consumer from
+    // then on: close events go to it, not to drain_events()).
+    tcptrack::Collector collector() const { return tcptrack::Collector(*skel_, reader()); }
+
+    // Program return code, or INT_MIN with errno saved if the kernel refused the run.
+    int run(bpf_program* prog, const std::vector<std::uint8_t>& frame,
+            std::uint32_t gso_segs = 0);
+    void ingress(const Packet& p, std::uint32_t gso_segs = 0);
+    void egress(const Packet& p, std::uint32_t gso_segs = 0);
+
+    std::vector<tt_flow_key> keys(int fd);
+    int flows_fd() const;
+    int states_fd() const;
+
+    // Every flow with its counters: counter copies combined (skel counter_copies()),
+    // plus what sits in the per-CPU memos.
+    std::vector<std::pair<tt_flow_key, Totals>> flows();
+    std::vector<std::pair<tt_flow_key, tt_flow_info>> states();
+    std::vector<tt_close_event> drain_events();
+    std::uint64_t stat(std::uint32_t idx);
+    void clear_maps();
+
+    // Exactly one connection in both maps: this key, these counters, this state.
+    tt_flow_info expect_single(const tt_flow_key& key, const Totals& want, std::uint8_t state,
+                               const std::string& step);
+    void expect_empty(const std::string& step);
+    // A lone data segment on empty maps must create one mid-stream flow with exactly these counters.
+    void expect_counted(const Packet& p, const tt_flow_key& key, int dir, const std::string& what,
+                        std::uint32_t gso_segs = 0);
+    // Must be left alone by both programs, and the run must still return TCX_NEXT.
+    void expect_ignored(const Packet& p, const std::string& what);
+    // Handshake plus a little data each way; leaves c ESTABLISHED.
+    void establish(Conn& c);
+
+    tcptrack::Skeleton* skel_ = nullptr;  // owned by the fixture's cache (bpf_fixture.cpp)
+    int run_errno_ = 0;
+
+private:
+    static int on_event(void* ctx, void* data, std::size_t size);
+    void reset();
+
+    tcptrack::Datapath datapath_ = tcptrack::Datapath::Shared;
+    ring_buffer* ring_ = nullptr;
+    std::vector<tt_close_event> events_;
+};
+
+}  // namespace tt_test

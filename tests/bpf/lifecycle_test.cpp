@@ -1,0 +1,306 @@
+// SPDX-License-Identifier: MIT
+// Lifecycle: SYN to FIN/RST, one entry per connection in both maps, exact
+// counters at every step, exactly one close event; reused tuples, stragglers,
+// flows first seen mid-stream, and payload counted once across retransmissions.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "bpf_fixture.hpp"
+
+namespace tt_test {
+namespace {
+
+class LifecycleTest : public BpfTest {
+protected:
+    // Full lifecycle with both sides' FINs. local_client: the client's packets
+    // go out through egress (SYN egress => TT_F_LOCAL_CLIENT).
+    void full_lifecycle(Conn& c, bool local_client) {
+        auto from_client = [&](const Packet& p) { local_client ? egress(p) : ingress(p); };
+        auto from_server = [&](const Packet& p) { local_client ? ingress(p) : egress(p); };
+        const std::uint64_t t0 = tcptrack::monotonic_ns();
+
+        from_client(c.c2s(kSyn));
+        expect_single(c.key, c.expect, TT_SYN_SENT, "SYN");
+        from_server(c.s2c(kSyn | kAck));
+        expect_single(c.key, c.expect, TT_SYN_RECV, "SYN-ACK");
+        from_client(c.c2s(kAck));
+        expect_single(c.key, c.expect, TT_ESTABLISHED, "ACK");
+        from_client(c.c2s(kAck | kPsh, 100));
+        from_server(c.s2c(kAck | kPsh, 1400));
+        from_server(c.s2c(kAck | kPsh, 33));
+        from_client(c.c2s(kAck));
+        expect_single(c.key, c.expect, TT_ESTABLISHED, "data");
+        from_client(c.c2s(kFin | kAck));
+        expect_single(c.key, c.expect, TT_CLOSING, "client FIN");
+        from_server(c.s2c(kFin | kAck));
+        expect_single(c.key, c.expect, TT_CLOSED, "server FIN-ACK");
+        EXPECT_TRUE(drain_events().empty()) << "closed before the last ACK";
+        from_client(c.c2s(kAck));
+        const std::uint64_t t1 = tcptrack::monotonic_ns();
+        expect_empty("final ACK");
+
+        auto ev = drain_events();
+        ASSERT_EQ(ev.size(), 1u);
+        const tt_close_event& e = ev[0];
+        EXPECT_EQ(e.key, c.key);
+        EXPECT_EQ(e.reason, TT_CLOSE_FINISHED);
+        EXPECT_EQ(totals_of(e), c.expect);
+        EXPECT_EQ(e.info.state, TT_CLOSED);
+        EXPECT_EQ(e.info.client, c.cdir);
+        EXPECT_EQ(e.info.fin_mask, 3);
+        EXPECT_EQ(e.info.ack_mask, 3);
+        const std::uint8_t want_flags = TT_F_SYN_SEEN | TT_F_HS_SEEN | TT_F_DONE |
+                                        (local_client ? TT_F_LOCAL_CLIENT : 0);
+        EXPECT_EQ(e.info.flags, want_flags);
+        EXPECT_LE(t0, e.info.first_ns);
+        EXPECT_EQ(e.info.first_ns, e.info.syn_ns);
+        EXPECT_LT(e.info.syn_ns, e.info.synack_ns);
+        EXPECT_LT(e.info.synack_ns, e.info.ack_ns);
+        EXPECT_LT(e.info.ack_ns, e.info.close_ns);
+        EXPECT_LE(e.info.close_ns, t1);
+        EXPECT_EQ(e.info.syn_seq, 1000u);
+        EXPECT_EQ(stat(TT_STAT_UNTRACKED), 0u);
+        EXPECT_EQ(stat(TT_STAT_CLOSE_DROPPED), 0u);
+    }
+};
+
+// --- Lifecycle -------------------------------------------------------------
+
+TEST_P(LifecycleTest, Ipv4LocalClientFullLifecycleOneEntryExactCountersOneCloseEvent) {
+    Conn c(false, {"10.0.0.1", 40000}, {"10.0.0.2", 80});
+    ASSERT_EQ(c.cdir, TT_DIR_AB);
+    full_lifecycle(c, true);
+}
+
+TEST_P(LifecycleTest, Ipv4ServerSideClientSortsSecondFullLifecycle) {
+    Conn c(false, {"10.0.0.9", 40000}, {"10.0.0.2", 22});
+    ASSERT_EQ(c.cdir, TT_DIR_BA);
+    full_lifecycle(c, false);
+}
+
+TEST_P(LifecycleTest, Ipv6ServerSideFullLifecycleLocalClientClearAckNsSet) {
+    Conn c(true, {"2001:db8::20", 50000}, {"2001:db8::10", 443});
+    ASSERT_EQ(c.cdir, TT_DIR_BA);
+    full_lifecycle(c, false);
+}
+
+TEST_P(LifecycleTest, Ipv6LocalClientFullLifecycle) {
+    Conn c(true, {"2001:db8::1", 50000}, {"2001:db8::2", 443});
+    full_lifecycle(c, true);
+}
+
+// --- Lifecycle edges ---------------------------------------------------------
+
+TEST_P(LifecycleTest, UnknownTupleAckOrRstCreatesNothingDataCreatesMidstream) {
+    expect_ignored(data4().payload(0).tcp(1234, 80, 1, 1, kAck).build(), "pure ACK");
+    expect_ignored(data4().payload(0).tcp(1234, 80, 1, 1, kRst).build(), "RST");
+    expect_ignored(data4().payload(0).tcp(1234, 80, 1, 1, kRst | kAck).build(), "RST-ACK");
+    expect_ignored(data4().payload(0).tcp(1234, 80, 1, 1, kFin | kAck).build(), "FIN-ACK");
+    expect_ignored(data4().tcp(1234, 80, 1, 1, kRst | kAck).build(), "RST with data");
+    EXPECT_TRUE(drain_events().empty());
+
+    int dir;
+    const auto key = key4(&dir);
+    const Packet p = data4().build();
+    expect_counted(p, key, dir, "data");
+    auto s = states();
+    ASSERT_EQ(s.size(), 1u);
+    EXPECT_EQ(s[0].second.flags, TT_F_MIDSTREAM);
+    EXPECT_EQ(s[0].second.client, dir);
+    EXPECT_NE(s[0].second.first_ns, 0u);
+    EXPECT_EQ(s[0].second.syn_ns, 0u);
+}
+
+TEST_P(LifecycleTest, RstFromEitherSideEndsWithResetEvent) {
+    for (bool from_client : {true, false}) {
+        SCOPED_TRACE(from_client ? "client RST" : "server RST");
+        Conn c(false, {"10.0.0.1", std::uint16_t(from_client ? 1111 : 2222)}, {"10.0.0.2", 80});
+        establish(c);
+        if (from_client)
+            egress(c.c2s(kRst | kAck));
+        else
+            ingress(c.s2c(kRst));
+        expect_empty("after RST");
+        auto ev = drain_events();
+        ASSERT_EQ(ev.size(), 1u);
+        EXPECT_EQ(ev[0].key, c.key);
+        EXPECT_EQ(ev[0].reason, TT_CLOSE_FINISHED);
+        EXPECT_EQ(ev[0].info.state, TT_RESET);
+        EXPECT_EQ(totals_of(ev[0]), c.expect);
+        EXPECT_NE(ev[0].info.close_ns, 0u);
+        EXPECT_LT(ev[0].info.syn_ns, ev[0].info.close_ns);
+    }
+    // Refused: SYN answered by RST-ACK.
+    Conn r(false, {"10.0.0.1", 3333}, {"10.0.0.2", 81});
+    egress(r.c2s(kSyn));
+    ingress(r.s2c(kRst | kAck));
+    expect_empty("refused");
+    auto ev = drain_events();
+    ASSERT_EQ(ev.size(), 1u);
+    EXPECT_EQ(ev[0].info.state, TT_RESET);
+    EXPECT_EQ(totals_of(ev[0]), r.expect);
+}
+
+TEST_P(LifecycleTest, SimultaneousCloseFinishesOnlyAfterBothFinsAcked) {
+    Conn c(false, {"10.0.0.1", 40000}, {"10.0.0.2", 80});
+    establish(c);
+    const std::uint32_t c_before_fin = c.cseq, s_before_fin = c.sseq;
+    egress(c.c2s(kFin | kAck, 0, s_before_fin));
+    ingress(c.s2c(kFin | kAck, 0, c_before_fin));  // crossed: does not ack the client's FIN
+    expect_single(c.key, c.expect, TT_CLOSED, "both FINs, none acked");
+    egress(c.c2s(kAck));  // acks the server's FIN
+    auto info = expect_single(c.key, c.expect, TT_CLOSED, "one FIN acked");
+    EXPECT_EQ(info.ack_mask, 1 << (c.cdir ^ 1));
+    EXPECT_TRUE(drain_events().empty());
+    ingress(c.s2c(kAck));  // acks the client's FIN
+    expect_empty("both acked");
+    auto ev = drain_events();
+    ASSERT_EQ(ev.size(), 1u);
+    EXPECT_EQ(ev[0].info.state, TT_CLOSED);
+    EXPECT_EQ(totals_of(ev[0]), c.expect);
+}
+
+TEST_P(LifecycleTest, SynRetransmitSameSeqKeepsConnection) {
+    Conn c(false, {"10.0.0.1", 40000}, {"10.0.0.2", 80});
+    Packet syn = c.c2s(kSyn);
+    egress(syn);
+    const auto first = expect_single(c.key, c.expect, TT_SYN_SENT, "SYN");
+    egress(syn);
+    c.expect.add(c.cdir, syn);
+    const auto again = expect_single(c.key, c.expect, TT_SYN_SENT, "retransmitted SYN");
+    EXPECT_EQ(again.first_ns, first.first_ns);
+    EXPECT_EQ(again.syn_ns, first.syn_ns);
+    EXPECT_TRUE(drain_events().empty());
+    EXPECT_EQ(stat(TT_STAT_REUSED), 0u);
+}
+
+TEST_P(LifecycleTest, NewSynOnEstablishedTupleReportsReusedAndStartsFresh) {
+    Conn c(false, {"10.0.0.1", 40000}, {"10.0.0.2", 80});
+    establish(c);
+    const Totals old = c.expect;
+    const auto old_info = states()[0].second;
+    Conn fresh = c;
+    fresh.cseq = 777777;  // a different ISN: a new connection
+    fresh.expect = {};
+    egress(fresh.c2s(kSyn));
+    auto info = expect_single(c.key, fresh.expect, TT_SYN_SENT, "new SYN");
+    EXPECT_EQ(info.syn_seq, 777777u);
+    EXPECT_GT(info.first_ns, old_info.first_ns);
+    auto ev = drain_events();
+    ASSERT_EQ(ev.size(), 1u);
+    EXPECT_EQ(ev[0].key, c.key);
+    EXPECT_EQ(ev[0].reason, TT_CLOSE_REUSED);
+    EXPECT_EQ(totals_of(ev[0]), old);
+    EXPECT_EQ(ev[0].info.first_ns, old_info.first_ns);
+    EXPECT_EQ(ev[0].info.state, TT_ESTABLISHED);
+    EXPECT_EQ(stat(TT_STAT_REUSED), 1u);
+}
+
+TEST_P(LifecycleTest, NewSynAfterCloseWithoutLastAckReportsReused) {
+    Conn c(false, {"10.0.0.1", 40000}, {"10.0.0.2", 80});
+    establish(c);
+    egress(c.c2s(kFin | kAck));
+    ingress(c.s2c(kFin | kAck));  // the final ACK is never seen
+    const Totals old = c.expect;
+    Conn fresh = c;
+    fresh.cseq = 555;
+    fresh.expect = {};
+    egress(fresh.c2s(kSyn));
+    expect_single(c.key, fresh.expect, TT_SYN_SENT, "new SYN");
+    auto ev = drain_events();
+    ASSERT_EQ(ev.size(), 1u);
+    EXPECT_EQ(ev[0].reason, TT_CLOSE_REUSED);
+    EXPECT_EQ(ev[0].info.state, TT_CLOSED);
+    EXPECT_EQ(totals_of(ev[0]), old);
+}
+
+TEST_P(LifecycleTest, NewSynAfterFinishedCloseStartsFreshWithoutSecondEvent) {
+    Conn c(false, {"10.0.0.1", 40000}, {"10.0.0.2", 80});
+    establish(c);
+    egress(c.c2s(kFin | kAck));
+    ingress(c.s2c(kFin | kAck));
+    egress(c.c2s(kAck));
+    ASSERT_EQ(drain_events().size(), 1u);
+    ingress(c.s2c(kAck));  // a straggler must not resurrect it
+    expect_empty("straggler");
+    Conn fresh = c;
+    fresh.cseq = 4242;
+    fresh.expect = {};
+    egress(fresh.c2s(kSyn));
+    expect_single(c.key, fresh.expect, TT_SYN_SENT, "new SYN");
+    EXPECT_TRUE(drain_events().empty());
+    EXPECT_EQ(stat(TT_STAT_REUSED), 0u);
+}
+
+// Each CPU has its own counters copy with its own SETTLED bit. A CPU that
+// settled before the first FIN must take the slow path afterwards, or it
+// would skip the final ACK. (Shared datapath: one copy for every CPU; a close
+// spread over two CPUs must finish all the same.)
+TEST_P(LifecycleTest, SettledCpuStillSeesFinalAckAfterFinOnAnotherCpu) {
+    CpuPin pin;
+    if (!pin.allowed({0, 1})) GTEST_SKIP() << "needs CPUs 0 and 1";
+    Conn c(false, {"10.0.0.1", 40000}, {"10.0.0.2", 80});
+    ASSERT_TRUE(pin.to(0));
+    establish(c);  // CPU 0 settled
+    ASSERT_TRUE(pin.to(1));
+    egress(c.c2s(kAck | kPsh, 5));  // CPU 1 settled
+    ingress(c.s2c(kAck | kPsh, 7));
+    ASSERT_TRUE(pin.to(0));
+    egress(c.c2s(kFin | kAck));  // first FIN on CPU 0
+    ingress(c.s2c(kFin | kAck));
+    ASSERT_TRUE(pin.to(1));
+    egress(c.c2s(kAck));  // final ACK on the CPU that was settled
+    expect_empty("final ACK on CPU 1");
+    auto ev = drain_events();
+    ASSERT_EQ(ev.size(), 1u);
+    EXPECT_EQ(totals_of(ev[0]), c.expect);
+    EXPECT_EQ(ev[0].info.state, TT_CLOSED);
+}
+
+TEST_P(LifecycleTest, SynAckSeenFirstStartsInSynRecvAndCompletes) {
+    Conn c(false, {"10.0.0.1", 40000}, {"10.0.0.2", 80});
+    c.c2s(kSyn);  // the SYN is never seen
+    c.expect = {};
+    ingress(c.s2c(kSyn | kAck));
+    auto info = expect_single(c.key, c.expect, TT_SYN_RECV, "SYN-ACK");
+    EXPECT_EQ(info.client, c.cdir);
+    EXPECT_EQ(info.flags, TT_F_HS_SEEN | TT_F_LOCAL_CLIENT);
+    egress(c.c2s(kAck));
+    info = expect_single(c.key, c.expect, TT_ESTABLISHED, "ACK");
+    EXPECT_NE(info.ack_ns, 0u);
+}
+
+TEST_P(LifecycleTest, RetransmittedDataCountsOnTheWireButNotAsPayload) {
+    Conn c(false, {"10.0.0.1", 40000}, {"10.0.0.2", 80});
+    establish(c);
+    const Packet first = c.c2s(kAck | kPsh, 1000);
+    egress(first);
+    // The same segment again (a retransmission): wire bytes and packets grow, payload does not.
+    egress(first);
+    c.expect.bytes[c.cdir] += first.l3_len;
+    c.expect.packets[c.cdir] += 1;
+    expect_single(c.key, c.expect, TT_ESTABLISHED, "after a retransmission");
+}
+
+TEST_P(LifecycleTest, DataLostBeforeTheHookCountsOnceWhenItComesBack) {
+    Conn c(true, {"2001:db8::1", 40000}, {"2001:db8::2", 443});
+    establish(c);
+    const Packet lost = c.c2s(kAck | kPsh, 700);  // never reaches the hook the first time
+    c.expect.bytes[c.cdir] -= lost.l3_len;
+    c.expect.packets[c.cdir] -= 1;
+    c.expect.payload[c.cdir] -= 700;
+    egress(c.c2s(kAck | kPsh, 300));  // arrives after a gap
+    egress(lost);                     // the retransmission fills the gap
+    c.expect.add(c.cdir, lost);
+    expect_single(c.key, c.expect, TT_ESTABLISHED, "gap filled");
+    egress(lost);  // a second copy is a retransmission of counted data
+    c.expect.bytes[c.cdir] += lost.l3_len;
+    c.expect.packets[c.cdir] += 1;
+    expect_single(c.key, c.expect, TT_ESTABLISHED, "duplicate of the gap");
+}
+
+INSTANTIATE_TEST_SUITE_P(Bpf, LifecycleTest, ::testing::ValuesIn(datapath_paths()), path_name);
+
+}  // namespace
+}  // namespace tt_test
