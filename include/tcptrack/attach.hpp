@@ -8,9 +8,10 @@
 //    dead). clsact is created only when absent, and removed by the last
 //    tcptrack instance to leave, only if tcptrack created it and no filter is
 //    left on it.
+// The pieces: tc_filter (our filters by handle), tc_netlink (every filter, via
+// dumps), instance_lock (lock files), stale_filters (what dead instances left).
 #pragma once
 
-#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -22,17 +23,6 @@ struct bpf_link;
 namespace tcptrack {
 
 enum class AttachKind { Tcx, Tc };
-
-// Our legacy-tc filters: one priority; instance n (1..kTcMaxInstances) uses
-// handle kTcHandleBase + n on each interface.
-inline constexpr std::uint32_t kTcPriority = 0xc7c7;
-inline constexpr std::uint32_t kTcHandleBase = 0x7c70000;
-inline constexpr std::uint32_t kTcMaxInstances = 0xffff;
-// The single handle of tcptrack versions before per-instance handles (no lock files).
-inline constexpr std::uint32_t kTcLegacyHandle = 0x7c7;
-
-// Lock files live in the first of these that exists (else the first we can create, mode 1777).
-inline constexpr const char* kLockDirs[] = {"/run/tcptrack", "/run/lock/tcptrack"};
 
 class Attachment {
    public:
