@@ -77,7 +77,7 @@ static __always_inline int tt_key_eq(const struct tt_flow_key *a, const struct t
 /* Same connection generation: payload bases are the ISNs (or first seen). */
 static __always_inline int tt_same_gen(const struct tt_counters *a, const struct tt_counters *b)
 {
-	return a->base_mask == b->base_mask && a->base[0] == b->base[0] && a->base[1] == b->base[1];
+	return tt_same_bases(a->base_mask, a->base, b->base_mask, b->base);
 }
 
 /* Adds counts from src (deltas for bytes/packets, a reach for payload) into dst. */

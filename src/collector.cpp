@@ -190,6 +190,11 @@ void Collector::add_memos() {
         const std::uint32_t h = key_hash(m.key);
         for (FlowSample& s : samples_) {
             if (s.hash != h || !same_key(s.key, m.key)) continue;
+            // A memo left by the tuple's previous connection (already in its close
+            // event) must not count into this one.
+            if (s.has_info &&
+                !tt_same_bases(m.cnt.base_mask, m.cnt.base, s.info.base_mask, s.info.base))
+                break;
             add_counts(s, m.cnt);
             break;
         }

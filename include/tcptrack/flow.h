@@ -253,10 +253,25 @@ TT_INLINE void tt_note_base(struct tt_flow_info *f, __u8 dir, __u8 tcp_flags, __
 /* Should a segment of an untracked tuple start tracking it? */
 TT_INLINE int tt_starts_flow(__u8 tcp_flags, __u32 payload)
 {
-	/* Lone ACKs, FINs and RSTs after a close must not resurrect it. */
-	if (tcp_flags & TT_TCP_RST)
+	/*
+	 * Lone ACKs, FINs and RSTs after a close must not resurrect it, and
+	 * neither may a retransmitted last data segment that carries the FIN
+	 * (seen on a slow guest: it left a CLOSING phantom until the idle timeout).
+	 */
+	if (tcp_flags & (TT_TCP_RST | TT_TCP_FIN))
 		return 0;
 	return (tcp_flags & TT_TCP_SYN) || payload > 0;
+}
+
+/*
+ * Same connection generation: the payload bases (ISN + 1, or first seen) are
+ * those of one lifecycle. A per-CPU memo is added to a flow only when they
+ * match (kernel and user space alike), so a memo of a finished connection never
+ * counts into the tuple's next one.
+ */
+TT_INLINE int tt_same_bases(__u8 mask_a, const __u32 *base_a, __u8 mask_b, const __u32 *base_b)
+{
+	return mask_a == mask_b && base_a[0] == base_b[0] && base_a[1] == base_b[1];
 }
 
 /* Fresh lifecycle for a tuple first seen with this segment. */

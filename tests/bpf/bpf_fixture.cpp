@@ -388,6 +388,14 @@ std::vector<tt_flow_key> BpfTest::keys(int fd) {
     return out;
 }
 
+// A dirty memo counts only into the connection generation it was filled from
+// (flow.h: tt_same_bases), as the collector and the datapath itself add it.
+bool BpfTest::memo_is_current(const tt_flow_memo& m) {
+    tt_flow_state st{};
+    if (bpf_map_lookup_elem(states_fd(), &m.key, &st) != 0) return true;  // no lifecycle to tell
+    return tt_same_bases(m.cnt.base_mask, m.cnt.base, st.info.base_mask, st.info.base);
+}
+
 std::vector<std::pair<tt_flow_key, Totals>> BpfTest::flows() {
     // One tt_counters per CPU (per-CPU datapath) or one shared copy.
     std::vector<tt_counters> copies(skel_->counter_copies());
@@ -410,7 +418,7 @@ std::vector<std::pair<tt_flow_key, Totals>> BpfTest::flows() {
     if (bpf_map_lookup_elem(bpf_map__fd((*skel_)->maps.flow_memo), &zero, memos.data()) == 0)
         for (const auto& m : memos)
             for (auto& [k, t] : out)
-                if (m.dirty && k == m.key)
+                if (m.dirty && k == m.key && memo_is_current(m))
                     for (int d = 0; d < 2; ++d) {
                         t.bytes[d] += m.cnt.bytes[d];
                         t.packets[d] += m.cnt.packets[d];

@@ -195,6 +195,7 @@ protected:
     // Every flow with its counters: counter copies combined (skel counter_copies()),
     // plus what sits in the per-CPU memos.
     std::vector<std::pair<tt_flow_key, Totals>> flows();
+    bool memo_is_current(const tt_flow_memo& m);
     std::vector<std::pair<tt_flow_key, tt_flow_info>> states();
     std::vector<tt_close_event> drain_events();
     std::uint64_t stat(std::uint32_t idx);

@@ -97,6 +97,7 @@ TEST_P(LifecycleTest, UnknownTupleAckOrRstCreatesNothingDataCreatesMidstream) {
     expect_ignored(data4().payload(0).tcp(1234, 80, 1, 1, kRst).build(), "RST");
     expect_ignored(data4().payload(0).tcp(1234, 80, 1, 1, kRst | kAck).build(), "RST-ACK");
     expect_ignored(data4().payload(0).tcp(1234, 80, 1, 1, kFin | kAck).build(), "FIN-ACK");
+    expect_ignored(data4().tcp(1234, 80, 1, 1, kFin | kAck).build(), "FIN with data");
     expect_ignored(data4().tcp(1234, 80, 1, 1, kRst | kAck).build(), "RST with data");
     EXPECT_TRUE(drain_events().empty());
 
@@ -224,6 +225,12 @@ TEST_P(LifecycleTest, NewSynAfterFinishedCloseStartsFreshWithoutSecondEvent) {
     ASSERT_EQ(drain_events().size(), 1u);
     ingress(c.s2c(kAck));  // a straggler must not resurrect it
     expect_empty("straggler");
+    // Nor a retransmission of the client's last data segment carrying its FIN.
+    Conn again = c;
+    again.cseq -= 101;  // the FIN's own sequence number was consumed: resend data + FIN
+    egress(again.c2s(kFin | kAck | kPsh, 100));
+    expect_empty("retransmitted data + FIN");
+    EXPECT_TRUE(drain_events().empty());
     Conn fresh = c;
     fresh.cseq = 4242;
     fresh.expect = {};

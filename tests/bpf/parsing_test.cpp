@@ -341,8 +341,7 @@ TEST_P(FuzzTest, RandomHeaderMutationsNeverMisattribute) {
             const int ret = run(in ? skel_->programs(true).ingress : skel_->programs(true).egress, f);
 
             const auto want = ref_parse(f);
-            const bool starts = want && !(want->flags & kRst) &&
-                                ((want->flags & kSyn) || want->payload > 0);
+            const bool starts = want && tt_starts_flow(want->flags, want->payload);
             const auto fl = flows();
             const auto st = states();
             const bool ran = kernel_refuses(f) ? ret == INT_MIN && run_errno_ == EINVAL

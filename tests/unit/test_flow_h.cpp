@@ -118,7 +118,7 @@ TEST(FlowStart, WhichSegmentsStartAFlow) {
     EXPECT_TRUE(tt_starts_flow(SYN | ACK, 0));
     EXPECT_TRUE(tt_starts_flow(ACK, 1));
     EXPECT_TRUE(tt_starts_flow(ACK | PSH, 1448));
-    EXPECT_TRUE(tt_starts_flow(FIN | ACK, 10));
+    EXPECT_FALSE(tt_starts_flow(FIN | ACK, 10));  // a retransmitted last segment after a close
     EXPECT_FALSE(tt_starts_flow(ACK, 0));
     EXPECT_FALSE(tt_starts_flow(FIN | ACK, 0));
     EXPECT_FALSE(tt_starts_flow(RST, 0));
