@@ -11,8 +11,9 @@
  *    The state map is consulted only while a connection changes state; closes
  *    sum every CPU's copy.
  *  - shared (the 5.10 floor: no cross-CPU access): user space turns `flows`
- *    into a plain hash, one counters entry per flow, and every segment is
- *    counted under the flow's state lock. Same counts, more work per packet.
+ *    into a plain hash, one counters entry per flow. Settled segments add to
+ *    it atomically (one lookup, no lock, no memo); state-changing ones go
+ *    through the flow's state lock as above. Same counts.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -40,14 +41,26 @@ static __always_inline void tt_stat_inc(__u32 idx)
 		*v += 1;
 }
 
-/* Count one segment into this CPU's copy. Payload needs the direction's base. */
-static __always_inline void tt_account(struct tt_counters *c, int dir, const struct tt_pkt *p)
+/*
+ * Count one segment into a counters copy. Payload needs the direction's base.
+ * shared: the copy is written by every CPU, so bytes and packets are atomic
+ * adds (plain BPF_XADD, as old as 5.10). The payload reach stays a plain
+ * read-modify-write: one direction of one connection is handled by one CPU at
+ * a time (the sender's socket lock, or its RX queue), so it never races itself.
+ */
+static __always_inline void tt_account(struct tt_counters *c, int dir, const struct tt_pkt *p,
+				       const int shared)
 {
 	__u8 bit = 1 << (dir & 1);
 	__u32 end;
 
-	c->bytes[dir & 1] += p->l3_bytes;
-	c->packets[dir & 1] += p->segs;
+	if (shared) {
+		__sync_fetch_and_add(&c->bytes[dir & 1], p->l3_bytes);
+		__sync_fetch_and_add(&c->packets[dir & 1], p->segs);
+	} else {
+		c->bytes[dir & 1] += p->l3_bytes;
+		c->packets[dir & 1] += p->segs;
+	}
 	if (!p->payload || !(c->base_mask & bit))
 		return;
 	end = p->seq + ((p->tcp_flags & TT_TCP_SYN) ? 1 : 0) + p->payload;
@@ -259,8 +272,8 @@ static __always_inline struct tt_counters *tt_create(const struct tt_pkt *p, int
 /*
  * Slow path: feed the segment to the lifecycle under the state's lock, count
  * it, then act on the result outside the lock (helpers are not allowed under
- * a spin lock). The shared variant counts under the lock too: its counters
- * entry is written by every CPU.
+ * a spin lock). The shared variant counts under the lock (its payload reach is
+ * then in step with the lifecycle) and settles and unsettles its one copy there.
  */
 static __always_inline void tt_step(const struct tt_pkt *p, int dir, int ingress,
 				    struct tt_counters *c, const int percpu)
@@ -272,7 +285,7 @@ static __always_inline void tt_step(const struct tt_pkt *p, int dir, int ingress
 
 	st = bpf_map_lookup_elem(&flow_states, &p->key);
 	if (!st) {
-		tt_account(c, dir, p);
+		tt_account(c, dir, p, !percpu);
 		return;
 	}
 
@@ -285,10 +298,14 @@ static __always_inline void tt_step(const struct tt_pkt *p, int dir, int ingress
 	} else {
 		tt_copy_bases(c, &st->info);
 		/* Set under the lock so a concurrent first FIN cannot be missed. */
-		if (percpu && (act & TT_ACT_SETTLED))
+		if (act & TT_ACT_SETTLED)
 			c->settled = 1;
-		if (!percpu)
-			tt_account(c, dir, p);
+		if (!percpu) {
+			/* One copy: the first FIN sends every CPU back to the slow path. */
+			if (act & TT_ACT_FIN)
+				c->settled = 0;
+			tt_account(c, dir, p, 1);
+		}
 	}
 	bpf_spin_unlock(&st->lock);
 
@@ -314,17 +331,17 @@ static __always_inline void tt_step(const struct tt_pkt *p, int dir, int ingress
 		if (!c)
 			return;
 		if (percpu) {
-			tt_account(c, dir, p);
+			tt_account(c, dir, p, 0);
 		} else {
 			bpf_spin_lock(&st->lock);
-			tt_account(c, dir, p);
+			tt_account(c, dir, p, 1);
 			bpf_spin_unlock(&st->lock);
 		}
 		return;
 	}
 
 	if (percpu)
-		tt_account(c, dir, p);
+		tt_account(c, dir, p, 0);
 	if (act & TT_ACT_FIN)
 		tt_sum_counters(&p->key, NULL, 1, percpu);
 	if (act & TT_ACT_FINISHED) {
@@ -361,7 +378,7 @@ static __always_inline int tt_handle(struct __sk_buff *skb, int ingress, int has
 		/* Fastest path: the same settled flow as this CPU's last segment. */
 		if (memo->cnt.settled && memo->epoch == tt_epoch &&
 		    !(p.tcp_flags & TT_STATE_FLAGS) && tt_key_eq(&memo->key, &p.key)) {
-			tt_account(&memo->cnt, dir, &p);
+			tt_account(&memo->cnt, dir, &p, 0);
 			memo->dirty = 1;
 			return TC_ACT_UNSPEC;
 		}
@@ -369,10 +386,11 @@ static __always_inline int tt_handle(struct __sk_buff *skb, int ingress, int has
 	}
 
 	c = bpf_map_lookup_elem(&flows, &p.key);
-	if (percpu && c && c->settled && !(p.tcp_flags & TT_STATE_FLAGS)) {
+	if (c && c->settled && !(p.tcp_flags & TT_STATE_FLAGS)) {
 		/* Fast path: nothing about this segment can change the lifecycle. */
-		tt_account(c, dir, &p);
-		tt_memo_fill(memo, &p.key, c);
+		tt_account(c, dir, &p, !percpu);
+		if (percpu)
+			tt_memo_fill(memo, &p.key, c);
 		return TC_ACT_UNSPEC;
 	}
 	if (!c) {
