@@ -2,8 +2,12 @@
 // Lifecycle: SYN to FIN/RST, one entry per connection in both maps, exact
 // counters at every step, exactly one close event; reused tuples, stragglers,
 // flows first seen mid-stream, and payload counted once across retransmissions.
+#include <bpf/bpf.h>
+#include <sched.h>
+
 #include <cstdint>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "bpf_fixture.hpp"
@@ -305,6 +309,52 @@ TEST_P(LifecycleTest, DataLostBeforeTheHookCountsOnceWhenItComesBack) {
     c.expect.bytes[c.cdir] += lost.l3_len;
     c.expect.packets[c.cdir] += 1;
     expect_single(c.key, c.expect, TT_ESTABLISHED, "duplicate of the gap");
+}
+
+// Two CPUs counting one direction of one flow at the same instant (PROG_TEST_RUN
+// with repeat, one thread pinned to each CPU): not one segment is lost. The
+// shared datapath's single copy relies on its atomic adds for this.
+TEST_P(LifecycleTest, TwoCpusCountingOneFlowAtOnceLoseNothing) {
+    CpuPin pin;
+    if (!pin.allowed({0, 1})) GTEST_SKIP() << "needs CPUs 0 and 1";
+    Conn c(false, {"10.0.0.1", 40000}, {"10.0.0.2", 80});
+    establish(c);
+    const Packet seg = c.c2s(kAck | kPsh, 100);
+    egress(seg);  // settles the flow: both CPUs take the fast path below
+    const auto before = flows();
+    ASSERT_EQ(before.size(), 1u);
+    egress(seg);
+    const auto one = flows();
+    ASSERT_EQ(one.size(), 1u);
+    const std::uint64_t seg_bytes = one[0].second.bytes[c.cdir] - before[0].second.bytes[c.cdir];
+    ASSERT_GT(seg_bytes, 100u);
+
+    constexpr std::uint32_t kRuns = 300000;
+    const int fd = bpf_program__fd(skel_->programs(true).egress);
+    auto blast = [&](int cpu, bool* ok) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(cpu, &set);
+        *ok = sched_setaffinity(0, sizeof(set), &set) == 0;  // this thread only
+        __sk_buff ctx{};
+        LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = seg.data.data(),
+                    .data_size_in = static_cast<std::uint32_t>(seg.data.size()),
+                    .ctx_in = &ctx, .ctx_size_in = sizeof(ctx), .repeat = kRuns);
+        *ok = *ok && bpf_prog_test_run_opts(fd, &o) == 0 && static_cast<int>(o.retval) == kTcNext;
+    };
+    bool ok0 = false, ok1 = false;
+    std::thread t0(blast, 0, &ok0), t1(blast, 1, &ok1);
+    t0.join();
+    t1.join();
+    ASSERT_TRUE(ok0 && ok1) << "PROG_TEST_RUN with repeat failed";
+
+    const auto after = flows();
+    ASSERT_EQ(after.size(), 1u);
+    const Totals& a = after[0].second;
+    const Totals& b = one[0].second;
+    EXPECT_EQ(a.packets[c.cdir] - b.packets[c.cdir], 2ull * kRuns);
+    EXPECT_EQ(a.bytes[c.cdir] - b.bytes[c.cdir], 2ull * kRuns * seg_bytes);
+    EXPECT_EQ(a.payload[c.cdir], b.payload[c.cdir]) << "the same segment again adds no payload";
 }
 
 INSTANTIATE_TEST_SUITE_P(Bpf, LifecycleTest, ::testing::ValuesIn(datapath_paths()), path_name);
