@@ -19,7 +19,7 @@ const std::vector<FeatureSpec>& feature_specs() {
         {FeatureId::RingBuf, "ringbuf", "BPF ring buffer maps (Linux 5.8)", true, ""},
         {FeatureId::PercpuLookup, "percpu_lookup",
          "bpf_map_lookup_percpu_elem helper (Linux 5.19)", false,
-         "shared counters: one entry per flow, every segment counted under the flow's lock"},
+         "shared counters: one entry per flow, updated with atomic adds"},
         {FeatureId::Iterator, "iter", "BPF map iterator programs (iter/bpf_map_elem, Linux 5.9)",
          false, "reads flows with batched map lookups"},
         {FeatureId::Batch, "batch", "batched map lookups (BPF_MAP_LOOKUP_BATCH, Linux 5.6)",
