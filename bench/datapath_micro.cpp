@@ -2,8 +2,8 @@
 // Per-packet cost of the classifier on one CPU via BPF_PROG_TEST_RUN with
 // `repeat`: an A/B tool for datapath changes (no bpf_stats, no traffic).
 // Prints ns/run for tcptrack_in on an established (settled) flow's data
-// segment (one flow: the per-CPU memo hits; two flows alternating: every run
-// looks up the hash map), for the same program built with an LRU flows map
+// segment (one flow: the per-CPU memo hits; two or 1,000 flows in turn: every
+// run looks up the hash map), for the same program built with an LRU flows map
 // (the map-full policy we did not choose), for the shared (5.10 floor)
 // variant, and for an empty classifier.
 #include <bpf/bpf.h>
@@ -102,35 +102,39 @@ int main() {
                 "ns/run | empty ns/run | ratio | LRU ratio | shared ratio |\n"
                 "|---|---:|---:|---:|---:|---:|---:|---:|\n");
     for (bool v6 : {false, true}) {
-        for (bool alternate : {false, true}) {
-            // Two flows; "alternating" runs their segments in turn, so this CPU's
-            // memo of the last flow never matches and every run looks up the map.
+        // One flow: this CPU's memo hits. Two flows in turn: the memo never
+        // matches, every run looks the flow up in a warm map. 1,000 flows in
+        // turn: the lookups miss the CPU caches, as on a busy host.
+        for (int nflows : {1, 2, 1000}) {
             std::vector<Packet> data;
-            for (std::uint16_t port : {40000, 40001}) {
-                data.push_back(seg(v6, true, kAck | kPsh, 1001, 5001, 1448, port));
-                if (!alternate) break;
-            }
+            for (int k = 0; k < nflows; ++k)
+                data.push_back(seg(v6, true, kAck | kPsh, 1001, 5001, 1448,
+                                   static_cast<std::uint16_t>(40000 + k)));
             double t[3];
             int i = 0;
             for (int in : {bpf_program__fd(skel->progs.tcptrack_in),
                            bpf_program__fd(lru->progs.tcptrack_in),
                            bpf_program__fd(shared.programs(true).ingress)}) {
-                for (std::uint16_t port : {40000, 40001}) {
+                for (int k = 0; k < nflows; ++k) {
                     // Handshake then a data segment, so each flow is settled on this CPU.
+                    const auto port = static_cast<std::uint16_t>(40000 + k);
                     ns_per_run(in, seg(v6, true, kSyn, 1000, 0, 0, port), 1);
                     ns_per_run(in, seg(v6, false, kSyn | kAck, 5000, 1001, 0, port), 1);
                     ns_per_run(in, seg(v6, true, kAck, 1001, 5001, 0, port), 1);
-                    ns_per_run(in, data[0], 1);
+                    ns_per_run(in, data[k], 1);
                 }
-                t[i++] = alternate ? median_alternating(in, data) : median_ns(in, data[0]);
+                t[i++] = nflows > 1 ? median_alternating(in, data) : median_ns(in, data[0]);
             }
             // The floor is timed the same way as the row it is compared with.
-            const double f = alternate ? median_alternating(floor_fd, data) : median_ns(floor_fd, data[0]);
+            const double f =
+                nflows > 1 ? median_alternating(floor_fd, data) : median_ns(floor_fd, data[0]);
+            const char* what = nflows == 1   ? "one flow (memo hit)"
+                               : nflows == 2 ? "two flows in turn (map lookup)"
+                                             : "1,000 flows in turn (map lookup, cold caches)";
             std::printf("| %s established data, %s | %.1f | %.1f | %.1f | %.1f | %.2fx | %.2fx | "
                         "%.2fx |\n",
-                        v6 ? "IPv6" : "IPv4",
-                        alternate ? "two flows alternating (map lookup)" : "one flow (memo hit)",
-                        t[0], t[1], t[2], f, t[0] / f, t[1] / f, t[2] / f);
+                        v6 ? "IPv6" : "IPv4", what, t[0], t[1], t[2], f, t[0] / f, t[1] / f,
+                        t[2] / f);
         }
     }
     tcptrack_lru_bpf__destroy(lru);
