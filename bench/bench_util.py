@@ -82,52 +82,227 @@ HOOKS = (("ingress", 0), ("egress", 1))
 
 
 def cmd_s1_table(tsv):
-    """Rows: scen rep gbps tt_in(ns cnt) tt_eg(ns cnt) fl_in(ns cnt) fl_eg(ns cnt) segs_c segs_s."""
+    """Rows: scen rep gbps, (run_time_ns run_cnt) of tt_in tt_eg fl_in fl_eg po_in po_eg,
+    segs_c segs_s, tcptrack user-space CPU %, app messages/s (request scenarios, else empty)."""
     runs = defaultdict(list)
     order = []
     with open(tsv) as f:
         for line in f:
             p = line.rstrip("\n").split("\t")
-            if len(p) < 13:
+            if len(p) < 19:
                 continue
             scen = p[0]
             if scen not in runs:
                 order.append(scen)
-            v = [float(x) for x in p[2:]]
+            v = [float(x) for x in p[2:18]]
+            v.append(float(p[18]) if p[18] else None)
             runs[scen].append(v)
-    print("| Scenario | Hook | Runs (skbs) | Wire segs / run | tcptrack ns/run | floor ns/run "
-          "| Ratio tcptrack/floor | tcptrack − floor ns/run | tcptrack ns / wire seg | Gbit/s |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| Scenario | Hook | Runs (skbs) | Wire segs / run | tcptrack ns/run | parse-only ns/run "
+          "| floor ns/run | tcptrack/floor | tcptrack/parse-only | parse-only/floor "
+          "| tcptrack − floor ns/run | tcptrack − parse-only ns/run | tcptrack ns / wire seg "
+          "| Gbit/s | tcptrack user CPU % |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    notes = []
+    groups = []
     for scen in order:
         reps = runs[scen]
+        # Bimodal runs (the sender coalesced into GSO trains in some runs and not in
+        # others): a median across them mixes two regimes, so show each run.
+        spr = [v[13] / v[2] for v in reps if v[2]]
+        if len(spr) > 1 and max(spr) > 2 * min(spr):
+            groups += [(f"{scen}, run {i + 1} of {len(reps)}", [v]) for i, v in enumerate(reps)]
+            notes.append(f"{scen}: the runs differ in kind (ingress wire segments per skb "
+                         f"{', '.join(fmt(x, 1) for x in spr)}: the sender coalesced its writes "
+                         f"into GSO trains in some runs and not in others), so each run "
+                         f"has its own rows.")
+        else:
+            groups.append((scen, reps))
+    for scen, reps in groups:
         for hook in ("ingress", "egress", "both"):
             per = []
             for v in reps:
                 gbps = v[0]
-                tt = [(v[1], v[2]), (v[3], v[4])]
-                fl = [(v[5], v[6]), (v[7], v[8])]
-                segs = [v[9], v[10]]  # client OutSegs (arrive on ingress), server OutSegs (egress)
-                if hook == "both":
-                    t_ns, t_cnt = tt[0][0] + tt[1][0], tt[0][1] + tt[1][1]
-                    f_ns, f_cnt = fl[0][0] + fl[1][0], fl[0][1] + fl[1][1]
-                    s = segs[0] + segs[1]
-                else:
-                    h = 0 if hook == "ingress" else 1
-                    (t_ns, t_cnt), (f_ns, f_cnt), s = tt[h], fl[h], segs[h]
-                if t_cnt == 0 or f_cnt == 0:
+                prog = [(v[1 + 2 * k], v[2 + 2 * k]) for k in range(6)]  # tt in/eg, fl, po
+                segs = [v[13], v[14]]  # client OutSegs (arrive on ingress), server OutSegs (egress)
+                hs = (0, 1) if hook == "both" else ((0,) if hook == "ingress" else (1,))
+                tot = lambda base: (sum(prog[base + h][0] for h in hs),
+                                    sum(prog[base + h][1] for h in hs))
+                (t_ns, t_cnt), (f_ns, f_cnt), (p_ns, p_cnt) = tot(0), tot(2), tot(4)
+                s = sum(segs[h] for h in hs)
+                if t_cnt == 0 or f_cnt == 0 or p_cnt == 0:
                     continue
-                tpr, fpr = t_ns / t_cnt, f_ns / f_cnt
-                per.append(dict(cnt=t_cnt, segs=s / t_cnt, tt=tpr, fl=fpr, ratio=tpr / fpr,
-                                delta=tpr - fpr, per_seg=t_ns / s if s else None, gbps=gbps,
-                                cnt_mismatch=t_cnt != f_cnt))
+                tpr, fpr, ppr = t_ns / t_cnt, f_ns / f_cnt, p_ns / p_cnt
+                per.append(dict(cnt=t_cnt, segs=s / t_cnt, tt=tpr, fl=fpr, po=ppr,
+                                r_tf=tpr / fpr, r_tp=tpr / ppr, r_pf=ppr / fpr,
+                                d_tf=tpr - fpr, d_tp=tpr - ppr,
+                                per_seg=t_ns / s if s else None, gbps=gbps, cpu=v[15],
+                                cnt_mismatch=not (t_cnt == f_cnt == p_cnt)))
             if not per:
-                print(f"| {scen} | {hook} | 0 | | | | | | | |")
+                print(f"| {scen} | {hook} | 0 |" + " |" * 12)
                 continue
             m = lambda k: med([r[k] for r in per])
             mism = " (!)" if any(r["cnt_mismatch"] for r in per) else ""
             print(f"| {scen} | {hook} | {fmt(int(m('cnt')))}{mism} | {fmt(m('segs'), 2)} | "
-                  f"{fmt(m('tt'))} | {fmt(m('fl'))} | {fmt(m('ratio'), 2)}× | {fmt(m('delta'))} | "
-                  f"{fmt(m('per_seg'), 2)} | {fmt(m('gbps'), 2)} |")
+                  f"{fmt(m('tt'))} | {fmt(m('po'))} | {fmt(m('fl'))} | **{fmt(m('r_tf'), 2)}×** | "
+                  f"**{fmt(m('r_tp'), 2)}×** | {fmt(m('r_pf'), 2)}× | {fmt(m('d_tf'))} | "
+                  f"{fmt(m('d_tp'))} | {fmt(m('per_seg'), 2)} | {fmt(m('gbps'), 2)} | "
+                  f"{fmt(m('cpu'), 0)} |")
+    for scen in order:
+        reps = runs[scen]
+        mps = [v[16] for v in reps if v[16] is not None]
+        if mps:
+            notes.append(f"{scen}: {fmt(med(mps), 0)} messages/s (median of {len(mps)}), "
+                         f"runs of {', '.join(fmt(x, 0) for x in mps)}.")
+    if notes:
+        print()
+        for n in notes:
+            print(f"- {n}")
+    print()
+    print("(!) = the three programs' run counts differ in some run (they share the hooks, "
+          "so they should not).")
+
+
+# ---------------------------------------------------------------- section 7 / kernel memory
+
+def possible_cpus():
+    n = 0
+    for part in open("/sys/devices/system/cpu/possible").read().strip().split(","):
+        a, _, b = part.partition("-")
+        n += int(b or a) - int(a) + 1
+    return n
+
+
+def cmd_possible_cpus():
+    print(possible_cpus())
+
+
+def proc_map_ids(pid):
+    """BPF map ids a process holds fds of (from /proc/PID/fdinfo)."""
+    import os
+    ids = set()
+    d = f"/proc/{pid}/fdinfo"
+    for fd in os.listdir(d):
+        try:
+            for line in open(f"{d}/{fd}"):
+                if line.startswith("map_id:"):
+                    ids.add(int(line.split()[1]))
+        except OSError:
+            pass
+    return sorted(ids)
+
+
+def map_show(i):
+    return json.loads(subprocess.run(["bpftool", "map", "show", "id", str(i), "-j"], check=True,
+                                     capture_output=True, text=True).stdout)
+
+
+def cmd_proc_maps(pid, datapath, max_flows):
+    """One JSON line per map of the process: bpftool's map show plus datapath/max_flows."""
+    for i in proc_map_ids(pid):
+        m = map_show(i)
+        m["datapath"], m["max_flows"], m["possible_cpus"] = datapath, int(max_flows), possible_cpus()
+        print(json.dumps(m))
+
+
+def cmd_proc_maps_memlock(pid):
+    """'X MB in N maps' for the process's maps."""
+    ms = [map_show(i) for i in proc_map_ids(pid)]
+    total = sum(int(m.get("bytes_memlock", 0)) for m in ms)
+    print(f"{total / 1e6:,.1f} MB in {len(ms)} maps")
+
+
+def r8(x):
+    return (x + 7) & ~7
+
+
+HTAB_ELEM = 48        # sizeof(struct htab_elem) on 64-bit
+LOCK_BYTES = 4 * 8    # HASHTAB_MAP_LOCK_COUNT ints per possible CPU
+NO_PREALLOC = 1
+
+
+def per_cpu_bytes(m):
+    """Bytes of the map's memlock that scale with the number of possible CPUs."""
+    t, k, v, n = m["type"], m["bytes_key"], m["bytes_value"], m["max_entries"]
+    prealloc = not (m.get("flags", 0) & NO_PREALLOC)
+    if t in ("percpu_hash", "lru_percpu_hash"):
+        return r8(v) * n + LOCK_BYTES if prealloc else LOCK_BYTES
+    if t == "hash":
+        return HTAB_ELEM + r8(k) + r8(v) + 8 + LOCK_BYTES if prealloc else LOCK_BYTES
+    if t == "lru_hash":
+        return LOCK_BYTES
+    if t == "percpu_array":
+        return r8(v) * n
+    return 0
+
+
+def htab_model(m):
+    """htab_map_mem_usage without sizeof(struct bpf_htab), for preallocated hash maps."""
+    t, k, v, n, p = m["type"], m["bytes_key"], m["bytes_value"], m["max_entries"], m["possible_cpus"]
+    if t not in ("hash", "percpu_hash") or m.get("flags", 0) & NO_PREALLOC:
+        return None
+    buckets = 1 << (n - 1).bit_length()
+    usage = 16 * buckets + LOCK_BYTES * p
+    if t == "percpu_hash":
+        return usage + (HTAB_ELEM + r8(k) + 8) * n + r8(v) * p * n
+    return usage + (HTAB_ELEM + r8(k) + r8(v)) * (n + p) + 8 * p
+
+
+def cmd_s7_table(path):
+    maps = [json.loads(l) for l in open(path) if l.strip()]
+    resid = sorted({int(m["bytes_memlock"]) - htab_model(m) for m in maps if htab_model(m) is not None})
+    by_dp = defaultdict(lambda: defaultdict(dict))
+    for m in maps:
+        by_dp[m["datapath"]][m["max_flows"]][m["name"]] = m
+    names = {"percpu": "per-CPU datapath (default)", "shared": "shared datapath (TCPTRACK_DISABLE=percpu_lookup)"}
+    targets = (64, 128)
+    for dp, sizes in by_dp.items():
+        mfs = sorted(sizes)
+        p0 = next(iter(next(iter(sizes.values())).values()))["possible_cpus"]
+        print(f"**{names.get(dp, dp)}**")
+        print()
+        hdr = "| Map | Type | Key / value B |"
+        al = "|---|---|---:|"
+        for mf in mfs:
+            hdr += (f" max_entries @{mf:,} | memlock @{mf:,}, {p0} CPUs | per-CPU B | "
+                    + " | ".join(f"@{mf:,}, {t} CPUs" for t in targets) + " |")
+            al += "---:|---:|---:|" + "---:|" * len(targets)
+        print(hdr)
+        print(al)
+        allnames = sorted({n for mf in mfs for n in sizes[mf]},
+                          key=lambda n: -max(int(sizes[mf].get(n, {}).get("bytes_memlock", 0)) for mf in mfs))
+        tot = {mf: [0] * (1 + len(targets)) for mf in mfs}
+        for n in allnames:
+            any_m = next(sizes[mf][n] for mf in mfs if n in sizes[mf])
+            row = f"| {n} | {any_m['type']} | {any_m['bytes_key']} / {any_m['bytes_value']} |"
+            for mf in mfs:
+                m = sizes[mf].get(n)
+                if not m:
+                    row += " |" * (3 + len(targets))
+                    continue
+                ml = int(m["bytes_memlock"])
+                pc = per_cpu_bytes(m)
+                proj = [ml + (t - p0) * pc for t in targets]
+                tot[mf][0] += ml
+                for j, x in enumerate(proj):
+                    tot[mf][1 + j] += x
+                row += (f" {m['max_entries']:,} | {ml:,} | {pc:,} | "
+                        + " | ".join(f"{x:,}" for x in proj) + " |")
+            print(row)
+        row = "| **total** | | |"
+        row2 = "| **bytes per max-flow** | | |"
+        for mf in mfs:
+            row += f" | **{tot[mf][0]:,}** ({tot[mf][0] / 2**20:,.1f} MiB) | | " + " | ".join(
+                f"**{x:,}** ({x / 2**30:,.2f} GiB)" for x in tot[mf][1:]) + " |"
+            row2 += f" | **{tot[mf][0] / mf:,.0f}** | | " + " | ".join(
+                f"**{x / mf:,.0f}**" for x in tot[mf][1:]) + " |"
+        print(row)
+        print(row2)
+        print()
+    if resid:
+        print(f"Model check: for every preallocated hash map above, memlock − the formula's "
+              f"CPU-dependent and entry-dependent terms = {', '.join(f'{r:,}' for r in resid)} B "
+              f"(the constant struct bpf_htab), so the per-CPU bytes used for the projection are "
+              f"the kernel's own.")
 
 
 # ---------------------------------------------------------------- tcptrack JSON

@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: MIT
-// Attaches the empty classifier (empty.bpf.c) with TCX links to ingress and
-// egress of one interface, prints the program ids, and holds the links until
-// SIGINT/SIGTERM. TCX links die with the process, so nothing is left behind.
+// Attaches the empty classifier (empty.bpf.c), or with --parse-only the
+// parse-only one (parse_only.bpf.c), with TCX links to ingress and egress of
+// one interface (appended after whatever is attached there), prints the
+// program ids, and holds the links until SIGINT/SIGTERM. TCX links die with
+// the process, so nothing is left behind.
 //
-//   floor_attach IFNAME|IFINDEX
+//   floor_attach [--parse-only] IFNAME|IFINDEX
 //   -> "ingress_id=N egress_id=M" on stdout once attached
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -13,8 +15,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <net/if.h>
+#include <utility>
 
 #include "empty.skel.h"
+#include "parse_only.skel.h"
 
 namespace {
 
@@ -25,17 +29,63 @@ unsigned prog_id(const bpf_program* p) {
     return info.id;
 }
 
+// Attaches a loaded skeleton's two programs, prints their ids, waits for a signal.
+int attach_and_hold(int ifindex, const sigset_t& set, bpf_program* pin, bpf_program* peg) {
+    bpf_link* in = bpf_program__attach_tcx(pin, ifindex, nullptr);
+    if (!in) {
+        std::fprintf(stderr, "floor_attach: attach ingress: %s\n", std::strerror(errno));
+        return 1;
+    }
+    bpf_link* eg = bpf_program__attach_tcx(peg, ifindex, nullptr);
+    if (!eg) {
+        std::fprintf(stderr, "floor_attach: attach egress: %s\n", std::strerror(errno));
+        bpf_link__destroy(in);
+        return 1;
+    }
+    std::printf("ingress_id=%u egress_id=%u\n", prog_id(pin), prog_id(peg));
+    std::fflush(stdout);
+
+    int sig = 0;
+    sigwait(&set, &sig);
+
+    bpf_link__destroy(eg);
+    bpf_link__destroy(in);
+    return 0;
+}
+
+// Opens and loads skeleton type S with TCX attach types, then attach_and_hold.
+template <typename S, typename Open, typename Load, typename Destroy, typename Progs>
+int run(int ifindex, const sigset_t& set, Open open, Load load, Destroy destroy, Progs progs) {
+    S* skel = open();
+    if (!skel) {
+        std::fprintf(stderr, "floor_attach: open: %s\n", std::strerror(errno));
+        return 1;
+    }
+    auto [pin, peg] = progs(skel);
+    bpf_program__set_expected_attach_type(pin, BPF_TCX_INGRESS);
+    bpf_program__set_expected_attach_type(peg, BPF_TCX_EGRESS);
+    int rc = 1;
+    if (int err = load(skel))
+        std::fprintf(stderr, "floor_attach: load: %s\n", std::strerror(-err));
+    else
+        rc = attach_and_hold(ifindex, set, pin, peg);
+    destroy(skel);
+    return rc;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-    if (argc != 2) {
-        std::fprintf(stderr, "usage: %s IFNAME|IFINDEX\n", argv[0]);
+    const bool parse_only = argc == 3 && std::strcmp(argv[1], "--parse-only") == 0;
+    if (argc != 2 && !parse_only) {
+        std::fprintf(stderr, "usage: %s [--parse-only] IFNAME|IFINDEX\n", argv[0]);
         return 2;
     }
-    int ifindex = static_cast<int>(if_nametoindex(argv[1]));
-    if (ifindex == 0) ifindex = std::atoi(argv[1]);
+    const char* ifname = argv[argc - 1];
+    int ifindex = static_cast<int>(if_nametoindex(ifname));
+    if (ifindex == 0) ifindex = std::atoi(ifname);
     if (ifindex <= 0) {
-        std::fprintf(stderr, "floor_attach: no interface %s\n", argv[1]);
+        std::fprintf(stderr, "floor_attach: no interface %s\n", ifname);
         return 1;
     }
 
@@ -47,40 +97,17 @@ int main(int argc, char** argv) {
     sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
 
-    empty_bpf* skel = empty_bpf__open();
-    if (!skel) {
-        std::fprintf(stderr, "floor_attach: open: %s\n", std::strerror(errno));
-        return 1;
-    }
-    bpf_program__set_expected_attach_type(skel->progs.ttbench_fl_in, BPF_TCX_INGRESS);
-    bpf_program__set_expected_attach_type(skel->progs.ttbench_fl_eg, BPF_TCX_EGRESS);
-    if (int err = empty_bpf__load(skel)) {
-        std::fprintf(stderr, "floor_attach: load: %s\n", std::strerror(-err));
-        empty_bpf__destroy(skel);
-        return 1;
-    }
-    bpf_link* in = bpf_program__attach_tcx(skel->progs.ttbench_fl_in, ifindex, nullptr);
-    if (!in) {
-        std::fprintf(stderr, "floor_attach: attach ingress: %s\n", std::strerror(errno));
-        empty_bpf__destroy(skel);
-        return 1;
-    }
-    bpf_link* eg = bpf_program__attach_tcx(skel->progs.ttbench_fl_eg, ifindex, nullptr);
-    if (!eg) {
-        std::fprintf(stderr, "floor_attach: attach egress: %s\n", std::strerror(errno));
-        bpf_link__destroy(in);
-        empty_bpf__destroy(skel);
-        return 1;
-    }
-    std::printf("ingress_id=%u egress_id=%u\n", prog_id(skel->progs.ttbench_fl_in),
-                prog_id(skel->progs.ttbench_fl_eg));
-    std::fflush(stdout);
-
-    int sig = 0;
-    sigwait(&set, &sig);
-
-    bpf_link__destroy(eg);
-    bpf_link__destroy(in);
-    empty_bpf__destroy(skel);
-    return 0;
+    if (parse_only)
+        return run<parse_only_bpf>(
+            ifindex, set, [] { return parse_only_bpf__open(); },
+            [](parse_only_bpf* s) { return parse_only_bpf__load(s); },
+            [](parse_only_bpf* s) { parse_only_bpf__destroy(s); },
+            [](parse_only_bpf* s) {
+                return std::pair{s->progs.ttbench_po_in, s->progs.ttbench_po_eg};
+            });
+    return run<empty_bpf>(
+        ifindex, set, [] { return empty_bpf__open(); },
+        [](empty_bpf* s) { return empty_bpf__load(s); },
+        [](empty_bpf* s) { empty_bpf__destroy(s); },
+        [](empty_bpf* s) { return std::pair{s->progs.ttbench_fl_in, s->progs.ttbench_fl_eg}; });
 }

@@ -10,11 +10,18 @@
 //   display order) -> Collector::forget -> render_json of the builder's rows,
 //   streamed in 64 KiB chunks to /dev/null
 // CPU time = getrusage(RUSAGE_SELF) user+sys delta (includes the kernel's
-// batch map reads). R reports (default 3) are measured; the median is printed,
+// map reads). R reports (default 3) are measured; the median is printed,
 // with the CPU split into collect / rows (ReportBuilder::build + forget) /
 // render (render_json, which builds each row, + write) for the median report.
 //
-//   report_cost --flows N [--reports R]
+//   report_cost --flows N [--reports R] [--mode fresh|idle|changed]
+//     fresh    (default) R reports from the fill on: the first sees every flow new
+//     idle     one unmeasured report first, then R reports with nothing changed
+//              in the maps since the previous one (flows resident, all idle)
+//     changed  one unmeasured report first, then before each of the R reports
+//              every flow's counters are moved (bpf_map_update_batch of
+//              `flows`, not timed): every flow changed since the previous one
+//   In idle/changed mode the unmeasured first report's CPU is printed as first_cpu_ms.
 // Prints one line of key=value pairs for bench/run.sh.
 #include <sys/resource.h>
 
@@ -82,32 +89,51 @@ tt_flow_key make_key(std::uint32_t i) {
     return k;
 }
 
-void fill(const Skeleton& skel, std::uint32_t n) {
+// Writes every flow's counters: generation `gen` moves each one forward
+// (bytes, packets and payload all grow from one generation to the next).
+void write_counters(const Skeleton& skel, std::uint32_t n, std::uint64_t gen) {
     const int flows_fd = bpf_map__fd(skel->maps.flows);
-    const int states_fd = bpf_map__fd(skel->maps.flow_states);
     const std::uint32_t ncpu = skel.counter_copies();
     const std::size_t stride = (sizeof(tt_counters) + 7) & ~std::size_t{7};
     constexpr std::uint32_t kChunk = 16384;
     std::vector<tt_flow_key> keys(kChunk);
     std::vector<std::uint8_t> counters(kChunk * stride * ncpu);
-    std::vector<tt_flow_state> states(kChunk);
-    const std::uint64_t now = monotonic_ns();
     for (std::uint32_t base = 0; base < n; base += kChunk) {
         const std::uint32_t m = std::min(kChunk, n - base);
         std::memset(counters.data(), 0, counters.size());
         for (std::uint32_t j = 0; j < m; ++j) {
             const std::uint32_t i = base + j;
             keys[j] = make_key(i);
+            const std::uint64_t step = gen * (1 + i % 7);  // flows move at different rates
             for (std::uint32_t cpu = 0; cpu < ncpu; ++cpu) {
                 tt_counters c{};
-                c.bytes[0] = 1000 + i + cpu;
-                c.bytes[1] = 50000 + i;
-                c.packets[0] = 10 + cpu;
-                c.packets[1] = 40;
-                c.payload[0] = 500 + i;
+                c.bytes[0] = 1000 + i + cpu + step * 1500;
+                c.bytes[1] = 50000 + i + step * 52;
+                c.packets[0] = 10 + cpu + step;
+                c.packets[1] = 40 + step;
+                c.payload[0] = 500 + i + step * 1448;
                 c.payload[1] = 48000 + i;
                 std::memcpy(counters.data() + (j * ncpu + cpu) * stride, &c, sizeof(c));
             }
+        }
+        std::uint32_t count = m;
+        if (bpf_map_update_batch(flows_fd, keys.data(), counters.data(), &count, nullptr) ||
+            count != m)
+            throw Error(std::string("flows batch update: ") + std::strerror(errno));
+    }
+}
+
+void fill(const Skeleton& skel, std::uint32_t n) {
+    const int states_fd = bpf_map__fd(skel->maps.flow_states);
+    constexpr std::uint32_t kChunk = 16384;
+    std::vector<tt_flow_key> keys(kChunk);
+    std::vector<tt_flow_state> states(kChunk);
+    const std::uint64_t now = monotonic_ns();
+    for (std::uint32_t base = 0; base < n; base += kChunk) {
+        const std::uint32_t m = std::min(kChunk, n - base);
+        for (std::uint32_t j = 0; j < m; ++j) {
+            const std::uint32_t i = base + j;
+            keys[j] = make_key(i);
             tt_flow_state st{};
             st.info.first_ns = now - 5000000000ull + i;
             st.info.syn_ns = st.info.first_ns;
@@ -122,11 +148,8 @@ void fill(const Skeleton& skel, std::uint32_t n) {
         if (bpf_map_update_batch(states_fd, keys.data(), states.data(), &count, nullptr) ||
             count != m)
             throw Error(std::string("flow_states batch update: ") + std::strerror(errno));
-        count = m;
-        if (bpf_map_update_batch(flows_fd, keys.data(), counters.data(), &count, nullptr) ||
-            count != m)
-            throw Error(std::string("flows batch update: ") + std::strerror(errno));
     }
+    write_counters(skel, n, 0);
 }
 
 }  // namespace
@@ -134,15 +157,24 @@ void fill(const Skeleton& skel, std::uint32_t n) {
 int main(int argc, char** argv) {
     std::uint32_t n = 1000;
     int reports = 3;  // >= 1
+    std::string mode = "fresh";
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         if (i + 1 < argc && a == "--flows") n = static_cast<std::uint32_t>(std::atol(argv[++i]));
         else if (i + 1 < argc && a == "--reports") reports = std::max(1, std::atoi(argv[++i]));
+        else if (i + 1 < argc && a == "--mode") mode = argv[++i];
         else {
-            std::fprintf(stderr, "usage: %s --flows N [--reports R]\n", argv[0]);
+            std::fprintf(stderr,
+                         "usage: %s --flows N [--reports R] [--mode fresh|idle|changed]\n",
+                         argv[0]);
             return 2;
         }
     }
+    if (mode != "fresh" && mode != "idle" && mode != "changed") {
+        std::fprintf(stderr, "report_cost: --mode must be fresh, idle or changed\n");
+        return 2;
+    }
+    const bool warmup = mode != "fresh";
     try {
         set_libbpf_verbose(false);
         const Features& features = probe_features();
@@ -160,7 +192,14 @@ int main(int argc, char** argv) {
         std::uint64_t last = monotonic_ns();
         std::vector<double> cpu, wall, p_collect, p_rows, p_render;
         std::size_t rows_seen = 0, json_bytes = 0;
-        for (int r = 0; r < reports; ++r) {
+        double first_cpu = -1, bump_ms = 0;
+        std::size_t rows_moving = 0;  // rows with a non-zero rate, last report
+        for (int r = warmup ? -1 : 0; r < reports; ++r) {
+            if (mode == "changed" && r >= 0) {
+                const double b0 = wall_ms();
+                write_counters(skel, n, static_cast<std::uint64_t>(r) + 1);
+                bump_ms = wall_ms() - b0;
+            }
             const double c0 = cpu_ms(), w0 = wall_ms();
             const std::uint64_t now = monotonic_ns();
             Report rep;
@@ -185,6 +224,16 @@ int main(int argc, char** argv) {
                 return true;
             });
             const double c1 = cpu_ms(), w1 = wall_ms();
+            // Not timed: how many rows had a non-zero rate (display order is busiest first).
+            rows_moving = 0;
+            for (FlowRow row; rows_moving < builder.size(); ++rows_moving) {
+                builder.row(rows_moving, row);
+                if (row.fwd_bps + row.rev_bps == 0) break;
+            }
+            if (r < 0) {  // the unmeasured first report of idle/changed mode
+                first_cpu = c1 - c0;
+                continue;
+            }
             cpu.push_back(c1 - c0);
             wall.push_back(w1 - w0);
             p_collect.push_back(c_collect - c0);
@@ -201,8 +250,10 @@ int main(int argc, char** argv) {
         const double med = cpu[mi];
         std::vector<double> ws = wall;
         std::sort(ws.begin(), ws.end());
-        std::printf("flows=%u rows=%zu fill_ms=%.0f cpu_ms_median=%.2f wall_ms_median=%.2f "
-                    "cpu_ms_all=", n, rows_seen, fill_ms, med, ws[ws.size() / 2]);
+        std::printf("mode=%s copies=%u flows=%u rows=%zu rows_moving=%zu fill_ms=%.0f "
+                    "bump_ms=%.0f first_cpu_ms=%.2f cpu_ms_median=%.2f wall_ms_median=%.2f "
+                    "cpu_ms_all=", mode.c_str(), skel.counter_copies(), n, rows_seen,
+                    rows_moving, fill_ms, bump_ms, first_cpu, med, ws[ws.size() / 2]);
         for (std::size_t i = 0; i < cpu.size(); ++i)
             std::printf("%s%.2f", i ? "/" : "", cpu[i]);
         std::printf(" collect_ms=%.2f rows_ms=%.2f render_ms=%.2f", p_collect[mi], p_rows[mi],

@@ -7,21 +7,32 @@
 # Builds the bench targets if needed, then runs, on a private pair of network
 # namespaces joined by a veth pair (names start with "ttbench-"):
 #   1. per-packet datapath cost (bpf_stats run_time_ns/run_cnt) vs an empty TCX floor
+#      and a parse-only classifier: bulk, small segments, request-style traffic
+#      (bench/reqgen), 100k and 1M resident flows; per datapath
 #   2. iperf3 throughput with and without tcptrack, alternated
 #   3. byte exactness vs iperf3 -n, next to iftop and Debian's tcptrack 1.4
-#   4. user-space CPU and peak RSS of one report for 1k/100k/1M flows
+#   4. user-space CPU and peak RSS of one report for 1k/100k/1M flows, idle and
+#      all-changed reports; per datapath
 #   5. connection churn: every completed connection reported CLOSED exactly once
+#   6. classifier cost without traffic (PROG_TEST_RUN)
+#   7. kernel memory (memlock) of tcptrack's maps for --max-flows 65,536 and 1M,
+#      projected to 64 and 128 CPUs; per datapath
 # Markdown tables go to stdout and to bench/results.md; progress goes to stderr.
 # Everything it starts is stopped by PID, the namespaces are deleted and
 # kernel.bpf_stats_enabled is restored on any exit (trap).
 # TTBENCH_SECTIONS="1 3" runs a subset; TTBENCH_KEEP=1 keeps the raw files in /tmp.
+# TTBENCH_DATAPATHS="percpu shared" (default: both) picks the datapaths sections
+# 1, 4 and 7 run on: percpu = tcptrack's default on this kernel, shared = the
+# < 5.19 variant forced with TCPTRACK_DISABLE=percpu_lookup. Sections 2, 3, 5
+# and 6 use the default datapath.
 # Not part of ctest.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$HERE")
 BUILD=$(realpath -m "${1:-./build}")
-SECTIONS=${TTBENCH_SECTIONS:-"3 1 6 2 4 5"}  # 3 first: iftop (pcap) has been seen to stall after the long bulk runs
+SECTIONS=${TTBENCH_SECTIONS:-"3 1 6 2 4 5 7"}  # 3 first: iftop (pcap) has been seen to stall after the long bulk runs
+DATAPATHS=${TTBENCH_DATAPATHS:-"percpu shared"}
 RESULTS=$HERE/results.md
 UTIL=(python3 "$HERE/bench_util.py")
 
@@ -46,7 +57,11 @@ FILL=$BUILD/bench/fill_flows
 COST=$BUILD/bench/report_cost
 CHURN=$BUILD/bench/churn
 MICRO=$BUILD/bench/datapath_micro
-for b in "$TT" "$FLOOR" "$FILL" "$COST" "$CHURN" "$MICRO"; do [ -x "$b" ] || die "missing $b"; done
+REQGEN=$BUILD/bench/reqgen
+for b in "$TT" "$FLOOR" "$FILL" "$COST" "$CHURN" "$MICRO" "$REQGEN"; do [ -x "$b" ] || die "missing $b"; done
+for dp in $DATAPATHS; do
+  case $dp in percpu|shared) ;; *) die "TTBENCH_DATAPATHS: unknown datapath '$dp' (percpu, shared)";; esac
+done
 
 # ------------------------------------------------------------------ setup / teardown
 SUF=$(($$ % 100000))
@@ -134,12 +149,29 @@ bg_ns "$NS_S" /dev/null "$TMP/iperf3-server.err" iperf3 -s -p 5201
 IPERF_SRV=$BG_PID
 for i in $(seq 50); do ns_s ss -Hltn 'sport = :5201' | grep -q . && break; sleep 0.1; done
 
-# start_tcptrack OUT ARGS...: our tcptrack on IF_S; waits for its TCX programs.
-# Sets TT_PID, TT_IN, TT_EG (program ids).
+# use_datapath percpu|shared: the environment tcptrack and report_cost get
+# (DP_ENV, for `env`), and the program-name suffix expected (DP_SUFFIX).
+use_datapath() {
+  DP=$1
+  case $1 in
+    percpu) DP_ENV=(); DP_SUFFIX=""; DP_DESC="per-CPU (default on this kernel)" ;;
+    shared) DP_ENV=(TCPTRACK_DISABLE=percpu_lookup); DP_SUFFIX="_s"
+            DP_DESC="shared (TCPTRACK_DISABLE=percpu_lookup, the < 5.19 variant)" ;;
+  esac
+}
+use_datapath percpu
+
+# CPU seconds (user + sys) a process has used so far.
+proc_cpu_s() {
+  awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f\n", ($14 + $15) / hz }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
+# start_tcptrack OUT ARGS...: our tcptrack on IF_S (datapath: use_datapath);
+# waits for its TCX programs. Sets TT_PID, TT_IN, TT_EG (program ids).
 start_tcptrack() {
   local out=$1 i ids
   shift
-  bg_ns "$NS_S" "$out" "$TMP/tcptrack.err" "$TT" -i "$IF_S" "$@"
+  bg_ns "$NS_S" "$out" "$TMP/tcptrack.err" env "${DP_ENV[@]}" "$TT" -i "$IF_S" "$@"
   TT_PID=$BG_PID
   TT_IN=; TT_EG=
   for i in $(seq 100); do
@@ -152,6 +184,8 @@ start_tcptrack() {
   done
   [ -n "$TT_IN" ] && [ -n "$TT_EG" ] || die "tcptrack did not attach"
   SEEN_PROGS+=("$TT_IN" "$TT_EG")
+  grep -qx "tcptrack_in$DP_SUFFIX=$TT_IN" <<<"$ids" ||
+    die "tcptrack attached $(tr '\n' ' ' <<<"$ids"), not the $DP datapath"
 }
 
 # TCP OutSegs (wire segments sent, GSO counted per segment) of a namespace.
@@ -170,64 +204,187 @@ emit() { tee -a "$RESULTS.tmp"; }  # markdown: stdout + results file
 } | emit
 
 # ================================================================== 1. datapath cost
-section1() {
-  log "section 1: per-packet datapath cost"
-  sysctl -q -w kernel.bpf_stats_enabled=1
-  start_tcptrack /dev/null --format json --interval 1 --max-flows 200000 --idle-timeout 3600
-  bg_ns "$NS_S" "$TMP/floor.out" "$TMP/floor.err" "$FLOOR" "$IF_S"
-  local floor_pid=$BG_PID i
-  for i in $(seq 100); do grep -q ingress_id "$TMP/floor.out" && break; sleep 0.1; done
-  FL_IN=$(sed -n 's/.*ingress_id=\([0-9]*\).*/\1/p' "$TMP/floor.out")
-  FL_EG=$(sed -n 's/.*egress_id=\([0-9]*\).*/\1/p' "$TMP/floor.out")
-  [ -n "$FL_IN" ] && [ -n "$FL_EG" ] || die "floor_attach failed: $(cat "$TMP/floor.err")"
-  SEEN_PROGS+=("$FL_IN" "$FL_EG")
-  local order
-  order=$("${UTIL[@]}" tcx-ids "$NS_S" "$IF_S" | tr '\n' ' ')
-  log "attached (in run order): $order"
-
-  local tsv=$TMP/s1.tsv
-  : >"$tsv"
-  measure() {  # measure SCENARIO REP IPERF3-ARGS...
-    local scen=$1 rep=$2
-    shift 2
-    local b a sc0 ss0 sc1 ss1
-    b=$("${UTIL[@]}" progstats "$TT_IN" "$TT_EG" "$FL_IN" "$FL_EG")
-    sc0=$(out_segs "$NS_C"); ss0=$(out_segs "$NS_S")
-    ns_c iperf3 -J "$@" >"$TMP/s1-iperf.json"
-    a=$("${UTIL[@]}" progstats "$TT_IN" "$TT_EG" "$FL_IN" "$FL_EG")
-    sc1=$(out_segs "$NS_C"); ss1=$(out_segs "$NS_S")
-    local gbps
-    gbps=$("${UTIL[@]}" iperf "$TMP/s1-iperf.json" | cut -d' ' -f1)
-    python3 - "$scen" "$rep" "$gbps" "$b" "$a" $((sc1 - sc0)) $((ss1 - ss0)) >>"$tsv" <<'EOF'
-import sys
-scen, rep, gbps, b, a, sc, ss = sys.argv[1:]
-d = [int(y) - int(x) for x, y in zip(b.split(), a.split())]
-print("\t".join([scen, rep, gbps] + [str(x) for x in d] + [sc, ss]))
-EOF
-    log "  $scen #$rep: $(tail -1 "$tsv")"
-  }
-  local reps=3 dur=3 r
-  for r in $(seq $reps); do measure "IPv4 bulk" "$r" -c "$IP_S" -t $dur; done
-  for r in $(seq $reps); do measure "IPv6 bulk" "$r" -6 -c "$IP6_S" -t $dur; done
-  for r in $(seq $reps); do
-    measure "IPv4 small (-N -l 200 -b 200M)" "$r" -c "$IP_S" -t $dur -N -l 200 -b 200M
+# s1_attach MAX_FLOWS: tcptrack, then the empty floor, then the parse-only
+# classifier, appended to IF_S's TCX hooks in that order (the run order).
+# Sets TT_*, FL_IN/FL_EG/FL_PID, PO_IN/PO_EG/PO_PID and S1_ORDER.
+s1_attach() {
+  start_tcptrack /dev/null --format json --interval 1 --max-flows "$1" --idle-timeout 3600
+  local kind i out
+  for kind in FL PO; do
+    out=$TMP/floor-$kind.out
+    : >"$out"
+    if [ $kind = FL ]; then bg_ns "$NS_S" "$out" "$TMP/floor.err" "$FLOOR" "$IF_S"
+    else bg_ns "$NS_S" "$out" "$TMP/floor.err" "$FLOOR" --parse-only "$IF_S"; fi
+    printf -v "${kind}_PID" '%s' "$BG_PID"
+    for i in $(seq 100); do
+      grep -q ingress_id "$out" && break
+      kill -0 "$BG_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+    printf -v "${kind}_IN" '%s' "$(sed -n 's/.*ingress_id=\([0-9]*\).*/\1/p' "$out")"
+    printf -v "${kind}_EG" '%s' "$(sed -n 's/.*egress_id=\([0-9]*\).*/\1/p' "$out")"
+    local vin=${kind}_IN veg=${kind}_EG
+    [ -n "${!vin}" ] && [ -n "${!veg}" ] || die "floor_attach ($kind) failed: $(cat "$TMP/floor.err")"
+    SEEN_PROGS+=("${!vin}" "${!veg}")
   done
-  log "  filling tcptrack's maps with 100k flows"
-  local fill_msg
-  fill_msg=$(ns_s "$FILL" --prog-id "$TT_IN" --count 100000)
-  log "  $fill_msg"
-  sleep 2  # let tcptrack's user space see them once before measuring
-  for r in $(seq $reps); do measure "IPv4 bulk + 100k flows in map" "$r" -c "$IP_S" -t $dur; done
+  S1_ORDER=$("${UTIL[@]}" tcx-ids "$NS_S" "$IF_S" | tr '\n' ' ')
+  log "  attached (in run order): $S1_ORDER"
+}
 
-  stop_pid "$floor_pid"
+s1_detach() {
+  stop_pid "$PO_PID"
+  stop_pid "$FL_PID"
   stop_pid "$TT_PID"
+}
+
+s1_snap() { "${UTIL[@]}" progstats "$TT_IN" "$TT_EG" "$FL_IN" "$FL_EG" "$PO_IN" "$PO_EG"; }
+
+# s1_begin / s1_end SCENARIO REP GBPS MSGS_PER_S: one measured window; s1_end
+# appends a row to S1_TSV.
+s1_begin() {
+  S1_B=$(s1_snap)
+  S1_SC0=$(out_segs "$NS_C"); S1_SS0=$(out_segs "$NS_S")
+  S1_CPU0=$(proc_cpu_s "$TT_PID"); S1_T0=$(date +%s.%N)
+}
+s1_end() {
+  local a sc1 ss1 cpu1 t1
+  a=$(s1_snap)
+  sc1=$(out_segs "$NS_C"); ss1=$(out_segs "$NS_S")
+  cpu1=$(proc_cpu_s "$TT_PID"); t1=$(date +%s.%N)
+  python3 - "$1" "$2" "$3" "$S1_B" "$a" $((sc1 - S1_SC0)) $((ss1 - S1_SS0)) \
+    "$S1_CPU0" "$cpu1" "$S1_T0" "$t1" "$4" >>"$S1_TSV" <<'PY'
+import sys
+scen, rep, gbps, b, a, sc, ss, c0, c1, t0, t1, mps = sys.argv[1:]
+d = [int(y) - int(x) for x, y in zip(b.split(), a.split())]
+cpu = 100 * (float(c1) - float(c0)) / (float(t1) - float(t0))
+print("\t".join([scen, rep, gbps] + [str(x) for x in d] + [sc, ss, f"{cpu:.0f}", mps]))
+PY
+  log "  $1 #$2: $(tail -1 "$S1_TSV")"
+}
+
+s1_iperf() {  # s1_iperf SCENARIO REP IPERF3-ARGS...
+  local scen=$1 rep=$2
+  shift 2
+  s1_begin
+  ns_c iperf3 -J "$@" >"$TMP/s1-iperf.json"
+  s1_end "$scen" "$rep" "$("${UTIL[@]}" iperf "$TMP/s1-iperf.json" | cut -d' ' -f1)" ""
+}
+
+# s1_req SCENARIO REP CONNECTIONS: bench/reqgen, N connections taking turns with
+# 100-byte NODELAY sends for S1_DUR s to the reqgen server; only the sending
+# phase is measured (the client waits on a FIFO before sending and before closing).
+s1_req() {
+  local scen=$1 rep=$2 n=$3 ctl=$TMP/reqgen.ctl out=$TMP/reqgen.out fd pid i
+  rm -f "$ctl"
+  mkfifo "$ctl"
+  : >"$out"
+  ip netns exec "$NS_C" "$REQGEN" client --connect "$IP_S" --port "$REQ_PORT" --connections "$n" \
+    --size 100 --duration "$S1_DUR" --control <"$ctl" >"$out" 2>"$TMP/reqgen.err" &
+  pid=$!
+  PIDS+=("$pid")
+  exec {fd}>"$ctl"
+  for i in $(seq 600); do
+    grep -q '^ready' "$out" && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  grep -q '^ready' "$out" || die "reqgen client not ready: $(cat "$TMP/reqgen.err")"
+  s1_begin
+  echo go >&"$fd"
+  for i in $(seq $(((S1_DUR + 30) * 10))); do
+    grep -q '^done' "$out" && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  grep -q '^done' "$out" || die "reqgen client did not finish: $(cat "$TMP/reqgen.err")"
+  local kv gbps mps
+  kv=$(grep '^done' "$out")
+  gbps=$(awk '{ for (i = 2; i <= NF; i++) { split($i, f, "="); v[f[1]] = f[2] }
+               printf "%.3f", v["bytes"] * 8 / v["seconds"] / 1e9 }' <<<"$kv")
+  mps=$(sed -n 's/.* rate=\([0-9]*\).*/\1/p' <<<"$kv")
+  s1_end "$scen" "$rep" "$gbps" "$mps"
+  exec {fd}>&-  # end of input: the client closes its connections and exits
+  for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  stop_pid "$pid"
+}
+
+# s1_fill N: N distinct SYNs through tcptrack_in (PROG_TEST_RUN); sets FILL_MSG.
+s1_fill() {
+  log "  filling tcptrack's maps with $1 flows"
+  FILL_MSG=$(ns_s "$FILL" --prog-id "$TT_IN" --count "$1") || die "fill_flows: $FILL_MSG"
+  log "  $FILL_MSG"
+}
+
+# s1_resident: how many flows the map still holds (fill_flows --count 0).
+s1_resident() {
+  ns_s "$FILL" --prog-id "$TT_IN" --count 0 | sed -n 's/.*flows map now holds \([0-9]*\).*/\1/p'
+}
+
+section1() {
+  log "section 1: per-packet datapath cost (datapaths: $DATAPATHS)"
+  sysctl -q -w kernel.bpf_stats_enabled=1
+  REQ_PORT=7002
+  bg_ns "$NS_S" "$TMP/reqgen-server.out" "$TMP/reqgen-server.err" \
+    "$REQGEN" server --bind "$IP_S" --port $REQ_PORT
+  local req_srv=$BG_PID i dp
+  for i in $(seq 50); do grep -q listening "$TMP/reqgen-server.out" && break; sleep 0.1; done
+  grep -q listening "$TMP/reqgen-server.out" || die "reqgen server: $(cat "$TMP/reqgen-server.err")"
+  for dp in $DATAPATHS; do section1_dp "$dp"; done
+  stop_pid "$req_srv"
   sysctl -q -w kernel.bpf_stats_enabled="$STATS_PREV"
+  use_datapath percpu
+}
+
+section1_dp() {
+  use_datapath "$1"
+  log " datapath $DP_DESC"
+  S1_TSV=$TMP/s1-$DP.tsv
+  : >"$S1_TSV"
+  local reps=3 r order1 order2 fill1 fill2 big=1000000 big_max=1100000 res1 res2 t0 t1
+  S1_DUR=3
+  local dur=$S1_DUR
+  s1_attach 200000
+  order1=$S1_ORDER
+  for r in $(seq $reps); do s1_iperf "IPv4 bulk" "$r" -c "$IP_S" -t $dur; done
+  for r in $(seq $reps); do s1_iperf "IPv6 bulk" "$r" -6 -c "$IP6_S" -t $dur; done
+  for r in $(seq $reps); do
+    s1_iperf "IPv4 small (-N -l 200 -b 200M)" "$r" -c "$IP_S" -t $dur -N -l 200 -b 200M
+  done
+  for r in $(seq $reps); do
+    s1_iperf "IPv4 small, full rate (-N -l 200)" "$r" -c "$IP_S" -t $dur -N -l 200
+  done
+  for r in $(seq $reps); do s1_req "Requests, 2 conns (100 B NODELAY)" "$r" 2; done
+  for r in $(seq $reps); do s1_req "Requests, 1,000 conns (100 B NODELAY)" "$r" 1000; done
+  s1_fill 100000
+  fill1=${FILL_MSG#fill_flows: }
+  sleep 2  # let tcptrack's user space see them once before measuring
+  for r in $(seq $reps); do s1_iperf "IPv4 bulk + 100k flows in map" "$r" -c "$IP_S" -t $dur; done
+  for r in $(seq $reps); do s1_req "Requests, 1,000 conns + 100k flows in map" "$r" 1000; done
+  res1=$(s1_resident)
+  s1_detach
+
+  # 1M resident: a fresh tcptrack (and floor, parse-only: same run order) with room for them.
+  s1_attach $big_max
+  order2=$S1_ORDER
+  t0=$(date +%s.%N)
+  s1_fill $big
+  t1=$(date +%s.%N)
+  fill2="${FILL_MSG#fill_flows: }; $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s wall including the count"
+  local kmem
+  kmem=$("${UTIL[@]}" proc-maps-memlock "$TT_PID")
+  for r in $(seq $reps); do s1_iperf "IPv4 bulk + 1M flows in map" "$r" -c "$IP_S" -t $dur; done
+  for r in $(seq $reps); do s1_req "Requests, 1,000 conns + 1M flows in map" "$r" 1000; done
+  res2=$(s1_resident)
+  local rss
+  rss=$(awk '/^VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$TT_PID/status" 2>/dev/null || echo '?')
+  s1_detach
   {
-    echo "## 1. Per-packet datapath cost (bpf_stats)"
+    [ "$DP" = "$(echo $DATAPATHS | cut -d' ' -f1)" ] && { echo "## 1. Per-packet datapath cost (bpf_stats)"; echo; }
+    echo "### Datapath: $DP_DESC"
     echo
-    echo "tcptrack (\`--format json --interval 1 --max-flows 200000 --idle-timeout 3600 > /dev/null\`) and an empty TCX classifier (bench/empty.bpf.c, returns TCX_NEXT: the floor, i.e. program dispatch + bpf_stats accounting) attached to the same TCX hooks of the receiver veth in the same runs, run order: $order. run_time_ns / run_cnt deltas per program over each iperf3 run (${dur} s), median of $reps runs. Runs = skbs (a GSO skb is one run); wire segments = TCP OutSegs of the sending namespace (client for ingress, server for egress) over the same window. 100k scenario: \`fill_flows\` ran tcptrack_in via BPF_PROG_TEST_RUN on 100k distinct SYNs first (${fill_msg#fill_flows: })."
+    echo "tcptrack (\`--format json --interval 1 --max-flows 200000 --idle-timeout 3600 > /dev/null\`; 1M scenarios: a fresh one with \`--max-flows $big_max\`), an empty TCX classifier (bench/empty.bpf.c, returns TCX_NEXT: the floor, i.e. program dispatch + bpf_stats accounting) and a parse-only classifier (bench/parse_only.bpf.c: tcptrack's own tt_parse from bpf/parse.h plus ifindex and key normalisation, no map access) attached to the same TCX hooks of the receiver veth in the same runs, run order: $order1(1M: $order2). run_time_ns / run_cnt deltas per program over each run (${dur} s), median of $reps runs. Runs = skbs (a GSO skb is one run); wire segments = TCP OutSegs of the sending namespace (client for ingress, server for egress) over the same window. Requests: bench/reqgen, N connections opened first, then one 100-byte send (TCP_NODELAY) per connection in turn for ${dur} s; the server only reads (its segments are ACKs); only the sending phase is measured. 100k scenarios: \`fill_flows\` ran tcptrack_in via BPF_PROG_TEST_RUN on 100k distinct SYNs first ($fill1; still resident after the runs: $res1). 1M scenarios: the same with 1M SYNs ($fill2; resident after the runs: $res2; tcptrack peak RSS ${rss} MB; its maps' memlock: $kmem). Last column: CPU of tcptrack's user-space process over the window (reports every second; at 1M flows one report takes longer than the interval, see section 4)."
     echo
-    "${UTIL[@]}" s1-table "$tsv"
+    "${UTIL[@]}" s1-table "$S1_TSV"
     echo
   } | emit
 }
@@ -351,30 +508,41 @@ section3() {
 
 # ================================================================== 4. report cost
 section4() {
-  log "section 4: user-space cost per report"
-  local n line
+  log "section 4: user-space cost per report (datapaths: $DATAPATHS)"
+  local n line dp mode reps=5
   local tsv=$TMP/s4.txt
   : >"$tsv"
-  for n in 1000 100000 1000000; do
-    line=$("$COST" --flows $n --reports 3) || die "report_cost --flows $n failed"
-    log "  $line"
-    echo "$line" >>"$tsv"
+  for dp in $DATAPATHS; do
+    use_datapath "$dp"
+    for n in 1000 100000 1000000; do
+      for mode in idle changed; do
+        line=$(env "${DP_ENV[@]}" "$COST" --flows $n --reports $reps --mode $mode) ||
+          die "report_cost --flows $n --mode $mode ($dp) failed"
+        log "  $dp: $line"
+        echo "datapath=$dp $line" >>"$tsv"
+      done
+    done
   done
+  use_datapath percpu
   {
-    echo "## 4. User-space cost per report (bench/report_cost, one process per N)"
+    echo "## 4. User-space cost per report (bench/report_cost, one process per datapath, N and mode)"
     echo
-    echo "tcptrack::Skeleton loaded (not attached), maps filled with N established IPv4 flows via bpf_map_update_batch (flows + flow_states, 16k per batch). Per report: Collector::collect, make_row per flow, RateTracker::update, stats, sort rows, render_json, write to /dev/null (what src/app.cpp does per interval). CPU = getrusage user+sys, median of 3 reports; split shown for the median report. Peak RSS = ru_maxrss of the process (includes the loaded skeleton and the fill)."
+    echo "tcptrack::Skeleton loaded (not attached; per-CPU datapath = tcptrack's default here, shared = TCPTRACK_DISABLE=percpu_lookup), maps filled with N established IPv4 flows via bpf_map_update_batch (flows + flow_states, 16k per batch). Per report: Collector::collect (the reader tcptrack picks: the map iterator here), ReportBuilder::build (rates, stats, idle flows, display order), render_json, write to /dev/null (what src/app.cpp does per interval). One unmeasured first report (every flow new: its CPU is the \"first report\" column), then $reps measured reports: **idle** = nothing in the maps changed since the previous report; **all changed** = before each report every flow's counters were moved (one bpf_map_update_batch over \`flows\`, not timed), so every flow has a non-zero rate. CPU = getrusage user+sys, median of $reps; split shown for the median report. Peak RSS = ru_maxrss of the process (includes the loaded skeleton and the fill)."
     echo
-    python3 - "$tsv" <<'EOF'
+    python3 - "$tsv" <<'PY'
 import sys
-print("| Flows | CPU ms / report (median of 3) | all 3 | collect / rows / render ms | Peak RSS MB | CPU ns / flow | JSON MB / report |")
-print("|---:|---:|---|---|---:|---:|---:|")
+print("| Datapath | Flows | Report | CPU ms / report (median) | all | collect / rows / render ms | First report CPU ms | Peak RSS MB | CPU ns / flow | JSON MB / report | Rows with a rate |")
+print("|---|---:|---|---:|---|---|---:|---:|---:|---:|---:|")
+names = {"percpu": "per-CPU", "shared": "shared"}
 for line in open(sys.argv[1]):
     kv = dict(x.split("=", 1) for x in line.split())
-    print(f"| {int(kv['flows']):,} | {float(kv['cpu_ms_median']):,.1f} | {kv['cpu_ms_all']} | "
+    mode = "idle" if kv["mode"] == "idle" else "all changed"
+    print(f"| {names[kv['datapath']]} | {int(kv['flows']):,} | {mode} | {float(kv['cpu_ms_median']):,.1f} | "
+          f"{kv['cpu_ms_all']} | "
           f"{float(kv['collect_ms']):.1f} / {float(kv['rows_ms']):.1f} / {float(kv['render_ms']):.1f} | "
-          f"{float(kv['peak_rss_mb']):,.1f} | {int(float(kv['ns_per_flow'])):,} | {float(kv['json_mb']):.1f} |")
-EOF
+          f"{float(kv['first_cpu_ms']):,.1f} | {float(kv['peak_rss_mb']):,.1f} | "
+          f"{int(float(kv['ns_per_flow'])):,} | {float(kv['json_mb']):.1f} | {int(kv['rows_moving']):,} |")
+PY
     echo
   } | emit
 }
@@ -416,6 +584,30 @@ section5() {
     echo "tcptrack \`--format json --interval 1 --summary\` on the server veth. A generator connection is accounted for when a CLOSED/RESET row with the same client port and exactly $req B client→server / $rep B server→client payload appears; per client port, min(generated, rows) count as exactly once, the excess of generated as missing, the excess of rows as duplicated."
     echo
     "${UTIL[@]}" s5-table "$TMP/churn.log" "$TMP/s5-tcptrack.json" $port $req $rep "$summary"
+    echo
+  } | emit
+}
+
+# ================================================================== 7. kernel memory
+section7() {
+  log "section 7: kernel memory of tcptrack's maps (datapaths: $DATAPATHS)"
+  local dp mf tsv=$TMP/s7.txt
+  : >"$tsv"
+  for dp in $DATAPATHS; do
+    use_datapath "$dp"
+    for mf in 65536 1000000; do
+      start_tcptrack /dev/null --format json --interval 1 --max-flows $mf
+      "${UTIL[@]}" proc-maps "$TT_PID" "$dp" "$mf" >>"$tsv"
+      stop_pid "$TT_PID"
+    done
+  done
+  use_datapath percpu
+  {
+    echo "## 7. Kernel memory of tcptrack's maps (bpftool memlock)"
+    echo
+    echo "A running tcptrack (\`--format json --interval 1 --max-flows N\`, attached, no traffic) per datapath and N; its maps found through /proc/PID/fdinfo (map_id), memlock as \`bpftool map show id\` reports it (the kernel's map_mem_usage: all of it preallocated, so it does not depend on how many flows are live). Measured with $(cat /sys/devices/system/cpu/possible) possible CPUs ($("${UTIL[@]}" possible-cpus)). Projection to P CPUs: measured + (P − $("${UTIL[@]}" possible-cpus)) × the map's per-possible-CPU bytes, from the kernel's formulas (kernel/bpf/hashtab.c htab_map_mem_usage, arraymap.c array_map_mem_usage): per-CPU hash = round_up(value, 8) × max_entries + 32 (bucket lock counters); plain preallocated hash = one spare element (48 + round_up(key, 8) + round_up(value, 8)) + 8 + 32; per-CPU array = round_up(value, 8) × max_entries; other maps 0. The percpu allocator's own chunk overhead is not in memlock and not projected."
+    echo
+    "${UTIL[@]}" s7-table "$tsv"
     echo
   } | emit
 }
