@@ -34,14 +34,7 @@ int tcptrack_dump(struct bpf_iter__bpf_map_elem *ctx)
 		if (cpu >= tt_counter_copies)
 			break;
 		c = (const void *)(values + cpu * sizeof(struct tt_counters));
-		r.bytes[0] += c->bytes[0];
-		r.bytes[1] += c->bytes[1];
-		r.packets[0] += c->packets[0];
-		r.packets[1] += c->packets[1];
-		if (c->payload[0] > r.payload[0])
-			r.payload[0] = c->payload[0];
-		if (c->payload[1] > r.payload[1])
-			r.payload[1] = c->payload[1];
+		TT_ADD_COUNTS(&r, c);
 	}
 	/* Read without the lock: a transition racing this read shows next report. */
 	st = bpf_map_lookup_elem(&flow_states, &r.key); /* the stack copy: key is read-only */

@@ -96,15 +96,7 @@ static __always_inline int tt_same_gen(const struct tt_counters *a, const struct
 /* Adds counts from src (deltas for bytes/packets, a reach for payload) into dst. */
 static __always_inline void tt_merge(struct tt_counters *dst, const struct tt_counters *src)
 {
-	dst->bytes[0] += src->bytes[0];
-	dst->bytes[1] += src->bytes[1];
-	dst->packets[0] += src->packets[0];
-	dst->packets[1] += src->packets[1];
-	/* Payload is a reach in sequence space: the furthest copy wins. */
-	if (src->payload[0] > dst->payload[0])
-		dst->payload[0] = src->payload[0];
-	if (src->payload[1] > dst->payload[1])
-		dst->payload[1] = src->payload[1];
+	TT_ADD_COUNTS(dst, src);
 	dst->reach_mask |= src->reach_mask;
 }
 

@@ -63,15 +63,8 @@ void read_map(int fd, std::size_t value_size, std::uint64_t elem_flags, bool& ba
 
 constexpr std::uint32_t kEmpty = UINT32_MAX;
 
-// Adds one copy of a flow's counters: bytes and packets sum, payload is a
-// reach in sequence space, so the furthest copy wins.
-void add_counts(FlowSample& s, const tt_counters& c) {
-    for (int d = 0; d < 2; ++d) {
-        s.bytes[d] += c.bytes[d];
-        s.packets[d] += c.packets[d];
-        s.payload[d] = std::max<std::uint64_t>(s.payload[d], c.payload[d]);
-    }
-}
+// Adds one copy of a flow's counters (flow.h: TT_ADD_COUNTS, the one merge rule).
+void add_counts(FlowSample& s, const tt_counters& c) { TT_ADD_COUNTS(&s, &c); }
 
 // A sample from a kernel record that carries a flow's combined counters
 // (tt_dump_record, tt_close_event).

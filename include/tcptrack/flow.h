@@ -78,6 +78,25 @@ struct tt_counters {
 };
 
 /*
+ * The one rule that combines copies of a flow's counters (per-CPU copies, a
+ * memo's deltas) into a total: bytes and packets add up; payload is a reach in
+ * sequence space, so the furthest copy wins. A macro so that every holder of
+ * bytes/packets/payload[2] uses it: tt_counters, kernel records, and user
+ * space's samples alike.
+ */
+#define TT_ADD_COUNTS(dst, src)                                                  \
+	do {                                                                     \
+		(dst)->bytes[0] += (src)->bytes[0];                              \
+		(dst)->bytes[1] += (src)->bytes[1];                              \
+		(dst)->packets[0] += (src)->packets[0];                          \
+		(dst)->packets[1] += (src)->packets[1];                          \
+		if ((src)->payload[0] > (dst)->payload[0])                       \
+			(dst)->payload[0] = (src)->payload[0];                   \
+		if ((src)->payload[1] > (dst)->payload[1])                       \
+			(dst)->payload[1] = (src)->payload[1];                   \
+	} while (0)
+
+/*
  * Per-CPU memo of the last settled flow this CPU counted: consecutive segments
  * of one flow (a bulk transfer, its ACK stream) are counted here without a
  * hash lookup. cnt.bytes/packets are deltas not yet in `flows`; cnt.payload,

@@ -403,12 +403,7 @@ std::vector<std::pair<tt_flow_key, Totals>> BpfTest::flows() {
     for (const auto& k : keys(flows_fd())) {
         if (bpf_map_lookup_elem(flows_fd(), &k, copies.data()) != 0) continue;
         Totals t;
-        for (const auto& c : copies)
-            for (int d = 0; d < 2; ++d) {
-                t.bytes[d] += c.bytes[d];
-                t.packets[d] += c.packets[d];
-                t.payload[d] = std::max<std::uint64_t>(t.payload[d], c.payload[d]);
-            }
+        for (const auto& c : copies) TT_ADD_COUNTS(&t, &c);
         out.emplace_back(k, t);
     }
     // The last segments of the flow this CPU saw last may sit in its memo
@@ -418,12 +413,7 @@ std::vector<std::pair<tt_flow_key, Totals>> BpfTest::flows() {
     if (bpf_map_lookup_elem(bpf_map__fd((*skel_)->maps.flow_memo), &zero, memos.data()) == 0)
         for (const auto& m : memos)
             for (auto& [k, t] : out)
-                if (m.dirty && k == m.key && memo_is_current(m))
-                    for (int d = 0; d < 2; ++d) {
-                        t.bytes[d] += m.cnt.bytes[d];
-                        t.packets[d] += m.cnt.packets[d];
-                        t.payload[d] = std::max<std::uint64_t>(t.payload[d], m.cnt.payload[d]);
-                    }
+                if (m.dirty && k == m.key && memo_is_current(m)) TT_ADD_COUNTS(&t, &m.cnt);
     return out;
 }
 
