@@ -18,6 +18,7 @@
 #include "empty.skel.h"
 #include "packet_builder.hpp"
 #include "tcptrack.skel.h"
+#include "store_proto.skel.h"
 #include "tcptrack_lru.skel.h"
 #include "tcptrack/skeleton.hpp"
 
@@ -94,13 +95,16 @@ int main() {
     tcptrack::LoadConfig shared_cfg;
     shared_cfg.datapath = tcptrack::Datapath::Shared;
     tcptrack::Skeleton shared(shared_cfg);
+    store_proto_bpf* proto = store_proto_bpf__open_and_load();
+    if (!proto) return 1;
     empty_bpf* empty = empty_bpf__open_and_load();
     if (!empty) return 1;
     const int floor_fd = bpf_program__fd(empty->progs.ttbench_fl_in);
 
     std::printf("| Packet | tcptrack_in ns/run | LRU-map variant ns/run | shared (5.10) variant "
-                "ns/run | empty ns/run | ratio | LRU ratio | shared ratio |\n"
-                "|---|---:|---:|---:|---:|---:|---:|---:|\n");
+                "ns/run | slot store, atomic ns/run | slot store, per-CPU deltas ns/run | empty "
+                "ns/run | ratio | LRU ratio | shared ratio | slot atomic ratio | slot deltas ratio "
+                "|\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for (bool v6 : {false, true}) {
         // One flow: this CPU's memo hits. Two flows in turn: the memo never
         // matches, every run looks the flow up in a warm map. 1,000 flows in
@@ -110,11 +114,13 @@ int main() {
             for (int k = 0; k < nflows; ++k)
                 data.push_back(seg(v6, true, kAck | kPsh, 1001, 5001, 1448,
                                    static_cast<std::uint16_t>(40000 + k)));
-            double t[3];
+            double t[5];
             int i = 0;
             for (int in : {bpf_program__fd(skel->progs.tcptrack_in),
                            bpf_program__fd(lru->progs.tcptrack_in),
-                           bpf_program__fd(shared.programs(true).ingress)}) {
+                           bpf_program__fd(shared.programs(true).ingress),
+                           bpf_program__fd(proto->progs.ttproto_sh_in),
+                           bpf_program__fd(proto->progs.ttproto_dl_in)}) {
                 for (int k = 0; k < nflows; ++k) {
                     // Handshake then a data segment, so each flow is settled on this CPU.
                     const auto port = static_cast<std::uint16_t>(40000 + k);
@@ -131,12 +137,13 @@ int main() {
             const char* what = nflows == 1   ? "one flow (memo hit)"
                                : nflows == 2 ? "two flows in turn (map lookup)"
                                              : "1,000 flows in turn (map lookup, cold caches)";
-            std::printf("| %s established data, %s | %.1f | %.1f | %.1f | %.1f | %.2fx | %.2fx | "
-                        "%.2fx |\n",
-                        v6 ? "IPv6" : "IPv4", what, t[0], t[1], t[2], f, t[0] / f, t[1] / f,
-                        t[2] / f);
+            std::printf("| %s established data, %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | "
+                        "%.2fx | %.2fx | %.2fx | %.2fx | %.2fx |\n",
+                        v6 ? "IPv6" : "IPv4", what, t[0], t[1], t[2], t[3], t[4], f, t[0] / f,
+                        t[1] / f, t[2] / f, t[3] / f, t[4] / f);
         }
     }
+    store_proto_bpf__destroy(proto);
     tcptrack_lru_bpf__destroy(lru);
     empty_bpf__destroy(empty);
     return 0;

@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: MIT
 // Attaches the empty classifier (empty.bpf.c), or with --parse-only the
-// parse-only one (parse_only.bpf.c), with TCX links to ingress and egress of
+// parse-only one (parse_only.bpf.c), or with --store-proto shared|delta the
+// prototype store of store_proto.bpf.c, with TCX links to ingress and egress of
 // one interface (appended after whatever is attached there), prints the
 // program ids, and holds the links until SIGINT/SIGTERM. TCX links die with
 // the process, so nothing is left behind.
 //
-//   floor_attach [--parse-only] IFNAME|IFINDEX
+//   floor_attach [--parse-only | --store-proto shared|delta] IFNAME|IFINDEX
 //   -> "ingress_id=N egress_id=M" on stdout once attached
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -19,6 +20,7 @@
 
 #include "empty.skel.h"
 #include "parse_only.skel.h"
+#include "store_proto.skel.h"
 
 namespace {
 
@@ -77,8 +79,11 @@ int run(int ifindex, const sigset_t& set, Open open, Load load, Destroy destroy,
 
 int main(int argc, char** argv) {
     const bool parse_only = argc == 3 && std::strcmp(argv[1], "--parse-only") == 0;
-    if (argc != 2 && !parse_only) {
-        std::fprintf(stderr, "usage: %s [--parse-only] IFNAME|IFINDEX\n", argv[0]);
+    const char* proto = argc == 4 && std::strcmp(argv[1], "--store-proto") == 0 ? argv[2] : nullptr;
+    const bool proto_ok = proto && (std::strcmp(proto, "shared") == 0 || std::strcmp(proto, "delta") == 0);
+    if (argc != 2 && !parse_only && !proto_ok) {
+        std::fprintf(stderr, "usage: %s [--parse-only | --store-proto shared|delta] IFNAME|IFINDEX\n",
+                     argv[0]);
         return 2;
     }
     const char* ifname = argv[argc - 1];
@@ -97,6 +102,17 @@ int main(int argc, char** argv) {
     sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
 
+    if (proto_ok) {
+        const bool delta = std::strcmp(proto, "delta") == 0;
+        return run<store_proto_bpf>(
+            ifindex, set, [] { return store_proto_bpf__open(); },
+            [](store_proto_bpf* s) { return store_proto_bpf__load(s); },
+            [](store_proto_bpf* s) { store_proto_bpf__destroy(s); },
+            [delta](store_proto_bpf* s) {
+                return delta ? std::pair{s->progs.ttproto_dl_in, s->progs.ttproto_dl_eg}
+                             : std::pair{s->progs.ttproto_sh_in, s->progs.ttproto_sh_eg};
+            });
+    }
     if (parse_only)
         return run<parse_only_bpf>(
             ifindex, set, [] { return parse_only_bpf__open(); },

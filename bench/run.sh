@@ -207,6 +207,16 @@ emit() { tee -a "$RESULTS.tmp"; }  # markdown: stdout + results file
 # s1_attach MAX_FLOWS: tcptrack, then the empty floor, then the parse-only
 # classifier, appended to IF_S's TCX hooks in that order (the run order).
 # Sets TT_*, FL_IN/FL_EG/FL_PID, PO_IN/PO_EG/PO_PID and S1_ORDER.
+# TTBENCH_SECOND=proto-shared|proto-delta puts bench/store_proto.bpf.c (a
+# candidate store for issue 9) in the parse-only classifier's place: its
+# columns then measure the prototype (request-style scenarios only are
+# meaningful: it has 65,536 slots and no lifecycle).
+case "${TTBENCH_SECOND:-parse-only}" in
+  parse-only) SECOND_ARGS=(--parse-only) ;;
+  proto-shared) SECOND_ARGS=(--store-proto shared) ;;
+  proto-delta) SECOND_ARGS=(--store-proto delta) ;;
+  *) echo "TTBENCH_SECOND: parse-only, proto-shared or proto-delta" >&2; exit 2 ;;
+esac
 s1_attach() {
   start_tcptrack /dev/null --format json --interval 1 --max-flows "$1" --idle-timeout 3600
   local kind i out
@@ -214,7 +224,7 @@ s1_attach() {
     out=$TMP/floor-$kind.out
     : >"$out"
     if [ $kind = FL ]; then bg_ns "$NS_S" "$out" "$TMP/floor.err" "$FLOOR" "$IF_S"
-    else bg_ns "$NS_S" "$out" "$TMP/floor.err" "$FLOOR" --parse-only "$IF_S"; fi
+    else bg_ns "$NS_S" "$out" "$TMP/floor.err" "$FLOOR" "${SECOND_ARGS[@]}" "$IF_S"; fi
     printf -v "${kind}_PID" '%s' "$BG_PID"
     for i in $(seq 100); do
       grep -q ingress_id "$out" && break
