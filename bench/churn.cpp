@@ -29,6 +29,8 @@
 #include <thread>
 #include <vector>
 
+#include "sockaddr.hpp"
+
 namespace {
 
 struct Args {
@@ -38,25 +40,6 @@ struct Args {
     double duration = 5;
     long connections = 0;  // per client thread; 0 = until the deadline
 };
-
-sockaddr_storage make_addr(const std::string& addr, int port, socklen_t& len) {
-    sockaddr_storage ss{};
-    auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
-    auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
-    if (inet_pton(AF_INET, addr.c_str(), &v4->sin_addr) == 1) {
-        v4->sin_family = AF_INET;
-        v4->sin_port = htons(static_cast<std::uint16_t>(port));
-        len = sizeof(*v4);
-    } else if (inet_pton(AF_INET6, addr.c_str(), &v6->sin6_addr) == 1) {
-        v6->sin6_family = AF_INET6;
-        v6->sin6_port = htons(static_cast<std::uint16_t>(port));
-        len = sizeof(*v6);
-    } else {
-        std::fprintf(stderr, "churn: bad address %s\n", addr.c_str());
-        std::exit(2);
-    }
-    return ss;
-}
 
 // Writes n bytes of `fill` from a 64 KiB pattern buffer (n may be gigabytes).
 bool write_all(int fd, char fill, std::size_t n) {
@@ -73,7 +56,7 @@ bool write_all(int fd, char fill, std::size_t n) {
 
 int server(const Args& a) {
     socklen_t len = 0;
-    const sockaddr_storage ss = make_addr(a.addr, a.port, len);
+    const sockaddr_storage ss = make_addr("churn", a.addr, a.port, len);
     const int lfd = socket(ss.ss_family, SOCK_STREAM, 0);
     const int one = 1;
     setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -125,7 +108,7 @@ struct Done {
 
 int client(const Args& a) {
     socklen_t len = 0;
-    const sockaddr_storage ss = make_addr(a.addr, a.port, len);
+    const sockaddr_storage ss = make_addr("churn", a.addr, a.port, len);
     const auto start = std::chrono::steady_clock::now();
     const auto deadline = start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                                       std::chrono::duration<double>(a.duration));

@@ -35,6 +35,8 @@
 #include <string>
 #include <vector>
 
+#include "sockaddr.hpp"
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -51,32 +53,13 @@ struct Args {
 volatile std::sig_atomic_t g_stop = 0;
 void on_signal(int) { g_stop = 1; }
 
-sockaddr_storage make_addr(const std::string& addr, int port, socklen_t& len) {
-    sockaddr_storage ss{};
-    auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
-    auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
-    if (inet_pton(AF_INET, addr.c_str(), &v4->sin_addr) == 1) {
-        v4->sin_family = AF_INET;
-        v4->sin_port = htons(static_cast<std::uint16_t>(port));
-        len = sizeof(*v4);
-    } else if (inet_pton(AF_INET6, addr.c_str(), &v6->sin6_addr) == 1) {
-        v6->sin6_family = AF_INET6;
-        v6->sin6_port = htons(static_cast<std::uint16_t>(port));
-        len = sizeof(*v6);
-    } else {
-        std::fprintf(stderr, "reqgen: bad address %s\n", addr.c_str());
-        std::exit(2);
-    }
-    return ss;
-}
-
 int server(const Args& a) {
     struct sigaction sa {};
     sa.sa_handler = on_signal;  // no SA_RESTART: epoll_wait returns EINTR
     sigaction(SIGINT, &sa, nullptr);
     sigaction(SIGTERM, &sa, nullptr);
     socklen_t len = 0;
-    const sockaddr_storage ss = make_addr(a.addr, a.port, len);
+    const sockaddr_storage ss = make_addr("reqgen", a.addr, a.port, len);
     const int lfd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK, 0);
     const int one = 1;
     if (lfd < 0 || setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
@@ -148,7 +131,7 @@ bool wait_stdin(int timeout_ms, bool want_eof) {
 int client(const Args& a) {
     std::signal(SIGPIPE, SIG_IGN);
     socklen_t len = 0;
-    const sockaddr_storage ss = make_addr(a.addr, a.port, len);
+    const sockaddr_storage ss = make_addr("reqgen", a.addr, a.port, len);
     std::vector<int> fds;
     fds.reserve(static_cast<std::size_t>(a.connections));
     const timeval tmo{5, 0};
