@@ -52,10 +52,7 @@ std::size_t terminal_rows() {
 
 void check_privileges() {
     const Privileges p = current_privileges();
-    if (p.enough()) return;
-    throw Error(fmt::format("missing privileges: need {} (run as root, or grant CAP_BPF and "
-                            "CAP_NET_ADMIN)",
-                            p.missing()));
+    if (!p.enough()) throw Error(p.refusal());
 }
 
 std::vector<Interface> resolve_interfaces(const Options& opts) {

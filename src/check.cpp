@@ -18,10 +18,7 @@ namespace {
 // The verdict: why tcptrack cannot run here, or "" when a trial load passed.
 std::string verdict(const Options& opts, const Features& f, const Privileges& priv,
                     std::string& load_line) {
-    if (!priv.enough())
-        return fmt::format("missing privileges: need {} (run as root, or grant CAP_BPF and "
-                           "CAP_NET_ADMIN)",
-                           priv.missing());
+    if (!priv.enough()) return priv.refusal();
     if (std::string why = f.blocker(); !why.empty()) return why;
     try {
         for (const auto& name : opts.ifaces) lookup_interface(name);

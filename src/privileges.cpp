@@ -39,6 +39,12 @@ std::string Privileges::missing() const {
     return "";
 }
 
+std::string Privileges::refusal() const {
+    return fmt::format(
+        "missing privileges: need {} (run as root, or grant CAP_BPF and CAP_NET_ADMIN)",
+        missing());
+}
+
 std::string Privileges::describe() const {
     std::string caps;
     for (auto [have, name] : {std::pair{bpf, "CAP_BPF"}, std::pair{net_admin, "CAP_NET_ADMIN"},

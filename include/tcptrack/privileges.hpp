@@ -18,6 +18,8 @@ struct Privileges {
     bool enough() const { return bpf && net_admin; }
     // "CAP_BPF and CAP_NET_ADMIN" style list of what enough() lacks.
     std::string missing() const;
+    // The one-line error when !enough(): what is missing and how to get it.
+    std::string refusal() const;
     // "root" or "CAP_BPF CAP_NET_ADMIN ..." for --check.
     std::string describe() const;
 };
