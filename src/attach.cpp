@@ -17,8 +17,6 @@
 
 namespace tcptrack {
 
-bool tcx_compiled_in() { return TCPTRACK_HAVE_TCX != 0; }
-
 namespace {
 
 // Our own program's id: reading our own fd needs no CAP_SYS_ADMIN.

@@ -53,7 +53,4 @@ std::unique_ptr<Attachment> attach_interface(const std::string& ifname, int ifin
 // deliberately left.
 std::vector<std::string> remove_stale_tc_filters(const std::string& ifname, int ifindex);
 
-// True when this build and kernel can use TCX links.
-bool tcx_compiled_in();
-
 }  // namespace tcptrack
