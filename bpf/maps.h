@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
-/* The datapath's maps. Sizes are set from user space (--max-flows) before load. */
+/* The datapath's maps (the store is described in tcptrack/flow.h). Sizes are set from user space before load. */
 #ifndef TCPTRACK_MAPS_H
 #define TCPTRACK_MAPS_H
 
@@ -8,33 +8,53 @@
 #include "tcptrack/flow.h"
 
 #define TT_DEFAULT_FLOWS 65536
-#define TT_MAX_CPUS 1024 /* bound for loops over CPUs; the real count is tt_nr_cpus */
 
-/*
- * Hot map: one lookup per packet, per-CPU values so no atomics or bouncing lines.
- * A full map refuses new flows (counted) rather than evicting: an LRU map
- * costs ~25 ns more per packet here (bench/datapath_micro builds that variant
- * with TT_FLOWS_LRU) and its evictions are silent and uncountable.
- */
-#ifdef TT_FLOWS_LRU
-#define TT_FLOWS_TYPE BPF_MAP_TYPE_LRU_PERCPU_HASH
-#else
-#define TT_FLOWS_TYPE BPF_MAP_TYPE_PERCPU_HASH
-#endif
+/* One slot per flow; user space mmaps it and reads it as plain memory. */
 struct {
-	__uint(type, TT_FLOWS_TYPE);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(max_entries, TT_DEFAULT_FLOWS);
-	__type(key, struct tt_flow_key);
-	__type(value, struct tt_counters);
-} flows SEC(".maps");
+	__type(key, __u32);
+	__type(value, struct tt_slot);
+} slots SEC(".maps");
 
-/* Lifecycle and SYN/FIN/RST timestamps, touched only by packets that change state. */
+/* key -> slot (tcptrack/flow.h); buckets = a power of two >= flows / 8. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, TT_DEFAULT_FLOWS / 8);
+	__type(key, __u32);
+	__type(value, struct tt_index_bucket);
+} flow_index SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tt_store_lock);
+} store_lock SEC(".maps");
+
+/* Lifecycle locks, striped by slot (a power of two). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, TT_DEFAULT_FLOWS / 16);
+	__type(key, __u32);
+	__type(value, struct tt_slot_lock);
+} slot_locks SEC(".maps");
+
+/* Recycled slots, pushed by user space a report after their flow died. */
+struct {
+	__uint(type, BPF_MAP_TYPE_QUEUE);
 	__uint(max_entries, TT_DEFAULT_FLOWS);
-	__type(key, struct tt_flow_key);
-	__type(value, struct tt_flow_state);
-} flow_states SEC(".maps");
+	__uint(key_size, 0);
+	__uint(value_size, sizeof(__u32));
+} free_slots SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tt_evict_req);
+} evict_req SEC(".maps");
 
 /* Finished connections with their final counters, so none is lost between polls. */
 struct {
@@ -57,14 +77,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct tt_close_event);
 } close_scratch SEC(".maps");
-
-/* One tt_flow_memo per CPU (see flow.h). */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct tt_flow_memo);
-} flow_memo SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -4,16 +4,12 @@
  * connection and follow the connection's lifecycle. Observe only: always
  * return TC_ACT_UNSPEC (== TCX_NEXT), never drop or modify a packet.
  *
- * Two variants of each entry point; user space loads one set (src/features.cpp):
- *  - per-CPU (needs bpf_map_lookup_percpu_elem, Linux 5.19): per-CPU counters.
- *    Hot path (established, no SYN/FIN/RST): parse, then either this CPU's memo
- *    of its last flow (no lookup) or one per-CPU hash lookup, and a few adds.
- *    The state map is consulted only while a connection changes state; closes
- *    sum every CPU's copy.
- *  - shared (the 5.10 floor: no cross-CPU access): user space turns `flows`
- *    into a plain hash, one counters entry per flow. Settled segments add to
- *    it atomically (one lookup, no lock, no memo); state-changing ones go
- *    through the flow's state lock as above. Same counts.
+ * One datapath for every kernel from 5.10 (no helper newer than the floor,
+ * no cross-CPU access). Flows live in the slot store (tcptrack/flow.h):
+ *  - hot path (a settled flow, no SYN/FIN/RST): parse, hash the key, one index
+ *    bucket line, the slot, two atomic adds and the payload reach;
+ *  - a segment that may change the lifecycle takes the slot's lock;
+ *  - a new flow takes a slot and publishes it under the store lock.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -23,15 +19,12 @@
 
 #define TC_ACT_UNSPEC (-1)
 #define TT_STATE_FLAGS (TT_TCP_SYN | TT_TCP_FIN | TT_TCP_RST)
+#define TT_TAG_MASK 0xff000000
 
-/* Number of possible CPUs, set by user space before load. */
-const volatile __u32 tt_nr_cpus = 1;
-/* Copies of a flow's counters in a `flows` value: tt_nr_cpus (per-CPU) or 1 (shared). */
-const volatile __u32 tt_counter_copies = 1;
-/* Bumped by user space after it deletes flows: older memos are void. */
-volatile __u32 tt_epoch;
-
-#include "dump.h"
+/* Store geometry, set by user space before load (src/skeleton.cpp). */
+const volatile __u32 tt_max_slots = TT_DEFAULT_FLOWS;
+const volatile __u32 tt_index_mask = TT_DEFAULT_FLOWS / 8 - 1;
+const volatile __u32 tt_lock_mask = TT_DEFAULT_FLOWS / 16 - 1;
 
 static __always_inline void tt_stat_inc(__u32 idx)
 {
@@ -39,41 +32,6 @@ static __always_inline void tt_stat_inc(__u32 idx)
 
 	if (v)
 		*v += 1;
-}
-
-/*
- * Count one segment into a counters copy. Payload needs the direction's base.
- * shared: the copy is written by every CPU, so bytes and packets are atomic
- * adds (plain BPF_XADD, as old as 5.10). The payload reach stays a plain
- * read-modify-write: one direction of one connection is handled by one CPU at
- * a time (the sender's socket lock, or its RX queue), so it never races itself.
- */
-static __always_inline void tt_account(struct tt_counters *c, int dir, const struct tt_pkt *p,
-				       const int shared)
-{
-	__u8 bit = 1 << (dir & 1);
-	__u32 end;
-
-	if (shared) {
-		__sync_fetch_and_add(&c->bytes[dir & 1], p->l3_bytes);
-		__sync_fetch_and_add(&c->packets[dir & 1], p->segs);
-	} else {
-		c->bytes[dir & 1] += p->l3_bytes;
-		c->packets[dir & 1] += p->segs;
-	}
-	if (!p->payload || !(c->base_mask & bit))
-		return;
-	end = p->seq + ((p->tcp_flags & TT_TCP_SYN) ? 1 : 0) + p->payload;
-	if (tt_payload_advance(&c->payload[dir & 1], c->reach_mask & bit, c->base[dir & 1], end))
-		c->reach_mask |= bit;
-}
-
-/* This CPU's copy learns where each side's payload starts. */
-static __always_inline void tt_copy_bases(struct tt_counters *c, const struct tt_flow_info *f)
-{
-	c->base[0] = f->base[0];
-	c->base[1] = f->base[1];
-	c->base_mask = f->base_mask;
 }
 
 static __always_inline int tt_key_eq(const struct tt_flow_key *a, const struct tt_flow_key *b)
@@ -87,138 +45,224 @@ static __always_inline int tt_key_eq(const struct tt_flow_key *a, const struct t
 	return 1;
 }
 
-/* Same connection generation: payload bases are the ISNs (or first seen). */
-static __always_inline int tt_same_gen(const struct tt_counters *a, const struct tt_counters *b)
-{
-	return tt_same_bases(a->base_mask, a->base, b->base_mask, b->base);
-}
-
-/* Adds counts from src (deltas for bytes/packets, a reach for payload) into dst. */
-static __always_inline void tt_merge(struct tt_counters *dst, const struct tt_counters *src)
-{
-	TT_ADD_COUNTS(dst, src);
-	dst->reach_mask |= src->reach_mask;
-}
-
-/* The owner moves its memo's deltas into the flow's entry (if it is still that flow). */
-static __always_inline void tt_memo_flush(struct tt_flow_memo *m)
-{
-	struct tt_counters *c;
-
-	if (!m->dirty)
-		return;
-	m->dirty = 0;
-	c = bpf_map_lookup_elem(&flows, &m->key);
-	/* Gone or replaced: a close event already carried these counts. */
-	if (c && tt_same_gen(c, &m->cnt))
-		tt_merge(c, &m->cnt);
-}
-
-static __always_inline void tt_memo_fill(struct tt_flow_memo *m, const struct tt_flow_key *key,
-					 const struct tt_counters *c)
-{
-	m->cnt = *c;
-	m->cnt.bytes[0] = m->cnt.bytes[1] = 0;
-	m->cnt.packets[0] = m->cnt.packets[1] = 0;
-	m->key = *key;
-	m->dirty = 0;
-	m->epoch = tt_epoch;
-}
-
 /*
- * Combine every CPU's copy and every CPU's dirty memo of this flow into ev;
- * or (unsettle) clear every copy's and memo's settled flag so all CPUs take
- * the slow path from now on. A memo hit that passed its check just before the
- * clear finishes within nanoseconds, long before the close that reads it.
- * The shared variant has one copy and never settles.
+ * Count one segment. Bytes and packets are atomic adds (plain BPF_XADD, as
+ * old as 5.10): every CPU shares the slot. The payload reach is a plain
+ * read-modify-write: one direction of one connection is handled by one CPU
+ * at a time (the sender's socket lock, or its RX queue), so it never races itself.
  */
-static __always_inline void tt_sum_counters(const struct tt_flow_key *key,
-					    struct tt_close_event *ev, int unsettle, const int percpu)
+static __always_inline void tt_account(struct tt_slot *s, int dir, const struct tt_pkt *p)
 {
-	struct tt_counters sum = {}, *own = NULL;
-	__u32 cpu, zero = 0;
+	__u32 end;
 
-	if (unsettle && !percpu)
+	dir &= 1;
+	__sync_fetch_and_add(&s->bytes[dir], p->l3_bytes);
+	__sync_fetch_and_add(&s->packets[dir], p->segs);
+	if (!p->payload || !(s->info.base_mask & (1 << dir)))
 		return;
-	if (!percpu) {
-		own = bpf_map_lookup_elem(&flows, key);
-		if (own)
-			tt_merge(&sum, own);
-	}
-	for (cpu = 0; percpu && cpu < TT_MAX_CPUS; cpu++) {
-		struct tt_flow_memo *m;
-		struct tt_counters *c;
+	end = p->seq + ((p->tcp_flags & TT_TCP_SYN) ? 1 : 0) + p->payload;
+	if (tt_payload_advance(&s->payload[dir], s->reached[dir], s->info.base[dir], end))
+		s->reached[dir] = 1;
+}
 
-		if (cpu >= tt_nr_cpus)
-			break;
-		c = bpf_map_lookup_percpu_elem(&flows, key, cpu);
-		m = bpf_map_lookup_percpu_elem(&flow_memo, &zero, cpu);
-		if (unsettle) {
-			/* Byte stores: never race the owners' other fields. */
-			if (c)
-				c->settled = 0;
-			if (m && tt_key_eq(&m->key, key))
-				m->cnt.settled = 0;
+/* Where a lookup looked: the key's buckets, and a fingerprint of the entries
+ * carrying its tag, so an insert can tell whether the buckets changed since. */
+struct tt_lookup {
+	struct tt_index_bucket *b1, *b2;
+	__u32 fp;
+	__u32 idx; /* the slot found */
+};
+
+static __always_inline __u32 tt_fp_mix(__u32 fp, __u32 e, __u32 pos)
+{
+	return (fp * 0x9E3779B1) ^ (e & TT_SLOT_MASK) ^ (pos << 24);
+}
+
+/* Fingerprint of a bucket's entries with this tag (no slot reads: runs under the lock). */
+static __always_inline __u32 tt_bucket_fp(const struct tt_index_bucket *b, __u32 tag, __u32 way,
+					  __u32 fp)
+{
+	int i;
+
+	for (i = 0; i < TT_INDEX_WAYS; i++) {
+		__u32 e = b->ent[i];
+
+		if (e && (e & TT_TAG_MASK) == tag)
+			fp = tt_fp_mix(fp, e, way * TT_INDEX_WAYS + i);
+	}
+	return fp;
+}
+
+static __always_inline struct tt_slot *tt_scan(const struct tt_index_bucket *b,
+					       const struct tt_flow_key *k, __u32 tag, __u32 way,
+					       struct tt_lookup *l)
+{
+	int i;
+
+	for (i = 0; i < TT_INDEX_WAYS; i++) {
+		__u32 e = *(volatile const __u32 *)&b->ent[i];
+		struct tt_slot *s;
+		__u32 n;
+
+		if (!e || (e & TT_TAG_MASK) != tag)
 			continue;
+		l->fp = tt_fp_mix(l->fp, e, way * TT_INDEX_WAYS + i);
+		n = (e & TT_SLOT_MASK) - 1;
+		s = bpf_map_lookup_elem(&slots, &n);
+		/* Dead slots are invisible: their flow is over. */
+		if (s && tt_gen_live(s->gen) && tt_key_eq(&s->key, k)) {
+			l->idx = n;
+			return s;
 		}
-		if (!c)
-			continue;
-		own = c;
-		tt_merge(&sum, c);
-		if (m && m->dirty && tt_key_eq(&m->key, key) && tt_same_gen(c, &m->cnt))
-			tt_merge(&sum, &m->cnt);
 	}
-	if (unsettle || !own || !ev)
-		return;
-	__builtin_memcpy(ev->bytes, sum.bytes, sizeof(ev->bytes));
-	__builtin_memcpy(ev->packets, sum.packets, sizeof(ev->packets));
-	__builtin_memcpy(ev->payload, sum.payload, sizeof(ev->payload));
+	return NULL;
 }
 
-/*
- * Hand a finished connection to user space with its final counters. If the
- * ring is full and `park` is set (the tuple is about to be reused, so the maps
- * cannot keep it), park the event in parked_closes instead. Returns 0 when
- * user space will get the event.
- */
-static __always_inline int tt_emit_close(const struct tt_flow_key *key,
-					 const struct tt_flow_info *info, __u32 reason, int park,
-					 const int percpu)
+/* The live slot holding this key: one bucket line (two if it overflowed) and the slot. */
+static __always_inline struct tt_slot *tt_find(const struct tt_flow_key *k, __u32 h,
+					       struct tt_lookup *l)
 {
-	struct tt_parked_key pk = {};
-	struct tt_close_event *ev;
+	__u32 i1 = tt_bucket1(h, tt_index_mask), i2 = tt_bucket2(h, tt_index_mask);
+	struct tt_slot *s;
+
+	l->fp = 0;
+	l->b2 = NULL;
+	l->b1 = bpf_map_lookup_elem(&flow_index, &i1);
+	if (!l->b1)
+		return NULL;
+	s = tt_scan(l->b1, k, h & TT_TAG_MASK, 0, l);
+	if (s)
+		return s;
+	l->b2 = bpf_map_lookup_elem(&flow_index, &i2);
+	if (!l->b2)
+		return NULL;
+	return tt_scan(l->b2, k, h & TT_TAG_MASK, 1, l);
+}
+
+static __always_inline struct tt_store_lock *tt_store_lock(void)
+{
 	__u32 zero = 0;
 
-	ev = bpf_map_lookup_elem(&close_scratch, &zero);
-	if (!ev)
-		return -1;
-	__builtin_memset(ev, 0, sizeof(*ev));
-	ev->key = *key;
-	ev->reason = reason;
-	ev->info = *info;
-	tt_sum_counters(key, ev, 0, percpu);
-	if (bpf_ringbuf_output(&closed_events, ev, sizeof(*ev), 0) == 0)
-		return 0;
-	tt_stat_inc(TT_STAT_CLOSE_DROPPED);
-	if (!park)
-		return -1;
-	pk.key = *key;
-	pk.first_ns = info->first_ns;
-	if (bpf_map_update_elem(&parked_closes, &pk, ev, BPF_ANY) == 0)
-		return 0;
-	tt_stat_inc(TT_STAT_CLOSE_LOST);
-	return -1;
+	return bpf_map_lookup_elem(&store_lock, &zero);
 }
 
-static __always_inline void tt_mark_reap(const struct tt_flow_key *key)
+/* A dead slot for a new flow: a recycled one, else one never used. */
+static __always_inline int tt_take_slot(__u32 *idx)
 {
-	struct tt_flow_state *st = bpf_map_lookup_elem(&flow_states, key);
+	struct tt_store_lock *l;
+	int ok = 0;
 
-	if (!st)
+	if (bpf_map_pop_elem(&free_slots, idx) == 0)
+		return 0;
+	l = tt_store_lock();
+	if (!l)
+		return -1;
+	bpf_spin_lock(&l->lock);
+	if (l->next_fresh < tt_max_slots) {
+		*idx = l->next_fresh;
+		l->next_fresh += 1;
+		ok = 1;
+	}
+	bpf_spin_unlock(&l->lock);
+	return ok ? 0 : -1;
+}
+
+/*
+ * Under the store lock: if the key's buckets still hold the tagged entries the
+ * lookup saw (no other CPU inserted this key meanwhile), make the slot live and
+ * publish it. Returns 0 when published, -1 when both buckets are full, -2 when
+ * the buckets changed (look again).
+ */
+static __always_inline int tt_publish(struct tt_lookup *l, struct tt_slot *s, __u32 h, __u32 idx)
+{
+	struct tt_index_bucket *b1 = l->b1, *b2 = l->b2;
+	__u32 tag = h & TT_TAG_MASK, entry = tt_index_entry(h, idx), fp;
+	struct tt_store_lock *lk = tt_store_lock();
+	int i, ret = -1;
+
+	if (!lk || !b1 || !b2)
+		return -1;
+	bpf_spin_lock(&lk->lock);
+	fp = tt_bucket_fp(b1, tag, 0, 0);
+	fp = tt_bucket_fp(b2, tag, 1, fp);
+	if (fp != l->fp) {
+		ret = -2;
+		goto out;
+	}
+	for (i = 0; i < TT_INDEX_WAYS; i++) {
+		if (!b1->ent[i]) {
+			s->gen += 1; /* live: even -> odd, only ever here */
+			b1->ent[i] = entry;
+			ret = 0;
+			goto out;
+		}
+	}
+	for (i = 0; i < TT_INDEX_WAYS; i++) {
+		if (!b2->ent[i]) {
+			s->gen += 1;
+			b2->ent[i] = entry;
+			ret = 0;
+			goto out;
+		}
+	}
+out:
+	bpf_spin_unlock(&lk->lock);
+	return ret;
+}
+
+/* Removes the slot's index entry (the slot is dead already, so lookups skip it anyway). */
+static __always_inline void tt_unpublish(__u32 h, __u32 idx)
+{
+	__u32 i1 = tt_bucket1(h, tt_index_mask), i2 = tt_bucket2(h, tt_index_mask);
+	__u32 entry = tt_index_entry(h, idx);
+	struct tt_index_bucket *b1, *b2;
+	struct tt_store_lock *lk;
+	int i;
+
+	b1 = bpf_map_lookup_elem(&flow_index, &i1);
+	b2 = bpf_map_lookup_elem(&flow_index, &i2);
+	lk = tt_store_lock();
+	if (!b1 || !b2 || !lk)
 		return;
-	bpf_spin_lock(&st->lock);
-	st->info.flags |= TT_F_REAP;
-	bpf_spin_unlock(&st->lock);
+	bpf_spin_lock(&lk->lock);
+	for (i = 0; i < TT_INDEX_WAYS; i++)
+		if (b1->ent[i] == entry)
+			b1->ent[i] = 0;
+	for (i = 0; i < TT_INDEX_WAYS; i++)
+		if (b2->ent[i] == entry)
+			b2->ent[i] = 0;
+	bpf_spin_unlock(&lk->lock);
+}
+
+static __always_inline struct tt_slot_lock *tt_slot_lock(__u32 idx)
+{
+	__u32 li = idx & tt_lock_mask;
+
+	return bpf_map_lookup_elem(&slot_locks, &li);
+}
+
+/*
+ * Ends the slot's generation `gen` (if it still holds it): dead, then out of
+ * the index. User space recycles the slot a report later. Returns 1 if ended.
+ */
+static __always_inline int tt_kill(__u32 idx, __u32 gen)
+{
+	struct tt_slot *s = bpf_map_lookup_elem(&slots, &idx);
+	struct tt_slot_lock *lk = tt_slot_lock(idx);
+	int killed = 0;
+
+	if (!s || !lk)
+		return 0;
+	bpf_spin_lock(&lk->lock);
+	if (s->gen == gen && tt_gen_live(gen)) {
+		s->gen = gen + 1;
+		s->settled = 0;
+		killed = 1;
+	}
+	bpf_spin_unlock(&lk->lock);
+	if (killed)
+		tt_unpublish(tt_key_hash(&s->key), idx);
+	return killed;
 }
 
 /*
@@ -233,218 +277,246 @@ static __always_inline void tt_refused(const struct tt_pkt *p)
 		tt_stat_inc(TT_STAT_UNTRACKED);
 }
 
-/* Create the state entry (first) and the counters entry for a new flow. */
-static __always_inline struct tt_counters *tt_create(const struct tt_pkt *p, int dir, int ingress,
-						     __u64 now)
+/* A slot for a tuple first seen with this segment, or the one another CPU just gave it. */
+static __noinline struct tt_slot *tt_create(const struct tt_pkt *p, int dir, int ingress,
+						 __u32 h, struct tt_lookup *l)
 {
-	struct tt_counters zero = {};
-	struct tt_flow_state st = {};
-	struct tt_counters *c;
-	long err;
+	struct tt_slot *s, *found;
+	__u32 idx;
+	int tries, ret;
 
-	tt_info_init(&st.info, dir, p->tcp_flags, p->seq, now, ingress);
-	err = bpf_map_update_elem(&flow_states, &p->key, &st, BPF_NOEXIST);
-	if (err && err != -17 /* EEXIST: another CPU, or a leftover to step */) {
+	if (tt_take_slot(&idx)) {
 		tt_refused(p);
 		return NULL;
 	}
-	err = bpf_map_update_elem(&flows, &p->key, &zero, BPF_NOEXIST);
-	if (err && err != -17) {
-		tt_refused(p);
-		bpf_map_delete_elem(&flow_states, &p->key);
+	s = bpf_map_lookup_elem(&slots, &idx);
+	if (!s)
 		return NULL;
+	/* Filled while dead (even gen): nothing reads it before tt_publish. */
+	s->key = p->key;
+	s->bytes[0] = s->bytes[1] = 0;
+	s->packets[0] = s->packets[1] = 0;
+	s->payload[0] = s->payload[1] = 0;
+	s->settled = 0;
+	s->reached[0] = s->reached[1] = 0;
+	tt_info_init(&s->info, dir, p->tcp_flags, p->seq, bpf_ktime_get_ns(), ingress);
+	for (tries = 0; tries < 2; tries++) {
+		ret = tt_publish(l, s, h, idx);
+		if (ret == 0) {
+			l->idx = idx;
+			return s;
+		}
+		if (ret == -1)
+			break;
+		found = tt_find(&p->key, h, l); /* another CPU may have created it */
+		if (found) {
+			bpf_map_push_elem(&free_slots, &idx, 0);
+			return found;
+		}
 	}
-	/* Lost the insert race: use the winner's entry. */
-	c = bpf_map_lookup_elem(&flows, &p->key);
-	if (!c)
-		tt_refused(p);
-	return c;
+	bpf_map_push_elem(&free_slots, &idx, 0);
+	tt_refused(p);
+	return NULL;
+}
+
+static __always_inline void tt_snapshot(struct tt_close_event *ev, const struct tt_slot *s)
+{
+	ev->bytes[0] = s->bytes[0];
+	ev->bytes[1] = s->bytes[1];
+	ev->packets[0] = s->packets[0];
+	ev->packets[1] = s->packets[1];
+	ev->payload[0] = s->payload[0];
+	ev->payload[1] = s->payload[1];
 }
 
 /*
- * Slow path: feed the segment to the lifecycle under the state's lock, count
- * it, then act on the result outside the lock (helpers are not allowed under
- * a spin lock). The shared variant counts under the lock (its payload reach is
- * then in step with the lifecycle) and settles and unsettles its one copy there.
+ * Hand a finished connection (ev: info, counters, gen) to user space. If the
+ * ring is full and `park` is set (the tuple is about to be reused, so the slot
+ * cannot keep it), park the event in parked_closes instead. Returns 0 when
+ * user space will get the event.
  */
-static __always_inline void tt_step(const struct tt_pkt *p, int dir, int ingress,
-				    struct tt_counters *c, const int percpu)
+static __always_inline int tt_emit_close(struct tt_close_event *ev, const struct tt_flow_key *key,
+					 __u32 reason, int park, __u32 idx)
 {
-	struct tt_flow_info old = {};
-	struct tt_flow_state *st;
+	struct tt_parked_key pk = {};
+
+	ev->key = *key;
+	ev->reason = reason;
+	ev->slot = idx;
+	if (bpf_ringbuf_output(&closed_events, ev, sizeof(*ev), 0) == 0)
+		return 0;
+	tt_stat_inc(TT_STAT_CLOSE_DROPPED);
+	if (!park)
+		return -1;
+	pk.key = *key;
+	pk.first_ns = ev->info.first_ns;
+	if (bpf_map_update_elem(&parked_closes, &pk, ev, BPF_ANY) == 0)
+		return 0;
+	tt_stat_inc(TT_STAT_CLOSE_LOST);
+	return -1;
+}
+
+/* The close event could not be queued: user space finds the flag and reaps the slot. */
+static __always_inline void tt_mark_reap(struct tt_slot *s, __u32 idx, __u32 gen)
+{
+	struct tt_slot_lock *lk = tt_slot_lock(idx);
+
+	if (!lk)
+		return;
+	bpf_spin_lock(&lk->lock);
+	if (s->gen == gen)
+		s->info.flags |= TT_F_REAP;
+	bpf_spin_unlock(&lk->lock);
+}
+
+/*
+ * Slow path: feed the segment to the lifecycle under the slot's lock and count
+ * it there (the payload reach is then in step with the lifecycle), then act on
+ * the result outside the lock (helpers are not allowed under a spin lock).
+ */
+static __noinline void tt_step(const struct tt_pkt *p, int dir, int ingress,
+				    struct tt_slot *s, __u32 idx)
+{
+	struct tt_close_event *ev;
+	struct tt_slot_lock *lk;
 	__u64 now = bpf_ktime_get_ns();
-	__u32 act;
+	__u32 act = 0, gen = 0, zero = 0;
+	int live = 0;
 
-	st = bpf_map_lookup_elem(&flow_states, &p->key);
-	if (!st) {
-		tt_account(c, dir, p, !percpu);
+	lk = tt_slot_lock(idx);
+	ev = bpf_map_lookup_elem(&close_scratch, &zero);
+	if (!lk || !ev)
 		return;
-	}
-
-	bpf_spin_lock(&st->lock);
-	act = tt_lifecycle_step(&st->info, dir, p->tcp_flags, p->seq, p->ack_seq, p->payload, now);
-	if (act & (TT_ACT_FINISHED | TT_ACT_REUSE))
-		old = st->info;
-	if (act & TT_ACT_REUSE) {
-		tt_info_init(&st->info, dir, p->tcp_flags, p->seq, now, ingress);
-	} else {
-		tt_copy_bases(c, &st->info);
-		/* Set under the lock so a concurrent first FIN cannot be missed. */
-		if (act & TT_ACT_SETTLED)
-			c->settled = 1;
-		if (!percpu) {
-			/* One copy: the first FIN sends every CPU back to the slow path. */
-			if (act & TT_ACT_FIN)
-				c->settled = 0;
-			tt_account(c, dir, p, 1);
+	bpf_spin_lock(&lk->lock);
+	gen = s->gen;
+	live = tt_gen_live(gen);
+	if (live) {
+		act = tt_lifecycle_step(&s->info, dir, p->tcp_flags, p->seq, p->ack_seq, p->payload,
+					now);
+		if (act & (TT_ACT_FINISHED | TT_ACT_REUSE)) {
+			ev->info = s->info;
+			ev->gen = gen;
 		}
+		if (act & TT_ACT_REUSE) {
+			/* The old connection is over; the new SYN starts the next one in this slot. */
+			tt_snapshot(ev, s);
+			s->bytes[0] = s->bytes[1] = 0;
+			s->packets[0] = s->packets[1] = 0;
+			s->payload[0] = s->payload[1] = 0;
+			s->reached[0] = s->reached[1] = 0;
+			s->settled = 0;
+			tt_info_init(&s->info, dir, p->tcp_flags, p->seq, now, ingress);
+			s->gen = gen + 2;
+		} else if (act & TT_ACT_FIN) {
+			s->settled = 0; /* the first FIN sends every CPU back to this path */
+		} else if (act & TT_ACT_SETTLED) {
+			s->settled = 1;
+		}
+		tt_account(s, dir, p);
+		if (act & TT_ACT_FINISHED)
+			tt_snapshot(ev, s);
 	}
-	bpf_spin_unlock(&st->lock);
+	bpf_spin_unlock(&lk->lock);
+	if (!live)
+		return;
 
 	if (act & TT_ACT_REUSE) {
-		struct tt_counters fresh = {};
-
-		/* The old connection is over; the new SYN starts the next one's counters. */
 		tt_stat_inc(TT_STAT_REUSED);
-		if (!old.close_ns)
-			old.close_ns = now;
-		tt_emit_close(&p->key, &old, TT_CLOSE_REUSED, 1, percpu);
-		tt_sum_counters(&p->key, NULL, 1, percpu); /* memos of the old connection are void */
-		bpf_map_delete_elem(&flows, &p->key);
-		/* Constant indexes: a variable one on the stack compiles to pointer arithmetic
-		 * the verifier rejects. */
-		if (dir)
-			fresh.base[1] = p->seq + 1;
-		else
-			fresh.base[0] = p->seq + 1;
-		fresh.base_mask = 1 << (dir & 1);
-		bpf_map_update_elem(&flows, &p->key, &fresh, BPF_NOEXIST);
-		c = bpf_map_lookup_elem(&flows, &p->key);
-		if (!c)
-			return;
-		if (percpu) {
-			tt_account(c, dir, p, 0);
-		} else {
-			bpf_spin_lock(&st->lock);
-			tt_account(c, dir, p, 1);
-			bpf_spin_unlock(&st->lock);
-		}
+		if (!ev->info.close_ns)
+			ev->info.close_ns = now;
+		tt_emit_close(ev, &p->key, TT_CLOSE_REUSED, 1, idx);
 		return;
 	}
-
-	if (percpu)
-		tt_account(c, dir, p, 0);
-	if (act & TT_ACT_FIN)
-		tt_sum_counters(&p->key, NULL, 1, percpu);
 	if (act & TT_ACT_FINISHED) {
-		int sent = tt_emit_close(&p->key, &old, TT_CLOSE_FINISHED, 0, percpu) == 0;
-
-		tt_sum_counters(&p->key, NULL, 1, percpu); /* memos of it are void from now on */
-		if (sent) {
-			bpf_map_delete_elem(&flows, &p->key);
-			bpf_map_delete_elem(&flow_states, &p->key);
-		} else {
-			tt_mark_reap(&p->key);
-		}
+		if (tt_emit_close(ev, &p->key, TT_CLOSE_FINISHED, 0, idx) == 0)
+			tt_kill(idx, gen);
+		else
+			tt_mark_reap(s, idx, gen);
 	}
 }
 
-static __always_inline int tt_handle(struct __sk_buff *skb, int ingress, int has_l2,
-				     const int percpu)
+static __always_inline int tt_handle(struct __sk_buff *skb, int ingress, int has_l2)
 {
-	struct tt_flow_memo *memo = NULL;
-	struct tt_counters *c;
+	struct tt_lookup l;
+	struct tt_slot *s;
 	struct tt_pkt p;
-	__u32 zero = 0;
+	__u32 h;
 	int dir;
 
 	if (tt_parse(skb, &p, has_l2) < 0)
 		return TC_ACT_UNSPEC;
 	p.key.ifindex = skb->ifindex;
 	dir = tt_key_normalise(&p.key);
+	h = tt_key_hash(&p.key);
 
-	if (percpu) {
-		memo = bpf_map_lookup_elem(&flow_memo, &zero);
-		if (!memo)
-			return TC_ACT_UNSPEC;
-		/* Fastest path: the same settled flow as this CPU's last segment. */
-		if (memo->cnt.settled && memo->epoch == tt_epoch &&
-		    !(p.tcp_flags & TT_STATE_FLAGS) && tt_key_eq(&memo->key, &p.key)) {
-			tt_account(&memo->cnt, dir, &p, 0);
-			memo->dirty = 1;
-			return TC_ACT_UNSPEC;
-		}
-		tt_memo_flush(memo);
-	}
-
-	c = bpf_map_lookup_elem(&flows, &p.key);
-	if (c && c->settled && !(p.tcp_flags & TT_STATE_FLAGS)) {
+	s = tt_find(&p.key, h, &l);
+	if (s && s->settled && !(p.tcp_flags & TT_STATE_FLAGS)) {
 		/* Fast path: nothing about this segment can change the lifecycle. */
-		tt_account(c, dir, &p, !percpu);
-		if (percpu)
-			tt_memo_fill(memo, &p.key, c);
+		tt_account(s, dir, &p);
 		return TC_ACT_UNSPEC;
 	}
-	if (!c) {
+	if (!s) {
 		if (!tt_starts_flow(p.tcp_flags, p.payload))
 			return TC_ACT_UNSPEC;
-		c = tt_create(&p, dir, ingress, bpf_ktime_get_ns());
-		if (!c)
+		s = tt_create(&p, dir, ingress, h, &l);
+		if (!s)
 			return TC_ACT_UNSPEC;
 	}
-	tt_step(&p, dir, ingress, c, percpu);
+	tt_step(&p, dir, ingress, s, l.idx);
 	return TC_ACT_UNSPEC;
 }
 
-/* Per-CPU variant (Linux 5.19+, bpf_map_lookup_percpu_elem). */
 SEC("tc")
 int tcptrack_in(struct __sk_buff *skb)
 {
-	return tt_handle(skb, 1, 1, 1);
+	return tt_handle(skb, 1, 1);
 }
 
 SEC("tc")
 int tcptrack_eg(struct __sk_buff *skb)
 {
-	return tt_handle(skb, 0, 1, 1);
+	return tt_handle(skb, 0, 1);
 }
 
 /* Devices without an L2 header (tun, wireguard, ...): skb->data is the IP header. */
 SEC("tc")
 int tcptrack_in_l3(struct __sk_buff *skb)
 {
-	return tt_handle(skb, 1, 0, 1);
+	return tt_handle(skb, 1, 0);
 }
 
 SEC("tc")
 int tcptrack_eg_l3(struct __sk_buff *skb)
 {
-	return tt_handle(skb, 0, 0, 1);
+	return tt_handle(skb, 0, 0);
 }
 
-/* Shared variant: the 5.10 floor. Names fit the kernel's 15 characters. */
+/*
+ * Never attached: user space runs it with BPF_PROG_TEST_RUN to end flows it
+ * decided are over (idle timeout, reaped closes), under the same locks as the
+ * classifiers. Returns how many of the requested (slot, gen) it ended.
+ */
 SEC("tc")
-int tcptrack_in_s(struct __sk_buff *skb)
+int tcptrack_evict(struct __sk_buff *skb)
 {
-	return tt_handle(skb, 1, 1, 0);
-}
+	struct tt_evict_req *r;
+	__u32 zero = 0, i, n;
+	int done = 0;
 
-SEC("tc")
-int tcptrack_eg_s(struct __sk_buff *skb)
-{
-	return tt_handle(skb, 0, 1, 0);
-}
-
-SEC("tc")
-int tcptrack_in_l3s(struct __sk_buff *skb)
-{
-	return tt_handle(skb, 1, 0, 0);
-}
-
-SEC("tc")
-int tcptrack_eg_l3s(struct __sk_buff *skb)
-{
-	return tt_handle(skb, 0, 0, 0);
+	r = bpf_map_lookup_elem(&evict_req, &zero);
+	if (!r)
+		return 0;
+	n = r->n;
+	r->done = 0;
+	for (i = 0; i < TT_EVICT_BATCH; i++) {
+		if (i >= n)
+			break;
+		if (tt_kill(r->e[i].slot, r->e[i].gen)) {
+			r->done |= 1ull << i;
+			done++;
+		}
+	}
+	return done;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -96,7 +96,7 @@ public:
         : opts_(opts),
           skel_(preferred_load_config(features, opts.max_flows,
                                       use_tcx(features, opts.attach))),
-          collector_(skel_, features.reader()) {
+          collector_(skel_) {
         const bool tcx = skel_.config().tcx;
         for (auto& i : ifaces) {
             std::vector<std::string> notes;
@@ -168,13 +168,18 @@ private:
         for (const auto& w : watched_) r.ifaces.push_back(w.iface.name);
 
         const std::uint64_t idle_limit = static_cast<std::uint64_t>(opts_.idle_timeout_s * 1e9);
-        builder_.build(collector_.collect(now), now, elapsed, idle_limit, opts_.closed_only);
-        // Idle connections are shown one last time, then dropped from the maps
+        const auto& samples = collector_.collect(now, idle_limit);
+        // --closed and --changed rows are all among the changed samples: the
+        // report then costs what changed, not what is resident.
+        const bool few = opts_.closed_only || opts_.changed_only;
+        builder_.build(samples, now, elapsed, opts_.closed_only,
+                       few ? &collector_.changed() : nullptr);
+        // Idle connections are shown one last time, then dropped from the store
         // (forget() leaves collect()'s samples alone: the rows still read them).
-        collector_.forget(builder_.idle_keys());
-        evicted_ += builder_.idle_keys().size();
+        evicted_ += collector_.forget(collector_.idle());
 
         r.stats = builder_.stats();
+        r.stats.tracked = collector_.live();
         const DatapathStats ds = collector_.stats();
         r.stats.untracked = ds.untracked;
         r.stats.untracked_segments = ds.untracked_segments;

@@ -63,8 +63,7 @@ int run_check(const Options& opts) {
     } catch (const Error&) {
         attach = "tcx unavailable";
     }
-    out += fmt::format("{:<15}{}\n", "datapath", datapath_name(f.datapath()));
-    out += fmt::format("{:<15}{}\n", "reader", reader_name(f.reader()));
+    out += fmt::format("{:<15}{}\n", "store", "slots read by mmap");
     out += fmt::format("{:<15}{}\n", "attach", attach);
 
     std::string load_line = "not tried";

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <sys/mman.h>
 #include <unistd.h>
 #include <fmt/format.h>
 
@@ -18,64 +19,61 @@ namespace tcptrack {
 
 namespace {
 
-constexpr std::uint32_t kBatch = 8192;             // entries per batch syscall
+constexpr std::uint32_t kNone = UINT32_MAX;
 constexpr std::uint64_t kLastAckGraceNs = 1000000000;  // both FINs, no final ACK after 1 s
+// Slots mapped at a time: a multiple of 256 slots (11 pages of 176-byte slots)
+// so every window starts on a page and holds whole slots. Only one window is
+// resident at a time, so the store adds ~3 MB to RSS however big it is.
+constexpr std::uint32_t kWindowSlots = 256 * 64;
 
-// Iterates a hash map in batches, calling sink(keys, values, n) per chunk.
-// Falls back to get_next_key + lookup on kernels without batch ops.
-// `keys`/`values` are the caller's buffers, kept across reports (no reallocation).
-template <typename Key, typename Sink>
-void read_map(int fd, std::size_t value_size, std::uint64_t elem_flags, bool& batch_ok,
-              std::vector<Key>& keys, std::vector<std::uint8_t>& values, Sink&& sink) {
-    keys.resize(kBatch);
-    values.resize(kBatch * value_size);
-    if (batch_ok) {
-        Key token{};
-        bool first = true;
-        for (;;) {
-            std::uint32_t count = kBatch;
-            LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = elem_flags);
-            const int err = bpf_map_lookup_batch(fd, first ? nullptr : &token, &token,
-                                                 keys.data(), values.data(), &count, &opts);
-            const int e = err ? errno : 0;
-            if (err && e != ENOENT) {
-                if (first && (e == EINVAL || e == ENOTSUP || e == EOPNOTSUPP)) {
-                    batch_ok = false;
-                    break;
-                }
-                throw Error(fmt::format("cannot read BPF map: {}", std::strerror(e)));
-            }
-            if (count) sink(keys.data(), values.data(), count);
-            if (e == ENOENT) return;  // end of map
-            first = false;
-        }
+// One read-only mmap window of the slot array.
+class Window {
+public:
+    Window(int fd, std::uint32_t first, std::uint32_t count) {
+        const long page = sysconf(_SC_PAGESIZE);
+        len_ = (std::size_t{count} * sizeof(tt_slot) + page - 1) / page * page;
+        p_ = mmap(nullptr, len_, PROT_READ, MAP_SHARED, fd,
+                  static_cast<off_t>(std::size_t{first} * sizeof(tt_slot)));
+        if (p_ == MAP_FAILED)
+            throw Error(fmt::format("cannot mmap the flow store: {}", errno_hint(errno)));
     }
-    // Slow path; a key deleted between steps (ENOENT) is simply skipped.
-    Key cur{}, next{};
-    bool has = false;
-    while (bpf_map_get_next_key(fd, has ? &cur : nullptr, &next) == 0) {
-        if (bpf_map_lookup_elem_flags(fd, &next, values.data(), elem_flags) == 0)
-            sink(&next, values.data(), 1);
-        cur = next;
-        has = true;
+    ~Window() { munmap(p_, len_); }
+    Window(const Window&) = delete;
+    Window& operator=(const Window&) = delete;
+    const volatile tt_slot* slots() const { return static_cast<const volatile tt_slot*>(p_); }
+
+private:
+    void* p_;
+    std::size_t len_;
+};
+
+template <typename T>
+T load(const volatile T& v) {
+    return v;
+}
+
+// Copies what a sample shows from a slot the kernel may be writing: counters
+// are single loads; key and info are copied whole (the caller checks the gen).
+void fill_from_slot(FlowSample& s, const volatile tt_slot& v) {
+    std::memcpy(&s.key, const_cast<const tt_flow_key*>(&v.key), sizeof(s.key));
+    std::memcpy(&s.info, const_cast<const tt_flow_info*>(&v.info), sizeof(s.info));
+    for (int d = 0; d < 2; ++d) {
+        s.bytes[d] = load(v.bytes[d]);
+        s.packets[d] = load(v.packets[d]);
+        s.payload[d] = load(v.payload[d]);
     }
 }
 
-constexpr std::uint32_t kEmpty = UINT32_MAX;
-
-// Adds one copy of a flow's counters (flow.h: TT_ADD_COUNTS, the one merge rule).
-void add_counts(FlowSample& s, const tt_counters& c) { TT_ADD_COUNTS(&s, &c); }
-
-// A sample from a kernel record that carries a flow's combined counters
-// (tt_dump_record, tt_close_event).
-template <typename Record>
-void fill_sample(FlowSample& s, const Record& r) {
-    s.key = r.key;
-    s.hash = key_hash(r.key);
-    s.info = r.info;
-    std::memcpy(s.bytes, r.bytes, sizeof(s.bytes));
-    std::memcpy(s.packets, r.packets, sizeof(s.packets));
-    std::memcpy(s.payload, r.payload, sizeof(s.payload));
+void fill_from_event(FlowSample& s, const tt_close_event& ev) {
+    s.key = ev.key;
+    s.hash = key_hash(ev.key);
+    s.info = ev.info;
+    std::memcpy(s.bytes, ev.bytes, sizeof(s.bytes));
+    std::memcpy(s.packets, ev.packets, sizeof(s.packets));
+    std::memcpy(s.payload, ev.payload, sizeof(s.payload));
+    s.ref = SlotRef{ev.slot, ev.gen};
+    s.has_info = true;
+    s.finished = true;
 }
 
 }  // namespace
@@ -86,39 +84,24 @@ std::uint64_t monotonic_ns() {
     return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
 }
 
-Collector::Collector(const Skeleton& skel, Reader reader)
-    : flows_fd_(bpf_map__fd(skel->maps.flows)),
-      states_fd_(bpf_map__fd(skel->maps.flow_states)),
+Collector::Collector(const Skeleton& skel)
+    : slots_fd_(bpf_map__fd(skel->maps.slots)),
+      store_lock_fd_(bpf_map__fd(skel->maps.store_lock)),
+      free_fd_(bpf_map__fd(skel->maps.free_slots)),
+      evict_fd_(bpf_map__fd(skel->maps.evict_req)),
+      evict_prog_fd_(bpf_program__fd(skel->progs.tcptrack_evict)),
       stats_fd_(bpf_map__fd(skel->maps.stats)),
       parked_fd_(bpf_map__fd(skel->maps.parked_closes)),
-      memo_fd_(bpf_map__fd(skel->maps.flow_memo)),
-      epoch_(&skel->bss->tt_epoch),
       nr_cpus_(skel.nr_cpus()),
-      copies_(skel.counter_copies()),
-      reader_(reader),
-      batch_ok_(reader != Reader::Keys) {
+      max_slots_(skel.geometry().slots) {
     ring_ = ring_buffer__new(bpf_map__fd(skel->maps.closed_events), &Collector::on_event, this,
                              nullptr);
     if (!ring_)
         throw Error(fmt::format("cannot open the close-event ring buffer: {}",
                                 errno_hint(errno)));
-    if (reader != Reader::Iterator) return;
-    if (!skel.config().iterator)
-        throw Error("internal: the iterator reader needs the iterator program loaded");
-    // One iterator pass (counters summed and lifecycle joined in the kernel) is
-    // several times cheaper than two batched reads, which lock every bucket.
-    union bpf_iter_link_info info {};
-    info.map.map_fd = static_cast<__u32>(flows_fd_);
-    LIBBPF_OPTS(bpf_iter_attach_opts, opts, .link_info = &info, .link_info_len = sizeof(info));
-    dump_link_ = bpf_program__attach_iter(skel->progs.tcptrack_dump, &opts);
-    // The program loaded but will not attach to this map: batched reads give the same rows.
-    if (!dump_link_) reader_ = batch_ok_ ? Reader::Batch : Reader::Keys;
 }
 
-Collector::~Collector() {
-    bpf_link__destroy(dump_link_);
-    ring_buffer__free(ring_);
-}
+Collector::~Collector() { ring_buffer__free(ring_); }
 
 int Collector::on_event(void* ctx, void* data, std::size_t size) {
     auto* self = static_cast<Collector*>(ctx);
@@ -131,213 +114,214 @@ void Collector::poll(int timeout_ms) {
     ring_buffer__poll(ring_, timeout_ms);  // EINTR: the caller checks its stop flag
 }
 
-// One pass of the map iterator: a stream of tt_dump_record, possibly split
-// across read() calls. Returns false if the iterator cannot be used.
-bool Collector::read_dump() {
-    if (!dump_link_) return false;
-    const int fd = bpf_iter_create(bpf_link__fd(dump_link_));
-    if (fd < 0) return false;
-    constexpr std::size_t kRec = sizeof(tt_dump_record);
-    dump_buf_.resize(std::size_t{1} << 20);
-    std::size_t have = 0;
-    for (;;) {
-        const ssize_t n = read(fd, dump_buf_.data() + have, dump_buf_.size() - have);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            const int err = errno;
-            close(fd);
-            throw Error(fmt::format("cannot read the flow iterator: {}", std::strerror(err)));
-        }
-        if (n == 0) break;
-        have += static_cast<std::size_t>(n);
-        const std::size_t whole = have / kRec;
-        for (std::size_t i = 0; i < whole; ++i) {
-            tt_dump_record r;
-            std::memcpy(&r, dump_buf_.data() + i * kRec, kRec);
-            FlowSample& s = samples_.emplace_back();
-            fill_sample(s, r);
-            s.has_info = r.has_info != 0;
-        }
-        have -= whole * kRec;
-        std::memmove(dump_buf_.data(), dump_buf_.data() + whole * kRec, have);
-    }
-    close(fd);
-    // A bucket changing between two read() calls can show an entry twice.
-    std::sort(samples_.begin(), samples_.end(), sample_less);
-    samples_.erase(std::unique(samples_.begin(), samples_.end(),
-                               [](const FlowSample& a, const FlowSample& b) {
-                                   return a.hash == b.hash && same_key(a.key, b.key);
-                               }),
-                   samples_.end());
-    return true;
-}
-
-// Each CPU's memo holds the last few segments of its current flow that are not
-// in `flows` yet (see flow.h): add them to that flow's sample.
-void Collector::add_memos() {
-    memos_.resize(nr_cpus_);
+std::uint32_t Collector::next_fresh() const {
+    tt_store_lock l{};
     const std::uint32_t zero = 0;
-    if (bpf_map_lookup_elem(memo_fd_, &zero, memos_.data()) != 0) return;
-    for (const tt_flow_memo& m : memos_) {
-        if (!m.dirty) continue;
-        const std::uint32_t h = key_hash(m.key);
-        for (FlowSample& s : samples_) {
-            if (s.hash != h || !same_key(s.key, m.key)) continue;
-            // A memo left by the tuple's previous connection (already in its close
-            // event) must not count into this one.
-            if (s.has_info &&
-                !tt_same_bases(m.cnt.base_mask, m.cnt.base, s.info.base_mask, s.info.base))
-                break;
-            add_counts(s, m.cnt);
-            break;
-        }
-    }
+    if (bpf_map_lookup_elem(store_lock_fd_, &zero, &l) != 0)
+        throw Error(fmt::format("cannot read the flow store: {}", errno_hint(errno)));
+    return std::min(l.next_fresh, max_slots_);
 }
 
-void Collector::read_counters() {
-    const std::size_t stride = (sizeof(tt_counters) + 7) & ~std::size_t{7};
-    const std::size_t value_size = stride * copies_;
-    read_map(flows_fd_, value_size, 0, batch_ok_, keys_, values_,
-             [&](const tt_flow_key* keys, const std::uint8_t* vals, std::uint32_t n) {
-        for (std::uint32_t i = 0; i < n; ++i) {
-            FlowSample& s = samples_.emplace_back();
-            s.key = keys[i];
-            s.hash = key_hash(s.key);
-            const std::uint8_t* v = vals + i * value_size;
-            for (std::uint32_t cpu = 0; cpu < copies_; ++cpu) {
-                tt_counters c;
-                std::memcpy(&c, v + cpu * stride, sizeof(c));
-                add_counts(s, c);
-            }
-        }
-    });
-}
-
-// Joins the lifecycle in as it is read: an open-addressing index (hash -> sample)
-// instead of a copy of the whole state map and a second sort.
-void Collector::join_states() {
-    unsigned bits = 4;
-    while ((std::size_t{1} << bits) < 2 * samples_.size()) ++bits;
-    const std::size_t mask = (std::size_t{1} << bits) - 1;
-    // FNV-1a's low bits cluster for keys differing in a byte or two: spread them.
-    const auto slot = [bits](std::uint32_t h) { return (h * 0x9E3779B1u) >> (32 - bits); };
-    index_.assign(mask + 1, kEmpty);
-    for (std::uint32_t i = 0; i < samples_.size(); ++i) {
-        std::size_t j = slot(samples_[i].hash);
-        while (index_[j] != kEmpty) j = (j + 1) & mask;
-        index_[j] = i;
-    }
-    read_map(states_fd_, sizeof(tt_flow_state), BPF_F_LOCK, batch_ok_, keys_, values_,
-             [&](const tt_flow_key* keys, const std::uint8_t* vals, std::uint32_t n) {
-        // Three passes over the batch so the cache misses of many lookups overlap:
-        // hash and prefetch the slot, prefetch the sample, then compare.
-        hashes_.resize(n);
-        for (std::uint32_t i = 0; i < n; ++i) {
-            hashes_[i] = key_hash(keys[i]);
-            __builtin_prefetch(&index_[slot(hashes_[i])]);
-        }
-        for (std::uint32_t i = 0; i < n; ++i)
-            if (const std::uint32_t k = index_[slot(hashes_[i])]; k != kEmpty)
-                __builtin_prefetch(&samples_[k]);
-        for (std::uint32_t i = 0; i < n; ++i) {
-            const std::uint32_t h = hashes_[i];
-            for (std::size_t j = slot(h); index_[j] != kEmpty; j = (j + 1) & mask) {
-                FlowSample& s = samples_[index_[j]];
-                if (s.hash == h && same_key(s.key, keys[i])) {
-                    tt_flow_state st;
-                    std::memcpy(&st, vals + i * sizeof(st), sizeof(st));
-                    s.info = st.info;
-                    s.has_info = true;
-                    break;
-                }
-            }
-        }
-    });
+// Slots that died a report ago go back to the kernel's free queue.
+void Collector::recycle() {
+    free_backlog_.insert(free_backlog_.end(), dying_.begin(), dying_.end());
+    dying_.clear();
+    std::size_t pushed = 0;
+    for (; pushed < free_backlog_.size(); ++pushed)
+        if (bpf_map_update_elem(free_fd_, nullptr, &free_backlog_[pushed], BPF_ANY) != 0) break;
+    free_backlog_.erase(free_backlog_.begin(), free_backlog_.begin() + pushed);
 }
 
 void Collector::drain_parked() {
-    std::vector<tt_parked_key> keys, done;
-    read_map(parked_fd_, sizeof(tt_close_event), 0, batch_ok_, keys, values_,
-             [&](const tt_parked_key* k, const std::uint8_t* vals, std::uint32_t n) {
-        for (std::uint32_t i = 0; i < n; ++i) {
-            tt_close_event ev;
-            std::memcpy(&ev, vals + i * sizeof(ev), sizeof(ev));
+    tt_parked_key cur{}, next{};
+    std::vector<tt_parked_key> done;
+    bool has = false;
+    while (bpf_map_get_next_key(parked_fd_, has ? &cur : nullptr, &next) == 0) {
+        tt_close_event ev;
+        if (bpf_map_lookup_elem(parked_fd_, &next, &ev) == 0) {
             events_.push_back(ev);
-            done.push_back(k[i]);
+            done.push_back(next);
         }
-    });
+        cur = next;
+        has = true;
+    }
     // Delete exactly what was read; events parked meanwhile wait for the next report.
     for (const auto& k : done) bpf_map_delete_elem(parked_fd_, &k);
 }
 
-const std::vector<FlowSample>& Collector::collect(std::uint64_t now_ns) {
+void Collector::remove_live(std::uint32_t pos) {
+    const std::uint32_t last = static_cast<std::uint32_t>(live_ - 1);
+    pos_[samples_[pos].ref.slot] = kNone;
+    if (pos != last) {
+        samples_[pos] = samples_[last];
+        pos_[samples_[pos].ref.slot] = pos;
+    }
+    --live_;
+    samples_.resize(live_);
+}
+
+// Close events carry final counters; they end their generation's live sample.
+void Collector::take_events(std::uint64_t now_ns) {
+    ring_buffer__consume(ring_);
+    for (const tt_close_event& ev : events_) {
+        FlowSample& s = closed_.emplace_back();
+        fill_from_event(s, ev);
+        if (ev.reason == TT_CLOSE_REUSED && s.info.state < TT_CLOSED)
+            s.info.state = TT_CLOSED;  // replaced by a new SYN: it is over
+        s.last_active_ns = now_ns;
+        // Its bytes at the last report give the final interval's rate.
+        const std::uint32_t p = ev.slot < pos_.size() ? pos_[ev.slot] : kNone;
+        if (p != kNone && samples_[p].ref == s.ref) {
+            std::memcpy(s.prev_bytes, samples_[p].bytes, sizeof(s.prev_bytes));
+            remove_live(p);
+        } else {
+            for (const Dead& d : dead_)
+                if (d.ref == s.ref) std::memcpy(s.prev_bytes, d.bytes, sizeof(s.prev_bytes));
+        }
+        if (ev.reason == TT_CLOSE_FINISHED) dying_.push_back(ev.slot);
+    }
+    events_.clear();
+}
+
+// One pass over the used slots, a window at a time. An unchanged live slot
+// costs two loads and a compare with its sample; only new and moved flows are copied.
+void Collector::scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns) {
+    const std::uint32_t used = next_fresh();
+    if (pos_.size() < used) pos_.resize(used, kNone);
+    dead_.clear();
+    std::vector<std::uint32_t> moved;  // slots; positions move while dead ones are removed
+    std::vector<SlotRef> to_reap;
+
+    for (std::uint32_t first = 0; first < used; first += kWindowSlots) {
+        const std::uint32_t count = std::min(kWindowSlots, used - first);
+        const Window w(slots_fd_, first, count);
+        const volatile tt_slot* base = w.slots();
+        for (std::uint32_t i = 0; i < count; ++i) {
+            const volatile tt_slot& v = base[i];
+            const std::uint32_t slot = first + i;
+            const std::uint32_t gen = load(v.gen);
+            std::uint32_t p = pos_[slot];
+            if (!tt_gen_live(gen)) {
+                if (p != kNone) {
+                    const FlowSample& old = samples_[p];
+                    dead_.push_back(Dead{old.ref, {old.bytes[0], old.bytes[1]}});
+                    remove_live(p);
+                }
+                continue;
+            }
+            if (p != kNone && samples_[p].ref.gen == gen) {
+                FlowSample& s = samples_[p];
+                const std::uint64_t b0 = load(v.bytes[0]), b1 = load(v.bytes[1]);
+                if (b0 == s.bytes[0] && b1 == s.bytes[1]) {
+                    // Every counted segment adds bytes: nothing moved. A finished
+                    // flow may still change flags (REAP) without a segment.
+                    if (s.info.flags & TT_F_DONE)
+                        std::memcpy(&s.info, const_cast<const tt_flow_info*>(&v.info),
+                                    sizeof(s.info));
+                } else {
+                    std::memcpy(s.prev_bytes, s.bytes, sizeof(s.prev_bytes));
+                    fill_from_slot(s, v);
+                    s.last_active_ns = now_ns;
+                    moved.push_back(slot);
+                }
+            } else {
+                // A new flow, or a new connection in this slot (its old one
+                // closed through the ring).
+                if (p != kNone) {
+                    const FlowSample& old = samples_[p];
+                    dead_.push_back(Dead{old.ref, {old.bytes[0], old.bytes[1]}});
+                } else {
+                    p = static_cast<std::uint32_t>(live_++);
+                    samples_.emplace_back();
+                    pos_[slot] = p;
+                }
+                FlowSample& s = samples_[p];
+                fill_from_slot(s, v);
+                if (load(v.gen) != gen) {  // replaced while copied: take it next time
+                    remove_live(p);
+                    continue;
+                }
+                s.hash = key_hash(s.key);
+                s.prev_bytes[0] = s.prev_bytes[1] = 0;
+                s.last_active_ns = now_ns;
+                s.ref = SlotRef{slot, gen};
+                s.has_info = true;
+                s.finished = false;
+                moved.push_back(slot);
+            }
+            const FlowSample& s = samples_[p];
+            const bool stale_close = s.info.state == TT_CLOSED && s.info.close_ns &&
+                                     now_ns > s.info.close_ns + kLastAckGraceNs;
+            if ((s.info.flags & TT_F_REAP) || stale_close)
+                to_reap.push_back(s.ref);
+            else if (now_ns - s.last_active_ns >= idle_limit_ns)
+                idle_.push_back(s.ref);
+        }
+    }
+
+    // Finished flows the datapath could not hand over (ring full, or the last
+    // ACK never came): final here. Finished ones it is handing over right now
+    // (DONE without REAP) are left to their close event, so none is final twice.
+    std::vector<SlotRef> ended;
+    for (const SlotRef& r : to_reap) {
+        const std::uint32_t p = pos_[r.slot];
+        if (p == kNone || samples_[p].ref != r) continue;
+        FlowSample s = samples_[p];
+        s.finished = true;
+        closed_.push_back(s);
+        remove_live(p);
+        ended.push_back(r);
+    }
+    forget(ended);
+
+    for (const std::uint32_t slot : moved)
+        if (slot < pos_.size() && pos_[slot] != kNone) changed_.push_back(pos_[slot]);
+}
+
+const std::vector<FlowSample>& Collector::collect(std::uint64_t now_ns,
+                                                  std::uint64_t idle_limit_ns) {
+    samples_.resize(live_);  // last report's finished flows were shown once
+    changed_.clear();
+    idle_.clear();
+    closed_.clear();
+    recycle();
     drain_parked();
-    samples_.clear();  // capacity is kept: no reallocation from one report to the next
-    bool sorted = read_dump();  // the iterator's samples come out sorted
-    if (!sorted) {
-        read_counters();
-        join_states();
+    take_events(now_ns);
+    scan(now_ns, idle_limit_ns);
+    for (FlowSample& s : closed_) {
+        changed_.push_back(static_cast<std::uint32_t>(samples_.size()));
+        samples_.push_back(s);
     }
-    add_memos();
-
-    // Finished connections the datapath could not hand over (ring full, or the
-    // last ACK never came): reap them here. Finished ones it is handing over
-    // right now (DONE without REAP) are left to their close event, so no
-    // connection is reported final twice.
-    reap_.clear();
-    std::erase_if(samples_, [&](FlowSample& s) {
-        if (!s.has_info) return false;
-        const bool stale_close = s.info.state == TT_CLOSED && s.info.close_ns &&
-                                 now_ns > s.info.close_ns + kLastAckGraceNs;
-        if ((s.info.flags & TT_F_REAP) || stale_close) {
-            s.finished = true;
-            reap_.push_back(s.key);
-            return false;
-        }
-        return (s.info.flags & TT_F_DONE) != 0;
-    });
-    forget(reap_);
-
-    // Close events carry final counters and supersede their generation's map entry.
-    if (!events_.empty()) {
-        std::vector<FlowSample> closed;
-        closed.reserve(events_.size());
-        for (const auto& ev : events_) {
-            FlowSample s;
-            fill_sample(s, ev);
-            s.has_info = true;
-            s.finished = true;
-            if (ev.reason == TT_CLOSE_REUSED && s.info.state < TT_CLOSED)
-                s.info.state = TT_CLOSED;  // replaced by a new SYN: it is over
-            closed.push_back(s);
-        }
-        events_.clear();
-        std::sort(closed.begin(), closed.end(), sample_less);
-        auto superseded = [&](const FlowSample& m) {
-            auto it = std::lower_bound(closed.begin(), closed.end(), m, sample_less);
-            for (; it != closed.end() && same_key(it->key, m.key); ++it)
-                if (it->info.first_ns == m.info.first_ns) return true;
-            return false;
-        };
-        std::erase_if(samples_, superseded);
-        samples_.insert(samples_.end(), closed.begin(), closed.end());
-        sorted = false;
-    }
-    if (!sorted) std::sort(samples_.begin(), samples_.end(), sample_less);
     return samples_;
 }
 
-void Collector::forget(const std::vector<tt_flow_key>& keys) {
-    if (keys.empty()) return;
-
-    for (int fd : {flows_fd_, states_fd_}) {
-        std::uint32_t count = keys.size();
-        // Batched where the kernel can; ENOENT (already gone) is fine either way.
-        if (bpf_map_delete_batch(fd, keys.data(), &count, nullptr) == 0) continue;
-        for (const auto& k : keys) bpf_map_delete_elem(fd, &k);
+std::size_t Collector::forget(const std::vector<SlotRef>& flows) {
+    std::size_t ended = 0;
+    for (std::size_t at = 0; at < flows.size(); at += TT_EVICT_BATCH) {
+        tt_evict_req req{};
+        req.n = static_cast<std::uint32_t>(std::min<std::size_t>(TT_EVICT_BATCH, flows.size() - at));
+        for (std::uint32_t i = 0; i < req.n; ++i) {
+            req.e[i].slot = flows[at + i].slot;
+            req.e[i].gen = flows[at + i].gen;
+        }
+        const std::uint32_t zero = 0;
+        if (bpf_map_update_elem(evict_fd_, &zero, &req, BPF_ANY) != 0)
+            throw Error(fmt::format("cannot evict flows: {}", errno_hint(errno)));
+        std::uint8_t frame[64] = {};  // the program reads its request, not the frame
+        LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame, .data_size_in = sizeof(frame),
+                    .repeat = 1);
+        if (bpf_prog_test_run_opts(evict_prog_fd_, &opts) != 0)
+            throw Error(fmt::format("cannot evict flows: {}", errno_hint(errno)));
+        if (bpf_map_lookup_elem(evict_fd_, &zero, &req) != 0)
+            throw Error(fmt::format("cannot evict flows: {}", errno_hint(errno)));
+        // Only the slots it ended are ours to recycle (a new SYN may have taken one).
+        for (std::uint32_t i = 0; i < req.n; ++i) {
+            if (!(req.done & (1ull << i))) continue;
+            dying_.push_back(req.e[i].slot);
+            ++ended;
+        }
     }
-    // Memos (flow.h) filled before this epoch stop being used: none outlives its entry.
-    *epoch_ = *epoch_ + 1;
+    return ended;
 }
 
 DatapathStats Collector::stats() const {

@@ -17,13 +17,7 @@ const std::vector<FeatureSpec>& feature_specs() {
          true, ""},
         {FeatureId::SchedCls, "sched_cls", "TC classifier programs (sched_cls)", true, ""},
         {FeatureId::RingBuf, "ringbuf", "BPF ring buffer maps (Linux 5.8)", true, ""},
-        {FeatureId::PercpuLookup, "percpu_lookup",
-         "bpf_map_lookup_percpu_elem helper (Linux 5.19)", false,
-         "shared counters: one entry per flow, updated with atomic adds"},
-        {FeatureId::Iterator, "iter", "BPF map iterator programs (iter/bpf_map_elem, Linux 5.9)",
-         false, "reads flows with batched map lookups"},
-        {FeatureId::Batch, "batch", "batched map lookups (BPF_MAP_LOOKUP_BATCH, Linux 5.6)",
-         false, "reads flows one key at a time"},
+        {FeatureId::Mmap, "mmap", "mmapable BPF arrays (BPF_F_MMAPABLE, Linux 5.5)", true, ""},
         {FeatureId::Tcx, "tcx", "TCX links (Linux 6.6, libbpf 1.3)", false,
          "attaches with legacy tc (clsact qdisc + filters)"},
     };
@@ -45,17 +39,6 @@ KernelVersion parse_kernel_release(std::string_view s) {
     return v;
 }
 
-const char* datapath_name(Datapath d) { return d == Datapath::PerCpu ? "per-cpu" : "shared"; }
-
-const char* reader_name(Reader r) {
-    switch (r) {
-        case Reader::Iterator: return "iterator";
-        case Reader::Batch: return "batch";
-        case Reader::Keys: return "keys";
-    }
-    return "?";
-}
-
 std::string Features::blocker() const {
     for (const auto& s : feature_specs()) {
         if (!s.mandatory || has(s.id)) continue;
@@ -65,15 +48,6 @@ std::string Features::blocker() const {
                            kKernelFloor.major, kKernelFloor.minor);
     }
     return "";
-}
-
-Datapath Features::datapath() const {
-    return has(FeatureId::PercpuLookup) ? Datapath::PerCpu : Datapath::Shared;
-}
-
-Reader Features::reader() const {
-    if (has(FeatureId::Iterator)) return Reader::Iterator;
-    return has(FeatureId::Batch) ? Reader::Batch : Reader::Keys;
 }
 
 std::set<FeatureId> parse_disable_list(std::string_view list) {

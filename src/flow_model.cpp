@@ -109,87 +109,19 @@ void fill_row(FlowRow& r, const FlowSample& s, const std::string& iface, std::ui
     }
 }
 
-std::uint32_t key_check(const tt_flow_key& key) {
-    // Word-wise multiply-xorshift: unrelated to key_hash's FNV-1a, so the two
-    // together act as a 64-bit hash.
-    std::uint64_t w[(sizeof(key) + 7) / 8] = {};
-    std::memcpy(w, &key, sizeof(key));
-    std::uint64_t h = 0x9e3779b97f4a7c15ull;
-    for (const std::uint64_t x : w) {
-        h = (h ^ x) * 0xff51afd7ed558ccdull;
-        h ^= h >> 32;
-    }
-    return static_cast<std::uint32_t>(h);
-}
-
-void RateTracker::update(const std::vector<FlowSample>& samples, std::uint64_t now_ns,
-                         std::uint64_t elapsed_ns,
-                         const std::function<void(std::size_t, const Rate&)>& on) {
-    const double secs = elapsed_ns ? static_cast<double>(elapsed_ns) / 1e9 : 0.0;
-    active_.resize(samples.size());
-
-    // Both lists are in (hash, key) order: one merge pass, no per-flow lookups.
-    std::size_t j = 0;
-    for (std::size_t i = 0; i < samples.size(); ++i) {
-        const FlowSample& s = samples[i];
-        while (j < seen_.size() && seen_[j].hash < s.hash) ++j;
-        const Seen* prev = nullptr;
-        if (j < seen_.size() && seen_[j].hash == s.hash) {
-            // Entries sharing a hash are few: match on the rest of the identity.
-            const std::uint32_t check = key_check(s.key);
-            for (std::size_t k = j; k < seen_.size() && seen_[k].hash == s.hash; ++k) {
-                if (seen_[k].check == check && seen_[k].first_ns == s.info.first_ns) {
-                    prev = &seen_[k];
-                    break;
-                }
-            }
-        }
-
-        // Every counted segment adds its headers' bytes, so unchanged byte
-        // counts mean no packet moved.
-        std::uint64_t last_active = now_ns;
-        if (prev && s.bytes[0] == prev->bytes[0] && s.bytes[1] == prev->bytes[1])
-            last_active = prev->last_active_ns;
-        active_[i] = last_active;
-
-        Rate r;
-        if (secs > 0) {
-            // A flow first seen this interval moved all its bytes within it.
-            const int c = client_side(s);
-            auto rate = [&](int d) {
-                const std::uint64_t b = s.bytes[d], p = prev ? prev->bytes[d] : 0;
-                return b > p ? static_cast<double>(b - p) * 8.0 / secs : 0.0;
-            };
-            r.fwd_bps = rate(c);
-            r.rev_bps = rate(c ^ 1);
-        }
-        r.idle_ns = now_ns - last_active;
-        on(i, r);
-    }
-
-    // Rebuilt in place once the old entries are no longer needed: no second copy.
-    seen_.clear();
-    seen_.reserve(samples.size());
-    for (std::size_t i = 0; i < samples.size(); ++i) {
-        const FlowSample& s = samples[i];
-        if (!s.finished)
-            seen_.push_back(Seen{s.info.first_ns, {s.bytes[0], s.bytes[1]}, active_[i], s.hash,
-                                 key_check(s.key)});
-    }
-}
-
-std::vector<std::uint64_t> RateTracker::update(const std::vector<FlowSample>& samples,
-                                               std::vector<FlowRow>& rows, std::uint64_t now_ns,
-                                               std::uint64_t elapsed_ns) {
-    std::vector<std::uint64_t> idle(samples.size(), 0);
-    update(samples, now_ns, elapsed_ns, [&](std::size_t i, const Rate& r) {
-        if (elapsed_ns) {
-            rows[i].fwd_bps = r.fwd_bps;
-            rows[i].rev_bps = r.rev_bps;
-        }
-        idle[i] = r.idle_ns;
-    });
-    return idle;
+Rate rate_of(const FlowSample& s, std::uint64_t now_ns, std::uint64_t elapsed_ns) {
+    Rate r;
+    r.idle_ns = now_ns > s.last_active_ns ? now_ns - s.last_active_ns : 0;
+    if (!elapsed_ns || s.last_active_ns != now_ns) return r;
+    const double secs = static_cast<double>(elapsed_ns) / 1e9;
+    auto rate = [&](int d) {
+        const std::uint64_t b = s.bytes[d], p = s.prev_bytes[d];
+        return b > p ? static_cast<double>(b - p) * 8.0 / secs : 0.0;
+    };
+    const int c = client_side(s);
+    r.fwd_bps = rate(c);
+    r.rev_bps = rate(c ^ 1);
+    return r;
 }
 
 }  // namespace tcptrack

@@ -80,7 +80,7 @@ void check_iface(const std::string& name) {
         bad_value("--interface", name, "is not a valid interface name");
 }
 
-constexpr std::uint64_t kMaxFlows = 16777216;
+constexpr std::uint64_t kMaxFlows = 16000000;  // the store indexes slots in 24 bits (flow.h)
 constexpr double kMaxSeconds = 86400;  // keeps ns conversions far from overflow
 
 ParseResult usage(const std::string& message) {
@@ -128,7 +128,7 @@ ParseResult parse_options(int argc, const char* const* argv) {
     auto* o_attach =
         scalar("--attach", attach, "Attach mode: auto, tcx, tc (default auto)", "MODE");
     auto* o_max =
-        scalar("--max-flows", max_flows, "Flow table size (default 65536, max 16777216)", "N");
+        scalar("--max-flows", max_flows, "Flow table size (default 65536, max 16000000)", "N");
     auto* o_idle = scalar("--idle-timeout", idle_timeout,
                           "Forget flows idle this long (default 60)", "SECONDS");
     const auto flag = [&](const char* name, const char* help) {
@@ -137,6 +137,9 @@ ParseResult parse_options(int argc, const char* const* argv) {
     auto* o_once = flag("--once", "Print one report, then exit (same as --count 1)");
     auto* o_summary = flag("--summary", "JSON/CSV: add a summary record per report");
     auto* o_closed = flag("--closed", "Log connections as they close instead of periodic reports");
+    auto* o_changed = flag("--changed",
+                           "Rows only for connections that are new, moved or closed since the "
+                           "last report (idle ones are left out)");
     auto* o_cleanup = flag("--cleanup", "Remove stale tc filters left by tcptrack, then exit");
     auto* o_check = flag("--check",
                          "Report the kernel's features, the attach mode and reader tcptrack "
@@ -168,7 +171,7 @@ ParseResult parse_options(int argc, const char* const* argv) {
     }
 
     // CLI11 accepts "--flag=value"; a flag given a value is a mistake here.
-    for (const CLI::Option* f : {o_once, o_summary, o_closed, o_cleanup, o_check, o_verbose}) {
+    for (const CLI::Option* f : {o_once, o_summary, o_closed, o_changed, o_cleanup, o_check, o_verbose}) {
         for (const auto& value : f->results())
             if (value != "true")
                 return usage(f->get_name() + ": takes no value (got '" + value + "')");
@@ -204,7 +207,7 @@ ParseResult parse_options(int argc, const char* const* argv) {
             o.count = 1;
         if (o_max->count() > 0)
             o.max_flows = static_cast<std::uint32_t>(parse_integer(
-                "--max-flows", max_flows, 1, kMaxFlows, "must be an integer from 1 to 16777216"));
+                "--max-flows", max_flows, 1, kMaxFlows, "must be an integer from 1 to 16000000"));
         if (o_format->count() > 0) {
             static constexpr std::pair<const char*, Format> formats[] = {
                 {"table", Format::Table}, {"json", Format::Json}, {"csv", Format::Csv}};
@@ -220,6 +223,7 @@ ParseResult parse_options(int argc, const char* const* argv) {
     }
     o.summary = o_summary->count() > 0;
     o.closed_only = o_closed->count() > 0;
+    o.changed_only = o_changed->count() > 0;
     o.cleanup = o_cleanup->count() > 0;
     o.check = o_check->count() > 0;
     o.verbose = o_verbose->count() > 0;

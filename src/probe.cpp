@@ -9,6 +9,7 @@
 #include <cstring>
 #include <fmt/format.h>
 #include <linux/bpf.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -19,9 +20,6 @@
 namespace tcptrack {
 
 namespace {
-
-// IDs only grow, so older uapi headers may lack the name.
-constexpr int kFuncMapLookupPercpuElem = 195;
 
 Probe yes() { return Probe{true, ""}; }
 Probe no(std::string why) { return Probe{false, std::move(why)}; }
@@ -41,33 +39,19 @@ Probe probe_btf() {
     return from_errno(errno, "/sys/kernel/btf/vmlinux");
 }
 
-// The real thing: a trivial iter/bpf_map_elem program. Hardened kernels refuse
-// every tracing program (EPERM even for root) while classifiers load fine.
-Probe probe_iterator() {
-    const int btf_id = libbpf_find_vmlinux_btf_id("bpf_map_elem", BPF_TRACE_ITER);
-    if (btf_id < 0) return no("the kernel has no bpf_map_elem iterator");
-    const bpf_insn insns[] = {
-        {BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_0, 0, 0, 0},  // r0 = 0
-        {BPF_JMP | BPF_EXIT, 0, 0, 0, 0},
-    };
-    LIBBPF_OPTS(bpf_prog_load_opts, opts, .expected_attach_type = BPF_TRACE_ITER,
-                .attach_btf_id = static_cast<__u32>(btf_id));
-    const int fd = bpf_prog_load(BPF_PROG_TYPE_TRACING, "tt_probe_iter", "GPL", insns, 2, &opts);
-    if (fd < 0) return from_errno(errno, "the kernel refused an iter/bpf_map_elem program");
-    close(fd);
-    return yes();
-}
-
-// An empty hash answers a batch lookup with ENOENT where batches exist.
-Probe probe_batch() {
-    const int fd = bpf_map_create(BPF_MAP_TYPE_HASH, "tt_probe_batch", 4, 4, 1, nullptr);
-    if (fd < 0) return from_errno(errno, "cannot create a probe map");
-    std::uint32_t keys[1], vals[1], count = 1, token = 0;
-    const int err = bpf_map_lookup_batch(fd, nullptr, &token, keys, vals, &count, nullptr);
+// The store is read through mmap (BPF_F_MMAPABLE, 5.5): create a one-page
+// array and map it, the way the collector will.
+Probe probe_mmap() {
+    LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_MMAPABLE);
+    const int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "tt_probe_mmap", 4, 8, 1, &opts);
+    if (fd < 0) return from_errno(errno, "cannot create an mmapable array");
+    const long page = sysconf(_SC_PAGESIZE);
+    void* p = mmap(nullptr, static_cast<std::size_t>(page), PROT_READ, MAP_SHARED, fd, 0);
     const int e = errno;
     close(fd);
-    if (err == 0 || e == ENOENT) return yes();
-    return from_errno(e, "BPF_MAP_LOOKUP_BATCH");
+    if (p == MAP_FAILED) return from_errno(e, "cannot mmap a BPF array");
+    munmap(p, static_cast<std::size_t>(page));
+    return yes();
 }
 
 Probe probe_tcx() {
@@ -106,12 +90,7 @@ Features probe_all() {
         from_libbpf(libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_SCHED_CLS, nullptr), "sched_cls");
     f[FeatureId::RingBuf] =
         from_libbpf(libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, nullptr), "ringbuf map");
-    f[FeatureId::PercpuLookup] = from_libbpf(
-        libbpf_probe_bpf_helper(BPF_PROG_TYPE_SCHED_CLS,
-                                static_cast<bpf_func_id>(kFuncMapLookupPercpuElem), nullptr),
-        "bpf_map_lookup_percpu_elem");
-    f[FeatureId::Iterator] = probe_iterator();
-    f[FeatureId::Batch] = probe_batch();
+    f[FeatureId::Mmap] = probe_mmap();
     f[FeatureId::Tcx] = probe_tcx();
     return f;
 }

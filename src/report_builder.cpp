@@ -18,31 +18,30 @@ bool ends_less(const Endpoints& a, const Endpoints& b) {
 }  // namespace
 
 void ReportBuilder::build(const std::vector<FlowSample>& samples, std::uint64_t now_ns,
-                          std::uint64_t elapsed_ns, std::uint64_t idle_limit_ns,
-                          bool closed_only) {
+                          std::uint64_t elapsed_ns, bool closed_only,
+                          const std::vector<std::uint32_t>* only) {
     samples_ = &samples;
     now_ns_ = now_ns;
     stats_ = ReportStats{};
-    idle_.clear();
     order_.clear();
-    order_.reserve(samples.size());
-    rates_.update(samples, now_ns, elapsed_ns, [&](std::size_t i, const RateTracker::Rate& r) {
+    order_.reserve(only ? only->size() : samples.size());
+    auto look = [&](std::uint32_t i) {
         const FlowSample& s = samples[i];
-        if (s.finished) {
-            ++stats_.closed;
-        } else {
-            ++stats_.tracked;
-            if (r.idle_ns >= idle_limit_ns) idle_.push_back(s.key);
-        }
+        if (s.finished) ++stats_.closed;
         if (s.has_info)
             if (const auto rtt = handshake_rtt(s.info)) stats_.rtt.add(*rtt);
         if (closed_only) {
             const State st = shown_state(s);
             if (st != State::Closed && st != State::Reset) return;
         }
-        order_.push_back(Entry{r.fwd_bps, r.rev_bps, s.bytes[0] + s.bytes[1],
-                               static_cast<std::uint32_t>(i)});
-    });
+        const Rate r = rate_of(s, now_ns, elapsed_ns);
+        order_.push_back(Entry{r.fwd_bps, r.rev_bps, s.bytes[0] + s.bytes[1], i});
+    };
+    if (only) {
+        for (const std::uint32_t i : *only) look(i);
+    } else {
+        for (std::uint32_t i = 0; i < samples.size(); ++i) look(i);
+    }
 
     // Busiest first, then stable by endpoints, so consecutive reports line up;
     // the sample order settles the rest (same endpoints on two interfaces).

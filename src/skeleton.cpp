@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "tcptrack/skeleton.hpp"
 
+#include <algorithm>
 #include <bpf/libbpf.h>
 #include <cerrno>
 #include <cstdarg>
@@ -11,6 +12,7 @@
 
 #include "tcptrack.skel.h"
 #include "tcptrack/error.hpp"
+#include "tcptrack/flow.h"
 #include "tcptrack/load_log.hpp"
 
 namespace tcptrack {
@@ -41,19 +43,10 @@ int libbpf_print(enum libbpf_print_level level, const char* format, va_list args
     return std::vfprintf(stderr, format, args);
 }
 
-struct Variant {
-    bpf_program* in;
-    bpf_program* eg;
-    bpf_program* in_l3;
-    bpf_program* eg_l3;
-};
-
-Variant variant(const tcptrack_bpf* s, Datapath d) {
-    if (d == Datapath::PerCpu)
-        return {s->progs.tcptrack_in, s->progs.tcptrack_eg, s->progs.tcptrack_in_l3,
-                s->progs.tcptrack_eg_l3};
-    return {s->progs.tcptrack_in_s, s->progs.tcptrack_eg_s, s->progs.tcptrack_in_l3s,
-            s->progs.tcptrack_eg_l3s};
+std::uint32_t pow2_at_least(std::uint64_t n) {
+    std::uint64_t p = 1;
+    while (p < n) p <<= 1;
+    return static_cast<std::uint32_t>(p);
 }
 
 }  // namespace
@@ -63,12 +56,19 @@ void set_libbpf_verbose(bool verbose) {
     libbpf_set_print(libbpf_print);
 }
 
-LoadConfig preferred_load_config(const Features& f, std::uint32_t max_flows, bool tcx) {
+StoreGeometry StoreGeometry::for_flows(std::uint32_t max_flows) {
+    StoreGeometry g{};
+    g.slots = std::max<std::uint32_t>(max_flows, 1);
+    g.index_buckets = pow2_at_least((g.slots + 7) / 8);
+    g.lock_stripes = std::clamp<std::uint32_t>(pow2_at_least(g.slots / 16), 64, 65536);
+    g.free_queue = std::min<std::uint32_t>(g.slots, 1u << 18);
+    return g;
+}
+
+LoadConfig preferred_load_config(const Features&, std::uint32_t max_flows, bool tcx) {
     LoadConfig c;
     c.max_flows = max_flows;
     c.tcx = tcx;
-    c.datapath = f.datapath();
-    c.iterator = f.reader() == Reader::Iterator;
     return c;
 }
 
@@ -88,30 +88,27 @@ Skeleton::Skeleton(const LoadConfig& cfg) : cfg_(cfg) {
         throw Error(fmt::format("cannot count CPUs: {}", errno_hint(-ncpus)));
     }
     nr_cpus_ = static_cast<std::uint32_t>(ncpus);
-    skel_->rodata->tt_nr_cpus = nr_cpus_;
-    skel_->rodata->tt_counter_copies = counter_copies();
-    bpf_map__set_max_entries(skel_->maps.flows, cfg.max_flows);
-    bpf_map__set_max_entries(skel_->maps.flow_states, cfg.max_flows);
-    // The shared variant keeps one counters entry per flow, written under its lock.
-    if (cfg.datapath == Datapath::Shared) bpf_map__set_type(skel_->maps.flows, BPF_MAP_TYPE_HASH);
-
-    // Only the chosen variant loads; the other is never shown to the kernel.
-    const Variant use = variant(skel_, cfg.datapath);
-    const Variant skip = variant(skel_, cfg.datapath == Datapath::PerCpu ? Datapath::Shared
-                                                                          : Datapath::PerCpu);
-    for (bpf_program* p : {skip.in, skip.eg, skip.in_l3, skip.eg_l3})
-        bpf_program__set_autoload(p, false);
-    bpf_program__set_autoload(skel_->progs.tcptrack_dump, cfg.iterator);
+    if (cfg.max_flows > TT_MAX_SLOTS) {
+        tcptrack_bpf__destroy(skel_);
+        throw Error(fmt::format("--max-flows {} is more than the store's {} slots", cfg.max_flows,
+                                TT_MAX_SLOTS));
+    }
+    geo_ = StoreGeometry::for_flows(cfg.max_flows);
+    skel_->rodata->tt_max_slots = geo_.slots;
+    skel_->rodata->tt_index_mask = geo_.index_buckets - 1;
+    skel_->rodata->tt_lock_mask = geo_.lock_stripes - 1;
+    bpf_map__set_max_entries(skel_->maps.slots, geo_.slots);
+    bpf_map__set_max_entries(skel_->maps.flow_index, geo_.index_buckets);
+    bpf_map__set_max_entries(skel_->maps.slot_locks, geo_.lock_stripes);
+    bpf_map__set_max_entries(skel_->maps.free_slots, geo_.free_queue);
 
 #if TCPTRACK_HAVE_TCX
     if (cfg.tcx) {
-        for (bpf_program* p : {use.in, use.in_l3})
+        for (bpf_program* p : {skel_->progs.tcptrack_in, skel_->progs.tcptrack_in_l3})
             bpf_program__set_expected_attach_type(p, BPF_TCX_INGRESS);
-        for (bpf_program* p : {use.eg, use.eg_l3})
+        for (bpf_program* p : {skel_->progs.tcptrack_eg, skel_->progs.tcptrack_eg_l3})
             bpf_program__set_expected_attach_type(p, BPF_TCX_EGRESS);
     }
-#else
-    (void)use;
 #endif
 
     g_log.clear();
@@ -135,8 +132,8 @@ Skeleton::~Skeleton() {
 }
 
 Programs Skeleton::programs(bool has_l2) const {
-    const Variant v = variant(skel_, cfg_.datapath);
-    return has_l2 ? Programs{v.in, v.eg} : Programs{v.in_l3, v.eg_l3};
+    return has_l2 ? Programs{skel_->progs.tcptrack_in, skel_->progs.tcptrack_eg}
+                  : Programs{skel_->progs.tcptrack_in_l3, skel_->progs.tcptrack_eg_l3};
 }
 
 }  // namespace tcptrack

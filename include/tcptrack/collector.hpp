@@ -1,16 +1,16 @@
 // SPDX-License-Identifier: MIT
-// Reads the datapath's flows (through a BPF map iterator, batched map reads,
-// or key by key, as probed) and drains its close-event ring buffer.
+// Reads the slot store (tcptrack/flow.h) through mmap, keeps one sample per
+// live flow up to date in proportion to what changed, and drains the
+// close-event ring buffer. It also recycles the slots of finished flows and
+// ends idle or reaped ones (through the datapath's eviction program).
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
-#include "tcptrack/features.hpp"
 #include "tcptrack/flow_model.hpp"
 
 struct ring_buffer;
-struct bpf_link;
 
 namespace tcptrack {
 
@@ -26,52 +26,68 @@ struct DatapathStats {
 
 class Collector {
 public:
-    // reader: from the probe (Features::reader()); Iterator needs the skeleton
-    // loaded with its iterator program, and degrades to Batch if it cannot attach.
-    Collector(const Skeleton& skel, Reader reader);
-    Reader reader() const { return reader_; }
+    explicit Collector(const Skeleton& skel);
     ~Collector();
     Collector(const Collector&) = delete;
     Collector& operator=(const Collector&) = delete;
 
     // Waits up to timeout_ms for close events and buffers them. Returns early on a signal.
     void poll(int timeout_ms);
-    // Every connection now: live ones from the maps, finished ones from close
-    // events (which supersede the same generation's map entry). Sorted by sample_less.
-    // Finished entries still in the maps (ring was full, or last ACK lost) are
-    // marked finished and deleted from the maps here. The vector is reused by
-    // the next collect() (its storage is kept across reports).
-    const std::vector<FlowSample>& collect(std::uint64_t now_ns);
-    // Deletes these connections from both maps (idle timeout).
-    void forget(const std::vector<tt_flow_key>& keys);
+
+    // Every connection now, in no particular order: the live ones (samples kept
+    // from report to report, refreshed only where the store changed), then the
+    // ones finished since the last call (from close events, or reaped here:
+    // final, shown once). A sample whose counters moved gets last_active_ns =
+    // now_ns and prev_bytes = its bytes at the last call. The vector stays
+    // valid and unchanged until the next collect() (forget() leaves it alone).
+    const std::vector<FlowSample>& collect(std::uint64_t now_ns, std::uint64_t idle_limit_ns);
+    // Indexes into collect()'s samples of those that are new, moved or finished.
+    const std::vector<std::uint32_t>& changed() const { return changed_; }
+    // Live flows idle for idle_limit_ns at the last collect(): shown this once,
+    // then to be forgotten.
+    const std::vector<SlotRef>& idle() const { return idle_; }
+    // Live flows in the store at the last collect().
+    std::size_t live() const { return live_; }
+
+    // Ends these flows in the datapath (idle timeout). Returns how many it ended.
+    std::size_t forget(const std::vector<SlotRef>& flows);
     DatapathStats stats() const;
 
 private:
     static int on_event(void* ctx, void* data, std::size_t size);
-    bool read_dump();
-    void add_memos();
-    void read_counters();
-    void join_states();
+    void recycle();
     void drain_parked();
+    void take_events(std::uint64_t now_ns);
+    void scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns);
+    void reap(std::uint64_t now_ns);
+    void remove_live(std::uint32_t pos);
+    std::uint32_t next_fresh() const;
 
-    int flows_fd_, states_fd_, stats_fd_, parked_fd_, memo_fd_;
-    std::vector<tt_flow_memo> memos_;
-    volatile std::uint32_t* epoch_;  // tt_epoch in the object's mmapped .bss
-    std::uint32_t nr_cpus_;
-    std::uint32_t copies_;  // counter copies per `flows` value (Skeleton::counter_copies)
-    Reader reader_;
+    int slots_fd_, store_lock_fd_, free_fd_, evict_fd_, evict_prog_fd_, stats_fd_, parked_fd_;
+    std::uint32_t nr_cpus_, max_slots_;
     ring_buffer* ring_ = nullptr;
-    bpf_link* dump_link_ = nullptr;     // iterator over `flows`; null: batched reads
-    std::vector<std::uint8_t> dump_buf_;
     std::vector<tt_close_event> events_;
-    // Kept across reports so a report allocates (and page-faults) nothing new.
+
+    // samples_[0, live_) are the live flows; pos_[slot] is a slot's sample
+    // (kNone if none); the finished ones follow, until the next collect().
     std::vector<FlowSample> samples_;
-    std::vector<std::uint32_t> index_;  // join_states(): hash slot -> sample
-    std::vector<std::uint32_t> hashes_; // join_states(): key hashes of one batch
-    std::vector<tt_flow_key> keys_;     // one batch of map keys
-    std::vector<std::uint8_t> values_;  // one batch of map values
-    std::vector<tt_flow_key> reap_;
-    bool batch_ok_;  // BPF_MAP_LOOKUP_BATCH is used (probed; cleared if a map refuses it)
+    std::vector<std::uint32_t> pos_;
+    std::size_t live_ = 0;
+    std::vector<std::uint32_t> changed_;
+    std::vector<SlotRef> idle_;
+    std::vector<std::uint32_t> watch_;  // slots whose flow finished but is not yet over: re-read each time
+    // Slots that died since the last collect(): their counters at death, for
+    // the final interval's rate of a close event that comes in late.
+    struct Dead {
+        SlotRef ref;
+        std::uint64_t bytes[2];
+    };
+    std::vector<Dead> dead_;
+    // Dead slots go back to the kernel a report after they died (no classifier
+    // can still be counting into them by then); the kernel's queue may hold
+    // fewer than there are, so the rest wait here.
+    std::vector<std::uint32_t> dying_, free_backlog_;
+    std::vector<FlowSample> closed_;
 };
 
 // Monotonic clock in ns, the same clock as bpf_ktime_get_ns().

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // What this kernel and libbpf can do, probed once before anything is loaded,
-// and the choices that follow from it: which datapath variant, which map
-// reader, which attach mode. Everything beyond the 5.10 floor is optional.
+// and the choices that follow from it (today: the attach mode). Everything
+// beyond the 5.10 floor is optional.
 //
 // $TCPTRACK_DISABLE (comma list of optional feature names) makes a probe
 // report "unavailable", so every fallback can be forced on a kernel that has
@@ -29,7 +29,7 @@ KernelVersion parse_kernel_release(std::string_view release);
 // The oldest kernel every mandatory piece is held to (tests/unit/test_floor.cpp).
 inline constexpr KernelVersion kKernelFloor{5, 10, 0};
 
-enum class FeatureId { Btf, SchedCls, RingBuf, PercpuLookup, Iterator, Batch, Tcx, Count };
+enum class FeatureId { Btf, SchedCls, RingBuf, Mmap, Tcx, Count };
 
 // The one list of probed features: what each is, whether tcptrack needs it,
 // and what it does without it.
@@ -48,15 +48,6 @@ struct Probe {
     std::string why;  // when !ok: the kernel's answer, or who disabled it
 };
 
-// Datapath variants (bpf/tcptrack.bpf.c): per-CPU counters merged with
-// bpf_map_lookup_percpu_elem (5.19+), or one shared counters entry per flow.
-enum class Datapath { PerCpu, Shared };
-// How user space reads the flows each report.
-enum class Reader { Iterator, Batch, Keys };
-
-const char* datapath_name(Datapath d);
-const char* reader_name(Reader r);
-
 struct Features {
     std::string release;
     KernelVersion version;
@@ -68,8 +59,6 @@ struct Features {
 
     // Why tcptrack cannot run here (one line), or "" when it can.
     std::string blocker() const;
-    Datapath datapath() const;
-    Reader reader() const;
 };
 
 // Whether to attach with TCX: auto takes it where probed; --attach tcx without

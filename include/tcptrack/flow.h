@@ -55,66 +55,6 @@ struct tt_flow_key {
 	__u8 pad[3];
 };
 
-/*
- * Per-CPU counters (the hot map). Each CPU adds to its own copy without
- * atomics; user space combines the copies (bytes and packets add up, payload
- * is the furthest any CPU has seen).
- *
- * Payload is measured in sequence space: how far past the direction's base
- * (ISN + 1, or the first sequence number seen for a flow caught mid-stream)
- * the data has reached. Retransmissions never move it, and data lost before
- * our hook is counted once it is sent again, so it equals what the
- * application sent however often the wire carried a byte.
- */
-struct tt_counters {
-	__u64 bytes[2]; /* L3 bytes on the wire: IP header + TCP header + payload */
-	__u64 packets[2]; /* wire segments (GSO/GRO counted as gso_segs) */
-	__u64 payload[2]; /* data reach past base[dir]; combine copies with max */
-	__u32 base[2]; /* copied from the flow's state when this CPU joins */
-	__u8 settled; /* this CPU may skip the state map for plain segments */
-	__u8 base_mask; /* bit (1 << dir): base[dir] is valid */
-	__u8 reach_mask; /* bit (1 << dir): payload[dir] has been set */
-	__u8 pad[5];
-};
-
-/*
- * The one rule that combines copies of a flow's counters (per-CPU copies, a
- * memo's deltas) into a total: bytes and packets add up; payload is a reach in
- * sequence space, so the furthest copy wins. A macro so that every holder of
- * bytes/packets/payload[2] uses it: tt_counters, kernel records, and user
- * space's samples alike.
- */
-#define TT_ADD_COUNTS(dst, src)                                                  \
-	do {                                                                     \
-		(dst)->bytes[0] += (src)->bytes[0];                              \
-		(dst)->bytes[1] += (src)->bytes[1];                              \
-		(dst)->packets[0] += (src)->packets[0];                          \
-		(dst)->packets[1] += (src)->packets[1];                          \
-		if ((src)->payload[0] > (dst)->payload[0])                       \
-			(dst)->payload[0] = (src)->payload[0];                   \
-		if ((src)->payload[1] > (dst)->payload[1])                       \
-			(dst)->payload[1] = (src)->payload[1];                   \
-	} while (0)
-
-/*
- * Per-CPU memo of the last settled flow this CPU counted: consecutive segments
- * of one flow (a bulk transfer, its ACK stream) are counted here without a
- * hash lookup. cnt.bytes/packets are deltas not yet in `flows`; cnt.payload,
- * base and masks are this CPU's copy (payload is a reach, combined with max).
- * The owner flushes the deltas into `flows` when another flow comes along;
- * readers (close events, user space) add a dirty memo to its flow. A memo is
- * used only while its flow is settled (the close and a new SYN clear that on
- * every CPU) and while its epoch is current (user space bumps tt_epoch after
- * deleting flows, so a memo never outlives its map entry).
- */
-struct tt_flow_memo {
-	struct tt_counters cnt;
-	struct tt_flow_key key;
-	__u32 dirty; /* cnt holds counts not yet flushed */
-	__u32 epoch; /* tt_epoch when filled */
-	__u32 pad;
-};
-
 /* Lifecycle facts and timestamps (CLOCK_MONOTONIC ns, 0 = not seen). */
 #define TT_F_SYN_SEEN 0x01 /* the handshake started while we watched */
 #define TT_F_LOCAL_CLIENT 0x02 /* the client's SYN left through this host (egress) */
@@ -141,12 +81,6 @@ struct tt_flow_info {
 	__u8 pad[6];
 };
 
-struct tt_flow_state {
-	struct bpf_spin_lock lock;
-	__u32 pad;
-	struct tt_flow_info info;
-};
-
 /* Why a close event was emitted. */
 enum tt_close_reason {
 	TT_CLOSE_FINISHED = 1, /* both FINs acknowledged, or RST */
@@ -161,16 +95,8 @@ struct tt_close_event {
 	__u64 bytes[2];
 	__u64 packets[2];
 	__u64 payload[2];
-};
-
-/* One flow as the map iterator (bpf/dump.h) writes it for user space's periodic read. */
-struct tt_dump_record {
-	struct tt_flow_key key;
-	__u32 has_info; /* the lifecycle entry was found */
-	struct tt_flow_info info;
-	__u64 bytes[2];
-	__u64 packets[2];
-	__u64 payload[2];
+	__u32 slot; /* the slot it used; user space recycles it (see the store below) */
+	__u32 gen; /* the slot's generation while it held this connection */
 };
 
 /*
@@ -182,6 +108,116 @@ struct tt_parked_key {
 	__u32 pad;
 	__u64 first_ns;
 };
+
+
+/*
+ * The counter store (bpf/maps.h), read by user space through mmap:
+ *
+ *  - `slots`: one fixed tt_slot per flow in an mmapable array. Counters are
+ *    shared by all CPUs (atomic adds), so memory does not grow with CPUs and
+ *    user space reads every flow as plain memory, without a syscall.
+ *  - `flow_index`: key -> slot, a two-choice bucketed hash table of 16 u32
+ *    entries per 64-byte bucket: entry = (tag << 24) | (slot + 1), 0 = empty.
+ *    A lookup reads one bucket line (two when the key overflowed into its
+ *    second bucket) and the slot; tags filter the slots whose key is compared.
+ *    Inserts and removals take the store lock; lookups take none.
+ *  - slot generations: gen is odd while the slot holds a live flow and even
+ *    once it died. A new connection on a slot gets a new odd gen, so user
+ *    space never mixes two connections' counts. Dead slots are invisible to
+ *    lookups, and user space recycles them (free_slots queue) only a report
+ *    after their close, when no classifier can still be counting into them.
+ *  - lifecycle changes run under one of `slot_locks` (striped by slot).
+ */
+#define TT_INDEX_WAYS 16 /* entries per index bucket: one cache line */
+#define TT_SLOT_BITS 24
+#define TT_SLOT_MASK ((1u << TT_SLOT_BITS) - 1)
+#define TT_MAX_SLOTS (TT_SLOT_MASK - 1) /* slot + 1 must fit in TT_SLOT_BITS */
+#define TT_EVICT_BATCH 64 /* slots per run of the eviction program */
+
+struct tt_slot {
+	struct tt_flow_key key; /* set before the slot is published, then constant */
+	__u32 gen; /* odd: live; even: dead or never used */
+	__u64 bytes[2]; /* L3 bytes on the wire: IP header + TCP header + payload */
+	__u64 packets[2]; /* wire segments (GSO/GRO counted as gso_segs) */
+	/*
+	 * Payload in sequence space: how far past info.base[dir] (ISN + 1, or the
+	 * first sequence number of a flow caught mid-stream) the data reached.
+	 * Retransmissions never move it, so it equals what the application sent
+	 * however often the wire carried a byte. Written only by the CPU sending
+	 * that direction (the sender's socket lock, or its RX queue).
+	 */
+	__u64 payload[2];
+	struct tt_flow_info info; /* changed only under the slot's lock */
+	__u8 settled; /* established, no FIN: plain segments skip the lock */
+	__u8 reached[2]; /* payload[dir] has been set */
+	__u8 pad[5];
+};
+
+struct tt_index_bucket {
+	__u32 ent[TT_INDEX_WAYS];
+};
+
+/* The store lock: index inserts/removals, and the never-used slots' bump allocator. */
+struct tt_store_lock {
+	struct bpf_spin_lock lock;
+	__u32 next_fresh; /* slots [0, next_fresh) have been used at least once */
+};
+
+struct tt_slot_lock {
+	struct bpf_spin_lock lock;
+};
+
+/* Eviction requests: user space fills it, then runs tcptrack_evict (BPF_PROG_TEST_RUN). */
+struct tt_evict_req {
+	__u32 n;
+	__u32 pad;
+	__u64 done; /* set by the program: bit i = entry i was ended */
+	struct {
+		__u32 slot;
+		__u32 gen;
+	} e[TT_EVICT_BATCH];
+};
+
+/* The key's 32-bit hash (index buckets and tag), as kernel and tests compute it. */
+TT_INLINE __u32 tt_key_hash(const struct tt_flow_key *k)
+{
+	const __u32 *w = (const __u32 *)k;
+	__u32 h = 0x811c9dc5;
+	int i;
+
+	for (i = 0; i < (int)(sizeof(*k) / 4); i++) {
+		h = (h ^ w[i]) * 0x9E3779B1;
+		h ^= h >> 15;
+	}
+	/* murmur3's finaliser: every bit of the key reaches the bucket and tag bits */
+	h ^= h >> 16;
+	h *= 0x85ebca6b;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35;
+	h ^= h >> 16;
+	return h;
+}
+
+/* The key's two candidate buckets (mask = buckets - 1) and its tag. */
+TT_INLINE __u32 tt_bucket1(__u32 h, __u32 mask)
+{
+	return h & mask;
+}
+
+TT_INLINE __u32 tt_bucket2(__u32 h, __u32 mask)
+{
+	return ((h >> 12) * 0x9E3779B1 + (h >> 24)) & mask;
+}
+
+TT_INLINE __u32 tt_index_entry(__u32 h, __u32 slot)
+{
+	return (h & 0xff000000) | (slot + 1);
+}
+
+TT_INLINE int tt_gen_live(__u32 gen)
+{
+	return gen & 1;
+}
 
 /* Indexes of the per-CPU stats array. */
 enum tt_stat {
@@ -280,17 +316,6 @@ TT_INLINE int tt_starts_flow(__u8 tcp_flags, __u32 payload)
 	if (tcp_flags & (TT_TCP_RST | TT_TCP_FIN))
 		return 0;
 	return (tcp_flags & TT_TCP_SYN) || payload > 0;
-}
-
-/*
- * Same connection generation: the payload bases (ISN + 1, or first seen) are
- * those of one lifecycle. A per-CPU memo is added to a flow only when they
- * match (kernel and user space alike), so a memo of a finished connection never
- * counts into the tuple's next one.
- */
-TT_INLINE int tt_same_bases(__u8 mask_a, const __u32 *base_a, __u8 mask_b, const __u32 *base_b)
-{
-	return mask_a == mask_b && base_a[0] == base_b[0] && base_a[1] == base_b[1];
 }
 
 /* Fresh lifecycle for a tuple first seen with this segment. */

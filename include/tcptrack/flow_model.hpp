@@ -15,22 +15,32 @@
 namespace tcptrack {
 
 static_assert(sizeof(tt_flow_key) == 44, "flow key layout is shared with bpf/");
-static_assert(sizeof(tt_counters) == 64, "counters layout is shared with bpf/");
 static_assert(sizeof(tt_flow_info) == 72, "flow info layout is shared with bpf/");
-static_assert(sizeof(tt_flow_state) == 80, "flow state layout is shared with bpf/");
-static_assert(sizeof(tt_close_event) == 168, "close event layout is shared with bpf/");
-static_assert(sizeof(tt_flow_memo) == 120, "memo layout is shared with bpf/");
-static_assert(sizeof(tt_dump_record) == 168, "dump record layout is shared with bpf/");
+static_assert(sizeof(tt_slot) == 176, "slot layout is shared with bpf/");
+static_assert(sizeof(tt_index_bucket) == 64, "an index bucket is one cache line");
+static_assert(sizeof(tt_close_event) == 176, "close event layout is shared with bpf/");
 
-// One connection as read from the maps or from a close event.
+// Where a live flow sits in the store: its slot and the slot's generation.
+struct SlotRef {
+    std::uint32_t slot;
+    std::uint32_t gen;
+    bool operator==(const SlotRef&) const = default;
+};
+
+// One connection as read from the store or from a close event.
 struct FlowSample {
     tt_flow_key key{};
-    std::uint32_t hash = 0;   // of key; sort/merge order
+    std::uint32_t hash = 0;   // of key; sort order
     tt_flow_info info{};
     std::uint64_t bytes[2]{};  // indexed by normalised direction (TT_DIR_AB / TT_DIR_BA)
     std::uint64_t packets[2]{};
     std::uint64_t payload[2]{};
-    bool has_info = false;    // the state entry was found
+    // Rates and idleness: bytes at the previous report (0 when first seen since
+    // then), and when the counters were last seen moving (the report's time).
+    std::uint64_t prev_bytes[2]{};
+    std::uint64_t last_active_ns = 0;
+    SlotRef ref{UINT32_MAX, 0};
+    bool has_info = false;    // info is known (always, from the store; tests may leave it out)
     bool finished = false;    // came from a close event or is being reaped: final
 };
 
@@ -59,47 +69,13 @@ FlowRow make_row(const FlowSample& s, const std::string& iface, std::uint64_t no
 // The same into an existing row (every field is set; its iface storage is reused).
 void fill_row(FlowRow& r, const FlowSample& s, const std::string& iface, std::uint64_t now_ns);
 
-// Remembers each connection's counters between reports to give bits/s and idleness.
-class RateTracker {
-public:
-    // 40 bytes per flow (no key copy): at 1M flows this is most of what
-    // tcptrack keeps between reports. A sample finds its entry by position
-    // (both lists are in sample_less order) and identifies it by key hash,
-    // a second key hash and first_ns (the generation): two different flows
-    // would have to collide on 64 bits of hash within one report to mix up.
-    struct Seen {
-        std::uint64_t first_ns;       // generation of the tuple
-        std::uint64_t bytes[2];       // normalised directions
-        std::uint64_t last_active_ns;
-        std::uint32_t hash;           // FlowSample::hash
-        std::uint32_t check;          // key_check(key)
-    };
-    // One sample's result: bits/s oriented like its row (client -> server is
-    // fwd), and ns since its counters last moved.
-    struct Rate {
-        double fwd_bps = 0, rev_bps = 0;
-        std::uint64_t idle_ns = 0;
-    };
-
-    // `samples` must be sorted by sample_less. Calls on(i, rate) for each
-    // sample in order. `elapsed_ns` is the time since the previous update
-    // (0: rates are left at 0).
-    void update(const std::vector<FlowSample>& samples, std::uint64_t now_ns,
-                std::uint64_t elapsed_ns,
-                const std::function<void(std::size_t, const Rate&)>& on);
-    // The same, filling fwd_bps/rev_bps of rows[i] (rows[i] built from
-    // samples[i]) and returning each sample's idle ns.
-    std::vector<std::uint64_t> update(const std::vector<FlowSample>& samples,
-                                      std::vector<FlowRow>& rows, std::uint64_t now_ns,
-                                      std::uint64_t elapsed_ns);
-    std::size_t size() const { return seen_.size(); }
-
-private:
-    std::vector<Seen> seen_;              // sorted like the samples
-    std::vector<std::uint64_t> active_;   // update(): last_active_ns per sample, reused
+// A sample's bits/s, oriented like its row (client -> server is fwd), and ns
+// since its counters last moved. Only a sample whose counters moved at this
+// report (last_active_ns == now_ns) has a rate; elapsed_ns 0 gives none.
+struct Rate {
+    double fwd_bps = 0, rev_bps = 0;
+    std::uint64_t idle_ns = 0;
 };
-
-// A second, independent 32-bit hash of the key (RateTracker's identity check).
-std::uint32_t key_check(const tt_flow_key& key);
+Rate rate_of(const FlowSample& s, std::uint64_t now_ns, std::uint64_t elapsed_ns);
 
 }  // namespace tcptrack

@@ -22,6 +22,7 @@ struct Options {
     double idle_timeout_s = 60.0;           // > 0
     bool summary = false;                   // JSON/CSV: emit a summary record per report
     bool closed_only = false;               // --closed: log connections as they close
+    bool changed_only = false;              // --changed: rows only for new, moved or closed ones
     bool cleanup = false;                   // --cleanup: remove stale legacy-tc filters and exit
     bool check = false;                     // --check: report what this kernel supports, exit
     bool verbose = false;                   // libbpf debug output

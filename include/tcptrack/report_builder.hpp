@@ -20,16 +20,18 @@ public:
     // ifindex -> interface name; must outlive the builder.
     explicit ReportBuilder(const std::map<std::uint32_t, std::string>& names) : names_(names) {}
 
-    // `samples` (sorted by sample_less, as collect() returns them) must stay
-    // unchanged while rows are read. With closed_only only CLOSED/RESET
+    // `samples` (as collect() returns them, in no particular order) must stay
+    // unchanged while rows are read. With `only` set, only those samples
+    // (indexes into `samples`) are looked at (--changed). With closed_only only
+    // CLOSED/RESET connections become rows. With closed_only only CLOSED/RESET
     // connections become rows; the stats count every sample either way.
     void build(const std::vector<FlowSample>& samples, std::uint64_t now_ns,
-               std::uint64_t elapsed_ns, std::uint64_t idle_limit_ns, bool closed_only);
+               std::uint64_t elapsed_ns, bool closed_only,
+               const std::vector<std::uint32_t>* only = nullptr);
 
-    // tracked, closed and rtt of the last build (the datapath's counters are the caller's).
+    // closed and rtt of the rows looked at by the last build (the flow count
+    // and the datapath's counters are the collector's).
     const ReportStats& stats() const { return stats_; }
-    // Live flows idle for idle_limit_ns: shown this once, then to be forgotten.
-    const std::vector<tt_flow_key>& idle_keys() const { return idle_; }
     std::size_t size() const { return order_.size(); }
     // Row i in display order: busiest first, then stable by endpoints.
     void row(std::size_t i, FlowRow& out) const;
@@ -45,11 +47,9 @@ private:
     };
 
     const std::map<std::uint32_t, std::string>& names_;
-    RateTracker rates_;
     const std::vector<FlowSample>* samples_ = nullptr;
     std::uint64_t now_ns_ = 0;
     std::vector<Entry> order_;  // kept across reports, like the collector's buffers
-    std::vector<tt_flow_key> idle_;
     ReportStats stats_;
 };
 

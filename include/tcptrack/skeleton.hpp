@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: MIT
-// RAII owner of the loaded BPF object (bpftool-generated skeleton). The object
-// holds every variant; the configuration picks which programs load, so the
-// object is loaded once and nothing the kernel refuses is ever tried.
+// RAII owner of the loaded BPF object (bpftool-generated skeleton), sized for
+// --max-flows and loaded once.
 #pragma once
 
 #include <cstdint>
@@ -15,12 +14,19 @@ namespace tcptrack {
 
 struct LoadConfig {
     std::uint32_t max_flows = 65536;
-    bool tcx = false;                     // load the classifiers with TCX expected attach types
-    Datapath datapath = Datapath::Shared; // which classifier variant to load
-    bool iterator = false;                // load the map-iterator program too
+    bool tcx = false;  // load the classifiers with TCX expected attach types
 };
 
-// What this kernel supports best: per-CPU datapath and iterator where probed.
+// Sizes of the slot store's maps for a flow limit (tcptrack/flow.h): the one
+// place they are derived, for the loader, the benchmarks and the tests.
+struct StoreGeometry {
+    std::uint32_t slots;          // one per flow
+    std::uint32_t index_buckets;  // power of two >= slots / 8: a table at most half full
+    std::uint32_t lock_stripes;   // power of two, about slots / 16
+    std::uint32_t free_queue;     // recycled slots the kernel can hold at once
+    static StoreGeometry for_flows(std::uint32_t max_flows);
+};
+
 LoadConfig preferred_load_config(const Features& f, std::uint32_t max_flows, bool tcx);
 
 class Skeleton {
@@ -35,10 +41,7 @@ public:
     tcptrack_bpf* operator->() const { return skel_; }
     std::uint32_t nr_cpus() const { return nr_cpus_; }
     const LoadConfig& config() const { return cfg_; }
-    // Copies of a flow's counters in one `flows` value (nr_cpus, or 1 when shared).
-    std::uint32_t counter_copies() const {
-        return cfg_.datapath == Datapath::PerCpu ? nr_cpus_ : 1;
-    }
+    const StoreGeometry& geometry() const { return geo_; }
     // The loaded classifiers for a device with (or without) an L2 header.
     Programs programs(bool has_l2) const;
 
@@ -46,6 +49,7 @@ private:
     tcptrack_bpf* skel_ = nullptr;
     std::uint32_t nr_cpus_ = 1;
     LoadConfig cfg_;
+    StoreGeometry geo_;
 };
 
 // Routes libbpf's own messages: silent unless verbose (then to stderr). Warnings
