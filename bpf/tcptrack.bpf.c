@@ -330,24 +330,22 @@ static __always_inline void tt_snapshot(struct tt_close_event *ev, const struct 
 }
 
 /*
- * Hand a finished connection (ev: info, counters, gen) to user space. If the
- * ring is full and `park` is set (the tuple is about to be reused, so the slot
- * cannot keep it), park the event in parked_closes instead. Returns 0 when
- * user space will get the event.
+ * Hand a connection replaced by a new SYN on its tuple (ev: info, counters,
+ * gen) to user space. The slot carries on with the new connection, so the old
+ * one cannot wait there: if the ring is full, park the event in parked_closes.
+ * Returns 0 when user space will get the event.
  */
-static __always_inline int tt_emit_close(struct tt_close_event *ev, const struct tt_flow_key *key,
-					 __u32 reason, int park, __u32 idx)
+static __always_inline int tt_emit_reused(struct tt_close_event *ev, const struct tt_flow_key *key,
+					  __u32 idx)
 {
 	struct tt_parked_key pk = {};
 
 	ev->key = *key;
-	ev->reason = reason;
+	ev->reason = TT_CLOSE_REUSED;
 	ev->slot = idx;
 	if (bpf_ringbuf_output(&closed_events, ev, sizeof(*ev), 0) == 0)
 		return 0;
 	tt_stat_inc(TT_STAT_CLOSE_DROPPED);
-	if (!park)
-		return -1;
 	pk.key = *key;
 	pk.first_ns = ev->info.first_ns;
 	if (bpf_map_update_elem(&parked_closes, &pk, ev, BPF_ANY) == 0)
@@ -367,6 +365,35 @@ static __always_inline void tt_mark_reap(struct tt_slot *s, __u32 idx, __u32 gen
 	if (s->gen == gen)
 		s->info.flags |= TT_F_REAP;
 	bpf_spin_unlock(&lk->lock);
+}
+
+/*
+ * Hands a finished connection (ev: info, counters, gen) to user space and ends
+ * its slot. Whoever ends the generation reports it, exactly once: this CPU, or
+ * user space reaping the same flow at the same moment (Collector::scan), in
+ * which case the reserved record is discarded. With the ring full the flow is
+ * marked for user space to reap.
+ */
+static __always_inline void tt_finish(const struct tt_close_event *ev, struct tt_slot *s,
+				      const struct tt_flow_key *key, __u32 idx, __u32 gen)
+{
+	struct tt_close_event *rec;
+
+	rec = bpf_ringbuf_reserve(&closed_events, sizeof(*rec), 0);
+	if (!rec) {
+		tt_stat_inc(TT_STAT_CLOSE_DROPPED);
+		tt_mark_reap(s, idx, gen);
+		return;
+	}
+	__builtin_memcpy(rec, ev, sizeof(*rec));
+	rec->key = *key;
+	rec->reason = TT_CLOSE_FINISHED;
+	rec->slot = idx;
+	rec->gen = gen;
+	if (tt_kill(idx, gen))
+		bpf_ringbuf_submit(rec, 0);
+	else
+		bpf_ringbuf_discard(rec, 0);
 }
 
 /*
@@ -424,15 +451,11 @@ static __noinline void tt_step(const struct tt_pkt *p, int dir, int ingress,
 		tt_stat_inc(TT_STAT_REUSED);
 		if (!ev->info.close_ns)
 			ev->info.close_ns = now;
-		tt_emit_close(ev, &p->key, TT_CLOSE_REUSED, 1, idx);
+		tt_emit_reused(ev, &p->key, idx);
 		return;
 	}
-	if (act & TT_ACT_FINISHED) {
-		if (tt_emit_close(ev, &p->key, TT_CLOSE_FINISHED, 0, idx) == 0)
-			tt_kill(idx, gen);
-		else
-			tt_mark_reap(s, idx, gen);
-	}
+	if (act & TT_ACT_FINISHED)
+		tt_finish(ev, s, &p->key, idx, gen);
 }
 
 static __always_inline int tt_handle(struct __sk_buff *skb, int ingress, int has_l2)

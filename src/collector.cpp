@@ -260,19 +260,20 @@ void Collector::scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns) {
     }
 
     // Finished flows the datapath could not hand over (ring full, or the last
-    // ACK never came): final here. Finished ones it is handing over right now
-    // (DONE without REAP) are left to their close event, so none is final twice.
+    // ACK never came): final here, if this ends them. A CPU finishing the same
+    // flow right now ends it instead and reports it through the ring: each
+    // generation is ended, reported and recycled once. Finished ones it is
+    // handing over (DONE without REAP) are left to their close event.
     std::vector<SlotRef> ended;
-    for (const SlotRef& r : to_reap) {
+    evict(to_reap, &ended);
+    for (const SlotRef& r : ended) {
         const std::uint32_t p = pos_[r.slot];
         if (p == kNone || samples_[p].ref != r) continue;
         FlowSample s = samples_[p];
         s.finished = true;
         closed_.push_back(s);
         remove_live(p);
-        ended.push_back(r);
     }
-    forget(ended);
 
     for (const std::uint32_t slot : moved)
         if (slot < pos_.size() && pos_[slot] != kNone) changed_.push_back(pos_[slot]);
@@ -295,8 +296,10 @@ const std::vector<FlowSample>& Collector::collect(std::uint64_t now_ns,
     return samples_;
 }
 
-std::size_t Collector::forget(const std::vector<SlotRef>& flows) {
-    std::size_t ended = 0;
+std::size_t Collector::forget(const std::vector<SlotRef>& flows) { return evict(flows, nullptr); }
+
+std::size_t Collector::evict(const std::vector<SlotRef>& flows, std::vector<SlotRef>* ended) {
+    std::size_t count = 0;
     for (std::size_t at = 0; at < flows.size(); at += TT_EVICT_BATCH) {
         tt_evict_req req{};
         req.n = static_cast<std::uint32_t>(std::min<std::size_t>(TT_EVICT_BATCH, flows.size() - at));
@@ -306,22 +309,24 @@ std::size_t Collector::forget(const std::vector<SlotRef>& flows) {
         }
         const std::uint32_t zero = 0;
         if (bpf_map_update_elem(evict_fd_, &zero, &req, BPF_ANY) != 0)
-            throw Error(fmt::format("cannot evict flows: {}", errno_hint(errno)));
+            throw Error(fmt::format("cannot end flows: {}", errno_hint(errno)));
         std::uint8_t frame[64] = {};  // the program reads its request, not the frame
         LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame, .data_size_in = sizeof(frame),
                     .repeat = 1);
         if (bpf_prog_test_run_opts(evict_prog_fd_, &opts) != 0)
-            throw Error(fmt::format("cannot evict flows: {}", errno_hint(errno)));
+            throw Error(fmt::format("cannot end flows: {}", errno_hint(errno)));
         if (bpf_map_lookup_elem(evict_fd_, &zero, &req) != 0)
-            throw Error(fmt::format("cannot evict flows: {}", errno_hint(errno)));
-        // Only the slots it ended are ours to recycle (a new SYN may have taken one).
+            throw Error(fmt::format("cannot end flows: {}", errno_hint(errno)));
+        // Only the slots it ended are ours to recycle (a new SYN or the
+        // datapath's own close may have taken one first).
         for (std::uint32_t i = 0; i < req.n; ++i) {
             if (!(req.done & (1ull << i))) continue;
             dying_.push_back(req.e[i].slot);
-            ++ended;
+            if (ended) ended->push_back(flows[at + i]);
+            ++count;
         }
     }
-    return ended;
+    return count;
 }
 
 DatapathStats Collector::stats() const {

@@ -61,6 +61,9 @@ private:
     void scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns);
     void reap(std::uint64_t now_ns);
     void remove_live(std::uint32_t pos);
+    // Ends these generations through the datapath's eviction program; those it
+    // ended go to `ended` (if given) and are recycled a report later.
+    std::size_t evict(const std::vector<SlotRef>& flows, std::vector<SlotRef>* ended);
     std::uint32_t next_fresh() const;
 
     int slots_fd_, store_lock_fd_, free_fd_, evict_fd_, evict_prog_fd_, stats_fd_, parked_fd_;
