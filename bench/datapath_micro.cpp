@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: MIT
 // Per-packet cost of the classifier on one CPU via BPF_PROG_TEST_RUN with
 // `repeat`: an A/B tool for datapath changes (no bpf_stats, no traffic).
-// Prints ns/run for tcptrack_in on an established (settled) flow's data
-// segment (one flow: the per-CPU memo hits; two or 1,000 flows in turn: every
-// run looks up the hash map), for the same program built with an LRU flows map
-// (the map-full policy we did not choose), for the shared (5.10 floor)
-// variant, and for an empty classifier.
+// Prints ns/run for tcptrack_in on established (settled) flows' data segments
+// (one flow, two or 1,000 flows in turn, and 1,000 in turn among 100,000
+// resident), beside the issue-9 prototype store (bench/store_proto.bpf.c:
+// per-CPU direct-mapped cache in front of a hash index, atomic or per-CPU
+// delta counting), the parse-only classifier and the empty one.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
@@ -13,13 +13,14 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <vector>
 
 #include "empty.skel.h"
 #include "packet_builder.hpp"
 #include "tcptrack.skel.h"
 #include "store_proto.skel.h"
-#include "tcptrack_lru.skel.h"
+#include "parse_only.skel.h"
 #include "tcptrack/skeleton.hpp"
 
 using namespace tt_test;
@@ -70,81 +71,95 @@ double median_alternating(int fd, const std::vector<Packet>& pkts) {
     return v[v.size() / 2];
 }
 
+// Handshake then a data segment, so the flow is settled.
+void settle(int fd, bool v6, std::uint16_t port) {
+    ns_per_run(fd, seg(v6, true, kSyn, 1000, 0, 0, port), 1);
+    ns_per_run(fd, seg(v6, false, kSyn | kAck, 5000, 1001, 0, port), 1);
+    ns_per_run(fd, seg(v6, true, kAck, 1001, 5001, 0, port), 1);
+    ns_per_run(fd, seg(v6, true, kAck | kPsh, 1001, 5001, 1448, port), 1);
+}
+
+// Fills a program's store with n idle flows (SYNs from another client address).
+void fill(int fd, int n) {
+    for (int k = 0; k < n; ++k) {
+        PacketBuilder b;
+        char src[32];
+        std::snprintf(src, sizeof(src), "10.%d.%d.%d", 1 + (k >> 16), (k >> 8) & 255, k & 255);
+        b.ipv4(src, "10.0.0.2").tcp(static_cast<std::uint16_t>(1024 + k % 60000), 443, 7, 0, kSyn);
+        ns_per_run(fd, b.build(), 1);
+    }
+}
+
 }  // namespace
 
 int main() {
     cpu_set_t set;
     CPU_ZERO(&set);
     CPU_SET(0, &set);
-    sched_setaffinity(0, sizeof(set), &set);  // per-CPU state: stay on one CPU
+    sched_setaffinity(0, sizeof(set), &set);  // per-CPU state (the prototype's cache): one CPU
 
-    // The per-CPU datapath both times (the LRU variant is built only that way);
-    // no iterator: some kernels refuse tracing programs.
     tcptrack::LoadConfig cfg;
-    cfg.datapath = tcptrack::Datapath::PerCpu;
+    cfg.max_flows = 200000;
     tcptrack::Skeleton skel(cfg);
-    tcptrack_lru_bpf* lru = tcptrack_lru_bpf__open();
-    if (!lru) return 1;
-    lru->rodata->tt_nr_cpus = skel.nr_cpus();
-    lru->rodata->tt_counter_copies = skel.nr_cpus();
-    bpf_program__set_autoload(lru->progs.tcptrack_dump, false);
-    for (bpf_program* p : {lru->progs.tcptrack_in_s, lru->progs.tcptrack_eg_s,
-                           lru->progs.tcptrack_in_l3s, lru->progs.tcptrack_eg_l3s})
-        bpf_program__set_autoload(p, false);
-    if (tcptrack_lru_bpf__load(lru)) return 1;
-    tcptrack::LoadConfig shared_cfg;
-    shared_cfg.datapath = tcptrack::Datapath::Shared;
-    tcptrack::Skeleton shared(shared_cfg);
-    store_proto_bpf* proto = store_proto_bpf__open_and_load();
+    store_proto_bpf* proto = store_proto_bpf__open();
     if (!proto) return 1;
+    bpf_map__set_max_entries(proto->maps.slots, 200000);
+    bpf_map__set_max_entries(proto->maps.slot_index, 200000);
+    if (store_proto_bpf__load(proto)) return 1;
+    parse_only_bpf* po = parse_only_bpf__open_and_load();
     empty_bpf* empty = empty_bpf__open_and_load();
-    if (!empty) return 1;
+    if (!po || !empty) return 1;
     const int floor_fd = bpf_program__fd(empty->progs.ttbench_fl_in);
+    const int po_fd = bpf_program__fd(po->progs.ttbench_po_in);
+    const int progs[] = {bpf_program__fd(skel->progs.tcptrack_in),
+                         bpf_program__fd(proto->progs.ttproto_sh_in),
+                         bpf_program__fd(proto->progs.ttproto_dl_in)};
 
-    std::printf("| Packet | tcptrack_in ns/run | LRU-map variant ns/run | shared (5.10) variant "
-                "ns/run | slot store, atomic ns/run | slot store, per-CPU deltas ns/run | empty "
-                "ns/run | ratio | LRU ratio | shared ratio | slot atomic ratio | slot deltas ratio "
-                "|\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-    for (bool v6 : {false, true}) {
-        // One flow: this CPU's memo hits. Two flows in turn: the memo never
-        // matches, every run looks the flow up in a warm map. 1,000 flows in
-        // turn: the lookups miss the CPU caches, as on a busy host.
-        for (int nflows : {1, 2, 1000}) {
-            std::vector<Packet> data;
-            for (int k = 0; k < nflows; ++k)
-                data.push_back(seg(v6, true, kAck | kPsh, 1001, 5001, 1448,
-                                   static_cast<std::uint16_t>(40000 + k)));
-            double t[5];
-            int i = 0;
-            for (int in : {bpf_program__fd(skel->progs.tcptrack_in),
-                           bpf_program__fd(lru->progs.tcptrack_in),
-                           bpf_program__fd(shared.programs(true).ingress),
-                           bpf_program__fd(proto->progs.ttproto_sh_in),
-                           bpf_program__fd(proto->progs.ttproto_dl_in)}) {
-                for (int k = 0; k < nflows; ++k) {
-                    // Handshake then a data segment, so each flow is settled on this CPU.
-                    const auto port = static_cast<std::uint16_t>(40000 + k);
-                    ns_per_run(in, seg(v6, true, kSyn, 1000, 0, 0, port), 1);
-                    ns_per_run(in, seg(v6, false, kSyn | kAck, 5000, 1001, 0, port), 1);
-                    ns_per_run(in, seg(v6, true, kAck, 1001, 5001, 0, port), 1);
-                    ns_per_run(in, data[k], 1);
+    std::printf("| Packet | tcptrack_in ns/run | prototype, atomic ns/run | prototype, per-CPU "
+                "deltas ns/run | parse-only ns/run | empty ns/run | tcptrack ratio | prototype "
+                "atomic ratio | prototype deltas ratio | parse-only ratio |\n"
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    // TTMICRO_QUICK=1: IPv4 without resident flows only (for quick A/B while editing).
+    const bool quick = std::getenv("TTMICRO_QUICK") != nullptr;
+    for (int resident : {0, 100000}) {
+        if (quick && resident) break;
+        if (resident)
+            for (int fd : progs) fill(fd, resident);
+        for (bool v6 : {false, true}) {
+            if (quick && v6) break;
+            // One flow: the same lines every run. Two flows in turn: warm caches.
+            // 1,000 flows in turn: lookups miss the CPU caches, as on a busy host.
+            for (int nflows : {1, 2, 1000}) {
+                if (resident && nflows != 1000) continue;
+                std::vector<Packet> data;
+                for (int k = 0; k < nflows; ++k)
+                    data.push_back(seg(v6, true, kAck | kPsh, 1001, 5001, 1448,
+                                       static_cast<std::uint16_t>(40000 + k)));
+                double t[3];
+                int i = 0;
+                for (int fd : progs) {
+                    for (int k = 0; k < nflows; ++k)
+                        settle(fd, v6, static_cast<std::uint16_t>(40000 + k));
+                    t[i++] = nflows > 1 ? median_alternating(fd, data) : median_ns(fd, data[0]);
                 }
-                t[i++] = nflows > 1 ? median_alternating(in, data) : median_ns(in, data[0]);
+                // The floor and parse-only are timed the same way as the row.
+                auto time = [&](int fd) {
+                    return nflows > 1 ? median_alternating(fd, data) : median_ns(fd, data[0]);
+                };
+                const double f = time(floor_fd), po_t = time(po_fd);
+                const char* what = nflows == 1   ? "one flow"
+                                   : nflows == 2 ? "two flows in turn"
+                                   : resident    ? "1,000 flows in turn, 100,000 resident"
+                                                 : "1,000 flows in turn (cold caches)";
+                std::printf("| %s established data, %s | %.1f | %.1f | %.1f | %.1f | %.1f | "
+                            "%.2fx | %.2fx | %.2fx | %.2fx |\n",
+                            v6 ? "IPv6" : "IPv4", what, t[0], t[1], t[2], po_t, f, t[0] / f,
+                            t[1] / f, t[2] / f, po_t / f);
             }
-            // The floor is timed the same way as the row it is compared with.
-            const double f =
-                nflows > 1 ? median_alternating(floor_fd, data) : median_ns(floor_fd, data[0]);
-            const char* what = nflows == 1   ? "one flow (memo hit)"
-                               : nflows == 2 ? "two flows in turn (map lookup)"
-                                             : "1,000 flows in turn (map lookup, cold caches)";
-            std::printf("| %s established data, %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | "
-                        "%.2fx | %.2fx | %.2fx | %.2fx | %.2fx |\n",
-                        v6 ? "IPv6" : "IPv4", what, t[0], t[1], t[2], t[3], t[4], f, t[0] / f,
-                        t[1] / f, t[2] / f, t[3] / f, t[4] / f);
         }
     }
     store_proto_bpf__destroy(proto);
-    tcptrack_lru_bpf__destroy(lru);
+    parse_only_bpf__destroy(po);
     empty_bpf__destroy(empty);
     return 0;
 }
