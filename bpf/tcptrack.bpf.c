@@ -61,7 +61,10 @@ static __always_inline void tt_account(struct tt_slot *s, int dir, const struct 
 	if (!p->payload || !(s->info.base_mask & (1 << dir)))
 		return;
 	end = p->seq + ((p->tcp_flags & TT_TCP_SYN) ? 1 : 0) + p->payload;
-	if (tt_payload_advance(&s->payload[dir], s->reached[dir], s->info.base[dir], end))
+	/* Written only when it changes: a store on every segment would pull the
+	 * line away from the CPU counting the other direction. */
+	if (tt_payload_advance(&s->payload[dir], s->reached[dir], s->info.base[dir], end) &&
+	    !s->reached[dir])
 		s->reached[dir] = 1;
 }
 

@@ -64,21 +64,24 @@ struct tt_flow_key {
 #define TT_F_DONE 0x20 /* finished: exactly one CPU got TT_ACT_FINISHED */
 
 struct tt_flow_info {
-	__u64 first_ns; /* first packet seen: identifies this generation of the tuple */
-	__u64 syn_ns;
-	__u64 synack_ns;
-	__u64 ack_ns; /* handshake-completing ACK */
-	__u64 close_ns; /* second FIN or RST */
-	__u32 syn_seq;
-	__u32 fin_seq[2]; /* sequence number carried by each side's FIN */
+	/* First 16 bytes: what the hot path reads (the payload bases), so that in
+	 * a slot they share no cache line with the counters (see tt_slot). */
 	__u32 base[2]; /* where each side's payload starts (ISN + 1, or first seen) */
+	__u8 base_mask; /* bit (1 << side): base[side] is known */
 	__u8 state; /* enum tt_state */
 	__u8 client; /* side (TT_DIR_AB: A, TT_DIR_BA: B) that opened the connection */
 	__u8 flags; /* TT_F_* */
 	__u8 fin_mask; /* bit (1 << side): side sent a FIN */
 	__u8 ack_mask; /* bit (1 << side): side's FIN was acknowledged */
-	__u8 base_mask; /* bit (1 << side): base[side] is known */
-	__u8 pad[6];
+	__u8 pad[2];
+	__u32 syn_seq;
+	__u32 fin_seq[2]; /* sequence number carried by each side's FIN */
+	__u32 pad2;
+	__u64 first_ns; /* first packet seen: identifies this generation of the tuple */
+	__u64 syn_ns;
+	__u64 synack_ns;
+	__u64 ack_ns; /* handshake-completing ACK */
+	__u64 close_ns; /* second FIN or RST */
 };
 
 /* Why a close event was emitted. */
@@ -135,8 +138,20 @@ struct tt_parked_key {
 #define TT_EVICT_BATCH 64 /* slots per run of the eviction program */
 
 struct tt_slot {
+	/*
+	 * Bytes 0-79 hold everything a segment reads (key, gen, settled, the
+	 * payload bases at the start of info) and nothing written per segment;
+	 * the counters (bytes 128-175) are the only per-segment writes. Whatever
+	 * the slot's alignment (176-byte stride), the read-mostly bytes never
+	 * share a cache line with them, so the CPUs reading a flow do not pull
+	 * the line away from the CPUs counting it.
+	 */
 	struct tt_flow_key key; /* set before the slot is published, then constant */
 	__u32 gen; /* odd: live; even: dead or never used */
+	__u8 settled; /* established, no FIN: plain segments skip the lock */
+	__u8 reached[2]; /* payload[dir] has been set */
+	__u8 pad[5];
+	struct tt_flow_info info; /* changed only under the slot's lock */
 	__u64 bytes[2]; /* L3 bytes on the wire: IP header + TCP header + payload */
 	__u64 packets[2]; /* wire segments (GSO/GRO counted as gso_segs) */
 	/*
@@ -147,10 +162,6 @@ struct tt_slot {
 	 * that direction (the sender's socket lock, or its RX queue).
 	 */
 	__u64 payload[2];
-	struct tt_flow_info info; /* changed only under the slot's lock */
-	__u8 settled; /* established, no FIN: plain segments skip the lock */
-	__u8 reached[2]; /* payload[dir] has been set */
-	__u8 pad[5];
 };
 
 struct tt_index_bucket {
