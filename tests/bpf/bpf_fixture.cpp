@@ -3,6 +3,7 @@
 
 #include <bpf/bpf.h>
 #include <linux/bpf.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,70 +12,12 @@
 #include <cstdio>
 #include <map>
 #include <memory>
-#include <tuple>
 
 #include "tcptrack.skel.h"
 #include "tcptrack/error.hpp"
+#include "tcptrack/features.hpp"
 
 namespace tt_test {
-
-using tcptrack::Datapath;
-using tcptrack::FeatureId;
-using tcptrack::Reader;
-
-static_assert(sizeof(tt_counters) % 8 == 0, "per-CPU copies are 8-byte aligned: no gaps");
-static_assert(sizeof(tt_flow_memo) % 8 == 0, "per-CPU copies are 8-byte aligned: no gaps");
-
-// --- Paths -------------------------------------------------------------------
-
-namespace {
-
-const char* datapath_id(Datapath d) { return d == Datapath::PerCpu ? "PerCpu" : "Shared"; }
-
-const char* reader_id(Reader r) {
-    switch (r) {
-        case Reader::Iterator: return "Iterator";
-        case Reader::Batch: return "Batch";
-        case Reader::Keys: return "Keys";
-    }
-    return "?";
-}
-
-constexpr Datapath kDatapaths[] = {Datapath::PerCpu, Datapath::Shared};
-constexpr Reader kReaders[] = {Reader::Iterator, Reader::Batch, Reader::Keys};
-
-// What a path needs beyond the floor, and why this kernel says no ("" if it can).
-std::string refusal(FeatureId id, const tcptrack::Features& f) {
-    if (f.has(id)) return "";
-    const tcptrack::FeatureSpec& s = tcptrack::feature_spec(id);
-    return std::string("kernel lacks ") + s.what + " [" + s.name + "]: " + f[id].why;
-}
-
-}  // namespace
-
-void PrintTo(const Path& p, std::ostream* os) {
-    *os << (p.datapath ? tcptrack::datapath_name(*p.datapath) : "preferred") << " datapath";
-    if (p.reader) *os << ", " << tcptrack::reader_name(*p.reader) << " reader";
-}
-
-std::string path_name(const ::testing::TestParamInfo<Path>& info) {
-    std::string s = info.param.datapath ? datapath_id(*info.param.datapath) : "Preferred";
-    if (info.param.reader) s = s + "_" + reader_id(*info.param.reader);
-    return s;
-}
-
-std::vector<Path> datapath_paths() {
-    std::vector<Path> out;
-    for (Datapath d : kDatapaths) out.push_back({d, std::nullopt});
-    return out;
-}
-
-std::vector<Path> reader_paths() {
-    std::vector<Path> out;
-    for (Datapath d : kDatapaths)
-        for (Reader r : kReaders) out.push_back({d, r});
-    return out;
-}
 
 // --- Expectations ------------------------------------------------------------
 
@@ -92,6 +35,14 @@ Totals totals_of(const tt_close_event& ev) {
 }
 
 Totals totals_of(const tcptrack::FlowSample& s) {
+    Totals t;
+    std::memcpy(t.bytes, s.bytes, sizeof(t.bytes));
+    std::memcpy(t.packets, s.packets, sizeof(t.packets));
+    std::memcpy(t.payload, s.payload, sizeof(t.payload));
+    return t;
+}
+
+Totals totals_of(const tt_slot& s) {
     Totals t;
     std::memcpy(t.bytes, s.bytes, sizeof(t.bytes));
     std::memcpy(t.packets, s.packets, sizeof(t.packets));
@@ -213,21 +164,37 @@ namespace {
 
 // Loading costs 0.2-0.6 s per skeleton here (the verifier) and many times that
 // in the kernel-matrix guests (QEMU without KVM), against a few ms for a test
-// body. So each configuration is loaded once per process and reset before
-// every test to the state of a fresh load (BpfTest::reset, which checks it).
+// body. So each --max-flows is loaded once per process and reset before every
+// test to the state of a fresh load (BpfTest::reset, which checks it).
 struct Loaded {
     std::unique_ptr<tcptrack::Skeleton> skel;
-    std::string error;  // the load failed: every test on this configuration fails with it
-    // Iterator paths: whether the iterator attaches to `flows`, checked once.
-    std::optional<bool> iter_attaches;
+    std::string error;  // the load failed: every test on this size fails with it
+    void* slots = MAP_FAILED;  // the `slots` array, mapped read-write (writes: reset only)
+    std::size_t slots_len = 0;
+
+    Loaded() = default;
+    Loaded(const Loaded&) = delete;
+    Loaded& operator=(const Loaded&) = delete;
+    ~Loaded() {
+        if (slots != MAP_FAILED) munmap(slots, slots_len);
+    }
 };
 
-Loaded& loaded(const tcptrack::LoadConfig& cfg) {
-    static std::map<std::tuple<int, bool, std::uint32_t>, Loaded> cache;
-    Loaded& l = cache[{static_cast<int>(cfg.datapath), cfg.iterator, cfg.max_flows}];
+Loaded& loaded(std::uint32_t max_flows) {
+    static std::map<std::uint32_t, Loaded> cache;
+    Loaded& l = cache[max_flows];
     if (!l.skel && l.error.empty()) {
         try {
-            l.skel = std::make_unique<tcptrack::Skeleton>(cfg);
+            l.skel = std::make_unique<tcptrack::Skeleton>(
+                tcptrack::LoadConfig{.max_flows = max_flows, .tcx = false});
+            const long page = sysconf(_SC_PAGESIZE);
+            const bpf_map* m = (*l.skel)->maps.slots;
+            l.slots_len = (std::size_t{bpf_map__max_entries(m)} * sizeof(tt_slot) + page - 1) /
+                          page * page;
+            l.slots = mmap(nullptr, l.slots_len, PROT_READ | PROT_WRITE, MAP_SHARED,
+                           bpf_map__fd(m), 0);
+            if (l.slots == MAP_FAILED)
+                l.error = std::string("cannot mmap the slots map: ") + std::strerror(errno);
         } catch (const std::exception& e) {
             l.error = e.what();
         }
@@ -250,11 +217,26 @@ std::vector<std::vector<std::uint8_t>> raw_keys(const bpf_map* m) {
     return out;
 }
 
-// Zeroes every CPU's value of every slot of a per-CPU array.
+// Zeroes every CPU's value of every entry of a per-CPU array.
 void zero_percpu_array(const bpf_map* m) {
     const std::size_t stride = (bpf_map__value_size(m) + 7) & ~std::size_t{7};
     const std::vector<std::uint8_t> zero(stride * libbpf_num_possible_cpus(), 0);
     for (std::uint32_t i = 0; i < bpf_map__max_entries(m); ++i)
+        EXPECT_EQ(bpf_map_update_elem(bpf_map__fd(m), &i, zero.data(), BPF_ANY), 0)
+            << bpf_map__name(m) << "[" << i << "]: " << std::strerror(errno);
+}
+
+// Zeroes every entry of a plain array: one batched update (5.6+), else one by one.
+void zero_array(const bpf_map* m) {
+    const std::uint32_t n = bpf_map__max_entries(m);
+    std::vector<std::uint32_t> keys(n);
+    for (std::uint32_t i = 0; i < n; ++i) keys[i] = i;
+    const std::vector<std::uint8_t> zero(std::size_t{n} * bpf_map__value_size(m), 0);
+    std::uint32_t count = n;
+    if (bpf_map_update_batch(bpf_map__fd(m), keys.data(), zero.data(), &count, nullptr) == 0 &&
+        count == n)
+        return;
+    for (std::uint32_t i = 0; i < n; ++i)
         EXPECT_EQ(bpf_map_update_elem(bpf_map__fd(m), &i, zero.data(), BPF_ANY), 0)
             << bpf_map__name(m) << "[" << i << "]: " << std::strerror(errno);
 }
@@ -267,40 +249,25 @@ void BpfTest::SetUp() {
     if (geteuid() != 0) GTEST_SKIP() << "needs root: loads BPF programs";
     const tcptrack::Features& f = tcptrack::probe_features();
     if (const std::string b = f.blocker(); !b.empty()) FAIL() << b;
-    const Path& p = GetParam();
-    datapath_ = p.datapath.value_or(f.datapath());
-    std::string why;
-    if (datapath_ == Datapath::PerCpu) why = refusal(FeatureId::PercpuLookup, f);
-    if (why.empty() && p.reader == Reader::Iterator) why = refusal(FeatureId::Iterator, f);
-    if (why.empty() && p.reader == Reader::Batch) why = refusal(FeatureId::Batch, f);
-    if (!why.empty()) GTEST_SKIP() << why;
     load(65536);
 }
 
 void BpfTest::TearDown() {
     if (ring_) ring_buffer__free(ring_);
     ring_ = nullptr;
-    skel_ = nullptr;  // stays loaded for the next test on this path
+    skel_ = nullptr;  // stays loaded for the next test of this size
+    slots_ = nullptr;
 }
 
 void BpfTest::load(std::uint32_t max_flows) {
     if (ring_) ring_buffer__free(ring_);
     ring_ = nullptr;
     skel_ = nullptr;
-    const bool iter = GetParam().reader == Reader::Iterator;
-    Loaded& l = loaded({.max_flows = max_flows, .tcx = false, .datapath = datapath_,
-                        .iterator = iter});
+    slots_ = nullptr;
+    Loaded& l = loaded(max_flows);
     if (!l.error.empty()) FAIL() << l.error;
     skel_ = l.skel.get();
-    if (iter && !l.iter_attaches) {
-        // The program loaded, but some kernels refuse to attach it to a map:
-        // the collector then falls back to batched reads, which is not this path.
-        tcptrack::Collector probe(*skel_, Reader::Iterator);
-        l.iter_attaches = probe.reader() == Reader::Iterator;
-    }
-    if (iter && !*l.iter_attaches)
-        GTEST_SKIP() << "kernel lacks " << tcptrack::feature_spec(FeatureId::Iterator).what
-                     << " [iter]: the iterator program loaded but does not attach to flows";
+    slots_ = static_cast<tt_slot*>(l.slots);
     if (!g_short_ip) {
         // One byte short of the fixed IP header: refused (EINVAL), or run.
         auto refused = [&](const Packet& p, std::size_t n) {
@@ -317,27 +284,38 @@ void BpfTest::load(std::uint32_t max_flows) {
     reset();
 }
 
-// Back to the state of a fresh load: empty maps, ring and stats, void memos.
+// Back to the state of a fresh load: every slot zero (gen 0: never used), an
+// empty index, free queue, parking map, ring and stats, and next_fresh 0.
 void BpfTest::reset() {
     ASSERT_GE(ring_buffer__consume(ring_), 0);
     events_.clear();
     const auto& maps = (*skel_)->maps;
-    for (const bpf_map* m : {maps.flows, maps.flow_states, maps.parked_closes}) {
-        for (const auto& k : raw_keys(m)) bpf_map_delete_elem(bpf_map__fd(m), k.data());
-        ASSERT_TRUE(raw_keys(m).empty()) << bpf_map__name(m) << " not emptied";
-    }
-    for (const bpf_map* m : {maps.stats, maps.flow_memo, maps.close_scratch})
-        zero_percpu_array(m);
-    (*skel_)->bss->tt_epoch = 0;
-    for (std::uint32_t i = 0; i < TT_STAT_COUNT; ++i) ASSERT_EQ(stat(i), 0u) << "stat " << i;
-}
 
-tcptrack::Reader BpfTest::reader() const {
-    if (!GetParam().reader) {
-        ADD_FAILURE() << "this test reads through the Collector: instantiate it with reader paths";
-        return Reader::Keys;
-    }
-    return *GetParam().reader;
+    // Slots the kernel may have written: the ones handed out, and any a test
+    // pushed to the free queue.
+    std::uint32_t used = next_fresh();
+    std::uint32_t idx;
+    const int free_fd = bpf_map__fd(maps.free_slots);
+    while (bpf_map_lookup_and_delete_elem(free_fd, nullptr, &idx) == 0) used = std::max(used, idx + 1);
+    ASSERT_EQ(errno, ENOENT) << "draining free_slots: " << std::strerror(errno);
+    used = std::min(used, skel_->geometry().slots);
+    std::memset(slots_, 0, std::size_t{used} * sizeof(tt_slot));
+
+    zero_array(maps.flow_index);
+    const std::uint32_t zero = 0;
+    tt_store_lock sl{};
+    ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(maps.store_lock), &zero, &sl, BPF_F_LOCK), 0)
+        << "store_lock: " << std::strerror(errno);
+    tt_evict_req req{};
+    ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(maps.evict_req), &zero, &req, BPF_ANY), 0);
+    for (const auto& k : raw_keys(maps.parked_closes))
+        bpf_map_delete_elem(bpf_map__fd(maps.parked_closes), k.data());
+    ASSERT_TRUE(raw_keys(maps.parked_closes).empty()) << "parked_closes not emptied";
+    for (const bpf_map* m : {maps.stats, maps.close_scratch}) zero_percpu_array(m);
+
+    ASSERT_EQ(next_fresh(), 0u);
+    ASSERT_TRUE(live_slots().empty());
+    for (std::uint32_t i = 0; i < TT_STAT_COUNT; ++i) ASSERT_EQ(stat(i), 0u) << "stat " << i;
 }
 
 int BpfTest::on_event(void* ctx, void* data, std::size_t size) {
@@ -372,59 +350,71 @@ void BpfTest::egress(const Packet& p, std::uint32_t gso_segs) {
         << "egress run failed: " << std::strerror(run_errno_);
 }
 
-int BpfTest::flows_fd() const { return bpf_map__fd((*skel_)->maps.flows); }
+std::uint32_t BpfTest::next_fresh() {
+    tt_store_lock l{};
+    const std::uint32_t zero = 0;
+    EXPECT_EQ(bpf_map_lookup_elem_flags(bpf_map__fd((*skel_)->maps.store_lock), &zero, &l,
+                                        BPF_F_LOCK),
+              0)
+        << std::strerror(errno);
+    EXPECT_LE(l.next_fresh, skel_->geometry().slots);
+    return std::min(l.next_fresh, skel_->geometry().slots);
+}
 
-int BpfTest::states_fd() const { return bpf_map__fd((*skel_)->maps.flow_states); }
+tt_slot BpfTest::slot(std::uint32_t idx) {
+    tt_slot s{};
+    EXPECT_LT(idx, skel_->geometry().slots);
+    if (idx < skel_->geometry().slots) std::memcpy(&s, &slots_[idx], sizeof(s));
+    return s;
+}
 
-std::vector<tt_flow_key> BpfTest::keys(int fd) {
-    std::vector<tt_flow_key> out;
-    tt_flow_key cur{}, next{};
-    bool has = false;
-    while (bpf_map_get_next_key(fd, has ? &cur : nullptr, &next) == 0) {
-        out.push_back(next);
-        cur = next;
-        has = true;
-    }
+std::vector<LiveSlot> BpfTest::live_slots() {
+    std::vector<LiveSlot> out;
+    const std::uint32_t used = next_fresh();
+    for (std::uint32_t i = 0; i < used; ++i)
+        if (tt_gen_live(slots_[i].gen)) out.push_back({i, slot(i)});
     return out;
 }
 
-// A dirty memo counts only into the connection generation it was filled from
-// (flow.h: tt_same_bases), as the collector and the datapath itself add it.
-bool BpfTest::memo_is_current(const tt_flow_memo& m) {
-    tt_flow_state st{};
-    if (bpf_map_lookup_elem(states_fd(), &m.key, &st) != 0) return true;  // no lifecycle to tell
-    return tt_same_bases(m.cnt.base_mask, m.cnt.base, st.info.base_mask, st.info.base);
+std::optional<LiveSlot> BpfTest::live_slot(const tt_flow_key& key) {
+    std::optional<LiveSlot> found;
+    for (const LiveSlot& l : live_slots()) {
+        if (!(l.s.key == key)) continue;
+        EXPECT_FALSE(found) << "two live slots for " << ::testing::PrintToString(key);
+        found = l;
+    }
+    return found;
 }
 
 std::vector<std::pair<tt_flow_key, Totals>> BpfTest::flows() {
-    // One tt_counters per CPU (per-CPU datapath) or one shared copy.
-    std::vector<tt_counters> copies(skel_->counter_copies());
     std::vector<std::pair<tt_flow_key, Totals>> out;
-    for (const auto& k : keys(flows_fd())) {
-        if (bpf_map_lookup_elem(flows_fd(), &k, copies.data()) != 0) continue;
-        Totals t;
-        for (const auto& c : copies) TT_ADD_COUNTS(&t, &c);
-        out.emplace_back(k, t);
-    }
-    // The last segments of the flow this CPU saw last may sit in its memo
-    // (per-CPU datapath; the shared one leaves the memos empty).
-    std::vector<tt_flow_memo> memos(skel_->nr_cpus());
-    const std::uint32_t zero = 0;
-    if (bpf_map_lookup_elem(bpf_map__fd((*skel_)->maps.flow_memo), &zero, memos.data()) == 0)
-        for (const auto& m : memos)
-            for (auto& [k, t] : out)
-                if (m.dirty && k == m.key && memo_is_current(m)) TT_ADD_COUNTS(&t, &m.cnt);
+    for (const LiveSlot& l : live_slots()) out.emplace_back(l.s.key, totals_of(l.s));
     return out;
 }
 
 std::vector<std::pair<tt_flow_key, tt_flow_info>> BpfTest::states() {
     std::vector<std::pair<tt_flow_key, tt_flow_info>> out;
-    for (const auto& k : keys(states_fd())) {
-        tt_flow_state st{};
-        if (bpf_map_lookup_elem_flags(states_fd(), &k, &st, BPF_F_LOCK) == 0)
-            out.emplace_back(k, st.info);
-    }
+    for (const LiveSlot& l : live_slots()) out.emplace_back(l.s.key, l.s.info);
     return out;
+}
+
+tt_index_bucket BpfTest::bucket(std::uint32_t idx) {
+    tt_index_bucket b{};
+    EXPECT_EQ(bpf_map_lookup_elem(bpf_map__fd((*skel_)->maps.flow_index), &idx, &b), 0)
+        << "bucket " << idx << ": " << std::strerror(errno);
+    return b;
+}
+
+int BpfTest::index_entries(const tt_flow_key& key, std::uint32_t slot) {
+    const std::uint32_t h = tt_key_hash(&key), mask = skel_->geometry().index_buckets - 1;
+    const std::uint32_t b1 = tt_bucket1(h, mask), b2 = tt_bucket2(h, mask);
+    int n = 0;
+    for (std::uint32_t e : bucket(b1).ent)
+        if (e == tt_index_entry(h, slot)) ++n;
+    if (b2 != b1)
+        for (std::uint32_t e : bucket(b2).ent)
+            if (e == tt_index_entry(h, slot)) ++n;
+    return n;
 }
 
 std::vector<tt_close_event> BpfTest::drain_events() {
@@ -440,30 +430,26 @@ std::uint64_t BpfTest::stat(std::uint32_t idx) {
     return sum;
 }
 
-void BpfTest::clear_maps() {
-    for (int fd : {flows_fd(), states_fd()})
-        for (const auto& k : keys(fd)) bpf_map_delete_elem(fd, &k);
-}
+void BpfTest::clear_maps() { reset(); }
 
 tt_flow_info BpfTest::expect_single(const tt_flow_key& key, const Totals& want,
                                     std::uint8_t state, const std::string& step) {
     SCOPED_TRACE(step);
-    auto f = flows();
-    auto s = states();
-    EXPECT_EQ(f.size(), 1u);
-    EXPECT_EQ(s.size(), 1u);
-    if (f.size() != 1 || s.size() != 1) return {};
-    EXPECT_EQ(f[0].first, key);
-    EXPECT_EQ(f[0].second, want);
-    EXPECT_EQ(s[0].first, key);
-    EXPECT_EQ(int(s[0].second.state), int(state));
-    return s[0].second;
+    const auto live = live_slots();
+    EXPECT_EQ(live.size(), 1u);
+    if (live.size() != 1) return {};
+    const tt_slot& s = live[0].s;
+    EXPECT_EQ(s.key, key);
+    EXPECT_EQ(totals_of(s), want);
+    EXPECT_EQ(int(s.info.state), int(state));
+    // Found by the datapath through exactly one index entry.
+    EXPECT_EQ(index_entries(key, live[0].slot), 1);
+    return s.info;
 }
 
 void BpfTest::expect_empty(const std::string& step) {
     SCOPED_TRACE(step);
-    EXPECT_TRUE(flows().empty());
-    EXPECT_TRUE(states().empty());
+    EXPECT_TRUE(live_slots().empty());
 }
 
 void BpfTest::expect_counted(const Packet& p, const tt_flow_key& key, int dir,
@@ -480,6 +466,7 @@ void BpfTest::expect_ignored(const Packet& p, const std::string& what) {
     egress(p);
     ingress(p);
     expect_empty(what);
+    EXPECT_EQ(next_fresh(), 0u) << what << ": took a slot";
 }
 
 void BpfTest::establish(Conn& c) {

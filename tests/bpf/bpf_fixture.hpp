@@ -1,15 +1,9 @@
 // SPDX-License-Identifier: MIT
 // The BPF tier's one fixture: handcrafted frames through the real classifiers
-// with BPF_PROG_TEST_RUN, then exact checks of the maps, the close-event ring
-// and the stats. It is parametrized by path: the datapath variant (per-CPU or
-// shared counters) and, for tests that read through the production Collector,
-// the reader (map iterator, batched lookups, key by key). Every test runs on
-// every path it applies to; a path this kernel refuses (as probed) skips with
-// the feature's name and the probe's reason.
-//
-// Paths are forced by building the LoadConfig directly, so both datapaths run
-// on a kernel that has the per-CPU one. $TCPTRACK_DISABLE only changes what the
-// probe reports, i.e. which paths skip.
+// with BPF_PROG_TEST_RUN, then exact checks of the slot store (read straight
+// from the mmapped `slots` array), the close-event ring and the stats. There
+// is one datapath for every kernel from 5.10, so there are no paths to choose:
+// every test runs once, on the skeleton this kernel loads.
 #pragma once
 
 #include <arpa/inet.h>
@@ -28,7 +22,6 @@
 
 #include "packet_builder.hpp"
 #include "tcptrack/collector.hpp"
-#include "tcptrack/features.hpp"
 #include "tcptrack/flow.h"
 #include "tcptrack/skeleton.hpp"
 
@@ -50,29 +43,11 @@ namespace tt_test {
 
 constexpr int kTcNext = -1;             // TC_ACT_UNSPEC == TCX_NEXT
 constexpr std::uint32_t kLoopback = 1;  // test_run's skb->dev
-
-// --- Paths -------------------------------------------------------------------
-
-struct Path {
-    // nullopt: the datapath this kernel prefers (probed). Only for a test that
-    // is too long to run on every path (its comment says why).
-    std::optional<tcptrack::Datapath> datapath;
-    // Set for tests that read through the Collector.
-    std::optional<tcptrack::Reader> reader;
-};
-
-void PrintTo(const Path& p, std::ostream* os);
-// gtest parameter names: PerCpu, Shared, PerCpu_Iterator, ..., Preferred.
-std::string path_name(const ::testing::TestParamInfo<Path>& info);
-
-// Every datapath, no reader.
-std::vector<Path> datapath_paths();
-// Every datapath x every reader.
-std::vector<Path> reader_paths();
+constexpr std::uint64_t kNeverIdle = UINT64_MAX;  // Collector::collect's idle limit: none idle
 
 // --- Expectations ------------------------------------------------------------
 
-// Counters summed over CPUs, indexed by normalised direction.
+// A flow's counters, indexed by normalised direction.
 struct Totals {
     std::uint64_t bytes[2]{}, packets[2]{}, payload[2]{};
 
@@ -87,6 +62,7 @@ struct Totals {
 void PrintTo(const Totals& t, std::ostream* os);
 Totals totals_of(const tt_close_event& ev);
 Totals totals_of(const tcptrack::FlowSample& s);
+Totals totals_of(const tt_slot& s);
 
 struct Endpoint {
     std::string addr;
@@ -133,7 +109,7 @@ tt_flow_key key6(int* dir);
 bool kernel_refuses(const std::vector<std::uint8_t>& f);
 // Whether this kernel's BPF_PROG_TEST_RUN refuses untagged IPv4 / IPv6 frames
 // shorter than the fixed IP header; measured once with the first loaded
-// skeleton (BpfTest::SetUp). Where it does not, the program must ignore them.
+// skeleton (BpfTest::load). Where it does not, the program must ignore them.
 struct ShortIpRefusal {
     bool v4 = true, v6 = true;
 };
@@ -143,8 +119,8 @@ std::string hex(const std::vector<std::uint8_t>& v);
 // --- CPU pinning -------------------------------------------------------------
 
 // Moves the calling thread from CPU to CPU (BPF_PROG_TEST_RUN runs on the
-// caller's CPU, so per-CPU values land where the test says) and restores the
-// affinity it had when it goes out of scope.
+// caller's CPU, so the test decides which CPU counts a segment) and restores
+// the affinity it had when it goes out of scope.
 class CpuPin {
 public:
     CpuPin();
@@ -164,23 +140,26 @@ private:
 
 // --- The fixture -------------------------------------------------------------
 
-class BpfTest : public ::testing::TestWithParam<Path> {
+// A live slot as the test reads it: its index and a copy of its contents.
+struct LiveSlot {
+    std::uint32_t slot;
+    tt_slot s;
+};
+
+class BpfTest : public ::testing::Test {
 protected:
-    // Skips when not root or when this kernel refuses the path; otherwise
-    // gives the test the path's skeleton, reset to the state of a fresh load.
+    // Skips when not root; otherwise gives the test the default skeleton
+    // (65536 flows), reset to the state of a fresh load.
     void SetUp() override;
     void TearDown() override;
 
-    // The path's skeleton with this map size (e.g. 4 for the map-full tests),
+    // The skeleton for this --max-flows (e.g. 4 for the store-full tests),
     // reset. Use as ASSERT_NO_FATAL_FAILURE(load(4)).
     void load(std::uint32_t max_flows);
 
-    tcptrack::Datapath datapath() const { return datapath_; }
-    // The reader of this path; fails the test if the path has none.
-    tcptrack::Reader reader() const;
-    // The production collector on this path's reader (the ring's consumer from
-    // then on: close events go to it, not to drain_events()).
-    tcptrack::Collector collector() const { return tcptrack::Collector(*skel_, reader()); }
+    // The production collector (the ring's consumer from then on: close
+    // events it reads do not reach drain_events(), and the reverse).
+    tcptrack::Collector collector() const { return tcptrack::Collector(*skel_); }
 
     // Program return code, or INT_MIN with errno saved if the kernel refused the run.
     int run(bpf_program* prog, const std::vector<std::uint8_t>& frame,
@@ -188,24 +167,27 @@ protected:
     void ingress(const Packet& p, std::uint32_t gso_segs = 0);
     void egress(const Packet& p, std::uint32_t gso_segs = 0);
 
-    std::vector<tt_flow_key> keys(int fd);
-    int flows_fd() const;
-    int states_fd() const;
-
-    // Every flow with its counters: counter copies combined (skel counter_copies()),
-    // plus what sits in the per-CPU memos.
+    // The store, read as the collector does (slots [0, next_fresh), live = odd gen).
+    std::uint32_t next_fresh();
+    tt_slot slot(std::uint32_t idx);  // any slot, live or not
+    std::vector<LiveSlot> live_slots();
+    std::optional<LiveSlot> live_slot(const tt_flow_key& key);
     std::vector<std::pair<tt_flow_key, Totals>> flows();
-    bool memo_is_current(const tt_flow_memo& m);
     std::vector<std::pair<tt_flow_key, tt_flow_info>> states();
+    tt_index_bucket bucket(std::uint32_t idx);
+    // Index entries (both buckets of the key) that point at this slot.
+    int index_entries(const tt_flow_key& key, std::uint32_t slot);
+
     std::vector<tt_close_event> drain_events();
     std::uint64_t stat(std::uint32_t idx);
+    // Back to the state of a fresh load (every map, the ring, the stats).
     void clear_maps();
 
-    // Exactly one connection in both maps: this key, these counters, this state.
+    // Exactly one live connection: this key, these counters, this state.
     tt_flow_info expect_single(const tt_flow_key& key, const Totals& want, std::uint8_t state,
                                const std::string& step);
     void expect_empty(const std::string& step);
-    // A lone data segment on empty maps must create one mid-stream flow with exactly these counters.
+    // A lone data segment on an empty store must create one mid-stream flow with exactly these counters.
     void expect_counted(const Packet& p, const tt_flow_key& key, int dir, const std::string& what,
                         std::uint32_t gso_segs = 0);
     // Must be left alone by both programs, and the run must still return TCX_NEXT.
@@ -220,7 +202,7 @@ private:
     static int on_event(void* ctx, void* data, std::size_t size);
     void reset();
 
-    tcptrack::Datapath datapath_ = tcptrack::Datapath::Shared;
+    tt_slot* slots_ = nullptr;  // the whole `slots` array, mapped read-write
     ring_buffer* ring_ = nullptr;
     std::vector<tt_close_event> events_;
 };

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
-// Lifecycle: SYN to FIN/RST, one entry per connection in both maps, exact
-// counters at every step, exactly one close event; reused tuples, stragglers,
-// flows first seen mid-stream, and payload counted once across retransmissions.
+// Lifecycle: SYN to FIN/RST, one live slot per connection, exact counters at
+// every step, exactly one close event carrying the slot and its generation;
+// reused tuples, stragglers, flows first seen mid-stream, payload counted once
+// across retransmissions, and segments of one flow counted on two CPUs.
 #include <bpf/bpf.h>
 #include <sched.h>
 
@@ -26,6 +27,9 @@ protected:
 
         from_client(c.c2s(kSyn));
         expect_single(c.key, c.expect, TT_SYN_SENT, "SYN");
+        const auto at = live_slot(c.key);
+        ASSERT_TRUE(at);
+        EXPECT_TRUE(tt_gen_live(at->s.gen));
         from_server(c.s2c(kSyn | kAck));
         expect_single(c.key, c.expect, TT_SYN_RECV, "SYN-ACK");
         from_client(c.c2s(kAck));
@@ -64,6 +68,12 @@ protected:
         EXPECT_LT(e.info.ack_ns, e.info.close_ns);
         EXPECT_LE(e.info.close_ns, t1);
         EXPECT_EQ(e.info.syn_seq, 1000u);
+        // The event names the slot and generation it ended; the slot is dead
+        // (the next gen, even) and out of the index.
+        EXPECT_EQ(e.slot, at->slot);
+        EXPECT_EQ(e.gen, at->s.gen);
+        EXPECT_EQ(slot(at->slot).gen, at->s.gen + 1);
+        EXPECT_EQ(index_entries(c.key, at->slot), 0);
         EXPECT_EQ(stat(TT_STAT_UNTRACKED), 0u);
         EXPECT_EQ(stat(TT_STAT_CLOSE_DROPPED), 0u);
     }
@@ -71,32 +81,32 @@ protected:
 
 // --- Lifecycle -------------------------------------------------------------
 
-TEST_P(LifecycleTest, Ipv4LocalClientFullLifecycleOneEntryExactCountersOneCloseEvent) {
+TEST_F(LifecycleTest, Ipv4LocalClientFullLifecycleOneEntryExactCountersOneCloseEvent) {
     Conn c(false, {"10.0.0.1", 40000}, {"10.0.0.2", 80});
     ASSERT_EQ(c.cdir, TT_DIR_AB);
     full_lifecycle(c, true);
 }
 
-TEST_P(LifecycleTest, Ipv4ServerSideClientSortsSecondFullLifecycle) {
+TEST_F(LifecycleTest, Ipv4ServerSideClientSortsSecondFullLifecycle) {
     Conn c(false, {"10.0.0.9", 40000}, {"10.0.0.2", 22});
     ASSERT_EQ(c.cdir, TT_DIR_BA);
     full_lifecycle(c, false);
 }
 
-TEST_P(LifecycleTest, Ipv6ServerSideFullLifecycleLocalClientClearAckNsSet) {
+TEST_F(LifecycleTest, Ipv6ServerSideFullLifecycleLocalClientClearAckNsSet) {
     Conn c(true, {"2001:db8::20", 50000}, {"2001:db8::10", 443});
     ASSERT_EQ(c.cdir, TT_DIR_BA);
     full_lifecycle(c, false);
 }
 
-TEST_P(LifecycleTest, Ipv6LocalClientFullLifecycle) {
+TEST_F(LifecycleTest, Ipv6LocalClientFullLifecycle) {
     Conn c(true, {"2001:db8::1", 50000}, {"2001:db8::2", 443});
     full_lifecycle(c, true);
 }
 
 // --- Lifecycle edges ---------------------------------------------------------
 
-TEST_P(LifecycleTest, UnknownTupleAckOrRstCreatesNothingDataCreatesMidstream) {
+TEST_F(LifecycleTest, UnknownTupleAckOrRstCreatesNothingDataCreatesMidstream) {
     expect_ignored(data4().payload(0).tcp(1234, 80, 1, 1, kAck).build(), "pure ACK");
     expect_ignored(data4().payload(0).tcp(1234, 80, 1, 1, kRst).build(), "RST");
     expect_ignored(data4().payload(0).tcp(1234, 80, 1, 1, kRst | kAck).build(), "RST-ACK");
@@ -117,7 +127,7 @@ TEST_P(LifecycleTest, UnknownTupleAckOrRstCreatesNothingDataCreatesMidstream) {
     EXPECT_EQ(s[0].second.syn_ns, 0u);
 }
 
-TEST_P(LifecycleTest, RstFromEitherSideEndsWithResetEvent) {
+TEST_F(LifecycleTest, RstFromEitherSideEndsWithResetEvent) {
     for (bool from_client : {true, false}) {
         SCOPED_TRACE(from_client ? "client RST" : "server RST");
         Conn c(false, {"10.0.0.1", std::uint16_t(from_client ? 1111 : 2222)}, {"10.0.0.2", 80});
@@ -147,7 +157,7 @@ TEST_P(LifecycleTest, RstFromEitherSideEndsWithResetEvent) {
     EXPECT_EQ(totals_of(ev[0]), r.expect);
 }
 
-TEST_P(LifecycleTest, SimultaneousCloseFinishesOnlyAfterBothFinsAcked) {
+TEST_F(LifecycleTest, SimultaneousCloseFinishesOnlyAfterBothFinsAcked) {
     Conn c(false, {"10.0.0.1", 40000}, {"10.0.0.2", 80});
     establish(c);
     const std::uint32_t c_before_fin = c.cseq, s_before_fin = c.sseq;
@@ -166,7 +176,7 @@ TEST_P(LifecycleTest, SimultaneousCloseFinishesOnlyAfterBothFinsAcked) {
     EXPECT_EQ(totals_of(ev[0]), c.expect);
 }
 
-TEST_P(LifecycleTest, SynRetransmitSameSeqKeepsConnection) {
+TEST_F(LifecycleTest, SynRetransmitSameSeqKeepsConnection) {
     Conn c(false, {"10.0.0.1", 40000}, {"10.0.0.2", 80});
     Packet syn = c.c2s(kSyn);
     egress(syn);
@@ -180,11 +190,13 @@ TEST_P(LifecycleTest, SynRetransmitSameSeqKeepsConnection) {
     EXPECT_EQ(stat(TT_STAT_REUSED), 0u);
 }
 
-TEST_P(LifecycleTest, NewSynOnEstablishedTupleReportsReusedAndStartsFresh) {
+TEST_F(LifecycleTest, NewSynOnEstablishedTupleReportsReusedAndStartsFresh) {
     Conn c(false, {"10.0.0.1", 40000}, {"10.0.0.2", 80});
     establish(c);
     const Totals old = c.expect;
-    const auto old_info = states()[0].second;
+    const auto old_at = live_slot(c.key);
+    ASSERT_TRUE(old_at);
+    const auto old_info = old_at->s.info;
     Conn fresh = c;
     fresh.cseq = 777777;  // a different ISN: a new connection
     fresh.expect = {};
@@ -192,6 +204,11 @@ TEST_P(LifecycleTest, NewSynOnEstablishedTupleReportsReusedAndStartsFresh) {
     auto info = expect_single(c.key, fresh.expect, TT_SYN_SENT, "new SYN");
     EXPECT_EQ(info.syn_seq, 777777u);
     EXPECT_GT(info.first_ns, old_info.first_ns);
+    // The next connection keeps the slot under the next live generation.
+    const auto now_at = live_slot(c.key);
+    ASSERT_TRUE(now_at);
+    EXPECT_EQ(now_at->slot, old_at->slot);
+    EXPECT_EQ(now_at->s.gen, old_at->s.gen + 2);
     auto ev = drain_events();
     ASSERT_EQ(ev.size(), 1u);
     EXPECT_EQ(ev[0].key, c.key);
@@ -199,10 +216,12 @@ TEST_P(LifecycleTest, NewSynOnEstablishedTupleReportsReusedAndStartsFresh) {
     EXPECT_EQ(totals_of(ev[0]), old);
     EXPECT_EQ(ev[0].info.first_ns, old_info.first_ns);
     EXPECT_EQ(ev[0].info.state, TT_ESTABLISHED);
+    EXPECT_EQ(ev[0].slot, old_at->slot);
+    EXPECT_EQ(ev[0].gen, old_at->s.gen);
     EXPECT_EQ(stat(TT_STAT_REUSED), 1u);
 }
 
-TEST_P(LifecycleTest, NewSynAfterCloseWithoutLastAckReportsReused) {
+TEST_F(LifecycleTest, NewSynAfterCloseWithoutLastAckReportsReused) {
     Conn c(false, {"10.0.0.1", 40000}, {"10.0.0.2", 80});
     establish(c);
     egress(c.c2s(kFin | kAck));
@@ -220,13 +239,16 @@ TEST_P(LifecycleTest, NewSynAfterCloseWithoutLastAckReportsReused) {
     EXPECT_EQ(totals_of(ev[0]), old);
 }
 
-TEST_P(LifecycleTest, NewSynAfterFinishedCloseStartsFreshWithoutSecondEvent) {
+TEST_F(LifecycleTest, NewSynAfterFinishedCloseStartsFreshWithoutSecondEvent) {
     Conn c(false, {"10.0.0.1", 40000}, {"10.0.0.2", 80});
     establish(c);
+    const auto old_at = live_slot(c.key);
+    ASSERT_TRUE(old_at);
     egress(c.c2s(kFin | kAck));
     ingress(c.s2c(kFin | kAck));
     egress(c.c2s(kAck));
     ASSERT_EQ(drain_events().size(), 1u);
+    const Totals at_close = c.expect;
     ingress(c.s2c(kAck));  // a straggler must not resurrect it
     expect_empty("straggler");
     // Nor a retransmission of the client's last data segment carrying its FIN.
@@ -240,15 +262,20 @@ TEST_P(LifecycleTest, NewSynAfterFinishedCloseStartsFreshWithoutSecondEvent) {
     fresh.expect = {};
     egress(fresh.c2s(kSyn));
     expect_single(c.key, fresh.expect, TT_SYN_SENT, "new SYN");
+    // The dead slot is not recycled before user space says so: a fresh one.
+    const auto now_at = live_slot(c.key);
+    ASSERT_TRUE(now_at);
+    EXPECT_NE(now_at->slot, old_at->slot);
+    EXPECT_EQ(slot(old_at->slot).gen, old_at->s.gen + 1);
+    EXPECT_EQ(totals_of(slot(old_at->slot)), at_close) << "stragglers counted into the dead slot";
     EXPECT_TRUE(drain_events().empty());
     EXPECT_EQ(stat(TT_STAT_REUSED), 0u);
 }
 
-// Each CPU has its own counters copy with its own SETTLED bit. A CPU that
-// settled before the first FIN must take the slow path afterwards, or it
-// would skip the final ACK. (Shared datapath: one copy for every CPU; a close
-// spread over two CPUs must finish all the same.)
-TEST_P(LifecycleTest, SettledCpuStillSeesFinalAckAfterFinOnAnotherCpu) {
+// The slot's settled bit lets plain segments skip the lifecycle. Once the
+// first FIN clears it, every CPU must take the slow path again, or a CPU that
+// counted settled segments before would skip the final ACK.
+TEST_F(LifecycleTest, SettledCpuStillSeesFinalAckAfterFinOnAnotherCpu) {
     CpuPin pin;
     if (!pin.allowed({0, 1})) GTEST_SKIP() << "needs CPUs 0 and 1";
     Conn c(false, {"10.0.0.1", 40000}, {"10.0.0.2", 80});
@@ -269,7 +296,7 @@ TEST_P(LifecycleTest, SettledCpuStillSeesFinalAckAfterFinOnAnotherCpu) {
     EXPECT_EQ(ev[0].info.state, TT_CLOSED);
 }
 
-TEST_P(LifecycleTest, SynAckSeenFirstStartsInSynRecvAndCompletes) {
+TEST_F(LifecycleTest, SynAckSeenFirstStartsInSynRecvAndCompletes) {
     Conn c(false, {"10.0.0.1", 40000}, {"10.0.0.2", 80});
     c.c2s(kSyn);  // the SYN is never seen
     c.expect = {};
@@ -282,7 +309,7 @@ TEST_P(LifecycleTest, SynAckSeenFirstStartsInSynRecvAndCompletes) {
     EXPECT_NE(info.ack_ns, 0u);
 }
 
-TEST_P(LifecycleTest, RetransmittedDataCountsOnTheWireButNotAsPayload) {
+TEST_F(LifecycleTest, RetransmittedDataCountsOnTheWireButNotAsPayload) {
     Conn c(false, {"10.0.0.1", 40000}, {"10.0.0.2", 80});
     establish(c);
     const Packet first = c.c2s(kAck | kPsh, 1000);
@@ -294,7 +321,7 @@ TEST_P(LifecycleTest, RetransmittedDataCountsOnTheWireButNotAsPayload) {
     expect_single(c.key, c.expect, TT_ESTABLISHED, "after a retransmission");
 }
 
-TEST_P(LifecycleTest, DataLostBeforeTheHookCountsOnceWhenItComesBack) {
+TEST_F(LifecycleTest, DataLostBeforeTheHookCountsOnceWhenItComesBack) {
     Conn c(true, {"2001:db8::1", 40000}, {"2001:db8::2", 443});
     establish(c);
     const Packet lost = c.c2s(kAck | kPsh, 700);  // never reaches the hook the first time
@@ -311,10 +338,56 @@ TEST_P(LifecycleTest, DataLostBeforeTheHookCountsOnceWhenItComesBack) {
     expect_single(c.key, c.expect, TT_ESTABLISHED, "duplicate of the gap");
 }
 
+// Every segment of one flow on the other CPU than the last, through the
+// handshake, settled data both ways, retransmissions and the close: the
+// slot's single set of counters is exact at every step and in the close event.
+TEST_F(LifecycleTest, TwoCpusTakingTurnsCountOneFlowExactly) {
+    CpuPin pin;
+    if (!pin.allowed({0, 1})) GTEST_SKIP() << "needs CPUs 0 and 1";
+    Conn c(false, {"10.0.0.1", 40000}, {"10.0.0.2", 80});
+    int cpu = 0;
+    auto turn = [&] {
+        cpu ^= 1;
+        return pin.to(cpu);
+    };
+    ASSERT_TRUE(turn());
+    egress(c.c2s(kSyn));
+    ASSERT_TRUE(turn());
+    ingress(c.s2c(kSyn | kAck));
+    ASSERT_TRUE(turn());
+    egress(c.c2s(kAck));
+    expect_single(c.key, c.expect, TT_ESTABLISHED, "handshake on alternating CPUs");
+    for (int i = 0; i < 40; ++i) {
+        ASSERT_TRUE(turn());
+        if (i % 3 == 2) {
+            const Packet p = c.s2c(kAck | kPsh, 100 + i);
+            ingress(p);
+            ASSERT_TRUE(turn());
+            ingress(p);  // retransmitted on the other CPU: wire counts only
+            c.expect.bytes[c.cdir ^ 1] += p.l3_len;
+            c.expect.packets[c.cdir ^ 1] += 1;
+        } else {
+            egress(c.c2s(kAck | kPsh, 1000 + i));
+        }
+    }
+    expect_single(c.key, c.expect, TT_ESTABLISHED, "data on alternating CPUs");
+    ASSERT_TRUE(turn());
+    egress(c.c2s(kFin | kAck));
+    ASSERT_TRUE(turn());
+    ingress(c.s2c(kFin | kAck));
+    ASSERT_TRUE(turn());
+    egress(c.c2s(kAck));
+    expect_empty("closed");
+    auto ev = drain_events();
+    ASSERT_EQ(ev.size(), 1u);
+    EXPECT_EQ(totals_of(ev[0]), c.expect);
+    EXPECT_EQ(ev[0].info.state, TT_CLOSED);
+}
+
 // Two CPUs counting one direction of one flow at the same instant (PROG_TEST_RUN
 // with repeat, one thread pinned to each CPU): not one segment is lost. The
-// shared datapath's single copy relies on its atomic adds for this.
-TEST_P(LifecycleTest, TwoCpusCountingOneFlowAtOnceLoseNothing) {
+// slot's one copy of the counters relies on its atomic adds for this.
+TEST_F(LifecycleTest, TwoCpusCountingOneFlowAtOnceLoseNothing) {
     CpuPin pin;
     if (!pin.allowed({0, 1})) GTEST_SKIP() << "needs CPUs 0 and 1";
     Conn c(false, {"10.0.0.1", 40000}, {"10.0.0.2", 80});
@@ -356,8 +429,6 @@ TEST_P(LifecycleTest, TwoCpusCountingOneFlowAtOnceLoseNothing) {
     EXPECT_EQ(a.bytes[c.cdir] - b.bytes[c.cdir], 2ull * kRuns * seg_bytes);
     EXPECT_EQ(a.payload[c.cdir], b.payload[c.cdir]) << "the same segment again adds no payload";
 }
-
-INSTANTIATE_TEST_SUITE_P(Bpf, LifecycleTest, ::testing::ValuesIn(datapath_paths()), path_name);
 
 }  // namespace
 }  // namespace tt_test
