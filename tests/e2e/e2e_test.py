@@ -468,9 +468,16 @@ class TestCheck(E2EBase):
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(p.stderr, "")
         f = self._fields(p.stdout)
-        for key in ("kernel", "privileges", "btf", "sched_cls", "ringbuf", "percpu_lookup", "iter",
-                    "batch", "tcx", "datapath", "reader", "attach", "load", "verdict"):
+        for key in ("kernel", "privileges", "btf", "sched_cls", "ringbuf", "mmap", "tcx", "store",
+                    "attach", "load", "verdict"):
             self.assertIn(key, f, p.stdout)
+        # The retired per-CPU datapath and its readers are no longer reported.
+        for gone in ("percpu_lookup", "iter", "batch", "datapath", "reader"):
+            self.assertNotIn(gone, f, p.stdout)
+        # Everything the one datapath needs is mandatory and present here.
+        for name in ("btf", "sched_cls", "ringbuf", "mmap"):
+            self.assertTrue(f[name].startswith("yes "), f[name])
+        self.assertEqual(f["store"], "slots read by mmap")
         self.assertEqual(f["kernel"].split()[0], os.uname().release)
         self.assertTrue(f["load"].startswith("ok"), p.stdout)
         self.assertEqual(f["verdict"], "tcptrack can run here")
@@ -484,17 +491,19 @@ class TestCheck(E2EBase):
         self.assertEqual(uses_tcx, f["attach"] == "tcx", (f["attach"], attached))
 
     def test_forced_fallbacks_show_and_load(self):
-        p = self._run("--check",
-                      env_extra={"TCPTRACK_DISABLE": "percpu_lookup,iter,batch,tcx"})
+        # TCX is the only optional feature left: without it, legacy tc; the store is the same.
+        p = self._run("--check", env_extra={"TCPTRACK_DISABLE": "tcx"})
         self.assertEqual(p.returncode, 0, p.stderr)
         f = self._fields(p.stdout)
-        for name in ("percpu_lookup", "iter", "batch", "tcx"):
-            self.assertTrue(f[name].startswith("no "), f[name])
-            self.assertIn("TCPTRACK_DISABLE", f[name])
-        self.assertEqual(f["datapath"], "shared")
-        self.assertEqual(f["reader"], "keys")
+        self.assertTrue(f["tcx"].startswith("no "), f["tcx"])
+        self.assertIn("TCPTRACK_DISABLE", f["tcx"])
+        self.assertIn("-> attaches with legacy tc", f["tcx"])
+        for name in ("btf", "sched_cls", "ringbuf", "mmap"):
+            self.assertTrue(f[name].startswith("yes "), f[name])
+        self.assertEqual(f["store"], "slots read by mmap")
         self.assertTrue(f["attach"].startswith("tc "), f["attach"])
         self.assertTrue(f["load"].startswith("ok"), p.stdout)
+        self.assertEqual(f["verdict"], "tcptrack can run here")
 
     def test_forced_tcx_without_tcx_is_one_line_exit_1(self):
         before = self.qdiscs("server")
@@ -510,11 +519,19 @@ class TestCheck(E2EBase):
         self.assertEqual(self.tcptrack_lines("server"), [])
 
     def test_bad_disable_list_is_a_usage_error(self):
-        p = self._run("-i", self.topo.sif, "--once", env_extra={"TCPTRACK_DISABLE": "iter,warp"})
-        self.assertEqual(p.returncode, 2, p.stderr)
-        self.assertEqual(p.stderr.splitlines(),
-                         ["tcptrack: TCPTRACK_DISABLE: unknown optional feature 'warp' "
-                          "(known: percpu_lookup, iter, batch, tcx)"])
+        cases = (("tcx,warp", "warp"),
+                 ("iter", "iter"),     # a retired fallback: refused, not silently ignored
+                 ("mmap", "mmap"))     # mandatory: nothing to fall back to
+        for value, name in cases:
+            for args in (("-i", self.topo.sif, "--once"), ("--check",)):
+                with self.subTest(disable=value, args=" ".join(args)):
+                    p = self._run(*args, env_extra={"TCPTRACK_DISABLE": value})
+                    self.assertEqual(p.returncode, 2, p.stderr)
+                    self.assertEqual(p.stdout, "")
+                    self.assertEqual(p.stderr.splitlines(),
+                                     ["tcptrack: TCPTRACK_DISABLE: unknown optional feature '%s' "
+                                      "(known: tcx)" % name])
+        self.assertEqual(self.tcptrack_lines("server"), [])
 
 
 def tearDownModule():

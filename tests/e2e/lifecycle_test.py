@@ -7,7 +7,11 @@ exactly once.
     matched by client port and order of occurrence to exactly one CLOSED row
     with exact payloads;
   * a connection established before tcptrack starts (mid-stream);
-  * an idle connection reported, then dropped after --idle-timeout (evicted);
+  * an idle connection reported, then dropped after --idle-timeout (evicted),
+    next to an active one that stays; the evicted one comes back as a new
+    mid-stream flow when it talks again;
+  * --changed: rows only for connections that moved (or closed) since the
+    last report, while a second instance without it lists every connection;
   * --max-flows smaller than the number of live connections;
   * --closed (table) lifetime log;
   * the same client port used by two consecutive connections;
@@ -41,6 +45,22 @@ def report_index(rows):
     for _, r in rows:
         order.setdefault(r["time"], len(order))
     return order
+
+
+def reports(lines):
+    """JSON output with --summary as reports: [(first line, rows, summary)], one per
+    summary line (a report's rows precede its summary)."""
+    out, rows, first = [], [], 0
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        obj = json.loads(line)
+        if obj.get("type") == "summary":
+            out.append((first, rows, obj))
+            rows, first = [], i + 1
+        else:
+            rows.append(obj)
+    return out
 
 
 class LifecycleBase(netns.Base):
@@ -250,6 +270,92 @@ class TestIdleTimeout(LifecycleBase):
         idle.close_clean()
 
 
+    def test_idle_one_evicted_beside_an_active_one_and_back_when_it_talks(self):
+        family, port = "ipv4", 5601  # a registered port: the server side is obvious mid-stream
+        lsock, port = self.listen(family, port=port)
+        track = self.start_tcptrack("server", "--format", "json", "--summary", "--interval", "0.3",
+                                    "--idle-timeout", "1")
+        self.wait_attached(track, "server")
+        idle = self.pair(family, lsock, port)
+        active = self.pair(family, lsock, port)
+        idle.c2s(1234)
+        idle.s2c(4321)
+
+        def evicted(lines):
+            sums = [s for _, _, s in reports(lines)]
+            return sums and sums[-1]["evicted"] >= 1
+        # The active one moves every 0.2 s, well inside the 1 s timeout.
+        deadline = time.monotonic() + 15
+        while not evicted(track.lines()):
+            self.assertLess(time.monotonic(), deadline, "idle connection never evicted: %s"
+                            % track.lines()[-10:])
+            active.c2s(100)
+            time.sleep(0.2)
+        # Two more reports without the evicted one, the active one still moving.
+        n0 = len(reports(track.lines()))
+        while len(reports(track.lines())) < n0 + 2:
+            self.assertLess(time.monotonic(), deadline, "no reports after the eviction")
+            active.c2s(100)
+            time.sleep(0.2)
+        cut = len(track.lines())
+
+        # The evicted connection talks again: a new flow, caught mid-stream,
+        # that counts only what was sent since.
+        idle.c2s(777)
+        idle.s2c(888)
+        active.s2c(5000)
+        idle.close_clean()
+        active.close_clean()
+        self.final_rows_then(track, 2, 2, 15, "final rows of both connections")
+        self.assertEqual(self.stop(track), 0, track.stderr_text())
+        reps = reports(track.lines())
+        rows, sums, bad = parse_json_lines(track.lines())
+        self.assertEqual(bad, [])
+
+        def of(conn, lo=0, hi=float("inf")):
+            return [r for i, r in rows if r["sport"] == conn.cport and lo <= i < hi]
+        # Before the cut: the idle one with its exact counters, until evicted.
+        first_run = of(idle, 0, cut)
+        self.assertTrue(first_run)
+        self.assertEqual((first_run[-1]["state"], first_run[-1]["fwd_payload"],
+                          first_run[-1]["rev_payload"]), ("ESTABLISHED", 1234, 4321), first_run[-1])
+        evicted_at = next(k for k, (_, _, s) in enumerate(reps) if s["evicted"] >= 1)
+        self.assertEqual(reps[evicted_at][2]["evicted"], 1, reps[evicted_at][2])
+        # Shown in the report that evicts it, then in none until it talks again.
+        self.assertIn(idle.cport, [r["sport"] for r in reps[evicted_at][1]])
+        for first, rs, s in reps[evicted_at + 1:]:
+            if first >= cut:
+                break
+            self.assertNotIn(idle.cport, [r["sport"] for r in rs], "evicted connection shown again")
+            self.assertEqual(s["tracked"], 1, s)  # only the active one is in the store
+        # The active one is in every report from its first until the cut, never evicted.
+        since = next(k for k, (_, rs, _) in enumerate(reps)
+                     if active.cport in [r["sport"] for r in rs])
+        before_cut = [rs for first, rs, _ in reps[since:] if first < cut]
+        self.assertGreater(len(before_cut), evicted_at + 2 - since)
+        for rs in before_cut:
+            self.assertIn(active.cport, [r["sport"] for r in rs], rs)
+        fin_a = [r for r in of(active) if r["state"] in FINAL_STATES]
+        self.assertEqual(len(fin_a), 1, of(active)[-3:])
+        self.assertEqual((fin_a[0]["state"], fin_a[0]["fwd_payload"], fin_a[0]["rev_payload"]),
+                         ("CLOSED", active.sent_c, active.sent_s), fin_a[0])
+        self.assertTrue(is_int(fin_a[0]["duration_ns"]), fin_a[0])  # its SYN was seen
+        # After the cut: the evicted connection's second life.
+        second = of(idle, cut)
+        fin_i = [r for r in second if r["state"] in FINAL_STATES]
+        self.assertEqual(len(fin_i), 1, second)
+        r = fin_i[0]
+        self.assertEqual((r["src"], r["sport"], r["dst"], r["dport"]),
+                         (self.topo.client_ip(family), idle.cport, self.topo.server_ip(family), port), r)
+        self.assertEqual((r["state"], r["fwd_payload"], r["rev_payload"]), ("CLOSED", 777, 888), r)
+        self.assertIsNone(r["duration_ns"], r)  # no SYN in its second life
+        self.assertIsNone(r["rtt_ns"], r)
+        self.assertEqual(sums[-1][1]["evicted"], 1, sums[-1][1])
+        self.assertEqual(sums[-1][1]["tracked"], 0, sums[-1][1])
+        for _, s in sums:
+            self.assertEqual((s["untracked"], s["close_dropped"]), (0, 0), s)
+
+
 class TestMaxFlows(LifecycleBase):
     def test_max_flows_smaller_than_live_connections(self):
         family, total, limit = "ipv4", 20, 8
@@ -335,6 +441,120 @@ class TestClosedMode(LifecycleBase):
 
     def test_closed_ipv6(self):
         self._closed("ipv6", "[%s]")
+
+
+class TestChangedMode(LifecycleBase):
+    """--changed: a report lists only what is new, moved or closed since the
+    last one; a second instance without it, watching the same traffic, lists
+    every connection in every report."""
+
+    def _changed(self, family, port):
+        lsock, port = self.listen(family, port=port)
+        args = ("--format", "json", "--summary", "--interval", "0.3")
+        changed = self.start_tcptrack("server", *args, "--changed")
+        full = self.start_tcptrack("server", *args)
+        # A report means attached: the instances attach before their first one.
+        for p in (changed, full):
+            p.wait_for(lambda ls: any('"summary"' in l for l in ls), 10, "first report")
+        quiet = self.pair(family, lsock, port)
+        moving = self.pair(family, lsock, port)
+        quiet.c2s(1000)
+        quiet.s2c(2000)
+        moving.c2s(3000)
+        moving.s2c(4000)
+
+        # Both reported, then two reports with no row at all: nothing moves
+        # (the handshakes' and data's last ACKs are counted by then).
+        def settled(lines):
+            reps = reports(lines)
+            seen = {r["sport"] for _, rs, _ in reps for r in rs}
+            return ({quiet.cport, moving.cport} <= seen and len(reps) >= 2
+                    and not reps[-1][1] and not reps[-2][1])
+        changed.wait_for(settled, 15, "both connections reported, then two empty reports")
+        cut, cut_full = len(changed.lines()), len(full.lines())
+
+        for k in range(3):
+            moving.c2s(1000 * (k + 1))
+            moving.s2c(500)
+            want = (moving.sent_c, moving.sent_s)
+            changed.wait_for(lambda ls: any(
+                r["sport"] == moving.cport and (r["fwd_payload"], r["rev_payload"]) == want
+                for _, rs, _ in reports(ls[cut:]) for r in rs), 10, "moving connection at %s" % (want,))
+        # The instance without --changed had reports meanwhile, too.
+        full.wait_for(lambda ls: len(reports(ls[cut_full:])) >= 4, 10, "four full reports")
+        close_at, close_full = len(changed.lines()), len(full.lines())
+
+        quiet.close_clean()
+        moving.close_clean()
+        for p in (changed, full):
+            self.final_rows_then(p, 2, 2, 15, "final rows of both connections")
+        for p in (changed, full):
+            self.assertEqual(self.stop(p), 0, p.stderr_text())
+            self.assertEqual(p.stderr_text(), "")
+        lines, flines = changed.lines(), full.lines()
+        _, _, bad = parse_json_lines(lines)
+        self.assertEqual(bad, [])
+        ours = {quiet.cport, moving.cport}
+
+        # --changed while only `moving` sends: rows for it alone, each with a
+        # rate (it is shown because it moved), its payload what the application
+        # sent so far; the store still holds both.
+        mid = [(first, rs, s) for first, rs, s in reports(lines) if cut <= first and first < close_at]
+        self.assertGreaterEqual(len(mid), 3, mid)
+        shown = [r for _, rs, _ in mid for r in rs]
+        self.assertTrue(shown)
+        for r in shown:
+            self.assertEqual(r["sport"], moving.cport, "only the moving connection: %s" % r)
+            self.assertEqual(r["state"], "ESTABLISHED", r)
+            self.assertGreater(r["fwd_bps"] + r["rev_bps"], 0, "shown without moving: %s" % r)
+        for _, rs, s in mid:
+            self.assertLessEqual(len(rs), 1, rs)
+            self.assertEqual(s["connections"], len(rs), s)
+            self.assertEqual(s["tracked"], 2, s)
+        payloads = [(r["fwd_payload"], r["rev_payload"]) for r in shown]
+        self.assertEqual(payloads, sorted(payloads), "payload went backwards: %s" % payloads)
+        self.assertEqual(payloads[-1], (moving.sent_c, moving.sent_s))
+
+        # Then the closes: both connections' final rows, exact.
+        all_rows = [r for _, rs, _ in reports(lines) for r in rs]
+        self.assertEqual({r["sport"] for r in all_rows}, ours, "rows for connections the test did not make")
+        late = [r for first, rs, _ in reports(lines) if first >= close_at for r in rs]
+        for c, want in ((quiet, (1000, 2000)), (moving, (moving.sent_c, moving.sent_s))):
+            finals = [r for r in late if r["sport"] == c.cport and r["state"] in FINAL_STATES]
+            self.assertEqual(len(finals), 1, late)
+            r = finals[0]
+            self.assertEqual((r["src"], r["dst"], r["dport"]),
+                             (self.topo.client_ip(family), self.topo.server_ip(family), port), r)
+            self.assertEqual((r["state"], r["fwd_payload"], r["rev_payload"]), ("CLOSED",) + want, r)
+            self.assertGreater(r["fwd_bytes"], r["fwd_payload"], r)
+            self.assertGreater(r["rev_bytes"], r["rev_payload"], r)
+            self.assertTrue(is_int(r["duration_ns"]) and r["duration_ns"] > 0, r)
+            self.assertTrue(is_int(r["rtt_ns"]) and r["rtt_ns"] > 0, r)
+        # The quiet one: reported when new, then not until it closed.
+        numbered, _, _ = parse_json_lines(lines)
+        qi = [i for i, r in numbered if r["sport"] == quiet.cport]
+        self.assertTrue([i for i in qi if i < cut], "quiet connection never reported when new")
+        self.assertEqual([i for i in qi if cut <= i < close_at], [], "quiet connection shown while idle")
+
+        # Without --changed every report in the same span lists both, idle or not.
+        fmid = [rs for first, rs, _ in reports(flines) if cut_full <= first and first < close_full]
+        self.assertGreaterEqual(len(fmid), 3)
+        for rs in fmid:
+            self.assertEqual(sorted(r["sport"] for r in rs), sorted(ours), rs)
+            for r in rs:
+                if r["sport"] == quiet.cport:
+                    self.assertEqual((r["fwd_payload"], r["rev_payload"], r["fwd_bps"], r["rev_bps"]),
+                                     (1000, 2000, 0, 0), r)
+        ffinals = [r for _, rs, _ in reports(flines) for r in rs if r["state"] in FINAL_STATES]
+        self.assertEqual(sorted((r["sport"], r["fwd_payload"], r["rev_payload"]) for r in ffinals),
+                         sorted([(quiet.cport, 1000, 2000),
+                                 (moving.cport, moving.sent_c, moving.sent_s)]))
+
+    def test_changed_ipv4(self):
+        self._changed("ipv4", 5701)
+
+    def test_changed_ipv6(self):
+        self._changed("ipv6", 5702)
 
 
 class TestReuseAndReset(LifecycleBase):

@@ -31,7 +31,8 @@ done
 step() { echo "TT-STEP $* at $(cut -d' ' -f1 /proc/uptime)s"; }
 result() { echo "TT-RESULT $1 $2 $3"; }
 
-# Probed features (not every tcptrack build has --check yet).
+# Probed features, the store and the attach mode this kernel gets (for the log;
+# older tcptrack builds have no --check).
 step check
 if tcptrack --help 2>&1 | grep -q -- '--check'; then
     tcptrack --check 2>&1 | sed 's/^/TT-CHECK /'

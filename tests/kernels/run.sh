@@ -6,10 +6,11 @@
 #
 #   tests/kernels/run.sh BUILD_DIR        (needs tcptrack, bpf_tests, tt_conn built)
 #
-# Kernels: 5.10 (bullseye; no TCX, no bpf_map_lookup_percpu_elem), 6.1 (bookworm;
-# no TCX), 6.12 (bookworm-backports; TCX), newest of each on the machine's own
-# Debian mirror. The .debs are fetched with apt-get download through a private
-# sources list (the host's apt configuration is not touched), cached in
+# Kernels: 5.10 (bullseye; the floor, no TCX), 6.1 (bookworm; no TCX), 6.12
+# (bookworm-backports; TCX), newest of each on the machine's own Debian mirror.
+# All three load the same datapath and slot store; only the attach mode differs
+# (legacy tc before 6.6). The .debs are fetched with apt-get download through a
+# private sources list (the host's apt configuration is not touched), cached in
 # $TCPTRACK_KERNEL_CACHE (default /var/cache/tcptrack-kernels) and extracted,
 # never installed. Guest logs are kept in BUILD_DIR/tests/kernels/logs/.
 #

@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: MIT
-// Decisions drawn from probe results: datapath, reader, attach mode, the
-// floor verdict, $TCPTRACK_DISABLE, and the libbpf log diagnosis.
+// Decisions drawn from probe results: attach mode, the floor verdict,
+// $TCPTRACK_DISABLE, and the libbpf log diagnosis.
 #include <gtest/gtest.h>
 
 #include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "tcptrack/error.hpp"
 #include "tcptrack/features.hpp"
@@ -34,8 +37,6 @@ TEST(KernelRelease, Parses) {
 
 TEST(Features, PreferredPathsWhenEverythingIsThere) {
     const Features f = all_available();
-    EXPECT_EQ(f.datapath(), Datapath::PerCpu);
-    EXPECT_EQ(f.reader(), Reader::Iterator);
     EXPECT_TRUE(use_tcx(f, AttachMode::Auto));
     EXPECT_TRUE(use_tcx(f, AttachMode::Tcx));
     EXPECT_FALSE(use_tcx(f, AttachMode::Tc));
@@ -43,25 +44,19 @@ TEST(Features, PreferredPathsWhenEverythingIsThere) {
     EXPECT_TRUE(fallback_notes(f).empty());
 }
 
-TEST(Features, EachFallbackFollowsItsProbe) {
+// TCX is the one optional feature: without it the datapath is the same, only
+// the attach mode changes.
+TEST(Features, WithoutTcxLegacyTcIsTheOnlyFallback) {
     Features f = all_available();
-    f[FeatureId::PercpuLookup] = Probe{false, "unknown func #195"};
-    EXPECT_EQ(f.datapath(), Datapath::Shared);
-    f[FeatureId::Iterator] = Probe{false, "Operation not permitted"};
-    EXPECT_EQ(f.reader(), Reader::Batch);
-    f[FeatureId::Batch] = Probe{false, "Invalid argument"};
-    EXPECT_EQ(f.reader(), Reader::Keys);
     f[FeatureId::Tcx] = Probe{false, "the kernel has no TCX"};
     EXPECT_FALSE(use_tcx(f, AttachMode::Auto));
-    EXPECT_EQ(f.blocker(), "");  // all optional: still runs
+    EXPECT_FALSE(use_tcx(f, AttachMode::Tc));
+    EXPECT_EQ(f.blocker(), "");  // optional: still runs
 
     const auto notes = fallback_notes(f);
-    ASSERT_EQ(notes.size(), 4u);
-    EXPECT_NE(notes[0].find("bpf_map_lookup_percpu_elem"), std::string::npos) << notes[0];
-    EXPECT_NE(notes[0].find("unknown func #195"), std::string::npos) << notes[0];
-    EXPECT_NE(notes[0].find("shared counters"), std::string::npos) << notes[0];
-    EXPECT_NE(notes[1].find("Operation not permitted"), std::string::npos) << notes[1];
-    EXPECT_NE(notes[1].find("batched map lookups"), std::string::npos) << notes[1];
+    ASSERT_EQ(notes.size(), 1u);
+    EXPECT_EQ(notes[0], "TCX links (Linux 6.6, libbpf 1.3) unavailable (the kernel has no TCX): "
+                        "attaches with legacy tc (clsact qdisc + filters)");
 }
 
 TEST(Features, ForcedTcxWithoutTcxNamesWhy) {
@@ -89,32 +84,72 @@ TEST(Features, MissingMandatoryPieceIsOneLineNamingKernelAndWhat) {
     EXPECT_EQ(f.blocker().find('\n'), std::string::npos);
 }
 
+// The store is read through mmap: a kernel without mmapable arrays is refused
+// (no slower reader to fall back to), and no fallback note pretends otherwise.
+TEST(Features, KernelWithoutMmapableArraysIsRefused) {
+    Features f = all_available();
+    f.release = "5.4.0-150-generic";
+    f[FeatureId::Mmap] = Probe{false, "cannot create an mmapable array: Invalid argument"};
+    EXPECT_EQ(f.blocker(),
+              "kernel 5.4.0-150-generic lacks mmapable BPF arrays (BPF_F_MMAPABLE, Linux 5.5) "
+              "(cannot create an mmapable array: Invalid argument): tcptrack needs Linux 5.10 or "
+              "newer with BTF");
+    EXPECT_TRUE(fallback_notes(f).empty());
+}
+
+TEST(Features, EveryMandatoryPieceBlocksAloneAndIsNamed) {
+    for (const auto& spec : feature_specs()) {
+        Features f = all_available();
+        f[spec.id] = Probe{false, "probe said no"};
+        const std::string b = f.blocker();
+        SCOPED_TRACE(spec.name);
+        if (spec.mandatory) {
+            EXPECT_NE(b.find(std::string("lacks ") + spec.what + " (probe said no)"),
+                      std::string::npos)
+                << b;
+            EXPECT_EQ(b.find('\n'), std::string::npos);
+        } else {
+            EXPECT_EQ(b, "");
+        }
+    }
+}
+
 TEST(DisableList, ParsesKnownOptionalNames) {
-    const auto s = parse_disable_list("iter,tcx,,percpu_lookup,batch");
-    EXPECT_EQ(s, (std::set<FeatureId>{FeatureId::Iterator, FeatureId::Tcx,
-                                      FeatureId::PercpuLookup, FeatureId::Batch}));
+    EXPECT_EQ(parse_disable_list("tcx"), (std::set<FeatureId>{FeatureId::Tcx}));
+    EXPECT_EQ(parse_disable_list(",tcx,,tcx,"), (std::set<FeatureId>{FeatureId::Tcx}));
     EXPECT_TRUE(parse_disable_list("").empty());
 }
 
-TEST(DisableList, RejectsUnknownAndMandatoryNames) {
-    EXPECT_THROW(parse_disable_list("iter,bogus"), std::invalid_argument);
-    EXPECT_THROW(parse_disable_list("ringbuf"), std::invalid_argument);  // not optional
+TEST(DisableList, RejectsUnknownMandatoryAndRetiredNames) {
+    EXPECT_THROW(parse_disable_list("tcx,bogus"), std::invalid_argument);
+    // Mandatory: nothing to fall back to.
+    for (const char* name : {"btf", "sched_cls", "ringbuf", "mmap"})
+        EXPECT_THROW(parse_disable_list(name), std::invalid_argument) << name;
+    // The old per-CPU datapath and readers are gone: forcing them is an error, not a no-op.
+    for (const char* name : {"percpu_lookup", "iter", "batch"})
+        EXPECT_THROW(parse_disable_list(name), std::invalid_argument) << name;
     try {
-        parse_disable_list("nope");
+        parse_disable_list("iter,tcx");
+        FAIL() << "expected an error";
     } catch (const std::invalid_argument& e) {
-        EXPECT_STREQ(e.what(), "TCPTRACK_DISABLE: unknown optional feature 'nope' (known: "
-                               "percpu_lookup, iter, batch, tcx)");
+        EXPECT_STREQ(e.what(), "TCPTRACK_DISABLE: unknown optional feature 'iter' (known: tcx)");
     }
 }
 
 TEST(DisableList, AppliedOnlyOverAvailableFeatures) {
     Features f = all_available();
-    f[FeatureId::Iterator] = Probe{false, "Operation not permitted"};
-    apply_disabled(f, {FeatureId::Iterator, FeatureId::Tcx});
-    EXPECT_EQ(f[FeatureId::Iterator].why, "Operation not permitted");  // the kernel's reason stays
-    EXPECT_FALSE(f.has(FeatureId::Tcx));
-    EXPECT_EQ(f[FeatureId::Tcx].why, "disabled by TCPTRACK_DISABLE");
-    EXPECT_TRUE(f.has(FeatureId::PercpuLookup));
+    f[FeatureId::Tcx] = Probe{false, "the kernel has no TCX"};
+    apply_disabled(f, {FeatureId::Tcx});
+    EXPECT_EQ(f[FeatureId::Tcx].why, "the kernel has no TCX");  // the kernel's reason stays
+
+    Features g = all_available();
+    apply_disabled(g, {FeatureId::Tcx});
+    EXPECT_FALSE(g.has(FeatureId::Tcx));
+    EXPECT_EQ(g[FeatureId::Tcx].why, "disabled by TCPTRACK_DISABLE");
+    EXPECT_FALSE(use_tcx(g, AttachMode::Auto));
+    for (FeatureId id : {FeatureId::Btf, FeatureId::SchedCls, FeatureId::RingBuf, FeatureId::Mmap})
+        EXPECT_TRUE(g.has(id));
+    EXPECT_EQ(g.blocker(), "");
 }
 
 TEST(FeatureSpecs, OneEntryPerIdInOrder) {
@@ -124,6 +159,14 @@ TEST(FeatureSpecs, OneEntryPerIdInOrder) {
         EXPECT_EQ(static_cast<std::size_t>(s.id), i) << s.name;
         EXPECT_EQ(s.mandatory, std::string(s.fallback).empty()) << s.name;
     }
+}
+
+TEST(FeatureSpecs, NamesAndWhichAreMandatory) {
+    std::vector<std::pair<std::string, bool>> got;
+    for (const auto& s : feature_specs()) got.emplace_back(s.name, s.mandatory);
+    const std::vector<std::pair<std::string, bool>> want = {
+        {"btf", true}, {"sched_cls", true}, {"ringbuf", true}, {"mmap", true}, {"tcx", false}};
+    EXPECT_EQ(got, want);
 }
 
 TEST(LoadLog, NamesProgramAndVerifierReason) {

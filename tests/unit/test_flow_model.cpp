@@ -1,13 +1,17 @@
 // SPDX-License-Identifier: MIT
-// From raw kernel records to oriented rows (src/flow_model.cpp).
+// From raw kernel records to oriented rows, rates and report order
+// (src/flow_model.cpp, src/report_builder.cpp).
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cstring>
+#include <map>
+#include <string>
 #include <vector>
 
 #include "keys.hpp"
 #include "tcptrack/flow_model.hpp"
+#include "tcptrack/report_builder.hpp"
 
 namespace {
 
@@ -18,7 +22,9 @@ using tcptrack::FlowSample;
 using tcptrack::handshake_rtt;
 using tcptrack::key_hash;
 using tcptrack::make_row;
-using tcptrack::RateTracker;
+using tcptrack::Rate;
+using tcptrack::rate_of;
+using tcptrack::ReportBuilder;
 using tcptrack::same_key;
 using tcptrack::sample_less;
 using tcptrack::shown_state;
@@ -438,196 +444,238 @@ TEST(FlowModelKey, SampleLessIsAStrictWeakOrder) {
     EXPECT_EQ(sample_less(x, y), std::memcmp(&x.key, &y.key, sizeof(x.key)) < 0);
 }
 
-// -------------------------------------------------------------- RateTracker
+// ------------------------------------------------------------------ rate_of
 
-struct Tracker {
-    RateTracker rt;
-    std::vector<FlowRow> rows;
-    std::vector<std::uint64_t> idle;
-
-    void run(std::vector<FlowSample> samples, std::uint64_t now, std::uint64_t elapsed) {
-        for (auto& s : samples) s.hash = key_hash(s.key);
-        std::sort(samples.begin(), samples.end(), sample_less);
-        rows.clear();
-        for (const auto& s : samples) rows.push_back(make_row(s, "eth0", now));
-        idle = rt.update(samples, rows, now, elapsed);
-        sorted = samples;
-    }
-    // Row of the sample with this key after the last run.
-    const FlowRow& row(const tt_flow_key& k) const { return rows.at(index(k)); }
-    std::uint64_t idle_of(const tt_flow_key& k) const { return idle.at(index(k)); }
-
-    std::vector<FlowSample> sorted;
-
-private:
-    std::size_t index(const tt_flow_key& k) const {
-        for (std::size_t i = 0; i < sorted.size(); ++i)
-            if (same_key(sorted[i].key, k)) return i;
-        ADD_FAILURE() << "key not in last run";
-        return 0;
-    }
-};
-
-TEST(FlowModelRates, FirstUpdateCountsAllBytes) {
-    const tt_flow_key k = key_v4("10.0.0.1", 40000, "10.0.0.2", 80);
-    FlowSample s = counted(k, TT_DIR_AB, 1000, 4000, 3, 4);
-    Tracker t;
-    t.run({s}, 10 * kSec, 2 * kSec);
-    EXPECT_DOUBLE_EQ(t.row(k).fwd_bps, 1000.0 * 8 / 2);
-    EXPECT_DOUBLE_EQ(t.row(k).rev_bps, 4000.0 * 8 / 2);
-    EXPECT_EQ(t.idle_of(k), 0u);
-    EXPECT_EQ(t.rt.size(), 1u);
+// A sample as the collector leaves it: counters now, counters at the last
+// report (prev), and when they were last seen moving.
+FlowSample moved(FlowSample s, std::uint64_t prev_ab, std::uint64_t prev_ba,
+                 std::uint64_t last_active_ns) {
+    s.prev_bytes[TT_DIR_AB] = prev_ab;
+    s.prev_bytes[TT_DIR_BA] = prev_ba;
+    s.last_active_ns = last_active_ns;
+    return s;
 }
 
-TEST(FlowModelRates, SecondUpdateUsesDeltasOrientedLikeRow) {
+TEST(FlowModelRates, NewFlowCountsAllItsBytes) {
+    // First seen at this report: prev is 0, so the whole count is this interval's.
+    const tt_flow_key k = key_v4("10.0.0.1", 40000, "10.0.0.2", 80);
+    const FlowSample s = moved(counted(k, TT_DIR_AB, 1000, 4000, 3, 4), 0, 0, 10 * kSec);
+    const Rate r = rate_of(s, 10 * kSec, 2 * kSec);
+    EXPECT_DOUBLE_EQ(r.fwd_bps, 1000.0 * 8 / 2);
+    EXPECT_DOUBLE_EQ(r.rev_bps, 4000.0 * 8 / 2);
+    EXPECT_EQ(r.idle_ns, 0u);
+}
+
+TEST(FlowModelRates, DeltaSincePrevOrientedLikeRow) {
     // Client is side B: fwd is B->A.
     const tt_flow_key k = key_v4("10.0.0.1", 443, "10.0.0.2", 50000);
-    FlowSample s = counted(k, TT_DIR_BA, 10000, 2000, 10, 5);
-    Tracker t;
-    t.run({s}, 10 * kSec, 1 * kSec);
-    EXPECT_DOUBLE_EQ(t.row(k).fwd_bps, 2000.0 * 8);
-    EXPECT_DOUBLE_EQ(t.row(k).rev_bps, 10000.0 * 8);
+    const FlowSample s =
+        moved(counted(k, TT_DIR_BA, 10000 + 50000, 2000 + 1000, 40, 8), 10000, 2000, 14 * kSec);
+    const Rate r = rate_of(s, 14 * kSec, 4 * kSec);
+    EXPECT_DOUBLE_EQ(r.fwd_bps, 1000.0 * 8 / 4);
+    EXPECT_DOUBLE_EQ(r.rev_bps, 50000.0 * 8 / 4);
+    EXPECT_EQ(r.idle_ns, 0u);
+    const FlowRow row = make_row(s, "eth0", 14 * kSec);
+    EXPECT_EQ(row.fwd_bytes, 3000u);  // totals stay cumulative
+    EXPECT_EQ(row.rev_bytes, 60000u);
 
-    set_counters(s, 10000 + 50000, 2000 + 1000, 40, 8);
-    t.run({s}, 14 * kSec, 4 * kSec);
-    EXPECT_DOUBLE_EQ(t.row(k).fwd_bps, 1000.0 * 8 / 4);
-    EXPECT_DOUBLE_EQ(t.row(k).rev_bps, 50000.0 * 8 / 4);
-    EXPECT_EQ(t.row(k).fwd_bytes, 3000u);  // totals stay cumulative
-    EXPECT_EQ(t.idle_of(k), 0u);
+    // Same counters, client on side A: the rates swap with the orientation.
+    FlowSample a = s;
+    a.info.client = TT_DIR_AB;
+    const Rate ra = rate_of(a, 14 * kSec, 4 * kSec);
+    EXPECT_DOUBLE_EQ(ra.fwd_bps, r.rev_bps);
+    EXPECT_DOUBLE_EQ(ra.rev_bps, r.fwd_bps);
 }
 
-TEST(FlowModelRates, IdleGrowsWhileCountersStandStill) {
+TEST(FlowModelRates, RateOnlyWhenMovedAtThisReport) {
+    // prev_bytes is only refreshed when the counters move, so an older
+    // movement's delta is still in the sample: it must not be shown again.
     const tt_flow_key k = key_v4("10.0.0.1", 40000, "10.0.0.2", 22);
-    FlowSample s = counted(k, TT_DIR_AB, 500, 600, 5, 6);
-    Tracker t;
-    t.run({s}, 10 * kSec, 1 * kSec);
-    EXPECT_EQ(t.idle_of(k), 0u);
+    const FlowSample s = moved(counted(k, TT_DIR_AB, 700, 600, 6, 6), 500, 600, 10 * kSec);
+    EXPECT_DOUBLE_EQ(rate_of(s, 10 * kSec, 1 * kSec).fwd_bps, 200.0 * 8);
 
-    t.run({s}, 12 * kSec, 2 * kSec);
-    EXPECT_EQ(t.idle_of(k), 2 * kSec);
-    EXPECT_DOUBLE_EQ(t.row(k).fwd_bps, 0.0);
-    EXPECT_DOUBLE_EQ(t.row(k).rev_bps, 0.0);
-
-    t.run({s}, 15 * kSec, 3 * kSec);
-    EXPECT_EQ(t.idle_of(k), 5 * kSec);
-
-    set_counters(s, 700, 600, 6, 6);  // moved again
-    t.run({s}, 16 * kSec, 1 * kSec);
-    EXPECT_EQ(t.idle_of(k), 0u);
-    EXPECT_DOUBLE_EQ(t.row(k).fwd_bps, 200.0 * 8);
-
-    t.run({s}, 18 * kSec, 2 * kSec);
-    EXPECT_EQ(t.idle_of(k), 2 * kSec);
+    for (std::uint64_t now : {12 * kSec, 15 * kSec}) {
+        const Rate r = rate_of(s, now, 2 * kSec);
+        EXPECT_DOUBLE_EQ(r.fwd_bps, 0.0) << now;
+        EXPECT_DOUBLE_EQ(r.rev_bps, 0.0) << now;
+        EXPECT_EQ(r.idle_ns, now - 10 * kSec);  // idleness grows while it stands still
+    }
+    // Moving again restarts it.
+    const FlowSample again = moved(counted(k, TT_DIR_AB, 900, 650, 7, 7), 700, 600, 16 * kSec);
+    const Rate r = rate_of(again, 16 * kSec, 1 * kSec);
+    EXPECT_EQ(r.idle_ns, 0u);
+    EXPECT_DOUBLE_EQ(r.fwd_bps, 200.0 * 8);
+    EXPECT_DOUBLE_EQ(r.rev_bps, 50.0 * 8);
 }
 
-TEST(FlowModelRates, NewGenerationDoesNotReuseOldCounters) {
+TEST(FlowModelRates, OnlyTheDirectionThatMovedHasARate) {
     const tt_flow_key k = key_v4("10.0.0.1", 40000, "10.0.0.2", 80);
-    FlowSample old = sample(k, TT_DIR_AB, TT_F_SYN_SEEN, /*first_ns=*/1 * kSec);
-    set_counters(old, 100000, 200000, 50, 60);
-    Tracker t;
-    t.run({old}, 10 * kSec, 1 * kSec);
-
-    // Same tuple reused by a new connection with smaller counters.
-    FlowSample fresh = sample(k, TT_DIR_AB, TT_F_SYN_SEEN, /*first_ns=*/10 * kSec + 1);
-    set_counters(fresh, 300, 400, 50, 60);  // same packet total as the old generation
-    t.run({fresh}, 12 * kSec, 2 * kSec);
-    EXPECT_DOUBLE_EQ(t.row(k).fwd_bps, 300.0 * 8 / 2);
-    EXPECT_DOUBLE_EQ(t.row(k).rev_bps, 400.0 * 8 / 2);
-    EXPECT_EQ(t.idle_of(k), 0u);  // not the old generation's idleness
+    const FlowSample s = moved(counted(k, TT_DIR_AB, 5000, 900, 9, 9), 1000, 900, 3 * kSec);
+    const Rate r = rate_of(s, 3 * kSec, 1 * kSec);
+    EXPECT_DOUBLE_EQ(r.fwd_bps, 4000.0 * 8);
+    EXPECT_DOUBLE_EQ(r.rev_bps, 0.0);
 }
 
-TEST(FlowModelRates, FinishedSamplesAreForgotten) {
-    const tt_flow_key k1 = key_v4("10.0.0.1", 40000, "10.0.0.2", 80);
-    const tt_flow_key k2 = key_v4("10.0.0.1", 40001, "10.0.0.2", 80);
-    const tt_flow_key k3 = key_v6("2001:db8::1", 40002, "2001:db8::2", 443);
-    FlowSample s1 = counted(k1, TT_DIR_AB, 100, 100, 1, 1);
-    FlowSample s2 = counted(k2, TT_DIR_AB, 200, 200, 2, 2);
-    FlowSample s3 = counted(k3, TT_DIR_AB, 300, 300, 3, 3);
-    Tracker t;
-    t.run({s1, s2, s3}, 10 * kSec, 1 * kSec);
-    EXPECT_EQ(t.rt.size(), 3u);
-
-    // s2 closes: its final delta is still measured, then it is dropped.
-    set_counters(s2, 1200, 200, 3, 2);
-    s2.finished = true;
-    t.run({s1, s2, s3}, 11 * kSec, 1 * kSec);
-    EXPECT_DOUBLE_EQ(t.row(k2).fwd_bps, 1000.0 * 8);
-    EXPECT_EQ(t.rt.size(), 2u);
-
-    // Flows absent from an update are dropped too.
-    t.run({s3}, 12 * kSec, 1 * kSec);
-    EXPECT_EQ(t.rt.size(), 1u);
-    EXPECT_EQ(t.idle_of(k3), 2 * kSec);  // k3 kept its history
-}
-
-TEST(FlowModelRates, ForgottenFlowStartsOverIfSeenAgain) {
+TEST(FlowModelRates, CountersBelowPrevNeverWrapToAHugeRate) {
+    // A new connection in the slot starts from 0 (the collector resets prev);
+    // were prev stale anyway, the rate is 0, not 2^64 bytes.
     const tt_flow_key k = key_v4("10.0.0.1", 40000, "10.0.0.2", 80);
-    FlowSample s = counted(k, TT_DIR_AB, 1000, 0, 1, 0);
+    const FlowSample s = moved(counted(k, TT_DIR_AB, 300, 400, 5, 6), 100000, 200000, 12 * kSec);
+    const Rate r = rate_of(s, 12 * kSec, 2 * kSec);
+    EXPECT_DOUBLE_EQ(r.fwd_bps, 0.0);
+    EXPECT_DOUBLE_EQ(r.rev_bps, 0.0);
+}
+
+TEST(FlowModelRates, FinishedFlowShowsItsFinalInterval) {
+    // A close event: final counters, prev = the bytes shown at the last report.
+    const tt_flow_key k = key_v4("10.0.0.1", 40001, "10.0.0.2", 80);
+    FlowSample s = moved(counted(k, TT_DIR_AB, 1200, 200, 3, 2), 200, 200, 11 * kSec);
     s.finished = true;
-    Tracker t;
-    t.run({s}, 10 * kSec, 1 * kSec);
-    EXPECT_EQ(t.rt.size(), 0u);
-
-    s.finished = false;
-    t.run({s}, 11 * kSec, 1 * kSec);
-    // Not remembered, so the whole count is this interval's.
-    EXPECT_DOUBLE_EQ(t.row(k).fwd_bps, 1000.0 * 8);
-    EXPECT_EQ(t.idle_of(k), 0u);
+    s.info.state = TT_CLOSED;
+    const Rate r = rate_of(s, 11 * kSec, 1 * kSec);
+    EXPECT_DOUBLE_EQ(r.fwd_bps, 1000.0 * 8);
+    EXPECT_DOUBLE_EQ(r.rev_bps, 0.0);
 }
 
-TEST(FlowModelRates, ManyFlowsMergeByKey) {
-    // Several flows, each with its own counters; deltas must not cross flows.
-    std::vector<FlowSample> v;
-    for (std::uint16_t i = 0; i < 20; ++i) {
-        v.push_back(counted(key_v4("10.0.0.1", 40000 + i, "10.0.0.2", 80), TT_DIR_AB,
-                            1000 * (i + 1), 10 * (i + 1), i + 1, 1));
-    }
-    Tracker t;
-    t.run(v, 10 * kSec, 1 * kSec);
-    EXPECT_EQ(t.rt.size(), 20u);
-
-    // Second round: only odd flows move (by i+1 bytes fwd), even ones stand still;
-    // drop flow 0 and add a new flow.
-    std::vector<FlowSample> w;
-    for (std::uint16_t i = 1; i < 20; ++i) {
-        FlowSample s = v[i];
-        if (i % 2) {
-            s.bytes[TT_DIR_AB] += i + 1;
-            s.packets[TT_DIR_AB] += 1;
-        }
-        w.push_back(s);
-    }
-    FlowSample extra = sample(key_v4("10.0.0.3", 1234, "10.0.0.4", 5678), TT_DIR_AB,
-                              TT_F_MIDSTREAM);
-    set_counters(extra, 80, 0, 1, 0);
-    w.push_back(extra);
-    t.run(w, 12 * kSec, 2 * kSec);
-    for (std::uint16_t i = 1; i < 20; ++i) {
-        const tt_flow_key& k = v[i].key;
-        if (i % 2) {
-            EXPECT_DOUBLE_EQ(t.row(k).fwd_bps, (i + 1) * 8.0 / 2) << i;
-            EXPECT_EQ(t.idle_of(k), 0u) << i;
-        } else {
-            EXPECT_DOUBLE_EQ(t.row(k).fwd_bps, 0.0) << i;
-            EXPECT_EQ(t.idle_of(k), 2 * kSec) << i;
-        }
-        EXPECT_DOUBLE_EQ(t.row(k).rev_bps, 0.0) << i;
-    }
-    EXPECT_DOUBLE_EQ(t.row(extra.key).fwd_bps, 80.0 * 8 / 2);
-    EXPECT_EQ(t.rt.size(), 20u);
-}
-
-TEST(FlowModelRates, ZeroElapsedLeavesRatesAlone) {
+TEST(FlowModelRates, ZeroElapsedGivesNoRate) {
     const tt_flow_key k = key_v4("10.0.0.1", 40000, "10.0.0.2", 80);
-    FlowSample s = counted(k, TT_DIR_AB, 1000, 1000, 1, 1);
-    Tracker t;
-    t.run({s}, 10 * kSec, 0);
-    EXPECT_DOUBLE_EQ(t.row(k).fwd_bps, 0.0);
-    EXPECT_DOUBLE_EQ(t.row(k).rev_bps, 0.0);
-    EXPECT_EQ(t.rt.size(), 1u);  // still remembered for the next interval
-    t.run({s}, 11 * kSec, 1 * kSec);
-    EXPECT_DOUBLE_EQ(t.row(k).fwd_bps, 0.0);  // no movement since the first sight
-    EXPECT_EQ(t.idle_of(k), 1 * kSec);
+    const FlowSample s = moved(counted(k, TT_DIR_AB, 1000, 1000, 1, 1), 0, 0, 10 * kSec);
+    const Rate r = rate_of(s, 10 * kSec, 0);
+    EXPECT_DOUBLE_EQ(r.fwd_bps, 0.0);
+    EXPECT_DOUBLE_EQ(r.rev_bps, 0.0);
+    EXPECT_EQ(r.idle_ns, 0u);
+    EXPECT_EQ(rate_of(s, 11 * kSec, 0).idle_ns, 1 * kSec);
+}
+
+TEST(FlowModelRates, ActiveAfterNowIsNotIdle) {
+    // A sample stamped by a later clock reading than the report's: idle 0, no rate.
+    const tt_flow_key k = key_v4("10.0.0.1", 40000, "10.0.0.2", 80);
+    const FlowSample s = moved(counted(k, TT_DIR_AB, 1000, 1000, 1, 1), 0, 0, 10 * kSec + 1);
+    const Rate r = rate_of(s, 10 * kSec, kSec);
+    EXPECT_EQ(r.idle_ns, 0u);
+    EXPECT_DOUBLE_EQ(r.fwd_bps, 0.0);
+}
+
+// ------------------------------------------------------------ ReportBuilder
+
+struct Built {
+    std::vector<FlowRow> rows;
+    tcptrack::ReportStats stats;
+};
+
+Built build(const std::vector<FlowSample>& v, std::uint64_t now, std::uint64_t elapsed,
+            bool closed_only, const std::vector<std::uint32_t>* only = nullptr) {
+    static const std::map<std::uint32_t, std::string> names{{2, "eth0"}};
+    ReportBuilder b(names);
+    b.build(v, now, elapsed, closed_only, only);
+    Built out;
+    out.rows.resize(b.size());
+    for (std::size_t i = 0; i < b.size(); ++i) b.row(i, out.rows[i]);
+    // rows() streams the same rows in the same order.
+    FlowRow scratch;
+    auto next = b.rows();
+    std::size_t n = 0;
+    while (const FlowRow* r = next(scratch)) {
+        EXPECT_LT(n, out.rows.size());
+        if (n < out.rows.size()) {
+            EXPECT_EQ(r->sport, out.rows[n].sport);
+            EXPECT_EQ(r->fwd_bps, out.rows[n].fwd_bps);
+        }
+        ++n;
+    }
+    EXPECT_EQ(n, out.rows.size());
+    out.stats = b.stats();
+    return out;
+}
+
+std::vector<std::uint16_t> sports(const Built& b) {
+    std::vector<std::uint16_t> out;
+    for (const auto& r : b.rows) out.push_back(r.sport);
+    return out;
+}
+
+// Five flows in no particular order (as collect() returns them), at report t=20s
+// after 2 s: 40001 and 40004 moved now, the rest not.
+std::vector<FlowSample> five() {
+    const auto k = [](std::uint16_t p) { return key_v4("10.0.0.1", p, "10.0.0.2", 80); };
+    std::vector<FlowSample> v = {
+        moved(counted(k(40003), TT_DIR_AB, 9000, 9000, 9, 9), 0, 0, 12 * kSec),  // most bytes, idle
+        moved(counted(k(40001), TT_DIR_AB, 3000, 1000, 3, 1), 1000, 1000, 20 * kSec),  // 2000 B
+        moved(counted(k(40000), TT_DIR_AB, 100, 100, 1, 1), 0, 0, 18 * kSec),
+        moved(counted(k(40004), TT_DIR_AB, 500, 4500, 1, 4), 500, 500, 20 * kSec),  // 4000 B
+        moved(counted(k(40002), TT_DIR_AB, 100, 100, 1, 1), 0, 0, 18 * kSec),
+    };
+    v[3].info.state = TT_RESET;
+    v[3].finished = true;
+    return v;
+}
+
+TEST(FlowModelBuilder, BusiestFirstThenBytesThenEndpoints) {
+    const Built b = build(five(), 20 * kSec, 2 * kSec, false);
+    EXPECT_EQ(sports(b), (std::vector<std::uint16_t>{40004, 40001, 40003, 40000, 40002}));
+    EXPECT_DOUBLE_EQ(b.rows[0].rev_bps, 4000.0 * 8 / 2);
+    EXPECT_DOUBLE_EQ(b.rows[1].fwd_bps, 2000.0 * 8 / 2);
+    EXPECT_DOUBLE_EQ(b.rows[2].fwd_bps, 0.0);  // idle: counters at the last report, no rate
+    EXPECT_EQ(b.rows[0].iface, "eth0");
+    EXPECT_EQ(b.stats.closed, 1u);
+
+    // The input order does not matter.
+    std::vector<FlowSample> rev = five();
+    std::reverse(rev.begin(), rev.end());
+    EXPECT_EQ(sports(build(rev, 20 * kSec, 2 * kSec, false)), sports(b));
+}
+
+TEST(FlowModelBuilder, OnlyLooksAtTheGivenSamples) {
+    // --changed: the collector's changed() indexes (here the two that moved).
+    const std::vector<FlowSample> v = five();
+    const std::vector<std::uint32_t> changed = {3, 1};
+    const Built b = build(v, 20 * kSec, 2 * kSec, false, &changed);
+    EXPECT_EQ(sports(b), (std::vector<std::uint16_t>{40004, 40001}));
+    EXPECT_DOUBLE_EQ(b.rows[0].rev_bps, 4000.0 * 8 / 2);
+    EXPECT_EQ(b.stats.closed, 1u);
+
+    const std::vector<std::uint32_t> none;
+    const Built e = build(v, 20 * kSec, 2 * kSec, false, &none);
+    EXPECT_TRUE(e.rows.empty());
+    EXPECT_EQ(e.stats.closed, 0u);
+    EXPECT_EQ(e.stats.rtt.count, 0u);
+
+    const std::vector<std::uint32_t> idle_one = {0};
+    EXPECT_EQ(sports(build(v, 20 * kSec, 2 * kSec, false, &idle_one)),
+              (std::vector<std::uint16_t>{40003}));
+}
+
+TEST(FlowModelBuilder, ClosedOnlyRowsAreClosedOrResetAmongThoseLookedAt) {
+    std::vector<FlowSample> v = five();
+    v[0].info.state = TT_CLOSED;  // both FINs, last ACK due: shown CLOSING, not a row yet
+    v[2].info.state = TT_CLOSED;
+    v[2].finished = true;  // final: a row
+    const Built all = build(v, 20 * kSec, 2 * kSec, true);
+    EXPECT_EQ(sports(all), (std::vector<std::uint16_t>{40004, 40000}));
+    EXPECT_EQ(all.rows[0].state, State::Reset);
+    EXPECT_EQ(all.rows[1].state, State::Closed);
+    EXPECT_EQ(all.stats.closed, 2u);
+
+    const std::vector<std::uint32_t> only = {0, 1, 3};
+    const Built some = build(v, 20 * kSec, 2 * kSec, true, &only);
+    EXPECT_EQ(sports(some), (std::vector<std::uint16_t>{40004}));
+    EXPECT_EQ(some.stats.closed, 1u);
+}
+
+TEST(FlowModelBuilder, StatsCountRttOfEveryLookedAtSample) {
+    std::vector<FlowSample> v = five();
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        v[i].info = handshake(TT_F_SYN_SEEN | TT_F_LOCAL_CLIENT, kSec, kSec + 1000 * (i + 1), 0);
+        v[i].info.state = TT_ESTABLISHED;
+    }
+    const Built b = build(v, 20 * kSec, 2 * kSec, true);  // no closed rows...
+    EXPECT_TRUE(b.rows.empty());
+    EXPECT_EQ(b.stats.rtt.count, 5u);  // ...but every RTT counts
+    EXPECT_EQ(b.stats.rtt.min_ns, 1000u);
+    const std::vector<std::uint32_t> only = {4, 2};
+    const Built s = build(v, 20 * kSec, 2 * kSec, false, &only);
+    EXPECT_EQ(s.stats.rtt.count, 2u);
+    EXPECT_EQ(s.stats.rtt.min_ns, 3000u);
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "tcptrack/flow.h"
 #include "tcptrack/options.hpp"
 
 using namespace tcptrack;
@@ -53,6 +54,7 @@ TEST(Options, Defaults) {
     EXPECT_DOUBLE_EQ(o.idle_timeout_s, 60.0);
     EXPECT_FALSE(o.summary);
     EXPECT_FALSE(o.closed_only);
+    EXPECT_FALSE(o.changed_only);
     EXPECT_FALSE(o.cleanup);
     EXPECT_FALSE(o.verbose);
 }
@@ -61,7 +63,8 @@ TEST(Options, AllSet) {
     const Options o = ok({"-i",       "eth0",      "--interface", "lo",        "--interval",
                           "0.5",      "--count",   "3",           "--format",  "json",
                           "--attach", "tc",        "--max-flows", "1024",      "--idle-timeout",
-                          "1.5",      "--summary", "--closed",    "--cleanup", "-v"});
+                          "1.5",      "--summary", "--closed",    "--changed", "--cleanup",
+                          "-v"});
     EXPECT_EQ(o.ifaces, (std::vector<std::string>{"eth0", "lo"}));
     EXPECT_DOUBLE_EQ(o.interval_s, 0.5);
     EXPECT_EQ(o.count, 3u);
@@ -71,6 +74,7 @@ TEST(Options, AllSet) {
     EXPECT_DOUBLE_EQ(o.idle_timeout_s, 1.5);
     EXPECT_TRUE(o.summary);
     EXPECT_TRUE(o.closed_only);
+    EXPECT_TRUE(o.changed_only);
     EXPECT_TRUE(o.cleanup);
     EXPECT_TRUE(o.verbose);
 }
@@ -169,8 +173,26 @@ TEST(Options, CountRejects) {
 TEST(Options, MaxFlowsBounds) {
     EXPECT_EQ(ok({"--max-flows", "1"}).max_flows, 1u);
     EXPECT_EQ(ok({"--max-flows", "16000000"}).max_flows, 16000000u);
-    for (const char* bad : {"0", "16777217", "-1", "1.5", "4294967296", "many"})
+    // 16777216 was the limit before the store indexed slots in 24 bits.
+    for (const char* bad : {"0", "16000001", "16777216", "16777217", "-1", "1.5", "4294967296", "many"})
         usage_error({"--max-flows", bad}, std::string("--max-flows: '") + bad + "'");
+    EXPECT_EQ(parse({"--max-flows", "16000001"}).err,
+              "tcptrack: --max-flows: '16000001' must be an integer from 1 to 16000000");
+    // Every accepted limit fits the index's slot field (tcptrack/flow.h).
+    EXPECT_LE(16000000u, static_cast<unsigned>(TT_MAX_SLOTS));
+}
+
+TEST(Options, ChangedIsAFlag) {
+    EXPECT_TRUE(ok({"--changed"}).changed_only);
+    const Options o = ok({"--changed", "--format", "json", "--closed"});
+    EXPECT_TRUE(o.changed_only);
+    EXPECT_TRUE(o.closed_only);
+    EXPECT_EQ(o.format, Format::Json);
+    // Takes no value, and does not swallow the next argument.
+    usage_error({"--changed=yes"}, "--changed");
+    usage_error({"--changed", "3"}, "'3'");
+    auto r = parse({"--help"});
+    EXPECT_NE(r.out.find("--changed"), std::string::npos);
 }
 
 TEST(Options, EnumsRejected) {
@@ -195,4 +217,5 @@ TEST(Options, UnknownOptionsAndExtras) {
 TEST(Options, FlagsTakeNoValue) {
     usage_error({"--once=3"}, "--once");
     usage_error({"--summary=no"}, "--summary");
+    usage_error({"--changed=1"}, "--changed");
 }
