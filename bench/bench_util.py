@@ -196,11 +196,11 @@ def map_show(i):
                                      capture_output=True, text=True).stdout)
 
 
-def cmd_proc_maps(pid, datapath, max_flows):
-    """One JSON line per map of the process: bpftool's map show plus datapath/max_flows."""
+def cmd_proc_maps(pid, max_flows):
+    """One JSON line per map of the process: bpftool's map show plus max_flows."""
     for i in proc_map_ids(pid):
         m = map_show(i)
-        m["datapath"], m["max_flows"], m["possible_cpus"] = datapath, int(max_flows), possible_cpus()
+        m["max_flows"], m["possible_cpus"] = int(max_flows), possible_cpus()
         print(json.dumps(m))
 
 
@@ -215,94 +215,184 @@ def r8(x):
     return (x + 7) & ~7
 
 
-HTAB_ELEM = 48        # sizeof(struct htab_elem) on 64-bit
-LOCK_BYTES = 4 * 8    # HASHTAB_MAP_LOCK_COUNT ints per possible CPU
-NO_PREALLOC = 1
+PAGE = 4096
+NO_PREALLOC = 1            # BPF_F_NO_PREALLOC
+MMAPABLE = 1 << 10         # BPF_F_MMAPABLE
+HASHTAB_MAP_LOCK_COUNT = 8
+RINGBUF_NR_META_PAGES = 3  # the bpf_ringbuf header page + consumer and producer pages
 
 
-def per_cpu_bytes(m):
-    """Bytes of the map's memlock that scale with the number of possible CPUs."""
-    t, k, v, n = m["type"], m["bytes_key"], m["bytes_value"], m["max_entries"]
-    prealloc = not (m.get("flags", 0) & NO_PREALLOC)
-    if t in ("percpu_hash", "lru_percpu_hash"):
-        return r8(v) * n + LOCK_BYTES if prealloc else LOCK_BYTES
-    if t == "hash":
-        return HTAB_ELEM + r8(k) + r8(v) + 8 + LOCK_BYTES if prealloc else LOCK_BYTES
-    if t == "lru_hash":
-        return LOCK_BYTES
+def page_align(x):
+    return (x + PAGE - 1) // PAGE * PAGE
+
+
+def kernel_struct_sizes():
+    """Sizes of the kernel structs map_mem_usage counts, from this kernel's BTF."""
+    want = {"bpf_array": 312, "bpf_htab": 832, "bucket": 16, "htab_elem": 48,
+            "bpf_queue_stack": 312, "bpf_ringbuf_map": 304}
+    got = {}
+    try:
+        out = subprocess.run(["bpftool", "btf", "dump", "file", "/sys/kernel/btf/vmlinux"],
+                             check=True, capture_output=True, text=True).stdout
+        for m in re.finditer(r"STRUCT '(\w+)' size=(\d+)", out):
+            if m.group(1) in want and m.group(1) not in got:
+                got[m.group(1)] = int(m.group(2))
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return {k: got.get(k, v) for k, v in want.items()}, set(want) - set(got)
+
+
+def mem_model(m, cpus, sz):
+    """The kernel's map_mem_usage for this map on `cpus` possible CPUs, or None if not modelled.
+    arraymap.c array_map_mem_usage, hashtab.c htab_map_mem_usage (preallocated, not LRU),
+    queue_stack_maps.c queue_stack_map_mem_usage, ringbuf.c ringbuf_map_mem_usage."""
+    t, k, v, n, fl = m["type"], m["bytes_key"], m["bytes_value"], m["max_entries"], m.get("flags", 0)
+    if t == "array":
+        if fl & MMAPABLE:
+            return page_align(sz["bpf_array"]) + page_align(n * r8(v))
+        return sz["bpf_array"] + n * r8(v)
     if t == "percpu_array":
-        return r8(v) * n
-    return 0
+        return sz["bpf_array"] + n * 8 + n * r8(v) * cpus
+    if t in ("queue", "stack"):
+        return sz["bpf_queue_stack"] + (n + 1) * v
+    if t == "ringbuf":
+        data_pages = n // PAGE
+        return (sz["bpf_ringbuf_map"] + (RINGBUF_NR_META_PAGES + data_pages) * PAGE +
+                (RINGBUF_NR_META_PAGES + 2 * data_pages) * 8)
+    if t in ("hash", "percpu_hash") and not fl & NO_PREALLOC:
+        buckets = 1 << (n - 1).bit_length()
+        usage = sz["bpf_htab"] + sz["bucket"] * buckets + 4 * cpus * HASHTAB_MAP_LOCK_COUNT
+        elem = sz["htab_elem"] + r8(k) + (8 if t == "percpu_hash" else r8(v))
+        if t == "percpu_hash":
+            return usage + elem * n + r8(v) * cpus * n
+        return usage + elem * (n + cpus) + 8 * cpus  # spare elements + their pointers
+    return None
 
 
-def htab_model(m):
-    """htab_map_mem_usage without sizeof(struct bpf_htab), for preallocated hash maps."""
-    t, k, v, n, p = m["type"], m["bytes_key"], m["bytes_value"], m["max_entries"], m["possible_cpus"]
-    if t not in ("hash", "percpu_hash") or m.get("flags", 0) & NO_PREALLOC:
-        return None
-    buckets = 1 << (n - 1).bit_length()
-    usage = 16 * buckets + LOCK_BYTES * p
-    if t == "percpu_hash":
-        return usage + (HTAB_ELEM + r8(k) + 8) * n + r8(v) * p * n
-    return usage + (HTAB_ELEM + r8(k) + r8(v)) * (n + p) + 8 * p
+TARGET_B_PER_FLOW = 200
+TARGET_AT = 1000000
 
 
 def cmd_s7_table(path):
     maps = [json.loads(l) for l in open(path) if l.strip()]
-    resid = sorted({int(m["bytes_memlock"]) - htab_model(m) for m in maps if htab_model(m) is not None})
-    by_dp = defaultdict(lambda: defaultdict(dict))
+    sz, missing = kernel_struct_sizes()
+    by_mf = defaultdict(dict)
     for m in maps:
-        by_dp[m["datapath"]][m["max_flows"]][m["name"]] = m
-    names = {"percpu": "per-CPU datapath (default)", "shared": "shared datapath (TCPTRACK_DISABLE=percpu_lookup)"}
+        by_mf[m["max_flows"]][m["name"]] = m
+    mfs = sorted(by_mf)
+    p0 = maps[0]["possible_cpus"]
     targets = (64, 128)
-    for dp, sizes in by_dp.items():
-        mfs = sorted(sizes)
-        p0 = next(iter(next(iter(sizes.values())).values()))["possible_cpus"]
-        print(f"**{names.get(dp, dp)}**")
-        print()
-        hdr = "| Map | Type | Key / value B |"
-        al = "|---|---|---:|"
+    hdr = "| Map | Type | Key / value B |"
+    al = "|---|---|---:|"
+    for mf in mfs:
+        hdr += (f" entries @{mf:,} | memlock @{mf:,}, {p0} CPUs | model | "
+                + " | ".join(f"@{mf:,}, {t} CPUs" for t in targets) + " |")
+        al += "---:|---:|---|" + "---:|" * len(targets)
+    print(hdr)
+    print(al)
+    allnames = sorted({n for mf in mfs for n in by_mf[mf]},
+                      key=lambda n: -max(int(by_mf[mf].get(n, {}).get("bytes_memlock", 0))
+                                         for mf in mfs))
+    tot = {mf: [0] * (1 + len(targets)) for mf in mfs}
+    mismatch = []
+    for name in allnames:
+        any_m = next(by_mf[mf][name] for mf in mfs if name in by_mf[mf])
+        row = f"| {name} | {any_m['type']} | {any_m['bytes_key']} / {any_m['bytes_value']} |"
         for mf in mfs:
-            hdr += (f" max_entries @{mf:,} | memlock @{mf:,}, {p0} CPUs | per-CPU B | "
-                    + " | ".join(f"@{mf:,}, {t} CPUs" for t in targets) + " |")
-            al += "---:|---:|---:|" + "---:|" * len(targets)
-        print(hdr)
-        print(al)
-        allnames = sorted({n for mf in mfs for n in sizes[mf]},
-                          key=lambda n: -max(int(sizes[mf].get(n, {}).get("bytes_memlock", 0)) for mf in mfs))
-        tot = {mf: [0] * (1 + len(targets)) for mf in mfs}
-        for n in allnames:
-            any_m = next(sizes[mf][n] for mf in mfs if n in sizes[mf])
-            row = f"| {n} | {any_m['type']} | {any_m['bytes_key']} / {any_m['bytes_value']} |"
-            for mf in mfs:
-                m = sizes[mf].get(n)
-                if not m:
-                    row += " |" * (3 + len(targets))
-                    continue
-                ml = int(m["bytes_memlock"])
-                pc = per_cpu_bytes(m)
-                proj = [ml + (t - p0) * pc for t in targets]
-                tot[mf][0] += ml
-                for j, x in enumerate(proj):
-                    tot[mf][1 + j] += x
-                row += (f" {m['max_entries']:,} | {ml:,} | {pc:,} | "
-                        + " | ".join(f"{x:,}" for x in proj) + " |")
-            print(row)
-        row = "| **total** | | |"
-        row2 = "| **bytes per max-flow** | | |"
-        for mf in mfs:
-            row += f" | **{tot[mf][0]:,}** ({tot[mf][0] / 2**20:,.1f} MiB) | | " + " | ".join(
-                f"**{x:,}** ({x / 2**30:,.2f} GiB)" for x in tot[mf][1:]) + " |"
-            row2 += f" | **{tot[mf][0] / mf:,.0f}** | | " + " | ".join(
-                f"**{x / mf:,.0f}**" for x in tot[mf][1:]) + " |"
+            m = by_mf[mf].get(name)
+            if not m:
+                row += " |" * (3 + len(targets))
+                continue
+            ml = int(m["bytes_memlock"])
+            model = mem_model(m, p0, sz)
+            if model is None:  # not modelled: assume it does not grow with CPUs
+                check, proj = "not modelled", [ml for _ in targets]
+            else:
+                check = "= measured" if model == ml else f"{model - ml:+,} B"
+                if model != ml:
+                    mismatch.append(f"{name} @{mf:,}")
+                # measured + what the formula adds for more CPUs
+                proj = [ml + mem_model(m, t, sz) - model for t in targets]
+            tot[mf][0] += ml
+            for j, x in enumerate(proj):
+                tot[mf][1 + j] += x
+            row += (f" {m['max_entries']:,} | {ml:,} | {check} | "
+                    + " | ".join(f"{x:,}" for x in proj) + " |")
         print(row)
-        print(row2)
-        print()
-    if resid:
-        print(f"Model check: for every preallocated hash map above, memlock − the formula's "
-              f"CPU-dependent and entry-dependent terms = {', '.join(f'{r:,}' for r in resid)} B "
-              f"(the constant struct bpf_htab), so the per-CPU bytes used for the projection are "
-              f"the kernel's own.")
+    row = "| **total** | | |"
+    row2 = "| **bytes per max-flow** | | |"
+    for mf in mfs:
+        row += f" | **{tot[mf][0]:,}** ({tot[mf][0] / 2**20:,.1f} MiB) | | " + " | ".join(
+            f"**{x:,}** ({x / 2**20:,.1f} MiB)" for x in tot[mf][1:]) + " |"
+        row2 += f" | **{tot[mf][0] / mf:,.1f}** | | " + " | ".join(
+            f"**{x / mf:,.1f}**" for x in tot[mf][1:]) + " |"
+    print(row)
+    print(row2)
+    print()
+    print(f"Model: struct sizes from this kernel's BTF ({', '.join(f'{k} {v}' for k, v in sz.items())}"
+          + (f"; not in BTF, assumed: {', '.join(sorted(missing))}" if missing else "") + "). "
+          + ("The formulas give exactly the measured memlock for every map above, so the "
+             "projections are the kernel's own arithmetic." if not mismatch else
+             f"The formulas do NOT match the measured memlock for: {', '.join(mismatch)} "
+             f"(the projection adds only the formula's CPU-dependent difference to the measurement)."))
+    print()
+    if TARGET_AT in tot:
+        cpus = [p0] + list(targets)
+        per = [x / TARGET_AT for x in tot[TARGET_AT]]
+        ok = all(x <= TARGET_B_PER_FLOW for x in per)
+        print(f"Target (issue 9): ≤ {TARGET_B_PER_FLOW} B per max-flow in total at --max-flows "
+              f"{TARGET_AT:,}, independent of the CPU count: "
+              + ", ".join(f"{x:,.1f} B on {c} CPUs" for x, c in zip(per, cpus))
+              + f" — **{'met' if ok else 'MISSED'}**.")
+    for mf in mfs:
+        if mf == TARGET_AT:
+            continue
+        per = [x / mf for x in tot[mf]]
+        print(f"At --max-flows {mf:,}: " + ", ".join(
+            f"{x:,.1f} B per max-flow on {c} CPUs" for x, c in zip(per, [p0] + list(targets)))
+            + " (the fixed-size maps — ring buffer, parking hash, .rodata/.bss — weigh more per flow).")
+
+
+# ---------------------------------------------------------------- section 4
+
+# Issue 9 targets: user-space CPU per report (ms), by flows and mode; peak RSS at 1M flows.
+S4_CPU_TARGET = {(100000, "idle"): 10, (100000, "changed"): 50,
+                 (1000000, "idle"): 100, (1000000, "changed"): 500}
+S4_RSS_TARGET_MB = 256
+
+
+def cmd_s4_table(path):
+    rows = [dict(x.split("=", 1) for x in line.split()) for line in open(path) if line.strip()]
+    print("| Flows | Report | Rows | CPU ms / report (median) | all | collect / build / render ms "
+          "| Target | First report CPU ms | Peak RSS MB | Steady RSS MB | CPU ns / flow "
+          "| JSON MB / report | Rows with a rate | Refused |")
+    print("|---:|---|---|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    missed = []
+    for kv in rows:
+        n = int(kv["flows"])
+        mode = "idle" if kv["mode"] == "idle" else "all changed"
+        out = "every row" if kv["output"] == "all" else "--changed"
+        cpu = float(kv["cpu_ms_median"])
+        tgt = S4_CPU_TARGET.get((n, kv["mode"]))
+        tcell = "" if tgt is None else f"≤ {tgt} ms: {'met' if cpu <= tgt else '**missed**'}"
+        if tgt is not None and cpu > tgt:
+            missed.append(f"{n:,} flows, {mode}, {out}: {cpu:,.1f} ms > {tgt} ms")
+        rss = float(kv["peak_rss_mb"])
+        rcell = f"{rss:,.1f}"
+        if n == 1000000:
+            rcell += f" ({'met' if rss <= S4_RSS_TARGET_MB else '**missed**'})"
+            if rss > S4_RSS_TARGET_MB:
+                missed.append(f"peak RSS at {n:,} flows, {mode}, {out}: {rss:,.1f} MB > "
+                              f"{S4_RSS_TARGET_MB} MB")
+        print(f"| {n:,} | {mode} | {out} | {cpu:,.1f} | {kv['cpu_ms_all']} | "
+              f"{float(kv['collect_ms']):.1f} / {float(kv['build_ms']):.1f} / "
+              f"{float(kv['render_ms']):.1f} | {tcell} | {float(kv['first_cpu_ms']):,.1f} | "
+              f"{rcell} | {float(kv['rss_end_mb']):,.1f} | {int(float(kv['ns_per_flow'])):,} | "
+              f"{float(kv['json_mb']):.1f} | {int(kv['rows_moving']):,} | {int(kv['refused']):,} |")
+    print()
+    print(f"Targets (issue 9): CPU per report ≤ 10 ms idle / ≤ 50 ms all changed at 100k flows, "
+          f"≤ 100 / ≤ 500 ms at 1M; peak RSS ≤ {S4_RSS_TARGET_MB} MB at 1M flows. "
+          + ("All met." if not missed else "Missed: " + "; ".join(missed) + "."))
 
 
 # ---------------------------------------------------------------- tcptrack JSON

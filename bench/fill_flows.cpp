@@ -1,43 +1,30 @@
 // SPDX-License-Identifier: MIT
-// Fills a *running* tcptrack's maps with synthetic connections: runs its
+// Fills a *running* tcptrack's slot store with synthetic connections: runs its
 // tcptrack_in classifier via BPF_PROG_TEST_RUN (repeat = 1) on N SYN packets
-// with distinct 4-tuples, so each creates one flows + one flow_states entry.
+// with distinct 4-tuples, so each takes one slot.
 //
 //   fill_flows [--prog-id ID] [--count N] [--base B]
 // Without --prog-id the only loaded program named tcptrack_in is used (an
-// error if there are several). Prints how many entries the flows map holds.
-#include <arpa/inet.h>
+// error if there are several). Prints how many live flows the store holds,
+// counted from the store itself (the program's `slots` and `store_lock` maps).
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <linux/if_ether.h>
-#include <linux/ip.h>
-#include <linux/tcp.h>
 #include <string>
-#include <unistd.h>
 #include <vector>
 
+#include "frame.hpp"
 #include "tcptrack/flow.h"
 
 namespace {
-
-struct Packet {
-    ethhdr eth;
-    iphdr ip;
-    tcphdr tcp;
-} __attribute__((packed));
-
-std::uint16_t csum(const void* data, std::size_t len) {
-    const auto* p = static_cast<const std::uint8_t*>(data);
-    std::uint32_t sum = 0;
-    for (std::size_t i = 0; i + 1 < len; i += 2) sum += (p[i] << 8) | p[i + 1];
-    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-    return htons(static_cast<std::uint16_t>(~sum));
-}
 
 bool prog_info(int fd, bpf_prog_info& info, std::vector<__u32>* map_ids = nullptr) {
     std::memset(&info, 0, sizeof(info));
@@ -76,31 +63,56 @@ int find_prog_by_name(const char* name) {
     return found;
 }
 
-// Entries in the program's map called `name`, or -1.
-long count_map(int prog_fd, const char* name) {
+// fd of the program's map called `name` (and its info), or -1.
+int prog_map(int prog_fd, const char* name, bpf_map_info& mi) {
     bpf_prog_info info;
     std::vector<__u32> ids;
     if (!prog_info(prog_fd, info, &ids)) return -1;
     for (__u32 id : ids) {
         const int fd = bpf_map_get_fd_by_id(id);
         if (fd < 0) continue;
-        bpf_map_info mi{};
+        std::memset(&mi, 0, sizeof(mi));
         __u32 len = sizeof(mi);
-        if (bpf_map_get_info_by_fd(fd, &mi, &len) == 0 && std::strcmp(mi.name, name) == 0) {
-            long n = 0;
-            tt_flow_key cur{}, next{};
-            bool has = false;
-            while (bpf_map_get_next_key(fd, has ? &cur : nullptr, &next) == 0) {
-                cur = next;
-                has = true;
-                ++n;
-            }
-            close(fd);
-            return n;
-        }
+        if (bpf_map_get_info_by_fd(fd, &mi, &len) == 0 && std::strcmp(mi.name, name) == 0)
+            return fd;
         close(fd);
     }
     return -1;
+}
+
+// Live flows in the store: slots [0, next_fresh) with an odd generation, read
+// through mmap like tcptrack's collector. Sets `used` to next_fresh. -1 on error.
+long count_live(int prog_fd, long& used) {
+    bpf_map_info lock_info, slots_info;
+    const int lock_fd = prog_map(prog_fd, "store_lock", lock_info);
+    const int slots_fd = prog_map(prog_fd, "slots", slots_info);
+    long live = -1;
+    used = -1;
+    tt_store_lock l{};
+    const __u32 zero = 0;
+    if (lock_fd >= 0 && slots_fd >= 0 && slots_info.value_size == sizeof(tt_slot) &&
+        bpf_map_lookup_elem(lock_fd, &zero, &l) == 0) {
+        used = std::min<long>(l.next_fresh, slots_info.max_entries);
+        const long page = sysconf(_SC_PAGESIZE);
+        const std::size_t len =
+            (static_cast<std::size_t>(used) * sizeof(tt_slot) + page - 1) / page * page;
+        if (used == 0) {
+            live = 0;
+        } else if (void* p = mmap(nullptr, len, PROT_READ, MAP_SHARED, slots_fd, 0);
+                   p != MAP_FAILED) {
+            const auto* s = static_cast<const volatile tt_slot*>(p);
+            live = 0;
+            for (long i = 0; i < used; ++i) live += tt_gen_live(s[i].gen);
+            munmap(p, len);
+        } else {
+            std::fprintf(stderr, "fill_flows: mmap slots: %s\n", std::strerror(errno));
+        }
+    } else {
+        std::fprintf(stderr, "fill_flows: the program has no readable slots/store_lock maps\n");
+    }
+    if (lock_fd >= 0) close(lock_fd);
+    if (slots_fd >= 0) close(slots_fd);
+    return live;
 }
 
 }  // namespace
@@ -124,40 +136,24 @@ int main(int argc, char** argv) {
         return 1;
     }
 
-    Packet pkt{};
-    std::memset(pkt.eth.h_dest, 0x02, ETH_ALEN);
-    std::memset(pkt.eth.h_source, 0x04, ETH_ALEN);
-    pkt.eth.h_proto = htons(ETH_P_IP);
-    pkt.ip.version = 4;
-    pkt.ip.ihl = 5;
-    pkt.ip.ttl = 64;
-    pkt.ip.protocol = IPPROTO_TCP;
-    pkt.ip.tot_len = htons(sizeof(iphdr) + sizeof(tcphdr));
-    pkt.ip.daddr = htonl(0xC6336401);  // 198.51.100.1 (TEST-NET-2), port 80
-    pkt.tcp.dest = htons(80);
-    pkt.tcp.doff = 5;
-    pkt.tcp.syn = 1;
-    pkt.tcp.window = htons(65535);
-
+    ttbench::Frame syn;
     const auto t0 = std::chrono::steady_clock::now();
     long ok = 0, failed = 0;
     for (long i = base; i < base + count; ++i) {
-        // Distinct tuples: 198.18.0.0/15 sources x 50000 ports.
-        pkt.ip.saddr = htonl(0xC6120000u + static_cast<std::uint32_t>(i / 50000));
-        pkt.tcp.source = htons(static_cast<std::uint16_t>(10000 + i % 50000));
-        pkt.tcp.seq = htonl(static_cast<std::uint32_t>(i * 7919));
-        pkt.ip.check = 0;
-        pkt.ip.check = csum(&pkt.ip, sizeof(pkt.ip));
-        LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = &pkt, .data_size_in = sizeof(pkt),
-                    .repeat = 1);
-        if (bpf_prog_test_run_opts(fd, &opts) == 0) ++ok;
+        // Distinct tuples: 198.18.0.0/15 sources x 50000 ports, to 198.51.100.1:80 (TEST-NET-2).
+        syn.set(0xC6120000u + static_cast<std::uint32_t>(i / 50000),
+                static_cast<std::uint16_t>(10000 + i % 50000), 0xC6336401u, 80,
+                static_cast<std::uint32_t>(i * 7919), 0, ttbench::kSyn, 0);
+        if (syn.run(fd)) ++ok;
         else ++failed;
     }
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const long in_map = count_map(fd, "flows");
-    std::printf("fill_flows: ran %ld SYNs (%ld failed) in %.2fs (%.0f/s); flows map now holds %ld\n",
-                ok, failed, secs, ok / (secs > 0 ? secs : 1), in_map);
+    long used = -1;
+    const long live = count_live(fd, used);
+    std::printf("fill_flows: ran %ld SYNs (%ld failed) in %.2fs (%.0f/s); store holds %ld live "
+                "flows (%ld slots used)\n",
+                ok, failed, secs, ok / (secs > 0 ? secs : 1), live, used);
     close(fd);
-    return failed ? 1 : 0;
+    return failed || live < 0 ? 1 : 0;
 }

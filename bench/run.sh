@@ -8,23 +8,23 @@
 # namespaces joined by a veth pair (names start with "ttbench-"):
 #   1. per-packet datapath cost (bpf_stats run_time_ns/run_cnt) vs an empty TCX floor
 #      and a parse-only classifier: bulk, small segments, request-style traffic
-#      (bench/reqgen), 100k and 1M resident flows; per datapath
+#      (bench/reqgen), 100k and 1M resident flows
 #   2. iperf3 throughput with and without tcptrack, alternated
 #   3. byte exactness vs iperf3 -n, next to iftop and Debian's tcptrack 1.4
 #   4. user-space CPU and peak RSS of one report for 1k/100k/1M flows, idle and
-#      all-changed reports; per datapath
+#      all-changed reports, every row or --changed rows
 #   5. connection churn: every completed connection reported CLOSED exactly once
 #   6. classifier cost without traffic (PROG_TEST_RUN)
 #   7. kernel memory (memlock) of tcptrack's maps for --max-flows 65,536 and 1M,
-#      projected to 64 and 128 CPUs; per datapath
+#      projected to 64 and 128 CPUs
 # Markdown tables go to stdout and to bench/results.md; progress goes to stderr.
 # Everything it starts is stopped by PID, the namespaces are deleted and
 # kernel.bpf_stats_enabled is restored on any exit (trap).
-# TTBENCH_SECTIONS="1 3" runs a subset; TTBENCH_KEEP=1 keeps the raw files in /tmp.
-# TTBENCH_DATAPATHS="percpu shared" (default: both) picks the datapaths sections
-# 1, 4 and 7 run on: percpu = tcptrack's default on this kernel, shared = the
-# < 5.19 variant forced with TCPTRACK_DISABLE=percpu_lookup. Sections 2, 3, 5
-# and 6 use the default datapath.
+# TTBENCH_SECTIONS="1 3" runs a subset; TTBENCH_KEEP=1 keeps the raw files in /tmp;
+# TTBENCH_RESULTS=FILE writes the markdown there instead of bench/results.md
+# (a subset run otherwise replaces results.md with just its sections);
+# TTBENCH_SECOND=parse-only|proto-shared|proto-delta picks section 1's third
+# classifier (see s1_attach).
 # Not part of ctest.
 set -euo pipefail
 
@@ -32,8 +32,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$HERE")
 BUILD=$(realpath -m "${1:-./build}")
 SECTIONS=${TTBENCH_SECTIONS:-"3 1 6 2 4 5 7"}  # 3 first: iftop (pcap) has been seen to stall after the long bulk runs
-DATAPATHS=${TTBENCH_DATAPATHS:-"percpu shared"}
-RESULTS=$HERE/results.md
+RESULTS=$(realpath -m "${TTBENCH_RESULTS:-$HERE/results.md}")
 UTIL=(python3 "$HERE/bench_util.py")
 
 log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
@@ -59,9 +58,6 @@ CHURN=$BUILD/bench/churn
 MICRO=$BUILD/bench/datapath_micro
 REQGEN=$BUILD/bench/reqgen
 for b in "$TT" "$FLOOR" "$FILL" "$COST" "$CHURN" "$MICRO" "$REQGEN"; do [ -x "$b" ] || die "missing $b"; done
-for dp in $DATAPATHS; do
-  case $dp in percpu|shared) ;; *) die "TTBENCH_DATAPATHS: unknown datapath '$dp' (percpu, shared)";; esac
-done
 
 # ------------------------------------------------------------------ setup / teardown
 SUF=$(($$ % 100000))
@@ -149,43 +145,33 @@ bg_ns "$NS_S" /dev/null "$TMP/iperf3-server.err" iperf3 -s -p 5201
 IPERF_SRV=$BG_PID
 for i in $(seq 50); do ns_s ss -Hltn 'sport = :5201' | grep -q . && break; sleep 0.1; done
 
-# use_datapath percpu|shared: the environment tcptrack and report_cost get
-# (DP_ENV, for `env`), and the program-name suffix expected (DP_SUFFIX).
-use_datapath() {
-  DP=$1
-  case $1 in
-    percpu) DP_ENV=(); DP_SUFFIX=""; DP_DESC="per-CPU (default on this kernel)" ;;
-    shared) DP_ENV=(TCPTRACK_DISABLE=percpu_lookup); DP_SUFFIX="_s"
-            DP_DESC="shared (TCPTRACK_DISABLE=percpu_lookup, the < 5.19 variant)" ;;
-  esac
-}
-use_datapath percpu
-
 # CPU seconds (user + sys) a process has used so far.
 proc_cpu_s() {
   awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f\n", ($14 + $15) / hz }' "/proc/$1/stat" 2>/dev/null || echo 0
 }
 
-# start_tcptrack OUT ARGS...: our tcptrack on IF_S (datapath: use_datapath);
-# waits for its TCX programs. Sets TT_PID, TT_IN, TT_EG (program ids).
+# start_tcptrack OUT ARGS...: our tcptrack on IF_S; waits for its TCX programs.
+# Sets TT_PID, TT_IN, TT_EG (program ids).
 start_tcptrack() {
-  local out=$1 i ids
+  local out=$1 i ids=
   shift
-  bg_ns "$NS_S" "$out" "$TMP/tcptrack.err" env "${DP_ENV[@]}" "$TT" -i "$IF_S" "$@"
+  bg_ns "$NS_S" "$out" "$TMP/tcptrack.err" "$TT" -i "$IF_S" "$@"
   TT_PID=$BG_PID
   TT_IN=; TT_EG=
   for i in $(seq 100); do
     kill -0 "$TT_PID" 2>/dev/null || die "tcptrack exited: $(cat "$TMP/tcptrack.err")"
     ids=$("${UTIL[@]}" tcx-ids "$NS_S" "$IF_S")
-    TT_IN=$(sed -n 's/^tcptrack_in\(_s\)\?=//p' <<<"$ids")  # per-CPU or shared variant
-    TT_EG=$(sed -n 's/^tcptrack_eg\(_s\)\?=//p' <<<"$ids")
+    TT_IN=$(sed -n 's/^tcptrack_in[a-z0-9_]*=//p' <<<"$ids")
+    TT_EG=$(sed -n 's/^tcptrack_eg[a-z0-9_]*=//p' <<<"$ids")
     [ -n "$TT_IN" ] && [ -n "$TT_EG" ] && break
     sleep 0.1
   done
   [ -n "$TT_IN" ] && [ -n "$TT_EG" ] || die "tcptrack did not attach"
   SEEN_PROGS+=("$TT_IN" "$TT_EG")
-  grep -qx "tcptrack_in$DP_SUFFIX=$TT_IN" <<<"$ids" ||
-    die "tcptrack attached $(tr '\n' ' ' <<<"$ids"), not the $DP datapath"
+  # A veth has an L2 header: the L2 classifiers, and nothing else of ours.
+  [ "$(grep -c '^tcptrack_' <<<"$ids")" = 2 ] && grep -qx "tcptrack_in=$TT_IN" <<<"$ids" &&
+    grep -qx "tcptrack_eg=$TT_EG" <<<"$ids" ||
+    die "tcptrack attached $(tr '\n' ' ' <<<"$ids"), not tcptrack_in and tcptrack_eg"
 }
 
 # TCP OutSegs (wire segments sent, GSO counted per segment) of a namespace.
@@ -212,9 +198,10 @@ emit() { tee -a "$RESULTS.tmp"; }  # markdown: stdout + results file
 # columns then measure the prototype (request-style scenarios only are
 # meaningful: it has 65,536 slots and no lifecycle).
 case "${TTBENCH_SECOND:-parse-only}" in
-  parse-only) SECOND_ARGS=(--parse-only) ;;
-  proto-shared) SECOND_ARGS=(--store-proto shared) ;;
-  proto-delta) SECOND_ARGS=(--store-proto delta) ;;
+  parse-only) SECOND_ARGS=(--parse-only)
+              SECOND_DESC="a parse-only classifier (bench/parse_only.bpf.c: tcptrack's own tt_parse from bpf/parse.h plus ifindex and key normalisation, no map access)" ;;
+  proto-shared|proto-delta) SECOND_ARGS=(--store-proto "${TTBENCH_SECOND#proto-}")
+              SECOND_DESC="in the parse-only columns: the store prototype bench/store_proto.bpf.c (${TTBENCH_SECOND#proto-} variant; TTBENCH_SECOND=$TTBENCH_SECOND)" ;;
   *) echo "TTBENCH_SECOND: parse-only, proto-shared or proto-delta" >&2; exit 2 ;;
 esac
 s1_attach() {
@@ -325,30 +312,27 @@ s1_fill() {
   log "  $FILL_MSG"
 }
 
-# s1_resident: how many flows the map still holds (fill_flows --count 0).
+# s1_resident: how many live flows the store still holds (fill_flows --count 0).
 s1_resident() {
-  ns_s "$FILL" --prog-id "$TT_IN" --count 0 | sed -n 's/.*flows map now holds \([0-9]*\).*/\1/p'
+  ns_s "$FILL" --prog-id "$TT_IN" --count 0 | sed -n 's/.*store holds \([0-9]*\) live flows.*/\1/p'
 }
 
 section1() {
-  log "section 1: per-packet datapath cost (datapaths: $DATAPATHS)"
+  log "section 1: per-packet datapath cost"
   sysctl -q -w kernel.bpf_stats_enabled=1
   REQ_PORT=7002
   bg_ns "$NS_S" "$TMP/reqgen-server.out" "$TMP/reqgen-server.err" \
     "$REQGEN" server --bind "$IP_S" --port $REQ_PORT
-  local req_srv=$BG_PID i dp
+  local req_srv=$BG_PID i
   for i in $(seq 50); do grep -q listening "$TMP/reqgen-server.out" && break; sleep 0.1; done
   grep -q listening "$TMP/reqgen-server.out" || die "reqgen server: $(cat "$TMP/reqgen-server.err")"
-  for dp in $DATAPATHS; do section1_dp "$dp"; done
+  section1_runs
   stop_pid "$req_srv"
   sysctl -q -w kernel.bpf_stats_enabled="$STATS_PREV"
-  use_datapath percpu
 }
 
-section1_dp() {
-  use_datapath "$1"
-  log " datapath $DP_DESC"
-  S1_TSV=$TMP/s1-$DP.tsv
+section1_runs() {
+  S1_TSV=$TMP/s1.tsv
   : >"$S1_TSV"
   local reps=3 r order1 order2 fill1 fill2 big=1000000 big_max=1100000 res1 res2 t0 t1
   S1_DUR=3
@@ -368,8 +352,8 @@ section1_dp() {
   s1_fill 100000
   fill1=${FILL_MSG#fill_flows: }
   sleep 2  # let tcptrack's user space see them once before measuring
-  for r in $(seq $reps); do s1_iperf "IPv4 bulk + 100k flows in map" "$r" -c "$IP_S" -t $dur; done
-  for r in $(seq $reps); do s1_req "Requests, 1,000 conns + 100k flows in map" "$r" 1000; done
+  for r in $(seq $reps); do s1_iperf "IPv4 bulk + 100k flows resident" "$r" -c "$IP_S" -t $dur; done
+  for r in $(seq $reps); do s1_req "Requests, 1,000 conns + 100k flows resident" "$r" 1000; done
   res1=$(s1_resident)
   s1_detach
 
@@ -382,17 +366,16 @@ section1_dp() {
   fill2="${FILL_MSG#fill_flows: }; $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s wall including the count"
   local kmem
   kmem=$("${UTIL[@]}" proc-maps-memlock "$TT_PID")
-  for r in $(seq $reps); do s1_iperf "IPv4 bulk + 1M flows in map" "$r" -c "$IP_S" -t $dur; done
-  for r in $(seq $reps); do s1_req "Requests, 1,000 conns + 1M flows in map" "$r" 1000; done
+  for r in $(seq $reps); do s1_iperf "IPv4 bulk + 1M flows resident" "$r" -c "$IP_S" -t $dur; done
+  for r in $(seq $reps); do s1_req "Requests, 1,000 conns + 1M flows resident" "$r" 1000; done
   res2=$(s1_resident)
   local rss
   rss=$(awk '/^VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$TT_PID/status" 2>/dev/null || echo '?')
   s1_detach
   {
-    [ "$DP" = "$(echo $DATAPATHS | cut -d' ' -f1)" ] && { echo "## 1. Per-packet datapath cost (bpf_stats)"; echo; }
-    echo "### Datapath: $DP_DESC"
+    echo "## 1. Per-packet datapath cost (bpf_stats)"
     echo
-    echo "tcptrack (\`--format json --interval 1 --max-flows 200000 --idle-timeout 3600 > /dev/null\`; 1M scenarios: a fresh one with \`--max-flows $big_max\`), an empty TCX classifier (bench/empty.bpf.c, returns TCX_NEXT: the floor, i.e. program dispatch + bpf_stats accounting) and a parse-only classifier (bench/parse_only.bpf.c: tcptrack's own tt_parse from bpf/parse.h plus ifindex and key normalisation, no map access) attached to the same TCX hooks of the receiver veth in the same runs, run order: $order1(1M: $order2). run_time_ns / run_cnt deltas per program over each run (${dur} s), median of $reps runs. Runs = skbs (a GSO skb is one run); wire segments = TCP OutSegs of the sending namespace (client for ingress, server for egress) over the same window. Requests: bench/reqgen, N connections opened first, then one 100-byte send (TCP_NODELAY) per connection in turn for ${dur} s; the server only reads (its segments are ACKs); only the sending phase is measured. 100k scenarios: \`fill_flows\` ran tcptrack_in via BPF_PROG_TEST_RUN on 100k distinct SYNs first ($fill1; still resident after the runs: $res1). 1M scenarios: the same with 1M SYNs ($fill2; resident after the runs: $res2; tcptrack peak RSS ${rss} MB; its maps' memlock: $kmem). Last column: CPU of tcptrack's user-space process over the window (reports every second; at 1M flows one report takes longer than the interval, see section 4)."
+    echo "tcptrack (\`--format json --interval 1 --max-flows 200000 --idle-timeout 3600 > /dev/null\`; 1M scenarios: a fresh one with \`--max-flows $big_max\`), an empty TCX classifier (bench/empty.bpf.c, returns TCX_NEXT: the floor, i.e. program dispatch + bpf_stats accounting) and $SECOND_DESC attached to the same TCX hooks of the receiver veth in the same runs, run order: $order1(1M: $order2). run_time_ns / run_cnt deltas per program over each run (${dur} s), median of $reps runs. Runs = skbs (a GSO skb is one run); wire segments = TCP OutSegs of the sending namespace (client for ingress, server for egress) over the same window. Requests: bench/reqgen, N connections opened first, then one 100-byte send (TCP_NODELAY) per connection in turn for ${dur} s; the server only reads (its segments are ACKs); only the sending phase is measured. 100k scenarios: \`fill_flows\` ran tcptrack_in via BPF_PROG_TEST_RUN on 100k distinct SYNs first, each a new flow in the slot store (SYN_SENT, never answered: like SYNs to addresses nobody routes) ($fill1; live flows still in the store after the runs, counted from its slots: $res1). 1M scenarios: the same with 1M SYNs ($fill2; live after the runs: $res2; tcptrack peak RSS ${rss} MB; its maps' memlock: $kmem). Last column: CPU of tcptrack's user-space process over the window (a report every second; see section 4 for the cost of one). Issue 9 target: tcptrack/floor ≤ 1.5× per packet."
     echo
     "${UTIL[@]}" s1-table "$S1_TSV"
     echo
@@ -518,41 +501,26 @@ section3() {
 
 # ================================================================== 4. report cost
 section4() {
-  log "section 4: user-space cost per report (datapaths: $DATAPATHS)"
-  local n line dp mode reps=5
+  log "section 4: user-space cost per report"
+  local n line mode out reps=5
   local tsv=$TMP/s4.txt
   : >"$tsv"
-  for dp in $DATAPATHS; do
-    use_datapath "$dp"
-    for n in 1000 100000 1000000; do
-      for mode in idle changed; do
-        line=$(env "${DP_ENV[@]}" "$COST" --flows $n --reports $reps --mode $mode) ||
-          die "report_cost --flows $n --mode $mode ($dp) failed"
-        log "  $dp: $line"
-        echo "datapath=$dp $line" >>"$tsv"
+  for n in 1000 100000 1000000; do
+    for mode in idle changed; do
+      for out in all changed; do
+        line=$("$COST" --flows $n --reports $reps --mode $mode --output $out) ||
+          die "report_cost --flows $n --mode $mode --output $out failed"
+        log "  $line"
+        echo "$line" >>"$tsv"
       done
     done
   done
-  use_datapath percpu
   {
-    echo "## 4. User-space cost per report (bench/report_cost, one process per datapath, N and mode)"
+    echo "## 4. User-space cost per report (bench/report_cost, one process per N, mode and output)"
     echo
-    echo "tcptrack::Skeleton loaded (not attached; per-CPU datapath = tcptrack's default here, shared = TCPTRACK_DISABLE=percpu_lookup), maps filled with N established IPv4 flows via bpf_map_update_batch (flows + flow_states, 16k per batch). Per report: Collector::collect (the reader tcptrack picks: the map iterator here), ReportBuilder::build (rates, stats, idle flows, display order), render_json, write to /dev/null (what src/app.cpp does per interval). One unmeasured first report (every flow new: its CPU is the \"first report\" column), then $reps measured reports: **idle** = nothing in the maps changed since the previous report; **all changed** = before each report every flow's counters were moved (one bpf_map_update_batch over \`flows\`, not timed), so every flow has a non-zero rate. CPU = getrusage user+sys, median of $reps; split shown for the median report. Peak RSS = ru_maxrss of the process (includes the loaded skeleton and the fill)."
+    echo "tcptrack::Skeleton loaded for N + 1,024 flows (not attached), its slot store filled through the classifier: BPF_PROG_TEST_RUN of tcptrack_in on real IPv4 frames, per connection SYN, SYN-ACK, ACK, one data segment from the client (1–1,448 B) and one reply (1–1,448 B), so every flow is ESTABLISHED and settled, with an RTT and payload both ways (checked after the first report). Per report, what src/app.cpp does per interval with \`--format json > /dev/null\`: Collector::collect (mmap windows over the used slots, close events), ReportBuilder::build (rates, stats, display order; **every row** = every sample, as tcptrack prints by default; **--changed** = only Collector::changed(), as \`--changed\` does), Collector::forget(idle) and the report's stats (\"build\" below), render_json streamed to /dev/null (\"render\"). One unmeasured first report (every flow new: its CPU is the \"first report\" column), then $reps measured reports: **idle** = nothing in the store changed since the previous report; **all changed** = before each report one more data segment per flow went through tcptrack_in (not timed), so every flow has a non-zero rate. CPU = getrusage user+sys, median of $reps; split shown for the median report. Peak RSS = ru_maxrss of the process (the slot store is in the kernel: user space maps ~3 MB of it at a time); steady RSS = resident after the last report (samples kept between reports). Refused = connections the store did not take (untracked: both index buckets of the key full)."
     echo
-    python3 - "$tsv" <<'PY'
-import sys
-print("| Datapath | Flows | Report | CPU ms / report (median) | all | collect / rows / render ms | First report CPU ms | Peak RSS MB | CPU ns / flow | JSON MB / report | Rows with a rate |")
-print("|---|---:|---|---:|---|---|---:|---:|---:|---:|---:|")
-names = {"percpu": "per-CPU", "shared": "shared"}
-for line in open(sys.argv[1]):
-    kv = dict(x.split("=", 1) for x in line.split())
-    mode = "idle" if kv["mode"] == "idle" else "all changed"
-    print(f"| {names[kv['datapath']]} | {int(kv['flows']):,} | {mode} | {float(kv['cpu_ms_median']):,.1f} | "
-          f"{kv['cpu_ms_all']} | "
-          f"{float(kv['collect_ms']):.1f} / {float(kv['rows_ms']):.1f} / {float(kv['render_ms']):.1f} | "
-          f"{float(kv['first_cpu_ms']):,.1f} | {float(kv['peak_rss_mb']):,.1f} | "
-          f"{int(float(kv['ns_per_flow'])):,} | {float(kv['json_mb']):.1f} | {int(kv['rows_moving']):,} |")
-PY
+    "${UTIL[@]}" s4-table "$tsv"
     echo
   } | emit
 }
@@ -600,22 +568,20 @@ section5() {
 
 # ================================================================== 7. kernel memory
 section7() {
-  log "section 7: kernel memory of tcptrack's maps (datapaths: $DATAPATHS)"
-  local dp mf tsv=$TMP/s7.txt
+  log "section 7: kernel memory of tcptrack's maps"
+  local mf tsv=$TMP/s7.txt
   : >"$tsv"
-  for dp in $DATAPATHS; do
-    use_datapath "$dp"
-    for mf in 65536 1000000; do
-      start_tcptrack /dev/null --format json --interval 1 --max-flows $mf
-      "${UTIL[@]}" proc-maps "$TT_PID" "$dp" "$mf" >>"$tsv"
-      stop_pid "$TT_PID"
-    done
+  for mf in 65536 1000000; do
+    start_tcptrack /dev/null --format json --interval 1 --max-flows $mf
+    "${UTIL[@]}" proc-maps "$TT_PID" "$mf" >>"$tsv"
+    stop_pid "$TT_PID"
   done
-  use_datapath percpu
+  local p0
+  p0=$("${UTIL[@]}" possible-cpus)
   {
     echo "## 7. Kernel memory of tcptrack's maps (bpftool memlock)"
     echo
-    echo "A running tcptrack (\`--format json --interval 1 --max-flows N\`, attached, no traffic) per datapath and N; its maps found through /proc/PID/fdinfo (map_id), memlock as \`bpftool map show id\` reports it (the kernel's map_mem_usage: all of it preallocated, so it does not depend on how many flows are live). Measured with $(cat /sys/devices/system/cpu/possible) possible CPUs ($("${UTIL[@]}" possible-cpus)). Projection to P CPUs: measured + (P − $("${UTIL[@]}" possible-cpus)) × the map's per-possible-CPU bytes, from the kernel's formulas (kernel/bpf/hashtab.c htab_map_mem_usage, arraymap.c array_map_mem_usage): per-CPU hash = round_up(value, 8) × max_entries + 32 (bucket lock counters); plain preallocated hash = one spare element (48 + round_up(key, 8) + round_up(value, 8)) + 8 + 32; per-CPU array = round_up(value, 8) × max_entries; other maps 0. The percpu allocator's own chunk overhead is not in memlock and not projected."
+    echo "A running tcptrack (\`--format json --interval 1 --max-flows N\`, attached, no traffic) per N; its maps found through /proc/PID/fdinfo (map_id), memlock as \`bpftool map show id\` reports it (the kernel's map_mem_usage: all of it allocated at load, so it does not depend on how many flows are live). Measured with $(cat /sys/devices/system/cpu/possible) possible CPUs ($p0). Projection to P CPUs: the kernel's own map_mem_usage formulas (kernel/bpf/arraymap.c, hashtab.c, queue_stack_maps.c, ringbuf.c) evaluated for P, with the struct sizes read from this kernel's BTF; the \"model\" column checks that the formula gives exactly the measured memlock for $p0 CPUs. Only per-CPU arrays (round_up(value, 8) × entries per CPU) and the preallocated hash (one spare element, an element pointer and HASHTAB_MAP_LOCK_COUNT ints per CPU) grow with CPUs. The percpu allocator's own chunk overhead is not in memlock and not projected. Issue 9 target: ≤ 200 B per max-flow in total at \`--max-flows 1000000\`, whatever the CPU count."
     echo
     "${UTIL[@]}" s7-table "$tsv"
     echo
