@@ -15,6 +15,9 @@ bool ends_less(const Endpoints& a, const Endpoints& b) {
     return a.dport < b.dport;
 }
 
+// Entry::sample's top bit: not IPv4, the endpoints are not packed in the entry.
+constexpr std::uint32_t kNotV4 = 0x80000000u;
+
 }  // namespace
 
 void ReportBuilder::build(const std::vector<FlowSample>& samples, std::uint64_t now_ns,
@@ -35,7 +38,23 @@ void ReportBuilder::build(const std::vector<FlowSample>& samples, std::uint64_t 
             if (st != State::Closed && st != State::Reset) return;
         }
         const Rate r = rate_of(s, now_ns, elapsed_ns);
-        order_.push_back(Entry{r.fwd_bps, r.rev_bps, s.bytes[0] + s.bytes[1], i});
+        // IPv4 endpoints packed in the entry (96 bits, same order as ends_less)
+        // so sorting ties never reads two samples: at 1M rows that was most of
+        // the build. IPv6 ones compare their samples.
+        Entry e{r.fwd_bps + r.rev_bps, s.bytes[0] + s.bytes[1], 0, 0, i};
+        if (s.key.family == TT_FAMILY_INET) {
+            const Endpoints ep = oriented(s);
+            std::uint32_t src, dst;
+            std::memcpy(&src, ep.src, 4);
+            std::memcpy(&dst, ep.dst, 4);
+            src = __builtin_bswap32(src);
+            dst = __builtin_bswap32(dst);
+            e.ends_hi = std::uint64_t{src} << 32 | std::uint64_t{ep.sport} << 16 | dst >> 16;
+            e.ends_lo = (dst & 0xffff) << 16 | ep.dport;
+        } else {
+            e.sample |= kNotV4;
+        }
+        order_.push_back(e);
     };
     if (only) {
         for (const std::uint32_t i : *only) look(i);
@@ -45,25 +64,32 @@ void ReportBuilder::build(const std::vector<FlowSample>& samples, std::uint64_t 
 
     // Busiest first, then stable by endpoints, so consecutive reports line up;
     // the sample order settles the rest (same endpoints on two interfaces).
+    elapsed_ns_ = elapsed_ns;
     std::sort(order_.begin(), order_.end(), [&](const Entry& a, const Entry& b) {
-        const double ra = a.fwd_bps + a.rev_bps, rb = b.fwd_bps + b.rev_bps;
-        if (ra != rb) return ra > rb;
+        if (a.bps != b.bps) return a.bps > b.bps;
         if (a.bytes != b.bytes) return a.bytes > b.bytes;
-        const Endpoints ea = oriented(samples[a.sample]), eb = oriented(samples[b.sample]);
+        const std::uint32_t ia = a.sample & ~kNotV4, ib = b.sample & ~kNotV4;
+        if (!((a.sample | b.sample) & kNotV4)) {
+            if (a.ends_hi != b.ends_hi) return a.ends_hi < b.ends_hi;
+            if (a.ends_lo != b.ends_lo) return a.ends_lo < b.ends_lo;
+            return ia < ib;
+        }
+        const Endpoints ea = oriented(samples[ia]), eb = oriented(samples[ib]);
         if (ends_less(ea, eb)) return true;
         if (ends_less(eb, ea)) return false;
-        return a.sample < b.sample;
+        return ia < ib;
     });
 }
 
 void ReportBuilder::row(std::size_t i, FlowRow& out) const {
     static const std::string unknown;
     const Entry& e = order_[i];
-    const FlowSample& s = (*samples_)[e.sample];
+    const FlowSample& s = (*samples_)[e.sample & ~kNotV4];
     const auto name = names_.find(s.key.ifindex);
     fill_row(out, s, name != names_.end() ? name->second : unknown, now_ns_);
-    out.fwd_bps = e.fwd_bps;
-    out.rev_bps = e.rev_bps;
+    const Rate r = rate_of(s, now_ns_, elapsed_ns_);
+    out.fwd_bps = r.fwd_bps;
+    out.rev_bps = r.rev_bps;
 }
 
 RowSource ReportBuilder::rows() const {
@@ -73,7 +99,7 @@ RowSource ReportBuilder::rows() const {
         // Display order jumps around the samples: fetch a few rows ahead so
         // rendering does not wait on memory.
         if (i + kAhead < order_.size()) {
-            const char* p = reinterpret_cast<const char*>(&(*samples_)[order_[i + kAhead].sample]);
+            const char* p = reinterpret_cast<const char*>(&(*samples_)[order_[i + kAhead].sample & ~kNotV4]);
             for (std::size_t off = 0; off < sizeof(FlowSample); off += 64) __builtin_prefetch(p + off);
             __builtin_prefetch(p + sizeof(FlowSample) - 1);
         }

@@ -41,10 +41,13 @@ public:
 private:
     // What sorting needs, 32 bytes a row; the rest comes from the sample when rendered.
     struct Entry {
-        double fwd_bps, rev_bps;
+        double bps;            // both ways
         std::uint64_t bytes;   // both ways
-        std::uint32_t sample;  // index into samples_
+        std::uint64_t ends_hi;  // IPv4: src, sport, dst's top half (the sort's tie-break without the sample)
+        std::uint32_t ends_lo;  // IPv4: dst's bottom half, dport
+        std::uint32_t sample;  // index into samples_; top bit: not IPv4, compare the sample
     };
+    std::uint64_t elapsed_ns_ = 0;
 
     const std::map<std::uint32_t, std::string>& names_;
     const std::vector<FlowSample>* samples_ = nullptr;
