@@ -20,6 +20,7 @@
 #define TC_ACT_UNSPEC (-1)
 #define TT_STATE_FLAGS (TT_TCP_SYN | TT_TCP_FIN | TT_TCP_RST)
 #define TT_TAG_MASK 0xff000000
+#define TT_INDEX_SPARE 12 /* entries a first bucket takes before the emptier one is preferred */
 
 /* Store geometry, set by user space before load (src/skeleton.cpp). */
 const volatile __u32 tt_max_slots = TT_DEFAULT_FLOWS;
@@ -68,21 +69,23 @@ static __always_inline void tt_account(struct tt_slot *s, int dir, const struct 
 		s->reached[dir] = 1;
 }
 
-/* Where a lookup looked: the key's buckets, and a fingerprint of the entries
- * carrying its tag, so an insert can tell whether the buckets changed since. */
+/* What a lookup saw: a fingerprint of the entries carrying the key's tag, so
+ * an insert can tell whether the buckets changed since, and how full they were. */
 struct tt_lookup {
-	struct tt_index_bucket *b1, *b2;
 	__u32 fp;
 	__u32 idx; /* the slot found */
+	__u32 used[2]; /* entries in use in each bucket (complete when nothing was found) */
 };
 
+/* A sum of one term per entry (bucket, position, slot): the same whichever
+ * bucket is read first. */
 static __always_inline __u32 tt_fp_mix(__u32 fp, __u32 e, __u32 pos)
 {
-	return (fp * 0x9E3779B1) ^ (e & TT_SLOT_MASK) ^ (pos << 24);
+	return fp + ((e & TT_SLOT_MASK) ^ (pos * 0x85ebca6b)) * 0x9E3779B1;
 }
 
 /* Fingerprint of a bucket's entries with this tag (no slot reads: runs under the lock). */
-static __always_inline __u32 tt_bucket_fp(const struct tt_index_bucket *b, __u32 tag, __u32 way,
+static __always_inline __u32 tt_bucket_fp(const struct tt_index_bucket *b, __u32 tag, __u32 bi,
 					  __u32 fp)
 {
 	int i;
@@ -91,14 +94,14 @@ static __always_inline __u32 tt_bucket_fp(const struct tt_index_bucket *b, __u32
 		__u32 e = b->ent[i];
 
 		if (e && (e & TT_TAG_MASK) == tag)
-			fp = tt_fp_mix(fp, e, way * TT_INDEX_WAYS + i);
+			fp = tt_fp_mix(fp, e, bi * TT_INDEX_WAYS + i);
 	}
 	return fp;
 }
 
 static __always_inline struct tt_slot *tt_scan(const struct tt_index_bucket *b,
 					       const struct tt_flow_key *k, __u32 tag, __u32 way,
-					       struct tt_lookup *l)
+					       __u32 bi, struct tt_lookup *l)
 {
 	int i;
 
@@ -107,9 +110,10 @@ static __always_inline struct tt_slot *tt_scan(const struct tt_index_bucket *b,
 		struct tt_slot *s;
 		__u32 n;
 
+		l->used[way & 1] += (e | (0u - e)) >> 31; /* branch-free: 1 when in use */
 		if (!e || (e & TT_TAG_MASK) != tag)
 			continue;
-		l->fp = tt_fp_mix(l->fp, e, way * TT_INDEX_WAYS + i);
+		l->fp = tt_fp_mix(l->fp, e, bi * TT_INDEX_WAYS + i);
 		n = (e & TT_SLOT_MASK) - 1;
 		s = bpf_map_lookup_elem(&slots, &n);
 		/* Dead slots are invisible: their flow is over. */
@@ -126,20 +130,21 @@ static __always_inline struct tt_slot *tt_find(const struct tt_flow_key *k, __u3
 					       struct tt_lookup *l)
 {
 	__u32 i1 = tt_bucket1(h, tt_index_mask), i2 = tt_bucket2(h, tt_index_mask);
+	struct tt_index_bucket *b;
 	struct tt_slot *s;
 
 	l->fp = 0;
-	l->b2 = NULL;
-	l->b1 = bpf_map_lookup_elem(&flow_index, &i1);
-	if (!l->b1)
+	l->used[0] = l->used[1] = 0;
+	b = bpf_map_lookup_elem(&flow_index, &i1);
+	if (!b)
 		return NULL;
-	s = tt_scan(l->b1, k, h & TT_TAG_MASK, 0, l);
+	s = tt_scan(b, k, h & TT_TAG_MASK, 0, i1, l);
 	if (s)
 		return s;
-	l->b2 = bpf_map_lookup_elem(&flow_index, &i2);
-	if (!l->b2)
+	b = bpf_map_lookup_elem(&flow_index, &i2);
+	if (!b)
 		return NULL;
-	return tt_scan(l->b2, k, h & TT_TAG_MASK, 1, l);
+	return tt_scan(b, k, h & TT_TAG_MASK, 1, i2, l);
 }
 
 static __always_inline struct tt_store_lock *tt_store_lock(void)
@@ -171,23 +176,41 @@ static __always_inline int tt_take_slot(__u32 *idx)
 }
 
 /*
+ * Which bucket a new key goes to first: its first one while that has room to
+ * spare (one line per lookup for almost every key), else the emptier one.
+ * First-fit alone filled some first buckets to the brim and refused flows
+ * before the store was full. Read without the lock: only a preference.
+ */
+static __always_inline int tt_second_first(const struct tt_lookup *l)
+{
+	return l->used[0] >= TT_INDEX_SPARE && l->used[1] < l->used[0];
+}
+
+/*
  * Under the store lock: if the key's buckets still hold the tagged entries the
  * lookup saw (no other CPU inserted this key meanwhile), make the slot live and
  * publish it. Returns 0 when published, -1 when both buckets are full, -2 when
  * the buckets changed (look again).
  */
-static __always_inline int tt_publish(struct tt_lookup *l, struct tt_slot *s, __u32 h, __u32 idx)
+static __always_inline int tt_publish(struct tt_lookup *l, struct tt_slot *s, __u32 h, __u32 idx,
+				      int second_first)
 {
-	struct tt_index_bucket *b1 = l->b1, *b2 = l->b2;
+	__u32 i1 = tt_bucket1(h, tt_index_mask), i2 = tt_bucket2(h, tt_index_mask);
 	__u32 tag = h & TT_TAG_MASK, entry = tt_index_entry(h, idx), fp;
+	__u32 first = second_first ? i2 : i1, second = second_first ? i1 : i2;
 	struct tt_store_lock *lk = tt_store_lock();
+	struct tt_index_bucket *b1, *b2;
 	int i, ret = -1;
 
+	/* Looked up in the order they are filled (rather than swapping the
+	 * lookup's pointers, which the verifier cannot prune). */
+	b1 = bpf_map_lookup_elem(&flow_index, &first);
+	b2 = bpf_map_lookup_elem(&flow_index, &second);
 	if (!lk || !b1 || !b2)
 		return -1;
 	bpf_spin_lock(&lk->lock);
-	fp = tt_bucket_fp(b1, tag, 0, 0);
-	fp = tt_bucket_fp(b2, tag, 1, fp);
+	fp = tt_bucket_fp(b1, tag, first, 0);
+	fp = tt_bucket_fp(b2, tag, second, fp);
 	if (fp != l->fp) {
 		ret = -2;
 		goto out;
@@ -304,7 +327,7 @@ static __noinline struct tt_slot *tt_create(const struct tt_pkt *p, int dir, int
 	s->reached[0] = s->reached[1] = 0;
 	tt_info_init(&s->info, dir, p->tcp_flags, p->seq, bpf_ktime_get_ns(), ingress);
 	for (tries = 0; tries < 2; tries++) {
-		ret = tt_publish(l, s, h, idx);
+		ret = tt_publish(l, s, h, idx, tt_second_first(l));
 		if (ret == 0) {
 			l->idx = idx;
 			return s;
