@@ -66,7 +66,6 @@ void fill_from_slot(FlowSample& s, const volatile tt_slot& v) {
 
 void fill_from_event(FlowSample& s, const tt_close_event& ev) {
     s.key = ev.key;
-    s.hash = key_hash(ev.key);
     s.info = ev.info;
     std::memcpy(s.bytes, ev.bytes, sizeof(s.bytes));
     std::memcpy(s.packets, ev.packets, sizeof(s.packets));
@@ -241,7 +240,6 @@ void Collector::scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns) {
                     remove_live(p);
                     continue;
                 }
-                s.hash = key_hash(s.key);
                 s.prev_bytes[0] = s.prev_bytes[1] = 0;
                 s.last_active_ns = now_ns;
                 s.ref = SlotRef{slot, gen};

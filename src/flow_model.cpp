@@ -7,21 +7,8 @@
 
 namespace tcptrack {
 
-std::uint32_t key_hash(const tt_flow_key& key) {
-    // FNV-1a over the key: cheap, and only orders samples (not security relevant).
-    const auto* p = reinterpret_cast<const std::uint8_t*>(&key);
-    std::uint32_t h = 2166136261u;
-    for (std::size_t i = 0; i < sizeof(key); ++i) h = (h ^ p[i]) * 16777619u;
-    return h;
-}
-
 bool same_key(const tt_flow_key& a, const tt_flow_key& b) {
     return std::memcmp(&a, &b, sizeof(a)) == 0;
-}
-
-bool sample_less(const FlowSample& a, const FlowSample& b) {
-    if (a.hash != b.hash) return a.hash < b.hash;
-    return std::memcmp(&a.key, &b.key, sizeof(a.key)) < 0;
 }
 
 namespace {

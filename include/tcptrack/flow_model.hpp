@@ -30,7 +30,8 @@ struct SlotRef {
 // One connection as read from the store or from a close event.
 struct FlowSample {
     tt_flow_key key{};
-    std::uint32_t hash = 0;   // of key; sort order
+    bool has_info = false;    // info is known (always, from the store; tests may leave it out)
+    bool finished = false;    // came from a close event or is being reaped: final
     tt_flow_info info{};
     std::uint64_t bytes[2]{};  // indexed by normalised direction (TT_DIR_AB / TT_DIR_BA)
     std::uint64_t packets[2]{};
@@ -40,13 +41,8 @@ struct FlowSample {
     std::uint64_t prev_bytes[2]{};
     std::uint64_t last_active_ns = 0;
     SlotRef ref{UINT32_MAX, 0};
-    bool has_info = false;    // info is known (always, from the store; tests may leave it out)
-    bool finished = false;    // came from a close event or is being reaped: final
 };
 
-std::uint32_t key_hash(const tt_flow_key& key);
-// Order used to merge samples across reports: (hash, key bytes).
-bool sample_less(const FlowSample& a, const FlowSample& b);
 bool same_key(const tt_flow_key& a, const tt_flow_key& b);
 
 // Which normalised side is the client. Mid-stream flows use the first packet's

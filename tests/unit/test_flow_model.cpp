@@ -20,13 +20,11 @@ using tcptrack::Family;
 using tcptrack::FlowRow;
 using tcptrack::FlowSample;
 using tcptrack::handshake_rtt;
-using tcptrack::key_hash;
 using tcptrack::make_row;
 using tcptrack::Rate;
 using tcptrack::rate_of;
 using tcptrack::ReportBuilder;
 using tcptrack::same_key;
-using tcptrack::sample_less;
 using tcptrack::shown_state;
 using tcptrack::State;
 using tcptrack::syn_to_close;
@@ -53,7 +51,6 @@ FlowSample sample(const tt_flow_key& k, std::uint8_t client, std::uint8_t flags,
                   std::uint64_t first_ns = 100) {
     FlowSample s;
     s.key = k;
-    s.hash = key_hash(k);
     s.has_info = true;
     s.info.first_ns = first_ns;
     s.info.client = client;
@@ -193,7 +190,6 @@ TEST(FlowModelRow, TimingFieldsFromInfo) {
 TEST(FlowModelRow, NoInfoLeavesTimingEmpty) {
     FlowSample s;
     s.key = key_v4("10.0.0.1", 40000, "10.0.0.2", 22);
-    s.hash = key_hash(s.key);
     s.has_info = false;
     const FlowRow r = make_row(s, "eth0", 5000);
     EXPECT_FALSE(r.rtt_ns.has_value());
@@ -377,17 +373,12 @@ TEST(FlowModelState, OutOfRangeStateIsEstablished) {
     EXPECT_EQ(shown_state(s), State::Established);
 }
 
-// ------------------------------------------------------ key_hash and order
+// ------------------------------------------------------------------ keys
 
-TEST(FlowModelKey, EqualKeysHashEqual) {
+TEST(FlowModelKey, SameKeyComparesEveryField) {
     const tt_flow_key a = key_v4("10.1.1.1", 1234, "10.1.1.2", 80);
     const tt_flow_key b = key_v4("10.1.1.1", 1234, "10.1.1.2", 80);
     EXPECT_TRUE(same_key(a, b));
-    EXPECT_EQ(key_hash(a), key_hash(b));
-}
-
-TEST(FlowModelKey, DifferentKeysDiffer) {
-    const tt_flow_key a = key_v4("10.1.1.1", 1234, "10.1.1.2", 80);
     tt_flow_key port = a;
     port.port_b = htons(81);
     tt_flow_key ifc = a;
@@ -396,52 +387,6 @@ TEST(FlowModelKey, DifferentKeysDiffer) {
     EXPECT_FALSE(same_key(a, port));
     EXPECT_FALSE(same_key(a, ifc));
     EXPECT_FALSE(same_key(a, fam));
-    // FNV-1a over the whole key: these one-field changes alter the hash.
-    EXPECT_NE(key_hash(a), key_hash(port));
-    EXPECT_NE(key_hash(a), key_hash(ifc));
-    EXPECT_NE(key_hash(a), key_hash(fam));
-}
-
-TEST(FlowModelKey, SampleLessIsAStrictWeakOrder) {
-    std::vector<FlowSample> v;
-    for (std::uint16_t p : {80, 443, 22, 8080, 53}) {
-        FlowSample s;
-        s.key = key_v4("10.0.0.1", 40000, "10.0.0.2", p);
-        s.hash = key_hash(s.key);
-        v.push_back(s);
-    }
-    // Same key as v[0] with different info: equivalent under the order.
-    FlowSample dup = v[0];
-    dup.info.first_ns = 999;
-    v.push_back(dup);
-
-    for (const auto& a : v) {
-        EXPECT_FALSE(sample_less(a, a));  // irreflexive
-        for (const auto& b : v) {
-            if (sample_less(a, b)) {
-                EXPECT_FALSE(sample_less(b, a));  // asymmetric
-            }
-            const bool equiv = !sample_less(a, b) && !sample_less(b, a);
-            EXPECT_EQ(equiv, same_key(a.key, b.key));
-            for (const auto& c : v) {
-                if (sample_less(a, b) && sample_less(b, c)) {
-                    EXPECT_TRUE(sample_less(a, c));  // transitive
-                }
-            }
-        }
-    }
-    // Hash is the primary key.
-    FlowSample lo = v[0], hi = v[1];
-    lo.hash = 1;
-    hi.hash = 2;
-    EXPECT_TRUE(sample_less(lo, hi));
-    EXPECT_FALSE(sample_less(hi, lo));
-    // Equal hash falls back to the key bytes.
-    FlowSample x = v[0], y = v[0];
-    y.key.port_b = htons(81);  // x has 80
-    x.hash = y.hash = 5;
-    EXPECT_NE(sample_less(x, y), sample_less(y, x));
-    EXPECT_EQ(sample_less(x, y), std::memcmp(&x.key, &y.key, sizeof(x.key)) < 0);
 }
 
 // ------------------------------------------------------------------ rate_of

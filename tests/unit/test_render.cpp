@@ -393,7 +393,6 @@ FlowSample flow(std::uint32_t a, std::uint16_t pa, std::uint32_t b, std::uint16_
     s.key.port_b = htons(pb);
     s.key.ifindex = 1;
     s.key.family = TT_FAMILY_INET;
-    s.hash = key_hash(s.key);
     s.has_info = true;
     s.info.first_ns = s.info.syn_ns = 1 * kSec;
     s.info.synack_ns = s.info.syn_ns + 100'000;
@@ -406,7 +405,12 @@ FlowSample flow(std::uint32_t a, std::uint16_t pa, std::uint32_t b, std::uint16_
     return s;
 }
 
-void sort_samples(std::vector<FlowSample>& v) { std::sort(v.begin(), v.end(), sample_less); }
+// Key order, so duplicate keys are neighbours.
+void sort_samples(std::vector<FlowSample>& v) {
+    std::sort(v.begin(), v.end(), [](const FlowSample& a, const FlowSample& b) {
+        return std::memcmp(&a.key, &b.key, sizeof(a.key)) < 0;
+    });
+}
 
 std::vector<FlowRow> all_rows(const ReportBuilder& b) {
     std::vector<FlowRow> rows(b.size());
