@@ -142,8 +142,8 @@ ParseResult parse_options(int argc, const char* const* argv) {
                            "last report (idle ones are left out)");
     auto* o_cleanup = flag("--cleanup", "Remove stale tc filters left by tcptrack, then exit");
     auto* o_check = flag("--check",
-                         "Report the kernel's features, the attach mode and reader tcptrack "
-                         "would use, and whether it can run here (exit 0) or not (exit 1)");
+                         "Report the kernel's features, the attach mode tcptrack would use, "
+                         "and whether it can run here (exit 0) or not (exit 1)");
     auto* o_verbose = flag("-v,--verbose", "Verbose (libbpf debug) output");
     auto* o_version = flag("--version", "Print the version and exit");
 

@@ -59,7 +59,6 @@ private:
     void drain_parked();
     void take_events(std::uint64_t now_ns);
     void scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns);
-    void reap(std::uint64_t now_ns);
     void remove_live(std::uint32_t pos);
     // Ends these generations through the datapath's eviction program; those it
     // ended go to `ended` (if given) and are recycled a report later.
@@ -78,7 +77,6 @@ private:
     std::size_t live_ = 0;
     std::vector<std::uint32_t> changed_;
     std::vector<SlotRef> idle_;
-    std::vector<std::uint32_t> watch_;  // slots whose flow finished but is not yet over: re-read each time
     // Slots that died since the last collect(): their counters at death, for
     // the final interval's rate of a close event that comes in late.
     struct Dead {

@@ -60,7 +60,7 @@ std::optional<std::uint64_t> syn_to_close(const tt_flow_info& info, std::uint64_
 // The state shown: CLOSED only once final (while the last ACK is due it is CLOSING).
 State shown_state(const FlowSample& s);
 
-// Row for one sample. Rates are filled by RateTracker.
+// Row for one sample. Rates come from rate_of().
 FlowRow make_row(const FlowSample& s, const std::string& iface, std::uint64_t now_ns);
 // The same into an existing row (every field is set; its iface storage is reused).
 void fill_row(FlowRow& r, const FlowSample& s, const std::string& iface, std::uint64_t now_ns);

@@ -22,9 +22,9 @@ public:
 
     // `samples` (as collect() returns them, in no particular order) must stay
     // unchanged while rows are read. With `only` set, only those samples
-    // (indexes into `samples`) are looked at (--changed). With closed_only only
-    // CLOSED/RESET connections become rows. With closed_only only CLOSED/RESET
-    // connections become rows; the stats count every sample either way.
+    // (indexes into `samples`) are looked at (--changed, --closed). With
+    // closed_only only CLOSED/RESET connections become rows; the stats count
+    // every sample looked at.
     void build(const std::vector<FlowSample>& samples, std::uint64_t now_ns,
                std::uint64_t elapsed_ns, bool closed_only,
                const std::vector<std::uint32_t>* only = nullptr);
