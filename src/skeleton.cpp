@@ -61,7 +61,8 @@ StoreGeometry StoreGeometry::for_flows(std::uint32_t max_flows) {
     g.slots = std::max<std::uint32_t>(max_flows, 1);
     g.index_buckets = pow2_at_least((g.slots + 7) / 8);
     g.lock_stripes = std::clamp<std::uint32_t>(pow2_at_least(g.slots / 16), 64, 65536);
-    g.free_queue = std::min<std::uint32_t>(g.slots, 1u << 18);
+    // Every slot fits: a push-back after a lost insert race can never fail.
+    g.free_queue = g.slots;
     return g;
 }
 

@@ -23,7 +23,7 @@ struct StoreGeometry {
     std::uint32_t slots;          // one per flow
     std::uint32_t index_buckets;  // power of two >= slots / 8: a table at most half full
     std::uint32_t lock_stripes;   // power of two, about slots / 16
-    std::uint32_t free_queue;     // recycled slots the kernel can hold at once
+    std::uint32_t free_queue;     // recycled slots the kernel can hold at once: all of them
     static StoreGeometry for_flows(std::uint32_t max_flows);
 };
 
