@@ -18,6 +18,15 @@ struct {
 	__type(value, struct tt_slot);
 } slots SEC(".maps");
 
+/* Per-CPU counter cache (tcptrack/flow.h): nr_cpus x TT_CACHE_ENTRIES, set before load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, TT_CACHE_ENTRIES);
+	__type(key, __u32);
+	__type(value, struct tt_cache_entry);
+} flow_cache SEC(".maps");
+
 /* key -> slot (tcptrack/flow.h); buckets = a power of two >= flows / 8. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -26,6 +26,10 @@
 const volatile __u32 tt_max_slots = TT_DEFAULT_FLOWS;
 const volatile __u32 tt_index_mask = TT_DEFAULT_FLOWS / 8 - 1;
 const volatile __u32 tt_lock_mask = TT_DEFAULT_FLOWS / 16 - 1;
+/* Possible CPUs: the per-CPU cache has nr_cpus x TT_CACHE_ENTRIES entries. */
+const volatile __u32 tt_nr_cpus = 1;
+
+#define TT_MAX_CPUS 1024 /* bound for loops over CPUs; the real count is tt_nr_cpus */
 
 static __always_inline void tt_stat_inc(__u32 idx)
 {
@@ -47,26 +51,39 @@ static __always_inline int tt_key_eq(const struct tt_flow_key *a, const struct t
 }
 
 /*
- * Count one segment. Bytes and packets are atomic adds (plain BPF_XADD, as
- * old as 5.10): every CPU shares the slot. The payload reach is a plain
- * read-modify-write: one direction of one connection is handled by one CPU
- * at a time (the sender's socket lock, or its RX queue), so it never races itself.
+ * Count one segment into a holder of counts: a slot (under its lock) or this
+ * CPU's cache entry (its own). The payload reach needs the direction's base,
+ * which lives in the slot.
  */
+#define TT_ACCOUNT(c, s, dir, p)                                                         \
+	do {                                                                             \
+		__u32 end_;                                                              \
+                                                                                         \
+		(c)->bytes[dir] += (p)->l3_bytes;                                        \
+		(c)->packets[dir] += (p)->segs;                                          \
+		if (!(p)->payload || !((s)->info.base_mask & (1 << (dir))))              \
+			break;                                                           \
+		end_ = (p)->seq + (((p)->tcp_flags & TT_TCP_SYN) ? 1 : 0) + (p)->payload; \
+		/* reached[] is stored only when it changes. */                          \
+		if (tt_payload_advance(&(c)->payload[dir], (c)->reached[dir],            \
+				       (s)->info.base[dir], end_) &&                     \
+		    !(c)->reached[dir])                                                  \
+			(c)->reached[dir] = 1;                                           \
+	} while (0)
+
+/* A segment of a flow that is changing state: into the slot, under its lock. */
 static __always_inline void tt_account(struct tt_slot *s, int dir, const struct tt_pkt *p)
 {
-	__u32 end;
-
 	dir &= 1;
-	__sync_fetch_and_add(&s->bytes[dir], p->l3_bytes);
-	__sync_fetch_and_add(&s->packets[dir], p->segs);
-	if (!p->payload || !(s->info.base_mask & (1 << dir)))
-		return;
-	end = p->seq + ((p->tcp_flags & TT_TCP_SYN) ? 1 : 0) + p->payload;
-	/* Written only when it changes: a store on every segment would pull the
-	 * line away from the CPU counting the other direction. */
-	if (tt_payload_advance(&s->payload[dir], s->reached[dir], s->info.base[dir], end) &&
-	    !s->reached[dir])
-		s->reached[dir] = 1;
+	TT_ACCOUNT(s, s, dir, p);
+}
+
+/* A settled flow's segment: into this CPU's cache entry, no line shared with another CPU. */
+static __always_inline void tt_account_cached(struct tt_cache_entry *e, const struct tt_slot *s,
+					      int dir, const struct tt_pkt *p)
+{
+	dir &= 1;
+	TT_ACCOUNT(e, s, dir, p);
 }
 
 /* What a lookup saw: a fingerprint of the entries carrying the key's tag, so
@@ -267,6 +284,63 @@ static __always_inline struct tt_slot_lock *tt_slot_lock(__u32 idx)
 	return bpf_map_lookup_elem(&slot_locks, &li);
 }
 
+static __always_inline struct tt_cache_entry *tt_cache_at(__u32 cpu, __u32 h)
+{
+	__u32 ci = cpu * TT_CACHE_ENTRIES + tt_cache_index(h);
+
+	return bpf_map_lookup_elem(&flow_cache, &ci);
+}
+
+/*
+ * Under the lock of the slot a cache entry holds: if the entry still holds
+ * (slot, gen), move its counts into the slot when the slot still has that
+ * generation (else they belong to a connection already reported), then give
+ * the entry to (new_slot, new_gen) (0: empty). seq is odd meanwhile, so user
+ * space never counts the same segments in both places.
+ */
+static __always_inline void tt_fold(struct tt_cache_entry *e, __u32 slot, __u32 gen,
+				    __u32 new_slot, __u32 new_gen)
+{
+	struct tt_slot *s = bpf_map_lookup_elem(&slots, &slot);
+	struct tt_slot_lock *lk = tt_slot_lock(slot);
+
+	if (!s || !lk)
+		return;
+	bpf_spin_lock(&lk->lock);
+	if (e->slot == slot && e->gen == gen) {
+		e->seq += 1;
+		if (s->gen == gen) {
+			TT_ADD_COUNTS(s, e);
+			s->reached[0] |= e->reached[0];
+			s->reached[1] |= e->reached[1];
+		}
+		e->bytes[0] = e->bytes[1] = 0;
+		e->packets[0] = e->packets[1] = 0;
+		e->payload[0] = e->payload[1] = 0;
+		e->reached[0] = e->reached[1] = 0;
+		e->slot = new_slot;
+		e->gen = new_gen;
+		e->seq += 1;
+	}
+	bpf_spin_unlock(&lk->lock);
+}
+
+/* Every CPU's counts of (slot, gen) into the slot: before a close reads it. */
+static __always_inline void tt_fold_all(__u32 slot, __u32 gen, __u32 h)
+{
+	__u32 cpu;
+
+	for (cpu = 0; cpu < TT_MAX_CPUS; cpu++) {
+		struct tt_cache_entry *e;
+
+		if (cpu >= tt_nr_cpus)
+			break;
+		e = tt_cache_at(cpu, h);
+		if (e && e->slot == slot && e->gen == gen)
+			tt_fold(e, slot, gen, 0, 0);
+	}
+}
+
 /*
  * Ends the slot's generation `gen` (if it still holds it): dead, then out of
  * the index. User space recycles the slot a report later. Returns 1 if ended.
@@ -400,10 +474,19 @@ static __always_inline void tt_mark_reap(struct tt_slot *s, __u32 idx, __u32 gen
  * which case the reserved record is discarded. With the ring full the flow is
  * marked for user space to reap.
  */
-static __always_inline void tt_finish(const struct tt_close_event *ev, struct tt_slot *s,
+static __always_inline void tt_finish(struct tt_close_event *ev, struct tt_slot *s,
 				      const struct tt_flow_key *key, __u32 idx, __u32 gen)
 {
 	struct tt_close_event *rec;
+	struct tt_slot_lock *lk = tt_slot_lock(idx);
+
+	/* The counts other CPUs still cache, then the totals. */
+	tt_fold_all(idx, gen, tt_key_hash(key));
+	if (!lk)
+		return;
+	bpf_spin_lock(&lk->lock);
+	tt_snapshot(ev, s);
+	bpf_spin_unlock(&lk->lock);
 
 	rec = bpf_ringbuf_reserve(&closed_events, sizeof(*rec), 0);
 	if (!rec) {
@@ -466,8 +549,6 @@ static __noinline void tt_step(const struct tt_pkt *p, int dir, int ingress,
 			s->settled = 1;
 		}
 		tt_account(s, dir, p);
-		if (act & TT_ACT_FINISHED)
-			tt_snapshot(ev, s);
 	}
 	bpf_spin_unlock(&lk->lock);
 	if (!live)
@@ -486,6 +567,7 @@ static __noinline void tt_step(const struct tt_pkt *p, int dir, int ingress,
 
 static __always_inline int tt_handle(struct __sk_buff *skb, int ingress, int has_l2)
 {
+	struct tt_cache_entry *e;
 	struct tt_lookup l;
 	struct tt_slot *s;
 	struct tt_pkt p;
@@ -498,12 +580,37 @@ static __always_inline int tt_handle(struct __sk_buff *skb, int ingress, int has
 	dir = tt_key_normalise(&p.key);
 	h = tt_key_hash(&p.key);
 
+	/* Fastest path: this CPU's cache entry holds the flow, and it is settled. */
+	e = tt_cache_at(bpf_get_smp_processor_id(), h);
+	if (e && e->gen && !(p.tcp_flags & TT_STATE_FLAGS)) {
+		__u32 si = e->slot;
+
+		s = bpf_map_lookup_elem(&slots, &si);
+		if (s && s->gen == e->gen && s->settled && tt_key_eq(&s->key, &p.key)) {
+			tt_account_cached(e, s, dir, &p);
+			return TC_ACT_UNSPEC;
+		}
+	}
+
 	s = tt_find(&p.key, h, &l);
-	if (s && s->settled && !(p.tcp_flags & TT_STATE_FLAGS)) {
-		/* Fast path: nothing about this segment can change the lifecycle. */
-		tt_account(s, dir, &p);
+	if (s && s->settled && !(p.tcp_flags & TT_STATE_FLAGS) && e) {
+		/* Fast path: the entry now counts this flow (the one it held before
+		 * gets its counts first). Nothing here can change the lifecycle. */
+		__u32 gen = s->gen;
+
+		if (e->gen)
+			tt_fold(e, e->slot, e->gen, l.idx, gen);
+		else
+			e->slot = l.idx, e->gen = gen;
+		if (e->slot == l.idx && e->gen == gen)
+			tt_account_cached(e, s, dir, &p);
+		else
+			tt_step(&p, dir, ingress, s, l.idx);
 		return TC_ACT_UNSPEC;
 	}
+	/* A new SYN may end the connection in this slot: bring its counts home first. */
+	if (s && (p.tcp_flags & (TT_TCP_SYN | TT_TCP_ACK)) == TT_TCP_SYN)
+		tt_fold_all(l.idx, s->gen, h);
 	if (!s) {
 		if (!tt_starts_flow(p.tcp_flags, p.payload))
 			return TC_ACT_UNSPEC;

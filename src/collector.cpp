@@ -93,14 +93,65 @@ Collector::Collector(const Skeleton& skel)
       parked_fd_(bpf_map__fd(skel->maps.parked_closes)),
       nr_cpus_(skel.nr_cpus()),
       max_slots_(skel.geometry().slots) {
+    cache_entries_ = std::size_t{nr_cpus_} * TT_CACHE_ENTRIES;
+    const long page = sysconf(_SC_PAGESIZE);
+    cache_len_ = (cache_entries_ * sizeof(tt_cache_entry) + page - 1) / page * page;
+    void* c = mmap(nullptr, cache_len_, PROT_READ, MAP_SHARED, bpf_map__fd(skel->maps.flow_cache), 0);
+    if (c == MAP_FAILED)
+        throw Error(fmt::format("cannot mmap the counter cache: {}", errno_hint(errno)));
+    cache_ = static_cast<const volatile tt_cache_entry*>(c);
     ring_ = ring_buffer__new(bpf_map__fd(skel->maps.closed_events), &Collector::on_event, this,
                              nullptr);
-    if (!ring_)
-        throw Error(fmt::format("cannot open the close-event ring buffer: {}",
-                                errno_hint(errno)));
+    if (!ring_) {
+        const int err = errno;
+        munmap(c, cache_len_);
+        throw Error(fmt::format("cannot open the close-event ring buffer: {}", errno_hint(err)));
+    }
 }
 
-Collector::~Collector() { ring_buffer__free(ring_); }
+Collector::~Collector() {
+    ring_buffer__free(ring_);
+    munmap(const_cast<tt_cache_entry*>(cache_), cache_len_);
+}
+
+// The cache entries holding counts, before the slots are read. An entry being
+// folded (odd seq) is left out: its counts are on their way into the slot.
+void Collector::read_cache() {
+    cached_.clear();
+    for (std::size_t i = 0; i < cache_entries_; ++i) {
+        const volatile tt_cache_entry& e = cache_[i];
+        const std::uint32_t gen = load(e.gen);
+        if (!gen) continue;
+        const std::uint32_t seq = load(e.seq);
+        if (seq & 1) continue;
+        Cached c{load(e.slot), gen, seq, static_cast<std::uint32_t>(i), {}, {}, {}};
+        for (int d = 0; d < 2; ++d) {
+            c.bytes[d] = load(e.bytes[d]);
+            c.packets[d] = load(e.packets[d]);
+            c.payload[d] = load(e.payload[d]);
+        }
+        if (load(e.seq) != seq || load(e.gen) != gen) continue;  // folded meanwhile
+        if (c.bytes[0] | c.bytes[1]) cached_.push_back(c);
+    }
+    std::sort(cached_.begin(), cached_.end(),
+              [](const Cached& a, const Cached& b) { return a.slot < b.slot; });
+}
+
+// An entry folded after read_cache() may have put its counts into a slot the
+// scan read afterwards: take them back out of the sample (at worst a report
+// shows them late, never twice).
+void Collector::recheck_cache() {
+    for (const Cached& c : cached_) {
+        if (load(cache_[c.at].seq) == c.seq) continue;
+        const std::uint32_t p = c.slot < pos_.size() ? pos_[c.slot] : kNone;
+        if (p == kNone || samples_[p].ref.gen != c.gen) continue;
+        FlowSample& s = samples_[p];
+        for (int d = 0; d < 2; ++d) {
+            s.bytes[d] -= std::min(s.bytes[d], c.bytes[d]);
+            s.packets[d] -= std::min(s.packets[d], c.packets[d]);
+        }
+    }
+}
 
 int Collector::on_event(void* ctx, void* data, std::size_t size) {
     auto* self = static_cast<Collector*>(ctx);
@@ -191,6 +242,8 @@ void Collector::scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns) {
     std::vector<std::uint32_t> moved;  // slots; positions move while dead ones are removed
     std::vector<SlotRef> to_reap;
 
+    read_cache();
+    std::size_t ci = 0;  // next entry of cached_ (sorted by slot)
     for (std::uint32_t first = 0; first < used; first += kWindowSlots) {
         const std::uint32_t count = std::min(kWindowSlots, used - first);
         const Window w(slots_fd_, first, count);
@@ -200,6 +253,11 @@ void Collector::scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns) {
             const std::uint32_t slot = first + i;
             const std::uint32_t gen = load(v.gen);
             std::uint32_t p = pos_[slot];
+            // This slot's counts still in CPUs' caches.
+            tt_cache_entry extra{};
+            for (; ci < cached_.size() && cached_[ci].slot <= slot; ++ci)
+                if (cached_[ci].slot == slot && cached_[ci].gen == gen)
+                    TT_ADD_COUNTS(&extra, &cached_[ci]);
             if (!tt_gen_live(gen)) {
                 if (p != kNone) {
                     const FlowSample& old = samples_[p];
@@ -210,7 +268,8 @@ void Collector::scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns) {
             }
             if (p != kNone && samples_[p].ref.gen == gen) {
                 FlowSample& s = samples_[p];
-                const std::uint64_t b0 = load(v.bytes[0]), b1 = load(v.bytes[1]);
+                const std::uint64_t b0 = load(v.bytes[0]) + extra.bytes[0];
+                const std::uint64_t b1 = load(v.bytes[1]) + extra.bytes[1];
                 if (b0 == s.bytes[0] && b1 == s.bytes[1]) {
                     // Every counted segment adds bytes: nothing moved. A finished
                     // flow may still change flags (REAP) without a segment.
@@ -220,6 +279,7 @@ void Collector::scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns) {
                 } else {
                     std::memcpy(s.prev_bytes, s.bytes, sizeof(s.prev_bytes));
                     fill_from_slot(s, v);
+                    TT_ADD_COUNTS(&s, &extra);
                     s.last_active_ns = now_ns;
                     moved.push_back(slot);
                 }
@@ -236,6 +296,7 @@ void Collector::scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns) {
                 }
                 FlowSample& s = samples_[p];
                 fill_from_slot(s, v);
+                TT_ADD_COUNTS(&s, &extra);
                 if (load(v.gen) != gen) {  // replaced while copied: take it next time
                     remove_live(p);
                     continue;
@@ -256,6 +317,8 @@ void Collector::scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns) {
                 idle_.push_back(s.ref);
         }
     }
+
+    recheck_cache();
 
     // Finished flows the datapath could not hand over (ring full, or the last
     // ACK never came): final here, if this ends them. A CPU finishing the same

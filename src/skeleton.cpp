@@ -102,6 +102,8 @@ Skeleton::Skeleton(const LoadConfig& cfg) : cfg_(cfg) {
     bpf_map__set_max_entries(skel_->maps.flow_index, geo_.index_buckets);
     bpf_map__set_max_entries(skel_->maps.slot_locks, geo_.lock_stripes);
     bpf_map__set_max_entries(skel_->maps.free_slots, geo_.free_queue);
+    skel_->rodata->tt_nr_cpus = nr_cpus_;
+    bpf_map__set_max_entries(skel_->maps.flow_cache, nr_cpus_ * TT_CACHE_ENTRIES);
 
 #if TCPTRACK_HAVE_TCX
     if (cfg.tcx) {

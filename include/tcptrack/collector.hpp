@@ -65,6 +65,9 @@ private:
     std::size_t evict(const std::vector<SlotRef>& flows, std::vector<SlotRef>* ended);
     std::uint32_t next_fresh() const;
 
+    void read_cache();
+    void recheck_cache();
+
     int slots_fd_, store_lock_fd_, free_fd_, evict_fd_, evict_prog_fd_, stats_fd_, parked_fd_;
     std::uint32_t nr_cpus_, max_slots_;
     ring_buffer* ring_ = nullptr;
@@ -89,6 +92,17 @@ private:
     // fewer than there are, so the rest wait here.
     std::vector<std::uint32_t> dying_, free_backlog_;
     std::vector<FlowSample> closed_;
+
+    // The per-CPU counter cache (tcptrack/flow.h), mapped for the collector's
+    // lifetime (256 KiB per CPU), and the entries holding counts at this
+    // collect(), sorted by slot to be added to their slots during the scan.
+    const volatile tt_cache_entry* cache_ = nullptr;
+    std::size_t cache_len_ = 0, cache_entries_ = 0;
+    struct Cached {
+        std::uint32_t slot, gen, seq, at;  // at: index in the cache
+        std::uint64_t bytes[2], packets[2], payload[2];
+    };
+    std::vector<Cached> cached_;
 };
 
 // Monotonic clock in ns, the same clock as bpf_ktime_get_ns().

@@ -164,6 +164,52 @@ struct tt_slot {
 	__u64 payload[2];
 };
 
+/*
+ * Per-CPU counter cache: each CPU counts the settled flows it sees into its
+ * own direct-mapped entries (plain adds, no line shared with another CPU),
+ * and moves an entry's counts into the slot ("folds" it, under the slot's
+ * lock) when another flow takes the entry, and at the flow's close. Totals
+ * are a slot plus the entries holding its (slot, gen), combined with
+ * TT_ADD_COUNTS. The cache is an mmapable array of nr_cpus x TT_CACHE_ENTRIES
+ * entries: 256 KiB per CPU, whatever the number of flows.
+ */
+#define TT_CACHE_ENTRIES 4096
+
+struct tt_cache_entry {
+	__u32 slot;
+	__u32 gen; /* the slot's gen when taken; 0: empty */
+	__u32 seq; /* odd while a fold moves the counts into the slot */
+	__u8 reached[2]; /* payload[dir] has been set */
+	__u8 pad[2];
+	__u64 bytes[2]; /* not yet in the slot */
+	__u64 packets[2];
+	__u64 payload[2]; /* this CPU's reach past the slot's base (combined with max) */
+};
+
+/*
+ * The one rule that combines a flow's counts (a slot, the cache entries
+ * holding it): bytes and packets add up; payload is a reach in sequence
+ * space, so the furthest wins. A macro so every holder of bytes/packets/
+ * payload[2] uses it: slots, cache entries, close events, user space's samples.
+ */
+#define TT_ADD_COUNTS(dst, src)                                                  \
+	do {                                                                     \
+		(dst)->bytes[0] += (src)->bytes[0];                              \
+		(dst)->bytes[1] += (src)->bytes[1];                              \
+		(dst)->packets[0] += (src)->packets[0];                          \
+		(dst)->packets[1] += (src)->packets[1];                          \
+		if ((src)->payload[0] > (dst)->payload[0])                       \
+			(dst)->payload[0] = (src)->payload[0];                   \
+		if ((src)->payload[1] > (dst)->payload[1])                       \
+			(dst)->payload[1] = (src)->payload[1];                   \
+	} while (0)
+
+/* A flow's cache entry on every CPU: the same index (cpu * TT_CACHE_ENTRIES + this). */
+TT_INLINE __u32 tt_cache_index(__u32 h)
+{
+	return (h * 0x9E3779B1) >> 20 & (TT_CACHE_ENTRIES - 1);
+}
+
 struct tt_index_bucket {
 	__u32 ent[TT_INDEX_WAYS];
 };

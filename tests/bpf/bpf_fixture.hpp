@@ -203,6 +203,7 @@ private:
     void reset();
 
     tt_slot* slots_ = nullptr;  // the whole `slots` array, mapped read-write
+    tt_cache_entry* cache_ = nullptr;  // the per-CPU counter cache, mapped read-write
     ring_buffer* ring_ = nullptr;
     std::vector<tt_close_event> events_;
 };
