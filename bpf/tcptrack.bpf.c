@@ -284,9 +284,9 @@ static __always_inline struct tt_slot_lock *tt_slot_lock(__u32 idx)
 	return bpf_map_lookup_elem(&slot_locks, &li);
 }
 
-static __always_inline struct tt_cache_entry *tt_cache_at(__u32 cpu, __u32 h)
+static __always_inline struct tt_cache_entry *tt_cache_at(__u32 cpu, __u32 h, __u32 way)
 {
-	__u32 ci = cpu * TT_CACHE_ENTRIES + tt_cache_index(h);
+	__u32 ci = cpu * TT_CACHE_ENTRIES + tt_cache_index(h) + (way & (TT_CACHE_WAYS - 1));
 
 	return bpf_map_lookup_elem(&flow_cache, &ci);
 }
@@ -299,7 +299,7 @@ static __always_inline struct tt_cache_entry *tt_cache_at(__u32 cpu, __u32 h)
  * space never counts the same segments in both places.
  */
 static __always_inline void tt_fold(struct tt_cache_entry *e, __u32 slot, __u32 gen,
-				    __u32 new_slot, __u32 new_gen)
+				    __u32 new_slot, __u32 new_gen, __u32 new_hash)
 {
 	struct tt_slot *s = bpf_map_lookup_elem(&slots, &slot);
 	struct tt_slot_lock *lk = tt_slot_lock(slot);
@@ -320,6 +320,7 @@ static __always_inline void tt_fold(struct tt_cache_entry *e, __u32 slot, __u32 
 		e->reached[0] = e->reached[1] = 0;
 		e->slot = new_slot;
 		e->gen = new_gen;
+		e->hash = new_hash;
 		e->seq += 1;
 	}
 	bpf_spin_unlock(&lk->lock);
@@ -335,9 +336,12 @@ static __always_inline void tt_fold_all(__u32 slot, __u32 gen, __u32 h)
 
 		if (cpu >= tt_nr_cpus)
 			break;
-		e = tt_cache_at(cpu, h);
+		e = tt_cache_at(cpu, h, 0);
 		if (e && e->slot == slot && e->gen == gen)
-			tt_fold(e, slot, gen, 0, 0);
+			tt_fold(e, slot, gen, 0, 0, 0);
+		e = tt_cache_at(cpu, h, 1);
+		if (e && e->slot == slot && e->gen == gen)
+			tt_fold(e, slot, gen, 0, 0, 0);
 	}
 }
 
@@ -565,12 +569,30 @@ static __noinline void tt_step(const struct tt_pkt *p, int dir, int ingress,
 		tt_finish(ev, s, &p->key, idx, gen);
 }
 
+/* Counts the segment into this cache entry if it holds the packet's flow, settled. */
+static __always_inline int tt_cache_hit(struct tt_cache_entry *e, __u32 h, const struct tt_pkt *p,
+					int dir)
+{
+	struct tt_slot *s;
+	__u32 si;
+
+	if (!e || !e->gen || e->hash != h)
+		return 0;
+	si = e->slot;
+	s = bpf_map_lookup_elem(&slots, &si);
+	if (!s || s->gen != e->gen || !s->settled || !tt_key_eq(&s->key, &p->key))
+		return 0;
+	tt_account_cached(e, s, dir, p);
+	return 1;
+}
+
 static __always_inline int tt_handle(struct __sk_buff *skb, int ingress, int has_l2)
 {
 	struct tt_cache_entry *e;
 	struct tt_lookup l;
 	struct tt_slot *s;
 	struct tt_pkt p;
+	__u32 cpu;
 	__u32 h;
 	int dir;
 
@@ -580,29 +602,33 @@ static __always_inline int tt_handle(struct __sk_buff *skb, int ingress, int has
 	dir = tt_key_normalise(&p.key);
 	h = tt_key_hash(&p.key);
 
-	/* Fastest path: this CPU's cache entry holds the flow, and it is settled. */
-	e = tt_cache_at(bpf_get_smp_processor_id(), h);
-	if (e && e->gen && !(p.tcp_flags & TT_STATE_FLAGS)) {
-		__u32 si = e->slot;
-
-		s = bpf_map_lookup_elem(&slots, &si);
-		if (s && s->gen == e->gen && s->settled && tt_key_eq(&s->key, &p.key)) {
-			tt_account_cached(e, s, dir, &p);
-			return TC_ACT_UNSPEC;
-		}
-	}
+	/* Fastest path: one of this CPU's two cache entries holds the flow, settled. */
+	cpu = bpf_get_smp_processor_id();
+	if (!(p.tcp_flags & TT_STATE_FLAGS) &&
+	    (tt_cache_hit(tt_cache_at(cpu, h, 0), h, &p, dir) ||
+	     tt_cache_hit(tt_cache_at(cpu, h, 1), h, &p, dir)))
+		return TC_ACT_UNSPEC;
 
 	s = tt_find(&p.key, h, &l);
-	if (s && s->settled && !(p.tcp_flags & TT_STATE_FLAGS) && e) {
-		/* Fast path: the entry now counts this flow (the one it held before
-		 * gets its counts first). Nothing here can change the lifecycle. */
-		__u32 gen = s->gen;
+	if (s && s->settled && !(p.tcp_flags & TT_STATE_FLAGS)) {
+		/* Fast path: an entry now counts this flow: an empty way, else a
+		 * random one, whose flow gets its counts first. Nothing here can
+		 * change the lifecycle. */
+		__u32 gen = s->gen, way;
 
-		if (e->gen)
-			tt_fold(e, e->slot, e->gen, l.idx, gen);
-		else
-			e->slot = l.idx, e->gen = gen;
-		if (e->slot == l.idx && e->gen == gen)
+		e = tt_cache_at(cpu, h, 0);
+		way = e && !e->gen ? 0 : 1;
+		if (way) {
+			e = tt_cache_at(cpu, h, 1);
+			if (e && e->gen)
+				way = bpf_get_prandom_u32() & 1;
+		}
+		e = tt_cache_at(cpu, h, way);
+		if (e && e->gen)
+			tt_fold(e, e->slot, e->gen, l.idx, gen, h);
+		else if (e)
+			e->slot = l.idx, e->gen = gen, e->hash = h;
+		if (e && e->slot == l.idx && e->gen == gen)
 			tt_account_cached(e, s, dir, &p);
 		else
 			tt_step(&p, dir, ingress, s, l.idx);

@@ -166,21 +166,25 @@ struct tt_slot {
 
 /*
  * Per-CPU counter cache: each CPU counts the settled flows it sees into its
- * own direct-mapped entries (plain adds, no line shared with another CPU),
+ * own two-way set-associative entries (plain adds, no line shared with another CPU),
  * and moves an entry's counts into the slot ("folds" it, under the slot's
  * lock) when another flow takes the entry, and at the flow's close. Totals
  * are a slot plus the entries holding its (slot, gen), combined with
  * TT_ADD_COUNTS. The cache is an mmapable array of nr_cpus x TT_CACHE_ENTRIES
- * entries: 256 KiB per CPU, whatever the number of flows.
+ * entries: 512 KiB per CPU, whatever the number of flows. Two ways per set:
+ * with one, a fifth of 1,000 busy flows shared an entry with another and
+ * moved counts into their slots on every other segment.
  */
-#define TT_CACHE_ENTRIES 4096
+#define TT_CACHE_WAYS 2
+#define TT_CACHE_SETS 4096
+#define TT_CACHE_ENTRIES (TT_CACHE_SETS * TT_CACHE_WAYS)
 
 struct tt_cache_entry {
 	__u32 slot;
 	__u32 gen; /* the slot's gen when taken; 0: empty */
-	__u32 seq; /* odd while a fold moves the counts into the slot */
+	__u32 hash; /* the flow's tt_key_hash: tells most misses without reading the slot */
+	__u16 seq; /* odd while a fold moves the counts into the slot */
 	__u8 reached[2]; /* payload[dir] has been set */
-	__u8 pad[2];
 	__u64 bytes[2]; /* not yet in the slot */
 	__u64 packets[2];
 	__u64 payload[2]; /* this CPU's reach past the slot's base (combined with max) */
@@ -204,10 +208,10 @@ struct tt_cache_entry {
 			(dst)->payload[1] = (src)->payload[1];                   \
 	} while (0)
 
-/* A flow's cache entry on every CPU: the same index (cpu * TT_CACHE_ENTRIES + this). */
+/* A flow's cache entries on every CPU: cpu * TT_CACHE_ENTRIES + this + way. */
 TT_INLINE __u32 tt_cache_index(__u32 h)
 {
-	return (h * 0x9E3779B1) >> 20 & (TT_CACHE_ENTRIES - 1);
+	return ((h * 0x9E3779B1) >> 20 & (TT_CACHE_SETS - 1)) * TT_CACHE_WAYS;
 }
 
 struct tt_index_bucket {

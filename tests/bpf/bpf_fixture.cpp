@@ -384,11 +384,13 @@ tt_slot BpfTest::slot(std::uint32_t idx) {
     if (!tt_gen_live(s.gen)) return s;
     const std::uint32_t at = tt_cache_index(tt_key_hash(&s.key));
     for (std::uint32_t cpu = 0; cpu < skel_->nr_cpus(); ++cpu) {
-        const tt_cache_entry& e = cache_[std::size_t{cpu} * TT_CACHE_ENTRIES + at];
-        if (e.slot != idx || e.gen != s.gen) continue;
-        TT_ADD_COUNTS(&s, &e);
-        s.reached[0] |= e.reached[0];
-        s.reached[1] |= e.reached[1];
+        for (std::uint32_t way = 0; way < TT_CACHE_WAYS; ++way) {
+            const tt_cache_entry& e = cache_[std::size_t{cpu} * TT_CACHE_ENTRIES + at + way];
+            if (e.slot != idx || e.gen != s.gen) continue;
+            TT_ADD_COUNTS(&s, &e);
+            s.reached[0] |= e.reached[0];
+            s.reached[1] |= e.reached[1];
+        }
     }
     return s;
 }
