@@ -531,7 +531,7 @@ section6() {
   {
     echo "## 1b. Classifier cost without traffic (bench/datapath_micro)"
     echo
-    echo "BPF_PROG_TEST_RUN, repeat 2,000,000, median of 7, pinned to CPU 0, one settled flow's 1448-byte data segment: tcptrack_in as built, the same program with an LRU flows map (the map-full policy not chosen), and the empty classifier. No bpf_stats and no cache misses from real traffic, so this isolates the program's own work."
+    echo "BPF_PROG_TEST_RUN on CPU 0, settled flows' 1448-byte data segments: repeat 2,000,000 (median of 7) for one flow; flows in turn with one run per call (median of 7 × 20,000 calls, so the per-call overhead is in every column alike, the empty one included). Columns: tcptrack_in as built (slot store and per-CPU counter cache), the prototype store of bench/store_proto.bpf.c (a per-CPU direct-mapped cache in front of a BPF hash index; atomic adds into the slot, or per-CPU deltas), the parse-only classifier and the empty one. The last table runs one flow on two CPUs at once, data on CPU 0 and its ACKs on CPU 1: what sharing a flow's counters across CPUs costs. No bpf_stats and no traffic, so this isolates the program's own work; the runs are noisy on this shared VM (±20 %)."
     echo
     "$MICRO"
     echo
