@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <new>
 #include <sys/mman.h>
 #include <unistd.h>
 #include <fmt/format.h>
@@ -100,6 +101,15 @@ Collector::Collector(const Skeleton& skel)
     if (c == MAP_FAILED)
         throw Error(fmt::format("cannot mmap the counter cache: {}", errno_hint(errno)));
     cache_ = static_cast<const volatile tt_cache_entry*>(c);
+    // Room for a sample per slot up front (address space only: pages count
+    // once touched), so growing to a million flows never holds two copies of
+    // the samples at once (a vector doubling would: +100 MB of peak RSS).
+    try {
+        samples_.reserve(max_slots_);
+        pos_.reserve(max_slots_);
+    } catch (const std::bad_alloc&) {
+        // Grows as needed instead.
+    }
     ring_ = ring_buffer__new(bpf_map__fd(skel->maps.closed_events), &Collector::on_event, this,
                              nullptr);
     if (!ring_) {
