@@ -228,13 +228,7 @@ int main(int argc, char** argv) {
             evicted += collector.forget(collector.idle());
             last = now;
             rep.stats = builder.stats();
-            rep.stats.tracked = collector.live();
-            const DatapathStats ds = collector.stats();
-            rep.stats.untracked = ds.untracked;
-            rep.stats.untracked_segments = ds.untracked_segments;
-            rep.stats.close_dropped = ds.close_dropped;
-            rep.stats.close_lost = ds.close_lost;
-            rep.stats.evicted = evicted;
+            add_store_stats(rep.stats, collector, evicted);
             const double c_build = cpu_ms();
             // Streamed in chunks, as src/app.cpp prints it (fwrite there, write here).
             std::size_t out_bytes = 0;

@@ -179,13 +179,7 @@ private:
         evicted_ += collector_.forget(collector_.idle());
 
         r.stats = builder_.stats();
-        r.stats.tracked = collector_.live();
-        const DatapathStats ds = collector_.stats();
-        r.stats.untracked = ds.untracked;
-        r.stats.untracked_segments = ds.untracked_segments;
-        r.stats.close_dropped = ds.close_dropped;
-        r.stats.close_lost = ds.close_lost;
-        r.stats.evicted = evicted_;
+        add_store_stats(r.stats, collector_, evicted_);
 
         // The table holds every row (it is sized to its widest cells); JSON and
         // CSV stream them from the builder instead.

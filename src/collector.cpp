@@ -400,6 +400,16 @@ std::size_t Collector::evict(const std::vector<SlotRef>& flows, std::vector<Slot
     return count;
 }
 
+void add_store_stats(ReportStats& r, const Collector& c, std::uint64_t evicted) {
+    r.tracked = c.live();
+    const DatapathStats ds = c.stats();
+    r.untracked = ds.untracked;
+    r.untracked_segments = ds.untracked_segments;
+    r.close_dropped = ds.close_dropped;
+    r.close_lost = ds.close_lost;
+    r.evicted = evicted;
+}
+
 DatapathStats Collector::stats() const {
     DatapathStats st;
     std::vector<std::uint64_t> v(nr_cpus_);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "tcptrack/flow_model.hpp"
+#include "tcptrack/report.hpp"
 
 struct ring_buffer;
 
@@ -104,6 +105,10 @@ private:
     };
     std::vector<Cached> cached_;
 };
+
+// The report's figures that come from the store and the datapath: flows
+// tracked, the datapath's counters, and `evicted` (idle flows ended so far).
+void add_store_stats(ReportStats& r, const Collector& c, std::uint64_t evicted);
 
 // Monotonic clock in ns, the same clock as bpf_ktime_get_ns().
 std::uint64_t monotonic_ns();
