@@ -173,12 +173,14 @@ private:
         // report then costs what changed, not what is resident.
         const bool few = opts_.closed_only || opts_.changed_only;
         builder_.build(samples, now, elapsed, opts_.closed_only,
-                       few ? &collector_.changed() : nullptr);
+                       few ? &collector_.changed() : nullptr, opts_.sort,
+                       opts_.top ? static_cast<std::size_t>(*opts_.top) : 0);
         // Idle connections are shown one last time, then dropped from the store
         // (forget() leaves collect()'s samples alone: the rows still read them).
         evicted_ += collector_.forget(collector_.idle());
 
         r.stats = builder_.stats();
+        r.stats.connections = builder_.total();
         add_store_stats(r.stats, collector_, evicted_);
 
         // The table holds every row (it is sized to its widest cells); JSON and
@@ -195,7 +197,7 @@ private:
         switch (opts_.format) {
             case Format::Json:
                 return render_json(r.time, builder_.rows(), put_stdout) &&
-                       (!opts_.summary || put_stdout(render_json_summary(r, builder_.size())));
+                       (!opts_.summary || put_stdout(render_json_summary(r, builder_.total())));
             case Format::Csv:
                 return render_csv(r.time, builder_.rows(), first, put_stdout);
             case Format::Table:

@@ -107,7 +107,7 @@ ParseResult parse_options(int argc, const char* const* argv) {
     app.set_help_flag("-h,--help", "Print this help and exit");
 
     std::vector<std::string> ifaces;
-    std::string interval, count, format, attach, max_flows, idle_timeout;
+    std::string interval, count, format, attach, max_flows, idle_timeout, sort, top;
 
     app.add_option("-i,--interface", ifaces,
                    "Interface to watch (repeatable; default: the default-route interface)")
@@ -131,6 +131,11 @@ ParseResult parse_options(int argc, const char* const* argv) {
         scalar("--max-flows", max_flows, "Flow table size (default 65536, max 16000000)", "N");
     auto* o_idle = scalar("--idle-timeout", idle_timeout,
                           "Forget flows idle this long (default 60)", "SECONDS");
+    auto* o_sort = scalar("--sort", sort,
+                          "Row order, largest first: rate, bytes, packets, age, rtt (default rate)",
+                          "KEY");
+    auto* o_top = scalar("--top", top, "At most N rows per report (the header still counts all)",
+                         "N");
     const auto flag = [&](const char* name, const char* help) {
         return app.add_flag(name)->description(help);
     };
@@ -213,6 +218,14 @@ ParseResult parse_options(int argc, const char* const* argv) {
                 {"table", Format::Table}, {"json", Format::Json}, {"csv", Format::Csv}};
             o.format = parse_enum("--format", format, formats);
         }
+        if (o_sort->count() > 0) {
+            static constexpr std::pair<const char*, SortKey> keys[] = {
+                {"rate", SortKey::Rate}, {"bytes", SortKey::Bytes}, {"packets", SortKey::Packets},
+                {"age", SortKey::Age}, {"rtt", SortKey::Rtt}};
+            o.sort = parse_enum("--sort", sort, keys);
+        }
+        if (o_top->count() > 0)
+            o.top = parse_integer("--top", top, 1, UINT64_MAX, "must be an integer >= 1");
         if (o_attach->count() > 0) {
             static constexpr std::pair<const char*, AttachMode> modes[] = {
                 {"auto", AttachMode::Auto}, {"tcx", AttachMode::Tcx}, {"tc", AttachMode::Tc}};

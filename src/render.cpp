@@ -241,10 +241,12 @@ std::string render_table(const Report& report, std::size_t max_rows) {
                           rtt_text(st.rtt.max_ns));
     }
     const std::size_t n = report.rows.size();
+    // --top cuts the rows, not the count.
+    const std::size_t all = std::max<std::size_t>(n, st.connections);
     std::string out =
         fmt::format("{}  {}  {} connection{}  untracked {}{}  evicted {}  close-drops {}  {}\n",
                     clock_hms(report.time), report.ifaces.empty() ? "-" : join(report.ifaces, ","),
-                    n, n == 1 ? "" : "s", st.untracked,
+                    all, all == 1 ? "" : "s", st.untracked,
                     st.untracked_segments ? fmt::format(" ({} segments)", st.untracked_segments)
                                           : std::string(),
                     st.evicted, st.close_dropped, rtt);

@@ -15,6 +15,25 @@ bool ends_less(const Endpoints& a, const Endpoints& b) {
     return a.dport < b.dport;
 }
 
+// The value a row sorts by, largest first. A connection without the value
+// (no RTT measured) sorts after every one with it.
+double sort_value(SortKey key, const FlowSample& s, const Rate& r, std::uint64_t now_ns) {
+    switch (key) {
+        case SortKey::Rate: return r.fwd_bps + r.rev_bps;
+        case SortKey::Bytes: return static_cast<double>(s.bytes[0] + s.bytes[1]);
+        case SortKey::Packets: return static_cast<double>(s.packets[0] + s.packets[1]);
+        case SortKey::Age:
+            return s.has_info && now_ns > s.info.first_ns
+                       ? static_cast<double>(now_ns - s.info.first_ns)
+                       : 0.0;
+        case SortKey::Rtt:
+            if (const auto rtt = s.has_info ? handshake_rtt(s.info) : std::nullopt)
+                return static_cast<double>(*rtt);
+            return -1.0;
+    }
+    return 0.0;
+}
+
 // Entry::sample's top bit: not IPv4, the endpoints are not packed in the entry.
 constexpr std::uint32_t kNotV4 = 0x80000000u;
 
@@ -22,7 +41,7 @@ constexpr std::uint32_t kNotV4 = 0x80000000u;
 
 void ReportBuilder::build(const std::vector<FlowSample>& samples, std::uint64_t now_ns,
                           std::uint64_t elapsed_ns, bool closed_only,
-                          const std::vector<std::uint32_t>* only) {
+                          const std::vector<std::uint32_t>* only, SortKey sort, std::size_t top) {
     samples_ = &samples;
     now_ns_ = now_ns;
     stats_ = ReportStats{};
@@ -41,7 +60,7 @@ void ReportBuilder::build(const std::vector<FlowSample>& samples, std::uint64_t 
         // IPv4 endpoints packed in the entry (96 bits, same order as ends_less)
         // so sorting ties never reads two samples: at 1M rows that was most of
         // the build. IPv6 ones compare their samples.
-        Entry e{r.fwd_bps + r.rev_bps, s.bytes[0] + s.bytes[1], 0, 0, i};
+        Entry e{sort_value(sort, s, r, now_ns), s.bytes[0] + s.bytes[1], 0, 0, i};
         if (s.key.family == TT_FAMILY_INET) {
             const Endpoints ep = oriented(s);
             std::uint32_t src, dst;
@@ -62,11 +81,12 @@ void ReportBuilder::build(const std::vector<FlowSample>& samples, std::uint64_t 
         for (std::uint32_t i = 0; i < samples.size(); ++i) look(i);
     }
 
-    // Busiest first, then stable by endpoints, so consecutive reports line up;
-    // the sample order settles the rest (same endpoints on two interfaces).
+    // Largest first by the sort key, then by bytes, then stable by endpoints, so
+    // consecutive reports line up; the sample order settles the rest (same
+    // endpoints on two interfaces).
     elapsed_ns_ = elapsed_ns;
-    std::sort(order_.begin(), order_.end(), [&](const Entry& a, const Entry& b) {
-        if (a.bps != b.bps) return a.bps > b.bps;
+    const auto before = [&](const Entry& a, const Entry& b) {
+        if (a.key != b.key) return a.key > b.key;
         if (a.bytes != b.bytes) return a.bytes > b.bytes;
         const std::uint32_t ia = a.sample & ~kNotV4, ib = b.sample & ~kNotV4;
         if (!((a.sample | b.sample) & kNotV4)) {
@@ -78,7 +98,16 @@ void ReportBuilder::build(const std::vector<FlowSample>& samples, std::uint64_t 
         if (ends_less(ea, eb)) return true;
         if (ends_less(eb, ea)) return false;
         return ia < ib;
-    });
+    };
+    total_ = order_.size();
+    if (top > 0 && top < order_.size()) {
+        // Only the first rows are printed: no need to order the rest.
+        std::partial_sort(order_.begin(), order_.begin() + static_cast<std::ptrdiff_t>(top),
+                          order_.end(), before);
+        order_.resize(top);
+    } else {
+        std::sort(order_.begin(), order_.end(), before);
+    }
 }
 
 void ReportBuilder::row(std::size_t i, FlowRow& out) const {

@@ -11,6 +11,8 @@ namespace tcptrack {
 
 enum class Format { Table, Json, Csv };
 enum class AttachMode { Auto, Tcx, Tc };
+// Report order (--sort): busiest first by this key; the rest breaks ties the same way.
+enum class SortKey { Rate, Bytes, Packets, Age, Rtt };
 
 struct Options {
     std::vector<std::string> ifaces;        // empty: the default-route interface
@@ -23,6 +25,8 @@ struct Options {
     bool summary = false;                   // JSON/CSV: emit a summary record per report
     bool closed_only = false;               // --closed: log connections as they close
     bool changed_only = false;              // --changed: rows only for new, moved or closed ones
+    SortKey sort = SortKey::Rate;           // --sort
+    std::optional<std::uint64_t> top;       // --top N: at most N rows per report
     bool cleanup = false;                   // --cleanup: remove stale legacy-tc filters and exit
     bool check = false;                     // --check: report what this kernel supports, exit
     bool verbose = false;                   // libbpf debug output

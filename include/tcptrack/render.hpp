@@ -50,7 +50,8 @@ bool render_json(std::chrono::system_clock::time_point time, const RowSource& ro
 bool render_json(const Report& report, const TextSink& sink);
 std::string render_json(const Report& report);
 // One JSON object {"type":"summary",...} for --summary; `connections` is the
-// number of rows printed (report.rows.size() in the first form).
+// number of connections in the report before --top (report.rows.size() in the
+// first form).
 std::string render_json_summary(const Report& report);
 std::string render_json_summary(const Report& report, std::size_t connections);
 // CSV rows (same keys as JSON); header row first when `header`. Streams like render_json.

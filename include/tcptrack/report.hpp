@@ -47,6 +47,7 @@ struct RttSummary {
 
 // Loss and load figures shown in the header and in the JSON summary record.
 struct ReportStats {
+    std::uint64_t connections = 0;    // rows of the report before --top cut it (0: all shown)
     std::uint64_t tracked = 0;        // live entries in the flow map
     std::uint64_t untracked = 0;           // connections refused at their SYN: maps full (cumulative)
     std::uint64_t untracked_segments = 0;  // refused segments, incl. mid-stream flows (cumulative)

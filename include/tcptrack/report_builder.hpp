@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "tcptrack/flow_model.hpp"
+#include "tcptrack/options.hpp"
 #include "tcptrack/render.hpp"
 #include "tcptrack/report.hpp"
 
@@ -25,14 +26,19 @@ public:
     // (indexes into `samples`) are looked at (--changed, --closed). With
     // closed_only only CLOSED/RESET connections become rows; the stats count
     // every sample looked at.
+    // Rows come largest first by `sort` (ties: bytes, then endpoints); with
+    // top > 0 only the first `top` are kept (the stats still count every one).
     void build(const std::vector<FlowSample>& samples, std::uint64_t now_ns,
                std::uint64_t elapsed_ns, bool closed_only,
-               const std::vector<std::uint32_t>* only = nullptr);
+               const std::vector<std::uint32_t>* only = nullptr, SortKey sort = SortKey::Rate,
+               std::size_t top = 0);
 
     // closed and rtt of the rows looked at by the last build (the flow count
     // and the datapath's counters are the collector's).
     const ReportStats& stats() const { return stats_; }
     std::size_t size() const { return order_.size(); }
+    // Rows before --top cut them.
+    std::size_t total() const { return total_; }
     // Row i in display order: busiest first, then stable by endpoints.
     void row(std::size_t i, FlowRow& out) const;
     // Every row in display order, for render_json/render_csv.
@@ -41,13 +47,14 @@ public:
 private:
     // What sorting needs, 32 bytes a row; the rest comes from the sample when rendered.
     struct Entry {
-        double bps;            // both ways
+        double key;            // the sort key (--sort), largest first
         std::uint64_t bytes;   // both ways
         std::uint64_t ends_hi;  // IPv4: src, sport, dst's top half (the sort's tie-break without the sample)
         std::uint32_t ends_lo;  // IPv4: dst's bottom half, dport
         std::uint32_t sample;  // index into samples_; top bit: not IPv4, compare the sample
     };
     std::uint64_t elapsed_ns_ = 0;
+    std::size_t total_ = 0;
 
     const std::map<std::uint32_t, std::string>& names_;
     const std::vector<FlowSample>* samples_ = nullptr;

@@ -509,10 +509,13 @@ struct Built {
 };
 
 Built build(const std::vector<FlowSample>& v, std::uint64_t now, std::uint64_t elapsed,
-            bool closed_only, const std::vector<std::uint32_t>* only = nullptr) {
+            bool closed_only, const std::vector<std::uint32_t>* only = nullptr,
+            tcptrack::SortKey sort = tcptrack::SortKey::Rate, std::size_t top = 0,
+            std::size_t* total = nullptr) {
     static const std::map<std::uint32_t, std::string> names{{2, "eth0"}};
     ReportBuilder b(names);
-    b.build(v, now, elapsed, closed_only, only);
+    b.build(v, now, elapsed, closed_only, only, sort, top);
+    if (total) *total = b.total();
     Built out;
     out.rows.resize(b.size());
     for (std::size_t i = 0; i < b.size(); ++i) b.row(i, out.rows[i]);
@@ -621,6 +624,57 @@ TEST(FlowModelBuilder, StatsCountRttOfEveryLookedAtSample) {
     const Built s = build(v, 20 * kSec, 2 * kSec, false, &only);
     EXPECT_EQ(s.stats.rtt.count, 2u);
     EXPECT_EQ(s.stats.rtt.min_ns, 3000u);
+}
+
+// --sort: largest first by the key, then bytes, then endpoints.
+TEST(FlowModelBuilder, SortByBytesPacketsAgeRtt) {
+    using tcptrack::SortKey;
+    std::vector<FlowSample> v = five();
+    // Bytes: 40003 18000, 40004 5000, 40001 4000, 40000 and 40002 200 each.
+    EXPECT_EQ(sports(build(v, 20 * kSec, 2 * kSec, false, nullptr, SortKey::Bytes)),
+              (std::vector<std::uint16_t>{40003, 40004, 40001, 40000, 40002}));
+    // Packets differ from bytes: 40001 sends many small segments.
+    v[1].packets[TT_DIR_AB] = 40;
+    EXPECT_EQ(sports(build(v, 20 * kSec, 2 * kSec, false, nullptr, SortKey::Packets)),
+              (std::vector<std::uint16_t>{40001, 40003, 40004, 40000, 40002}));
+    // Age: first seen earliest first.
+    const std::uint64_t first[] = {5, 1, 4, 2, 3};
+    for (std::size_t i = 0; i < v.size(); ++i) v[i].info.first_ns = first[i] * kSec;
+    EXPECT_EQ(sports(build(v, 20 * kSec, 2 * kSec, false, nullptr, SortKey::Age)),
+              (std::vector<std::uint16_t>{40001, 40004, 40002, 40000, 40003}));
+    // RTT: slowest handshake first; one never measured comes last.
+    const std::uint64_t rtt[] = {300, 900, 0, 100, 500};
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        const std::uint8_t st = v[i].info.state;
+        v[i].info = handshake(TT_F_SYN_SEEN | TT_F_LOCAL_CLIENT, kSec,
+                              rtt[i] ? kSec + rtt[i] : 0, 0);
+        v[i].info.state = st;
+    }
+    const Built r = build(v, 20 * kSec, 2 * kSec, false, nullptr, SortKey::Rtt);
+    EXPECT_EQ(sports(r), (std::vector<std::uint16_t>{40001, 40002, 40003, 40004, 40000}));
+    EXPECT_EQ(r.rows[0].rtt_ns, 900u);
+    EXPECT_FALSE(r.rows[4].rtt_ns.has_value());
+}
+
+// --top N: the first N rows of the full order; the stats and total() count all.
+TEST(FlowModelBuilder, TopKeepsTheFirstRowsAndCountsAll) {
+    using tcptrack::SortKey;
+    const std::vector<FlowSample> v = five();
+    std::size_t total = 0;
+    const Built all = build(v, 20 * kSec, 2 * kSec, false, nullptr, SortKey::Rate, 0, &total);
+    EXPECT_EQ(total, 5u);
+    const std::vector<std::uint16_t> order = sports(all);
+    for (std::size_t n = 1; n <= 6; ++n) {
+        const Built t = build(v, 20 * kSec, 2 * kSec, false, nullptr, SortKey::Rate, n, &total);
+        const std::vector<std::uint16_t> want(
+            order.begin(), order.begin() + static_cast<std::ptrdiff_t>(std::min<std::size_t>(n, 5)));
+        EXPECT_EQ(sports(t), want) << "top " << n;
+        EXPECT_EQ(total, 5u);
+        EXPECT_EQ(t.stats.closed, 1u) << "the RESET flow counts even when cut";
+    }
+    const Built one = build(v, 20 * kSec, 2 * kSec, false, nullptr, SortKey::Bytes, 1, &total);
+    EXPECT_EQ(sports(one), (std::vector<std::uint16_t>{40003}));
+    EXPECT_EQ(one.stats.closed, 1u);
 }
 
 }  // namespace

@@ -43,6 +43,23 @@ void usage_error(std::vector<const char*> args, const std::string& needle) {
 
 }  // namespace
 
+TEST(Options, SortAndTop) {
+    EXPECT_EQ(ok({}).sort, tcptrack::SortKey::Rate);
+    EXPECT_FALSE(ok({}).top.has_value());
+    EXPECT_EQ(ok({"--sort", "rate"}).sort, tcptrack::SortKey::Rate);
+    EXPECT_EQ(ok({"--sort", "bytes"}).sort, tcptrack::SortKey::Bytes);
+    EXPECT_EQ(ok({"--sort", "packets"}).sort, tcptrack::SortKey::Packets);
+    EXPECT_EQ(ok({"--sort", "age"}).sort, tcptrack::SortKey::Age);
+    EXPECT_EQ(ok({"--sort=rtt"}).sort, tcptrack::SortKey::Rtt);
+    EXPECT_EQ(ok({"--top", "10"}).top, 10u);
+    EXPECT_EQ(ok({"--top", "5", "--top", "7"}).top, 7u);  // last one wins
+    usage_error({"--sort", "speed"}, "--sort");
+    usage_error({"--sort"}, "--sort");
+    usage_error({"--top", "0"}, "--top");
+    usage_error({"--top", "-3"}, "--top");
+    usage_error({"--top", "ten"}, "--top");
+}
+
 TEST(Options, Defaults) {
     const Options o = ok({});
     EXPECT_TRUE(o.ifaces.empty());

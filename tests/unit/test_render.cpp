@@ -232,6 +232,18 @@ TEST_F(Render, TableSingularAndColumnsFollowContent) {
               "10.0.0.1:43512 -> 10.0.0.2:80  ESTABLISHED  3.44 KB       12  1.20 MB      870  840 b/s  1.23 Kb/s  120us  4.00s\n");
 }
 
+TEST_F(Render, TableHeaderCountsConnectionsCutByTop) {
+    // --top 1 of 3: one row, the header still counts all three.
+    Report r = fixture();
+    r.rows.resize(1);
+    r.stats.connections = 3;
+    const std::string out = render_table(r);
+    EXPECT_EQ(out.substr(0, out.find('\n')),
+              "02:49:07  eth0  3 connections  untracked 2  evicted 1  close-drops 0  rtt "
+              "min/avg/max 120us/660us/1.2ms");
+    EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 3);  // header, column titles, one row
+}
+
 TEST_F(Render, TableSeveralInterfacesAddsIfaceColumn) {
     Report r = fixture();
     r.ifaces = {"eth0", "lo"};
