@@ -258,6 +258,37 @@ class TestJson(E2EBase):
             self.assertEqual((last["fwd_payload"], last["rev_payload"]), (m, n), last)
 
 
+class TestSortTop(E2EBase):
+    def test_top_1_by_bytes_counts_both(self):
+        """--sort bytes --top 1: at most one row per report, the summary still
+        counts every connection, and the bigger connection's final row (the
+        largest whenever it is reported) appears exactly once, exact."""
+        conns = [(20000, 1000), (400000, 2000)]
+        server, port = self.start_server("ipv4")
+        track = self.start_tcptrack("server", "--format", "json", "--summary", "--interval",
+                                    INTERVAL, "--sort", "bytes", "--top", "1")
+        self.wait_attached(track, "server")
+        results = self.run_client("ipv4", port, conns, concurrency=2)
+        # Only the bigger one's final row is sure to be printed (the smaller is
+        # cut whenever the bigger is in the same report).
+        track.wait_for(self._closed_then_reports(results[1]["client_port"], 2), 15,
+                       "the bigger connection's CLOSED row followed by 2 reports")
+        self.assertEqual(self.stop(track, signal.SIGINT), 0, track.stderr_text())
+        rows, summaries, bad = parse_json_lines(track.lines())
+        self.assertEqual(bad, [])
+        prev, both = -1, 0
+        for si, s in summaries:
+            report = [r for i, r in rows if prev < i < si]
+            prev = si
+            self.assertLessEqual(len(report), 1, "--top 1 printed %d rows: %s" % (len(report), report))
+            self.assertGreaterEqual(s["connections"], len(report), s)
+            if s["connections"] == 2:
+                both += 1
+                self.assertEqual(len(report), 1, s)
+        self.assertGreater(both, 0, "no report counted both connections: %s" % summaries)
+        self.check_connection(rows, "ipv4", self.topo.sif, results[1], port, *conns[1])
+
+
 class TestTable(E2EBase):
     def test_table_ipv4(self):
         self._table("ipv4", "{}:{}")
