@@ -182,14 +182,13 @@ std::uint32_t Collector::next_fresh() const {
     return std::min(l.next_fresh, max_slots_);
 }
 
-// Slots that died a report ago go back to the kernel's free queue.
+// Slots that died a report ago (all of dying_ at the start of collect())
+// go back to the kernel's free queue.
 void Collector::recycle() {
-    free_backlog_.insert(free_backlog_.end(), dying_.begin(), dying_.end());
-    dying_.clear();
     std::size_t pushed = 0;
-    for (; pushed < free_backlog_.size(); ++pushed)
-        if (bpf_map_update_elem(free_fd_, nullptr, &free_backlog_[pushed], BPF_ANY) != 0) break;
-    free_backlog_.erase(free_backlog_.begin(), free_backlog_.begin() + pushed);
+    for (; pushed < dying_.size(); ++pushed)
+        if (bpf_map_update_elem(free_fd_, nullptr, &dying_[pushed], BPF_ANY) != 0) break;
+    dying_.erase(dying_.begin(), dying_.begin() + static_cast<std::ptrdiff_t>(pushed));
 }
 
 void Collector::drain_parked() {

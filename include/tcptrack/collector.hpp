@@ -89,9 +89,9 @@ private:
     };
     std::vector<Dead> dead_;
     // Dead slots go back to the kernel a report after they died (no classifier
-    // can still be counting into them by then); the kernel's queue may hold
-    // fewer than there are, so the rest wait here.
-    std::vector<std::uint32_t> dying_, free_backlog_;
+    // can still be counting into them by then). The queue holds every slot, so
+    // a push fails only on an unexpected error: that slot is tried again.
+    std::vector<std::uint32_t> dying_;
     std::vector<FlowSample> closed_;
 
     // The per-CPU counter cache (tcptrack/flow.h), mapped for the collector's
