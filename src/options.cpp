@@ -3,6 +3,8 @@
 // and validated here so every usage error is one predictable line.
 #include "tcptrack/options.hpp"
 
+#include "tcptrack/filter.hpp"
+
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -107,7 +109,7 @@ ParseResult parse_options(int argc, const char* const* argv) {
     app.set_help_flag("-h,--help", "Print this help and exit");
 
     std::vector<std::string> ifaces;
-    std::string interval, count, format, attach, max_flows, idle_timeout, sort, top;
+    std::string interval, count, format, attach, max_flows, idle_timeout, sort, top, netns;
 
     app.add_option("-i,--interface", ifaces,
                    "Interface to watch (repeatable; default: the default-route interface)")
@@ -136,11 +138,20 @@ ParseResult parse_options(int argc, const char* const* argv) {
                           "KEY");
     auto* o_top = scalar("--top", top, "At most N rows per report (the header still counts all)",
                          "N");
+    auto* o_netns = scalar("--netns", netns,
+                           "Watch interfaces of this network namespace: a name from "
+                           "'ip netns', a path, or a pid (like ss -N)",
+                           "NAME|PATH|PID");
     const auto flag = [&](const char* name, const char* help) {
         return app.add_flag(name)->description(help);
     };
     auto* o_once = flag("--once", "Print one report, then exit (same as --count 1)");
-    auto* o_summary = flag("--summary", "JSON/CSV: add a summary record per report");
+    auto* o_summary = flag("--summary",
+                           "JSON: add a summary record per report; table: a summary line "
+                           "under each report (not with --format csv)");
+    auto* o_no_process =
+        flag("--no-process", "Do not look up the process owning each connection");
+    auto* o_resolve = flag("-r,--resolve", "Show host names (reverse DNS, asynchronous, cached)");
     auto* o_closed = flag("--closed", "Log connections as they close instead of periodic reports");
     auto* o_changed = flag("--changed",
                            "Rows only for connections that are new, moved or closed since the "
@@ -176,24 +187,34 @@ ParseResult parse_options(int argc, const char* const* argv) {
     }
 
     // CLI11 accepts "--flag=value"; a flag given a value is a mistake here.
-    for (const CLI::Option* f : {o_once, o_summary, o_closed, o_changed, o_cleanup, o_check, o_verbose}) {
+    for (const CLI::Option* f : {o_once, o_summary, o_closed, o_changed, o_cleanup, o_check,
+                                 o_verbose, o_no_process, o_resolve}) {
         for (const auto& value : f->results())
             if (value != "true")
                 return usage(f->get_name() + ": takes no value (got '" + value + "')");
     }
 
-    auto extras = app.remaining();
-    // "--" only ends the options; what follows it is still unexpected.
-    extras.erase(std::remove(extras.begin(), extras.end(), "--"), extras.end());
-    if (!extras.empty()) {
-        const std::string& a = extras.front();
-        if (a.size() > 1 && a[0] == '-')
-            return usage("unknown option '" + a + "' (see --help)");
-        return usage("unexpected argument '" + a + "' (see --help)");
-    }
-
+    // What is left is the filter expression ("port 443 and not net 10.0.0.0/8"),
+    // as tcpdump and iftop -f take it; "--" only ends the options.
     Options o;
+    bool after_dashes = false;
+    for (const auto& a : app.remaining()) {
+        if (a == "--" && !after_dashes) {
+            after_dashes = true;
+            continue;
+        }
+        if (!after_dashes && a.size() > 1 && a[0] == '-')
+            return usage("unknown option '" + a + "' (see --help)");
+        o.filter += (o.filter.empty() ? "" : " ") + a;
+    }
     try {
+        if (!o.filter.empty())
+            compile_filter(o.filter);  // a bad expression is a usage error naming its token
+        if (o_netns->count() > 0) {
+            if (netns.empty())
+                bad_value("--netns", netns, "must name a namespace, a path or a pid");
+            o.netns = netns;
+        }
         for (const auto& name : ifaces) {
             check_iface(name);
             // The same interface twice would mean attaching twice.
@@ -231,9 +252,15 @@ ParseResult parse_options(int argc, const char* const* argv) {
                 {"auto", AttachMode::Auto}, {"tcx", AttachMode::Tcx}, {"tc", AttachMode::Tc}};
             o.attach = parse_enum("--attach", attach, modes);
         }
+        if (o_summary->count() > 0 && o.format == Format::Csv)
+            throw UsageError("--summary: not available with --format csv (use json or table)");
     } catch (const UsageError& e) {
         return usage(e.what());
+    } catch (const FilterError& e) {
+        return usage(std::string("filter: ") + e.what());
     }
+    o.process = o_no_process->count() == 0;
+    o.resolve = o_resolve->count() > 0;
     o.summary = o_summary->count() > 0;
     o.closed_only = o_closed->count() > 0;
     o.changed_only = o_changed->count() > 0;

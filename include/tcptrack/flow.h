@@ -482,4 +482,101 @@ TT_INLINE __u32 tt_lifecycle_step(struct tt_flow_info *f, __u8 dir, __u8 tcp_fla
 	return act;
 }
 
+/*
+ * The capture filter ("port 443 and not net 10.0.0.0/8"), compiled by user
+ * space (src/filter.cpp) into a postfix program the classifiers run on the
+ * normalised key before they touch any flow map. Leaves test one side of the
+ * key; AND/OR/NOT combine the results on a one-bit-per-entry stack held in a
+ * u64. A connection's packets all share one normalised key, so a connection is
+ * either counted whole or not at all.
+ */
+#define TT_FILTER_MAX_OPS 64
+
+enum tt_filter_code {
+	TT_FOP_ADDR = 1, /* (addr & mask) == net, IPv4 or IPv6 */
+	TT_FOP_PORT, /* lo <= port <= hi */
+	TT_FOP_AND,
+	TT_FOP_OR,
+	TT_FOP_NOT,
+};
+
+/* Which end of the normalised key a leaf tests: a, b, or either. */
+#define TT_FSIDE_A 1
+#define TT_FSIDE_B 2
+
+struct tt_filter_op {
+	__u8 code; /* enum tt_filter_code */
+	__u8 side; /* TT_FSIDE_A | TT_FSIDE_B */
+	__u8 family; /* TT_FAMILY_INET / TT_FAMILY_INET6 for TT_FOP_ADDR */
+	__u8 pad;
+	__u16 lo, hi; /* ports, host order */
+	__u32 net[4]; /* network order, already masked */
+	__u32 mask[4];
+};
+
+struct tt_filter {
+	__u32 n; /* ops in use; 0 = no filter */
+	__u32 pad;
+	struct tt_filter_op op[TT_FILTER_MAX_OPS];
+};
+
+TT_INLINE int tt_filter_addr(const struct tt_filter_op *o, const __u8 *addr)
+{
+	__u32 a[4];
+
+	__builtin_memcpy(a, addr, sizeof(a));
+	return (a[0] & o->mask[0]) == o->net[0] && (a[1] & o->mask[1]) == o->net[1] &&
+	       (a[2] & o->mask[2]) == o->net[2] && (a[3] & o->mask[3]) == o->net[3];
+}
+
+TT_INLINE __u16 tt_port_host(__u16 be)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	return (__u16)((be >> 8) | (be << 8));
+#else
+	return be;
+#endif
+}
+
+/* 1 when the connection with this normalised key passes the filter. */
+TT_INLINE int tt_filter_match(const struct tt_filter *f, const struct tt_flow_key *k)
+{
+	__u64 stack = 0;
+	__u32 i;
+
+	for (i = 0; i < TT_FILTER_MAX_OPS; i++) {
+		const struct tt_filter_op *o = &f->op[i];
+		__u64 r;
+
+		if (i >= f->n)
+			break;
+		switch (o->code) {
+		case TT_FOP_ADDR:
+			r = o->family == k->family &&
+			    (((o->side & TT_FSIDE_A) && tt_filter_addr(o, k->addr_a)) ||
+			     ((o->side & TT_FSIDE_B) && tt_filter_addr(o, k->addr_b)));
+			stack = stack << 1 | r;
+			break;
+		case TT_FOP_PORT: {
+			__u16 pa = tt_port_host(k->port_a), pb = tt_port_host(k->port_b);
+
+			r = ((o->side & TT_FSIDE_A) && pa >= o->lo && pa <= o->hi) ||
+			    ((o->side & TT_FSIDE_B) && pb >= o->lo && pb <= o->hi);
+			stack = stack << 1 | r;
+			break;
+		}
+		case TT_FOP_AND:
+			stack = (stack >> 2) << 1 | (stack & (stack >> 1) & 1);
+			break;
+		case TT_FOP_OR:
+			stack = (stack >> 2) << 1 | ((stack | (stack >> 1)) & 1);
+			break;
+		case TT_FOP_NOT:
+			stack ^= 1;
+			break;
+		}
+	}
+	return f->n == 0 || (stack & 1);
+}
+
 #endif /* TCPTRACK_FLOW_H */

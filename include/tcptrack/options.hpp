@@ -22,7 +22,11 @@ struct Options {
     AttachMode attach = AttachMode::Auto;
     std::uint32_t max_flows = 65536;        // >= 1
     double idle_timeout_s = 60.0;           // > 0
-    bool summary = false;                   // JSON/CSV: emit a summary record per report
+    bool summary = false;                   // JSON: a summary record per report; table: a footer line
+    std::string filter;                     // trailing filter expression ("" = everything)
+    bool process = true;                    // PROCESS column / pid, comm, cgroup (--no-process)
+    bool resolve = false;                   // -r: reverse DNS names in the table
+    std::string netns;                      // --netns NAME|PATH|PID ("" = our own namespace)
     bool closed_only = false;               // --closed: log connections as they close
     bool changed_only = false;              // --changed: rows only for new, moved or closed ones
     SortKey sort = SortKey::Rate;           // --sort
