@@ -56,9 +56,9 @@ fi
 
 # Only hit the network when something is missing. --bench adds the peers bench/ compares against.
 pkgs=(build-essential cmake pkg-config clang llvm libelf-dev zlib1g-dev
-      libcli11-dev libfmt-dev nlohmann-json3-dev libmnl-dev libgtest-dev libgmock-dev googletest
-      iproute2 iperf3 python3 procps libcap2-bin qemu-system-x86 busybox-static)
-[ "${1:-}" = "--bench" ] && pkgs+=(iftop tcptrack tmux)
+      libcli11-dev libfmt-dev nlohmann-json3-dev libmnl-dev libncurses-dev libgtest-dev libgmock-dev googletest
+      iproute2 iperf3 python3 procps libcap2-bin qemu-system-x86 busybox-static tmux)
+[ "${1:-}" = "--bench" ] && pkgs+=(iftop tcptrack)
 bp_pkgs=(libbpf-dev bpftool)
 
 missing=()

@@ -1,0 +1,67 @@
+// SPDX-License-Identifier: MIT
+// The interactive terminal view (ncurses), like top/iftop: the table of
+// render_table() redrawn in place, with keys to quit, sort, pause, filter.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tcptrack/options.hpp"
+#include "tcptrack/report.hpp"
+
+namespace tcptrack {
+
+class Tui {
+public:
+    // Installs a new filter expression: "" on success, else one line saying why.
+    using ApplyFilter = std::function<std::string(const std::string& expr)>;
+
+    // Whether `opts` on these descriptors call for the interactive view: a
+    // table on a terminal (stdin and stdout), running until stopped.
+    static bool wanted(const Options& opts);
+    // Takes over the terminal; nullptr when ncurses cannot start it (TERM unset
+    // or unknown), with the reason in `why`. While it runs, stderr lines go to
+    // the status line; they are written to the real stderr again at the end.
+    static std::unique_ptr<Tui> start(const Options& opts, ApplyFilter apply, std::string& why);
+    ~Tui();  // gives the terminal back (endwin), whatever ended the view
+    Tui(const Tui&) = delete;
+    Tui& operator=(const Tui&) = delete;
+
+    // A new report: drawn at once, unless paused (then it is kept for later).
+    void show(Report report);
+    // Acts on the keys typed so far, without waiting. False: the user quit.
+    bool handle_keys();
+    // The sort key the user chose (the next report is built with it).
+    SortKey sort() const { return sort_; }
+
+private:
+    Tui(const Options& opts, ApplyFilter apply);
+    void draw();
+    void draw_help();
+    void key(int ch);
+    void prompt_key(int ch);
+    void read_stderr();
+    void restore_stderr();
+
+    void* screen_ = nullptr;      // ncurses' SCREEN (kept out of this header)
+    ApplyFilter apply_;
+    SortKey sort_;
+    std::string filter_;          // the expression in force
+    bool paused_ = false;
+    bool help_ = false;
+    bool quit_ = false;
+    bool prompt_ = false;         // editing the filter on the bottom line
+    std::string edit_;            // the expression being edited
+    std::string status_;          // bottom line: last error or note
+    Report shown_;                // what is on screen (the last report while paused)
+    Report latest_;               // newest report (differs from shown_ while paused)
+    bool have_report_ = false;
+    int err_read_ = -1;           // captured stderr (read end), -1: not captured
+    int err_saved_ = -1;          // the real stderr, restored at the end
+    std::string err_partial_;     // a line not yet ended by '\n'
+    std::string err_log_;         // everything captured, written out at the end
+};
+
+}  // namespace tcptrack
