@@ -198,10 +198,14 @@ void Tui::read_stderr() {
 }
 
 void Tui::show(Report report) {
-    sort_rows(report.rows, sort_);  // the builder's order unless `s` was pressed meanwhile
-    latest_ = std::move(report);
-    if (!paused_ || !have_report_) shown_ = latest_;
-    have_report_ = true;
+    // Moved, never copied: a table report holds every row (200 MB at 1M flows).
+    if (paused_ && have_report_) {
+        latest_ = std::move(report);
+        have_latest_ = true;
+    } else {
+        shown_ = std::move(report);
+        have_report_ = true;
+    }
     read_stderr();
     draw();
 }
@@ -236,13 +240,16 @@ void Tui::key(int ch) {
         case 'S':
             sort_ = next_sort(sort_);
             sort_rows(shown_.rows, sort_);
-            sort_rows(latest_.rows, sort_);
+            if (have_latest_) sort_rows(latest_.rows, sort_);
             break;
         case 'p':
         case 'P':
         case ' ':
             paused_ = !paused_;
-            if (!paused_) shown_ = latest_;
+            if (!paused_ && have_latest_) {  // the newest report, not the one paused on
+                shown_ = std::move(latest_);
+                have_latest_ = false;
+            }
             break;
         case '/':
             prompt_ = true;
@@ -273,7 +280,7 @@ void Tui::prompt_key(int ch) {
                 try {
                     const tt_filter f = compile_filter(filter_);
                     drop_unmatched(shown_.rows, f);
-                    drop_unmatched(latest_.rows, f);
+                    if (have_latest_) drop_unmatched(latest_.rows, f);
                 } catch (const FilterError&) {
                 }
             } else {

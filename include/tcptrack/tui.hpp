@@ -55,9 +55,10 @@ private:
     bool prompt_ = false;         // editing the filter on the bottom line
     std::string edit_;            // the expression being edited
     std::string status_;          // bottom line: last error or note
-    Report shown_;                // what is on screen (the last report while paused)
-    Report latest_;               // newest report (differs from shown_ while paused)
-    bool have_report_ = false;
+    Report shown_;                // what is on screen (the one paused on while paused)
+    Report latest_;               // while paused: the newest report, shown on resuming
+    bool have_report_ = false;    // shown_ holds a report
+    bool have_latest_ = false;    // latest_ holds one
     int err_read_ = -1;           // captured stderr (read end), -1: not captured
     int err_saved_ = -1;          // the real stderr, restored at the end
     std::string err_partial_;     // a line not yet ended by '\n'

@@ -15,6 +15,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -79,20 +80,30 @@ class TuiTest(netns.Base):
 
     # --- helpers ----------------------------------------------------------
 
-    def start_view(self, *args, width=WIDTH, height=HEIGHT, env=None, shell_tail=""):
-        """tcptrack on the server side in a new tmux session; its exit code
-        goes to self.rc_file and its stderr to self.err_file."""
+    def start_view(self, *args, width=WIDTH, height=HEIGHT, env=None, pipe_to=None):
+        """tcptrack on the server side in a new tmux session (stdout into
+        `pipe_to` through cat if given). Its pid goes to self.pid_file, its
+        stderr to self.err_file, the terminal's settings after it exited to
+        self.stty_file, then its exit code to self.rc_file."""
         self.sessions += 1
         name = "%s%d" % (PREFIX, self.sessions)
-        self.rc_file = os.path.join(self.tmp, "rc%d" % self.sessions)
-        self.err_file = os.path.join(self.tmp, "err%d" % self.sessions)
-        cmd = self.ns_cmd("server", netns.BINARY, "-i", self.topo.sif,
-                          "--interval", INTERVAL, *args)
+        f = {k: os.path.join(self.tmp, "%s%d" % (k, self.sessions))
+             for k in ("rc", "err", "pid", "stty")}
+        self.rc_file, self.err_file, self.pid_file, self.stty_file = (
+            f["rc"], f["err"], f["pid"], f["stty"])
+        q = {k: shlex.quote(v) for k, v in f.items()}
         # tmux sets TERM in the pane itself: an env override goes on the command line.
-        env_words = ["%s=%s" % (k, shlex.quote(v)) for k, v in (env or {}).items()]
-        line = "%s 2>%s%s; echo $? >%s; sleep 600" % (
-            " ".join(env_words + [shlex.quote(c) for c in cmd]), shlex.quote(self.err_file),
-            shell_tail, shlex.quote(self.rc_file))
+        cmd = ["env"] + ["%s=%s" % kv for kv in (env or {}).items()] + self.ns_cmd(
+            "server", netns.BINARY, "-i", self.topo.sif, "--interval", INTERVAL, *args)
+        cmd = " ".join(shlex.quote(c) for c in cmd)
+        if pipe_to:
+            run_it = "{ %s 2>%s; echo $? >%s.tmp; } | cat >%s; rc=$(cat %s.tmp)" % (
+                cmd, q["err"], q["rc"], shlex.quote(pipe_to), q["rc"])
+        else:
+            # exec: `ip netns exec` execs too, so the pid written is tcptrack's.
+            run_it = "sh -c %s; rc=$?" % shlex.quote("echo $$ >%s; exec %s 2>%s"
+                                                     % (q["pid"], cmd, q["err"]))
+        line = "%s; stty -a >%s; echo $rc >%s; sleep 600" % (run_it, q["stty"], q["rc"])
         t = Tmux(name, width, height, line)
         self.addCleanup(t.kill)
         return t
@@ -298,7 +309,28 @@ class TuiTest(netns.Base):
                                          "ingress"), check=False).stdout.strip(), "")
         self.assertEqual(run(self.ns_cmd("server", "bpftool", "net", "show", "dev",
                                          self.topo.sif)).stdout.count("tcptrack"), 0)
-        # endwin() left the alternate screen: the shell's screen is back, without the table.
+        self.assert_terminal_restored(t)
+
+    def test_sigterm_restores_terminal(self):
+        """SIGTERM while the view runs: exit 0, the terminal as it was, nothing attached."""
+        before = self.snapshot()
+        t = self.start_view()
+        self.wait_attached(_Alive(self), "server")
+        self.wait_screen(t, lambda ls: HMS.match(ls[1]) if len(ls) > 1 else None, "first report")
+        with open(self.pid_file) as f:
+            os.kill(int(f.read()), signal.SIGTERM)
+        self.assertEqual(self.wait_exit(10), 0, self.stderr())
+        self.assertEqual(self.stderr(), "")
+        self.assert_terminal_restored(t)
+        self.assert_restored(before, "after SIGTERM")
+
+    def assert_terminal_restored(self, t):
+        """endwin() ran: the tty is back in canonical mode with echo, and the
+        alternate screen is gone (the shell's screen shows, not the view)."""
+        with open(self.stty_file) as f:
+            words = f.read().split()
+        for mode in ("icanon", "echo"):
+            self.assertIn(mode, words, "terminal left in -%s" % mode)
         lines = t.screen()
         self.assertFalse(any("s sort  p pause" in l for l in lines), "\n".join(lines))
 
@@ -322,7 +354,7 @@ class TuiTest(netns.Base):
     def test_piped_output_has_no_escapes(self):
         """stdout a pipe (stdin still the terminal): today's plain table, no escape codes."""
         out = os.path.join(self.tmp, "piped")
-        self.start_view("--count", "3", shell_tail=" | cat >%s" % shlex.quote(out))
+        self.start_view("--count", "3", pipe_to=out)
         self.wait_attached(_Alive(self), "server")
         a, b = self.two_connections()
         self.assertEqual(self.wait_exit(30), 0, self.stderr())
