@@ -232,7 +232,7 @@ std::string rfc3339_utc(std::chrono::system_clock::time_point t) {
                        tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
 }
 
-std::string render_table(const Report& report, std::size_t max_rows) {
+std::string render_table(const Report& report, std::size_t max_rows, const NameLookup& names) {
     const auto& st = report.stats;
     std::string rtt = "rtt -";
     if (st.rtt.count > 0) {
@@ -267,10 +267,17 @@ std::string render_table(const Report& report, std::size_t max_rows) {
     }
     cells.push_back(header);
     const std::size_t shown = std::min(n, max_rows);
+    // -r: "name:port" once the resolver knows the name (asked only for rows shown).
+    const auto ep = [&](Family family, const Address& addr, std::uint16_t port) {
+        if (names)
+            if (auto name = names(family, addr))
+                return fmt::format("{}:{}", *name, port);
+        return endpoint(family, addr, port);
+    };
     for (std::size_t k = 0; k < shown; ++k) {
         const FlowRow& r = report.rows[k];
         std::vector<std::string> c{
-            endpoint(r.family, r.src, r.sport) + " -> " + endpoint(r.family, r.dst, r.dport),
+            ep(r.family, r.src, r.sport) + " -> " + ep(r.family, r.dst, r.dport),
             state_name(r.state),
             human_bytes(r.fwd_bytes),
             std::to_string(r.fwd_packets),
