@@ -98,9 +98,10 @@ def main():
     for k in keys:
         if not has_token(output, k):
             fails.append(f"JSON/CSV key '{k}' (README) not described under OUTPUT")
+    key_tags = {t.split()[1] for t in tags(secs.get("INTERACTIVE KEYS", [])) if len(t.split()) > 1}
     for k in ["q", "s", "p", "/", "?"]:
-        if f".B {k}" not in "\n".join(secs.get("INTERACTIVE KEYS", [])):
-            fails.append(f"interactive key '{k}' not in INTERACTIVE KEYS")
+        if k not in key_tags:
+            fails.append(f"interactive key '{k}' is not an item of INTERACTIVE KEYS")
     if "@" + "PROJECT_VERSION@" in src or "@TCPTRACK_MAN_DATE@" in src:
         fails.append("configure_file left a placeholder")
 
