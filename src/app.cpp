@@ -20,9 +20,11 @@
 #include "tcptrack/error.hpp"
 #include "tcptrack/features.hpp"
 #include "tcptrack/interfaces.hpp"
+#include "tcptrack/netns.hpp"
 #include "tcptrack/privileges.hpp"
 #include "tcptrack/render.hpp"
 #include "tcptrack/report_builder.hpp"
+#include "tcptrack/resolver.hpp"
 #include "tcptrack/skeleton.hpp"
 
 namespace tcptrack {
@@ -108,6 +110,8 @@ public:
         }
     }
 
+    void set_resolver(Resolver* r) { resolver_ = r; }
+
     int loop() {
         const std::uint64_t interval_ns = static_cast<std::uint64_t>(opts_.interval_s * 1e9);
         const bool tty = isatty(STDOUT_FILENO);
@@ -165,7 +169,13 @@ private:
     Report build_report(std::uint64_t now, std::uint64_t elapsed) {
         Report r;
         r.time = std::chrono::system_clock::now();
-        for (const auto& w : watched_) r.ifaces.push_back(w.iface.name);
+        // The table names the namespace too ("eth0@netns ctr1"); JSON keeps bare names.
+        const std::string at = opts_.format == Format::Table && !opts_.netns.empty()
+                                   ? "@" + netns_label(netns_target(opts_.netns))
+                                   : "";
+        for (const auto& w : watched_) r.ifaces.push_back(w.iface.name + at);
+        if (resolver_ && opts_.format == Format::Table)
+            r.names = [res = resolver_](Family f, const Address& a) { return res->name(f, a); };
 
         const std::uint64_t idle_limit = static_cast<std::uint64_t>(opts_.idle_timeout_s * 1e9);
         const auto& samples = collector_.collect(now, idle_limit);
@@ -217,6 +227,7 @@ private:
     std::map<std::uint32_t, std::string> names_;
     ReportBuilder builder_{names_};
     std::uint64_t evicted_ = 0;
+    Resolver* resolver_ = nullptr;  // -r: names for the table (owned by run())
 };
 
 int cleanup(const std::vector<Interface>& ifaces) {
@@ -235,6 +246,15 @@ int run(const Options& opts) {
     set_libbpf_verbose(opts.verbose);
     install_signal_handlers();
     try {
+        // -r: the resolver's workers start before --netns is entered, so names
+        // are looked up through our own namespace and its DNS (resolver.hpp).
+        std::unique_ptr<Resolver> resolver;
+        if (opts.resolve && opts.format == Format::Table && !opts.check && !opts.cleanup)
+            resolver = std::make_unique<Resolver>();
+        // Before anything touches interfaces, routes, netlink, BPF links, lock
+        // files or sock_diag (--check and --cleanup included); threads started
+        // from here on inherit the namespace.
+        if (!opts.netns.empty()) enter_netns(opts.netns);
         if (opts.check) return run_check(opts);
         std::vector<Interface> ifaces = resolve_interfaces(opts);
         check_privileges();
@@ -245,6 +265,7 @@ int run(const Options& opts) {
             for (const auto& note : fallback_notes(features))
                 std::fprintf(stderr, "tcptrack: %s\n", note.c_str());
         Session session(opts, std::move(ifaces), features);
+        session.set_resolver(resolver.get());
         return session.loop();
     } catch (const std::invalid_argument& e) {  // a bad $TCPTRACK_DISABLE
         std::fprintf(stderr, "tcptrack: %s\n", e.what());

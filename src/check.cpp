@@ -8,6 +8,7 @@
 #include "tcptrack/error.hpp"
 #include "tcptrack/features.hpp"
 #include "tcptrack/interfaces.hpp"
+#include "tcptrack/netns.hpp"
 #include "tcptrack/privileges.hpp"
 #include "tcptrack/skeleton.hpp"
 
@@ -50,6 +51,10 @@ int run_check(const Options& opts) {
     out += fmt::format("{:<15}{} (floor: Linux {}.{})\n", "kernel", f.release, kKernelFloor.major,
                        kKernelFloor.minor);
     out += fmt::format("{:<15}{}\n", "privileges", priv.describe());
+    if (!opts.netns.empty()) {  // run() entered it: interfaces below are looked up there
+        const NetnsTarget t = netns_target(opts.netns);
+        out += fmt::format("{:<15}{} ({})\n", "netns", t.arg, t.path);
+    }
     for (const auto& s : feature_specs()) {
         const Probe& p = f[s.id];
         out += fmt::format("{:<15}{:<4}{}", s.name, p.ok ? "yes" : "no", s.what);

@@ -54,6 +54,10 @@ const std::string& lock_dir() {
     return dir;
 }
 
+// The namespace this thread works in: --netns was entered before the first
+// call (run() does it before any interface is touched), so the cached id is the
+// watched namespace's, and same-named interfaces in two namespaces never share
+// lock files.
 std::string netns_id() {
     static const std::string id = [] {
         Fd s(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
@@ -63,7 +67,7 @@ std::string netns_id() {
         if (s && getsockopt(s.get(), SOL_SOCKET, kSoNetnsCookie, &cookie, &len) == 0)
             return fmt::format("ns{}", cookie);
         struct stat st {};
-        if (stat("/proc/self/ns/net", &st) != 0)
+        if (stat("/proc/thread-self/ns/net", &st) != 0)
             throw Error(
                 fmt::format("cannot identify the network namespace: {}", std::strerror(errno)));
         return fmt::format("nsi{}", st.st_ino);  // older kernels: inode, may be reused

@@ -268,9 +268,10 @@ std::string render_table(const Report& report, std::size_t max_rows, const NameL
     cells.push_back(header);
     const std::size_t shown = std::min(n, max_rows);
     // -r: "name:port" once the resolver knows the name (asked only for rows shown).
+    const NameLookup& lookup = names ? names : report.names;
     const auto ep = [&](Family family, const Address& addr, std::uint16_t port) {
-        if (names)
-            if (auto name = names(family, addr))
+        if (lookup)
+            if (auto name = lookup(family, addr))
                 return fmt::format("{}:{}", *name, port);
         return endpoint(family, addr, port);
     };

@@ -31,13 +31,10 @@ std::string clock_hms(std::chrono::system_clock::time_point t);
 // RFC 3339 UTC with milliseconds: "2026-11-24T02:49:07.123Z".
 std::string rfc3339_utc(std::chrono::system_clock::time_point t);
 
-// A host name for an address if one is known (-r), else nothing: the number is shown.
-using NameLookup = std::function<std::optional<std::string>(Family, const Address&)>;
-
 // The table: header line with time, interfaces, counts, RTT summary, then aligned rows.
 // At most max_rows connection rows (the busiest, as ordered); a last line says how
-// many more there are. The header counts them all. With `names`, endpoints show
-// "name:port" where it gives a name.
+// many more there are. The header counts them all. With `names` (else
+// report.names, if set), endpoints show "name:port" where it gives a name.
 std::string render_table(const Report& report, std::size_t max_rows = SIZE_MAX,
                          const NameLookup& names = {});
 // Receives rendered text in chunks (about 64 KiB); returns false to stop rendering.

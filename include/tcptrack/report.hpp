@@ -5,6 +5,7 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -58,11 +59,15 @@ struct ReportStats {
     RttSummary rtt;                   // over the rows of this report
 };
 
+// -r: a host name for an address if one is known, else nothing (the number is shown).
+using NameLookup = std::function<std::optional<std::string>(Family, const Address&)>;
+
 struct Report {
     std::chrono::system_clock::time_point time;
     std::vector<std::string> ifaces;
     std::vector<FlowRow> rows;
     ReportStats stats;
+    NameLookup names;  // -r: the table's endpoint names (empty: numeric; never JSON/CSV)
 };
 
 }  // namespace tcptrack

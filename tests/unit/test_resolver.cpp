@@ -339,6 +339,10 @@ TEST(Resolver, TableShowsNamesWhereKnownAndNumbersElsewhere) {
     EXPECT_NE(named.find("[fd00::1]:40001 -> web.test:80"), std::string::npos) << named;
     // Everything else is the same table.
     EXPECT_EQ(named.substr(0, named.find('\n')), plain.substr(0, plain.find('\n')));
+    // The same through the report (what run() sets, so every view of it gets the names).
+    Report with_names = rep;
+    with_names.names = names;
+    EXPECT_EQ(render_table(with_names), named);
     // JSON never uses names.
     const std::string json = render_json(rep);
     EXPECT_EQ(json.find(".test"), std::string::npos) << json;
