@@ -96,15 +96,17 @@ class TuiTest(netns.Base):
         cmd = ["env"] + ["%s=%s" % kv for kv in (env or {}).items()] + self.ns_cmd(
             "server", netns.BINARY, "-i", self.topo.sif, "--interval", INTERVAL, *args)
         cmd = " ".join(shlex.quote(c) for c in cmd)
-        if pipe_to:
-            run_it = "{ %s 2>%s; echo $? >%s.tmp; } | cat >%s; rc=$(cat %s.tmp)" % (
-                cmd, q["err"], q["rc"], shlex.quote(pipe_to), q["rc"])
-        else:
-            # exec: `ip netns exec` execs too, so the pid written is tcptrack's.
-            run_it = "sh -c %s; rc=$?" % shlex.quote("echo $$ >%s; exec %s 2>%s"
-                                                     % (q["pid"], cmd, q["err"]))
-        line = "%s; stty -a >%s; echo $rc >%s; sleep 600" % (run_it, q["stty"], q["rc"])
-        t = Tmux(name, width, height, line)
+        # exec: `ip netns exec` execs too, so the pid written is tcptrack's.
+        script = ["sh -c %s%s" % (shlex.quote("echo $$ >%s; exec %s 2>%s" % (q["pid"], cmd, q["err"])),
+                                  " | cat >%s" % shlex.quote(pipe_to) if pipe_to else ""),
+                  "rc=${PIPESTATUS[0]}",
+                  "stty -a >%s" % q["stty"],
+                  "echo $rc >%s" % q["rc"],
+                  "sleep 600"]
+        path = os.path.join(self.tmp, "run%d.sh" % self.sessions)
+        with open(path, "w") as fh:
+            fh.write("\n".join(script) + "\n")
+        t = Tmux(name, width, height, "bash %s" % shlex.quote(path))
         self.addCleanup(t.kill)
         return t
 
@@ -142,6 +144,22 @@ class TuiTest(netns.Base):
                 return None
             time.sleep(0.02)
         return self.exit_code()
+
+    def fresh_report(self, t):
+        """Waits for the next report to show; returns its HH:MM:SS. The one
+        after it is then an interval away."""
+        shown = self.report_time(t.screen())
+        lines = self.wait_screen(t, lambda ls: ls if self.report_time(ls) not in (None, shown)
+                                 else None, "a new report")
+        return self.report_time(lines)
+
+    def wait_prompt(self, t, shown, pred, what):
+        """Like wait_screen, but the change must come before the next report
+        (the one at HH:MM:SS `shown` still on screen): keys and resizes redraw at once."""
+        lines = self.wait_screen(t, lambda ls: ls if pred(ls) else None, what,
+                                 timeout=0.8 * float(INTERVAL))
+        self.assertEqual(self.report_time(lines), shown, "%s waited for a report" % what)
+        return lines
 
     @staticmethod
     def report_time(lines):
@@ -225,36 +243,37 @@ class TuiTest(netns.Base):
 
         # A key acts at once, not at the next report: right after a report
         # shows, 's' changes the header while that report is still on screen.
-        shown = self.report_time(lines)
+        shown = self.fresh_report(t)
         t.keys("s")
-        lines = self.wait_screen(t, lambda ls: ls if "sort: age" in ls[0] else None, "sort: age",
-                                 timeout=0.8 * float(INTERVAL))
-        self.assertEqual(self.report_time(lines), shown, "the key waited for a report")
+        self.wait_prompt(t, shown, lambda ls: "sort: age" in ls[0], "sort: age")
 
         # '?' shows the help over the table; any key closes it.
+        shown = self.fresh_report(t)
         t.keys("?")
-        lines = self.wait_screen(t, lambda ls: ls if any("tcptrack keys" in l for l in ls)
-                                 else None, "help")
+        lines = self.wait_prompt(t, shown, lambda ls: any("tcptrack keys" in l for l in ls), "help")
         text = "\n".join(lines)
         for k in ("q      quit", "p      pause", "/      edit the filter", "s      sort by"):
             self.assertIn(k, text)
         t.keys("x")
-        self.wait_screen(t, lambda ls: not any("tcptrack keys" in l for l in ls), "help closed")
+        self.wait_prompt(t, shown, lambda ls: not any("tcptrack keys" in l for l in ls),
+                         "help closed")
 
         # Resize: the title bar spans the new width, rows fit the new height.
+        shown = self.fresh_report(t)
         t.resize(100, 6)
         self.assertEqual(t.size(), (100, 6))
-        lines = self.wait_screen(
-            t, lambda ls: ls if len(ls[0].rstrip()) == 99 and any("... 1 more" in l for l in ls)
-            else None, "layout for 100x6")
+        lines = self.wait_prompt(
+            t, shown, lambda ls: len(ls[0].rstrip()) == 99 and any("... 1 more" in l for l in ls),
+            "layout for 100x6")
         self.assertEqual(len(lines), 6)
         shown_rows = [i for i in (self.row_of(lines, a), self.row_of(lines, b)) if i is not None]
         self.assertEqual(len(shown_rows), 1, "\n".join(lines))
         self.assertTrue(all(len(l) <= 100 for l in lines))
+        shown = self.fresh_report(t)
         t.resize(WIDTH, HEIGHT)
-        lines = self.wait_screen(
-            t, lambda ls: ls if len(ls[0].rstrip()) == WIDTH - 1 and self.row_of(ls, a) is not None
-            and self.row_of(ls, b) is not None else None, "layout back at %dx%d" % (WIDTH, HEIGHT))
+        lines = self.wait_prompt(
+            t, shown, lambda ls: len(ls[0].rstrip()) == WIDTH - 1 and self.row_of(ls, a) is not None
+            and self.row_of(ls, b) is not None, "layout back at %dx%d" % (WIDTH, HEIGHT))
         self.assertEqual(len(lines), HEIGHT)
         last_row = max(self.row_of(lines, a), self.row_of(lines, b))
         # Nothing left over from the small layout below the table.
@@ -280,14 +299,15 @@ class TuiTest(netns.Base):
         self.assertIn("filter: (none)", t.screen()[0])
 
         # '/' + "port B": A disappears, B stays, and later traffic on A does not bring it back.
+        shown = self.fresh_report(t)
         t.keys("/")
         self.wait_screen(t, lambda ls: ls[-1].startswith("filter>"), "filter prompt")
         t.keys("C-u")
         t.text("port %d" % b.port)
         t.keys("Enter")
-        lines = self.wait_screen(
-            t, lambda ls: ls if "filter: port %d" % b.port in ls[0] and self.row_of(ls, a) is None
-            else None, "A filtered out")
+        lines = self.wait_prompt(
+            t, shown, lambda ls: "filter: port %d" % b.port in ls[0] and self.row_of(ls, a) is None,
+            "A filtered out")
         self.assertIsNotNone(self.row_of(lines, b), "\n".join(lines))
         a.c2s(50_000)
         b.c2s(1000)
@@ -353,23 +373,47 @@ class TuiTest(netns.Base):
 
     def test_piped_output_has_no_escapes(self):
         """stdout a pipe (stdin still the terminal): today's plain table, no escape codes."""
-        out = os.path.join(self.tmp, "piped")
-        self.start_view("--count", "3", pipe_to=out)
-        self.wait_attached(_Alive(self), "server")
-        a, b = self.two_connections()
+        # --once: one report, as text.
+        out = os.path.join(self.tmp, "once")
+        self.start_view("--once", pipe_to=out)
         self.assertEqual(self.wait_exit(30), 0, self.stderr())
         with open(out, "rb") as f:
             data = f.read()
         self.assertNotIn(b"\x1b", data)
-        text = data.decode()
-        reports = text.split("\n\n")
-        self.assertEqual(len(reports), 3, text)
-        for r in reports:
+        self.assertRegex(data.decode(), HMS)
+        self.assertEqual(data.decode().count("\n\n"), 0)
+
+        # Running until stopped (where a terminal gets the view): reports
+        # appended, separated by a blank line, as before the view existed.
+        out = os.path.join(self.tmp, "piped")
+        self.start_view(pipe_to=out)
+        self.wait_attached(_Alive(self), "server")
+        a, b = self.two_connections()
+
+        def reports():
+            with open(out, "rb") as f:
+                data = f.read()
+            return data, data.decode(errors="replace").split("\n\n")
+
+        deadline = time.monotonic() + SCREEN_TIMEOUT
+        while True:
+            data, rs = reports()
+            # Two complete reports after the traffic: the last one is whole.
+            if len(rs) >= 3 and self.row_of(rs[-2].splitlines(), a) is not None:
+                break
+            if time.monotonic() > deadline or self.exit_code() is not None:
+                self.fail("no report with the connections in the pipe: %r\n%s"
+                          % (data, self.stderr()))
+            time.sleep(0.05)
+        with open(self.pid_file) as f:
+            os.kill(int(f.read()), signal.SIGTERM)
+        self.assertEqual(self.wait_exit(10), 0, self.stderr())
+        data, rs = reports()
+        self.assertNotIn(b"\x1b", data)
+        for r in rs:
             self.assertRegex(r, HMS)
-        # The traffic ran before the last report.
-        lines = reports[-1].splitlines()
-        self.assertIsNotNone(self.row_of(lines, a), text)
-        self.assertIsNotNone(self.row_of(lines, b), text)
+        self.assertIsNotNone(self.row_of(rs[-2].splitlines(), b), rs[-2])
+        self.assertEqual(self.stderr(), "")
 
 
 class _Alive:
