@@ -19,6 +19,7 @@
 
 #include "empty.skel.h"
 #include "packet_builder.hpp"
+#include "tcptrack/flow.h"  // before the skeleton: its .bss holds struct tt_filter
 #include "tcptrack.skel.h"
 #include "store_proto.skel.h"
 #include "parse_only.skel.h"

@@ -51,6 +51,7 @@
 #include <vector>
 
 #include "frame.hpp"
+#include "tcptrack/flow.h"  // before the skeleton: its .bss holds struct tt_filter
 #include "tcptrack.skel.h"
 #include "tcptrack/collector.hpp"
 #include "tcptrack/error.hpp"

@@ -31,6 +31,24 @@ const volatile __u32 tt_nr_cpus = 1;
 
 #define TT_MAX_CPUS 1024 /* bound for loops over CPUs; the real count is tt_nr_cpus */
 
+/*
+ * The capture filter (flow.h), in .bss so user space writes it through the
+ * skeleton's mmap: it fills the copy not in use, then selects it, so a
+ * classifier never runs a half-written program.
+ */
+struct tt_filter tt_filters[2];
+volatile __u32 tt_filter_sel; /* 0: no filter; else 1 + the copy in use */
+
+/* Out of line: the verifier checks the filter loop once, not in every caller. */
+static __noinline int tt_filter_pass(const struct tt_flow_key *k)
+{
+	__u32 sel = tt_filter_sel;
+
+	if (sel == 0)
+		return 1;
+	return tt_filter_match(&tt_filters[(sel - 1) & 1], k);
+}
+
 static __always_inline void tt_stat_inc(__u32 idx)
 {
 	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
@@ -600,6 +618,9 @@ static __always_inline int tt_handle(struct __sk_buff *skb, int ingress, int has
 		return TC_ACT_UNSPEC;
 	p.key.ifindex = skb->ifindex;
 	dir = tt_key_normalise(&p.key);
+	/* Before any flow map: filtered-out traffic costs no entry and is never "untracked". */
+	if (tt_filter_sel && !tt_filter_pass(&p.key))
+		return TC_ACT_UNSPEC;
 	h = tt_key_hash(&p.key);
 
 	/* Fastest path: one of this CPU's two cache entries holds the flow, settled. */

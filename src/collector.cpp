@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <fmt/format.h>
 
+#include "tcptrack/flow.h"  // before the skeleton: its .bss holds struct tt_filter
 #include "tcptrack.skel.h"
 #include "tcptrack/error.hpp"
 #include "tcptrack/skeleton.hpp"

@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 #include <sys/stat.h>
 
+#include "tcptrack/flow.h"  // before the skeleton: its .bss holds struct tt_filter
 #include "tcptrack.skel.h"
 #include "tcptrack/error.hpp"
 #include "tcptrack/flow.h"
@@ -132,6 +133,20 @@ Skeleton::Skeleton(const LoadConfig& cfg) : cfg_(cfg) {
 
 Skeleton::~Skeleton() {
     if (skel_) tcptrack_bpf__destroy(skel_);
+}
+
+void Skeleton::set_filter(const tt_filter& f) {
+    auto* bss = skel_->bss;
+    if (f.n == 0) {
+        __atomic_store_n(&bss->tt_filter_sel, 0u, __ATOMIC_RELEASE);
+        return;
+    }
+    // Edits come at human speed, so a classifier still running the idle copy
+    // from the change before last has long finished with it.
+    const std::uint32_t cur = __atomic_load_n(&bss->tt_filter_sel, __ATOMIC_ACQUIRE);
+    const std::uint32_t next = cur == 1 ? 1 : 0;
+    std::memcpy(&bss->tt_filters[next], &f, sizeof(f));
+    __atomic_store_n(&bss->tt_filter_sel, next + 1, __ATOMIC_RELEASE);
 }
 
 Programs Skeleton::programs(bool has_l2) const {

@@ -516,7 +516,7 @@ struct tt_filter_op {
 
 struct tt_filter {
 	__u32 n; /* ops in use; 0 = no filter */
-	__u32 pad;
+	__u32 zero; /* always 0; see tt_filter_match */
 	struct tt_filter_op op[TT_FILTER_MAX_OPS];
 };
 
@@ -544,6 +544,10 @@ TT_INLINE int tt_filter_match(const struct tt_filter *f, const struct tt_flow_ke
 	__u64 stack = 0;
 	__u32 i;
 
+	/* A loop, not 64 copies: the verifier then checks one body per op. */
+#ifdef __clang__
+#pragma clang loop unroll(disable)
+#endif
 	for (i = 0; i < TT_FILTER_MAX_OPS; i++) {
 		const struct tt_filter_op *o = &f->op[i];
 		__u64 r;
@@ -576,7 +580,10 @@ TT_INLINE int tt_filter_match(const struct tt_filter *f, const struct tt_flow_ke
 			break;
 		}
 	}
-	return f->n == 0 || (stack & 1);
+	/* XOR with a zero read at run time: the verifier then sees an unknown
+	 * verdict, need not trace which leaf made it, and checks the loop once
+	 * per op instead of once per combination of leaf results. */
+	return f->n == 0 || ((stack ^ f->zero) & 1);
 }
 
 #endif /* TCPTRACK_FLOW_H */

@@ -9,6 +9,7 @@
 #include "tcptrack/features.hpp"
 
 struct tcptrack_bpf;
+struct tt_filter;
 
 namespace tcptrack {
 
@@ -42,6 +43,9 @@ public:
     std::uint32_t nr_cpus() const { return nr_cpus_; }
     const LoadConfig& config() const { return cfg_; }
     const StoreGeometry& geometry() const { return geo_; }
+    // Installs the capture filter (n = 0: none) in the running classifiers:
+    // the copy not in use is written, then selected.
+    void set_filter(const tt_filter& f);
     // The loaded classifiers for a device with (or without) an L2 header.
     Programs programs(bool has_l2) const;
 

@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 
+#include "tcptrack/flow.h"  // before the skeleton: its .bss holds struct tt_filter
 #include "tcptrack.skel.h"
 #include "tcptrack/error.hpp"
 #include "tcptrack/features.hpp"
@@ -325,6 +326,7 @@ void BpfTest::reset() {
         bpf_map_delete_elem(bpf_map__fd(maps.parked_closes), k.data());
     ASSERT_TRUE(raw_keys(maps.parked_closes).empty()) << "parked_closes not emptied";
     for (const bpf_map* m : {maps.stats, maps.close_scratch}) zero_percpu_array(m);
+    skel_->set_filter(tt_filter{});  // no filter, as loaded
 
     ASSERT_EQ(next_fresh(), 0u);
     ASSERT_TRUE(live_slots().empty());

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "bpf_fixture.hpp"
+#include "tcptrack/flow.h"  // before the skeleton: its .bss holds struct tt_filter
 #include "tcptrack.skel.h"
 
 namespace tt_test {
