@@ -122,6 +122,14 @@ class TestForms(NetnsBase):
         self.assertRegex(header, r"^\d\d:\d\d:\d\d  %s@netns %s  0 connections"
                          % (re.escape(self.topo.sif), re.escape(self.topo.sns)))
 
+    def test_default_route_of_the_namespace(self):
+        # Without -i: the namespace's default route names the interface.
+        run(["ip", "-n", self.topo.sns, "route", "add", "default", "dev", self.topo.sif])
+        sleeper = self.sleeper(self.topo.sns)
+        p = run([B(), "--netns", str(sleeper.pid), "--once", "--interval", "0.2"], check=False)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("  %s@netns pid %d  " % (self.topo.sif, sleeper.pid), p.stdout)
+
 
 class TestErrors(NetnsBase):
     def one_line_exit_1(self, ns_arg, *expect):
