@@ -119,6 +119,13 @@ void ReportBuilder::row(std::size_t i, FlowRow& out) const {
     const Rate r = rate_of(s, now_ns_, elapsed_ns_);
     out.fwd_bps = r.fwd_bps;
     out.rev_bps = r.rev_bps;
+    if (owner_fill_) {
+        owner_fill_(s.ref, out);
+    } else {  // fill_row leaves them as the scratch row had them
+        out.pid.reset();
+        out.comm.clear();
+        out.cgroup.clear();
+    }
 }
 
 RowSource ReportBuilder::rows() const {

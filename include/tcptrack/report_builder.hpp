@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -43,6 +44,10 @@ public:
     void row(std::size_t i, FlowRow& out) const;
     // Every row in display order, for render_json/render_csv.
     RowSource rows() const;
+    // Process attribution: sets a row's pid, comm and cgroup from its flow
+    // (none set: they stay empty, as with --no-process).
+    using OwnerFill = std::function<void(const SlotRef&, FlowRow&)>;
+    void set_owner_fill(OwnerFill fill) { owner_fill_ = std::move(fill); }
 
 private:
     // What sorting needs, 32 bytes a row; the rest comes from the sample when rendered.
@@ -60,6 +65,7 @@ private:
     const std::vector<FlowSample>* samples_ = nullptr;
     std::uint64_t now_ns_ = 0;
     std::vector<Entry> order_;  // kept across reports, like the collector's buffers
+    OwnerFill owner_fill_;
     ReportStats stats_;
 };
 

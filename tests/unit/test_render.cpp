@@ -108,7 +108,8 @@ std::vector<std::string> lines(const std::string& s) {
 const std::vector<std::string> kRowKeys = {
     "time",      "iface",       "family",      "src",         "sport",       "dst",
     "dport",     "state",       "fwd_bytes",   "fwd_packets", "fwd_payload", "rev_bytes",
-    "rev_packets", "rev_payload", "fwd_bps",   "rev_bps",     "duration_ns", "rtt_ns"};
+    "rev_packets", "rev_payload", "fwd_bps",   "rev_bps",     "duration_ns", "rtt_ns",
+    "pid",       "comm",        "cgroup"};
 
 // clock_hms uses local time: pin the zone for the whole test program.
 class Render : public ::testing::Test {
@@ -125,15 +126,16 @@ TEST(HumanUnits, Bytes) {
     EXPECT_EQ(human_bytes(0), "0 B");
     EXPECT_EQ(human_bytes(512), "512 B");
     EXPECT_EQ(human_bytes(1023), "1023 B");
-    EXPECT_EQ(human_bytes(1024), "1.00 KB");
-    EXPECT_EQ(human_bytes(3522), "3.44 KB");
-    EXPECT_EQ(human_bytes(1024 * 1024 - 1), "1.00 MB");  // no "1024.00 KB"
-    EXPECT_EQ(human_bytes(1024 * 1024), "1.00 MB");
-    EXPECT_EQ(human_bytes(1258291), "1.20 MB");
-    EXPECT_EQ(human_bytes(2ull << 30), "2.00 GB");
-    EXPECT_EQ(human_bytes(1ull << 40), "1.00 TB");
-    EXPECT_EQ(human_bytes(5000ull << 40), "5000.00 TB");  // TB is the last unit
-    EXPECT_EQ(human_bytes(UINT64_MAX), "16777216.00 TB");
+    // Counted in 1024s, so labelled KiB/MiB/GiB/TiB (rates stay SI bits).
+    EXPECT_EQ(human_bytes(1024), "1.00 KiB");
+    EXPECT_EQ(human_bytes(3522), "3.44 KiB");
+    EXPECT_EQ(human_bytes(1024 * 1024 - 1), "1.00 MiB");  // no "1024.00 KiB"
+    EXPECT_EQ(human_bytes(1024 * 1024), "1.00 MiB");
+    EXPECT_EQ(human_bytes(1258291), "1.20 MiB");
+    EXPECT_EQ(human_bytes(2ull << 30), "2.00 GiB");
+    EXPECT_EQ(human_bytes(1ull << 40), "1.00 TiB");
+    EXPECT_EQ(human_bytes(5000ull << 40), "5000.00 TiB");  // TiB is the last unit
+    EXPECT_EQ(human_bytes(UINT64_MAX), "16777216.00 TiB");
 }
 
 TEST(HumanUnits, Rate) {
@@ -208,10 +210,10 @@ TEST_F(Render, Times) {
 TEST_F(Render, TableGolden) {
     const std::string want =
         "02:49:07  eth0  3 connections  untracked 2  evicted 1  close-drops 0  rtt min/avg/max 120us/660us/1.2ms\n"
-        "CONNECTION                            STATE             TX  TX PKTS       RX  RX PKTS  TX RATE    RX RATE    RTT    AGE\n"
-        "10.0.0.1:43512 -> 10.0.0.2:80         ESTABLISHED  3.44 KB       12  1.20 MB      870  840 b/s  1.23 Kb/s  120us  4.52s\n"
-        "[fd00::1]:51000 -> [fd00::2]:443      CLOSED         512 B        4      0 B        0    0 b/s      0 b/s      -  3m07s\n"
-        "192.168.1.10:5555 -> 192.168.1.20:22  RESET           60 B        1     40 B        1  480 b/s      0 b/s  1.2ms  850us\n";
+        "CONNECTION                            STATE              TX  TX PKTS        RX  RX PKTS  TX RATE    RX RATE    RTT    AGE\n"
+        "10.0.0.1:43512 -> 10.0.0.2:80         ESTABLISHED  3.44 KiB       12  1.20 MiB      870  840 b/s  1.23 Kb/s  120us  4.52s\n"
+        "[fd00::1]:51000 -> [fd00::2]:443      CLOSED          512 B        4       0 B        0    0 b/s      0 b/s      -  3m07s\n"
+        "192.168.1.10:5555 -> 192.168.1.20:22  RESET            60 B        1      40 B        1  480 b/s      0 b/s  1.2ms  850us\n";
     EXPECT_EQ(render_table(fixture()), want);
 }
 
@@ -228,8 +230,8 @@ TEST_F(Render, TableSingularAndColumnsFollowContent) {
     r.stats = ReportStats{};
     EXPECT_EQ(render_table(r),
               "02:49:07  eth0  1 connection  untracked 0  evicted 0  close-drops 0  rtt -\n"
-              "CONNECTION                     STATE             TX  TX PKTS       RX  RX PKTS  TX RATE    RX RATE    RTT    AGE\n"
-              "10.0.0.1:43512 -> 10.0.0.2:80  ESTABLISHED  3.44 KB       12  1.20 MB      870  840 b/s  1.23 Kb/s  120us  4.00s\n");
+              "CONNECTION                     STATE              TX  TX PKTS        RX  RX PKTS  TX RATE    RX RATE    RTT    AGE\n"
+              "10.0.0.1:43512 -> 10.0.0.2:80  ESTABLISHED  3.44 KiB       12  1.20 MiB      870  840 b/s  1.23 Kb/s  120us  4.00s\n");
 }
 
 TEST_F(Render, TableHeaderCountsConnectionsCutByTop) {
@@ -258,11 +260,11 @@ TEST_F(Render, TableSeveralInterfacesAddsIfaceColumn) {
 
 TEST_F(Render, JsonGolden) {
     const std::string want =
-        R"({"time":"2026-11-24T02:49:07.123Z","iface":"eth0","family":"ipv4","src":"10.0.0.1","sport":43512,"dst":"10.0.0.2","dport":80,"state":"ESTABLISHED","fwd_bytes":3522,"fwd_packets":12,"fwd_payload":2900,"rev_bytes":1258291,"rev_packets":870,"rev_payload":1200000,"fwd_bps":840,"rev_bps":1234,"duration_ns":4520000000,"rtt_ns":120000})"
+        R"({"time":"2026-11-24T02:49:07.123Z","iface":"eth0","family":"ipv4","src":"10.0.0.1","sport":43512,"dst":"10.0.0.2","dport":80,"state":"ESTABLISHED","fwd_bytes":3522,"fwd_packets":12,"fwd_payload":2900,"rev_bytes":1258291,"rev_packets":870,"rev_payload":1200000,"fwd_bps":840,"rev_bps":1234,"duration_ns":4520000000,"rtt_ns":120000,"pid":null,"comm":null,"cgroup":null})"
         "\n"
-        R"({"time":"2026-11-24T02:49:07.123Z","iface":"eth0","family":"ipv6","src":"fd00::1","sport":51000,"dst":"fd00::2","dport":443,"state":"CLOSED","fwd_bytes":512,"fwd_packets":4,"fwd_payload":0,"rev_bytes":0,"rev_packets":0,"rev_payload":0,"fwd_bps":0,"rev_bps":0,"duration_ns":null,"rtt_ns":null})"
+        R"({"time":"2026-11-24T02:49:07.123Z","iface":"eth0","family":"ipv6","src":"fd00::1","sport":51000,"dst":"fd00::2","dport":443,"state":"CLOSED","fwd_bytes":512,"fwd_packets":4,"fwd_payload":0,"rev_bytes":0,"rev_packets":0,"rev_payload":0,"fwd_bps":0,"rev_bps":0,"duration_ns":null,"rtt_ns":null,"pid":null,"comm":null,"cgroup":null})"
         "\n"
-        R"({"time":"2026-11-24T02:49:07.123Z","iface":"eth0","family":"ipv4","src":"192.168.1.10","sport":5555,"dst":"192.168.1.20","dport":22,"state":"RESET","fwd_bytes":60,"fwd_packets":1,"fwd_payload":0,"rev_bytes":40,"rev_packets":1,"rev_payload":0,"fwd_bps":480,"rev_bps":0,"duration_ns":850000,"rtt_ns":1200000})"
+        R"({"time":"2026-11-24T02:49:07.123Z","iface":"eth0","family":"ipv4","src":"192.168.1.10","sport":5555,"dst":"192.168.1.20","dport":22,"state":"RESET","fwd_bytes":60,"fwd_packets":1,"fwd_payload":0,"rev_bytes":40,"rev_packets":1,"rev_payload":0,"fwd_bps":480,"rev_bps":0,"duration_ns":850000,"rtt_ns":1200000,"pid":null,"comm":null,"cgroup":null})"
         "\n";
     EXPECT_EQ(render_json(fixture()), want);
     EXPECT_EQ(render_json(empty_report()), "");
@@ -309,11 +311,11 @@ TEST_F(Render, SummaryRecord) {
 TEST_F(Render, CsvGolden) {
     const std::string header =
         "time,iface,family,src,sport,dst,dport,state,fwd_bytes,fwd_packets,fwd_payload,rev_bytes,"
-        "rev_packets,rev_payload,fwd_bps,rev_bps,duration_ns,rtt_ns\n";
+        "rev_packets,rev_payload,fwd_bps,rev_bps,duration_ns,rtt_ns,pid,comm,cgroup\n";
     const std::string rows =
-        "2026-11-24T02:49:07.123Z,eth0,ipv4,10.0.0.1,43512,10.0.0.2,80,ESTABLISHED,3522,12,2900,1258291,870,1200000,840,1234,4520000000,120000\n"
-        "2026-11-24T02:49:07.123Z,eth0,ipv6,fd00::1,51000,fd00::2,443,CLOSED,512,4,0,0,0,0,0,0,,\n"
-        "2026-11-24T02:49:07.123Z,eth0,ipv4,192.168.1.10,5555,192.168.1.20,22,RESET,60,1,0,40,1,0,480,0,850000,1200000\n";
+        "2026-11-24T02:49:07.123Z,eth0,ipv4,10.0.0.1,43512,10.0.0.2,80,ESTABLISHED,3522,12,2900,1258291,870,1200000,840,1234,4520000000,120000,,,\n"
+        "2026-11-24T02:49:07.123Z,eth0,ipv6,fd00::1,51000,fd00::2,443,CLOSED,512,4,0,0,0,0,0,0,,,,,\n"
+        "2026-11-24T02:49:07.123Z,eth0,ipv4,192.168.1.10,5555,192.168.1.20,22,RESET,60,1,0,40,1,0,480,0,850000,1200000,,,\n";
     EXPECT_EQ(render_csv(fixture(), true), header + rows);
     EXPECT_EQ(render_csv(fixture(), false), rows);
     EXPECT_EQ(render_csv(empty_report(), true), header);
@@ -333,6 +335,81 @@ TEST_F(Render, CsvQuotesOddInterfaceNames) {
     r.rows[0].iface = "a,\"b";
     const std::string want = "2026-11-24T02:49:07.123Z,\"a,\"\"b\",ipv4,";
     EXPECT_EQ(render_csv(r, false).substr(0, want.size()), want);
+}
+
+// Process attribution: rows a and c have a local owner, b has none.
+Report with_owners() {
+    Report r = fixture();
+    r.show_process = true;
+    r.rows[0].pid = 4242;
+    r.rows[0].comm = "curl";
+    r.rows[0].cgroup = "/user.slice/session-3.scope";
+    r.rows[2].pid = 7;
+    r.rows[2].comm = "ssh,\"d\"";  // a comm is any 15 bytes
+    return r;
+}
+
+TEST_F(Render, JsonOwnerKeys) {
+    const auto out = lines(render_json(with_owners()));
+    ASSERT_EQ(out.size(), 3u);
+    EXPECT_NE(out[0].find(R"("rtt_ns":120000,"pid":4242,"comm":"curl","cgroup":"/user.slice/session-3.scope"})"),
+              std::string::npos)
+        << out[0];
+    EXPECT_NE(out[1].find(R"("pid":null,"comm":null,"cgroup":null})"), std::string::npos) << out[1];
+    // No cgroup known: null; odd bytes escaped as nlohmann does.
+    EXPECT_NE(out[2].find(R"("pid":7,"comm":"ssh,\"d\"","cgroup":null})"), std::string::npos)
+        << out[2];
+    for (const auto& l : out) {
+        std::vector<std::string> keys;
+        const auto j = nlohmann::ordered_json::parse(l);
+        for (const auto& [k, v] : j.items()) keys.push_back(k);
+        EXPECT_EQ(keys, kRowKeys);
+    }
+    Report r = with_owners();
+    r.rows.resize(1);
+    r.rows[0].comm = std::string("x\xff\x01", 3);
+    EXPECT_EQ(nlohmann::json::parse(render_json(r))["comm"],
+              nlohmann::json::parse(nlohmann::json(r.rows[0].comm).dump(
+                  -1, ' ', false, nlohmann::json::error_handler_t::replace)));
+}
+
+TEST_F(Render, CsvOwnerColumns) {
+    const auto out = lines(render_csv(with_owners(), false));
+    ASSERT_EQ(out.size(), 3u);
+    EXPECT_TRUE(out[0].ends_with(",120000,4242,curl,/user.slice/session-3.scope")) << out[0];
+    EXPECT_TRUE(out[1].ends_with(",0,0,,,,,")) << out[1];
+    EXPECT_TRUE(out[2].ends_with(",1200000,7,\"ssh,\"\"d\"\"\",")) << out[2];
+}
+
+TEST_F(Render, TableProcessColumn) {
+    const auto out = lines(render_table(with_owners()));
+    ASSERT_EQ(out.size(), 5u);
+    // The last column, left-aligned, after AGE.
+    EXPECT_TRUE(out[1].ends_with("    AGE  PROCESS")) << out[1];
+    EXPECT_TRUE(out[2].ends_with(" 4.52s  curl/4242")) << out[2];
+    EXPECT_TRUE(out[3].ends_with(" 3m07s  -")) << out[3];
+    EXPECT_TRUE(out[4].ends_with(" 850us  ssh,\"d\"/7")) << out[4];
+    // --no-process: no column at all.
+    Report r = with_owners();
+    r.show_process = false;
+    EXPECT_EQ(render_table(r).find("PROCESS"), std::string::npos);
+    EXPECT_TRUE(lines(render_table(r))[1].ends_with("  AGE"));
+    // Control bytes never reach the terminal.
+    r = with_owners();
+    r.rows[0].comm = "a\x1b[2Jb";
+    EXPECT_NE(render_table(r).find("a?[2Jb/4242"), std::string::npos);
+}
+
+TEST_F(Render, TableSummaryLine) {
+    EXPECT_EQ(render_table_summary(fixture(), 3),
+              "summary: connections 3  tracked 3  untracked 2  evicted 1  close-drops 0  closed 2  "
+              "rtt min/avg/max 120us/660us/1.2ms\n");
+    Report e = empty_report();
+    e.stats.close_dropped = 7;
+    e.stats.tracked = 5;
+    EXPECT_EQ(render_table_summary(e, 0),
+              "summary: connections 0  tracked 5  untracked 0  evicted 0  close-drops 7  closed 0  "
+              "rtt min/avg/max -\n");
 }
 
 TEST_F(Render, ClosedLines) {

@@ -1,0 +1,423 @@
+// SPDX-License-Identifier: MIT
+// Process attribution without the kernel: /proc text parsing, the sock_diag
+// request/answer encoding on handcrafted buffers, and the per-connection cache
+// with an injected lookup.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <netinet/in.h>
+
+#include <cstring>
+#include <map>
+#include <set>
+
+#include "tcptrack/process.hpp"
+
+namespace tcptrack {
+namespace {
+
+// ------------------------------------------------------------------ /proc text
+
+TEST(Process, SocketLinks) {
+    EXPECT_EQ(socket_inode("socket:[12345]"), 12345u);
+    EXPECT_EQ(socket_inode("socket:[4294967296]"), 4294967296u);
+    EXPECT_EQ(socket_inode("socket:[]"), std::nullopt);
+    EXPECT_EQ(socket_inode("socket:[12a]"), std::nullopt);
+    EXPECT_EQ(socket_inode("socket:[12"), std::nullopt);
+    EXPECT_EQ(socket_inode("pipe:[12345]"), std::nullopt);
+    EXPECT_EQ(socket_inode("anon_inode:[eventfd]"), std::nullopt);
+    EXPECT_EQ(socket_inode("/dev/null"), std::nullopt);
+    EXPECT_EQ(socket_inode("socket:[-1]"), std::nullopt);
+}
+
+constexpr const char* kId = "4f2a1c0d9e8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a29";
+
+TEST(Process, CgroupV2Path) {
+    EXPECT_EQ(cgroup_of("0::/user.slice/user-1000.slice/session-3.scope\n"),
+              "/user.slice/user-1000.slice/session-3.scope");
+    EXPECT_EQ(cgroup_of("0::/\n"), "/");
+    // Hybrid hosts: v1 lines before the v2 one; a path holding ':' stays whole.
+    EXPECT_EQ(cgroup_of("12:memory:/x\n1:name=systemd:/y\n0::/system.slice/a:b.service\n"),
+              "/system.slice/a:b.service");
+    // v1 only, no container: no cgroup.
+    EXPECT_EQ(cgroup_of("4:memory:/process_api/b5fee435344b2eec4ff81189d6af82ad\n1:cpu:/\n"), "");
+    EXPECT_EQ(cgroup_of(""), "");
+}
+
+TEST(Process, ContainerIds) {
+    const std::string id = kId;
+    EXPECT_EQ(cgroup_of("0::/system.slice/docker-" + id + ".scope\n"), id);
+    EXPECT_EQ(cgroup_of("0::/docker/" + id + "\n"), id);
+    EXPECT_EQ(cgroup_of("0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1234.slice/"
+                        "cri-containerd-" + id + ".scope\n"),
+              id);
+    EXPECT_EQ(cgroup_of("0::/kubepods/burstable/pod7f1c/" + id + "\n"), id);
+    EXPECT_EQ(cgroup_of("0::/machine.slice/libpod-" + id + ".scope/container\n"), id);
+    EXPECT_EQ(cgroup_of("0::/system.slice/crio-" + id + ".scope\n"), id);
+    // v1 host: the id is still evident in a controller's path.
+    EXPECT_EQ(cgroup_of("5:memory:/docker/" + id + "\n1:name=systemd:/docker/" + id + "\n"), id);
+    // Not containers: the conmon monitor, a 63-digit name, a non-hex one.
+    EXPECT_EQ(cgroup_of("0::/machine.slice/crio-conmon-" + id + ".scope\n"),
+              "/machine.slice/crio-conmon-" + id + ".scope");
+    EXPECT_EQ(container_id("/docker/" + id.substr(1)), std::nullopt);
+    EXPECT_EQ(container_id("/docker/" + std::string(64, 'g')), std::nullopt);
+    EXPECT_EQ(container_id("/user.slice"), std::nullopt);
+}
+
+// ------------------------------------------------------------------ sock_diag
+
+SocketTuple v4(const char* local, std::uint16_t lport, const char* remote, std::uint16_t rport) {
+    SocketTuple t;
+    t.family = Family::V4;
+    inet_pton(AF_INET, local, t.local.data());
+    inet_pton(AF_INET, remote, t.remote.data());
+    t.lport = lport;
+    t.rport = rport;
+    return t;
+}
+
+SocketTuple v6(const char* local, std::uint16_t lport, const char* remote, std::uint16_t rport) {
+    SocketTuple t;
+    t.family = Family::V6;
+    inet_pton(AF_INET6, local, t.local.data());
+    inet_pton(AF_INET6, remote, t.remote.data());
+    t.lport = lport;
+    t.rport = rport;
+    return t;
+}
+
+TEST(Process, ExactRequestEncoding) {
+    std::vector<std::uint8_t> buf;
+    const SocketTuple t = v4("10.0.0.1", 43512, "10.0.0.2", 80);
+    diag_request(buf, 7, Family::V4, &t);
+    const SocketTuple t6 = v6("fd00::1", 51000, "fd00::2", 443);
+    diag_request(buf, 8, Family::V6, &t6);
+    constexpr std::size_t one = NLMSG_LENGTH(sizeof(inet_diag_req_v2));
+    ASSERT_EQ(buf.size(), 2 * NLMSG_ALIGN(one));
+
+    const auto* h = reinterpret_cast<const nlmsghdr*>(buf.data());
+    EXPECT_EQ(h->nlmsg_len, one);
+    EXPECT_EQ(h->nlmsg_type, SOCK_DIAG_BY_FAMILY);
+    EXPECT_EQ(h->nlmsg_flags, NLM_F_REQUEST);  // one answer, not a dump
+    EXPECT_EQ(h->nlmsg_seq, 7u);
+    const auto* r = reinterpret_cast<const inet_diag_req_v2*>(NLMSG_DATA(h));
+    EXPECT_EQ(r->sdiag_family, AF_INET);
+    EXPECT_EQ(r->sdiag_protocol, IPPROTO_TCP);
+    EXPECT_EQ(ntohs(r->id.idiag_sport), 43512);  // the socket's own end is "src"
+    EXPECT_EQ(ntohs(r->id.idiag_dport), 80);
+    EXPECT_EQ(r->id.idiag_src[0], inet_addr("10.0.0.1"));
+    EXPECT_EQ(r->id.idiag_dst[0], inet_addr("10.0.0.2"));
+    EXPECT_EQ(r->id.idiag_src[1], 0u);
+    EXPECT_EQ(r->id.idiag_cookie[0], INET_DIAG_NOCOOKIE);
+    EXPECT_EQ(r->id.idiag_cookie[1], INET_DIAG_NOCOOKIE);
+
+    const auto* h6 = reinterpret_cast<const nlmsghdr*>(buf.data() + NLMSG_ALIGN(one));
+    EXPECT_EQ(h6->nlmsg_seq, 8u);
+    const auto* r6 = reinterpret_cast<const inet_diag_req_v2*>(NLMSG_DATA(h6));
+    EXPECT_EQ(r6->sdiag_family, AF_INET6);
+    EXPECT_EQ(std::memcmp(r6->id.idiag_src, t6.local.data(), 16), 0);
+    EXPECT_EQ(std::memcmp(r6->id.idiag_dst, t6.remote.data(), 16), 0);
+    EXPECT_EQ(ntohs(r6->id.idiag_sport), 51000);
+}
+
+TEST(Process, DumpRequestEncoding) {
+    std::vector<std::uint8_t> buf;
+    diag_request(buf, 3, Family::V6, nullptr);
+    const auto* h = reinterpret_cast<const nlmsghdr*>(buf.data());
+    EXPECT_EQ(h->nlmsg_flags, NLM_F_REQUEST | NLM_F_DUMP);
+    const auto* r = reinterpret_cast<const inet_diag_req_v2*>(NLMSG_DATA(h));
+    EXPECT_EQ(r->sdiag_family, AF_INET6);
+    // Every state but LISTEN (10), TIME_WAIT (6) and NEW_SYN_RECV (12): those own no file.
+    EXPECT_TRUE(r->idiag_states & (1u << 1));  // ESTABLISHED
+    EXPECT_TRUE(r->idiag_states & (1u << 2));  // SYN_SENT
+    EXPECT_TRUE(r->idiag_states & (1u << 8));  // CLOSE_WAIT
+    EXPECT_FALSE(r->idiag_states & (1u << 10));
+    EXPECT_FALSE(r->idiag_states & (1u << 6));
+    EXPECT_FALSE(r->idiag_states & (1u << 12));
+    EXPECT_EQ(r->id.idiag_sport, 0);
+    EXPECT_EQ(r->id.idiag_src[0], 0u);
+}
+
+// Appends one message as the kernel would send it.
+void put_msg(std::vector<std::uint8_t>& buf, std::uint16_t type, std::uint32_t seq,
+             const void* payload, std::size_t len) {
+    const std::size_t at = buf.size();
+    buf.resize(at + NLMSG_ALIGN(NLMSG_LENGTH(len)), 0);
+    auto* h = reinterpret_cast<nlmsghdr*>(buf.data() + at);
+    h->nlmsg_len = static_cast<std::uint32_t>(NLMSG_LENGTH(len));
+    h->nlmsg_type = type;
+    h->nlmsg_seq = seq;
+    std::memcpy(NLMSG_DATA(h), payload, len);
+}
+
+inet_diag_msg diag_msg(int family, const char* src, std::uint16_t sport, const char* dst,
+                       std::uint16_t dport, std::uint8_t state, std::uint32_t inode) {
+    inet_diag_msg m{};
+    m.idiag_family = static_cast<std::uint8_t>(family);
+    m.idiag_state = state;
+    inet_pton(family, src, m.id.idiag_src);
+    inet_pton(family, dst, m.id.idiag_dst);
+    m.id.idiag_sport = htons(sport);
+    m.id.idiag_dport = htons(dport);
+    m.idiag_inode = inode;
+    return m;
+}
+
+TEST(Process, DecodeAnswers) {
+    std::vector<std::uint8_t> buf;
+    const inet_diag_msg a = diag_msg(AF_INET, "10.0.0.2", 80, "10.0.0.1", 43512, 1, 991);
+    put_msg(buf, SOCK_DIAG_BY_FAMILY, 11, &a, sizeof a);
+    const inet_diag_msg b = diag_msg(AF_INET6, "fd00::2", 443, "fd00::1", 51000, 1, 992);
+    put_msg(buf, SOCK_DIAG_BY_FAMILY, 12, &b, sizeof b);
+    // An accepted socket of a dual-stack listener: IPv4 peer in a v6 socket.
+    const inet_diag_msg c = diag_msg(AF_INET6, "::ffff:10.0.0.2", 8080, "::ffff:10.0.0.9", 40000, 1, 993);
+    put_msg(buf, SOCK_DIAG_BY_FAMILY, 13, &c, sizeof c);
+    nlmsgerr e{};
+    e.error = -ENOENT;
+    put_msg(buf, NLMSG_ERROR, 14, &e, sizeof e);
+    // A message cut short is skipped, not read past its end.
+    put_msg(buf, SOCK_DIAG_BY_FAMILY, 15, &a, 8);
+
+    DiagAnswer out;
+    decode_diag(buf.data(), buf.size(), out);
+    ASSERT_EQ(out.sockets.size(), 3u);
+    EXPECT_EQ(out.sockets[0].seq, 11u);
+    EXPECT_EQ(out.sockets[0].inode, 991u);
+    EXPECT_EQ(out.sockets[0].state, 1);
+    EXPECT_EQ(out.sockets[0].tuple, v4("10.0.0.2", 80, "10.0.0.1", 43512));
+    EXPECT_EQ(out.sockets[1].tuple, v6("fd00::2", 443, "fd00::1", 51000));
+    EXPECT_EQ(out.sockets[1].inode, 992u);
+    EXPECT_EQ(out.sockets[2].tuple, v4("10.0.0.2", 8080, "10.0.0.9", 40000));  // as IPv4
+    ASSERT_EQ(out.errors.size(), 1u);
+    EXPECT_EQ(out.errors[0], std::make_pair(14u, -ENOENT));
+    EXPECT_FALSE(out.done);
+
+    DiagAnswer end;
+    const int zero = 0;
+    put_msg(buf, NLMSG_DONE, 16, &zero, sizeof zero);
+    decode_diag(buf.data(), buf.size(), end);
+    EXPECT_TRUE(end.done);
+    // A truncated datagram stops the walk instead of overrunning it.
+    DiagAnswer cut;
+    decode_diag(buf.data(), NLMSG_ALIGN(NLMSG_LENGTH(sizeof a)) + 10, cut);
+    EXPECT_EQ(cut.sockets.size(), 1u);
+}
+
+TEST(Process, TupleHashKeysOnEndpoints) {
+    const SocketTupleHash h;
+    EXPECT_EQ(h(v4("10.0.0.1", 1, "10.0.0.2", 2)), h(v4("10.0.0.1", 1, "10.0.0.2", 2)));
+    EXPECT_NE(h(v4("10.0.0.1", 1, "10.0.0.2", 2)), h(v4("10.0.0.2", 2, "10.0.0.1", 1)));
+    EXPECT_NE(h(v4("10.0.0.1", 1, "10.0.0.2", 2)), h(v4("10.0.0.1", 1, "10.0.0.2", 3)));
+}
+
+// ------------------------------------------------------------------ the cache
+
+// A live sample for client 10.0.0.1:port -> server 10.0.0.2:80 in `slot`.
+FlowSample sample(std::uint32_t slot, std::uint16_t port, bool local_client = true) {
+    FlowSample s;
+    s.key.family = TT_FAMILY_INET;
+    inet_pton(AF_INET, "10.0.0.1", s.key.addr_a);
+    inet_pton(AF_INET, "10.0.0.2", s.key.addr_b);
+    s.key.port_a = htons(port);
+    s.key.port_b = htons(80);
+    s.has_info = true;
+    s.info.client = TT_DIR_AB;
+    s.info.flags = TT_F_SYN_SEEN | (local_client ? TT_F_LOCAL_CLIENT : 0);
+    s.bytes[0] = 100;
+    s.ref = SlotRef{slot, 1};
+    return s;
+}
+
+// A scripted lookup: records what it was asked; owners for given client ports.
+struct FakeLookup {
+    std::vector<std::vector<OwnerQuery>> calls;
+    std::map<std::uint16_t, std::uint32_t> pid_of_port;  // client port -> pid
+    std::set<std::uint16_t> wait_ports;                   // answer Wait for these
+    void operator()(std::vector<OwnerQuery>& qs) {
+        calls.push_back(qs);
+        for (OwnerQuery& q : qs) {
+            if (wait_ports.count(q.conn.lport)) {
+                q.result = OwnerQuery::Result::Wait;
+            } else if (const auto it = pid_of_port.find(q.conn.lport); it != pid_of_port.end()) {
+                q.result = OwnerQuery::Result::Found;
+                q.owner = std::make_shared<Owner>(Owner{it->second, "curl", "/user.slice"});
+            } else {
+                q.result = OwnerQuery::Result::Retry;
+            }
+        }
+    }
+};
+
+struct CacheTest : ::testing::Test {
+    std::shared_ptr<FakeLookup> fake = std::make_shared<FakeLookup>();
+    ProcessCache cache{[f = fake](std::vector<OwnerQuery>& q) { (*f)(q); }};
+    std::vector<FlowSample> samples;
+    std::vector<std::uint32_t> changed;
+    std::vector<SlotRef> idle;
+
+    void report() { cache.update(samples, changed, idle, samples.size()); }
+    // The next report: every sample seen before, none changed.
+    void quiet() {
+        for (auto& s : samples) std::memcpy(s.prev_bytes, s.bytes, sizeof s.bytes);
+        changed.clear();
+        idle.clear();
+    }
+};
+
+TEST_F(CacheTest, LooksUpOnlyNewConnections) {
+    fake->pid_of_port = {{40000, 321}, {40001, 322}};
+    samples = {sample(0, 40000), sample(1, 40001)};
+    changed = {0, 1};
+    report();
+    ASSERT_EQ(fake->calls.size(), 1u);
+    ASSERT_EQ(fake->calls[0].size(), 2u);
+    // Oriented client -> server; the hint says the client is local.
+    EXPECT_EQ(fake->calls[0][0].conn, v4("10.0.0.1", 40000, "10.0.0.2", 80));
+    EXPECT_TRUE(fake->calls[0][0].local_client);
+
+    FlowRow row;
+    cache.fill(SlotRef{0, 1}, row);
+    EXPECT_EQ(row.pid, 321u);
+    EXPECT_EQ(row.comm, "curl");
+    EXPECT_EQ(row.cgroup, "/user.slice");
+    cache.fill(SlotRef{1, 1}, row);
+    EXPECT_EQ(row.pid, 322u);
+    cache.fill(SlotRef{1, 3}, row);  // another generation of that slot
+    EXPECT_EQ(row.pid, std::nullopt);
+    EXPECT_EQ(row.comm, "");
+
+    // Moved (counters changed) but not new: no lookup.
+    quiet();
+    samples[0].bytes[0] += 50;
+    changed = {0};
+    report();
+    quiet();
+    report();
+    EXPECT_EQ(fake->calls.size(), 1u);
+    EXPECT_EQ(cache.known(), 2u);
+    EXPECT_EQ(cache.lookups(), 2u);
+}
+
+TEST_F(CacheTest, RetriesANotFoundConnectionABoundedNumberOfTimes) {
+    samples = {sample(0, 40000, false)};
+    changed = {0};
+    report();
+    EXPECT_FALSE(fake->calls[0][0].local_client);
+    for (int i = 0; i < 10; ++i) {
+        quiet();
+        report();
+    }
+    EXPECT_EQ(fake->calls.size(), ProcessCache::kMaxTries);
+    EXPECT_EQ(cache.pending(), 0u);
+    FlowRow row;
+    cache.fill(SlotRef{0, 1}, row);
+    EXPECT_EQ(row.pid, std::nullopt);
+}
+
+TEST_F(CacheTest, FoundOnARetry) {
+    samples = {sample(0, 40000)};
+    changed = {0};
+    report();  // its socket is not there yet
+    EXPECT_EQ(cache.find(SlotRef{0, 1}), nullptr);
+    fake->pid_of_port = {{40000, 555}};
+    quiet();
+    report();
+    ASSERT_NE(cache.find(SlotRef{0, 1}), nullptr);
+    EXPECT_EQ(cache.find(SlotRef{0, 1})->pid, 555u);
+    quiet();
+    report();
+    EXPECT_EQ(fake->calls.size(), 2u);  // found: asked no more
+}
+
+TEST_F(CacheTest, WaitingForARescanCostsNoTry) {
+    fake->wait_ports = {40000};
+    samples = {sample(0, 40000)};
+    changed = {0};
+    report();
+    for (int i = 0; i < 10; ++i) {
+        quiet();
+        report();
+    }
+    EXPECT_EQ(fake->calls.size(), 11u);
+    EXPECT_EQ(cache.pending(), 1u);
+    fake->wait_ports.clear();
+    fake->pid_of_port = {{40000, 9}};
+    quiet();
+    report();
+    EXPECT_EQ(cache.find(SlotRef{0, 1})->pid, 9u);
+    EXPECT_EQ(cache.pending(), 0u);
+}
+
+TEST_F(CacheTest, ForgetsFinishedAndIdleConnectionsAfterTheirLastRow) {
+    fake->pid_of_port = {{40000, 1}, {40001, 2}, {40002, 3}};
+    samples = {sample(0, 40000), sample(1, 40001), sample(2, 40002)};
+    changed = {0, 1, 2};
+    report();
+    EXPECT_EQ(cache.known(), 3u);
+
+    // Report 2: slot 0 closes (its final sample follows the live ones), slot 1 idles out.
+    quiet();
+    FlowSample closed = samples[0];
+    closed.finished = true;
+    samples.erase(samples.begin());
+    samples.push_back(closed);
+    changed = {2};
+    idle = {SlotRef{1, 1}};
+    cache.update(samples, changed, idle, 2);
+    // Shown this once more, with their owners.
+    EXPECT_EQ(cache.find(SlotRef{0, 1})->pid, 1u);
+    EXPECT_EQ(cache.find(SlotRef{1, 1})->pid, 2u);
+
+    // Report 3: gone.
+    samples = {samples[1]};
+    quiet();
+    report();
+    EXPECT_EQ(cache.find(SlotRef{0, 1}), nullptr);
+    EXPECT_EQ(cache.find(SlotRef{1, 1}), nullptr);
+    EXPECT_EQ(cache.find(SlotRef{2, 1})->pid, 3u);
+    EXPECT_EQ(cache.known(), 1u);
+    EXPECT_EQ(fake->calls.size(), 1u);
+}
+
+TEST_F(CacheTest, StopsRetryingAConnectionThatEnded) {
+    samples = {sample(0, 40000)};
+    changed = {0};
+    report();
+    EXPECT_EQ(cache.pending(), 1u);
+    quiet();
+    samples[0].finished = true;
+    changed = {0};
+    report();
+    EXPECT_EQ(cache.pending(), 0u);
+    EXPECT_EQ(fake->calls.size(), 1u);  // not asked again for a finished one
+}
+
+TEST_F(CacheTest, NeverLooksUpConnectionsFirstSeenFinished) {
+    FlowSample s = sample(0, 40000);
+    s.finished = true;
+    samples = {s};
+    changed = {0};
+    cache.update(samples, changed, idle, 0);
+    EXPECT_TRUE(fake->calls.empty());
+}
+
+TEST_F(CacheTest, SweepsEntriesWhoseEndWasNeverReported) {
+    // More owners than live flows (close events lost): swept against the live ones.
+    for (std::uint32_t i = 0; i < 1100; ++i) {
+        fake->pid_of_port[static_cast<std::uint16_t>(20000 + i)] = 100 + i;
+        samples.push_back(sample(i, static_cast<std::uint16_t>(20000 + i)));
+        changed.push_back(i);
+    }
+    report();
+    EXPECT_EQ(cache.known(), 1100u);
+    quiet();
+    samples.resize(10);  // 1090 vanished without a close event
+    report();
+    EXPECT_EQ(cache.known(), 10u);
+    EXPECT_EQ(cache.find(SlotRef{5, 1})->pid, 105u);
+}
+
+}  // namespace
+}  // namespace tcptrack
