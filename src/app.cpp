@@ -22,6 +22,7 @@
 #include "tcptrack/interfaces.hpp"
 #include "tcptrack/netns.hpp"
 #include "tcptrack/privileges.hpp"
+#include "tcptrack/process.hpp"
 #include "tcptrack/render.hpp"
 #include "tcptrack/report_builder.hpp"
 #include "tcptrack/resolver.hpp"
@@ -99,6 +100,7 @@ public:
           skel_(preferred_load_config(features, opts.max_flows,
                                       use_tcx(features, opts.attach))),
           collector_(skel_) {
+        start_process_lookup();
         const bool tcx = skel_.config().tcx;
         for (auto& i : ifaces) {
             std::vector<std::string> notes;
@@ -137,6 +139,21 @@ public:
     }
 
 private:
+    // Process attribution (sock_diag + /proc) in this process's network
+    // namespace; without sock_diag the rows just have no owner.
+    void start_process_lookup() {
+        if (!opts_.process) return;
+        try {
+            auto system = std::make_shared<SystemOwners>();
+            owners_ = std::make_unique<ProcessCache>(
+                [system](std::vector<OwnerQuery>& q) { (*system)(q); });
+            builder_.set_owner_fill(
+                [this](const SlotRef& ref, FlowRow& row) { owners_->fill(ref, row); });
+        } catch (const Error& e) {
+            std::fprintf(stderr, "tcptrack: %s\n", e.what());
+        }
+    }
+
     // Each interval: drops deleted interfaces, and puts back what someone else
     // detached from the others (a tc filter, clsact, a TCX link), saying so:
     // a report must never show zeros as if no traffic had passed.
@@ -179,6 +196,9 @@ private:
 
         const std::uint64_t idle_limit = static_cast<std::uint64_t>(opts_.idle_timeout_s * 1e9);
         const auto& samples = collector_.collect(now, idle_limit);
+        // Owners of the connections new in this report (and of those still pending).
+        if (owners_)
+            owners_->update(samples, collector_.changed(), collector_.idle(), collector_.live());
         // --closed and --changed rows are all among the changed samples: the
         // report then costs what changed, not what is resident.
         const bool few = opts_.closed_only || opts_.changed_only;
@@ -191,6 +211,7 @@ private:
 
         r.stats = builder_.stats();
         r.stats.connections = builder_.total();
+        r.show_process = opts_.process;
         add_store_stats(r.stats, collector_, evicted_);
 
         // The table holds every row (it is sized to its widest cells); JSON and
@@ -200,6 +221,11 @@ private:
             for (std::size_t i = 0; i < r.rows.size(); ++i) builder_.row(i, r.rows[i]);
         }
         return r;
+    }
+
+    // --summary under a table: one line with the JSON summary record's figures.
+    bool table_summary(const Report& r) const {
+        return !opts_.summary || put_stdout(render_table_summary(r, builder_.total()));
     }
 
     // Writes the report to stdout; JSON and CSV stream in chunks instead of one big string.
@@ -212,10 +238,12 @@ private:
                 return render_csv(r.time, builder_.rows(), first, put_stdout);
             case Format::Table:
                 // --closed: the lifetime log, only connections that just finished.
-                if (opts_.closed_only) return put_stdout(render_closed_lines(r));
+                if (opts_.closed_only)
+                    return put_stdout(render_closed_lines(r)) && table_summary(r);
                 // Redraw in place on a terminal (like top); append reports otherwise.
                 return put_stdout(tty ? "\x1b[H\x1b[2J" : first ? "" : "\n") &&
-                       put_stdout(render_table(r, tty ? terminal_rows() : SIZE_MAX));
+                       put_stdout(render_table(r, tty ? terminal_rows() : SIZE_MAX)) &&
+                       table_summary(r);
         }
         return true;
     }
@@ -227,6 +255,7 @@ private:
     std::map<std::uint32_t, std::string> names_;
     ReportBuilder builder_{names_};
     std::uint64_t evicted_ = 0;
+    std::unique_ptr<ProcessCache> owners_;  // null with --no-process
     Resolver* resolver_ = nullptr;  // -r: names for the table (owned by run())
 };
 

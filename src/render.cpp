@@ -21,7 +21,7 @@ namespace {
 using Json = nlohmann::ordered_json;  // keeps the documented key order
 
 // Formats with two decimals, moving to the next unit when rounding would show
-// "1024.00 KB" or "1000.00 Kb/s".
+// "1024.00 KiB" or "1000.00 Kb/s".
 template <std::size_t N>
 std::string scaled(double v, double base, const std::array<const char*, N>& units) {
     std::size_t u = 1;
@@ -44,10 +44,11 @@ std::uint64_t bps_integer(double bps) {
 }
 
 // The documented row keys, in order: the CSV header; render_json() writes the same.
-constexpr std::array<const char*, 18> kKeys = {
+constexpr std::array<const char*, 21> kKeys = {
     "time",        "iface",       "family",    "src",         "sport",       "dst",
     "dport",       "state",       "fwd_bytes", "fwd_packets", "fwd_payload", "rev_bytes",
-    "rev_packets", "rev_payload", "fwd_bps",   "rev_bps",     "duration_ns", "rtt_ns"};
+    "rev_packets", "rev_payload", "fwd_bps",   "rev_bps",     "duration_ns", "rtt_ns",
+    "pid",         "comm",        "cgroup"};
 
 // Interface names are bytes from the kernel: never let a bad one throw.
 std::string dump_line(const Json& j) {
@@ -134,6 +135,19 @@ std::string json_string(const std::string& s) {
     return Json(s).dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
+// json_string() without building a JSON value for plain text (process names
+// and cgroup paths, one per row).
+std::string json_text(const std::string& s) {
+    for (const char c : s)
+        if (c < 0x20 || c == '"' || c == '\\' || c >= 0x7f) return json_string(s);
+    std::string out;
+    out.reserve(s.size() + 2);
+    out += '"';
+    out += s;
+    out += '"';
+    return out;
+}
+
 // RFC 4180 quoting, only when needed (interface names may hold commas).
 std::string csv_field(const std::string& s) {
     if (s.find_first_of(",\"\r\n") == std::string::npos)
@@ -145,6 +159,13 @@ std::string csv_field(const std::string& s) {
         out += c;
     }
     return out + '"';
+}
+
+// A process name for the terminal: control bytes (a comm is any 15 bytes) as '?'.
+std::string printable(std::string s) {
+    for (char& c : s)
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+    return s;
 }
 
 std::string join(const std::vector<std::string>& v, const char* sep) {
@@ -159,7 +180,7 @@ std::string join(const std::vector<std::string>& v, const char* sep) {
 std::string human_bytes(std::uint64_t bytes) {
     if (bytes < 1024)
         return fmt::format("{} B", bytes);
-    static constexpr std::array<const char*, 5> units = {"B", "KB", "MB", "GB", "TB"};
+    static constexpr std::array<const char*, 5> units = {"B", "KiB", "MiB", "GiB", "TiB"};
     return scaled(static_cast<double>(bytes), 1024, units);
 }
 
@@ -265,6 +286,10 @@ std::string render_table(const Report& report, std::size_t max_rows, const NameL
         header.insert(header.begin(), "IFACE");
         right.insert(right.begin(), false);
     }
+    if (report.show_process) {  // last: its width varies the most
+        header.push_back("PROCESS");
+        right.push_back(false);
+    }
     cells.push_back(header);
     const std::size_t shown = std::min(n, max_rows);
     // -r: "name:port" once the resolver knows the name (asked only for rows shown).
@@ -290,6 +315,8 @@ std::string render_table(const Report& report, std::size_t max_rows, const NameL
             human_duration(r.duration_ns.value_or(r.age_ns))};
         if (with_iface)
             c.insert(c.begin(), r.iface);
+        if (report.show_process)
+            c.push_back(r.pid ? fmt::format("{}/{}", printable(r.comm), *r.pid) : "-");
         cells.push_back(std::move(c));
     }
 
@@ -329,6 +356,7 @@ bool render_json(std::chrono::system_clock::time_point when, const RowSource& ro
     // Keys are fixed, so rows are written by hand in the documented order.
     const std::string time = "{\"time\":\"" + rfc3339_utc(when) + "\",\"iface\":";
     NameCache iface(json_string);
+    std::string comm, cgroup;
     Out o(sink);
     const auto opt = [&](std::string_view key, const std::optional<std::uint64_t>& v) {
         o.put(key);
@@ -341,7 +369,11 @@ bool render_json(std::chrono::system_clock::time_point when, const RowSource& ro
     while (const FlowRow* row = rows(scratch)) {
         const FlowRow& r = *row;
         const std::string& name = iface.get(r.iface);
-        o.begin_row(time.size() + name.size());
+        if (r.pid) {
+            comm = json_text(r.comm);
+            cgroup = json_text(r.cgroup);
+        }
+        o.begin_row(time.size() + name.size() + (r.pid ? comm.size() + cgroup.size() : 0));
         o.put(time);
         o.put(name);
         o.put(r.family == Family::V6 ? ",\"family\":\"ipv6\",\"src\":\"" : ",\"family\":\"ipv4\",\"src\":\"");
@@ -372,7 +404,19 @@ bool render_json(std::chrono::system_clock::time_point when, const RowSource& ro
         o.num(bps_integer(r.rev_bps));
         opt(",\"duration_ns\":", r.duration_ns);
         opt(",\"rtt_ns\":", r.rtt_ns);
-        o.put("}\n");
+        // Process attribution: null without a local socket (or with --no-process).
+        if (r.pid) {
+            o.put(",\"pid\":");
+            o.num(*r.pid);
+            o.put(",\"comm\":");
+            o.put(comm);
+            o.put(",\"cgroup\":");
+            o.put(r.cgroup.empty() ? std::string_view("null") : std::string_view(cgroup));
+            o.put('}');
+            o.put('\n');
+        } else {
+            o.put(",\"pid\":null,\"comm\":null,\"cgroup\":null}\n");
+        }
         if (!o.row_done())
             return false;
     }
@@ -415,6 +459,21 @@ std::string render_json_summary(const Report& report, std::size_t connections) {
     return dump_line(j);
 }
 
+std::string render_table_summary(const Report& report, std::size_t connections) {
+    const auto& st = report.stats;
+    const auto& rtt = st.rtt;
+    std::string rtt_figures = "-";
+    if (rtt.count > 0)
+        rtt_figures = fmt::format("{}/{}/{}", rtt_text(rtt.min_ns),
+                                  rtt_text((rtt.sum_ns + rtt.count / 2) / rtt.count),
+                                  rtt_text(rtt.max_ns));
+    return fmt::format(
+        "summary: connections {}  tracked {}  untracked {}  evicted {}  close-drops {}  closed {}  "
+        "rtt min/avg/max {}\n",
+        connections, st.tracked, st.untracked, st.evicted, st.close_dropped, st.closed,
+        rtt_figures);
+}
+
 bool render_csv(std::chrono::system_clock::time_point when, const RowSource& rows, bool header,
                 const TextSink& sink) {
     Out o(sink);
@@ -428,6 +487,7 @@ bool render_csv(std::chrono::system_clock::time_point when, const RowSource& row
     }
     const std::string time = rfc3339_utc(when) + ',';
     NameCache iface(csv_field);
+    std::string comm, cgroup;
     const auto opt = [&](const std::optional<std::uint64_t>& v) {
         if (v)
             o.num(*v);
@@ -436,7 +496,11 @@ bool render_csv(std::chrono::system_clock::time_point when, const RowSource& row
     while (const FlowRow* row = rows(scratch)) {
         const FlowRow& r = *row;
         const std::string& name = iface.get(r.iface);
-        o.begin_row(time.size() + name.size());
+        if (r.pid) {
+            comm = csv_field(r.comm);
+            cgroup = csv_field(r.cgroup);
+        }
+        o.begin_row(time.size() + name.size() + (r.pid ? comm.size() + cgroup.size() : 0));
         o.put(time);
         o.put(name);
         o.put(r.family == Family::V6 ? ",ipv6," : ",ipv4,");
@@ -459,7 +523,17 @@ bool render_csv(std::chrono::system_clock::time_point when, const RowSource& row
         opt(r.duration_ns);
         o.put(',');
         opt(r.rtt_ns);
-        o.put('\n');
+        if (r.pid) {  // pid,comm,cgroup; empty without a local socket
+            o.put(',');
+            o.num(*r.pid);
+            o.put(',');
+            o.put(comm);
+            o.put(',');
+            o.put(cgroup);
+            o.put('\n');
+        } else {
+            o.put(",,,\n");
+        }
         if (!o.row_done())
             return false;
     }

@@ -14,7 +14,7 @@
 
 namespace tcptrack {
 
-// Human units, 1024-based: "512 B", "3.44 KB", "1.20 MB", "2.00 GB".
+// Human units, 1024-based: "512 B", "3.44 KiB", "1.20 MiB", "2.00 GiB".
 std::string human_bytes(std::uint64_t bytes);
 // Bits per second: "0 b/s", "840 b/s", "1.23 Kb/s", "9.41 Gb/s" (1000-based, like iftop).
 std::string human_rate(double bits_per_second);
@@ -57,6 +57,10 @@ std::string render_json(const Report& report);
 // first form).
 std::string render_json_summary(const Report& report);
 std::string render_json_summary(const Report& report, std::size_t connections);
+// --summary with the table: one line under each report, the JSON record's figures:
+// "summary: connections 3  tracked 3  untracked 2  evicted 1  close-drops 0  closed 2
+// rtt min/avg/max 120us/660us/1.20ms" (on one line; rtt "-" when none was measured).
+std::string render_table_summary(const Report& report, std::size_t connections);
 // CSV rows (same keys as JSON); header row first when `header`. Streams like render_json.
 bool render_csv(std::chrono::system_clock::time_point time, const RowSource& rows, bool header,
                 const TextSink& sink);

@@ -34,6 +34,10 @@ struct FlowRow {
     std::optional<std::uint64_t> duration_ns;  // SYN -> close (or now); empty if SYN unseen
     std::optional<std::uint64_t> rtt_ns;       // handshake RTT; empty if not measured
     std::uint64_t age_ns = 0;                  // since first seen (for display)
+    // The local socket's owner (process attribution); empty: no local socket known.
+    std::optional<std::uint32_t> pid;
+    std::string comm;    // "" with no pid
+    std::string cgroup;  // container id or cgroup v2 path; "" if none
 };
 
 struct RttSummary {
@@ -67,6 +71,7 @@ struct Report {
     std::vector<std::string> ifaces;
     std::vector<FlowRow> rows;
     ReportStats stats;
+    bool show_process = false;  // the table's PROCESS column (off with --no-process)
     NameLookup names;  // -r: the table's endpoint names (empty: numeric; never JSON/CSV)
 };
 
