@@ -13,12 +13,14 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "tcptrack/flow.h"  // before the skeleton: its .bss holds struct tt_filter
 #include "tcptrack.skel.h"
 #include "tcptrack/attach.hpp"
 #include "tcptrack/check.hpp"
 #include "tcptrack/collector.hpp"
 #include "tcptrack/error.hpp"
 #include "tcptrack/features.hpp"
+#include "tcptrack/filter.hpp"
 #include "tcptrack/interfaces.hpp"
 #include "tcptrack/netns.hpp"
 #include "tcptrack/privileges.hpp"
@@ -27,6 +29,7 @@
 #include "tcptrack/report_builder.hpp"
 #include "tcptrack/resolver.hpp"
 #include "tcptrack/skeleton.hpp"
+#include "tcptrack/tui.hpp"
 
 namespace tcptrack {
 
@@ -99,7 +102,10 @@ public:
         : opts_(opts),
           skel_(preferred_load_config(features, opts.max_flows,
                                       use_tcx(features, opts.attach))),
-          collector_(skel_) {
+          collector_(skel_),
+          filter_(opts.filter) {
+        // Before attaching: no segment outside the filter is ever counted.
+        skel_.set_filter(compile_filter(filter_));
         start_process_lookup();
         const bool tcx = skel_.config().tcx;
         for (auto& i : ifaces) {
@@ -117,6 +123,7 @@ public:
     int loop() {
         const std::uint64_t interval_ns = static_cast<std::uint64_t>(opts_.interval_s * 1e9);
         const bool tty = isatty(STDOUT_FILENO);
+        const std::unique_ptr<Tui> tui = start_tui();
         std::uint64_t start = monotonic_ns(), last = start;
         std::uint64_t reports = 0;
         while (!g_stop) {
@@ -124,19 +131,50 @@ public:
             for (std::uint64_t now = monotonic_ns(); now < deadline && !g_stop;
                  now = monotonic_ns()) {
                 const std::uint64_t left_ms = (deadline - now + 999999) / 1000000;
-                collector_.poll(static_cast<int>(std::min<std::uint64_t>(left_ms, 200)));
+                // The view reads keys between short waits, so they act within 50 ms.
+                collector_.poll(static_cast<int>(std::min<std::uint64_t>(left_ms, tui ? 50 : 200)));
+                if (tui && !tui->handle_keys()) return 0;  // 'q'
             }
             if (g_stop) break;  // never print a half-built report
             check_interfaces();
             const std::uint64_t now = monotonic_ns();
+            if (tui) sort_ = tui->sort();
             Report report = build_report(now, now - last);
             last = now;
             ++reports;
-            if (!finish_output(print(report, reports == 1, tty))) break;
+            if (tui)
+                tui->show(std::move(report));
+            else if (!finish_output(print(report, reports == 1, tty)))
+                break;
             if (opts_.count && reports >= *opts_.count) break;
         }
         return 0;
     }
+
+    // Replaces the filter while running (the TUI's '/'): "" on success, else
+    // one line saying what is wrong with the expression (the old one stays).
+    std::string apply_filter(const std::string& expr) {
+        tt_filter f;
+        try {
+            f = compile_filter(expr);
+        } catch (const FilterError& e) {
+            return std::string("filter: ") + e.what();
+        }
+        skel_.set_filter(f);
+        filter_ = expr;
+        // Connections left out stop counting at once: end them now rather
+        // than show them frozen until the idle timeout.
+        if (last_samples_) {
+            std::vector<SlotRef> out;
+            for (std::size_t i = 0; i < collector_.live() && i < last_samples_->size(); ++i) {
+                const FlowSample& s = (*last_samples_)[i];
+                if (!s.finished && !filter_matches(f, s.key)) out.push_back(s.ref);
+            }
+            collector_.forget(out);
+        }
+        return "";
+    }
+    const std::string& filter() const { return filter_; }
 
 private:
     // Process attribution (sock_diag + /proc) in this process's network
@@ -152,6 +190,17 @@ private:
         } catch (const Error& e) {
             std::fprintf(stderr, "tcptrack: %s\n", e.what());
         }
+    }
+
+    // The interactive view when wanted; today's table (with one note) when
+    // ncurses cannot drive this terminal.
+    std::unique_ptr<Tui> start_tui() {
+        if (!Tui::wanted(opts_)) return nullptr;
+        std::string why;
+        auto tui = Tui::start(
+            opts_, [this](const std::string& expr) { return apply_filter(expr); }, why);
+        if (!tui) std::fprintf(stderr, "tcptrack: %s: printing the plain table\n", why.c_str());
+        return tui;
     }
 
     // Each interval: drops deleted interfaces, and puts back what someone else
@@ -199,11 +248,12 @@ private:
         // Owners of the connections new in this report (and of those still pending).
         if (owners_)
             owners_->update(samples, collector_.changed(), collector_.idle(), collector_.live());
+        last_samples_ = &samples;
         // --closed and --changed rows are all among the changed samples: the
         // report then costs what changed, not what is resident.
         const bool few = opts_.closed_only || opts_.changed_only;
         builder_.build(samples, now, elapsed, opts_.closed_only,
-                       few ? &collector_.changed() : nullptr, opts_.sort,
+                       few ? &collector_.changed() : nullptr, sort_,
                        opts_.top ? static_cast<std::size_t>(*opts_.top) : 0);
         // Idle connections are shown one last time, then dropped from the store
         // (forget() leaves collect()'s samples alone: the rows still read them).
@@ -255,8 +305,11 @@ private:
     std::map<std::uint32_t, std::string> names_;
     ReportBuilder builder_{names_};
     std::uint64_t evicted_ = 0;
-    std::unique_ptr<ProcessCache> owners_;  // null with --no-process
     Resolver* resolver_ = nullptr;  // -r: names for the table (owned by run())
+    std::unique_ptr<ProcessCache> owners_;  // null with --no-process
+    SortKey sort_ = opts_.sort;  // --sort, then the view's 's' key
+    std::string filter_;                                    // the expression in force
+    const std::vector<FlowSample>* last_samples_ = nullptr;  // the last collect()'s
 };
 
 int cleanup(const std::vector<Interface>& ifaces) {
