@@ -109,7 +109,11 @@ bool Tui::wanted(const Options& opts) {
 }
 
 Tui::Tui(const Options& opts, ApplyFilter apply)
-    : apply_(std::move(apply)), sort_(opts.sort), filter_(opts.filter), edit_(opts.filter) {}
+    : apply_(std::move(apply)),
+      sort_(opts.sort),
+      summary_(opts.summary),
+      filter_(opts.filter),
+      edit_(opts.filter) {}
 
 std::unique_ptr<Tui> Tui::start(const Options& opts, ApplyFilter apply, std::string& why) {
     const char* term = std::getenv("TERM");
@@ -318,10 +322,12 @@ void Tui::draw() {
         title += std::string(COLS - title.size() - keys.size(), ' ') + keys;
     bar(0, title, A_REVERSE);
 
-    // Title and status lines, the report's two header lines and "... more".
-    const int rows = std::max(LINES - 5, 0);
+    // Title and status lines, the report's two header lines, "... more" and
+    // --summary's line.
+    const int rows = std::max(LINES - (summary_ ? 6 : 5), 0);
     if (have_report_) {
-        const std::string text = render_table(shown_, static_cast<std::size_t>(rows));
+        std::string text = render_table(shown_, static_cast<std::size_t>(rows));
+        if (summary_) text += render_table_summary(shown_, shown_.stats.connections);
         int y = 1;
         for (std::size_t pos = 0; pos < text.size() && y < LINES - 1; ++y) {
             const std::size_t nl = std::min(text.find('\n', pos), text.size());

@@ -48,6 +48,7 @@ private:
     void* screen_ = nullptr;      // ncurses' SCREEN (kept out of this header)
     ApplyFilter apply_;
     SortKey sort_;
+    bool summary_;                // --summary: its line under the table
     std::string filter_;          // the expression in force
     bool paused_ = false;
     bool help_ = false;

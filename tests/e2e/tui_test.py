@@ -332,11 +332,17 @@ class TuiTest(netns.Base):
         self.assert_terminal_restored(t)
 
     def test_sigterm_restores_terminal(self):
-        """SIGTERM while the view runs: exit 0, the terminal as it was, nothing attached."""
+        """SIGTERM while the view runs: exit 0, the terminal as it was, nothing
+        attached. (With --summary: its line under the table.)"""
         before = self.snapshot()
-        t = self.start_view()
+        t = self.start_view("--summary")
         self.wait_attached(_Alive(self), "server")
-        self.wait_screen(t, lambda ls: HMS.match(ls[1]) if len(ls) > 1 else None, "first report")
+        a, b = self.two_connections()
+        lines = self.wait_screen(
+            t, lambda ls: ls if self.row_of(ls, a) is not None and self.row_of(ls, b) is not None
+            else None, "both connections")
+        last_row = max(self.row_of(lines, a), self.row_of(lines, b))
+        self.assertRegex(lines[last_row + 1], r"^summary: connections 2  tracked 2 ")
         with open(self.pid_file) as f:
             os.kill(int(f.read()), signal.SIGTERM)
         self.assertEqual(self.wait_exit(10), 0, self.stderr())
