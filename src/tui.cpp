@@ -377,11 +377,12 @@ void Tui::draw_help() {
     for (const auto& l : lines) w = std::max(w, static_cast<int>(l.size()));
     const int h = static_cast<int>(lines.size()) + 2, bw = std::min(w + 4, COLS);
     const int y0 = std::max((LINES - h) / 2, 0), x0 = std::max((COLS - bw) / 2, 0);
-    WINDOW* box_win = derwin(stdscr, std::min(h, LINES - y0), bw, y0, x0);
+    const int bh = std::min(h, LINES - y0);  // cut at the bottom of a small window
+    WINDOW* box_win = derwin(stdscr, bh, bw, y0, x0);
     if (!box_win) return;  // too small to show it
     werase(box_win);
     box(box_win, 0, 0);
-    for (int i = 0; i < static_cast<int>(lines.size()) && i + 1 < h - 1 && y0 + i + 1 < LINES; ++i)
+    for (int i = 0; i < static_cast<int>(lines.size()) && i + 1 < bh - 1; ++i)
         mvwaddnstr(box_win, i + 1, 2, lines[i].c_str(), std::max(bw - 4, 0));
     delwin(box_win);
 }
