@@ -159,6 +159,23 @@ class TestErrors(NetnsBase):
     def test_other_namespace_type(self):
         self.one_line_exit_1("/proc/self/ns/uts", "is not a network namespace")
 
+    def test_permission_denied(self):
+        # An unprivileged user may not enter another network namespace.
+        if shutil.which("setpriv") is None:
+            self.skipTest("needs setpriv (util-linux)")
+        d = tempfile.mkdtemp(prefix=netns.PREFIX)
+        self.addCleanup(shutil.rmtree, d, True)
+        os.chmod(d, 0o755)
+        binary = os.path.join(d, "tcptrack")
+        shutil.copy(B(), binary)
+        p = run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", binary,
+                 "--netns", self.topo.sns, "-i", self.topo.sif, "--once"], check=False)
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        self.assertEqual(p.stdout, "")
+        self.assertEqual(p.stderr.splitlines(), [
+            "tcptrack: cannot enter network namespace '%s' (tried as a name: /run/netns/%s): "
+            "permission denied (needs root: CAP_SYS_ADMIN)" % (self.topo.sns, self.topo.sns)])
+
 
 class TestCheckAndCleanup(NetnsBase):
     def test_check_looks_in_the_namespace(self):
