@@ -163,14 +163,14 @@ private:
         }
         if (accept({"("})) {
             expr();
-            if (!accept({")"})) fail(peek() ? *peek() : "", peek() ? "expected ')'" : "missing ')'");
+            if (!accept({")"})) peek() ? fail(*peek(), "expected ')'") : at_end("missing ')'");
             return;
         }
         primitive();
     }
     void primitive() {
         const std::string* p = peek();
-        if (!p) fail("", "filter ends where a host, net, port or portrange was expected");
+        if (!p) at_end("expected host, net, port or portrange");
         Qualifier q;
         bool qualified = false;
         if (*p == "src" || *p == "dst") {
@@ -179,7 +179,7 @@ private:
             qualified = true;
             ++pos_;
             p = peek();
-            if (!p) fail("", "filter ends after src/dst");
+            if (!p) at_end("expected host, net, port or portrange");
         }
         static constexpr std::pair<const char*, Kind> kinds[] = {
             {"host", Kind::Host}, {"net", Kind::Net}, {"port", Kind::Port},
@@ -195,8 +195,9 @@ private:
             fail(*p, "expected host, net, port or portrange");
         }
         const std::string* v = peek();
-        if (!v || *v == "(" || *v == ")" || *v == "and" || *v == "or" || *v == "not")
-            fail(v ? *v : "", v ? "expected a value" : "filter ends where a value was expected");
+        if (!v) at_end("expected a value");
+        if (*v == "(" || *v == ")" || *v == "and" || *v == "or" || *v == "not")
+            fail(*v, "expected a value");
         tt_filter_op op = q.kind == Kind::Host   ? addr_leaf(*v, false)
                           : q.kind == Kind::Net  ? addr_leaf(*v, true)
                           : q.kind == Kind::Port ? port_leaf(*v, false)
@@ -205,6 +206,10 @@ private:
         ++pos_;
         out_.push_back(op);
         last_ = q;
+    }
+    // The expression stopped short: name the last token it had.
+    [[noreturn]] void at_end(const char* what) const {
+        throw FilterError("ends after '" + t_.back() + "': " + what);
     }
     static bool looks_like_value(const std::string& s) {
         return !s.empty() && (std::isxdigit(static_cast<unsigned char>(s[0])) || s[0] == ':');
