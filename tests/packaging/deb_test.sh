@@ -96,6 +96,23 @@ while read -r soname path; do
 done < <(ldd "$packaged" | awk '$2 == "=>" && $3 ~ /^\// { print $1, $3 }')
 [ "$needed" -gt 0 ] || fail "ldd found no shared library in $packaged"
 readelf -d "$packaged" | grep -q 'NEEDED.*libbpf' && echo "note: libbpf is linked dynamically (TCPTRACK_STATIC_LIBBPF=OFF)"
+# A fresh Debian 12 has no backports: every dependency must be met by a version
+# from the release's own suites (e.g. libbpf1 >= 1.3 would not be).
+suite=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+if [ -n "$suite" ] && apt-cache madison libc6 2>/dev/null | grep -q " $suite/"; then
+    while read -r dep; do
+        name=${dep%% *} op='' ver=''
+        if [[ $dep =~ \(([<>=]+)\ ([^\)]+)\) ]]; then op=${BASH_REMATCH[1]} ver=${BASH_REMATCH[2]}; fi
+        ok=0
+        while read -r v; do
+            [ -z "$op" ] && { ok=1; break; }
+            dpkg --compare-versions "$v" "$(sed 's/>=/ge/; s/<=/le/; s/>>/gt/; s/<</lt/; s/^=$/eq/' <<<"$op")" "$ver" && { ok=1; break; }
+        done < <(apt-cache madison "$name" 2>/dev/null | awk -F' [|] ' -v s="$suite" '$3 ~ (" " s "(-security|-updates)?/") { print $2 }')
+        [ "$ok" -eq 1 ] || fail "Depends '$dep' is not met by $suite itself (backports only?): not installable on a fresh Debian"
+    done < <(tr ',' '\n' <<<"$depends" | sed 's/^ *//; s/ *$//' | sed '/^$/d')
+else
+    echo "note: no apt lists for the release suite here, Depends not checked against it"
+fi
 
 # 3. Install it as a user would.
 files=(/usr/sbin/tcptrack /usr/share/man/man8/tcptrack.8.gz
