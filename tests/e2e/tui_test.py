@@ -66,7 +66,14 @@ class Tmux:
         self.tmux("resize-window", "-t", self.name, "-x", str(width), "-y", str(height))
 
     def kill(self):
+        path = self.tmux("display-message", "-p", "#{socket_path}", check=False).stdout.strip()
         self.tmux("kill-server", check=False)
+        # The server does not always remove its socket file: leave nothing behind.
+        if path.endswith("/" + self.name):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
 
 
 class TuiTest(netns.Base):
