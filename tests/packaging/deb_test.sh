@@ -83,7 +83,7 @@ owner_of() {  # the package shipping this library file (usrmerge: /lib or /usr/l
     local p o
     for p in "$1" "$(readlink -f "$1")"; do
         for o in "$p" "/usr$p" "${p#/usr}"; do
-            dpkg-query -S "$o" 2>/dev/null | head -n 1 | cut -d: -f1 | grep . && return
+            o=$(dpkg-query -S "$o" 2>/dev/null) && [ -n "$o" ] && { echo "${o%%:*}"; return; }
         done
     done
 }
@@ -95,11 +95,12 @@ while read -r soname path; do
     grep -qxF "$owner" <<<"$dep_names" || fail "$soname comes from $owner, which Depends does not name"
 done < <(ldd "$packaged" | awk '$2 == "=>" && $3 ~ /^\// { print $1, $3 }')
 [ "$needed" -gt 0 ] || fail "ldd found no shared library in $packaged"
-readelf -d "$packaged" | grep -q 'NEEDED.*libbpf' && echo "note: libbpf is linked dynamically (TCPTRACK_STATIC_LIBBPF=OFF)"
+grep -q 'NEEDED.*libbpf' <<<"$(readelf -d "$packaged")" && echo "note: libbpf is linked dynamically (TCPTRACK_STATIC_LIBBPF=OFF)"
 # A fresh Debian 12 has no backports: every dependency must be met by a version
 # from the release's own suites (e.g. libbpf1 >= 1.3 would not be).
 suite=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
-if [ -n "$suite" ] && apt-cache madison libc6 2>/dev/null | grep -q " $suite/"; then
+# (grep reads the whole list: with pipefail, grep -q's early exit would fail the pipe)
+if [ -n "$suite" ] && grep -c " $suite/" <<<"$(apt-cache madison libc6 2>/dev/null)" >/dev/null; then
     while read -r dep; do
         name=${dep%% *} op='' ver=''
         if [[ $dep =~ \(([<>=]+)\ ([^\)]+)\) ]]; then op=${BASH_REMATCH[1]} ver=${BASH_REMATCH[2]}; fi
@@ -110,6 +111,7 @@ if [ -n "$suite" ] && apt-cache madison libc6 2>/dev/null | grep -q " $suite/"; 
         done < <(apt-cache madison "$name" 2>/dev/null | awk -F' [|] ' -v s="$suite" '$3 ~ (" " s "(-security|-updates)?/") { print $2 }')
         [ "$ok" -eq 1 ] || fail "Depends '$dep' is not met by $suite itself (backports only?): not installable on a fresh Debian"
     done < <(tr ',' '\n' <<<"$depends" | sed 's/^ *//; s/ *$//' | sed '/^$/d')
+    echo "Depends: each met by $suite's own suites (no backports needed)"
 else
     echo "note: no apt lists for the release suite here, Depends not checked against it"
 fi
@@ -150,6 +152,7 @@ if command -v systemd-analyze >/dev/null; then
     out=$(cd "$work/unit" && systemd-analyze verify --man=no ./tcptrack-flowlog@lo.service 2>&1) ||
         fail "systemd-analyze verify: $out"
     [ -z "$out" ] || fail "systemd-analyze verify said: $out"
+    [ -z "$out" ] && echo "systemd-analyze verify tcptrack-flowlog@lo.service: clean"
 else
     echo "note: systemd-analyze not installed, unit not verified"
 fi
