@@ -311,6 +311,15 @@ TEST_F(CacheTest, RetriesANotFoundConnectionABoundedNumberOfTimes) {
     }
     EXPECT_EQ(fake->calls.size(), ProcessCache::kMaxTries);
     EXPECT_EQ(cache.pending(), 0u);
+    // Given up: moving again does not make it new.
+    for (int i = 0; i < 3; ++i) {
+        quiet();
+        samples[0].bytes[1] += 10;
+        changed = {0};
+        report();
+    }
+    EXPECT_EQ(fake->calls.size(), ProcessCache::kMaxTries);
+    EXPECT_EQ(cache.lookups(), ProcessCache::kMaxTries);
     FlowRow row;
     cache.fill(SlotRef{0, 1}, row);
     EXPECT_EQ(row.pid, std::nullopt);
@@ -323,7 +332,11 @@ TEST_F(CacheTest, FoundOnARetry) {
     EXPECT_EQ(cache.find(SlotRef{0, 1}), nullptr);
     fake->pid_of_port = {{40000, 555}};
     quiet();
+    samples[0].bytes[0] += 10;  // moving while pending: still asked once per report
+    changed = {0};
     report();
+    ASSERT_EQ(fake->calls.size(), 2u);
+    EXPECT_EQ(fake->calls[1].size(), 1u);
     ASSERT_NE(cache.find(SlotRef{0, 1}), nullptr);
     EXPECT_EQ(cache.find(SlotRef{0, 1})->pid, 555u);
     quiet();
@@ -417,6 +430,182 @@ TEST_F(CacheTest, SweepsEntriesWhoseEndWasNeverReported) {
     report();
     EXPECT_EQ(cache.known(), 10u);
     EXPECT_EQ(cache.find(SlotRef{5, 1})->pid, 105u);
+}
+
+}  // namespace
+}  // namespace tcptrack
+
+// ------------------------------------------------------------------ the kernel's answers
+// sock_diag and /proc/self/fd need no privileges: real sockets of this process
+// on loopback, looked up as tcptrack does.
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+namespace tcptrack {
+namespace {
+
+struct Fd {
+    int fd = -1;
+    explicit Fd(int f) : fd(f) {}
+    ~Fd() { reset(); }
+    void reset() {
+        if (fd >= 0) close(fd);
+        fd = -1;
+    }
+};
+
+std::uint64_t inode_of(int fd) {
+    char link[64] = {};
+    const std::string path = "/proc/self/fd/" + std::to_string(fd);
+    const ssize_t n = readlink(path.c_str(), link, sizeof link - 1);
+    return n > 0 ? socket_inode(std::string_view(link, static_cast<std::size_t>(n))).value_or(0) : 0;
+}
+
+std::uint16_t port_of(int fd) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+    return ntohs(ss.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port
+                                          : reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+}
+
+// A connected pair on loopback: listener on `listen_addr` (family lfam), client
+// over IPv4 or IPv6.
+struct Loop {
+    Fd l, c, s;
+    std::uint16_t lport = 0, cport = 0;
+    Loop(int lfam, const char* listen_addr, int cfam, const char* connect_addr)
+        : l(socket(lfam, SOCK_STREAM, 0)), c(socket(cfam, SOCK_STREAM, 0)), s(-1) {
+        sockaddr_storage ss{};
+        socklen_t len;
+        if (lfam == AF_INET6) {
+            auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+            a->sin6_family = AF_INET6;
+            inet_pton(AF_INET6, listen_addr, &a->sin6_addr);
+            const int off = 0;
+            setsockopt(l.fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
+            len = sizeof *a;
+        } else {
+            auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+            a->sin_family = AF_INET;
+            inet_pton(AF_INET, listen_addr, &a->sin_addr);
+            len = sizeof *a;
+        }
+        if (bind(l.fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 || listen(l.fd, 4) != 0) return;
+        lport = port_of(l.fd);
+        sockaddr_storage to{};
+        if (cfam == AF_INET6) {
+            auto* a = reinterpret_cast<sockaddr_in6*>(&to);
+            a->sin6_family = AF_INET6;
+            a->sin6_port = htons(lport);
+            inet_pton(AF_INET6, connect_addr, &a->sin6_addr);
+            len = sizeof *a;
+        } else {
+            auto* a = reinterpret_cast<sockaddr_in*>(&to);
+            a->sin_family = AF_INET;
+            a->sin_port = htons(lport);
+            inet_pton(AF_INET, connect_addr, &a->sin_addr);
+            len = sizeof *a;
+        }
+        if (connect(c.fd, reinterpret_cast<sockaddr*>(&to), len) != 0) return;
+        s.fd = accept(l.fd, nullptr, nullptr);
+        cport = port_of(c.fd);
+    }
+    bool ok() const { return s.fd >= 0; }
+};
+
+std::unique_ptr<SystemOwners> system_owners() {
+    try {
+        return std::make_unique<SystemOwners>();
+    } catch (const std::exception&) {
+        return nullptr;
+    }
+}
+
+OwnerQuery loop_query(Family f, const char* client, std::uint16_t cport, const char* server,
+                      std::uint16_t sport, bool local_client) {
+    OwnerQuery q;
+    q.conn = f == Family::V4 ? v4(client, cport, server, sport) : v6(client, cport, server, sport);
+    q.local_client = local_client;
+    return q;
+}
+
+TEST(SystemOwners, FindsThisProcessBothWaysIPv4AndIPv6) {
+    auto sys = system_owners();
+    if (!sys) GTEST_SKIP() << "no sock_diag here";
+    Loop v4loop(AF_INET, "127.0.0.1", AF_INET, "127.0.0.1");
+    Loop v6loop(AF_INET6, "::1", AF_INET6, "::1");
+    ASSERT_TRUE(v4loop.ok() && v6loop.ok());
+
+    // Inodes of both ends, asked exactly and from a dump, are those of our fds.
+    const std::vector<SocketTuple> tuples = {
+        v4("127.0.0.1", v4loop.cport, "127.0.0.1", v4loop.lport),  // the client's end
+        v4("127.0.0.1", v4loop.lport, "127.0.0.1", v4loop.cport),  // the accepted end
+        v6("::1", v6loop.cport, "::1", v6loop.lport),
+        v6("::1", v6loop.lport, "::1", v6loop.cport),
+        v4("127.0.0.1", v4loop.cport, "127.0.0.1", 1),  // no such socket
+    };
+    const std::vector<std::uint64_t> want = {inode_of(v4loop.c.fd), inode_of(v4loop.s.fd),
+                                             inode_of(v6loop.c.fd), inode_of(v6loop.s.fd), 0};
+    ASSERT_NE(want[0], 0u);
+    std::vector<std::uint64_t> exact, dump;
+    sys->inodes_exact(tuples, exact);
+    sys->inodes_dump(tuples, dump);
+    EXPECT_EQ(exact, want);
+    EXPECT_EQ(dump, want);
+    // The listener is not taken for a connection to its port (exact lookups fall back to it).
+    std::vector<std::uint64_t> none;
+    sys->inodes_exact({v4("127.0.0.1", v4loop.lport, "127.0.0.1", 9)}, none);
+    EXPECT_EQ(none, std::vector<std::uint64_t>{0});
+
+    EXPECT_GT(sys->scan_proc(), 3u);
+    std::vector<OwnerQuery> qs = {
+        loop_query(Family::V4, "127.0.0.1", v4loop.cport, "127.0.0.1", v4loop.lport, true),
+        loop_query(Family::V6, "::1", v6loop.cport, "::1", v6loop.lport, false),
+    };
+    (*sys)(qs);
+    for (const OwnerQuery& q : qs) {
+        ASSERT_EQ(q.result, OwnerQuery::Result::Found);
+        EXPECT_EQ(q.owner->pid, static_cast<std::uint32_t>(getpid()));
+        char comm[32] = {};
+        FILE* f = std::fopen("/proc/self/comm", "r");
+        ASSERT_TRUE(f && std::fgets(comm, sizeof comm, f));
+        std::fclose(f);
+        EXPECT_EQ(q.owner->comm + "\n", comm);
+    }
+}
+
+TEST(SystemOwners, TriesTheOtherEndWhenTheHintedOneHasNoFile) {
+    auto sys = system_owners();
+    if (!sys) GTEST_SKIP() << "no sock_diag here";
+    Loop lp(AF_INET, "127.0.0.1", AF_INET, "127.0.0.1");
+    ASSERT_TRUE(lp.ok());
+    // The client closes: its end lingers in FIN_WAIT2 without a file (inode 0);
+    // the accepted end, in CLOSE_WAIT, is still ours.
+    lp.c.reset();
+    std::vector<std::uint64_t> got;
+    sys->inodes_exact({v4("127.0.0.1", lp.cport, "127.0.0.1", lp.lport)}, got);
+    ASSERT_EQ(got[0], 0u);  // orphaned at close()
+    std::vector<OwnerQuery> qs = {
+        loop_query(Family::V4, "127.0.0.1", lp.cport, "127.0.0.1", lp.lport, true)};
+    (*sys)(qs);
+    ASSERT_EQ(qs[0].result, OwnerQuery::Result::Found);
+    EXPECT_EQ(qs[0].owner->pid, static_cast<std::uint32_t>(getpid()));
+}
+
+TEST(SystemOwners, DualStackListenersAcceptedSocketAsIPv4) {
+    auto sys = system_owners();
+    if (!sys) GTEST_SKIP() << "no sock_diag here";
+    Loop lp(AF_INET6, "::", AF_INET, "127.0.0.1");  // accepted socket: AF_INET6, ::ffff:127.0.0.1
+    ASSERT_TRUE(lp.ok());
+    const SocketTuple accepted = v4("127.0.0.1", lp.lport, "127.0.0.1", lp.cport);
+    std::vector<std::uint64_t> exact, dump;
+    sys->inodes_exact({accepted}, exact);
+    sys->inodes_dump({accepted}, dump);
+    EXPECT_EQ(exact[0], inode_of(lp.s.fd));
+    EXPECT_EQ(dump[0], inode_of(lp.s.fd));
+    EXPECT_NE(exact[0], 0u);
 }
 
 }  // namespace
