@@ -148,11 +148,11 @@ bash -c 'source /usr/share/bash-completion/completions/tcptrack && complete -p t
 if command -v systemd-analyze >/dev/null; then
     # Offline: an instance of the example unit, the binary now in place.
     mkdir -p "$work/unit"
-    cp "/usr/share/doc/$pkg/examples/tcptrack-flowlog@.service" "$work/unit/tcptrack-flowlog@lo.service"
-    out=$(cd "$work/unit" && systemd-analyze verify --man=no ./tcptrack-flowlog@lo.service 2>&1) ||
+    cp "/usr/share/doc/$pkg/examples/tcptrack-flowlog@.service" "$work/unit/tcptrack-flowlog@eth0.service"
+    out=$(cd "$work/unit" && systemd-analyze verify --man=no ./tcptrack-flowlog@eth0.service 2>&1) ||
         fail "systemd-analyze verify: $out"
     [ -z "$out" ] || fail "systemd-analyze verify said: $out"
-    [ -z "$out" ] && echo "systemd-analyze verify tcptrack-flowlog@lo.service: clean"
+    [ -z "$out" ] && echo "systemd-analyze verify tcptrack-flowlog@eth0.service: clean"
 else
     echo "note: systemd-analyze not installed, unit not verified"
 fi
