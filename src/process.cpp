@@ -53,7 +53,7 @@ std::string read_small(int dirfd, const char* path) {
 }
 
 SocketTuple flipped(const SocketTuple& t) {
-    return SocketTuple{t.family, t.remote, t.local, t.rport, t.lport};
+    return SocketTuple{t.family, t.remote, t.local, t.rport, t.lport, t.ifindex};
 }
 
 }  // namespace
@@ -150,6 +150,7 @@ void diag_request(std::vector<std::uint8_t>& buf, std::uint32_t seq, Family fami
         std::memcpy(req->id.idiag_dst, exact->remote.data(), alen);
         req->id.idiag_sport = htons(exact->lport);
         req->id.idiag_dport = htons(exact->rport);
+        req->id.idiag_if = exact->ifindex;
     }
 }
 
@@ -203,6 +204,7 @@ OwnerQuery query_of(const FlowSample& s) {
     std::memcpy(q.conn.remote.data(), e.dst, alen);
     q.conn.lport = e.sport;
     q.conn.rport = e.dport;
+    q.conn.ifindex = s.key.ifindex;
     q.local_client = s.has_info && (s.info.flags & TT_F_LOCAL_CLIENT);
     return q;
 }

@@ -50,7 +50,13 @@ struct SocketTuple {
     Family family = Family::V4;
     Address local{}, remote{};
     std::uint16_t lport = 0, rport = 0;  // host order
-    bool operator==(const SocketTuple&) const = default;
+    // The interface the flow was seen on: exact requests pass it, so a socket
+    // bound to it (IPv6 link-local) is found too. Not part of the identity.
+    std::uint32_t ifindex = 0;
+    bool operator==(const SocketTuple& o) const {
+        return family == o.family && local == o.local && remote == o.remote &&
+               lport == o.lport && rport == o.rport;
+    }
 };
 struct SocketTupleHash {
     std::size_t operator()(const SocketTuple& t) const;

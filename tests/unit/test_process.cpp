@@ -92,7 +92,8 @@ TEST(Process, ExactRequestEncoding) {
     std::vector<std::uint8_t> buf;
     const SocketTuple t = v4("10.0.0.1", 43512, "10.0.0.2", 80);
     diag_request(buf, 7, Family::V4, &t);
-    const SocketTuple t6 = v6("fd00::1", 51000, "fd00::2", 443);
+    SocketTuple t6 = v6("fe80::1", 51000, "fe80::2", 443);
+    t6.ifindex = 5;  // link-local: only found on its interface
     diag_request(buf, 8, Family::V6, &t6);
     constexpr std::size_t one = NLMSG_LENGTH(sizeof(inet_diag_req_v2));
     ASSERT_EQ(buf.size(), 2 * NLMSG_ALIGN(one));
@@ -112,6 +113,7 @@ TEST(Process, ExactRequestEncoding) {
     EXPECT_EQ(r->id.idiag_src[1], 0u);
     EXPECT_EQ(r->id.idiag_cookie[0], INET_DIAG_NOCOOKIE);
     EXPECT_EQ(r->id.idiag_cookie[1], INET_DIAG_NOCOOKIE);
+    EXPECT_EQ(r->id.idiag_if, 0u);  // any interface
 
     const auto* h6 = reinterpret_cast<const nlmsghdr*>(buf.data() + NLMSG_ALIGN(one));
     EXPECT_EQ(h6->nlmsg_seq, 8u);
@@ -120,6 +122,7 @@ TEST(Process, ExactRequestEncoding) {
     EXPECT_EQ(std::memcmp(r6->id.idiag_src, t6.local.data(), 16), 0);
     EXPECT_EQ(std::memcmp(r6->id.idiag_dst, t6.remote.data(), 16), 0);
     EXPECT_EQ(ntohs(r6->id.idiag_sport), 51000);
+    EXPECT_EQ(r6->id.idiag_if, 5u);
 }
 
 TEST(Process, DumpRequestEncoding) {
@@ -222,6 +225,7 @@ FlowSample sample(std::uint32_t slot, std::uint16_t port, bool local_client = tr
     inet_pton(AF_INET, "10.0.0.2", s.key.addr_b);
     s.key.port_a = htons(port);
     s.key.port_b = htons(80);
+    s.key.ifindex = 3;
     s.has_info = true;
     s.info.client = TT_DIR_AB;
     s.info.flags = TT_F_SYN_SEEN | (local_client ? TT_F_LOCAL_CLIENT : 0);
@@ -275,6 +279,7 @@ TEST_F(CacheTest, LooksUpOnlyNewConnections) {
     ASSERT_EQ(fake->calls[0].size(), 2u);
     // Oriented client -> server; the hint says the client is local.
     EXPECT_EQ(fake->calls[0][0].conn, v4("10.0.0.1", 40000, "10.0.0.2", 80));
+    EXPECT_EQ(fake->calls[0][0].conn.ifindex, 3u);  // the flow's interface
     EXPECT_TRUE(fake->calls[0][0].local_client);
 
     FlowRow row;
