@@ -87,6 +87,24 @@ struct {
 	__type(value, struct tt_close_event);
 } close_scratch SEC(".maps");
 
+/*
+ * The key the filter looks at, handed to it through this CPU's entry (one per
+ * possible CPU, sized at load; an ARRAY so the lookup is inlined): the filter
+ * is a global function, checked once by the verifier whatever the caller's
+ * state, and on 5.10 those take only scalars and the context.
+ */
+struct tt_filter_arg {
+	struct tt_flow_key key;
+	__u8 pad[64 - sizeof(struct tt_flow_key)]; /* one cache line per CPU */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1); /* nr_cpus, set by user space */
+	__type(key, __u32);
+	__type(value, struct tt_filter_arg);
+} filter_arg SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, TT_STAT_COUNT);

@@ -39,14 +39,18 @@ const volatile __u32 tt_nr_cpus = 1;
 struct tt_filter tt_filters[2];
 volatile __u32 tt_filter_sel; /* 0: no filter; else 1 + the copy in use */
 
-/* Out of line: the verifier checks the filter loop once, not in every caller. */
-static __noinline int tt_filter_pass(const struct tt_flow_key *k)
+/*
+ * Global (not static): the verifier checks the filter loop once on its own,
+ * instead of again for every state a caller reaches it in (that tripled the
+ * programs' verification). The key comes through this CPU's filter_arg.
+ */
+__noinline int tt_filter_pass(__u32 cpu, __u32 sel)
 {
-	__u32 sel = tt_filter_sel;
+	struct tt_filter_arg *a = bpf_map_lookup_elem(&filter_arg, &cpu);
 
-	if (sel == 0)
+	if (!a || sel == 0)
 		return 1;
-	return tt_filter_match(&tt_filters[(sel - 1) & 1], k);
+	return tt_filter_match(&tt_filters[(sel - 1) & 1], &a->key);
 }
 
 static __always_inline void tt_stat_inc(__u32 idx)
@@ -611,6 +615,7 @@ static __always_inline int tt_handle(struct __sk_buff *skb, int ingress, int has
 	struct tt_slot *s;
 	struct tt_pkt p;
 	__u32 cpu;
+	__u32 sel;
 	__u32 h;
 	int dir;
 
@@ -619,12 +624,20 @@ static __always_inline int tt_handle(struct __sk_buff *skb, int ingress, int has
 	p.key.ifindex = skb->ifindex;
 	dir = tt_key_normalise(&p.key);
 	/* Before any flow map: filtered-out traffic costs no entry and is never "untracked". */
-	if (tt_filter_sel && !tt_filter_pass(&p.key))
-		return TC_ACT_UNSPEC;
+	cpu = bpf_get_smp_processor_id();
+	sel = tt_filter_sel;
+	if (sel) {
+		struct tt_filter_arg *a = bpf_map_lookup_elem(&filter_arg, &cpu);
+
+		if (a) {
+			a->key = p.key;
+			if (!tt_filter_pass(cpu, sel))
+				return TC_ACT_UNSPEC;
+		}
+	}
 	h = tt_key_hash(&p.key);
 
 	/* Fastest path: one of this CPU's two cache entries holds the flow, settled. */
-	cpu = bpf_get_smp_processor_id();
 	if (!(p.tcp_flags & TT_STATE_FLAGS) &&
 	    (tt_cache_hit(tt_cache_at(cpu, h, 0), h, &p, dir) ||
 	     tt_cache_hit(tt_cache_at(cpu, h, 1), h, &p, dir)))

@@ -163,20 +163,27 @@ public:
         skel_.set_filter(f);
         filter_ = expr;
         // Connections left out stop counting at once: end them now rather
-        // than show them frozen until the idle timeout.
-        if (last_samples_) {
-            std::vector<SlotRef> out;
-            for (std::size_t i = 0; i < collector_.live() && i < last_samples_->size(); ++i) {
-                const FlowSample& s = (*last_samples_)[i];
-                if (!s.finished && !filter_matches(f, s.key)) out.push_back(s.ref);
-            }
-            collector_.forget(out);
-        }
+        // than show them frozen until the idle timeout. Before the first
+        // report there are no samples yet: the next collect() does it.
+        if (last_samples_)
+            drop_filtered(*last_samples_);
+        else
+            refilter_ = true;
         return "";
     }
     const std::string& filter() const { return filter_; }
 
 private:
+    // Ends the live connections the filter in force leaves out.
+    void drop_filtered(const std::vector<FlowSample>& samples) {
+        const tt_filter f = compile_filter(filter_);
+        std::vector<SlotRef> out;
+        for (std::size_t i = 0; i < collector_.live() && i < samples.size(); ++i)
+            if (!samples[i].finished && !filter_matches(f, samples[i].key))
+                out.push_back(samples[i].ref);
+        collector_.forget(out);
+    }
+
     // Process attribution (sock_diag + /proc) in this process's network
     // namespace; without sock_diag the rows just have no owner.
     void start_process_lookup() {
@@ -249,6 +256,10 @@ private:
         if (owners_)
             owners_->update(samples, collector_.changed(), collector_.idle(), collector_.live());
         last_samples_ = &samples;
+        if (refilter_) {  // a filter set before the first report: shown this once
+            refilter_ = false;
+            drop_filtered(samples);
+        }
         // --closed and --changed rows are all among the changed samples: the
         // report then costs what changed, not what is resident.
         const bool few = opts_.closed_only || opts_.changed_only;
@@ -310,6 +321,7 @@ private:
     SortKey sort_ = opts_.sort;  // --sort, then the view's 's' key
     std::string filter_;                                    // the expression in force
     const std::vector<FlowSample>* last_samples_ = nullptr;  // the last collect()'s
+    bool refilter_ = false;  // drop what the filter leaves out at the next collect()
 };
 
 int cleanup(const std::vector<Interface>& ifaces) {

@@ -7,9 +7,13 @@
 #include <fmt/format.h>
 #include <fstream>
 #include <net/if.h>
+#include <net/if_arp.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sstream>
 
 #include "tcptrack/error.hpp"
+#include "tcptrack/fd.hpp"
 
 namespace tcptrack {
 
@@ -20,6 +24,16 @@ std::optional<long> read_sys_long(const std::string& name, const char* attr) {
     long v = 0;
     if (f >> v) return v;
     return std::nullopt;
+}
+
+// The device type (ARPHRD_*) as this thread's network namespace sees it.
+// /sys/class/net shows the namespace sysfs was mounted in: the host's, after --netns.
+std::optional<long> device_type(const std::string& name) {
+    Fd s(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    ifreq ifr{};
+    std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
+    if (!s || ioctl(s.get(), SIOCGIFHWADDR, &ifr) != 0) return std::nullopt;
+    return ifr.ifr_hwaddr.sa_family;
 }
 
 }  // namespace
@@ -34,9 +48,13 @@ Interface lookup_interface(const std::string& name) {
     i.ifindex = static_cast<int>(idx);
     // ARPHRD_ETHER (1) and loopback (772) carry an Ethernet header at TC;
     // devices without a hardware address (tun, wireguard: ARPHRD_NONE) start at L3.
-    const long type = read_sys_long(name, "type").value_or(1);
-    const long addr_len = read_sys_long(name, "addr_len").value_or(6);
-    i.has_l2 = type == 1 || type == 772 || addr_len == 6;
+    if (const auto arphrd = device_type(name)) {
+        i.has_l2 = *arphrd == ARPHRD_ETHER || *arphrd == ARPHRD_LOOPBACK;
+    } else {
+        const long type = read_sys_long(name, "type").value_or(1);
+        const long addr_len = read_sys_long(name, "addr_len").value_or(6);
+        i.has_l2 = type == 1 || type == 772 || addr_len == 6;
+    }
     return i;
 }
 

@@ -105,6 +105,7 @@ Skeleton::Skeleton(const LoadConfig& cfg) : cfg_(cfg) {
     bpf_map__set_max_entries(skel_->maps.free_slots, geo_.free_queue);
     skel_->rodata->tt_nr_cpus = nr_cpus_;
     bpf_map__set_max_entries(skel_->maps.flow_cache, nr_cpus_ * TT_CACHE_ENTRIES);
+    bpf_map__set_max_entries(skel_->maps.filter_arg, nr_cpus_);
 
 #if TCPTRACK_HAVE_TCX
     if (cfg.tcx) {

@@ -131,11 +131,8 @@ class TestForms(NetnsBase):
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertIn("  %s@netns pid %d  " % (self.topo.sif, sleeper.pid), p.stdout)
 
-    # Known bug, fix proposed to the lead: lookup_interface() reads the device
-    # type from /sys/class/net, which shows the host's namespace, so a tun or
-    # wireguard device inside --netns gets the Ethernet programs. Remove the
-    # decorator with the fix (an unexpected success fails the run).
-    @unittest.expectedFailure
+    # /sys/class/net shows the host's namespace: the device type must come from
+    # the watched one (SIOCGIFHWADDR), or a tun inside --netns gets the L2 programs.
     def test_l3_device_gets_the_l3_programs(self):
         tun = TAG + "tun0"
         run(["ip", "-n", self.topo.sns, "tuntap", "add", "dev", tun, "mode", "tun"])

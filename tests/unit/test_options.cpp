@@ -154,7 +154,11 @@ TEST(Options, OnceConflictsWithCount) {
 TEST(Options, ExactMessages) {
     EXPECT_EQ(parse({"--interval", "0"}).err, "tcptrack: --interval: '0' must be a number > 0");
     EXPECT_EQ(parse({"--foo"}).err, "tcptrack: unknown option '--foo' (see --help)");
-    EXPECT_EQ(parse({"extra"}).err, "tcptrack: unexpected argument 'extra' (see --help)");
+    // Words after the options are the filter expression: a stray one is a filter error.
+    EXPECT_EQ(parse({"extra"}).err,
+              "tcptrack: filter: 'extra': expected host, net, port or portrange");
+    EXPECT_EQ(parse({"-i", "eth0", "port", "80", "--", "or", "port", "443"}).options->filter,
+              "port 80 or port 443");
     EXPECT_EQ(parse({"--count", "0"}).err, "tcptrack: --count: '0' must be an integer >= 1");
     EXPECT_EQ(parse({"--format", "xml"}).err,
               "tcptrack: --format: 'xml' must be one of table, json, csv");
