@@ -232,11 +232,11 @@ void Collector::take_events(std::uint64_t now_ns) {
         // Its bytes at the last report give the final interval's rate.
         const std::uint32_t p = ev.slot < pos_.size() ? pos_[ev.slot] : kNone;
         if (p != kNone && samples_[p].ref == s.ref) {
-            std::memcpy(s.prev_bytes, samples_[p].bytes, sizeof(s.prev_bytes));
+            keep_prev(s, samples_[p]);
             remove_live(p);
         } else {
             for (const Dead& d : dead_)
-                if (d.ref == s.ref) std::memcpy(s.prev_bytes, d.bytes, sizeof(s.prev_bytes));
+                if (d.ref == s.ref) keep_prev(s, d.last);
         }
         if (ev.reason == TT_CLOSE_FINISHED) dying_.push_back(ev.slot);
     }
@@ -271,7 +271,7 @@ void Collector::scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns) {
             if (!tt_gen_live(gen)) {
                 if (p != kNone) {
                     const FlowSample& old = samples_[p];
-                    dead_.push_back(Dead{old.ref, {old.bytes[0], old.bytes[1]}});
+                    dead_.push_back(Dead{old.ref, old});
                     remove_live(p);
                 }
                 continue;
@@ -287,7 +287,7 @@ void Collector::scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns) {
                         std::memcpy(&s.info, const_cast<const tt_flow_info*>(&v.info),
                                     sizeof(s.info));
                 } else {
-                    std::memcpy(s.prev_bytes, s.bytes, sizeof(s.prev_bytes));
+                    keep_prev(s, s);
                     fill_from_slot(s, v);
                     TT_ADD_COUNTS(&s, &extra);
                     s.last_active_ns = now_ns;
@@ -298,7 +298,7 @@ void Collector::scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns) {
                 // closed through the ring).
                 if (p != kNone) {
                     const FlowSample& old = samples_[p];
-                    dead_.push_back(Dead{old.ref, {old.bytes[0], old.bytes[1]}});
+                    dead_.push_back(Dead{old.ref, old});
                 } else {
                     p = static_cast<std::uint32_t>(live_++);
                     samples_.emplace_back();
@@ -311,7 +311,7 @@ void Collector::scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns) {
                     remove_live(p);
                     continue;
                 }
-                s.prev_bytes[0] = s.prev_bytes[1] = 0;
+                keep_prev(s, Counts{});
                 s.last_active_ns = now_ns;
                 s.ref = SlotRef{slot, gen};
                 s.has_info = true;

@@ -82,6 +82,27 @@ void check_iface(const std::string& name) {
         bad_value("--interface", name, "is not a valid interface name");
 }
 
+// HOST:PORT ("[v6]:PORT" for IPv6), optionally behind udp:// or tcp://.
+void check_endpoint(const std::string& opt, const std::string& text, bool url) {
+    std::string rest = text;
+    if (url) {
+        if (rest.rfind("udp://", 0) != 0 && rest.rfind("tcp://", 0) != 0)
+            bad_value(opt, text, "must be udp://HOST:PORT or tcp://HOST:PORT");
+        rest = rest.substr(6);
+    }
+    const auto colon = rest.rfind(':');
+    const std::string host = colon == std::string::npos ? "" : rest.substr(0, colon);
+    const std::string port = colon == std::string::npos ? "" : rest.substr(colon + 1);
+    const bool v6 = host.size() > 2 && host.front() == '[' && host.back() == ']';
+    const bool host_ok = !host.empty() && (v6 || host.find_first_of("[]:/ ") == std::string::npos);
+    const bool port_ok = !port.empty() && port.size() <= 5 &&
+                         std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
+                         std::stoul(port) >= 1 && std::stoul(port) <= 65535;
+    if (!host_ok || !port_ok)
+        bad_value(opt, text, url ? "must be udp://HOST:PORT or tcp://HOST:PORT (port 1-65535)"
+                                 : "must be ADDR:PORT (port 1-65535; [ADDR]:PORT for IPv6)");
+}
+
 constexpr std::uint64_t kMaxFlows = 16000000;  // the store indexes slots in 24 bits (flow.h)
 constexpr double kMaxSeconds = 86400;  // keeps ns conversions far from overflow
 
@@ -110,6 +131,7 @@ ParseResult parse_options(int argc, const char* const* argv) {
 
     std::vector<std::string> ifaces;
     std::string interval, count, format, attach, max_flows, idle_timeout, sort, top, netns;
+    std::string ipfix, ipfix_active, prometheus;
 
     app.add_option("-i,--interface", ifaces,
                    "Interface to watch (repeatable; default: the default-route interface)")
@@ -126,7 +148,8 @@ ParseResult parse_options(int argc, const char* const* argv) {
         scalar("--interval", interval, "Seconds between reports (default 2)", "SECONDS");
     auto* o_count = scalar("--count", count, "Print N reports, then exit", "N");
     auto* o_format =
-        scalar("--format", format, "Output format: table, json, csv (default table)", "FORMAT");
+        scalar("--format", format,
+               "Output format: table, json, csv, none (exporters only; default table)", "FORMAT");
     auto* o_attach =
         scalar("--attach", attach, "Attach mode: auto, tcx, tc (default auto)", "MODE");
     auto* o_max =
@@ -142,6 +165,16 @@ ParseResult parse_options(int argc, const char* const* argv) {
                            "Watch interfaces of this network namespace: a name from "
                            "'ip netns', a path, or a pid (like ss -N)",
                            "NAME|PATH|PID");
+    auto* o_ipfix = scalar("--ipfix", ipfix,
+                           "Export flow records (IPFIX, RFC 7011) to a collector: "
+                           "udp://HOST:PORT or tcp://HOST:PORT",
+                           "URL");
+    auto* o_ipfix_active = scalar("--ipfix-active-timeout", ipfix_active,
+                                  "IPFIX: a record for each long-lived connection this often "
+                                  "(default 60)",
+                                  "SECONDS");
+    auto* o_prometheus = scalar("--prometheus", prometheus,
+                                "Serve Prometheus metrics on http://ADDR:PORT/metrics", "ADDR:PORT");
     const auto flag = [&](const char* name, const char* help) {
         return app.add_flag(name)->description(help);
     };
@@ -236,7 +269,8 @@ ParseResult parse_options(int argc, const char* const* argv) {
                 "--max-flows", max_flows, 1, kMaxFlows, "must be an integer from 1 to 16000000"));
         if (o_format->count() > 0) {
             static constexpr std::pair<const char*, Format> formats[] = {
-                {"table", Format::Table}, {"json", Format::Json}, {"csv", Format::Csv}};
+                {"table", Format::Table}, {"json", Format::Json}, {"csv", Format::Csv},
+                {"none", Format::None}};
             o.format = parse_enum("--format", format, formats);
         }
         if (o_sort->count() > 0) {
@@ -252,6 +286,19 @@ ParseResult parse_options(int argc, const char* const* argv) {
                 {"auto", AttachMode::Auto}, {"tcx", AttachMode::Tcx}, {"tc", AttachMode::Tc}};
             o.attach = parse_enum("--attach", attach, modes);
         }
+        if (o_ipfix->count() > 0) {
+            check_endpoint("--ipfix", ipfix, true);
+            o.ipfix = ipfix;
+        }
+        if (o_ipfix_active->count() > 0)
+            o.ipfix_active_timeout_s =
+                parse_seconds("--ipfix-active-timeout", ipfix_active, kMaxSeconds);
+        if (o_prometheus->count() > 0) {
+            check_endpoint("--prometheus", prometheus, false);
+            o.prometheus = prometheus;
+        }
+        if (o.format == Format::None && o.ipfix.empty() && o.prometheus.empty())
+            throw UsageError("--format none: nothing would be output (add --ipfix or --prometheus)");
         if (o_summary->count() > 0 && o.format == Format::Csv)
             throw UsageError("--summary: not available with --format csv (use json or table)");
     } catch (const UsageError& e) {

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "tcptrack/flow_model.hpp"
@@ -24,6 +25,22 @@ struct DatapathStats {
     std::uint64_t reused = 0;
     std::uint64_t close_lost = 0;
 };
+
+// A flow's counters at one report (the prev_* of the next changed sample).
+struct Counts {
+    std::uint64_t bytes[2]{}, packets[2]{}, payload[2]{};
+    Counts() = default;
+    Counts(const FlowSample& s) {  // NOLINT: implicit on purpose
+        std::memcpy(bytes, s.bytes, sizeof(bytes));
+        std::memcpy(packets, s.packets, sizeof(packets));
+        std::memcpy(payload, s.payload, sizeof(payload));
+    }
+};
+inline void keep_prev(FlowSample& s, const Counts& c) {
+    std::memcpy(s.prev_bytes, c.bytes, sizeof(s.prev_bytes));
+    std::memcpy(s.prev_packets, c.packets, sizeof(s.prev_packets));
+    std::memcpy(s.prev_payload, c.payload, sizeof(s.prev_payload));
+}
 
 class Collector {
 public:
@@ -85,7 +102,7 @@ private:
     // the final interval's rate of a close event that comes in late.
     struct Dead {
         SlotRef ref;
-        std::uint64_t bytes[2];
+        Counts last;
     };
     std::vector<Dead> dead_;
     // Dead slots go back to the kernel a report after they died (no classifier

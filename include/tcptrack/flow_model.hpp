@@ -39,6 +39,10 @@ struct FlowSample {
     // Rates and idleness: bytes at the previous report (0 when first seen since
     // then), and when the counters were last seen moving (the report's time).
     std::uint64_t prev_bytes[2]{};
+    // Likewise for exporters' deltas: at a changed sample (Collector::changed())
+    // the counts since the previous report are the current ones minus these.
+    std::uint64_t prev_packets[2]{};
+    std::uint64_t prev_payload[2]{};
     std::uint64_t last_active_ns = 0;
     SlotRef ref{UINT32_MAX, 0};
 };

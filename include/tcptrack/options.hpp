@@ -9,7 +9,7 @@
 
 namespace tcptrack {
 
-enum class Format { Table, Json, Csv };
+enum class Format { Table, Json, Csv, None };  // None: exporters only (headless)
 enum class AttachMode { Auto, Tcx, Tc };
 // Report order (--sort): busiest first by this key; the rest breaks ties the same way.
 enum class SortKey { Rate, Bytes, Packets, Age, Rtt };
@@ -27,6 +27,9 @@ struct Options {
     bool process = true;                    // PROCESS column / pid, comm, cgroup (--no-process)
     bool resolve = false;                   // -r: reverse DNS names in the table
     std::string netns;                      // --netns NAME|PATH|PID ("" = our own namespace)
+    std::string ipfix;                      // --ipfix udp://HOST:PORT | tcp://HOST:PORT ("" = off)
+    double ipfix_active_timeout_s = 60.0;   // --ipfix-active-timeout: long-lived flows' records
+    std::string prometheus;                 // --prometheus ADDR:PORT ("" = off)
     bool closed_only = false;               // --closed: log connections as they close
     bool changed_only = false;              // --changed: rows only for new, moved or closed ones
     SortKey sort = SortKey::Rate;           // --sort

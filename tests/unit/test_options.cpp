@@ -161,9 +161,33 @@ TEST(Options, ExactMessages) {
               "port 80 or port 443");
     EXPECT_EQ(parse({"--count", "0"}).err, "tcptrack: --count: '0' must be an integer >= 1");
     EXPECT_EQ(parse({"--format", "xml"}).err,
-              "tcptrack: --format: 'xml' must be one of table, json, csv");
+              "tcptrack: --format: 'xml' must be one of table, json, csv, none");
     EXPECT_EQ(parse({"--attach", "xdp"}).err,
               "tcptrack: --attach: 'xdp' must be one of auto, tcx, tc");
+}
+
+TEST(Options, ExportersAndHeadless) {
+    const Options o = ok({"--ipfix", "udp://127.0.0.1:4739", "--prometheus", "[::1]:9100",
+                          "--ipfix-active-timeout", "30", "--format", "none"});
+    EXPECT_EQ(o.ipfix, "udp://127.0.0.1:4739");
+    EXPECT_EQ(o.prometheus, "[::1]:9100");
+    EXPECT_EQ(o.ipfix_active_timeout_s, 30.0);
+    EXPECT_EQ(o.format, Format::None);
+    EXPECT_EQ(ok({"--ipfix", "tcp://collector.example:4739"}).ipfix, "tcp://collector.example:4739");
+    EXPECT_EQ(parse({"--ipfix", "127.0.0.1:4739"}).err,
+              "tcptrack: --ipfix: '127.0.0.1:4739' must be udp://HOST:PORT or tcp://HOST:PORT");
+    EXPECT_EQ(parse({"--ipfix", "udp://h:0"}).err,
+              "tcptrack: --ipfix: 'udp://h:0' must be udp://HOST:PORT or tcp://HOST:PORT (port "
+              "1-65535)");
+    EXPECT_EQ(parse({"--prometheus", "9100"}).err,
+              "tcptrack: --prometheus: '9100' must be ADDR:PORT (port 1-65535; [ADDR]:PORT for "
+              "IPv6)");
+    EXPECT_EQ(parse({"--prometheus", "::1:9100"}).err,
+              "tcptrack: --prometheus: '::1:9100' must be ADDR:PORT (port 1-65535; [ADDR]:PORT "
+              "for IPv6)");
+    EXPECT_EQ(parse({"--format", "none"}).err,
+              "tcptrack: --format none: nothing would be output (add --ipfix or --prometheus)");
+    usage_error({"--ipfix-active-timeout", "0"}, "--ipfix-active-timeout");
 }
 
 TEST(Options, IntervalRejects) {

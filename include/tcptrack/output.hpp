@@ -1,0 +1,62 @@
+// SPDX-License-Identifier: MIT
+// The one interface every output implements: the table, JSON, CSV, the
+// closed-connection log, and the exporters (IPFIX, Prometheus). The run loop
+// builds each report once and hands the same frame to every output in turn,
+// so several can run at once (a table on the terminal while IPFIX goes to a
+// collector). Adding an output means adding a file and one line in
+// make_outputs().
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tcptrack/flow_model.hpp"
+#include "tcptrack/options.hpp"
+#include "tcptrack/render.hpp"
+#include "tcptrack/report.hpp"
+
+namespace tcptrack {
+
+// One report as every output sees it. Valid only during Output::write().
+struct ReportFrame {
+    const Report& report;  // time, interfaces, stats (report.rows: unused, see rows)
+    // The rows a reader sees, in report order (--sort, --top, --changed and
+    // --closed applied), built one at a time.
+    const RowSource& rows;
+    // Every connection, whatever the display shows: samples[0, live) are
+    // live, the rest finished since the last report (final, shown once).
+    const std::vector<FlowSample>& samples;
+    std::size_t live;
+    // Indexes into samples of those new, moved or finished since the last
+    // report. Only there do a sample's prev_* hold its counts at the last
+    // report (new ones: 0), so current - prev is what happened in between.
+    const std::vector<std::uint32_t>& changed;
+    // Live connections idle for --idle-timeout: this report is their last.
+    const std::vector<SlotRef>& idle;
+    std::uint64_t now_ns;  // CLOCK_MONOTONIC, the samples' clock (info.first_ns, ...)
+    // The interface name of a sample (by its key's ifindex).
+    const std::string& (*iface_of)(const void* ctx, std::uint32_t ifindex);
+    const void* iface_ctx;
+    const std::string& iface(std::uint32_t ifindex) const { return iface_of(iface_ctx, ifindex); }
+};
+
+class Output {
+public:
+    virtual ~Output() = default;
+    // One report. False stops tcptrack quietly (stdout was closed, as by `| head`).
+    virtual bool write(const ReportFrame& frame) = 0;
+    // At exit, after the last report (nullptr if there was none): final
+    // records, flushing.
+    virtual void finish(const ReportFrame* last) { (void)last; }
+    // Errors so far that did not stop tracking (an unreachable collector...),
+    // for the summary; name() labels them.
+    virtual std::uint64_t errors() const { return 0; }
+    virtual const char* name() const = 0;
+};
+
+// Every output the options ask for, terminal ones first.
+std::vector<std::unique_ptr<Output>> make_outputs(const Options& opts);
+
+}  // namespace tcptrack
