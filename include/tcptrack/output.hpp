@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -23,8 +24,8 @@ namespace tcptrack {
 struct ReportFrame {
     const Report& report;  // time, interfaces, stats (report.rows: unused, see rows)
     // The rows a reader sees, in report order (--sort, --top, --changed and
-    // --closed applied), built one at a time.
-    const RowSource& rows;
+    // --closed applied), built one at a time: each call starts a new pass.
+    std::function<RowSource()> rows;
     // Every connection, whatever the display shows: samples[0, live) are
     // live, the rest finished since the last report (final, shown once).
     const std::vector<FlowSample>& samples;
