@@ -23,13 +23,13 @@
 #include "tcptrack/filter.hpp"
 #include "tcptrack/interfaces.hpp"
 #include "tcptrack/netns.hpp"
+#include "tcptrack/output.hpp"
 #include "tcptrack/privileges.hpp"
 #include "tcptrack/process.hpp"
 #include "tcptrack/render.hpp"
 #include "tcptrack/report_builder.hpp"
 #include "tcptrack/resolver.hpp"
 #include "tcptrack/skeleton.hpp"
-#include "tcptrack/tui.hpp"
 
 namespace tcptrack {
 
@@ -47,13 +47,6 @@ void install_signal_handlers() {
     sigemptyset(&sa.sa_mask);
     for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaction(sig, &sa, nullptr);
     std::signal(SIGPIPE, SIG_IGN);  // a closed pipe shows up as EPIPE on write
-}
-
-// Connection rows that fit the terminal under the header lines, like top.
-std::size_t terminal_rows() {
-    winsize ws{};
-    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) != 0 || ws.ws_row < 6) return SIZE_MAX;
-    return ws.ws_row - 4;  // report header, column header, "... more" line, cursor line
 }
 
 void check_privileges() {
@@ -78,19 +71,6 @@ std::vector<Interface> resolve_interfaces(const Options& opts) {
     return out;
 }
 
-// Appends to stdout; false (with errno set) on a write error.
-bool put_stdout(std::string_view text) {
-    return std::fwrite(text.data(), 1, text.size(), stdout) == text.size();
-}
-
-// Flushes what was written, or reports why not; a closed pipe (e.g. `| head`) is a quiet stop.
-bool finish_output(bool ok) {
-    if (ok && std::fflush(stdout) == 0) return true;
-    if (errno != EPIPE)
-        std::fprintf(stderr, "tcptrack: cannot write output: %s\n", std::strerror(errno));
-    return false;
-}
-
 struct Watched {
     Interface iface;
     std::unique_ptr<Attachment> attachment;
@@ -98,8 +78,10 @@ struct Watched {
 
 class Session {
 public:
-    Session(const Options& opts, std::vector<Interface> ifaces, const Features& features)
+    Session(const Options& opts, std::vector<Interface> ifaces, const Features& features,
+            std::vector<std::unique_ptr<Output>> exporters)
         : opts_(opts),
+          outputs_(std::move(exporters)),
           skel_(preferred_load_config(features, opts.max_flows,
                                       use_tcx(features, opts.attach))),
           collector_(skel_),
@@ -121,32 +103,45 @@ public:
     void set_resolver(Resolver* r) { resolver_ = r; }
 
     int loop() {
+        if (auto out = make_terminal_output(
+                opts_, [this](const std::string& expr) { return apply_filter(expr); }))
+            outputs_.insert(outputs_.begin(), std::move(out));
+        // The full-screen view reads keys between short waits, so they act within 50 ms.
+        const int wait_ms = opts_.format == Format::Table && isatty(STDIN_FILENO) ? 50 : 200;
         const std::uint64_t interval_ns = static_cast<std::uint64_t>(opts_.interval_s * 1e9);
-        const bool tty = isatty(STDOUT_FILENO);
-        const std::unique_ptr<Tui> tui = start_tui();
         std::uint64_t start = monotonic_ns(), last = start;
         std::uint64_t reports = 0;
-        while (!g_stop) {
+        bool quit = false;
+        while (!g_stop && !quit) {
             const std::uint64_t deadline = start + (reports + 1) * interval_ns;
-            for (std::uint64_t now = monotonic_ns(); now < deadline && !g_stop;
+            for (std::uint64_t now = monotonic_ns(); now < deadline && !g_stop && !quit;
                  now = monotonic_ns()) {
                 const std::uint64_t left_ms = (deadline - now + 999999) / 1000000;
-                // The view reads keys between short waits, so they act within 50 ms.
-                collector_.poll(static_cast<int>(std::min<std::uint64_t>(left_ms, tui ? 50 : 200)));
-                if (tui && !tui->handle_keys()) return 0;  // 'q'
+                collector_.poll(static_cast<int>(std::min<std::uint64_t>(left_ms, wait_ms)));
+                for (auto& o : outputs_) quit = quit || !o->interact();  // 'q'
             }
-            if (g_stop) break;  // never print a half-built report
+            if (g_stop || quit) break;  // never print a half-built report
             check_interfaces();
             const std::uint64_t now = monotonic_ns();
-            if (tui) sort_ = tui->sort();
-            Report report = build_report(now, now - last);
+            for (const auto& o : outputs_)
+                if (auto key = o->sort()) sort_ = *key;
+            const Report report = build_report(now, now - last);
             last = now;
             ++reports;
-            if (tui)
-                tui->show(std::move(report));
-            else if (!finish_output(print(report, reports == 1, tty)))
-                break;
+            const ReportFrame frame = frame_of(report, now);
+            bool stop = false;
+            for (auto& o : outputs_) stop = !o->write(frame) || stop;
+            if (stop) return 0;  // stdout closed (| head): a quiet stop
             if (opts_.count && reports >= *opts_.count) break;
+        }
+        // Exporters' last word (IPFIX: a forced-end record per live connection),
+        // from a final look at the store.
+        const auto is_exporter = [](const auto& o) { return o->errors().has_value(); };
+        if (std::any_of(outputs_.begin(), outputs_.end(), is_exporter)) {
+            const std::uint64_t now = monotonic_ns();
+            const Report report = build_report(now, now - last);
+            const ReportFrame frame = frame_of(report, now);
+            for (auto& o : outputs_) o->finish(&frame);
         }
         return 0;
     }
@@ -197,17 +192,6 @@ private:
         } catch (const Error& e) {
             std::fprintf(stderr, "tcptrack: %s\n", e.what());
         }
-    }
-
-    // The interactive view when wanted; today's table (with one note) when
-    // ncurses cannot drive this terminal.
-    std::unique_ptr<Tui> start_tui() {
-        if (!Tui::wanted(opts_)) return nullptr;
-        std::string why;
-        auto tui = Tui::start(
-            opts_, [this](const std::string& expr) { return apply_filter(expr); }, why);
-        if (!tui) std::fprintf(stderr, "tcptrack: %s: printing the plain table\n", why.c_str());
-        return tui;
     }
 
     // Each interval: drops deleted interfaces, and puts back what someone else
@@ -272,44 +256,36 @@ private:
 
         r.stats = builder_.stats();
         r.stats.connections = builder_.total();
+        for (const auto& o : outputs_)
+            if (auto n = o->errors()) r.stats.export_errors.emplace_back(o->name(), *n);
         r.show_process = opts_.process;
         add_store_stats(r.stats, collector_, evicted_);
 
-        // The table holds every row (it is sized to its widest cells); JSON and
-        // CSV stream them from the builder instead.
-        if (opts_.format == Format::Table) {
-            r.rows.resize(builder_.size());
-            for (std::size_t i = 0; i < r.rows.size(); ++i) builder_.row(i, r.rows[i]);
-        }
         return r;
     }
 
-    // --summary under a table: one line with the JSON summary record's figures.
-    bool table_summary(const Report& r) const {
-        return !opts_.summary || put_stdout(render_table_summary(r, builder_.total()));
-    }
-
-    // Writes the report to stdout; JSON and CSV stream in chunks instead of one big string.
-    bool print(const Report& r, bool first, bool tty) const {
-        switch (opts_.format) {
-            case Format::Json:
-                return render_json(r.time, builder_.rows(), put_stdout) &&
-                       (!opts_.summary || put_stdout(render_json_summary(r, builder_.total())));
-            case Format::Csv:
-                return render_csv(r.time, builder_.rows(), first, put_stdout);
-            case Format::Table:
-                // --closed: the lifetime log, only connections that just finished.
-                if (opts_.closed_only)
-                    return put_stdout(render_closed_lines(r)) && table_summary(r);
-                // Redraw in place on a terminal (like top); append reports otherwise.
-                return put_stdout(tty ? "\x1b[H\x1b[2J" : first ? "" : "\n") &&
-                       put_stdout(render_table(r, tty ? terminal_rows() : SIZE_MAX)) &&
-                       table_summary(r);
-        }
-        return true;
+    // What every output sees of this report (valid until the next collect()).
+    ReportFrame frame_of(const Report& r, std::uint64_t now) const {
+        return ReportFrame{r,
+                           [this] { return builder_.rows(); },
+                           *last_samples_,
+                           collector_.live(),
+                           collector_.changed(),
+                           collector_.idle(),
+                           now,
+                           [](const void* names, std::uint32_t ifindex) -> const std::string& {
+                               static const std::string unknown = "?";
+                               const auto& m = *static_cast<const std::map<std::uint32_t, std::string>*>(names);
+                               const auto it = m.find(ifindex);
+                               return it == m.end() ? unknown : it->second;
+                           },
+                           &names_};
     }
 
     const Options& opts_;
+    // Exporters first (made before --netns), the terminal output put in front
+    // by loop(); destroyed last, after the datapath is detached.
+    std::vector<std::unique_ptr<Output>> outputs_;
     Skeleton skel_;
     Collector collector_;
     std::vector<Watched> watched_;  // destroyed before the skeleton: detach, then unload
@@ -348,6 +324,8 @@ int run(const Options& opts) {
         // Before anything touches interfaces, routes, netlink, BPF links, lock
         // files or sock_diag (--check and --cleanup included); threads started
         // from here on inherit the namespace.
+        std::vector<std::unique_ptr<Output>> exporters;
+        if (!opts.check && !opts.cleanup) exporters = make_exporters(opts);
         if (!opts.netns.empty()) enter_netns(opts.netns);
         if (opts.check) return run_check(opts);
         std::vector<Interface> ifaces = resolve_interfaces(opts);
@@ -358,7 +336,7 @@ int run(const Options& opts) {
         if (opts.verbose)
             for (const auto& note : fallback_notes(features))
                 std::fprintf(stderr, "tcptrack: %s\n", note.c_str());
-        Session session(opts, std::move(ifaces), features);
+        Session session(opts, std::move(ifaces), features, std::move(exporters));
         session.set_resolver(resolver.get());
         return session.loop();
     } catch (const std::invalid_argument& e) {  // a bad $TCPTRACK_DISABLE

@@ -456,6 +456,11 @@ std::string render_json_summary(const Report& report, std::size_t connections) {
     j["rtt_min_ns"] = have_rtt ? Json(rtt.min_ns) : Json(nullptr);
     j["rtt_avg_ns"] = have_rtt ? Json((rtt.sum_ns + rtt.count / 2) / rtt.count) : Json(nullptr);
     j["rtt_max_ns"] = have_rtt ? Json(rtt.max_ns) : Json(nullptr);
+    if (!st.export_errors.empty()) {  // only with exporters: {"ipfix": 0, ...}
+        Json e = Json::object();
+        for (const auto& [name, n] : st.export_errors) e[name] = n;
+        j["export_errors"] = e;
+    }
     return dump_line(j);
 }
 
@@ -467,11 +472,14 @@ std::string render_table_summary(const Report& report, std::size_t connections) 
         rtt_figures = fmt::format("{}/{}/{}", rtt_text(rtt.min_ns),
                                   rtt_text((rtt.sum_ns + rtt.count / 2) / rtt.count),
                                   rtt_text(rtt.max_ns));
+    std::string exports;
+    for (const auto& [name, n] : st.export_errors)
+        exports += fmt::format("  {}-errors {}", name, n);
     return fmt::format(
         "summary: connections {}  tracked {}  untracked {}  evicted {}  close-drops {}  closed {}  "
-        "rtt min/avg/max {}\n",
+        "rtt min/avg/max {}{}\n",
         connections, st.tracked, st.untracked, st.evicted, st.close_dropped, st.closed,
-        rtt_figures);
+        rtt_figures, exports);
 }
 
 bool render_csv(std::chrono::system_clock::time_point when, const RowSource& rows, bool header,

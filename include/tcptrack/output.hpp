@@ -4,12 +4,13 @@
 // builds each report once and hands the same frame to every output in turn,
 // so several can run at once (a table on the terminal while IPFIX goes to a
 // collector). Adding an output means adding a file and one line in
-// make_outputs().
+// make_exporters() (src/output.cpp).
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -52,12 +53,25 @@ public:
     // records, flushing.
     virtual void finish(const ReportFrame* last) { (void)last; }
     // Errors so far that did not stop tracking (an unreachable collector...),
-    // for the summary; name() labels them.
-    virtual std::uint64_t errors() const { return 0; }
+    // for the summary, under name(); exporters only.
+    virtual std::optional<std::uint64_t> errors() const { return std::nullopt; }
     virtual const char* name() const = 0;
+    // An interactive output (the full-screen view) acts on keys here, between
+    // short waits; false: the user quit.
+    virtual bool interact() { return true; }
+    // The sort key an interactive output chose: the next report is built with it.
+    virtual std::optional<SortKey> sort() const { return std::nullopt; }
 };
 
-// Every output the options ask for, terminal ones first.
-std::vector<std::unique_ptr<Output>> make_outputs(const Options& opts);
+// The exporters the options ask for (--ipfix, --prometheus). Made before
+// --netns is entered, so their sockets and threads stay in tcptrack's own
+// namespace, where the collector and the scraper are.
+std::vector<std::unique_ptr<Output>> make_exporters(const Options& opts);
+
+// The terminal output for --format: the full-screen view on a terminal, else
+// the table, the --closed log, JSON or CSV on stdout; none for --format none.
+// `apply_filter` serves the view's '/' ("" on success, else why not).
+std::unique_ptr<Output> make_terminal_output(
+    const Options& opts, std::function<std::string(const std::string&)> apply_filter);
 
 }  // namespace tcptrack

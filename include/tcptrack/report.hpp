@@ -8,6 +8,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace tcptrack {
@@ -61,6 +62,8 @@ struct ReportStats {
     std::uint64_t close_lost = 0;     // of those, lost because the parking map was full too
     std::uint64_t closed = 0;         // connections reported closed in this report
     RttSummary rtt;                   // over the rows of this report
+    // Exporters' errors so far (an unreachable collector...), by exporter name.
+    std::vector<std::pair<std::string, std::uint64_t>> export_errors;
 };
 
 // -r: a host name for an address if one is known, else nothing (the number is shown).
