@@ -345,12 +345,6 @@ std::string render_table(const Report& report, std::size_t max_rows, const NameL
     return out;
 }
 
-RowSource rows_of(const Report& report) {
-    return [&rows = report.rows, i = std::size_t{0}](FlowRow&) mutable {
-        return i < rows.size() ? &rows[i++] : nullptr;
-    };
-}
-
 bool render_json(std::chrono::system_clock::time_point when, const RowSource& rows,
                  const TextSink& sink) {
     // Keys are fixed, so rows are written by hand in the documented order.
@@ -421,20 +415,6 @@ bool render_json(std::chrono::system_clock::time_point when, const RowSource& ro
             return false;
     }
     return o.flush();
-}
-
-bool render_json(const Report& report, const TextSink& sink) {
-    return render_json(report.time, rows_of(report), sink);
-}
-
-std::string render_json(const Report& report) {
-    std::string out;
-    render_json(report, [&](std::string_view s) { return out.append(s), true; });
-    return out;
-}
-
-std::string render_json_summary(const Report& report) {
-    return render_json_summary(report, report.rows.size());
 }
 
 std::string render_json_summary(const Report& report, std::size_t connections) {
@@ -546,16 +526,6 @@ bool render_csv(std::chrono::system_clock::time_point when, const RowSource& row
             return false;
     }
     return o.flush();
-}
-
-bool render_csv(const Report& report, bool header, const TextSink& sink) {
-    return render_csv(report.time, rows_of(report), header, sink);
-}
-
-std::string render_csv(const Report& report, bool header) {
-    std::string out;
-    render_csv(report, header, [&](std::string_view s) { return out.append(s), true; });
-    return out;
 }
 
 std::string render_closed_lines(const Report& report) {

@@ -43,19 +43,13 @@ using TextSink = std::function<bool(std::string_view)>;
 // Rows handed to a renderer one at a time, so a big report never holds them
 // all: returns the next row (possibly built in `scratch`), nullptr after the last.
 using RowSource = std::function<const FlowRow*(FlowRow& scratch)>;
-// The rows of a report, in order.
-RowSource rows_of(const Report& report);
 
-// NDJSON: one object per row, keys exactly as documented in the README.
-// The sink forms stream (return false if the sink did); the string form is for tests.
+// NDJSON: one object per row, keys exactly as documented in the README,
+// streamed to the sink in chunks (false if the sink gave up).
 bool render_json(std::chrono::system_clock::time_point time, const RowSource& rows,
                  const TextSink& sink);
-bool render_json(const Report& report, const TextSink& sink);
-std::string render_json(const Report& report);
 // One JSON object {"type":"summary",...} for --summary; `connections` is the
-// number of connections in the report before --top (report.rows.size() in the
-// first form).
-std::string render_json_summary(const Report& report);
+// number of connections in the report before --top.
 std::string render_json_summary(const Report& report, std::size_t connections);
 // --summary with the table: one line under each report, the JSON record's figures:
 // "summary: connections 3  tracked 3  untracked 2  evicted 1  close-drops 0  closed 2
@@ -64,8 +58,6 @@ std::string render_table_summary(const Report& report, std::size_t connections);
 // CSV rows (same keys as JSON); header row first when `header`. Streams like render_json.
 bool render_csv(std::chrono::system_clock::time_point time, const RowSource& rows, bool header,
                 const TextSink& sink);
-bool render_csv(const Report& report, bool header, const TextSink& sink);
-std::string render_csv(const Report& report, bool header);
 // --closed: one line per connection in state CLOSED/RESET:
 // "src:port -> dst:port  duration  bytes fwd/rev  rtt  state".
 std::string render_closed_lines(const Report& report);

@@ -16,8 +16,11 @@
 
 #include "tcptrack/render.hpp"
 
+#include "render_forms.hpp"
+
 using namespace tcptrack;
 using namespace std::chrono;
+
 
 namespace {
 

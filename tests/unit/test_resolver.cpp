@@ -16,6 +16,7 @@
 
 #include "tcptrack/error.hpp"
 #include "tcptrack/netns.hpp"
+#include "render_forms.hpp"
 #include "tcptrack/render.hpp"
 #include "tcptrack/resolver.hpp"
 
