@@ -1,0 +1,331 @@
+// SPDX-License-Identifier: MIT
+// --prometheus: crafted reports in, the exposition a scrape gets out, value by
+// value; the HTTP endpoint on loopback; the one-line error when the port is taken.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "tcptrack/error.hpp"
+#include "tcptrack/prometheus_output.hpp"
+
+namespace tcptrack {
+namespace {
+
+using Labels = std::map<std::string, std::string>;
+
+// One series of the text format: name{k="v",...} value.
+struct Series {
+    std::string name;
+    Labels labels;
+    double value = 0;
+};
+
+std::vector<Series> parse(const std::string& text) {
+    std::vector<Series> out;
+    std::istringstream in(text);
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.empty() || line[0] == '#') continue;
+        Series s;
+        std::size_t i = line.find_first_of("{ ");
+        s.name = line.substr(0, i);
+        if (line[i] == '{') {
+            ++i;
+            while (line[i] != '}') {
+                const std::size_t eq = line.find('=', i);
+                const std::string k = line.substr(i, eq - i);
+                const std::size_t end = line.find('"', eq + 2);
+                s.labels[k] = line.substr(eq + 2, end - eq - 2);
+                i = end + 1;
+                if (line[i] == ',') ++i;
+            }
+            ++i;
+        }
+        s.value = std::stod(line.substr(line.rfind(' ') + 1));
+        out.push_back(s);
+    }
+    return out;
+}
+
+// The value of exactly one series (the test fails if it is absent).
+double value(const std::string& text, const std::string& name, const Labels& labels) {
+    for (const Series& s : parse(text))
+        if (s.name == name && s.labels == labels) return s.value;
+    ADD_FAILURE() << "no series " << name << " with those labels in:\n" << text;
+    return -1;
+}
+
+std::size_t series_count(const std::string& text, const std::string& name) {
+    std::size_t n = 0;
+    for (const Series& s : parse(text)) n += s.name == name;
+    return n;
+}
+
+constexpr std::uint32_t kEth0 = 2, kEth1 = 3;
+
+FlowSample sample(std::uint32_t ifindex, std::uint32_t slot, int client, std::uint8_t state) {
+    FlowSample s;
+    s.key.family = TT_FAMILY_INET;
+    s.key.addr_a[0] = 10;
+    s.key.addr_b[0] = 11;
+    s.key.port_a = htons(40000 + slot);
+    s.key.port_b = htons(5000 + slot);  // neither well-known: info.client decides
+    s.key.ifindex = ifindex;
+    s.has_info = true;
+    s.info.client = static_cast<std::uint8_t>(client);
+    s.info.flags = TT_F_SYN_SEEN;
+    s.info.state = state;
+    s.ref = SlotRef{slot, 1};
+    return s;
+}
+
+// Counts by normalised direction: [client->server, server->client] given the client side.
+void counts(FlowSample& s, std::uint64_t c2s_bytes, std::uint64_t s2c_bytes, std::uint64_t c2s_pk,
+            std::uint64_t s2c_pk, std::uint64_t c2s_pl, std::uint64_t s2c_pl) {
+    const int c = s.info.client, r = c ^ 1;
+    s.prev_bytes[c] = s.bytes[c], s.prev_bytes[r] = s.bytes[r];
+    s.prev_packets[c] = s.packets[c], s.prev_packets[r] = s.packets[r];
+    s.prev_payload[c] = s.payload[c], s.prev_payload[r] = s.payload[r];
+    s.bytes[c] = c2s_bytes, s.bytes[r] = s2c_bytes;
+    s.packets[c] = c2s_pk, s.packets[r] = s2c_pk;
+    s.payload[c] = c2s_pl, s.payload[r] = s2c_pl;
+}
+
+struct Feed {
+    std::map<std::uint32_t, std::string> names{{kEth0, "eth0"}, {kEth1, "eth1"}};
+    Report report;
+    Feed() { report.ifaces = {"eth0", "eth1"}; }
+
+    void write(PrometheusOutput& out, const std::vector<FlowSample>& samples, std::size_t live,
+               const std::vector<std::uint32_t>& changed, const std::vector<SlotRef>& idle = {}) {
+        const ReportFrame f{report,
+                            [] { return RowSource([](FlowRow&) -> const FlowRow* { return nullptr; }); },
+                            samples,
+                            live,
+                            changed,
+                            idle,
+                            1000000000,
+                            [](const void* ctx, std::uint32_t ifx) -> const std::string& {
+                                return static_cast<const std::map<std::uint32_t, std::string>*>(ctx)->at(ifx);
+                            },
+                            &names};
+        ASSERT_TRUE(out.write(f));
+    }
+};
+
+const Labels kC2sWire0{{"interface", "eth0"}, {"direction", "client_to_server"}, {"kind", "wire"}};
+const Labels kS2cWire0{{"interface", "eth0"}, {"direction", "server_to_client"}, {"kind", "wire"}};
+const Labels kC2sPay0{{"interface", "eth0"}, {"direction", "client_to_server"}, {"kind", "payload"}};
+const Labels kS2cPay0{{"interface", "eth0"}, {"direction", "server_to_client"}, {"kind", "payload"}};
+const Labels kEth0L{{"interface", "eth0"}}, kEth1L{{"interface", "eth1"}};
+
+Labels with(Labels l, const std::string& k, const std::string& v) {
+    l[k] = v;
+    return l;
+}
+
+TEST(Prometheus, SeriesExistAtZeroBeforeTheFirstReport) {
+    PrometheusOutput out("", {"eth0"});
+    const std::string t = out.exposition();
+    EXPECT_EQ(value(t, "tcptrack_connections_opened_total", kEth0L), 0);
+    EXPECT_EQ(value(t, "tcptrack_connections", with(kEth0L, "state", "ESTABLISHED")), 0);
+    EXPECT_EQ(series_count(t, "tcptrack_connections"), 6u);  // one per state
+    EXPECT_EQ(value(t, "tcptrack_bytes_total", kC2sWire0), 0);
+    EXPECT_EQ(value(t, "tcptrack_untracked_connections_total", kEth0L), 0);
+    EXPECT_EQ(value(t, "tcptrack_export_errors_total", with(kEth0L, "exporter", "ipfix")), 0);
+    EXPECT_EQ(value(t, "tcptrack_export_errors_total", with(kEth0L, "exporter", "prometheus")), 0);
+    EXPECT_EQ(value(t, "tcptrack_handshake_rtt_seconds_count", kEth0L), 0);
+}
+
+TEST(Prometheus, CountsEachConnectionOnceAndSumsDeltas) {
+    PrometheusOutput out("", {"eth0", "eth1"});
+    Feed feed;
+
+    // Report 1: A new and live on eth0 (client is side B, RTT 250 us at the
+    // client); B first seen already reset on eth1.
+    FlowSample a = sample(kEth0, 1, TT_DIR_BA, TT_ESTABLISHED);
+    a.info.flags |= TT_F_LOCAL_CLIENT | TT_F_HS_SEEN;
+    a.info.syn_ns = 1000;
+    a.info.synack_ns = 1000 + 250000;
+    counts(a, 100, 60, 2, 1, 10, 5);
+    FlowSample b = sample(kEth1, 2, TT_DIR_AB, TT_RESET);
+    b.finished = true;
+    counts(b, 40, 44, 1, 1, 0, 0);
+    feed.write(out, {a, b}, 1, {0, 1});
+
+    std::string t = out.exposition();
+    EXPECT_EQ(value(t, "tcptrack_connections_opened_total", kEth0L), 1);
+    EXPECT_EQ(value(t, "tcptrack_connections_opened_total", kEth1L), 1);
+    EXPECT_EQ(value(t, "tcptrack_connections_closed_total", with(kEth1L, "reason", "rst")), 1);
+    EXPECT_EQ(value(t, "tcptrack_connections_closed_total", with(kEth1L, "reason", "fin")), 0);
+    EXPECT_EQ(value(t, "tcptrack_connections", with(kEth0L, "state", "ESTABLISHED")), 1);
+    EXPECT_EQ(value(t, "tcptrack_connections", with(kEth1L, "state", "RESET")), 0);  // not live
+    EXPECT_EQ(value(t, "tcptrack_bytes_total", kC2sWire0), 100);
+    EXPECT_EQ(value(t, "tcptrack_bytes_total", kS2cWire0), 60);
+    EXPECT_EQ(value(t, "tcptrack_bytes_total", kC2sPay0), 10);
+    EXPECT_EQ(value(t, "tcptrack_bytes_total", kS2cPay0), 5);
+    EXPECT_EQ(value(t, "tcptrack_packets_total", with(kEth0L, "direction", "client_to_server")), 2);
+    EXPECT_EQ(value(t, "tcptrack_packets_total", with(kEth0L, "direction", "server_to_client")), 1);
+    EXPECT_EQ(value(t, "tcptrack_bytes_total",
+                    {{"interface", "eth1"}, {"direction", "server_to_client"}, {"kind", "wire"}}),
+              44);
+    EXPECT_EQ(value(t, "tcptrack_handshake_rtt_seconds_count", kEth0L), 1);
+    EXPECT_DOUBLE_EQ(value(t, "tcptrack_handshake_rtt_seconds_sum", kEth0L), 0.00025);
+    EXPECT_EQ(value(t, "tcptrack_handshake_rtt_seconds_bucket", with(kEth0L, "le", "0.0001")), 0);
+    EXPECT_EQ(value(t, "tcptrack_handshake_rtt_seconds_bucket", with(kEth0L, "le", "0.00025")), 1);
+    EXPECT_EQ(value(t, "tcptrack_handshake_rtt_seconds_count", kEth1L), 0);
+
+    // Report 2: A moved (client->server only); C new in SYN_SENT; A unchanged
+    // RTT must not be observed again.
+    counts(a, 150, 60, 3, 1, 20, 5);
+    FlowSample c = sample(kEth0, 3, TT_DIR_AB, TT_SYN_SENT);
+    counts(c, 60, 0, 1, 0, 0, 0);
+    feed.write(out, {a, c}, 2, {0, 1});
+    t = out.exposition();
+    EXPECT_EQ(value(t, "tcptrack_connections_opened_total", kEth0L), 2);
+    EXPECT_EQ(value(t, "tcptrack_bytes_total", kC2sWire0), 210);  // 100 + 50 + 60
+    EXPECT_EQ(value(t, "tcptrack_bytes_total", kS2cWire0), 60);
+    EXPECT_EQ(value(t, "tcptrack_bytes_total", kC2sPay0), 20);
+    EXPECT_EQ(value(t, "tcptrack_packets_total", with(kEth0L, "direction", "client_to_server")), 4);
+    EXPECT_EQ(value(t, "tcptrack_connections", with(kEth0L, "state", "ESTABLISHED")), 1);
+    EXPECT_EQ(value(t, "tcptrack_connections", with(kEth0L, "state", "SYN_SENT")), 1);
+    EXPECT_EQ(value(t, "tcptrack_handshake_rtt_seconds_count", kEth0L), 1);
+
+    // Report 3: unchanged live samples add nothing.
+    feed.write(out, {a, c}, 2, {});
+    EXPECT_EQ(out.exposition(), t);
+
+    // Report 4: A finished with FIN (final counts); C established (RTT 1 ms at
+    // the server: SYN-ACK -> ACK) and idle: both ended.
+    FlowSample a_end = a;
+    a_end.finished = true;
+    a_end.info.state = TT_CLOSED;
+    counts(a_end, 200, 100, 5, 3, 30, 15);
+    c.info.state = TT_ESTABLISHED;
+    c.info.flags |= TT_F_HS_SEEN;
+    c.info.synack_ns = 5000;
+    c.info.ack_ns = 5000 + 1000000;
+    counts(c, 120, 80, 2, 1, 0, 0);
+    feed.write(out, {c, a_end}, 1, {0, 1}, {c.ref});
+    t = out.exposition();
+    EXPECT_EQ(value(t, "tcptrack_connections_opened_total", kEth0L), 2);  // not again
+    EXPECT_EQ(value(t, "tcptrack_connections_closed_total", with(kEth0L, "reason", "fin")), 1);
+    EXPECT_EQ(value(t, "tcptrack_connections_closed_total", with(kEth0L, "reason", "idle")), 1);
+    EXPECT_EQ(value(t, "tcptrack_connections_closed_total", with(kEth0L, "reason", "rst")), 0);
+    // Totals: the final counts of A (200/100) plus those of C (120/80).
+    EXPECT_EQ(value(t, "tcptrack_bytes_total", kC2sWire0), 320);
+    EXPECT_EQ(value(t, "tcptrack_bytes_total", kS2cWire0), 180);
+    EXPECT_EQ(value(t, "tcptrack_bytes_total", kC2sPay0), 30);
+    EXPECT_EQ(value(t, "tcptrack_bytes_total", kS2cPay0), 15);
+    EXPECT_EQ(value(t, "tcptrack_packets_total", with(kEth0L, "direction", "client_to_server")), 7);
+    EXPECT_EQ(value(t, "tcptrack_packets_total", with(kEth0L, "direction", "server_to_client")), 4);
+    EXPECT_EQ(value(t, "tcptrack_handshake_rtt_seconds_count", kEth0L), 2);
+    EXPECT_DOUBLE_EQ(value(t, "tcptrack_handshake_rtt_seconds_sum", kEth0L), 0.00125);
+    EXPECT_EQ(value(t, "tcptrack_handshake_rtt_seconds_bucket", with(kEth0L, "le", "+Inf")), 2);
+
+    // Report 5: nothing left; the datapath's cumulative figures are set as they are.
+    feed.report.stats.untracked = 5;
+    feed.report.stats.evicted = 2;
+    feed.report.stats.close_dropped = 1;
+    feed.write(out, {}, 0, {});
+    out.set_export_errors("ipfix", 3);
+    t = out.exposition();
+    const Labels all{{"interface", "eth0,eth1"}};
+    EXPECT_EQ(value(t, "tcptrack_connections", with(kEth0L, "state", "ESTABLISHED")), 0);
+    EXPECT_EQ(value(t, "tcptrack_connections", with(kEth0L, "state", "SYN_SENT")), 0);
+    EXPECT_EQ(value(t, "tcptrack_untracked_connections_total", all), 5);
+    EXPECT_EQ(value(t, "tcptrack_evicted_connections_total", all), 2);
+    EXPECT_EQ(value(t, "tcptrack_close_events_dropped_total", all), 1);
+    EXPECT_EQ(value(t, "tcptrack_export_errors_total", with(all, "exporter", "ipfix")), 3);
+    EXPECT_EQ(value(t, "tcptrack_export_errors_total", with(all, "exporter", "prometheus")), 0);
+    feed.report.stats.untracked = 7;
+    feed.write(out, {}, 0, {});
+    out.set_export_errors("ipfix", 4);
+    t = out.exposition();
+    EXPECT_EQ(value(t, "tcptrack_untracked_connections_total", all), 7);
+    EXPECT_EQ(value(t, "tcptrack_evicted_connections_total", all), 2);
+    EXPECT_EQ(value(t, "tcptrack_export_errors_total", with(all, "exporter", "ipfix")), 4);
+}
+
+// A connection whose slot was recycled before its close event came (so it
+// left the live samples a report early) is still closed once, not opened again.
+TEST(Prometheus, LateCloseEventIsNotANewConnection) {
+    PrometheusOutput out("", {"eth0"});
+    Feed feed;
+    FlowSample a = sample(kEth0, 1, TT_DIR_AB, TT_ESTABLISHED);
+    counts(a, 10, 10, 1, 1, 0, 0);
+    feed.write(out, {a}, 1, {0});
+    feed.write(out, {}, 0, {});  // gone from the store
+    FlowSample a_end = a;
+    a_end.finished = true;
+    a_end.info.state = TT_CLOSED;
+    a_end.prev_bytes[0] = a_end.prev_bytes[1] = 0;  // no previous counts known
+    a_end.prev_packets[0] = a_end.prev_packets[1] = 0;
+    feed.write(out, {a_end}, 0, {0});
+    const std::string t = out.exposition();
+    EXPECT_EQ(value(t, "tcptrack_connections_opened_total", kEth0L), 1);
+    EXPECT_EQ(value(t, "tcptrack_connections_closed_total", with(kEth0L, "reason", "fin")), 1);
+}
+
+std::string http_get(int port, const std::string& path) {
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(static_cast<std::uint16_t>(port));
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)), 0) << std::strerror(errno);
+    const std::string req = "GET " + path + " HTTP/1.0\r\nHost: localhost\r\n\r\n";
+    EXPECT_EQ(send(fd, req.data(), req.size(), 0), static_cast<ssize_t>(req.size()));
+    std::string resp;
+    char buf[4096];
+    for (ssize_t n; (n = recv(fd, buf, sizeof(buf), 0)) > 0;) resp.append(buf, static_cast<std::size_t>(n));
+    close(fd);
+    return resp;
+}
+
+TEST(Prometheus, ServesMetricsOverHttp) {
+    PrometheusOutput out("127.0.0.1:0", {"eth0"});
+    ASSERT_GT(out.port(), 0);
+    Feed feed;
+    FlowSample a = sample(kEth0, 1, TT_DIR_AB, TT_ESTABLISHED);
+    counts(a, 1234, 56, 1, 1, 0, 0);
+    feed.write(out, {a}, 1, {0});
+    const std::string resp = http_get(out.port(), "/metrics");
+    ASSERT_NE(resp.find("200 OK"), std::string::npos) << resp;
+    const std::string body = resp.substr(resp.find("\r\n\r\n") + 4);
+    EXPECT_EQ(value(body, "tcptrack_bytes_total", kC2sWire0), 1234);
+    EXPECT_EQ(value(body, "tcptrack_connections_opened_total", kEth0L), 1);
+}
+
+TEST(Prometheus, PortInUseIsOneLineError) {
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)), 0);
+    ASSERT_EQ(listen(fd, 1), 0);
+    socklen_t len = sizeof(sa);
+    getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
+    const std::string where = "127.0.0.1:" + std::to_string(ntohs(sa.sin_port));
+    Options o;
+    o.prometheus = where;
+    try {
+        make_prometheus_output(o, {"eth0"});
+        ADD_FAILURE() << "listening on a taken port did not fail";
+    } catch (const Error& e) {
+        EXPECT_EQ(std::string(e.what()), "cannot serve Prometheus metrics on " + where + ": address in use");
+    }
+    close(fd);
+}
+
+}  // namespace
+}  // namespace tcptrack
