@@ -6,7 +6,8 @@
 
 _tcptrack_options='-h --help -i --interface --interval --count --format --attach
     --max-flows --idle-timeout --sort --top --netns --once --summary --no-process
-    -r --resolve --closed --changed --cleanup --check -v --verbose --version'
+    -r --resolve --closed --changed --cleanup --check -v --verbose --version
+    --prometheus'
 # Words of the filter expression (tcptrack(8) FILTERS).
 _tcptrack_filter_words='host net port portrange src dst and or not'
 
@@ -55,6 +56,9 @@ _tcptrack() {
         ;;
     --interval | --count | --max-flows | --idle-timeout | --top)
         return # a number
+        ;;
+    --prometheus)
+        return # ADDR:PORT to listen on
         ;;
     host | net | port | portrange)
         return # an address, network or port of the filter
