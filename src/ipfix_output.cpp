@@ -279,7 +279,12 @@ private:
         if (!tcp_ && (!templates_sent_ || f.now_ns - tmpl_ns_ >= kIpfixTemplateRefreshS * 1e9)) need_templates_ = true;
         if (need_templates_ && can_send()) {
             GError* err = nullptr;
-            if (fbSessionExportTemplates(session_, &err)) {
+            // Manual mode refuses to start a message with templates: the
+            // message is empty here, so automatic mode cannot emit early.
+            fBufSetAutomaticMode(fbuf_, TRUE);
+            const bool ok = fbSessionExportTemplates(session_, &err);
+            fBufSetAutomaticMode(fbuf_, FALSE);
+            if (ok) {
                 has_data_ = true;
                 templates_sent_ = true;
                 tmpl_ns_ = f.now_ns;

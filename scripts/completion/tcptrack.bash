@@ -7,7 +7,7 @@
 _tcptrack_options='-h --help -i --interface --interval --count --format --attach
     --max-flows --idle-timeout --sort --top --netns --once --summary --no-process
     -r --resolve --closed --changed --cleanup --check -v --verbose --version
-    --prometheus'
+    --prometheus --ipfix --ipfix-active-timeout'
 # Words of the filter expression (tcptrack(8) FILTERS).
 _tcptrack_filter_words='host net port portrange src dst and or not'
 
@@ -31,7 +31,7 @@ _tcptrack() {
         return
         ;;
     --format)
-        mapfile -t COMPREPLY < <(compgen -W 'table json csv' -- "$cur")
+        mapfile -t COMPREPLY < <(compgen -W 'table json csv none' -- "$cur")
         return
         ;;
     --attach)
@@ -54,11 +54,14 @@ _tcptrack() {
         fi
         return
         ;;
-    --interval | --count | --max-flows | --idle-timeout | --top)
+    --interval | --count | --max-flows | --idle-timeout | --top | --ipfix-active-timeout)
         return # a number
         ;;
     --prometheus)
         return # ADDR:PORT to listen on
+        ;;
+    --ipfix)
+        return # udp://HOST:PORT or tcp://HOST:PORT
         ;;
     host | net | port | portrange)
         return # an address, network or port of the filter

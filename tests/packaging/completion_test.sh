@@ -36,7 +36,7 @@ help_opts=$("$binary" --help | sed -n 's/^ \{1,\}\(-[^ ]*\).*/\1/p' | tr ',' '\n
 expect "$help_opts" -
 
 expect "--format" --for
-expect "csv json table" --format ""
+expect "csv json none table" --format ""
 expect "json" --format = j
 expect "json" --format = "j"
 expect "auto tc tcx" --attach ""

@@ -1,0 +1,456 @@
+// SPDX-License-Identifier: MIT
+// The IPFIX exporter against crafted frames: what it sends to a local UDP
+// socket is parsed here by hand (RFC 7011 message, template and data sets),
+// independently of libfixbuf, which encoded it.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <thread>
+#include <atomic>
+
+#include "tcptrack/error.hpp"
+#include "tcptrack/ipfix_output.hpp"
+
+using namespace tcptrack;
+
+namespace {
+
+using FieldId = std::pair<std::uint32_t, std::uint16_t>;  // (PEN, element id without the enterprise bit)
+struct Record {
+    std::uint16_t tid = 0;
+    std::map<FieldId, std::vector<std::uint8_t>> f;
+    bool has(std::uint32_t pen, std::uint16_t id) const { return f.count({pen, id}) != 0; }
+    std::uint64_t u(std::uint32_t pen, std::uint16_t id) const {
+        auto it = f.find({pen, id});
+        if (it == f.end()) throw std::runtime_error("no field " + std::to_string(pen) + "/" + std::to_string(id));
+        std::uint64_t v = 0;
+        for (auto b : it->second) v = (v << 8) | b;
+        return v;
+    }
+    std::vector<std::uint8_t> bytes(std::uint16_t id) const { return f.at({0, id}); }
+};
+
+constexpr std::uint32_t kRev = 29305;  // RFC 5103 reverse PEN
+// IANA element ids
+constexpr std::uint16_t kOctets = 1, kPackets = 2, kProto = 4, kFlags = 6, kSport = 7, kSrc4 = 8, kDport = 11,
+                        kDst4 = 12, kSrc6 = 27, kDst6 = 28, kEndReason = 136, kStartMs = 152, kEndMs = 153,
+                        kBiflowDir = 239;
+
+struct Collector {
+    int fd = -1;
+    std::uint16_t port = 0;
+    std::map<std::uint16_t, std::vector<std::pair<FieldId, std::uint16_t>>> templates;
+    std::vector<Record> records;
+    std::uint64_t messages = 0, template_sets = 0;
+    std::uint32_t last_seq = 0;
+
+    Collector() {
+        fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+        int sz = 8 << 20;
+        ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+        socklen_t l = sizeof a;
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &l);
+        port = ntohs(a.sin_port);
+    }
+    ~Collector() { ::close(fd); }
+    std::string url() const { return "udp://127.0.0.1:" + std::to_string(port); }
+
+    static std::uint16_t be16(const std::uint8_t* p) { return static_cast<std::uint16_t>(p[0] << 8 | p[1]); }
+    static std::uint32_t be32(const std::uint8_t* p) { return std::uint32_t{be16(p)} << 16 | be16(p + 2); }
+
+    void parse(const std::uint8_t* m, std::size_t n) {
+        ASSERT_GE(n, 16u);
+        ASSERT_EQ(be16(m), 10) << "IPFIX version";
+        ASSERT_EQ(be16(m + 2), n) << "message length";
+        last_seq = be32(m + 8);
+        ++messages;
+        std::size_t off = 16;
+        while (off + 4 <= n) {
+            const std::uint16_t set = be16(m + off), len = be16(m + off + 2);
+            ASSERT_GE(len, 4);
+            ASSERT_LE(off + len, n);
+            const std::uint8_t* p = m + off + 4;
+            const std::uint8_t* e = m + off + len;
+            if (set == 2) {
+                ++template_sets;
+                while (p + 4 <= e) {
+                    const std::uint16_t tid = be16(p), count = be16(p + 2);
+                    p += 4;
+                    auto& t = templates[tid];
+                    t.clear();
+                    for (int i = 0; i < count; ++i) {
+                        std::uint16_t id = be16(p), flen = be16(p + 2);
+                        p += 4;
+                        std::uint32_t pen = 0;
+                        if (id & 0x8000) {
+                            pen = be32(p);
+                            p += 4;
+                            id &= 0x7fff;
+                        }
+                        t.push_back({{pen, id}, flen});
+                    }
+                }
+            } else if (set >= 256) {
+                auto it = templates.find(set);
+                ASSERT_NE(it, templates.end()) << "data before its template";
+                std::size_t rlen = 0;
+                for (auto& fl : it->second) rlen += fl.second;
+                while (p + rlen <= e && rlen) {
+                    Record r;
+                    r.tid = set;
+                    for (auto& fl : it->second) {
+                        r.f[fl.first].assign(p, p + fl.second);
+                        p += fl.second;
+                    }
+                    records.push_back(std::move(r));
+                }
+            }
+            off += len;
+        }
+    }
+
+    // Reads what has arrived, waiting up to `ms` for the first datagram.
+    void drain(int ms = 2000) {
+        std::vector<std::uint8_t> buf(65536);
+        pollfd p{fd, POLLIN, 0};
+        if (::poll(&p, 1, ms) <= 0) return;
+        for (;;) {
+            const ssize_t n = ::recv(fd, buf.data(), buf.size(), 0);
+            if (n <= 0) {
+                if (::poll(&p, 1, 50) <= 0) return;
+                continue;
+            }
+            parse(buf.data(), static_cast<std::size_t>(n));
+        }
+    }
+};
+
+const std::string kIface = "eth0";
+const std::string& iface_of(const void*, std::uint32_t) { return kIface; }
+
+constexpr std::uint64_t kSec = 1000000000ull;
+
+// A frame at monotonic `now_ns`, wall clock 1,700,000,000 s + now_ns.
+struct Frame {
+    Report report;
+    std::vector<FlowSample> samples;
+    std::size_t live = 0;
+    std::vector<std::uint32_t> changed;
+    std::vector<SlotRef> idle;
+    std::uint64_t now_ns = 0;
+    ReportFrame get() {
+        report.time = std::chrono::system_clock::time_point(std::chrono::seconds(1700000000)) +
+                      std::chrono::nanoseconds(now_ns);
+        return ReportFrame{report, [] { return RowSource([](FlowRow&) -> const FlowRow* { return nullptr; }); },
+                           samples, live, changed, idle, now_ns, &iface_of, nullptr};
+    }
+};
+std::uint64_t wall_ms_of(std::uint64_t mono_ns) { return 1700000000000ull + mono_ns / 1000000; }
+
+// 10.0.0.1:40000 (client, side A) -> 10.0.0.2:80; handshake seen.
+FlowSample v4_flow(std::uint32_t slot, std::uint64_t first_ns) {
+    FlowSample s;
+    s.key.family = TT_FAMILY_INET;
+    const std::uint8_t a[4] = {10, 0, 0, 1}, b[4] = {10, 0, 0, 2};
+    std::memcpy(s.key.addr_a, a, 4);
+    std::memcpy(s.key.addr_b, b, 4);
+    s.key.port_a = htons(40000);
+    s.key.port_b = htons(80);
+    s.has_info = true;
+    s.info.client = TT_DIR_AB;
+    s.info.state = TT_ESTABLISHED;
+    s.info.flags = TT_F_SYN_SEEN | TT_F_HS_SEEN;
+    s.info.first_ns = s.info.syn_ns = first_ns;
+    s.info.synack_ns = first_ns + 250000;  // 250 us: RTT at the server (SYN-ACK -> ACK)
+    s.info.ack_ns = first_ns + 500000;
+    s.ref = {slot, 1};
+    return s;
+}
+
+void set_counts(FlowSample& s, std::uint64_t ab_bytes, std::uint64_t ba_bytes, std::uint64_t ab_pk,
+                std::uint64_t ba_pk, std::uint64_t ab_pl, std::uint64_t ba_pl) {
+    s.bytes[0] = ab_bytes, s.bytes[1] = ba_bytes;
+    s.packets[0] = ab_pk, s.packets[1] = ba_pk;
+    s.payload[0] = ab_pl, s.payload[1] = ba_pl;
+}
+
+std::unique_ptr<Output> make(const Collector& c, double active_s = 60) {
+    Options o;
+    o.ipfix = c.url();
+    o.ipfix_active_timeout_s = active_s;
+    return make_ipfix_output(o);
+}
+
+}  // namespace
+
+TEST(Ipfix, DeltasAcrossReportsSumToTotalsAndEndReasons) {
+    Collector c;
+    auto out = make(c, 5);
+    // Report 1 (t = 1 s): new, under the active timeout: no record.
+    Frame f;
+    f.now_ns = 1 * kSec;
+    f.samples = {v4_flow(7, kSec / 2)};
+    set_counts(f.samples[0], 1000, 5000, 10, 8, 600, 4500);
+    f.live = 1;
+    EXPECT_TRUE(out->write(f.get()));
+    // Report 2 (t = 6 s): past 5 s since its start: a periodic record (reason 2).
+    f.now_ns = 6 * kSec;
+    set_counts(f.samples[0], 3000, 9000, 30, 20, 2000, 8000);
+    EXPECT_TRUE(out->write(f.get()));
+    // Report 3 (t = 8 s): closed (finished sample, state CLOSED, both FINs).
+    Frame g;
+    g.now_ns = 8 * kSec;
+    g.samples = {v4_flow(7, kSec / 2)};
+    g.samples[0].finished = true;
+    g.samples[0].info.state = TT_CLOSED;
+    g.samples[0].info.fin_mask = 3;
+    g.samples[0].info.close_ns = 7 * kSec + 500000000;
+    set_counts(g.samples[0], 3500, 12000, 36, 26, 2300, 10800);
+    g.live = 0;
+    EXPECT_TRUE(out->write(g.get()));
+    c.drain();
+
+    ASSERT_EQ(c.records.size(), 2u);
+    const Record& a = c.records[0];
+    const Record& b = c.records[1];
+    EXPECT_EQ(a.tid, kIpfixTemplateV4);
+    EXPECT_EQ(a.u(0, kEndReason), 2u);
+    EXPECT_EQ(b.u(0, kEndReason), 3u);
+    // Deltas: the first record the counts so far, the second the rest.
+    EXPECT_EQ(a.u(0, kOctets), 1000u + 2000u);  // 3000
+    EXPECT_EQ(b.u(0, kOctets), 500u);
+    EXPECT_EQ(a.u(0, kOctets) + b.u(0, kOctets), 3500u);
+    EXPECT_EQ(a.u(0, kPackets) + b.u(0, kPackets), 36u);
+    EXPECT_EQ(a.u(kRev, kOctets) + b.u(kRev, kOctets), 12000u);
+    EXPECT_EQ(a.u(kRev, kPackets) + b.u(kRev, kPackets), 26u);
+    EXPECT_EQ(b.u(kRev, kOctets), 3000u);
+    EXPECT_EQ(a.u(kIpfixPen, kIpfixIePayload) + b.u(kIpfixPen, kIpfixIePayload), 2300u);
+    EXPECT_EQ(a.u(kIpfixPen, kIpfixIePayload | 0x4000) + b.u(kIpfixPen, kIpfixIePayload | 0x4000), 10800u);
+    EXPECT_EQ(b.u(kIpfixPen, kIpfixIePayload | 0x4000), 2800u);
+    // Wall clock: start at first_ns, the periodic record ends at the report,
+    // the next one starts there and ends at close_ns.
+    EXPECT_EQ(a.u(0, kStartMs), wall_ms_of(kSec / 2));
+    EXPECT_EQ(a.u(0, kEndMs), wall_ms_of(6 * kSec));
+    EXPECT_EQ(b.u(0, kStartMs), wall_ms_of(6 * kSec));
+    EXPECT_EQ(b.u(0, kEndMs), wall_ms_of(7 * kSec + 500000000));
+    // tcpControlBits: SYN + ACK while open, FIN added at the close.
+    EXPECT_EQ(a.u(0, kFlags), unsigned(TT_TCP_SYN | TT_TCP_ACK));
+    EXPECT_EQ(b.u(0, kFlags), unsigned(TT_TCP_SYN | TT_TCP_ACK | TT_TCP_FIN));
+    EXPECT_EQ(b.u(0, kProto), 6u);
+    EXPECT_EQ(b.u(kIpfixPen, kIpfixIeRttUs), 250u);
+    EXPECT_EQ(b.u(0, kBiflowDir), 1u);
+    // Sequence number: data records before the last message.
+    EXPECT_EQ(c.last_seq, 1u);
+    EXPECT_GE(c.template_sets, 1u);
+    EXPECT_EQ(out->errors().value_or(99), 0u);
+}
+
+TEST(Ipfix, OrientationClientIsSourceWhicheverSideItIs) {
+    Collector c;
+    auto out = make(c);
+    // Side B (10.0.0.2:40000) opened the connection to A (10.0.0.1:443); it is reset.
+    Frame f;
+    f.now_ns = 3 * kSec;
+    FlowSample s = v4_flow(3, 2 * kSec);
+    s.key.port_a = htons(443);
+    s.key.port_b = htons(40000);
+    const std::uint8_t a[4] = {10, 0, 0, 1}, b[4] = {10, 0, 0, 2};
+    std::memcpy(s.key.addr_a, a, 4);
+    std::memcpy(s.key.addr_b, b, 4);
+    s.info.client = TT_DIR_BA;
+    s.info.state = TT_RESET;
+    s.info.flags = TT_F_SYN_SEEN | TT_F_LOCAL_CLIENT;  // at the client: RTT = SYN -> SYN-ACK
+    s.info.synack_ns = s.info.syn_ns + 1234000;
+    s.info.close_ns = 2 * kSec + 700000000;
+    s.finished = true;
+    set_counts(s, /*A->B (server->client)*/ 7000, /*B->A (client->server)*/ 300, 6, 4, 6800, 100);
+    f.samples = {s};
+    f.live = 0;
+    out->write(f.get());
+    c.drain();
+    ASSERT_EQ(c.records.size(), 1u);
+    const Record& r = c.records[0];
+    EXPECT_EQ(r.bytes(kSrc4), (std::vector<std::uint8_t>{10, 0, 0, 2}));  // the client
+    EXPECT_EQ(r.bytes(kDst4), (std::vector<std::uint8_t>{10, 0, 0, 1}));
+    EXPECT_EQ(r.u(0, kSport), 40000u);
+    EXPECT_EQ(r.u(0, kDport), 443u);
+    EXPECT_EQ(r.u(0, kOctets), 300u);        // client -> server
+    EXPECT_EQ(r.u(kRev, kOctets), 7000u);    // server -> client
+    EXPECT_EQ(r.u(0, kPackets), 4u);
+    EXPECT_EQ(r.u(kRev, kPackets), 6u);
+    EXPECT_EQ(r.u(kIpfixPen, kIpfixIePayload), 100u);
+    EXPECT_EQ(r.u(kIpfixPen, kIpfixIePayload | 0x4000), 6800u);
+    EXPECT_EQ(r.u(kIpfixPen, kIpfixIeRttUs), 1234u);
+    EXPECT_EQ(r.u(0, kFlags), unsigned(TT_TCP_SYN | TT_TCP_ACK | TT_TCP_RST));
+    EXPECT_EQ(r.u(0, kEndReason), 3u);
+    EXPECT_EQ(r.u(0, kEndMs), wall_ms_of(2 * kSec + 700000000));
+}
+
+TEST(Ipfix, IdleAndForcedEndAtExitAndIpv6Template) {
+    Collector c;
+    auto out = make(c);
+    Frame f;
+    f.now_ns = 10 * kSec;
+    FlowSample idle = v4_flow(1, 1 * kSec);
+    set_counts(idle, 100, 200, 1, 2, 0, 0);
+    idle.last_active_ns = 2 * kSec;
+    FlowSample v6 = v4_flow(2, 9 * kSec);
+    v6.key.family = TT_FAMILY_INET6;
+    std::memset(v6.key.addr_a, 0, 16);
+    std::memset(v6.key.addr_b, 0, 16);
+    v6.key.addr_a[0] = 0xfd, v6.key.addr_a[15] = 1;
+    v6.key.addr_b[0] = 0xfd, v6.key.addr_b[15] = 2;
+    v6.info.flags = TT_F_MIDSTREAM;  // no SYN seen: ACK only; port 80 makes B the server
+    v6.info.synack_ns = v6.info.ack_ns = 0;
+    set_counts(v6, 40, 60, 1, 1, 0, 20);
+    f.samples = {idle, v6};
+    f.live = 2;
+    f.idle = {idle.ref};
+    out->write(f.get());
+    c.drain();
+    ASSERT_EQ(c.records.size(), 1u);
+    EXPECT_EQ(c.records[0].u(0, kEndReason), 1u);
+    EXPECT_EQ(c.records[0].u(0, kEndMs), wall_ms_of(2 * kSec));  // its last activity
+    EXPECT_EQ(c.records[0].u(0, kOctets), 100u);
+    EXPECT_EQ(c.records[0].u(kRev, kOctets), 200u);
+
+    // Exit: the v6 one (still open) gets a forced-end record with everything since its start.
+    Frame g;
+    g.now_ns = 11 * kSec;
+    set_counts(v6, 140, 260, 2, 3, 0, 120);
+    g.samples = {v6};
+    g.live = 1;
+    const ReportFrame gf = g.get();
+    out->finish(&gf);
+    c.drain();
+    ASSERT_EQ(c.records.size(), 2u);
+    const Record& r = c.records[1];
+    EXPECT_EQ(r.tid, kIpfixTemplateV6);
+    EXPECT_EQ(r.u(0, kEndReason), 4u);
+    EXPECT_EQ(r.u(0, kOctets), 140u);
+    EXPECT_EQ(r.u(kRev, kOctets), 260u);
+    EXPECT_EQ(r.u(kIpfixPen, kIpfixIePayload | 0x4000), 120u);
+    EXPECT_EQ(r.bytes(kSrc6)[15], 1);
+    EXPECT_EQ(r.bytes(kDst6)[15], 2);
+    EXPECT_EQ(r.u(0, kFlags), unsigned(TT_TCP_ACK));
+    EXPECT_EQ(r.u(kIpfixPen, kIpfixIeRttUs), 0u);  // not measured
+    EXPECT_EQ(r.u(0, kStartMs), wall_ms_of(9 * kSec));
+    EXPECT_EQ(r.u(0, kEndMs), wall_ms_of(11 * kSec));
+}
+
+TEST(Ipfix, ActiveTimeoutRepeatsAndSkipsQuietIntervals) {
+    Collector c;
+    auto out = make(c, 1);
+    FlowSample s = v4_flow(5, 0);
+    Frame f;
+    f.live = 1;
+    std::uint64_t total = 0, packets = 0;
+    for (int t = 1; t <= 6; ++t) {
+        if (t != 4) total += 1000 * t, ++packets;  // report 4: nothing moved
+        set_counts(s, total, 0, packets, 0, 0, 0);
+        f.now_ns = t * kSec;
+        f.samples = {s};
+        out->write(f.get());
+    }
+    c.drain();
+    ASSERT_EQ(c.records.size(), 5u);  // t = 1,2,3,5,6 (t = 4 had nothing)
+    std::uint64_t sum = 0;
+    for (auto& r : c.records) {
+        EXPECT_EQ(r.u(0, kEndReason), 2u);
+        sum += r.u(0, kOctets);
+    }
+    EXPECT_EQ(sum, total);
+    EXPECT_EQ(c.records[3].u(0, kOctets), 5000u);
+    EXPECT_EQ(c.records[3].u(0, kStartMs), wall_ms_of(4 * kSec));  // the quiet interval still moved the clock
+}
+
+TEST(Ipfix, UnresolvableCollectorIsOneLineError) {
+    Options o;
+    o.ipfix = "udp://no-such-host.invalid:4739";
+    try {
+        make_ipfix_output(o);
+        FAIL() << "expected an error";
+    } catch (const Error& e) {
+        const std::string w = e.what();
+        EXPECT_NE(w.find("no-such-host.invalid"), std::string::npos) << w;
+        EXPECT_EQ(w.find('\n'), std::string::npos);
+    }
+}
+
+TEST(Ipfix, DownCollectorCountsErrorsAndNeverBlocks) {
+    int port;
+    {
+        Collector gone;  // bound then closed: nothing listens there
+        port = gone.port;
+    }
+    for (const char* scheme : {"udp://", "tcp://"}) {
+        Options o;
+        o.ipfix = std::string(scheme) + "127.0.0.1:" + std::to_string(port);
+        auto out = make_ipfix_output(o);
+        const auto t0 = std::chrono::steady_clock::now();
+        for (int i = 0; i < 5; ++i) {
+            Frame f;
+            f.now_ns = (i + 1) * kSec;
+            FlowSample s = v4_flow(i, i * kSec);
+            s.finished = true;
+            set_counts(s, 10, 10, 1, 1, 0, 0);
+            f.samples = {s};
+            out->write(f.get());
+        }
+        out->finish(nullptr);
+        const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+        EXPECT_LT(ms.count(), 1000) << scheme;  // no blocking connect or send
+        EXPECT_GE(out->errors().value_or(0), 1u) << scheme;
+    }
+}
+
+// Encode+send throughput (printed for the record; not a timing assertion).
+TEST(Ipfix, ThroughputRecordsPerSecond) {
+    Collector c;
+    auto out = make(c);
+    std::atomic<bool> stop{false};
+    std::atomic<std::uint64_t> got{0};
+    std::thread rx([&] {
+        std::vector<std::uint8_t> buf(65536);
+        pollfd p{c.fd, POLLIN, 0};
+        while (!stop) {
+            if (::poll(&p, 1, 20) <= 0) continue;
+            while (::recv(c.fd, buf.data(), buf.size(), 0) > 0) got++;
+        }
+    });
+    constexpr int kPerReport = 5000, kReports = 20;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int r = 0; r < kReports; ++r) {
+        Frame f;
+        f.now_ns = (r + 1) * kSec;
+        f.samples.reserve(kPerReport);
+        for (int i = 0; i < kPerReport; ++i) {
+            FlowSample s = v4_flow(r * kPerReport + i, r * kSec);
+            s.finished = true;
+            set_counts(s, 1000 + i, 2000, 10, 12, 500, 1500);
+            f.samples.push_back(s);
+        }
+        f.live = 0;
+        out->write(f.get());
+    }
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    stop = true;
+    rx.join();
+    std::printf("ipfix: %d records (finished connections) encoded and sent in %.3f s: %.0f records/s, %llu datagrams "
+                "received, %llu export errors\n",
+                kPerReport * kReports, secs, kPerReport * kReports / secs, (unsigned long long)got.load(),
+                (unsigned long long)out->errors().value_or(0));
+    EXPECT_GT(got.load(), 0u);
+}
