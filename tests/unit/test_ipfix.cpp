@@ -15,6 +15,7 @@
 #include <map>
 #include <thread>
 #include <atomic>
+#include <functional>
 
 #include "tcptrack/error.hpp"
 #include "tcptrack/ipfix_output.hpp"
@@ -453,4 +454,87 @@ TEST(Ipfix, ThroughputRecordsPerSecond) {
                 kPerReport * kReports, secs, kPerReport * kReports / secs, (unsigned long long)got.load(),
                 (unsigned long long)out->errors().value_or(0));
     EXPECT_GT(got.load(), 0u);
+}
+
+// TCP: the stream carries whole messages (templates first); when the
+// collector goes away the records are counted as errors and the next reports
+// reconnect, sending the templates again on the new connection.
+TEST(Ipfix, TcpTemplatesFirstAndReconnect) {
+    const int l = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::bind(l, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    ASSERT_EQ(::listen(l, 4), 0);
+    socklen_t al = sizeof a;
+    ::getsockname(l, reinterpret_cast<sockaddr*>(&a), &al);
+    Options o;
+    o.ipfix = "tcp://127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+    auto out = make_ipfix_output(o);
+
+    auto accept_one = [&] {
+        pollfd p{l, POLLIN, 0};
+        if (::poll(&p, 1, 5000) <= 0) return -1;
+        return ::accept(l, nullptr, nullptr);
+    };
+    // Reads whole messages from a stream into a fresh collector until a record arrives.
+    auto read_records = [](int fd, Collector& c, std::function<void()> poke) {
+        std::vector<std::uint8_t> buf;
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+        while (c.records.empty() && std::chrono::steady_clock::now() < deadline) {
+            poke();
+            pollfd p{fd, POLLIN, 0};
+            if (::poll(&p, 1, 100) <= 0) continue;
+            std::uint8_t tmp[65536];
+            const ssize_t n = ::recv(fd, tmp, sizeof tmp, 0);
+            if (n <= 0) break;
+            buf.insert(buf.end(), tmp, tmp + n);
+            while (buf.size() >= 4) {
+                const std::size_t len = Collector::be16(buf.data() + 2);
+                if (len < 16 || buf.size() < len) break;
+                c.parse(buf.data(), len);
+                buf.erase(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(len));
+            }
+        }
+    };
+    std::uint64_t t = 0;
+    std::uint32_t slot = 0;
+    auto report = [&](std::uint64_t bytes) {
+        Frame f;
+        f.now_ns = ++t * kSec;
+        FlowSample s = v4_flow(++slot, f.now_ns - kSec / 2);
+        s.finished = true;
+        set_counts(s, bytes, 1, 1, 1, 0, 0);
+        f.samples = {s};
+        out->write(f.get());
+    };
+
+    const int c1 = accept_one();
+    ASSERT_GE(c1, 0);
+    Collector first;
+    read_records(c1, first, [&] { report(111); });
+    ASSERT_FALSE(first.records.empty());
+    EXPECT_EQ(first.records[0].u(0, kOctets), 111u);
+    EXPECT_GE(first.template_sets, 1u);
+    const std::uint64_t errors_before = out->errors().value_or(0);
+
+    ::close(c1);  // the collector drops the connection
+    // Reports go on; sends fail, then a reconnect; the new connection starts
+    // with the templates (a fresh parser would fail on data before them).
+    const int c2 = [&] {
+        for (int i = 0; i < 50; ++i) {
+            report(222);
+            pollfd p{l, POLLIN, 0};
+            if (::poll(&p, 1, 20) > 0) return ::accept(l, nullptr, nullptr);
+        }
+        return -1;
+    }();
+    ASSERT_GE(c2, 0) << "no reconnect";
+    Collector second;
+    read_records(c2, second, [&] { report(333); });
+    ASSERT_FALSE(second.records.empty());
+    EXPECT_GE(second.template_sets, 1u);
+    EXPECT_GT(out->errors().value_or(0), errors_before);
+    ::close(c2);
+    ::close(l);
 }
