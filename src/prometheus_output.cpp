@@ -5,6 +5,8 @@
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -17,10 +19,13 @@
 #include <prometheus/text_serializer.h>
 
 #include <array>
+#include <chrono>
+#include <condition_variable>
 #include <cerrno>
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <thread>
 #include <unordered_set>
 #include <utility>
 
@@ -121,6 +126,32 @@ std::string bind_failure(const Endpoint& e) {
     }
 }
 
+// The port in use, and a wildcard address as loopback: where to connect to it.
+void set_port(Endpoint& e, int port) {
+    if (e.sa.ss_family == AF_INET6) {
+        auto* a = reinterpret_cast<sockaddr_in6*>(&e.sa);
+        a->sin6_port = htons(static_cast<std::uint16_t>(port));
+        if (IN6_IS_ADDR_UNSPECIFIED(&a->sin6_addr)) a->sin6_addr = in6addr_loopback;
+    } else {
+        auto* a = reinterpret_cast<sockaddr_in*>(&e.sa);
+        a->sin_port = htons(static_cast<std::uint16_t>(port));
+        if (a->sin_addr.s_addr == htonl(INADDR_ANY)) a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    }
+}
+
+// Every signal blocked in this thread while it lives (threads started meanwhile keep that).
+struct SignalsBlocked {
+    sigset_t old;
+    SignalsBlocked() {
+        sigset_t all;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+    }
+    ~SignalsBlocked() { pthread_sigmask(SIG_SETMASK, &old, nullptr); }
+    SignalsBlocked(const SignalsBlocked&) = delete;
+    SignalsBlocked& operator=(const SignalsBlocked&) = delete;
+};
+
 std::string joined(const std::vector<std::string>& v) {
     std::string s;
     for (const auto& x : v) s += (s.empty() ? "" : ",") + x;
@@ -132,6 +163,12 @@ std::string joined(const std::vector<std::string>& v) {
 struct PrometheusOutput::Impl {
     std::shared_ptr<Locked> reg = std::make_shared<Locked>();
     std::unique_ptr<prometheus::Exposer> exposer;
+    Endpoint where;  // what it listens on (its port the one in use)
+    // Wakes the server's listener while it stops (see ~PrometheusOutput).
+    std::thread waker;
+    std::mutex wake_mutex;
+    std::condition_variable wake_cv;
+    int stopping = 0;  // 1: stopping, 2: stopped
 
     prometheus::Family<Gauge>& connections;
     prometheus::Family<Counter>& opened;
@@ -270,6 +307,9 @@ PrometheusOutput::PrometheusOutput(const std::string& listen, const std::vector<
     if (!ifaces.empty()) impl_->make_wide(joined(ifaces));
     if (listen.empty()) return;
     const Endpoint e = resolve(listen);
+    // The server's threads inherit a mask with every signal blocked, so
+    // SIGINT/SIGTERM reach the run loop's thread and wake it at once.
+    const SignalsBlocked blocked;
     try {
         impl_->exposer = std::make_unique<prometheus::Exposer>(std::vector<std::string>{
             "listening_ports", e.civet, "num_threads", "2", "request_timeout_ms", "10000"});
@@ -277,9 +317,39 @@ PrometheusOutput::PrometheusOutput(const std::string& listen, const std::vector<
         throw Error("cannot serve Prometheus metrics on " + listen + ": " + bind_failure(e));
     }
     impl_->exposer->RegisterCollectable(impl_->reg);
+    impl_->where = e;
+    set_port(impl_->where, port());
+    impl_->waker = std::thread([m = impl_.get()] {
+        std::unique_lock<std::mutex> lk(m->wake_mutex);
+        m->wake_cv.wait(lk, [m] { return m->stopping != 0; });
+        while (m->stopping == 1) {
+            const Fd fd(socket(m->where.sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+            if (fd) connect(fd.get(), reinterpret_cast<const sockaddr*>(&m->where.sa), m->where.len);
+            m->wake_cv.wait_for(lk, std::chrono::milliseconds(20), [m] { return m->stopping == 2; });
+        }
+    });
 }
 
-PrometheusOutput::~PrometheusOutput() = default;
+// civetweb's stop waits for its listener thread, which polls its sockets for
+// up to 2 s between looks at the stop flag: connections to it while it stops
+// wake it at once (tcptrack exits promptly on SIGINT). They come from a thread
+// started with the server, so from its namespace even after --netns moved the
+// main thread elsewhere.
+PrometheusOutput::~PrometheusOutput() {
+    if (!impl_->exposer) return;
+    {
+        const std::lock_guard<std::mutex> g(impl_->wake_mutex);
+        impl_->stopping = 1;
+    }
+    impl_->wake_cv.notify_all();
+    impl_->exposer.reset();
+    {
+        const std::lock_guard<std::mutex> g(impl_->wake_mutex);
+        impl_->stopping = 2;
+    }
+    impl_->wake_cv.notify_all();
+    impl_->waker.join();
+}
 
 bool PrometheusOutput::write(const ReportFrame& frame) {
     Impl& m = *impl_;
