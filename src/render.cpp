@@ -43,12 +43,32 @@ std::uint64_t bps_integer(double bps) {
     return bps > 0 ? static_cast<std::uint64_t>(std::llround(bps)) : 0;
 }
 
-// The documented row keys, in order: the CSV header; render_json() writes the same.
-constexpr std::array<const char*, 21> kKeys = {
-    "time",        "iface",       "family",    "src",         "sport",       "dst",
-    "dport",       "state",       "fwd_bytes", "fwd_packets", "fwd_payload", "rev_bytes",
-    "rev_packets", "rev_payload", "fwd_bps",   "rev_bps",     "duration_ns", "rtt_ns",
-    "pid",         "comm",        "cgroup"};
+// The row schema, written once: every documented key in order, the kind of
+// its value and where the value comes from (the row `r`, the report's `time`).
+// The JSON writer, the CSV header and the CSV writer all expand this list.
+#define TT_ROW_FIELDS(F)                                        \
+    F(time, Str, time)                                          \
+    F(iface, Name, r.iface)                                     \
+    F(family, Str, r.family == Family::V6 ? "ipv6" : "ipv4")    \
+    F(src, Addr, r.src)                                         \
+    F(sport, Num, r.sport)                                      \
+    F(dst, Addr, r.dst)                                         \
+    F(dport, Num, r.dport)                                      \
+    F(state, Str, state_name(r.state))                          \
+    F(fwd_bytes, Num, r.fwd_bytes)                              \
+    F(fwd_packets, Num, r.fwd_packets)                          \
+    F(fwd_payload, Num, r.fwd_payload)                          \
+    F(rev_bytes, Num, r.rev_bytes)                              \
+    F(rev_packets, Num, r.rev_packets)                          \
+    F(rev_payload, Num, r.rev_payload)                          \
+    F(fwd_bps, Num, bps_integer(r.fwd_bps))                     \
+    F(rev_bps, Num, bps_integer(r.rev_bps))                     \
+    F(duration_ns, OptNum, r.duration_ns)                       \
+    F(rtt_ns, OptNum, r.rtt_ns)                                 \
+    /* the owning process: none without a local socket */      \
+    F(pid, OptNum, r.pid)                                       \
+    F(comm, OptText, r.pid ? &r.comm : nullptr)                 \
+    F(cgroup, OptText, r.pid && !r.cgroup.empty() ? &r.cgroup : nullptr)
 
 // Interface names are bytes from the kernel: never let a bad one throw.
 std::string dump_line(const Json& j) {
@@ -347,70 +367,48 @@ std::string render_table(const Report& report, std::size_t max_rows, const NameL
 
 bool render_json(std::chrono::system_clock::time_point when, const RowSource& rows,
                  const TextSink& sink) {
-    // Keys are fixed, so rows are written by hand in the documented order.
-    const std::string time = "{\"time\":\"" + rfc3339_utc(when) + "\",\"iface\":";
+    // Keys are fixed, so rows are written by hand from TT_ROW_FIELDS.
+    const std::string time = rfc3339_utc(when);
     NameCache iface(json_string);
     std::string comm, cgroup;
     Out o(sink);
-    const auto opt = [&](std::string_view key, const std::optional<std::uint64_t>& v) {
-        o.put(key);
-        if (v)
-            o.num(*v);
-        else
-            o.put("null");
+    const FlowRow* row = nullptr;
+    const auto Str = [&](std::string_view v) {
+        o.put('"');
+        o.put(v);
+        o.put('"');
+    };
+    const auto Name = [&](const std::string& v) { o.put(iface.get(v)); };
+    const auto Addr = [&](const Address& a) {
+        o.put('"');
+        o.addr(row->family, a);
+        o.put('"');
+    };
+    const auto Num = [&](std::uint64_t v) { o.num(v); };
+    const auto OptNum = [&](const auto& v) { v ? o.num(*v) : o.put("null"); };
+    const auto OptText = [&](const std::string* v) {
+        if (!v) return o.put("null");
+        o.put(v == &row->comm ? std::string_view(comm) : std::string_view(cgroup));
     };
     FlowRow scratch;
-    while (const FlowRow* row = rows(scratch)) {
+    while ((row = rows(scratch))) {
         const FlowRow& r = *row;
-        const std::string& name = iface.get(r.iface);
         if (r.pid) {
             comm = json_text(r.comm);
             cgroup = json_text(r.cgroup);
         }
-        o.begin_row(time.size() + name.size() + (r.pid ? comm.size() + cgroup.size() : 0));
-        o.put(time);
-        o.put(name);
-        o.put(r.family == Family::V6 ? ",\"family\":\"ipv6\",\"src\":\"" : ",\"family\":\"ipv4\",\"src\":\"");
-        o.addr(r.family, r.src);
-        o.put("\",\"sport\":");
-        o.num(r.sport);
-        o.put(",\"dst\":\"");
-        o.addr(r.family, r.dst);
-        o.put("\",\"dport\":");
-        o.num(r.dport);
-        o.put(",\"state\":\"");
-        o.put(state_name(r.state));
-        o.put("\",\"fwd_bytes\":");
-        o.num(r.fwd_bytes);
-        o.put(",\"fwd_packets\":");
-        o.num(r.fwd_packets);
-        o.put(",\"fwd_payload\":");
-        o.num(r.fwd_payload);
-        o.put(",\"rev_bytes\":");
-        o.num(r.rev_bytes);
-        o.put(",\"rev_packets\":");
-        o.num(r.rev_packets);
-        o.put(",\"rev_payload\":");
-        o.num(r.rev_payload);
-        o.put(",\"fwd_bps\":");
-        o.num(bps_integer(r.fwd_bps));
-        o.put(",\"rev_bps\":");
-        o.num(bps_integer(r.rev_bps));
-        opt(",\"duration_ns\":", r.duration_ns);
-        opt(",\"rtt_ns\":", r.rtt_ns);
-        // Process attribution: null without a local socket (or with --no-process).
-        if (r.pid) {
-            o.put(",\"pid\":");
-            o.num(*r.pid);
-            o.put(",\"comm\":");
-            o.put(comm);
-            o.put(",\"cgroup\":");
-            o.put(r.cgroup.empty() ? std::string_view("null") : std::string_view(cgroup));
-            o.put('}');
-            o.put('\n');
-        } else {
-            o.put(",\"pid\":null,\"comm\":null,\"cgroup\":null}\n");
-        }
+        o.begin_row(time.size() + iface.get(r.iface).size() +
+                    (r.pid ? comm.size() + cgroup.size() : 0));
+        o.put('{');
+        std::string_view sep = "";
+#define TT_JSON_FIELD(key, kind, value) \
+    o.put(sep);                         \
+    sep = ",";                          \
+    o.put("\"" #key "\":");             \
+    kind(value);
+        TT_ROW_FIELDS(TT_JSON_FIELD)
+#undef TT_JSON_FIELD
+        o.put("}\n");
         if (!o.row_done())
             return false;
     }
@@ -465,63 +463,48 @@ std::string render_table_summary(const Report& report, std::size_t connections) 
 bool render_csv(std::chrono::system_clock::time_point when, const RowSource& rows, bool header,
                 const TextSink& sink) {
     Out o(sink);
+    std::string_view sep = "";
     if (header) {
         o.begin_row(0);
-        for (std::size_t i = 0; i < kKeys.size(); ++i) {
-            o.put(i ? "," : "");
-            o.put(kKeys[i]);
-        }
+#define TT_CSV_KEY(key, kind, value) \
+    o.put(sep);                      \
+    sep = ",";                       \
+    o.put(#key);
+        TT_ROW_FIELDS(TT_CSV_KEY)
+#undef TT_CSV_KEY
         o.put('\n');
     }
-    const std::string time = rfc3339_utc(when) + ',';
+    const std::string time = rfc3339_utc(when);
     NameCache iface(csv_field);
     std::string comm, cgroup;
-    const auto opt = [&](const std::optional<std::uint64_t>& v) {
-        if (v)
-            o.num(*v);
+    const FlowRow* row = nullptr;
+    const auto Str = [&](std::string_view v) { o.put(v); };
+    const auto Name = [&](const std::string& v) { o.put(iface.get(v)); };
+    const auto Addr = [&](const Address& a) { o.addr(row->family, a); };
+    const auto Num = [&](std::uint64_t v) { o.num(v); };
+    const auto OptNum = [&](const auto& v) {  // empty when unknown
+        if (v) o.num(*v);
+    };
+    const auto OptText = [&](const std::string* v) {
+        if (v) o.put(v == &row->comm ? std::string_view(comm) : std::string_view(cgroup));
     };
     FlowRow scratch;
-    while (const FlowRow* row = rows(scratch)) {
+    while ((row = rows(scratch))) {
         const FlowRow& r = *row;
-        const std::string& name = iface.get(r.iface);
         if (r.pid) {
             comm = csv_field(r.comm);
             cgroup = csv_field(r.cgroup);
         }
-        o.begin_row(time.size() + name.size() + (r.pid ? comm.size() + cgroup.size() : 0));
-        o.put(time);
-        o.put(name);
-        o.put(r.family == Family::V6 ? ",ipv6," : ",ipv4,");
-        o.addr(r.family, r.src);
-        o.put(',');
-        o.num(r.sport);
-        o.put(',');
-        o.addr(r.family, r.dst);
-        o.put(',');
-        o.num(r.dport);
-        o.put(',');
-        o.put(state_name(r.state));
-        for (std::uint64_t v : {r.fwd_bytes, r.fwd_packets, r.fwd_payload, r.rev_bytes,
-                                r.rev_packets, r.rev_payload, bps_integer(r.fwd_bps),
-                                bps_integer(r.rev_bps)}) {
-            o.put(',');
-            o.num(v);
-        }
-        o.put(',');
-        opt(r.duration_ns);
-        o.put(',');
-        opt(r.rtt_ns);
-        if (r.pid) {  // pid,comm,cgroup; empty without a local socket
-            o.put(',');
-            o.num(*r.pid);
-            o.put(',');
-            o.put(comm);
-            o.put(',');
-            o.put(cgroup);
-            o.put('\n');
-        } else {
-            o.put(",,,\n");
-        }
+        o.begin_row(time.size() + iface.get(r.iface).size() +
+                    (r.pid ? comm.size() + cgroup.size() : 0));
+        sep = "";
+#define TT_CSV_FIELD(key, kind, value) \
+    o.put(sep);                        \
+    sep = ",";                         \
+    kind(value);
+        TT_ROW_FIELDS(TT_CSV_FIELD)
+#undef TT_CSV_FIELD
+        o.put('\n');
         if (!o.row_done())
             return false;
     }
