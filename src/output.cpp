@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "tcptrack/ipfix_output.hpp"
 #include "tcptrack/tui.hpp"
 
 namespace tcptrack {
@@ -134,7 +135,7 @@ std::unique_ptr<Output> make_terminal_output(
 
 std::vector<std::unique_ptr<Output>> make_exporters(const Options& opts) {
     std::vector<std::unique_ptr<Output>> v;
-    (void)opts;
+    if (!opts.ipfix.empty()) v.push_back(make_ipfix_output(opts));
     return v;
 }
 
