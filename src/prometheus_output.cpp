@@ -86,9 +86,11 @@ Endpoint resolve(const std::string& text) {
         throw Error("cannot serve Prometheus metrics on " + text + ": expected ADDR:PORT");
     std::string host = text.substr(0, colon);
     const std::string port = text.substr(colon + 1);
-    if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    const bool v6 = host.size() > 2 && host.front() == '[' && host.back() == ']';
+    if (v6) host = host.substr(1, host.size() - 2);
     addrinfo hints{};
     hints.ai_socktype = SOCK_STREAM;
+    hints.ai_family = v6 ? AF_INET6 : AF_INET;  // a name: its IPv4 address (see bind_failure)
     hints.ai_flags = AI_NUMERICSERV;
     addrinfo* res = nullptr;
     if (const int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &res); rc != 0 || !res)
@@ -117,7 +119,9 @@ std::string bind_failure(const Endpoint& e) {
     const int one = 1;
     setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (bind(fd.get(), reinterpret_cast<const sockaddr*>(&e.sa), e.len) == 0)
-        return "the HTTP server did not start";
+        return e.sa.ss_family == AF_INET6
+                   ? "IPv6 is not available (this build's HTTP server, civetweb, has no IPv6): use an IPv4 address"
+                   : "the HTTP server did not start";
     switch (errno) {
         case EADDRINUSE: return "address in use";
         case EADDRNOTAVAIL: return "no such local address";

@@ -251,9 +251,14 @@ TEST(Prometheus, CountsEachConnectionOnceAndSumsDeltas) {
     feed.write(out, {}, 0, {});
     out.set_export_errors("ipfix", 4);
     t = out.exposition();
+    EXPECT_EQ(value(t, "tcptrack_export_errors_total", with(all, "exporter", "ipfix")), 4);
+    // The summary's figures (the run loop's) are taken from each report too.
+    feed.report.stats.export_errors = {{"ipfix", 9}};
+    feed.write(out, {}, 0, {});
+    t = out.exposition();
+    EXPECT_EQ(value(t, "tcptrack_export_errors_total", with(all, "exporter", "ipfix")), 9);
     EXPECT_EQ(value(t, "tcptrack_untracked_connections_total", all), 7);
     EXPECT_EQ(value(t, "tcptrack_evicted_connections_total", all), 2);
-    EXPECT_EQ(value(t, "tcptrack_export_errors_total", with(all, "exporter", "ipfix")), 4);
 }
 
 // A connection whose slot was recycled before its close event came (so it
@@ -304,6 +309,23 @@ TEST(Prometheus, ServesMetricsOverHttp) {
     const std::string body = resp.substr(resp.find("\r\n\r\n") + 4);
     EXPECT_EQ(value(body, "tcptrack_bytes_total", kC2sWire0), 1234);
     EXPECT_EQ(value(body, "tcptrack_connections_opened_total", kEth0L), 1);
+}
+
+// A host name listens on its IPv4 address. IPv6 needs a civetweb built with
+// it (Debian's is not): then it serves, else it says so in one line.
+TEST(Prometheus, ListensOnHostNamesAndSaysWhyNotIpv6) {
+    PrometheusOutput named("localhost:0", {"eth0"});
+    ASSERT_GT(named.port(), 0);
+    const std::string resp = http_get(named.port(), "/metrics");
+    EXPECT_NE(resp.find("tcptrack_connections_opened_total"), std::string::npos) << resp;
+    try {
+        PrometheusOutput v6("[::1]:0", {"eth0"});
+        EXPECT_GT(v6.port(), 0);
+    } catch (const Error& e) {
+        EXPECT_EQ(std::string(e.what()),
+                  "cannot serve Prometheus metrics on [::1]:0: IPv6 is not available (this build's "
+                  "HTTP server, civetweb, has no IPv6): use an IPv4 address");
+    }
 }
 
 TEST(Prometheus, PortInUseIsOneLineError) {
