@@ -18,6 +18,7 @@
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <condition_variable>
@@ -41,6 +42,7 @@ using prometheus::Histogram;
 
 constexpr std::array<State, 6> kStates{State::SynSent, State::SynRecv, State::Established,
                                        State::Closing, State::Closed, State::Reset};
+constexpr std::uint32_t kMaxSlots = 1u << 24;  // the store indexes slots in 24 bits (flow.h)
 constexpr const char* kDirs[2] = {"client_to_server", "server_to_client"};
 
 // Handshake RTTs from a LAN's tens of microseconds to a satellite's seconds.
@@ -218,9 +220,31 @@ struct PrometheusOutput::Impl {
     };
     std::map<std::string, ExportErrors> errors;  // by exporter
 
-    // Connections counted as opened and not yet ended, and those whose RTT
-    // was observed (by SlotRef): each is counted once, whenever it ends.
-    std::unordered_set<std::uint64_t> seen, rtt_done;
+    // By slot, the generation counted as opened and not yet ended, and the
+    // one whose RTT was observed (0: none; live generations are odd). A slot
+    // is recycled only after its close event was read, so a connection's
+    // entry lasts until its final sample; the next one in the slot overwrites
+    // it. 8 bytes a slot, no hashing, nothing to prune.
+    struct BySlot {
+        std::vector<std::uint32_t> gen;
+        bool has(const SlotRef& r) const { return r.slot < gen.size() && gen[r.slot] == r.gen; }
+        // Marks r; false if it already was.
+        bool add(const SlotRef& r) {
+            if (r.slot >= kMaxSlots) return true;  // no slot: only prev_* == 0 tells it is new
+            if (r.slot >= gen.size())
+                gen.resize(std::min<std::size_t>(std::max<std::size_t>(r.slot + 1, gen.size() * 2), kMaxSlots), 0);
+            if (gen[r.slot] == r.gen) return false;
+            gen[r.slot] = r.gen;
+            return true;
+        }
+        // Unmarks r; false if it was not marked.
+        bool remove(const SlotRef& r) {
+            if (!has(r)) return false;
+            gen[r.slot] = 0;
+            return true;
+        }
+    };
+    BySlot seen, rtt_done;
 
     Impl()
         : connections(prometheus::BuildGauge()
@@ -376,13 +400,13 @@ bool PrometheusOutput::write(const ReportFrame& frame) {
         return *last_f;
     };
     // Each connection's RTT once: when first known (live or final).
-    auto observe_rtt = [&](const FlowSample& s, Iface& f, std::uint64_t key, bool final) {
+    auto observe_rtt = [&](const FlowSample& s, Iface& f, bool final) {
         if (!s.has_info) return;
         const auto rtt = handshake_rtt(s.info);
         if (!rtt) return;
         if (final) {
-            if (m.rtt_done.erase(key) == 0) f.rtts.push_back(static_cast<double>(*rtt) / 1e9);
-        } else if (m.rtt_done.insert(key).second) {
+            if (!m.rtt_done.remove(s.ref)) f.rtts.push_back(static_cast<double>(*rtt) / 1e9);
+        } else if (m.rtt_done.add(s.ref)) {
             f.rtts.push_back(static_cast<double>(*rtt) / 1e9);
         }
     };
@@ -412,8 +436,8 @@ bool PrometheusOutput::write(const ReportFrame& frame) {
                            !s.prev_packets[1] && !s.prev_payload[0] && !s.prev_payload[1];
         // First seen (already finished, possibly): opened once.
         if (ends) {
-            if (m.seen.erase(key) == 0 && fresh) ++f.n_opened;
-        } else if (m.seen.insert(key).second && fresh) {
+            if (!m.seen.remove(s.ref) && fresh) ++f.n_opened;
+        } else if (m.seen.add(s.ref) && fresh) {
             ++f.n_opened;
         }
         const int c2s = client_side(s);
@@ -431,29 +455,13 @@ bool PrometheusOutput::write(const ReportFrame& frame) {
                 ++f.n_fin;
         }
         if (!final && ends) continue;  // idle: below
-        observe_rtt(s, f, key, final);
+        observe_rtt(s, f, final);
     }
     for (const std::size_t i : idle_at) {  // ended after this report
         const FlowSample& s = samples[i];
-        const std::uint64_t key = ref_key(s.ref);
-        m.seen.erase(key);
-        observe_rtt(s, of(s), key, true);
+        m.seen.remove(s.ref);
+        observe_rtt(s, of(s), true);
     }
-    // Close events lost to a full ring leave their connections here: forget
-    // those no longer live (rarely, and only when the sets outgrow the live ones).
-    const std::size_t bound = 2 * frame.live + 4096;
-    if (m.seen.size() > bound || m.rtt_done.size() > bound) {
-        std::unordered_set<std::uint64_t> seen, rtt;
-        for (std::size_t i = 0; i < frame.live && i < samples.size(); ++i) {
-            const std::uint64_t key = ref_key(samples[i].ref);
-            if (idle.count(key)) continue;
-            if (m.seen.count(key)) seen.insert(key);
-            if (m.rtt_done.count(key)) rtt.insert(key);
-        }
-        m.seen.swap(seen);
-        m.rtt_done.swap(rtt);
-    }
-
     const ReportStats& st = frame.report.stats;
     if constexpr (requires { st.export_errors; }) {
         for (const auto& [name, n] : st.export_errors) m.errors[name].pending = n;
