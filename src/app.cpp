@@ -107,7 +107,9 @@ public:
                 opts_, [this](const std::string& expr) { return apply_filter(expr); }))
             outputs_.insert(outputs_.begin(), std::move(out));
         // The full-screen view reads keys between short waits, so they act within 50 ms.
-        const int wait_ms = opts_.format == Format::Table && isatty(STDIN_FILENO) ? 50 : 200;
+        const bool interactive = std::any_of(outputs_.begin(), outputs_.end(),
+                                             [](const auto& o) { return o->interactive(); });
+        const int wait_ms = interactive ? 50 : 200;
         const std::uint64_t interval_ns = static_cast<std::uint64_t>(opts_.interval_s * 1e9);
         std::uint64_t start = monotonic_ns(), last = start;
         std::uint64_t reports = 0;
@@ -226,12 +228,9 @@ private:
     Report build_report(std::uint64_t now, std::uint64_t elapsed) {
         Report r;
         r.time = std::chrono::system_clock::now();
-        // The table names the namespace too ("eth0@netns ctr1"); JSON keeps bare names.
-        const std::string at = opts_.format == Format::Table && !opts_.netns.empty()
-                                   ? "@" + netns_label(netns_target(opts_.netns))
-                                   : "";
-        for (const auto& w : watched_) r.ifaces.push_back(w.iface.name + at);
-        if (resolver_ && opts_.format == Format::Table)
+        for (const auto& w : watched_) r.ifaces.push_back(w.iface.name);
+        if (!opts_.netns.empty()) r.netns = netns_label(netns_target(opts_.netns));
+        if (resolver_)
             r.names = [res = resolver_](Family f, const Address& a) { return res->name(f, a); };
 
         const std::uint64_t idle_limit = static_cast<std::uint64_t>(opts_.idle_timeout_s * 1e9);
@@ -319,7 +318,7 @@ int run(const Options& opts) {
         // -r: the resolver's workers start before --netns is entered, so names
         // are looked up through our own namespace and its DNS (resolver.hpp).
         std::unique_ptr<Resolver> resolver;
-        if (opts.resolve && opts.format == Format::Table && !opts.check && !opts.cleanup)
+        if (opts.resolve && shows_names(opts) && !opts.check && !opts.cleanup)
             resolver = std::make_unique<Resolver>();
         // Before anything touches interfaces, routes, netlink, BPF links, lock
         // files or sock_diag (--check and --cleanup included); threads started

@@ -103,6 +103,7 @@ public:
         return true;
     }
     bool interact() override { return tui_->handle_keys(); }
+    bool interactive() const override { return true; }
     std::optional<SortKey> sort() const override { return tui_->sort(); }
     const char* name() const override { return "view"; }
 
@@ -111,6 +112,8 @@ private:
 };
 
 }  // namespace
+
+bool shows_names(const Options& opts) { return opts.format == Format::Table; }
 
 std::unique_ptr<Output> make_terminal_output(
     const Options& opts, std::function<std::string(const std::string&)> apply_filter) {

@@ -195,6 +195,14 @@ std::string join(const std::vector<std::string>& v, const char* sep) {
     return out;
 }
 
+// "eth0,eth1", or "eth0@netns ctr1,eth1@netns ctr1" under --netns.
+std::string joined_ifaces(const Report& r) {
+    if (r.netns.empty()) return join(r.ifaces, ",");
+    std::vector<std::string> v;
+    for (const auto& i : r.ifaces) v.push_back(i + "@" + r.netns);
+    return join(v, ",");
+}
+
 }  // namespace
 
 std::string human_bytes(std::uint64_t bytes) {
@@ -286,7 +294,7 @@ std::string render_table(const Report& report, std::size_t max_rows, const NameL
     const std::size_t all = std::max<std::size_t>(n, st.connections);
     std::string out =
         fmt::format("{}  {}  {} connection{}  untracked {}{}  evicted {}  close-drops {}  {}\n",
-                    clock_hms(report.time), report.ifaces.empty() ? "-" : join(report.ifaces, ","),
+                    clock_hms(report.time), report.ifaces.empty() ? "-" : joined_ifaces(report),
                     all, all == 1 ? "" : "s", st.untracked,
                     st.untracked_segments ? fmt::format(" ({} segments)", st.untracked_segments)
                                           : std::string(),

@@ -59,6 +59,8 @@ public:
     // An interactive output (the full-screen view) acts on keys here, between
     // short waits; false: the user quit.
     virtual bool interact() { return true; }
+    // Whether interact() needs calling often (keys act within 50 ms).
+    virtual bool interactive() const { return false; }
     // The sort key an interactive output chose: the next report is built with it.
     virtual std::optional<SortKey> sort() const { return std::nullopt; }
 };
@@ -67,6 +69,10 @@ public:
 // --netns is entered, so their sockets and threads stay in tcptrack's own
 // namespace, where the collector and the scraper are.
 std::vector<std::unique_ptr<Output>> make_exporters(const Options& opts);
+
+// Whether the terminal output shows host names (-r: the table and the view
+// do; JSON and CSV stay numeric), so a resolver is worth starting.
+bool shows_names(const Options& opts);
 
 // The terminal output for --format: the full-screen view on a terminal, else
 // the table, the --closed log, JSON or CSV on stdout; none for --format none.

@@ -75,6 +75,7 @@ struct Report {
     std::vector<FlowRow> rows;
     ReportStats stats;
     bool show_process = false;  // the table's PROCESS column (off with --no-process)
+    std::string netns;  // --netns: the table's header says "eth0@netns ctr1" (JSON: bare names)
     NameLookup names;  // -r: the table's endpoint names (empty: numeric; never JSON/CSV)
 };
 
