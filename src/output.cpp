@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "tcptrack/ipfix_output.hpp"
+#include "tcptrack/prometheus_output.hpp"
 #include "tcptrack/tui.hpp"
 
 namespace tcptrack {
@@ -139,6 +140,7 @@ std::unique_ptr<Output> make_terminal_output(
 std::vector<std::unique_ptr<Output>> make_exporters(const Options& opts) {
     std::vector<std::unique_ptr<Output>> v;
     if (!opts.ipfix.empty()) v.push_back(make_ipfix_output(opts));
+    if (!opts.prometheus.empty()) v.push_back(make_prometheus_output(opts, opts.ifaces));
     return v;
 }
 
