@@ -77,7 +77,11 @@ echo "Depends: $depends"
 dpkg-deb -x "$deb" "$work/root"
 packaged="$work/root/usr/sbin/tcptrack"
 [ -x "$packaged" ] || fail "no usr/sbin/tcptrack in the package"
-# Every shared library the binary loads comes from a package it depends on.
+# Every shared library the binary itself needs (its NEEDED entries) comes from
+# a package it depends on; what those libraries need in turn (libcivetweb under
+# prometheus-cpp, libpcre2 under glib) is their packages' own Depends.
+direct=$(readelf -d "$packaged" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
+[ -n "$direct" ] || fail "readelf found no NEEDED library in $packaged"
 dep_names=$(tr ',|' '\n\n' <<<"$depends" | sed 's/^ *//; s/[ (].*//' | sed '/^$/d')
 owner_of() {  # the package shipping this library file (usrmerge: /lib or /usr/lib)
     local p o
@@ -89,6 +93,7 @@ owner_of() {  # the package shipping this library file (usrmerge: /lib or /usr/l
 }
 needed=0
 while read -r soname path; do
+    grep -qxF "$soname" <<<"$direct" || continue
     needed=$((needed + 1))
     owner=$(owner_of "$path")
     [ -n "$owner" ] || { fail "$soname ($path): no package owns it"; continue; }
