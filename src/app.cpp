@@ -85,9 +85,9 @@ public:
           skel_(preferred_load_config(features, opts.max_flows,
                                       use_tcx(features, opts.attach))),
           collector_(skel_),
-          filter_(opts.filter) {
+          filter_(compile_filter(opts.filter)) {
         // Before attaching: no segment outside the filter is ever counted.
-        skel_.set_filter(compile_filter(filter_));
+        skel_.set_filter(filter_);
         start_process_lookup();
         const bool tcx = skel_.config().tcx;
         for (auto& i : ifaces) {
@@ -151,14 +151,12 @@ public:
     // Replaces the filter while running (the TUI's '/'): "" on success, else
     // one line saying what is wrong with the expression (the old one stays).
     std::string apply_filter(const std::string& expr) {
-        tt_filter f;
         try {
-            f = compile_filter(expr);
+            filter_ = compile_filter(expr);
         } catch (const FilterError& e) {
             return std::string("filter: ") + e.what();
         }
-        skel_.set_filter(f);
-        filter_ = expr;
+        skel_.set_filter(filter_);
         // Connections left out stop counting at once: end them now rather
         // than show them frozen until the idle timeout. Before the first
         // report there are no samples yet: the next collect() does it.
@@ -168,15 +166,13 @@ public:
             refilter_ = true;
         return "";
     }
-    const std::string& filter() const { return filter_; }
 
 private:
     // Ends the live connections the filter in force leaves out.
     void drop_filtered(const std::vector<FlowSample>& samples) {
-        const tt_filter f = compile_filter(filter_);
         std::vector<SlotRef> out;
         for (std::size_t i = 0; i < collector_.live() && i < samples.size(); ++i)
-            if (!samples[i].finished && !filter_matches(f, samples[i].key))
+            if (!samples[i].finished && !filter_matches(filter_, samples[i].key))
                 out.push_back(samples[i].ref);
         collector_.forget(out);
     }
@@ -294,7 +290,7 @@ private:
     Resolver* resolver_ = nullptr;  // -r: names for the table (owned by run())
     std::unique_ptr<ProcessCache> owners_;  // null with --no-process
     SortKey sort_ = opts_.sort;  // --sort, then the view's 's' key
-    std::string filter_;                                    // the expression in force
+    tt_filter filter_;                                      // the program in force
     const std::vector<FlowSample>* last_samples_ = nullptr;  // the last collect()'s
     bool refilter_ = false;  // drop what the filter leaves out at the next collect()
 };
