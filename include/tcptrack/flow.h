@@ -62,6 +62,14 @@ struct tt_flow_key {
 #define TT_F_REAP 0x08 /* finished, but its close event could not be queued */
 #define TT_F_HS_SEEN 0x10 /* SYN-ACK seen, so RTT is measurable */
 #define TT_F_DONE 0x20 /* finished: exactly one CPU got TT_ACT_FINISHED */
+/*
+ * Assured (conntrack's word): the client acknowledged the server's SYN-ACK, or
+ * the side that did not open it spoke after the handshake (a flow caught
+ * mid-stream: traffic both ways). Half-open and one-way flows are not, and a
+ * new connection that finds no room may displace them; assured flows never are.
+ */
+#define TT_F_ASSURED 0x40
+#define TT_F_DISPLACED 0x80 /* ended unassured to make room for a new connection */
 
 struct tt_flow_info {
 	/* First 16 bytes: what the hot path reads (the payload bases), so that in
@@ -88,6 +96,7 @@ struct tt_flow_info {
 enum tt_close_reason {
 	TT_CLOSE_FINISHED = 1, /* both FINs acknowledged, or RST */
 	TT_CLOSE_REUSED = 2, /* a new SYN replaced it on the same tuple */
+	TT_CLOSE_DISPLACED = 3, /* unassured, displaced by a new connection (which took its slot) */
 };
 
 /* Ring-buffer record: a connection that left the maps, with final counters. */
@@ -239,18 +248,88 @@ struct tt_evict_req {
 	} e[TT_EVICT_BATCH];
 };
 
-/* The key's 32-bit hash (index buckets and tag), as kernel and tests compute it. */
-TT_INLINE __u32 tt_key_hash(const struct tt_flow_key *k)
+/*
+ * Where flows are placed by hash. The index (where a collision can keep a
+ * connection out) hashes the whole key with SipHash-1-3 under a 128-bit key
+ * drawn from getrandom() at every load (src/skeleton.cpp): without the key an
+ * attacker cannot choose tuples that share buckets. The per-CPU counter cache
+ * uses a cheaper hash seeded from the same key: a collision there only moves
+ * counts into the slot sooner (a fold), it never loses or hides a flow.
+ */
+struct tt_hash_key {
+	__u64 k0, k1;
+};
+
+#define TT_ROTL64(x, b) (((x) << (b)) | ((x) >> (64 - (b))))
+#define TT_SIPROUND(v0, v1, v2, v3)                                              \
+	do {                                                                     \
+		v0 += v1;                                                        \
+		v1 = TT_ROTL64(v1, 13);                                          \
+		v1 ^= v0;                                                        \
+		v0 = TT_ROTL64(v0, 32);                                          \
+		v2 += v3;                                                        \
+		v3 = TT_ROTL64(v3, 16);                                          \
+		v3 ^= v2;                                                        \
+		v0 += v3;                                                        \
+		v3 = TT_ROTL64(v3, 21);                                          \
+		v3 ^= v0;                                                        \
+		v2 += v1;                                                        \
+		v1 = TT_ROTL64(v1, 17);                                          \
+		v1 ^= v2;                                                        \
+		v2 = TT_ROTL64(v2, 32);                                          \
+	} while (0)
+
+/*
+ * SipHash-C-D (Aumasson and Bernstein) of the 44-byte key, words read
+ * little-endian as the reference does; a macro so tests can check the 2-4
+ * variant against the reference vectors with the very same code.
+ */
+#define TT_DEFINE_SIPHASH_KEY(name, C, D)                                                \
+	TT_INLINE __u64 name(const struct tt_flow_key *k, const struct tt_hash_key *key) \
+	{                                                                                \
+		const __u32 *w = (const __u32 *)k;                                       \
+		__u64 v0 = key->k0 ^ 0x736f6d6570736575ULL;                              \
+		__u64 v1 = key->k1 ^ 0x646f72616e646f6dULL;                              \
+		__u64 v2 = key->k0 ^ 0x6c7967656e657261ULL;                              \
+		__u64 v3 = key->k1 ^ 0x7465646279746573ULL;                              \
+		__u64 m;                                                                 \
+		int i, r;                                                                \
+                                                                                         \
+		for (i = 0; i < 6; i++) {                                                \
+			m = i < 5 ? ((__u64)w[2 * i] | (__u64)w[2 * i + 1] << 32)         \
+				  : ((__u64)w[10] | (__u64)sizeof(*k) << 56);             \
+			v3 ^= m;                                                         \
+			for (r = 0; r < C; r++)                                          \
+				TT_SIPROUND(v0, v1, v2, v3);                             \
+			v0 ^= m;                                                         \
+		}                                                                        \
+		v2 ^= 0xff;                                                              \
+		for (r = 0; r < D; r++)                                                  \
+			TT_SIPROUND(v0, v1, v2, v3);                                     \
+		return v0 ^ v1 ^ v2 ^ v3;                                                \
+	}
+
+TT_DEFINE_SIPHASH_KEY(tt_siphash13_key, 1, 3)
+
+/* The index hash: buckets and tag (its output folded, never its input). */
+TT_INLINE __u32 tt_index_hash(const struct tt_flow_key *k, const struct tt_hash_key *key)
+{
+	__u64 h = tt_siphash13_key(k, key);
+
+	return (__u32)(h ^ (h >> 32));
+}
+
+/* The per-CPU cache's hash: word-wise multiply-xorshift and murmur3's finaliser. */
+TT_INLINE __u32 tt_cache_hash(const struct tt_flow_key *k, const struct tt_hash_key *key)
 {
 	const __u32 *w = (const __u32 *)k;
-	__u32 h = 0x811c9dc5;
+	__u32 h = 0x811c9dc5 ^ (__u32)key->k1;
 	int i;
 
 	for (i = 0; i < (int)(sizeof(*k) / 4); i++) {
 		h = (h ^ w[i]) * 0x9E3779B1;
 		h ^= h >> 15;
 	}
-	/* murmur3's finaliser: every bit of the key reaches the bucket and tag bits */
 	h ^= h >> 16;
 	h *= 0x85ebca6b;
 	h ^= h >> 13;
@@ -282,11 +361,14 @@ TT_INLINE int tt_gen_live(__u32 gen)
 
 /* Indexes of the per-CPU stats array. */
 enum tt_stat {
-	TT_STAT_UNTRACKED = 0, /* connection openings (SYN) refused: the maps were full */
-	TT_STAT_CLOSE_DROPPED = 1, /* ring buffer full: close delayed (reaped or parked) */
+	TT_STAT_UNTRACKED = 0, /* connection openings (SYN) refused: no room (the sum of the two below) */
+	TT_STAT_CLOSE_DROPPED = 1, /* ring buffer full: the close waits in its slot for user space */
 	TT_STAT_REUSED = 2, /* tuple reused by a new SYN */
-	TT_STAT_CLOSE_LOST = 3, /* ring and parking map both full: a close was lost */
+	TT_STAT_CLOSE_LOST = 3, /* a close that could be neither queued nor kept (no slot left) */
 	TT_STAT_UNTRACKED_SEGS = 4, /* every refused segment that would have started a flow */
+	TT_STAT_DISPLACED = 5, /* unassured flows displaced by a new connection */
+	TT_STAT_UNTRACKED_FULL = 6, /* openings refused: store full, nothing displaceable in reach */
+	TT_STAT_UNTRACKED_BUCKETS = 7, /* openings refused: both buckets full of assured flows */
 	TT_STAT_COUNT = 8,
 };
 

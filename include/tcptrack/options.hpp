@@ -2,6 +2,7 @@
 // Command-line options (CLI11) and their validation.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -22,6 +23,10 @@ struct Options {
     AttachMode attach = AttachMode::Auto;
     std::uint32_t max_flows = 65536;        // >= 1
     double idle_timeout_s = 60.0;           // > 0
+    double unassured_timeout_s = 30.0;      // --unassured-timeout: half-open/one-way flows idle out sooner
+    // --test-hash-key HEX (32 hex digits): a fixed index hash key, only with
+    // TCPTRACK_TEST_MODE=1 in the environment (refused otherwise): tests reproduce collisions.
+    std::optional<std::array<std::uint8_t, 16>> test_hash_key;
     bool summary = false;                   // JSON: a summary record per report; table: a footer line
     std::string filter;                     // trailing filter expression ("" = everything)
     bool process = true;                    // PROCESS column / pid, comm, cgroup (--no-process)

@@ -39,6 +39,8 @@ struct FlowRow {
     std::optional<std::uint32_t> pid;
     std::string comm;    // "" with no pid
     std::string cgroup;  // container id or cgroup v2 path; "" if none
+    // Final row of an unassured (half-open) flow that a new connection displaced.
+    bool displaced = false;
 };
 
 struct RttSummary {
@@ -59,7 +61,14 @@ struct ReportStats {
     std::uint64_t untracked_segments = 0;  // refused segments, incl. mid-stream flows (cumulative)
     std::uint64_t evicted = 0;        // live flows dropped by the idle timeout (cumulative)
     std::uint64_t close_dropped = 0;  // close events the ring buffer could not take (cumulative)
-    std::uint64_t close_lost = 0;     // of those, lost because the parking map was full too
+    std::uint64_t close_lost = 0;     // of those, lost: no slot left to keep them in
+    // Store pressure (issue 16): occupancy, assurance, displacement, refusals by reason.
+    std::uint64_t capacity = 0;           // slots in the store (--max-flows)
+    std::uint64_t assured = 0;            // live flows seen both ways (never displaced)
+    std::uint64_t unassured = 0;          // live half-open / one-way flows (displaceable)
+    std::uint64_t displaced = 0;          // unassured flows displaced by new connections (cumulative)
+    std::uint64_t untracked_full = 0;     // of `untracked`: store full of assured connections
+    std::uint64_t untracked_buckets = 0;  // of `untracked`: the key's two buckets full of assured ones
     std::uint64_t closed = 0;         // connections reported closed in this report
     RttSummary rtt;                   // over the rows of this report
     // Exporters' errors so far (an unreachable collector...), by exporter name.
