@@ -8,6 +8,7 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -106,6 +107,22 @@ void check_endpoint(const std::string& opt, const std::string& text, bool url) {
 constexpr std::uint64_t kMaxFlows = 16000000;  // the store indexes slots in 24 bits (flow.h)
 constexpr double kMaxSeconds = 86400;  // keeps ns conversions far from overflow
 
+// --test-hash-key: 32 hex digits, the 16 key bytes in order; only where the
+// environment says this is a test (a fixed key would let anyone craft collisions).
+std::array<std::uint8_t, 16> parse_hash_key(const std::string& text) {
+    const char* mode = std::getenv("TCPTRACK_TEST_MODE");
+    if (!mode || std::string(mode) != "1")
+        throw UsageError("--test-hash-key is for tests only: set TCPTRACK_TEST_MODE=1");
+    const bool hex = text.size() == 32 && std::all_of(text.begin(), text.end(), [](char c) {
+                         return std::isxdigit(static_cast<unsigned char>(c)) != 0;
+                     });
+    if (!hex) bad_value("--test-hash-key", text, "must be 32 hex digits (16 bytes)");
+    std::array<std::uint8_t, 16> key{};
+    for (std::size_t i = 0; i < key.size(); ++i)
+        key[i] = static_cast<std::uint8_t>(std::stoul(text.substr(2 * i, 2), nullptr, 16));
+    return key;
+}
+
 ParseResult usage(const std::string& message) {
     ParseResult r;
     r.code = ExitCode::Usage;
@@ -131,7 +148,7 @@ ParseResult parse_options(int argc, const char* const* argv) {
 
     std::vector<std::string> ifaces;
     std::string interval, count, format, attach, max_flows, idle_timeout, sort, top, netns;
-    std::string ipfix, ipfix_active, prometheus;
+    std::string ipfix, ipfix_active, prometheus, unassured_timeout, test_hash_key;
 
     app.add_option("-i,--interface", ifaces,
                    "Interface to watch (repeatable; default: the default-route interface)")
@@ -156,6 +173,11 @@ ParseResult parse_options(int argc, const char* const* argv) {
         scalar("--max-flows", max_flows, "Flow table size (default 65536, max 16000000)", "N");
     auto* o_idle = scalar("--idle-timeout", idle_timeout,
                           "Forget flows idle this long (default 60)", "SECONDS");
+    auto* o_unassured =
+        scalar("--unassured-timeout", unassured_timeout,
+               "Forget half-open and one-way flows idle this long (default 30, at most "
+               "--idle-timeout)",
+               "SECONDS");
     auto* o_sort = scalar("--sort", sort,
                           "Row order, largest first: rate, bytes, packets, age, rtt (default rate)",
                           "KEY");
@@ -175,6 +197,8 @@ ParseResult parse_options(int argc, const char* const* argv) {
                                   "SECONDS");
     auto* o_prometheus = scalar("--prometheus", prometheus,
                                 "Serve Prometheus metrics on http://ADDR:PORT/metrics", "ADDR:PORT");
+    // Tests only (never in --help): a fixed index hash key, so crafted collisions are reproducible.
+    auto* o_test_key = scalar("--test-hash-key", test_hash_key, "", "HEX")->group("");
     const auto flag = [&](const char* name, const char* help) {
         return app.add_flag(name)->description(help);
     };
@@ -260,6 +284,20 @@ ParseResult parse_options(int argc, const char* const* argv) {
             o.interval_s = parse_seconds("--interval", interval, kMaxSeconds);
         if (o_idle->count() > 0)
             o.idle_timeout_s = parse_seconds("--idle-timeout", idle_timeout, kMaxSeconds);
+        // Half-open flows never outlive open ones: a larger value given is a
+        // mistake; the default only follows a shorter --idle-timeout down.
+        if (o_unassured->count() > 0) {
+            o.unassured_timeout_s =
+                parse_seconds("--unassured-timeout", unassured_timeout, kMaxSeconds);
+            if (o.unassured_timeout_s > o.idle_timeout_s)
+                bad_value("--unassured-timeout", unassured_timeout,
+                          ("must be at most --idle-timeout (" +
+                           (o_idle->count() > 0 ? idle_timeout : std::string("60")) + ")")
+                              .c_str());
+        } else {
+            o.unassured_timeout_s = std::min(o.unassured_timeout_s, o.idle_timeout_s);
+        }
+        if (o_test_key->count() > 0) o.test_hash_key = parse_hash_key(test_hash_key);
         if (o_count->count() > 0)
             o.count = parse_integer("--count", count, 1, UINT64_MAX, "must be an integer >= 1");
         if (o_once->count() > 0)

@@ -43,6 +43,7 @@ expect "auto tc tcx" --attach ""
 expect "rate rtt" --sort r
 expect "" --top ""
 expect "" --interval ""
+expect "" --unassured-timeout ""
 
 ifaces=$(ls /sys/class/net | sort | tr '\n' ' ' | sed 's/ $//')
 expect "$ifaces" -i ""

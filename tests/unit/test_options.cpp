@@ -2,6 +2,9 @@
 // parse_options: defaults, each validation rule, and the one-line errors.
 #include <gtest/gtest.h>
 
+#include <array>
+#include <cstdlib>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -69,6 +72,8 @@ TEST(Options, Defaults) {
     EXPECT_EQ(o.attach, AttachMode::Auto);
     EXPECT_EQ(o.max_flows, 65536u);
     EXPECT_DOUBLE_EQ(o.idle_timeout_s, 60.0);
+    EXPECT_DOUBLE_EQ(o.unassured_timeout_s, 30.0);
+    EXPECT_FALSE(o.test_hash_key.has_value());
     EXPECT_FALSE(o.summary);
     EXPECT_FALSE(o.closed_only);
     EXPECT_FALSE(o.changed_only);
@@ -208,6 +213,69 @@ TEST(Options, IntervalAccepts) {
 TEST(Options, IdleTimeoutRejects) {
     for (const char* bad : {"0", "-5", "nan", "inf", "x"})
         usage_error({"--idle-timeout", bad}, std::string("--idle-timeout: '") + bad + "'");
+}
+
+TEST(Options, UnassuredTimeout) {
+    EXPECT_DOUBLE_EQ(ok({"--unassured-timeout", "5"}).unassured_timeout_s, 5.0);
+    EXPECT_DOUBLE_EQ(ok({"--unassured-timeout=0.5"}).unassured_timeout_s, 0.5);
+    // Up to --idle-timeout, equal included.
+    EXPECT_DOUBLE_EQ(ok({"--unassured-timeout", "60"}).unassured_timeout_s, 60.0);
+    const Options o = ok({"--idle-timeout", "120", "--unassured-timeout", "90"});
+    EXPECT_DOUBLE_EQ(o.unassured_timeout_s, 90.0);
+    EXPECT_DOUBLE_EQ(o.idle_timeout_s, 120.0);
+    // The default follows a shorter --idle-timeout down, silently.
+    EXPECT_DOUBLE_EQ(ok({"--idle-timeout", "10"}).unassured_timeout_s, 10.0);
+    EXPECT_DOUBLE_EQ(ok({"--idle-timeout", "45"}).unassured_timeout_s, 30.0);
+    // A value given larger than --idle-timeout is refused, naming both.
+    EXPECT_EQ(parse({"--unassured-timeout", "61"}).err,
+              "tcptrack: --unassured-timeout: '61' must be at most --idle-timeout (60)");
+    EXPECT_EQ(parse({"--unassured-timeout", "20", "--idle-timeout", "15"}).err,
+              "tcptrack: --unassured-timeout: '20' must be at most --idle-timeout (15)");
+    for (const char* bad : {"0", "-5", "nan", "inf", "x", "1e9"})
+        usage_error({"--unassured-timeout", bad},
+                    std::string("--unassured-timeout: '") + bad + "'");
+    usage_error({"--unassured-timeout"}, "--unassured-timeout");
+    EXPECT_NE(parse({"--help"}).out.find("--unassured-timeout SECONDS"), std::string::npos);
+}
+
+// The environment variable, set or not, for the scope of one check.
+class TestMode {
+   public:
+    explicit TestMode(const char* value) {
+        if (const char* old = std::getenv("TCPTRACK_TEST_MODE")) old_ = old;
+        value ? setenv("TCPTRACK_TEST_MODE", value, 1) : unsetenv("TCPTRACK_TEST_MODE");
+    }
+    ~TestMode() {
+        old_ ? setenv("TCPTRACK_TEST_MODE", old_->c_str(), 1) : unsetenv("TCPTRACK_TEST_MODE");
+    }
+
+   private:
+    std::optional<std::string> old_;
+};
+
+TEST(Options, TestHashKeyOnlyInTestMode) {
+    const char* key = "000102030405060708090a0b0c0d0E0F";
+    for (const char* mode : {static_cast<const char*>(nullptr), "0", "", "yes", "11"}) {
+        const TestMode m(mode);
+        EXPECT_EQ(parse({"--test-hash-key", key}).err,
+                  "tcptrack: --test-hash-key is for tests only: set TCPTRACK_TEST_MODE=1")
+            << (mode ? mode : "(unset)");
+        EXPECT_EQ(parse({"--test-hash-key", key}).code, ExitCode::Usage);
+    }
+    const TestMode m("1");
+    const Options o = ok({"--test-hash-key", key});
+    ASSERT_TRUE(o.test_hash_key.has_value());
+    const std::array<std::uint8_t, 16> want{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+    EXPECT_EQ(*o.test_hash_key, want);
+    EXPECT_EQ((*ok({"--test-hash-key=ffFF00000000000000000000000000a5"}).test_hash_key)[15], 0xa5);
+    EXPECT_EQ((*ok({"--test-hash-key=ffFF00000000000000000000000000a5"}).test_hash_key)[1], 0xff);
+    for (const char* bad : {"", "00", "000102030405060708090a0b0c0d0e0",
+                            "000102030405060708090a0b0c0d0e0f0", "000102030405060708090a0b0c0d0e0g",
+                            "0x0102030405060708090a0b0c0d0e0f", " 00102030405060708090a0b0c0d0e0f"})
+        usage_error({"--test-hash-key", bad},
+                    std::string("--test-hash-key: '") + bad + "' must be 32 hex digits (16 bytes)");
+    // Never offered: --help does not list it (the man page and completion follow --help).
+    EXPECT_EQ(parse({"--help"}).out.find("hash"), std::string::npos);
 }
 
 TEST(Options, CountRejects) {
