@@ -114,7 +114,7 @@ public:
         std::uint64_t start = monotonic_ns(), last = start;
         std::uint64_t reports = 0;
         bool quit = false;
-        while (!g_stop && !quit) {
+        for (;;) {
             const std::uint64_t deadline = start + (reports + 1) * interval_ns;
             for (std::uint64_t now = monotonic_ns(); now < deadline && !g_stop && !quit;
                  now = monotonic_ns()) {
@@ -122,8 +122,10 @@ public:
                 collector_.poll(static_cast<int>(std::min<std::uint64_t>(left_ms, wait_ms)));
                 for (auto& o : outputs_) quit = quit || !o->interact();  // 'q'
             }
-            if (g_stop || quit) break;  // never print a half-built report
-            check_interfaces();
+            // A stop ends the interval early with a final report of it, so a
+            // connection that closed since the last report is still printed.
+            const bool stopping = g_stop || quit;
+            if (!stopping) check_interfaces();
             const std::uint64_t now = monotonic_ns();
             for (const auto& o : outputs_)
                 if (auto key = o->sort()) sort_ = *key;
@@ -131,21 +133,14 @@ public:
             last = now;
             ++reports;
             const ReportFrame frame = frame_of(report, now);
+            if (stopping || (opts_.count && reports >= *opts_.count)) {
+                for (auto& o : outputs_) o->finish(&frame);  // every output's last report
+                return 0;
+            }
             bool stop = false;
             for (auto& o : outputs_) stop = !o->write(frame) || stop;
             if (stop) return 0;  // stdout closed (| head): a quiet stop
-            if (opts_.count && reports >= *opts_.count) break;
         }
-        // Exporters' last word (IPFIX: a forced-end record per live connection),
-        // from a final look at the store.
-        const auto is_exporter = [](const auto& o) { return o->errors().has_value(); };
-        if (std::any_of(outputs_.begin(), outputs_.end(), is_exporter)) {
-            const std::uint64_t now = monotonic_ns();
-            const Report report = build_report(now, now - last);
-            const ReportFrame frame = frame_of(report, now);
-            for (auto& o : outputs_) o->finish(&frame);
-        }
-        return 0;
     }
 
     // Replaces the filter while running (the TUI's '/'): "" on success, else

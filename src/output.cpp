@@ -103,6 +103,8 @@ public:
         tui_->show(with_rows(f));
         return true;
     }
+    // Leaving the screen: a last frame would be wiped at once.
+    void finish(const ReportFrame*) override {}
     bool interact() override { return tui_->handle_keys(); }
     bool interactive() const override { return true; }
     std::optional<SortKey> sort() const override { return tui_->sort(); }

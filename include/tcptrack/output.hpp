@@ -49,9 +49,14 @@ public:
     virtual ~Output() = default;
     // One report. False stops tcptrack quietly (stdout was closed, as by `| head`).
     virtual bool write(const ReportFrame& frame) = 0;
-    // At exit, after the last report (nullptr if there was none): final
-    // records, flushing.
-    virtual void finish(const ReportFrame* last) { (void)last; }
+    // The run's last report, instead of write(): at a stop (SIGINT, SIGTERM,
+    // SIGHUP, the view's 'q': what happened since the previous report) or as
+    // the Nth of --count N. Nothing that closed before a stop goes unreported:
+    // by default it is an ordinary report; exporters add their final records
+    // (IPFIX: a forced end per live connection) and flush.
+    virtual void finish(const ReportFrame* last) {
+        if (last) write(*last);
+    }
     // Errors so far that did not stop tracking (an unreachable collector...),
     // for the summary, under name(); exporters only.
     virtual std::optional<std::uint64_t> errors() const { return std::nullopt; }
