@@ -71,14 +71,6 @@ struct {
 	__uint(max_entries, 1 << 21);
 } closed_events SEC(".maps");
 
-/* Reused tuples' old connections that did not fit the ring; user space drains it. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
-	__type(key, struct tt_parked_key);
-	__type(value, struct tt_close_event);
-} parked_closes SEC(".maps");
-
 /* Room to build a close event: too big for the 512-byte BPF stack next to the parser's state. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

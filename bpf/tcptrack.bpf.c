@@ -28,6 +28,10 @@ const volatile __u32 tt_index_mask = TT_DEFAULT_FLOWS / 8 - 1;
 const volatile __u32 tt_lock_mask = TT_DEFAULT_FLOWS / 16 - 1;
 /* Possible CPUs: the per-CPU cache has nr_cpus x TT_CACHE_ENTRIES entries. */
 const volatile __u32 tt_nr_cpus = 1;
+/* The hashes' key: getrandom() at every load (src/skeleton.cpp), never printed. */
+const volatile struct tt_hash_key tt_hash_key = {};
+
+#define TT_HASH_KEY ((const struct tt_hash_key *)&tt_hash_key)
 
 #define TT_MAX_CPUS 1024 /* bound for loops over CPUs; the real count is tt_nr_cpus */
 
@@ -113,7 +117,11 @@ static __always_inline void tt_account_cached(struct tt_cache_entry *e, const st
 struct tt_lookup {
 	__u32 fp;
 	__u32 idx; /* the slot found */
+	__u32 gen; /* its gen when the key matched: writes under its lock check it */
 	__u32 used[2]; /* entries in use in each bucket (complete when nothing was found) */
+	__u32 h; /* tt_index_hash of the key */
+	__u32 ch; /* tt_cache_hash of the key */
+	__u32 found; /* idx/gen hold a match */
 };
 
 /* A sum of one term per entry (bucket, position, slot): the same whichever
@@ -147,7 +155,7 @@ static __always_inline struct tt_slot *tt_scan(const struct tt_index_bucket *b,
 	for (i = 0; i < TT_INDEX_WAYS; i++) {
 		__u32 e = *(volatile const __u32 *)&b->ent[i];
 		struct tt_slot *s;
-		__u32 n;
+		__u32 n, gen;
 
 		l->used[way & 1] += (e | (0u - e)) >> 31; /* branch-free: 1 when in use */
 		if (!e || (e & TT_TAG_MASK) != tag)
@@ -155,9 +163,14 @@ static __always_inline struct tt_slot *tt_scan(const struct tt_index_bucket *b,
 		l->fp = tt_fp_mix(l->fp, e, bi * TT_INDEX_WAYS + i);
 		n = (e & TT_SLOT_MASK) - 1;
 		s = bpf_map_lookup_elem(&slots, &n);
+		if (!s)
+			continue;
+		gen = *(volatile const __u32 *)&s->gen;
 		/* Dead slots are invisible: their flow is over. */
-		if (s && tt_gen_live(s->gen) && tt_key_eq(&s->key, k)) {
+		if (tt_gen_live(gen) && tt_key_eq(&s->key, k)) {
 			l->idx = n;
+			l->gen = gen;
+			l->found = 1;
 			return s;
 		}
 	}
@@ -173,6 +186,7 @@ static __always_inline struct tt_slot *tt_find(const struct tt_flow_key *k, __u3
 	struct tt_slot *s;
 
 	l->fp = 0;
+	l->found = 0;
 	l->used[0] = l->used[1] = 0;
 	b = bpf_map_lookup_elem(&flow_index, &i1);
 	if (!b)
@@ -228,12 +242,12 @@ static __always_inline int tt_second_first(const struct tt_lookup *l)
 /*
  * Under the store lock: if the key's buckets still hold the tagged entries the
  * lookup saw (no other CPU inserted this key meanwhile), make the slot live and
- * publish it. Returns 0 when published, -1 when both buckets are full, -2 when
- * the buckets changed (look again).
+ * publish it. Returns 0 when published (l->idx, l->gen: the new flow), -1 when
+ * both buckets are full, -2 when the buckets changed (look again).
  */
-static __always_inline int tt_publish(struct tt_lookup *l, struct tt_slot *s, __u32 h, __u32 idx,
-				      int second_first)
+static __always_inline int tt_publish(struct tt_lookup *l, struct tt_slot *s, __u32 idx)
 {
+	__u32 h = l->h, second_first = tt_second_first(l);
 	__u32 i1 = tt_bucket1(h, tt_index_mask), i2 = tt_bucket2(h, tt_index_mask);
 	__u32 tag = h & TT_TAG_MASK, entry = tt_index_entry(h, idx), fp;
 	__u32 first = second_first ? i2 : i1, second = second_first ? i1 : i2;
@@ -257,6 +271,7 @@ static __always_inline int tt_publish(struct tt_lookup *l, struct tt_slot *s, __
 	for (i = 0; i < TT_INDEX_WAYS; i++) {
 		if (!b1->ent[i]) {
 			s->gen += 1; /* live: even -> odd, only ever here */
+			l->gen = s->gen;
 			b1->ent[i] = entry;
 			ret = 0;
 			goto out;
@@ -265,6 +280,7 @@ static __always_inline int tt_publish(struct tt_lookup *l, struct tt_slot *s, __
 	for (i = 0; i < TT_INDEX_WAYS; i++) {
 		if (!b2->ent[i]) {
 			s->gen += 1;
+			l->gen = s->gen;
 			b2->ent[i] = entry;
 			ret = 0;
 			goto out;
@@ -272,10 +288,14 @@ static __always_inline int tt_publish(struct tt_lookup *l, struct tt_slot *s, __
 	}
 out:
 	bpf_spin_unlock(&lk->lock);
+	if (ret == 0) {
+		l->idx = idx;
+		l->found = 1;
+	}
 	return ret;
 }
 
-/* Removes the slot's index entry (the slot is dead already, so lookups skip it anyway). */
+/* Removes the slot's index entry (the slot is dead already, or waits for user space to reap it). */
 static __always_inline void tt_unpublish(__u32 h, __u32 idx)
 {
 	__u32 i1 = tt_bucket1(h, tt_index_mask), i2 = tt_bucket2(h, tt_index_mask);
@@ -306,9 +326,9 @@ static __always_inline struct tt_slot_lock *tt_slot_lock(__u32 idx)
 	return bpf_map_lookup_elem(&slot_locks, &li);
 }
 
-static __always_inline struct tt_cache_entry *tt_cache_at(__u32 cpu, __u32 h, __u32 way)
+static __always_inline struct tt_cache_entry *tt_cache_at(__u32 cpu, __u32 ch, __u32 way)
 {
-	__u32 ci = cpu * TT_CACHE_ENTRIES + tt_cache_index(h) + (way & (TT_CACHE_WAYS - 1));
+	__u32 ci = cpu * TT_CACHE_ENTRIES + tt_cache_index(ch) + (way & (TT_CACHE_WAYS - 1));
 
 	return bpf_map_lookup_elem(&flow_cache, &ci);
 }
@@ -349,7 +369,7 @@ static __always_inline void tt_fold(struct tt_cache_entry *e, __u32 slot, __u32 
 }
 
 /* Every CPU's counts of (slot, gen) into the slot: before a close reads it. */
-static __always_inline void tt_fold_all(__u32 slot, __u32 gen, __u32 h)
+static __always_inline void tt_fold_all(__u32 slot, __u32 gen, __u32 ch)
 {
 	__u32 cpu;
 
@@ -358,10 +378,10 @@ static __always_inline void tt_fold_all(__u32 slot, __u32 gen, __u32 h)
 
 		if (cpu >= tt_nr_cpus)
 			break;
-		e = tt_cache_at(cpu, h, 0);
+		e = tt_cache_at(cpu, ch, 0);
 		if (e && e->slot == slot && e->gen == gen)
 			tt_fold(e, slot, gen, 0, 0, 0);
-		e = tt_cache_at(cpu, h, 1);
+		e = tt_cache_at(cpu, ch, 1);
 		if (e && e->slot == slot && e->gen == gen)
 			tt_fold(e, slot, gen, 0, 0, 0);
 	}
@@ -387,62 +407,22 @@ static __always_inline int tt_kill(__u32 idx, __u32 gen)
 	}
 	bpf_spin_unlock(&lk->lock);
 	if (killed)
-		tt_unpublish(tt_key_hash(&s->key), idx);
+		tt_unpublish(tt_index_hash(&s->key, TT_HASH_KEY), idx);
 	return killed;
 }
 
 /*
  * A flow the maps have no room for: count the segment, and the connection
- * once (at its SYN) so "untracked" is a number of connections. Mid-stream
- * flows refused show up in the segment count.
+ * once (at its SYN, by reason) so "untracked" is a number of connections.
+ * Mid-stream flows refused show up in the segment count.
  */
-static __always_inline void tt_refused(const struct tt_pkt *p)
+static __always_inline void tt_refused(const struct tt_pkt *p, __u32 reason)
 {
 	tt_stat_inc(TT_STAT_UNTRACKED_SEGS);
-	if ((p->tcp_flags & (TT_TCP_SYN | TT_TCP_ACK)) == TT_TCP_SYN)
+	if ((p->tcp_flags & (TT_TCP_SYN | TT_TCP_ACK)) == TT_TCP_SYN) {
 		tt_stat_inc(TT_STAT_UNTRACKED);
-}
-
-/* A slot for a tuple first seen with this segment, or the one another CPU just gave it. */
-static __noinline struct tt_slot *tt_create(const struct tt_pkt *p, int dir, int ingress,
-						 __u32 h, struct tt_lookup *l)
-{
-	struct tt_slot *s, *found;
-	__u32 idx;
-	int tries, ret;
-
-	if (tt_take_slot(&idx)) {
-		tt_refused(p);
-		return NULL;
+		tt_stat_inc(reason);
 	}
-	s = bpf_map_lookup_elem(&slots, &idx);
-	if (!s)
-		return NULL;
-	/* Filled while dead (even gen): nothing reads it before tt_publish. */
-	s->key = p->key;
-	s->bytes[0] = s->bytes[1] = 0;
-	s->packets[0] = s->packets[1] = 0;
-	s->payload[0] = s->payload[1] = 0;
-	s->settled = 0;
-	s->reached[0] = s->reached[1] = 0;
-	tt_info_init(&s->info, dir, p->tcp_flags, p->seq, bpf_ktime_get_ns(), ingress);
-	for (tries = 0; tries < 2; tries++) {
-		ret = tt_publish(l, s, h, idx, tt_second_first(l));
-		if (ret == 0) {
-			l->idx = idx;
-			return s;
-		}
-		if (ret == -1)
-			break;
-		found = tt_find(&p->key, h, l); /* another CPU may have created it */
-		if (found) {
-			bpf_map_push_elem(&free_slots, &idx, 0);
-			return found;
-		}
-	}
-	bpf_map_push_elem(&free_slots, &idx, 0);
-	tt_refused(p);
-	return NULL;
 }
 
 static __always_inline void tt_snapshot(struct tt_close_event *ev, const struct tt_slot *s)
@@ -455,29 +435,167 @@ static __always_inline void tt_snapshot(struct tt_close_event *ev, const struct 
 	ev->payload[1] = s->payload[1];
 }
 
-/*
- * Hand a connection replaced by a new SYN on its tuple (ev: info, counters,
- * gen) to user space. The slot carries on with the new connection, so the old
- * one cannot wait there: if the ring is full, park the event in parked_closes.
- * Returns 0 when user space will get the event.
- */
-static __always_inline int tt_emit_reused(struct tt_close_event *ev, const struct tt_flow_key *key,
-					  __u32 idx)
+/* The displacement candidate of one bucket: live, unassured, not finishing, oldest first seen. */
+static __always_inline void tt_pick_victim(const struct tt_index_bucket *b, __u32 *best,
+					   __u32 *best_gen, __u64 *best_ns)
 {
-	struct tt_parked_key pk = {};
+	int i;
 
-	ev->key = *key;
-	ev->reason = TT_CLOSE_REUSED;
-	ev->slot = idx;
-	if (bpf_ringbuf_output(&closed_events, ev, sizeof(*ev), 0) == 0)
-		return 0;
-	tt_stat_inc(TT_STAT_CLOSE_DROPPED);
-	pk.key = *key;
-	pk.first_ns = ev->info.first_ns;
-	if (bpf_map_update_elem(&parked_closes, &pk, ev, BPF_ANY) == 0)
-		return 0;
-	tt_stat_inc(TT_STAT_CLOSE_LOST);
-	return -1;
+	for (i = 0; i < TT_INDEX_WAYS; i++) {
+		__u32 e = *(volatile const __u32 *)&b->ent[i];
+		struct tt_slot *s;
+		__u32 n, gen;
+		__u64 first;
+
+		if (!e)
+			continue;
+		n = (e & TT_SLOT_MASK) - 1;
+		s = bpf_map_lookup_elem(&slots, &n);
+		if (!s)
+			continue;
+		gen = *(volatile const __u32 *)&s->gen;
+		if (!tt_gen_live(gen) || (s->info.flags & (TT_F_ASSURED | TT_F_DONE)))
+			continue;
+		first = s->info.first_ns;
+		if (first < *best_ns) {
+			*best_ns = first;
+			*best = n;
+			*best_gen = gen;
+		}
+	}
+}
+
+/*
+ * No room for a new connection: end the oldest unassured flow of its two
+ * buckets (a half-open or one-way flow, never an assured one), report it
+ * once as displaced with its own counts, and hand its slot over. Only when
+ * the ring can take its close event: a displaced flow is never lost. Returns
+ * the slot, dead and out of the index, or -1.
+ */
+static __noinline int tt_displace(struct tt_lookup *l)
+{
+	__u32 i1 = tt_bucket1(l->h, tt_index_mask), i2 = tt_bucket2(l->h, tt_index_mask);
+	__u32 victim = 0, vgen = 0, zero = 0;
+	__u64 oldest = ~0ULL;
+	struct tt_index_bucket *b;
+	struct tt_close_event *ev, *rec;
+	struct tt_slot_lock *lk;
+	struct tt_slot *s;
+	int ok = 0;
+
+	b = bpf_map_lookup_elem(&flow_index, &i1);
+	if (b)
+		tt_pick_victim(b, &victim, &vgen, &oldest);
+	b = bpf_map_lookup_elem(&flow_index, &i2);
+	if (b)
+		tt_pick_victim(b, &victim, &vgen, &oldest);
+	if (oldest == ~0ULL)
+		return -1;
+	s = bpf_map_lookup_elem(&slots, &victim);
+	lk = tt_slot_lock(victim);
+	ev = bpf_map_lookup_elem(&close_scratch, &zero);
+	if (!s || !lk || !ev)
+		return -1;
+	rec = bpf_ringbuf_reserve(&closed_events, sizeof(*rec), 0);
+	if (!rec)
+		return -1; /* user space is behind: the newcomer is untracked instead */
+	bpf_spin_lock(&lk->lock);
+	/* Still the flow we chose, still unassured: end it here, under its lock. */
+	if (s->gen == vgen && !(s->info.flags & (TT_F_ASSURED | TT_F_DONE))) {
+		s->info.flags |= TT_F_DONE | TT_F_DISPLACED;
+		ev->info = s->info;
+		tt_snapshot(ev, s);
+		ev->key = s->key;
+		s->gen = vgen + 1;
+		s->settled = 0;
+		ok = 1;
+	}
+	bpf_spin_unlock(&lk->lock);
+	if (!ok) {
+		bpf_ringbuf_discard(rec, 0);
+		return -1;
+	}
+	tt_unpublish(tt_index_hash(&ev->key, TT_HASH_KEY), victim);
+	ev->reason = TT_CLOSE_DISPLACED;
+	ev->slot = victim;
+	ev->gen = vgen;
+	if (!ev->info.close_ns)
+		ev->info.close_ns = bpf_ktime_get_ns();
+	__builtin_memcpy(rec, ev, sizeof(*rec));
+	bpf_ringbuf_submit(rec, 0);
+	tt_stat_inc(TT_STAT_DISPLACED);
+	return victim;
+}
+
+/* Fills a dead slot with a new flow (nothing reads it before tt_publish). */
+static __always_inline void tt_slot_init(struct tt_slot *s, const struct tt_pkt *p, __u32 dirflags)
+{
+	s->key = p->key;
+	s->bytes[0] = s->bytes[1] = 0;
+	s->packets[0] = s->packets[1] = 0;
+	s->payload[0] = s->payload[1] = 0;
+	s->settled = 0;
+	s->reached[0] = s->reached[1] = 0;
+	tt_info_init(&s->info, dirflags & 1, p->tcp_flags, p->seq, bpf_ktime_get_ns(),
+		     (dirflags >> 1) & 1);
+}
+
+/*
+ * A slot for a tuple first seen with this segment, or the one another CPU just
+ * gave it: a free slot, else (store or buckets full) a displaced one. l->idx,
+ * l->gen: the flow.
+ */
+static __noinline struct tt_slot *tt_create(const struct tt_pkt *p, __u32 dirflags,
+					    struct tt_lookup *l)
+{
+	__u32 reason = TT_STAT_UNTRACKED_FULL;
+	struct tt_slot *s, *found;
+	__u32 idx;
+	int tries, ret, v;
+
+	if (tt_take_slot(&idx) == 0) {
+		s = bpf_map_lookup_elem(&slots, &idx);
+		if (!s)
+			return NULL;
+		tt_slot_init(s, p, dirflags);
+		for (tries = 0; tries < 2; tries++) {
+			ret = tt_publish(l, s, idx);
+			if (ret == 0)
+				return s;
+			if (ret == -1)
+				break;
+			found = tt_find(&p->key, l->h, l); /* another CPU may have created it */
+			if (found) {
+				bpf_map_push_elem(&free_slots, &idx, 0);
+				return found;
+			}
+		}
+		bpf_map_push_elem(&free_slots, &idx, 0);
+		if (ret != -1) {
+			tt_refused(p, TT_STAT_UNTRACKED_BUCKETS);
+			return NULL;
+		}
+		reason = TT_STAT_UNTRACKED_BUCKETS;
+	}
+	v = tt_displace(l);
+	if (v < 0) {
+		tt_refused(p, reason);
+		return NULL;
+	}
+	idx = v;
+	s = bpf_map_lookup_elem(&slots, &idx);
+	if (!s)
+		return NULL;
+	tt_slot_init(s, p, dirflags);
+	/* The buckets changed: look again (another CPU may have created it). */
+	found = tt_find(&p->key, l->h, l);
+	if (!found && tt_publish(l, s, idx) == 0)
+		return s;
+	/* Dead, never published, and no writer checks a gen it never had: free now. */
+	bpf_map_push_elem(&free_slots, &idx, 0);
+	if (!found)
+		tt_refused(p, reason);
+	return found;
 }
 
 /* The close event could not be queued: user space finds the flag and reaps the slot. */
@@ -507,7 +625,7 @@ static __always_inline void tt_finish(struct tt_close_event *ev, struct tt_slot 
 	struct tt_slot_lock *lk = tt_slot_lock(idx);
 
 	/* The counts other CPUs still cache, then the totals. */
-	tt_fold_all(idx, gen, tt_key_hash(key));
+	tt_fold_all(idx, gen, tt_cache_hash(key, TT_HASH_KEY));
 	if (!lk)
 		return;
 	bpf_spin_lock(&lk->lock);
@@ -531,74 +649,183 @@ static __always_inline void tt_finish(struct tt_close_event *ev, struct tt_slot 
 		bpf_ringbuf_discard(rec, 0);
 }
 
+#define TT_STEP_DONE 0
+#define TT_STEP_STALE 1 /* the slot went to another tuple since the lookup: the flow is over */
+#define TT_STEP_MOVE 2 /* reused tuple, ring full: the old connection waits in its slot */
+
+/*
+ * A new SYN on a tuple whose connection is over or replaced. The ring has
+ * room: report the old connection and start the new one in the same slot.
+ * The ring is full: the old connection stays in its slot, finished and out of
+ * the index, for user space to reap; the new one takes another slot.
+ */
+static __always_inline int tt_reuse(const struct tt_pkt *p, __u32 dirflags, struct tt_slot *s,
+				    __u32 idx, __u32 gen, struct tt_close_event *ev,
+				    struct tt_slot_lock *lk)
+{
+	__u32 dir = dirflags & 1;
+	__u64 now = bpf_ktime_get_ns();
+	struct tt_close_event *rec = bpf_ringbuf_reserve(&closed_events, sizeof(*rec), 0);
+
+	bpf_spin_lock(&lk->lock);
+	if (s->gen != gen) {
+		bpf_spin_unlock(&lk->lock);
+		if (rec)
+			bpf_ringbuf_discard(rec, 0);
+		return TT_STEP_STALE;
+	}
+	if (!rec) {
+		s->info.flags |= TT_F_DONE | TT_F_REAP;
+		if (s->info.state < TT_CLOSED)
+			s->info.state = TT_CLOSED; /* replaced by a new SYN: it is over */
+		if (!s->info.close_ns)
+			s->info.close_ns = now;
+		s->settled = 0;
+		bpf_spin_unlock(&lk->lock);
+		tt_stat_inc(TT_STAT_REUSED);
+		tt_stat_inc(TT_STAT_CLOSE_DROPPED);
+		tt_unpublish(tt_index_hash(&p->key, TT_HASH_KEY), idx);
+		return TT_STEP_MOVE;
+	}
+	ev->info = s->info;
+	tt_snapshot(ev, s);
+	s->bytes[0] = s->bytes[1] = 0;
+	s->packets[0] = s->packets[1] = 0;
+	s->payload[0] = s->payload[1] = 0;
+	s->reached[0] = s->reached[1] = 0;
+	s->settled = 0;
+	tt_info_init(&s->info, dir, p->tcp_flags, p->seq, now, (dirflags >> 1) & 1);
+	s->gen = gen + 2;
+	tt_account(s, dir, p);
+	bpf_spin_unlock(&lk->lock);
+
+	tt_stat_inc(TT_STAT_REUSED);
+	if (!ev->info.close_ns)
+		ev->info.close_ns = now;
+	ev->key = p->key;
+	ev->reason = TT_CLOSE_REUSED;
+	ev->slot = idx;
+	ev->gen = gen;
+	__builtin_memcpy(rec, ev, sizeof(*rec));
+	bpf_ringbuf_submit(rec, 0);
+	return TT_STEP_DONE;
+}
+
 /*
  * Slow path: feed the segment to the lifecycle under the slot's lock and count
  * it there (the payload reach is then in step with the lifecycle), then act on
  * the result outside the lock (helpers are not allowed under a spin lock).
+ * Only while the slot still holds the generation the lookup matched.
  */
-static __noinline void tt_step(const struct tt_pkt *p, int dir, int ingress,
-				    struct tt_slot *s, __u32 idx)
+static __noinline int tt_step(const struct tt_pkt *p, __u32 dirflags, struct tt_slot *s,
+			      __u32 idx, __u32 gen)
 {
 	struct tt_close_event *ev;
 	struct tt_slot_lock *lk;
 	__u64 now = bpf_ktime_get_ns();
-	__u32 act = 0, gen = 0, zero = 0;
-	int live = 0;
+	__u32 act = 0, zero = 0, dir = dirflags & 1;
 
 	lk = tt_slot_lock(idx);
 	ev = bpf_map_lookup_elem(&close_scratch, &zero);
 	if (!lk || !ev)
-		return;
+		return TT_STEP_DONE;
 	bpf_spin_lock(&lk->lock);
-	gen = s->gen;
-	live = tt_gen_live(gen);
-	if (live) {
-		act = tt_lifecycle_step(&s->info, dir, p->tcp_flags, p->seq, p->ack_seq, p->payload,
-					now);
-		if (act & (TT_ACT_FINISHED | TT_ACT_REUSE)) {
-			ev->info = s->info;
-			ev->gen = gen;
+	if (s->gen != gen) {
+		/* The same tuple's next connection (a reuse in place) takes the
+		 * segment; a slot handed to another tuple does not. */
+		if (!tt_gen_live(s->gen) || !tt_key_eq(&s->key, &p->key)) {
+			bpf_spin_unlock(&lk->lock);
+			return TT_STEP_STALE;
 		}
-		if (act & TT_ACT_REUSE) {
-			/* The old connection is over; the new SYN starts the next one in this slot. */
-			tt_snapshot(ev, s);
-			s->bytes[0] = s->bytes[1] = 0;
-			s->packets[0] = s->packets[1] = 0;
-			s->payload[0] = s->payload[1] = 0;
-			s->reached[0] = s->reached[1] = 0;
-			s->settled = 0;
-			tt_info_init(&s->info, dir, p->tcp_flags, p->seq, now, ingress);
-			s->gen = gen + 2;
-		} else if (act & TT_ACT_FIN) {
-			s->settled = 0; /* the first FIN sends every CPU back to this path */
-		} else if (act & TT_ACT_SETTLED) {
-			s->settled = 1;
-		}
-		tt_account(s, dir, p);
+		gen = s->gen;
 	}
-	bpf_spin_unlock(&lk->lock);
-	if (!live)
-		return;
-
+	act = tt_lifecycle_step(&s->info, dir, p->tcp_flags, p->seq, p->ack_seq, p->payload, now);
 	if (act & TT_ACT_REUSE) {
-		tt_stat_inc(TT_STAT_REUSED);
-		if (!ev->info.close_ns)
-			ev->info.close_ns = now;
-		tt_emit_reused(ev, &p->key, idx);
-		return;
+		/* Nothing changed yet: the ring is asked first, outside the lock. */
+		bpf_spin_unlock(&lk->lock);
+		return tt_reuse(p, dirflags, s, idx, gen, ev, lk);
 	}
+	if (act & TT_ACT_FINISHED) {
+		ev->info = s->info;
+		ev->gen = gen;
+	}
+	if (act & TT_ACT_FIN)
+		s->settled = 0; /* the first FIN sends every CPU back to this path */
+	else if (act & TT_ACT_SETTLED)
+		s->settled = 1;
+	tt_account(s, dir, p);
+	bpf_spin_unlock(&lk->lock);
+
 	if (act & TT_ACT_FINISHED)
 		tt_finish(ev, s, &p->key, idx, gen);
+	return TT_STEP_DONE;
+}
+
+/*
+ * The slow path's packet and lookup, handed over through this CPU's entry
+ * (sized to the possible CPUs at load; an ARRAY so the lookup is inlined):
+ * tt_slow is a global function, checked once by the verifier on its own
+ * rather than again for every state its caller reaches it in, and on 5.10
+ * those take only scalars.
+ */
+struct tt_slow_arg {
+	struct tt_pkt p;
+	struct tt_lookup l;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1); /* nr_cpus, set by user space */
+	__type(key, __u32);
+	__type(value, struct tt_slow_arg);
+} slow_arg SEC(".maps");
+
+/*
+ * Everything but the settled fast path: the flow the lookup found, or a new
+ * one, through the lifecycle. A found flow whose slot changed hands since the
+ * lookup (displaced or ended) gets nothing: the segment came after its end.
+ * A reused tuple whose old connection must wait for user space gets a new slot.
+ */
+__noinline int tt_slow(__u32 cpu, __u32 dirflags)
+{
+	struct tt_slow_arg *a = bpf_map_lookup_elem(&slow_arg, &cpu);
+	struct tt_lookup *l;
+	struct tt_pkt *p;
+	struct tt_slot *s = NULL;
+	__u32 idx;
+
+	if (!a)
+		return 0;
+	p = &a->p;
+	l = &a->l;
+	idx = l->idx;
+	if (l->found)
+		s = bpf_map_lookup_elem(&slots, &idx);
+	if (s) {
+		/* A new SYN may end the connection in this slot: bring its counts home first. */
+		if ((p->tcp_flags & (TT_TCP_SYN | TT_TCP_ACK)) == TT_TCP_SYN)
+			tt_fold_all(idx, l->gen, l->ch);
+		if (tt_step(p, dirflags, s, idx, l->gen) != TT_STEP_MOVE)
+			return 0;
+		s = tt_find(&p->key, l->h, l); /* only if another CPU made it meanwhile */
+	} else if (!tt_starts_flow(p->tcp_flags, p->payload)) {
+		return 0;
+	}
+	if (!s)
+		s = tt_create(p, dirflags, l);
+	if (s)
+		tt_step(p, dirflags, s, l->idx, l->gen);
+	return 0;
 }
 
 /* Counts the segment into this cache entry if it holds the packet's flow, settled. */
-static __always_inline int tt_cache_hit(struct tt_cache_entry *e, __u32 h, const struct tt_pkt *p,
-					int dir)
+static __always_inline int tt_cache_hit(struct tt_cache_entry *e, __u32 ch,
+					const struct tt_pkt *p, int dir)
 {
 	struct tt_slot *s;
 	__u32 si;
 
-	if (!e || !e->gen || e->hash != h)
+	if (!e || !e->gen || e->hash != ch)
 		return 0;
 	si = e->slot;
 	s = bpf_map_lookup_elem(&slots, &si);
@@ -616,7 +843,7 @@ static __always_inline int tt_handle(struct __sk_buff *skb, int ingress, int has
 	struct tt_pkt p;
 	__u32 cpu;
 	__u32 sel;
-	__u32 h;
+	__u32 ch;
 	int dir;
 
 	if (tt_parse(skb, &p, has_l2) < 0)
@@ -635,50 +862,50 @@ static __always_inline int tt_handle(struct __sk_buff *skb, int ingress, int has
 				return TC_ACT_UNSPEC;
 		}
 	}
-	h = tt_key_hash(&p.key);
+	ch = tt_cache_hash(&p.key, TT_HASH_KEY);
 
 	/* Fastest path: one of this CPU's two cache entries holds the flow, settled. */
 	if (!(p.tcp_flags & TT_STATE_FLAGS) &&
-	    (tt_cache_hit(tt_cache_at(cpu, h, 0), h, &p, dir) ||
-	     tt_cache_hit(tt_cache_at(cpu, h, 1), h, &p, dir)))
+	    (tt_cache_hit(tt_cache_at(cpu, ch, 0), ch, &p, dir) ||
+	     tt_cache_hit(tt_cache_at(cpu, ch, 1), ch, &p, dir)))
 		return TC_ACT_UNSPEC;
 
-	s = tt_find(&p.key, h, &l);
+	/* The keyed hash only here: where the index places the flow. */
+	l.h = tt_index_hash(&p.key, TT_HASH_KEY);
+	l.ch = ch;
+	s = tt_find(&p.key, l.h, &l);
 	if (s && s->settled && !(p.tcp_flags & TT_STATE_FLAGS)) {
 		/* Fast path: an entry now counts this flow: an empty way, else a
 		 * random one, whose flow gets its counts first. Nothing here can
 		 * change the lifecycle. */
-		__u32 gen = s->gen, way;
+		__u32 gen = l.gen, way;
 
-		e = tt_cache_at(cpu, h, 0);
+		e = tt_cache_at(cpu, ch, 0);
 		way = e && !e->gen ? 0 : 1;
 		if (way) {
-			e = tt_cache_at(cpu, h, 1);
+			e = tt_cache_at(cpu, ch, 1);
 			if (e && e->gen)
 				way = bpf_get_prandom_u32() & 1;
 		}
-		e = tt_cache_at(cpu, h, way);
+		e = tt_cache_at(cpu, ch, way);
 		if (e && e->gen)
-			tt_fold(e, e->slot, e->gen, l.idx, gen, h);
+			tt_fold(e, e->slot, e->gen, l.idx, gen, ch);
 		else if (e)
-			e->slot = l.idx, e->gen = gen, e->hash = h;
-		if (e && e->slot == l.idx && e->gen == gen)
+			e->slot = l.idx, e->gen = gen, e->hash = ch;
+		if (e && e->slot == l.idx && e->gen == gen && s->gen == gen) {
 			tt_account_cached(e, s, dir, &p);
-		else
-			tt_step(&p, dir, ingress, s, l.idx);
-		return TC_ACT_UNSPEC;
-	}
-	/* A new SYN may end the connection in this slot: bring its counts home first. */
-	if (s && (p.tcp_flags & (TT_TCP_SYN | TT_TCP_ACK)) == TT_TCP_SYN)
-		tt_fold_all(l.idx, s->gen, h);
-	if (!s) {
-		if (!tt_starts_flow(p.tcp_flags, p.payload))
 			return TC_ACT_UNSPEC;
-		s = tt_create(&p, dir, ingress, h, &l);
-		if (!s)
-			return TC_ACT_UNSPEC;
+		}
 	}
-	tt_step(&p, dir, ingress, s, l.idx);
+	{
+		struct tt_slow_arg *a = bpf_map_lookup_elem(&slow_arg, &cpu);
+
+		if (!a)
+			return TC_ACT_UNSPEC;
+		a->p = p;
+		a->l = l;
+		tt_slow(cpu, (__u32)dir | (ingress ? 2u : 0u));
+	}
 	return TC_ACT_UNSPEC;
 }
 

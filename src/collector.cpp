@@ -92,7 +92,6 @@ Collector::Collector(const Skeleton& skel)
       evict_fd_(bpf_map__fd(skel->maps.evict_req)),
       evict_prog_fd_(bpf_program__fd(skel->progs.tcptrack_evict)),
       stats_fd_(bpf_map__fd(skel->maps.stats)),
-      parked_fd_(bpf_map__fd(skel->maps.parked_closes)),
       nr_cpus_(skel.nr_cpus()),
       max_slots_(skel.geometry().slots) {
     cache_entries_ = std::size_t{nr_cpus_} * TT_CACHE_ENTRIES;
@@ -192,23 +191,6 @@ void Collector::recycle() {
     dying_.erase(dying_.begin(), dying_.begin() + static_cast<std::ptrdiff_t>(pushed));
 }
 
-void Collector::drain_parked() {
-    tt_parked_key cur{}, next{};
-    std::vector<tt_parked_key> done;
-    bool has = false;
-    while (bpf_map_get_next_key(parked_fd_, has ? &cur : nullptr, &next) == 0) {
-        tt_close_event ev;
-        if (bpf_map_lookup_elem(parked_fd_, &next, &ev) == 0) {
-            events_.push_back(ev);
-            done.push_back(next);
-        }
-        cur = next;
-        has = true;
-    }
-    // Delete exactly what was read; events parked meanwhile wait for the next report.
-    for (const auto& k : done) bpf_map_delete_elem(parked_fd_, &k);
-}
-
 void Collector::remove_live(std::uint32_t pos) {
     const std::uint32_t last = static_cast<std::uint32_t>(live_ - 1);
     pos_[samples_[pos].ref.slot] = kNone;
@@ -238,6 +220,7 @@ void Collector::take_events(std::uint64_t now_ns) {
             for (const Dead& d : dead_)
                 if (d.ref == s.ref) keep_prev(s, d.last);
         }
+        // A reused or displaced flow's slot carries on with the new connection.
         if (ev.reason == TT_CLOSE_FINISHED) dying_.push_back(ev.slot);
     }
     events_.clear();
@@ -245,7 +228,8 @@ void Collector::take_events(std::uint64_t now_ns) {
 
 // One pass over the used slots, a window at a time. An unchanged live slot
 // costs two loads and a compare with its sample; only new and moved flows are copied.
-void Collector::scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns) {
+void Collector::scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns,
+                     std::uint64_t unassured_limit_ns) {
     const std::uint32_t used = next_fresh();
     if (pos_.size() < used) pos_.resize(used, kNone);
     dead_.clear();
@@ -281,9 +265,9 @@ void Collector::scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns) {
                 const std::uint64_t b0 = load(v.bytes[0]) + extra.bytes[0];
                 const std::uint64_t b1 = load(v.bytes[1]) + extra.bytes[1];
                 if (b0 == s.bytes[0] && b1 == s.bytes[1]) {
-                    // Every counted segment adds bytes: nothing moved. A finished
-                    // flow may still change flags (REAP) without a segment.
-                    if (s.info.flags & TT_F_DONE)
+                    // Every counted segment adds bytes: nothing moved. But flags
+                    // change without one (REAP, a reused tuple's old connection).
+                    if (load(v.info.flags) != s.info.flags)
                         std::memcpy(&s.info, const_cast<const tt_flow_info*>(&v.info),
                                     sizeof(s.info));
                 } else {
@@ -321,9 +305,12 @@ void Collector::scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns) {
             const FlowSample& s = samples_[p];
             const bool stale_close = s.info.state == TT_CLOSED && s.info.close_ns &&
                                      now_ns > s.info.close_ns + kLastAckGraceNs;
+            // Half-open and one-way flows idle out sooner (--unassured-timeout).
+            const std::uint64_t limit =
+                (s.info.flags & TT_F_ASSURED) ? idle_limit_ns : unassured_limit_ns;
             if ((s.info.flags & TT_F_REAP) || stale_close)
                 to_reap.push_back(s.ref);
-            else if (now_ns - s.last_active_ns >= idle_limit_ns)
+            else if (now_ns - s.last_active_ns >= limit)
                 idle_.push_back(s.ref);
         }
     }
@@ -351,15 +338,18 @@ void Collector::scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns) {
 }
 
 const std::vector<FlowSample>& Collector::collect(std::uint64_t now_ns,
-                                                  std::uint64_t idle_limit_ns) {
+                                                  std::uint64_t idle_limit_ns,
+                                                  std::uint64_t unassured_limit_ns) {
     samples_.resize(live_);  // last report's finished flows were shown once
     changed_.clear();
     idle_.clear();
     closed_.clear();
     recycle();
-    drain_parked();
     take_events(now_ns);
-    scan(now_ns, idle_limit_ns);
+    scan(now_ns, idle_limit_ns, std::min(idle_limit_ns, unassured_limit_ns));
+    assured_ = 0;
+    for (std::size_t i = 0; i < live_; ++i)
+        assured_ += (samples_[i].info.flags & TT_F_ASSURED) ? 1 : 0;
     for (FlowSample& s : closed_) {
         changed_.push_back(static_cast<std::uint32_t>(samples_.size()));
         samples_.push_back(s);
@@ -408,6 +398,12 @@ void add_store_stats(ReportStats& r, const Collector& c, std::uint64_t evicted) 
     r.close_dropped = ds.close_dropped;
     r.close_lost = ds.close_lost;
     r.evicted = evicted;
+    r.capacity = c.capacity();
+    r.assured = c.assured();
+    r.unassured = c.live() - c.assured();
+    r.displaced = ds.displaced;
+    r.untracked_full = ds.untracked_full;
+    r.untracked_buckets = ds.untracked_buckets;
 }
 
 DatapathStats Collector::stats() const {
@@ -422,8 +418,10 @@ DatapathStats Collector::stats() const {
     st.untracked = sum(TT_STAT_UNTRACKED);
     st.untracked_segments = sum(TT_STAT_UNTRACKED_SEGS);
     st.close_dropped = sum(TT_STAT_CLOSE_DROPPED);
-    st.reused = sum(TT_STAT_REUSED);
     st.close_lost = sum(TT_STAT_CLOSE_LOST);
+    st.displaced = sum(TT_STAT_DISPLACED);
+    st.untracked_full = sum(TT_STAT_UNTRACKED_FULL);
+    st.untracked_buckets = sum(TT_STAT_UNTRACKED_BUCKETS);
     return st;
 }
 

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fmt/format.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 
 #include "tcptrack/flow.h"  // before the skeleton: its .bss holds struct tt_filter
@@ -68,7 +69,7 @@ StoreGeometry StoreGeometry::for_flows(std::uint32_t max_flows) {
 }
 
 LoadConfig preferred_load_config(const Features&, std::uint32_t max_flows, bool tcx) {
-    LoadConfig c;
+    LoadConfig c;  // hash_key: random
     c.max_flows = max_flows;
     c.tcx = tcx;
     return c;
@@ -104,8 +105,10 @@ Skeleton::Skeleton(const LoadConfig& cfg) : cfg_(cfg) {
     bpf_map__set_max_entries(skel_->maps.slot_locks, geo_.lock_stripes);
     bpf_map__set_max_entries(skel_->maps.free_slots, geo_.free_queue);
     skel_->rodata->tt_nr_cpus = nr_cpus_;
+    set_hash_key(cfg);
     bpf_map__set_max_entries(skel_->maps.flow_cache, nr_cpus_ * TT_CACHE_ENTRIES);
     bpf_map__set_max_entries(skel_->maps.filter_arg, nr_cpus_);
+    bpf_map__set_max_entries(skel_->maps.slow_arg, nr_cpus_);
 
 #if TCPTRACK_HAVE_TCX
     if (cfg.tcx) {
@@ -130,6 +133,33 @@ Skeleton::Skeleton(const LoadConfig& cfg) : cfg_(cfg) {
                                 g_verbose ? "" : " (use -v for the verifier log)"));
     }
     g_log.clear();
+}
+
+// The key lives in the object's read-only data (the kernel's copy) and here,
+// for the tests' fixture; it is never printed, logged or exported.
+void Skeleton::set_hash_key(const LoadConfig& cfg) {
+    std::array<std::uint8_t, 16> k{};
+    if (cfg.hash_key) {
+        k = *cfg.hash_key;
+    } else {
+        std::size_t got = 0;
+        while (got < k.size()) {
+            const ssize_t n = getrandom(k.data() + got, k.size() - got, 0);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) {
+                const int err = errno;
+                tcptrack_bpf__destroy(skel_);
+                skel_ = nullptr;
+                throw Error(fmt::format("cannot draw the hash key: {}", errno_hint(err)));
+            }
+            got += static_cast<std::size_t>(n);
+        }
+    }
+    tt_hash_key key{};
+    std::memcpy(&key.k0, k.data(), 8);
+    std::memcpy(&key.k1, k.data() + 8, 8);
+    std::memcpy(const_cast<tt_hash_key*>(&skel_->rodata->tt_hash_key), &key, sizeof(key));
+    hash_key_ = k;
 }
 
 Skeleton::~Skeleton() {

@@ -22,8 +22,10 @@ struct DatapathStats {
     std::uint64_t untracked = 0;
     std::uint64_t untracked_segments = 0;
     std::uint64_t close_dropped = 0;
-    std::uint64_t reused = 0;
     std::uint64_t close_lost = 0;
+    std::uint64_t displaced = 0;
+    std::uint64_t untracked_full = 0;
+    std::uint64_t untracked_buckets = 0;
 };
 
 // A flow's counters at one report (the prev_* of the next changed sample).
@@ -58,14 +60,18 @@ public:
     // final, shown once). A sample whose counters moved gets last_active_ns =
     // now_ns and prev_bytes = its bytes at the last call. The vector stays
     // valid and unchanged until the next collect() (forget() leaves it alone).
-    const std::vector<FlowSample>& collect(std::uint64_t now_ns, std::uint64_t idle_limit_ns);
+    const std::vector<FlowSample>& collect(std::uint64_t now_ns, std::uint64_t idle_limit_ns,
+                                           std::uint64_t unassured_limit_ns = UINT64_MAX);
     // Indexes into collect()'s samples of those that are new, moved or finished.
     const std::vector<std::uint32_t>& changed() const { return changed_; }
-    // Live flows idle for idle_limit_ns at the last collect(): shown this once,
-    // then to be forgotten.
+    // Live flows idle for idle_limit_ns at the last collect() (unassured ones:
+    // unassured_limit_ns, default the same): shown this once, then to be forgotten.
     const std::vector<SlotRef>& idle() const { return idle_; }
-    // Live flows in the store at the last collect().
+    // Live flows in the store at the last collect(), and how many of them are
+    // assured (flow.h: TT_F_ASSURED); the store holds capacity() at most.
     std::size_t live() const { return live_; }
+    std::size_t assured() const { return assured_; }
+    std::size_t capacity() const { return max_slots_; }
 
     // Ends these flows in the datapath (idle timeout). Returns how many it ended.
     std::size_t forget(const std::vector<SlotRef>& flows);
@@ -74,9 +80,8 @@ public:
 private:
     static int on_event(void* ctx, void* data, std::size_t size);
     void recycle();
-    void drain_parked();
     void take_events(std::uint64_t now_ns);
-    void scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns);
+    void scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns, std::uint64_t unassured_limit_ns);
     void remove_live(std::uint32_t pos);
     // Ends these generations through the datapath's eviction program; those it
     // ended go to `ended` (if given) and are recycled a report later.
@@ -86,7 +91,7 @@ private:
     void read_cache();
     void recheck_cache();
 
-    int slots_fd_, store_lock_fd_, free_fd_, evict_fd_, evict_prog_fd_, stats_fd_, parked_fd_;
+    int slots_fd_, store_lock_fd_, free_fd_, evict_fd_, evict_prog_fd_, stats_fd_;
     std::uint32_t nr_cpus_, max_slots_;
     ring_buffer* ring_ = nullptr;
     std::vector<tt_close_event> events_;
@@ -96,6 +101,7 @@ private:
     std::vector<FlowSample> samples_;
     std::vector<std::uint32_t> pos_;
     std::size_t live_ = 0;
+    std::size_t assured_ = 0;
     std::vector<std::uint32_t> changed_;
     std::vector<SlotRef> idle_;
     // Slots that died since the last collect(): their counters at death, for

@@ -112,17 +112,6 @@ struct tt_close_event {
 };
 
 /*
- * Where a reused tuple's old connection waits when the ring buffer is full
- * (its map entry is taken by the new connection): keyed by tuple + generation.
- */
-struct tt_parked_key {
-	struct tt_flow_key key;
-	__u32 pad;
-	__u64 first_ns;
-};
-
-
-/*
  * The counter store (bpf/maps.h), read by user space through mmap:
  *
  *  - `slots`: one fixed tt_slot per flow in an mmapable array. Counters are
@@ -138,7 +127,15 @@ struct tt_parked_key {
  *    space never mixes two connections' counts. Dead slots are invisible to
  *    lookups, and user space recycles them (free_slots queue) only a report
  *    after their close, when no classifier can still be counting into them.
+ *    A lookup remembers the gen it matched, and every write under the slot's
+ *    lock checks it, so the one slot handed over at once (a displaced
+ *    unassured flow's, which the per-CPU cache never holds) is safe too.
  *  - lifecycle changes run under one of `slot_locks` (striped by slot).
+ *  - pressure: a new connection that finds no room displaces the oldest
+ *    unassured flow (TT_F_ASSURED) of its two buckets and takes its slot; a
+ *    finished connection whose close event finds the ring full stays in its
+ *    slot (TT_F_REAP) until user space reaps it, and a new SYN on its tuple
+ *    then gets another slot: no close is lost while the store has room.
  */
 #define TT_INDEX_WAYS 16 /* entries per index bucket: one cache line */
 #define TT_SLOT_BITS 24
@@ -534,6 +531,14 @@ TT_INLINE __u32 tt_lifecycle_step(struct tt_flow_info *f, __u8 dir, __u8 tcp_fla
 	if ((tcp_flags & TT_TCP_ACK) && f->state == TT_SYN_RECV && dir == f->client) {
 		f->state = TT_ESTABLISHED;
 		f->ack_ns = now;
+		/* Assured when it acknowledges the SYN-ACK (the server's ISN + 1): a
+		 * blind ACK from a spoofed source does not know that number. */
+		if (!(f->base_mask & (1 << peer)) || ack_seq == f->base[peer & 1])
+			f->flags |= TT_F_ASSURED;
+	} else if (dir != f->client && f->state >= TT_ESTABLISHED) {
+		/* The side that did not open it speaks after the handshake (no SYN,
+		 * no RST here): the flow is real both ways. */
+		f->flags |= TT_F_ASSURED;
 	}
 
 	/* An ACK that covers the peer's FIN (FIN occupies one sequence number). */
@@ -558,8 +563,11 @@ TT_INLINE __u32 tt_lifecycle_step(struct tt_flow_info *f, __u8 dir, __u8 tcp_fla
 		f->flags |= TT_F_DONE;
 		return act | TT_ACT_FINISHED;
 	}
-	/* Settled CPUs count payload on their own, so both bases must be known. */
-	if (f->state == TT_ESTABLISHED && !f->fin_mask && f->base_mask == 3)
+	/* Settled CPUs count payload on their own, so both bases must be known;
+	 * settled flows are assured, so the per-CPU cache never holds one that
+	 * may be displaced. */
+	if (f->state == TT_ESTABLISHED && !f->fin_mask && f->base_mask == 3 &&
+	    (f->flags & TT_F_ASSURED))
 		act |= TT_ACT_SETTLED;
 	return act;
 }

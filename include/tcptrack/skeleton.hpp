@@ -3,7 +3,9 @@
 // --max-flows and loaded once.
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <optional>
 
 #include "tcptrack/attach.hpp"
 #include "tcptrack/features.hpp"
@@ -16,6 +18,9 @@ namespace tcptrack {
 struct LoadConfig {
     std::uint32_t max_flows = 65536;
     bool tcx = false;  // load the classifiers with TCX expected attach types
+    // The hashes' key (flow.h): empty = 16 bytes from getrandom() at this load
+    // (always, but in tests, which fix it to reproduce collisions).
+    std::optional<std::array<std::uint8_t, 16>> hash_key;
 };
 
 // Sizes of the slot store's maps for a flow limit (tcptrack/flow.h): the one
@@ -48,9 +53,15 @@ public:
     void set_filter(const tt_filter& f);
     // The loaded classifiers for a device with (or without) an L2 header.
     Programs programs(bool has_l2) const;
+    // The hashes' key in use (for the tests' fixture, which recomputes where a
+    // flow sits; never shown to a user).
+    const std::array<std::uint8_t, 16>& hash_key() const { return hash_key_; }
 
 private:
+    void set_hash_key(const LoadConfig& cfg);
+
     tcptrack_bpf* skel_ = nullptr;
+    std::array<std::uint8_t, 16> hash_key_{};
     std::uint32_t nr_cpus_ = 1;
     LoadConfig cfg_;
     StoreGeometry geo_;
