@@ -71,6 +71,12 @@ std::vector<Interface> resolve_interfaces(const Options& opts) {
     return out;
 }
 
+LoadConfig load_config(const Options& opts, const Features& features) {
+    LoadConfig c = preferred_load_config(features, opts.max_flows, use_tcx(features, opts.attach));
+    c.hash_key = opts.test_hash_key;  // set only in test mode (options.cpp); else random
+    return c;
+}
+
 struct Watched {
     Interface iface;
     std::unique_ptr<Attachment> attachment;
@@ -82,8 +88,7 @@ public:
             std::vector<std::unique_ptr<Output>> exporters)
         : opts_(opts),
           outputs_(std::move(exporters)),
-          skel_(preferred_load_config(features, opts.max_flows,
-                                      use_tcx(features, opts.attach))),
+          skel_(load_config(opts, features)),
           collector_(skel_),
           filter_(compile_filter(opts.filter)) {
         // Before attaching: no segment outside the filter is ever counted.
@@ -225,7 +230,8 @@ private:
             r.names = [res = resolver_](Family f, const Address& a) { return res->name(f, a); };
 
         const std::uint64_t idle_limit = static_cast<std::uint64_t>(opts_.idle_timeout_s * 1e9);
-        const auto& samples = collector_.collect(now, idle_limit);
+        const auto& samples = collector_.collect(
+            now, idle_limit, static_cast<std::uint64_t>(opts_.unassured_timeout_s * 1e9));
         // Owners of the connections new in this report (and of those still pending).
         if (owners_)
             owners_->update(samples, collector_.changed(), collector_.idle(), collector_.live());
