@@ -106,12 +106,13 @@ class TcAttachment final : public Attachment {
         : ifname_(ifname),
           ifindex_(ifindex),
           progs_{progs.ingress, progs.egress},
-          ids_{prog_id(progs.ingress), prog_id(progs.egress)} {
+          ids_{prog_id(progs.ingress), prog_id(progs.egress)},
+          watch_(ifindex) {
         IfaceLock lk(ifindex_, ifname_);
         settle_interface(lk, ifname_, ifindex_, false, notes);
         claim_ = HandleClaim::take(ifname_, ifindex_, ids_);
         try {
-            attach_missing(lk);
+            attached_clsact(attach_missing(lk));
         } catch (...) {
             undo(lk);
             throw;
@@ -124,6 +125,8 @@ class TcAttachment final : public Attachment {
     AttachKind kind() const override { return AttachKind::Tc; }
 
     std::optional<std::string> ensure_attached() override {
+        // Read every look, so the socket never fills up between re-attaches.
+        clsact_deleted_ = watch_.deleted_since_last() || clsact_deleted_;
         bool missing[2] = {false, false};
         for (int i = 0; i < 2; ++i) {
             const std::uint32_t id = query_filter(ifindex_, kDirections[i], claim_.handle());
@@ -141,10 +144,8 @@ class TcAttachment final : public Attachment {
         const bool qdisc_gone = !has_clsact(ifindex_);
         std::vector<std::string> ignored;
         settle_interface(lk, ifname_, ifindex_, false, ignored);  // forgets a deleted clsact
-        // The qdisc may have been deleted and re-created by someone else: with no
-        // tcptrack filter left on it, nothing proves it is still the one tcptrack made.
-        if (!tcptrack_filters_left()) lk.set_clsact_ours(false);
-        attach_missing(lk);
+        forget_replaced_clsact(lk);
+        attached_clsact(attach_missing(lk));
         if (qdisc_gone)
             return fmt::format(
                 "the clsact qdisc on {} was deleted by someone else, and "
@@ -162,7 +163,25 @@ class TcAttachment final : public Attachment {
         return false;
     }
 
-    void attach_missing(IfaceLock& lk) {
+    // Someone may have deleted the qdisc and created another, ours or not:
+    // another tcptrack's filter on it means that instance judged it (at its
+    // own re-attach); else only the watch tells whether it is still the one
+    // the lock file says tcptrack created. Call with our filters off it.
+    void forget_replaced_clsact(IfaceLock& lk) {
+        clsact_deleted_ = watch_.deleted_since_last() || clsact_deleted_;
+        if (clsact_deleted_ && !tcptrack_filters_left()) lk.set_clsact_ours(false);
+        clsact_deleted_ = false;
+    }
+
+    // After attaching: a clsact we created is ours whatever happened to the
+    // one before; else a deletion seen meanwhile is judged at the next look.
+    void attached_clsact(bool created) {
+        const bool deleted = watch_.deleted_since_last();
+        clsact_deleted_ = !created && deleted;
+    }
+
+    // True when it created the clsact qdisc.
+    bool attach_missing(IfaceLock& lk) {
         const int err = create_clsact(ifindex_);
         if (err && err != -EEXIST)
             throw Error(
@@ -177,6 +196,7 @@ class TcAttachment final : public Attachment {
                                         direction_name(kDirections[i]), ifname_, errno_hint(-e)));
             attached_[i] = true;
         }
+        return err == 0;
     }
 
     void undo(IfaceLock& lk) {
@@ -189,6 +209,7 @@ class TcAttachment final : public Attachment {
         if (!lk.held()) return;
         std::vector<std::string> ignored;
         try {
+            if (lk.clsact_ours()) forget_replaced_clsact(lk);
             settle_interface(lk, ifname_, ifindex_, true, ignored);
         } catch (const Error&) {
             // Leaving anyway: at worst a qdisc or a dead instance's filter stays for --cleanup.
@@ -199,6 +220,8 @@ class TcAttachment final : public Attachment {
     int ifindex_;
     bpf_program* progs_[2];
     std::uint32_t ids_[2];
+    ClsactWatch watch_;            // opened before attaching
+    bool clsact_deleted_ = false;  // seen by watch_ since ownership was last judged
     HandleClaim claim_;
     bool attached_[2] = {false, false};
 };

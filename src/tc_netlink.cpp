@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 #include <libmnl/libmnl.h>
+#include <linux/netlink.h>
 #include <linux/pkt_cls.h>
 #include <linux/pkt_sched.h>
 #include <linux/rtnetlink.h>
@@ -15,6 +16,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <utility>
 
 #include "tcptrack/error.hpp"
 
@@ -161,6 +163,44 @@ std::vector<TcFilter> list_filters(int ifindex, bpf_tc_attach_point point) {
             }
             return f;
         });
+}
+
+ClsactWatch::ClsactWatch(int ifindex) : ifindex_(ifindex) {
+    Fd fd(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_ROUTE));
+    if (!fd) return;
+    // Room for bursts of other tc changes between two looks (root may exceed rmem_max).
+    const int size = 1 << 20;
+    if (setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)) != 0)
+        setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+    sockaddr_nl sa{};
+    sa.nl_family = AF_NETLINK;
+    sa.nl_groups = RTMGRP_TC;
+    if (bind(fd.get(), reinterpret_cast<const sockaddr*>(&sa), sizeof(sa)) == 0)
+        fd_ = std::move(fd);
+}
+
+bool ClsactWatch::deleted_since_last() {
+    if (!fd_) return true;
+    bool deleted = false;
+    alignas(nlmsghdr) char buf[32768];
+    for (;;) {
+        const ssize_t n = recv(fd_.get(), buf, sizeof(buf), 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && errno == ENOBUFS) {  // the socket overflowed: a deletion may be among the lost
+            deleted = true;
+            continue;
+        }
+        if (n < 0) return deleted || errno != EAGAIN;  // EAGAIN: all read
+        int len = static_cast<int>(n);
+        for (auto* h = reinterpret_cast<const nlmsghdr*>(buf); NLMSG_OK(h, len);
+             h = NLMSG_NEXT(h, len)) {
+            if (h->nlmsg_type != RTM_DELQDISC || h->nlmsg_len < NLMSG_LENGTH(sizeof(tcmsg)))
+                continue;
+            const auto* t = static_cast<const tcmsg*>(NLMSG_DATA(h));
+            if (t->tcm_ifindex == ifindex_ && t->tcm_handle == TC_H_MAKE(TC_H_CLSACT, 0))
+                deleted = true;
+        }
+    }
 }
 
 }  // namespace tcptrack

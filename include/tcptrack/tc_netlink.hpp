@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "tcptrack/fd.hpp"
+
 namespace tcptrack {
 
 struct TcFilter {
@@ -25,5 +27,20 @@ bool has_clsact(int ifindex);
 
 // Every filter on one clsact direction (empty when there is no clsact).
 std::vector<TcFilter> list_filters(int ifindex, bpf_tc_attach_point point);
+
+// Whether the clsact qdisc on one interface was deleted, from rtnetlink's tc
+// notifications (RTNLGRP_TC) of this network namespace. A qdisc has no
+// identity to ask about, and deleting it is the only way the clsact tcptrack
+// created can give way to someone else's: this proves that it did not.
+class ClsactWatch {
+   public:
+    explicit ClsactWatch(int ifindex);  // never throws: unwatched, every look says "maybe"
+    // Deleted (or maybe: notifications were lost) since the last call?
+    bool deleted_since_last();
+
+   private:
+    int ifindex_;
+    Fd fd_;
+};
 
 }  // namespace tcptrack
