@@ -26,6 +26,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -574,6 +575,29 @@ def require(testcase, name):
         testcase.skipTest("%s unavailable here: %s" % (name, why))
 
 
+def sanitizer_logs():
+    """Sends the sanitizer reports of every tcptrack this run starts (a build
+    with -DTCPTRACK_SANITIZE=ON; other binaries ignore the variables) to files
+    in a fresh directory, whatever captured or discarded its stderr (tmux,
+    pipes, killed processes): main() fails the suite if any was written.
+    Returns the directory."""
+    d = tempfile.mkdtemp(prefix="tt-sanitizer-")
+    os.chmod(d, 0o1777)  # the unprivileged runs (multi_instance) write here too
+    for var, tag in (("ASAN_OPTIONS", "asan"), ("UBSAN_OPTIONS", "ubsan")):
+        prev = os.environ.get(var)
+        os.environ[var] = (prev + ":" if prev else "") + "log_path=" + os.path.join(d, tag)
+    return d
+
+
+def sanitizer_reports(d):
+    """The reports written to sanitizer_logs()'s directory, as one text ("" if none)."""
+    out = []
+    for f in sorted(os.listdir(d)):
+        with open(os.path.join(d, f), errors="replace") as fh:
+            out.append("==== %s\n%s" % (f, fh.read()))
+    return "\n".join(out)
+
+
 def main(name, module):
     global BINARY
     ap = argparse.ArgumentParser(add_help=False)
@@ -595,7 +619,14 @@ def main(name, module):
     disabled = os.environ.get("TCPTRACK_DISABLE")
     if disabled:
         print("%s: forced fallbacks: TCPTRACK_DISABLE=%s" % (name, disabled), flush=True)
+    san_dir = sanitizer_logs()
     prog = unittest.main(module=module, argv=[sys.argv[0]] + rest, exit=False)
     for case, why in prog.result.skipped:
         print("SKIPPED %s: %s" % (case.id(), why))
+    reports = sanitizer_reports(san_dir)
+    shutil.rmtree(san_dir, ignore_errors=True)
+    if reports:
+        print("%s: FAILED: sanitizer reports from tcptrack:\n%s" % (name, reports),
+              file=sys.stderr, flush=True)
+        return 1
     return 0 if prog.result.wasSuccessful() else 1
