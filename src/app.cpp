@@ -24,6 +24,7 @@
 #include "tcptrack/interfaces.hpp"
 #include "tcptrack/netns.hpp"
 #include "tcptrack/output.hpp"
+#include "tcptrack/pressure.hpp"
 #include "tcptrack/privileges.hpp"
 #include "tcptrack/process.hpp"
 #include "tcptrack/render.hpp"
@@ -256,6 +257,9 @@ private:
             if (auto n = o->errors()) r.stats.export_errors.emplace_back(o->name(), *n);
         r.show_process = opts_.process;
         add_store_stats(r.stats, collector_, evicted_);
+        // Connections refused for want of room: a line at most once a minute.
+        if (auto line = pressure_.update(r.stats, now))
+            std::fprintf(stderr, "tcptrack: %s\n", line->c_str());
 
         return r;
     }
@@ -288,6 +292,7 @@ private:
     std::map<std::uint32_t, std::string> names_;
     ReportBuilder builder_{names_};
     std::uint64_t evicted_ = 0;
+    PressureNotice pressure_{monotonic_ns()};  // the store was loaded just before
     Resolver* resolver_ = nullptr;  // -r: names for the table (owned by run())
     std::unique_ptr<ProcessCache> owners_;  // null with --no-process
     SortKey sort_ = opts_.sort;  // --sort, then the view's 's' key

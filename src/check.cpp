@@ -1,15 +1,18 @@
 // SPDX-License-Identifier: MIT
 #include "tcptrack/check.hpp"
 
+#include <bpf/libbpf.h>
 #include <cstdio>
 #include <fmt/format.h>
 #include <stdexcept>
 
 #include "tcptrack/error.hpp"
 #include "tcptrack/features.hpp"
+#include "tcptrack/flow.h"
 #include "tcptrack/interfaces.hpp"
 #include "tcptrack/netns.hpp"
 #include "tcptrack/privileges.hpp"
+#include "tcptrack/render.hpp"
 #include "tcptrack/skeleton.hpp"
 
 namespace tcptrack {
@@ -32,6 +35,30 @@ std::string verdict(const Options& opts, const Features& f, const Privileges& pr
         return e.what();
     }
     return "";
+}
+
+// The store --max-flows would make (skeleton.cpp sizes it): slots, index,
+// kernel memory (slots, index buckets, lock stripes, free queue; the per-CPU
+// counter cache apart, as it does not grow with the flows).
+std::string store_lines(const Options& opts) {
+    const StoreGeometry g = StoreGeometry::for_flows(opts.max_flows);
+    const std::uint64_t kernel = std::uint64_t{g.slots} * sizeof(tt_slot) +
+                                 std::uint64_t{g.index_buckets} * sizeof(tt_index_bucket) +
+                                 std::uint64_t{g.lock_stripes} * sizeof(tt_slot_lock) +
+                                 std::uint64_t{g.free_queue} * sizeof(std::uint32_t);
+    const int cpus = libbpf_num_possible_cpus();
+    std::string out = fmt::format(
+        "{:<15}{} flows (--max-flows), {} index buckets x {}: {} of kernel memory, + {} per "
+        "CPU{}\n",
+        "capacity", g.slots, g.index_buckets, TT_INDEX_WAYS, human_bytes(kernel),
+        human_bytes(std::uint64_t{TT_CACHE_ENTRIES} * sizeof(tt_cache_entry)),
+        cpus > 0 ? fmt::format(" ({} CPUs)", cpus) : std::string());
+    out += fmt::format("{:<15}{}\n", "hash", "SipHash-1-3, key from getrandom() at each load");
+    out += fmt::format(
+        "{:<15}forgotten after {:g} s idle (--unassured-timeout), displaced first when the store "
+        "has no room\n",
+        "unassured", opts.unassured_timeout_s);
+    return out;
 }
 
 }  // namespace
@@ -69,6 +96,7 @@ int run_check(const Options& opts) {
         attach = "tcx unavailable";
     }
     out += fmt::format("{:<15}{}\n", "store", "slots read by mmap");
+    out += store_lines(opts);
     out += fmt::format("{:<15}{}\n", "attach", attach);
 
     std::string load_line = "not tried";

@@ -78,7 +78,9 @@ fbInfoElement_t kOurElements[] = {
                     0, 0, FB_UINT_32, (char*)"TCP handshake round-trip time (0: not measured)"),
     FB_IE_NULL};
 
-enum EndReason : std::uint8_t { kIdle = 1, kActive = 2, kEnd = 3, kForced = 4 };
+// flowEndReason (RFC 5102): kLack (lack of resources) ends a half-open flow
+// displaced to make room for a new connection.
+enum EndReason : std::uint8_t { kIdle = 1, kActive = 2, kEnd = 3, kForced = 4, kLack = 5 };
 
 constexpr std::size_t kUdpMessage = 1400;   // one datagram on a 1500-byte path
 constexpr std::size_t kTcpMessage = 16384;
@@ -165,7 +167,7 @@ private:
         for (std::size_t i = 0; i < f.samples.size(); ++i) {
             const FlowSample& s = f.samples[i];
             if (i >= f.live) {
-                export_sample(f, s, kEnd, true);
+                export_sample(f, s, displaced(s) ? kLack : kEnd, true);
             } else if (!idle_.empty() && idle_.count(key_of(s.ref))) {
                 export_sample(f, s, kIdle, true);
             } else if (at_exit) {
@@ -335,7 +337,8 @@ private:
         const std::uint64_t payload = d(s.payload[c], prev.payload[c]), rev_payload = d(s.payload[r], prev.payload[r]);
 
         std::uint64_t end_ns = f.now_ns;
-        if (why == kEnd && s.has_info && s.info.close_ns) end_ns = s.info.close_ns;
+        if ((why == kEnd || why == kLack) && s.has_info && s.info.close_ns)
+            end_ns = s.info.close_ns;
         else if (why == kIdle && s.last_active_ns) end_ns = s.last_active_ns;
         const std::uint64_t start_ns = prev.last_ns && prev.last_ns <= end_ns ? prev.last_ns : end_ns;
 

@@ -186,6 +186,10 @@ struct PrometheusOutput::Impl {
     prometheus::Family<Counter>& evicted;
     prometheus::Family<Counter>& close_dropped;
     prometheus::Family<Counter>& export_errors;
+    prometheus::Family<Gauge>& store_capacity;
+    prometheus::Family<Gauge>& store_flows;
+    prometheus::Family<Counter>& displaced;
+    prometheus::Family<Counter>& untracked_by_reason;
 
     // One interface's series.
     struct Iface {
@@ -194,13 +198,14 @@ struct PrometheusOutput::Impl {
         Counter* fin = nullptr;
         Counter* rst = nullptr;
         Counter* idle = nullptr;
+        Counter* displaced = nullptr;
         Counter* wire[2]{};
         Counter* payload[2]{};
         Counter* packets[2]{};
         Histogram* rtt = nullptr;
         // This report's figures, applied at once under the lock.
         std::array<std::uint64_t, kStates.size()> live{};
-        std::uint64_t n_opened = 0, n_fin = 0, n_rst = 0, n_idle = 0;
+        std::uint64_t n_opened = 0, n_fin = 0, n_rst = 0, n_idle = 0, n_displaced = 0;
         std::uint64_t d_wire[2]{}, d_payload[2]{}, d_packets[2]{};
         std::vector<double> rtts;
     };
@@ -212,7 +217,14 @@ struct PrometheusOutput::Impl {
     Counter* c_untracked = nullptr;
     Counter* c_evicted = nullptr;
     Counter* c_close_dropped = nullptr;
+    Gauge* g_capacity = nullptr;
+    Gauge* g_assured = nullptr;
+    Gauge* g_unassured = nullptr;
+    Counter* c_displaced = nullptr;
+    Counter* c_untracked_full = nullptr;
+    Counter* c_untracked_buckets = nullptr;
     std::uint64_t last_untracked = 0, last_evicted = 0, last_close_dropped = 0;
+    std::uint64_t last_displaced = 0, last_untracked_full = 0, last_untracked_buckets = 0;
     struct ExportErrors {
         Counter* c = nullptr;
         std::uint64_t last = 0;
@@ -257,7 +269,7 @@ struct PrometheusOutput::Impl {
                      .Register(reg->registry)),
           closed(prometheus::BuildCounter()
                      .Name("tcptrack_connections_closed_total")
-                     .Help("TCP connections ended, by reason (fin, rst, idle timeout)")
+                     .Help("TCP connections ended, by reason (fin, rst, idle timeout, displaced)")
                      .Register(reg->registry)),
           bytes(prometheus::BuildCounter()
                     .Name("tcptrack_bytes_total")
@@ -286,7 +298,26 @@ struct PrometheusOutput::Impl {
           export_errors(prometheus::BuildCounter()
                             .Name("tcptrack_export_errors_total")
                             .Help("Errors of the exporters (unreachable collector...)")
-                            .Register(reg->registry)) {}
+                            .Register(reg->registry)),
+          store_capacity(prometheus::BuildGauge()
+                             .Name("tcptrack_store_capacity")
+                             .Help("Flows the store holds (--max-flows)")
+                             .Register(reg->registry)),
+          store_flows(prometheus::BuildGauge()
+                          .Name("tcptrack_store_flows")
+                          .Help("Live flows in the store: assured (seen both ways) or unassured "
+                                "(half-open, one-way: displaceable)")
+                          .Register(reg->registry)),
+          displaced(prometheus::BuildCounter()
+                        .Name("tcptrack_displaced_connections_total")
+                        .Help("Unassured flows displaced to make room for new connections")
+                        .Register(reg->registry)),
+          untracked_by_reason(prometheus::BuildCounter()
+                                  .Name("tcptrack_untracked_connections_by_reason_total")
+                                  .Help("Connections not tracked, by reason: store_full (of "
+                                        "assured connections) or buckets_full (their index "
+                                        "buckets full of assured connections)")
+                                  .Register(reg->registry)) {}
 
     // Called with the lock held (or before the exposer runs).
     Iface& iface(const std::string& name) {
@@ -299,6 +330,7 @@ struct PrometheusOutput::Impl {
         f.fin = &closed.Add({{"interface", name}, {"reason", "fin"}});
         f.rst = &closed.Add({{"interface", name}, {"reason", "rst"}});
         f.idle = &closed.Add({{"interface", name}, {"reason", "idle"}});
+        f.displaced = &closed.Add({{"interface", name}, {"reason", "displaced"}});
         for (int d = 0; d < 2; ++d) {
             f.wire[d] = &bytes.Add({{"interface", name}, {"direction", kDirs[d]}, {"kind", "wire"}});
             f.payload[d] = &bytes.Add({{"interface", name}, {"direction", kDirs[d]}, {"kind", "payload"}});
@@ -313,6 +345,14 @@ struct PrometheusOutput::Impl {
         c_untracked = &untracked.Add({{"interface", label}});
         c_evicted = &evicted.Add({{"interface", label}});
         c_close_dropped = &close_dropped.Add({{"interface", label}});
+        g_capacity = &store_capacity.Add({{"interface", label}});
+        g_assured = &store_flows.Add({{"interface", label}, {"assurance", "assured"}});
+        g_unassured = &store_flows.Add({{"interface", label}, {"assurance", "unassured"}});
+        c_displaced = &displaced.Add({{"interface", label}});
+        c_untracked_full =
+            &untracked_by_reason.Add({{"interface", label}, {"reason", "store_full"}});
+        c_untracked_buckets =
+            &untracked_by_reason.Add({{"interface", label}, {"reason", "buckets_full"}});
         for (auto& [name, e] : errors) e.c = &export_errors.Add({{"interface", label}, {"exporter", name}});
         wide_made = true;
     }
@@ -384,7 +424,7 @@ bool PrometheusOutput::write(const ReportFrame& frame) {
     using Iface = Impl::Iface;
     for (auto& [name, f] : m.ifaces) {
         f.live.fill(0);
-        f.n_opened = f.n_fin = f.n_rst = f.n_idle = 0;
+        f.n_opened = f.n_fin = f.n_rst = f.n_idle = f.n_displaced = 0;
         for (int d = 0; d < 2; ++d) f.d_wire[d] = f.d_payload[d] = f.d_packets[d] = 0;
         f.rtts.clear();
     }
@@ -449,7 +489,9 @@ bool PrometheusOutput::write(const ReportFrame& frame) {
             f.d_packets[d] += delta(s.packets[n], s.prev_packets[n]);
         }
         if (final) {
-            if (shown_state(s) == State::Reset)
+            if (displaced(s))  // a half-open flow ended to make room, whatever its state
+                ++f.n_displaced;
+            else if (shown_state(s) == State::Reset)
                 ++f.n_rst;
             else
                 ++f.n_fin;
@@ -475,6 +517,7 @@ bool PrometheusOutput::write(const ReportFrame& frame) {
         if (f.n_fin) f.fin->Increment(static_cast<double>(f.n_fin));
         if (f.n_rst) f.rst->Increment(static_cast<double>(f.n_rst));
         if (f.n_idle) f.idle->Increment(static_cast<double>(f.n_idle));
+        if (f.n_displaced) f.displaced->Increment(static_cast<double>(f.n_displaced));
         for (int d = 0; d < 2; ++d) {
             if (f.d_wire[d]) f.wire[d]->Increment(static_cast<double>(f.d_wire[d]));
             if (f.d_payload[d]) f.payload[d]->Increment(static_cast<double>(f.d_payload[d]));
@@ -486,6 +529,12 @@ bool PrometheusOutput::write(const ReportFrame& frame) {
     set_total(*m.c_untracked, m.last_untracked, st.untracked);
     set_total(*m.c_evicted, m.last_evicted, st.evicted);
     set_total(*m.c_close_dropped, m.last_close_dropped, st.close_dropped);
+    m.g_capacity->Set(static_cast<double>(st.capacity));
+    m.g_assured->Set(static_cast<double>(st.assured));
+    m.g_unassured->Set(static_cast<double>(st.unassured));
+    set_total(*m.c_displaced, m.last_displaced, st.displaced);
+    set_total(*m.c_untracked_full, m.last_untracked_full, st.untracked_full);
+    set_total(*m.c_untracked_buckets, m.last_untracked_buckets, st.untracked_buckets);
     m.apply_errors();
     return true;
 }

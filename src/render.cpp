@@ -68,7 +68,9 @@ std::uint64_t bps_integer(double bps) {
     /* the owning process: none without a local socket */      \
     F(pid, OptNum, r.pid)                                       \
     F(comm, OptText, r.pid ? &r.comm : nullptr)                 \
-    F(cgroup, OptText, r.pid && !r.cgroup.empty() ? &r.cgroup : nullptr)
+    F(cgroup, OptText, r.pid && !r.cgroup.empty() ? &r.cgroup : nullptr) \
+    /* a half-open flow's last row, ended to make room */    \
+    F(displaced, Bool, r.displaced)
 
 // Interface names are bytes from the kernel: never let a bad one throw.
 std::string dump_line(const Json& j) {
@@ -292,13 +294,14 @@ std::string render_table(const Report& report, std::size_t max_rows, const NameL
     const std::size_t n = report.rows.size();
     // --top cuts the rows, not the count.
     const std::size_t all = std::max<std::size_t>(n, st.connections);
-    std::string out =
-        fmt::format("{}  {}  {} connection{}  untracked {}{}  evicted {}  close-drops {}  {}\n",
-                    clock_hms(report.time), report.ifaces.empty() ? "-" : joined_ifaces(report),
-                    all, all == 1 ? "" : "s", st.untracked,
-                    st.untracked_segments ? fmt::format(" ({} segments)", st.untracked_segments)
-                                          : std::string(),
-                    st.evicted, st.close_dropped, rtt);
+    std::string out = fmt::format(
+        "{}  {}  {} connection{}  store {}/{}  displaced {}  untracked {}{}  evicted {}  "
+        "close-drops {}  {}\n",
+        clock_hms(report.time), report.ifaces.empty() ? "-" : joined_ifaces(report), all,
+        all == 1 ? "" : "s", st.tracked, st.capacity, st.displaced, st.untracked,
+        st.untracked_segments ? fmt::format(" ({} segments)", st.untracked_segments)
+                              : std::string(),
+        st.evicted, st.close_dropped, rtt);
     if (n == 0)
         return out + "  (no TCP connections)\n";
 
@@ -393,6 +396,9 @@ bool render_json(std::chrono::system_clock::time_point when, const RowSource& ro
         o.put('"');
     };
     const auto Num = [&](std::uint64_t v) { o.num(v); };
+    const auto Bool = [&](bool v) {
+        v ? o.put(std::string_view("true")) : o.put(std::string_view("false"));
+    };
     const auto OptNum = [&](const auto& v) { v ? o.num(*v) : o.put("null"); };
     const auto OptText = [&](const std::string* v) {
         if (!v) return o.put("null");
@@ -442,6 +448,13 @@ std::string render_json_summary(const Report& report, std::size_t connections) {
     j["rtt_min_ns"] = have_rtt ? Json(rtt.min_ns) : Json(nullptr);
     j["rtt_avg_ns"] = have_rtt ? Json((rtt.sum_ns + rtt.count / 2) / rtt.count) : Json(nullptr);
     j["rtt_max_ns"] = have_rtt ? Json(rtt.max_ns) : Json(nullptr);
+    // Store pressure: occupancy, assurance, displacement, refusals by reason.
+    j["capacity"] = st.capacity;
+    j["assured"] = st.assured;
+    j["unassured"] = st.unassured;
+    j["displaced"] = st.displaced;
+    j["untracked_full"] = st.untracked_full;
+    j["untracked_buckets"] = st.untracked_buckets;
     if (!st.export_errors.empty()) {  // only with exporters: {"ipfix": 0, ...}
         Json e = Json::object();
         for (const auto& [name, n] : st.export_errors) e[name] = n;
@@ -462,9 +475,11 @@ std::string render_table_summary(const Report& report, std::size_t connections) 
     for (const auto& [name, n] : st.export_errors)
         exports += fmt::format("  {}-errors {}", name, n);
     return fmt::format(
-        "summary: connections {}  tracked {}  untracked {}  evicted {}  close-drops {}  closed {}  "
+        "summary: connections {}  store {}/{} (assured {}, unassured {})  displaced {}  "
+        "untracked {} (full {}, buckets {})  evicted {}  close-drops {}  closed {}  "
         "rtt min/avg/max {}{}\n",
-        connections, st.tracked, st.untracked, st.evicted, st.close_dropped, st.closed,
+        connections, st.tracked, st.capacity, st.assured, st.unassured, st.displaced, st.untracked,
+        st.untracked_full, st.untracked_buckets, st.evicted, st.close_dropped, st.closed,
         rtt_figures, exports);
 }
 
@@ -490,6 +505,9 @@ bool render_csv(std::chrono::system_clock::time_point when, const RowSource& row
     const auto Name = [&](const std::string& v) { o.put(iface.get(v)); };
     const auto Addr = [&](const Address& a) { o.addr(row->family, a); };
     const auto Num = [&](std::uint64_t v) { o.num(v); };
+    const auto Bool = [&](bool v) {
+        v ? o.put(std::string_view("true")) : o.put(std::string_view("false"));
+    };
     const auto OptNum = [&](const auto& v) {  // empty when unknown
         if (v) o.num(*v);
     };
@@ -522,13 +540,12 @@ bool render_csv(std::chrono::system_clock::time_point when, const RowSource& row
 std::string render_closed_lines(const Report& report) {
     std::string out;
     for (const auto& r : report.rows) {
-        if (r.state != State::Closed && r.state != State::Reset)
-            continue;
-        out += fmt::format("{} -> {}  {}  {} / {}  rtt {}  {}\n",
+        if (r.state != State::Closed && r.state != State::Reset && !r.displaced) continue;
+        out += fmt::format("{} -> {}  {}  {} / {}  rtt {}  {}{}\n",
                            endpoint(r.family, r.src, r.sport), endpoint(r.family, r.dst, r.dport),
                            r.duration_ns ? human_duration(*r.duration_ns) : std::string("-"),
                            human_bytes(r.fwd_bytes), human_bytes(r.rev_bytes), rtt_text(r.rtt_ns),
-                           state_name(r.state));
+                           state_name(r.state), r.displaced ? " displaced" : "");
     }
     return out;
 }

@@ -52,9 +52,9 @@ void ReportBuilder::build(const std::vector<FlowSample>& samples, std::uint64_t 
         if (s.finished) ++stats_.closed;
         if (s.has_info)
             if (const auto rtt = handshake_rtt(s.info)) stats_.rtt.add(*rtt);
-        if (closed_only) {
+        if (closed_only) {  // ended: closed, reset, or displaced in any state
             const State st = shown_state(s);
-            if (st != State::Closed && st != State::Reset) return;
+            if (st != State::Closed && st != State::Reset && !displaced(s)) return;
         }
         const Rate r = rate_of(s, now_ns, elapsed_ns);
         // IPv4 endpoints packed in the entry (96 bits, same order as ends_less)

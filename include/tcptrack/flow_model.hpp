@@ -63,6 +63,11 @@ std::optional<std::uint64_t> handshake_rtt(const tt_flow_info& info);
 std::optional<std::uint64_t> syn_to_close(const tt_flow_info& info, std::uint64_t now_ns);
 // The state shown: CLOSED only once final (while the last ACK is due it is CLOSING).
 State shown_state(const FlowSample& s);
+// The final sample of an unassured (half-open or one-way) flow that a new
+// connection displaced (TT_F_DISPLACED): its state stays what it was.
+inline bool displaced(const FlowSample& s) {
+    return s.finished && s.has_info && (s.info.flags & TT_F_DISPLACED);
+}
 
 // Row for one sample. Rates come from rate_of().
 FlowRow make_row(const FlowSample& s, const std::string& iface, std::uint64_t now_ns);

@@ -9,8 +9,9 @@
 // reversePacketDeltaCount server -> client, all deltas since that
 // connection's previous record, so a collector's sums equal tcptrack's totals.
 // Records go out when a connection closes (flowEndReason 3), at its last
-// report when idle (1), every --ipfix-active-timeout while it lives (2), and
-// for every live connection at exit (4).
+// report when idle (1), every --ipfix-active-timeout while it lives (2),
+// for every live connection at exit (4), and when a half-open flow is
+// displaced to make room for a new connection (5, lack of resources).
 #pragma once
 
 #include <cstdint>

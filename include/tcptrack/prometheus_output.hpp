@@ -6,7 +6,7 @@
 //
 //   tcptrack_connections{interface,state}                      gauge: live connections by state
 //   tcptrack_connections_opened_total{interface}               connections first seen
-//   tcptrack_connections_closed_total{interface,reason}        fin | rst | idle
+//   tcptrack_connections_closed_total{interface,reason}        fin | rst | idle | displaced
 //   tcptrack_bytes_total{interface,direction,kind}             client_to_server | server_to_client,
 //                                                              wire | payload
 //   tcptrack_packets_total{interface,direction}
@@ -15,6 +15,10 @@
 //   tcptrack_evicted_connections_total{interface}              with ","): one series with the true
 //   tcptrack_close_events_dropped_total{interface}             value, so sum() does not multiply it
 //   tcptrack_export_errors_total{interface,exporter}           ipfix | prometheus | ...
+//   tcptrack_store_capacity{interface}                         gauge, datapath-wide, and so on:
+//   tcptrack_store_flows{interface,assurance}                  gauge: assured | unassured
+//   tcptrack_displaced_connections_total{interface}
+//   tcptrack_untracked_connections_by_reason_total{interface,reason}   store_full | buckets_full
 //
 // write() turns one report into counter increments (computed first, applied
 // under a lock the scrape takes too), so a scrape sees whole reports only and

@@ -31,7 +31,8 @@ std::string clock_hms(std::chrono::system_clock::time_point t);
 // RFC 3339 UTC with milliseconds: "2026-11-24T02:49:07.123Z".
 std::string rfc3339_utc(std::chrono::system_clock::time_point t);
 
-// The table: header line with time, interfaces, counts, RTT summary, then aligned rows.
+// The table: header line with time, interfaces, counts (store occupancy, displaced,
+// untracked, evicted, close drops), RTT summary, then aligned rows.
 // At most max_rows connection rows (the busiest, as ordered); a last line says how
 // many more there are. The header counts them all. With `names` (else
 // report.names, if set), endpoints show "name:port" where it gives a name.
@@ -52,14 +53,15 @@ bool render_json(std::chrono::system_clock::time_point time, const RowSource& ro
 // number of connections in the report before --top.
 std::string render_json_summary(const Report& report, std::size_t connections);
 // --summary with the table: one line under each report, the JSON record's figures:
-// "summary: connections 3  tracked 3  untracked 2  evicted 1  close-drops 0  closed 2
+// "summary: connections 3  store 3/65536 (assured 2, unassured 1)  displaced 0
+// untracked 2 (full 2, buckets 0)  evicted 1  close-drops 0  closed 2
 // rtt min/avg/max 120us/660us/1.20ms" (on one line; rtt "-" when none was measured).
 std::string render_table_summary(const Report& report, std::size_t connections);
 // CSV rows (same keys as JSON); header row first when `header`. Streams like render_json.
 bool render_csv(std::chrono::system_clock::time_point time, const RowSource& rows, bool header,
                 const TextSink& sink);
-// --closed: one line per connection in state CLOSED/RESET:
-// "src:port -> dst:port  duration  bytes fwd/rev  rtt  state".
+// --closed: one line per connection in state CLOSED/RESET, or displaced (any state):
+// "src:port -> dst:port  duration  bytes fwd/rev  rtt  state" (state then " displaced").
 std::string render_closed_lines(const Report& report);
 
 }  // namespace tcptrack

@@ -25,7 +25,7 @@ public:
     // `samples` (as collect() returns them, in no particular order) must stay
     // unchanged while rows are read. With `only` set, only those samples
     // (indexes into `samples`) are looked at (--changed, --closed). With
-    // closed_only only CLOSED/RESET connections become rows; the stats count
+    // closed_only only CLOSED/RESET (and displaced) connections become rows; the stats count
     // every sample looked at.
     // Rows come largest first by `sort` (ties: bytes, then endpoints); with
     // top > 0 only the first `top` are kept (the stats still count every one).

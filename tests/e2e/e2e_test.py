@@ -31,7 +31,7 @@ KEYS = [
     "fwd_bytes", "fwd_packets", "fwd_payload",
     "rev_bytes", "rev_packets", "rev_payload",
     "fwd_bps", "rev_bps", "duration_ns", "rtt_ns",
-    "pid", "comm", "cgroup",
+    "pid", "comm", "cgroup", "displaced",
 ]
 STATES = {"SYN_SENT", "SYN_RECV", "ESTABLISHED", "CLOSING", "CLOSED", "RESET"}
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
@@ -125,6 +125,8 @@ class E2EBase(netns.Base):
         for k in ("duration_ns", "rtt_ns"):
             self.assertTrue(row[k] is None or (is_int(row[k]) and row[k] >= 0),
                             "%s=%r in %s" % (k, row[k], row))
+        # No store pressure here: nothing is displaced.
+        self.assertIs(row["displaced"], False, row)
 
     def check_connection(self, rows, family, iface, result, port, n, m):
         """The full set of assertions on one cleanly closed, fully observed connection."""
@@ -169,6 +171,14 @@ class E2EBase(netns.Base):
                 self.assertTrue(is_int(s[k]), s)
             self.assertEqual((s["untracked"], s["evicted"], s["close_dropped"]), (0, 0, 0),
                              "losses reported for a handful of connections: %s" % s)
+            # Store pressure: the live flows are assured or not, none displaced or refused.
+            for k in ("capacity", "assured", "unassured", "displaced", "untracked_full",
+                      "untracked_buckets"):
+                self.assertTrue(is_int(s.get(k)), s)
+            self.assertGreater(s["capacity"], 0, s)
+            self.assertEqual(s["assured"] + s["unassured"], s["tracked"], s)
+            self.assertEqual((s["displaced"], s["untracked_full"], s["untracked_buckets"]),
+                             (0, 0, 0), s)
 
 
 # ------------------------------------------------------------------ tests
@@ -501,8 +511,13 @@ class TestCheck(E2EBase):
         self.assertEqual(p.stderr, "")
         f = self._fields(p.stdout)
         for key in ("kernel", "privileges", "btf", "sched_cls", "ringbuf", "mmap", "tcx", "store",
-                    "attach", "load", "verdict"):
+                    "capacity", "hash", "unassured", "attach", "load", "verdict"):
             self.assertIn(key, f, p.stdout)
+        # The store it would make (default --max-flows and --unassured-timeout).
+        self.assertTrue(f["capacity"].startswith("65536 flows (--max-flows), 8192 index buckets x 16: "),
+                        f["capacity"])
+        self.assertEqual(f["hash"], "SipHash-1-3, key from getrandom() at each load")
+        self.assertTrue(f["unassured"].startswith("forgotten after 30 s idle"), f["unassured"])
         # The retired per-CPU datapath and its readers are no longer reported.
         for gone in ("percpu_lookup", "iter", "batch", "datapath", "reader"):
             self.assertNotIn(gone, f, p.stdout)

@@ -276,7 +276,7 @@ class ProcessAttribution(unittest.TestCase):
                 for r in rows:
                     self.assertEqual((r["pid"], r["comm"], r["cgroup"]), (None, None, None),
                                      "%s: %s" % (key, r))
-                    self.assertEqual(list(r.keys())[-3:], ["pid", "comm", "cgroup"])
+                    self.assertEqual(list(r.keys())[-4:], ["pid", "comm", "cgroup", "displaced"])
 
         # The table: a PROCESS column with comm/pid, the --summary line under each report.
         lines = inst["table"][2].lines()
@@ -289,7 +289,8 @@ class ProcessAttribution(unittest.TestCase):
             self.assertEqual(mine[-1].split()[-1], "%s/%d" % (comm, pid), mine[-1])
         summaries = [l for l in lines if l.startswith("summary: connections ")]
         self.assertGreaterEqual(len(summaries), len(headers) - 1, lines[-20:])
-        self.assertRegex(summaries[-1], r"^summary: connections 4  tracked 4  untracked 0  "
+        self.assertRegex(summaries[-1], r"^summary: connections 4  store 4/\d+ \(assured 4, "
+                         r"unassured 0\)  displaced 0  untracked 0 \(full 0, buckets 0\)  "
                          r"evicted 0  close-drops 0  closed 0  rtt min/avg/max \S+/\S+/\S+$")
         # Sizes are labelled in 1024s.
         self.assertTrue(any(re.search(r"\d KiB|\d MiB", l) for l in lines), lines[-10:])

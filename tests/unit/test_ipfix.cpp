@@ -351,6 +351,45 @@ TEST(Ipfix, IdleAndForcedEndAtExitAndIpv6Template) {
     EXPECT_EQ(r.u(0, kEndMs), wall_ms_of(11 * kSec));
 }
 
+TEST(Ipfix, DisplacedFlowEndsForLackOfResources) {
+    Collector c;
+    auto out = make(c);
+    // A half-open flow (SYN and SYN-ACK seen, the ACK never came) displaced at
+    // 3.5 s by a new connection; beside it one closed with FINs as usual.
+    FlowSample half = v4_flow(3, 1 * kSec);
+    half.finished = true;
+    half.info.state = TT_SYN_RECV;
+    half.info.flags = TT_F_SYN_SEEN | TT_F_DISPLACED;
+    half.info.ack_ns = 0;
+    half.info.close_ns = 3 * kSec + 500000000;
+    set_counts(half, 60, 120, 1, 2, 0, 0);
+    FlowSample fin = v4_flow(4, 1 * kSec);
+    fin.finished = true;
+    fin.info.state = TT_CLOSED;
+    fin.info.fin_mask = 3;
+    fin.info.close_ns = 3 * kSec;
+    set_counts(fin, 500, 700, 5, 6, 100, 300);
+    Frame f;
+    f.now_ns = 4 * kSec;
+    f.samples = {half, fin};
+    f.live = 0;
+    EXPECT_TRUE(out->write(f.get()));
+    c.drain();
+    ASSERT_EQ(c.records.size(), 2u);
+    const Record& d = c.records[0];
+    EXPECT_EQ(d.u(0, kEndReason), 5u);  // lack of resources (RFC 5102)
+    EXPECT_EQ(d.u(0, kStartMs), wall_ms_of(1 * kSec));
+    EXPECT_EQ(d.u(0, kEndMs), wall_ms_of(3 * kSec + 500000000));  // when it was displaced
+    EXPECT_EQ(d.u(0, kOctets), 60u);
+    EXPECT_EQ(d.u(kRev, kOctets), 120u);
+    EXPECT_EQ(d.u(kRev, kPackets), 2u);
+    EXPECT_EQ(d.u(0, kFlags), unsigned(TT_TCP_SYN | TT_TCP_ACK));  // the SYN-ACK
+    EXPECT_EQ(d.u(kIpfixPen, kIpfixIeRttUs), 0u);                  // the handshake never completed
+    EXPECT_EQ(c.records[1].u(0, kEndReason), 3u);
+    EXPECT_EQ(c.records[1].u(0, kOctets), 500u);
+    EXPECT_EQ(out->errors().value_or(99), 0u);
+}
+
 TEST(Ipfix, ActiveTimeoutRepeatsAndSkipsQuietIntervals) {
     Collector c;
     auto out = make(c, 1);

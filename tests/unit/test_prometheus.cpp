@@ -144,6 +144,20 @@ TEST(Prometheus, SeriesExistAtZeroBeforeTheFirstReport) {
     EXPECT_EQ(value(t, "tcptrack_export_errors_total", with(kEth0L, "exporter", "ipfix")), 0);
     EXPECT_EQ(value(t, "tcptrack_export_errors_total", with(kEth0L, "exporter", "prometheus")), 0);
     EXPECT_EQ(value(t, "tcptrack_handshake_rtt_seconds_count", kEth0L), 0);
+    EXPECT_EQ(value(t, "tcptrack_connections_closed_total", with(kEth0L, "reason", "displaced")),
+              0);
+    EXPECT_EQ(value(t, "tcptrack_store_capacity", kEth0L), 0);
+    EXPECT_EQ(value(t, "tcptrack_store_flows", with(kEth0L, "assurance", "assured")), 0);
+    EXPECT_EQ(value(t, "tcptrack_store_flows", with(kEth0L, "assurance", "unassured")), 0);
+    EXPECT_EQ(value(t, "tcptrack_displaced_connections_total", kEth0L), 0);
+    EXPECT_EQ(value(t, "tcptrack_untracked_connections_by_reason_total",
+                    with(kEth0L, "reason", "store_full")),
+              0);
+    EXPECT_EQ(value(t, "tcptrack_untracked_connections_by_reason_total",
+                    with(kEth0L, "reason", "buckets_full")),
+              0);
+    EXPECT_EQ(series_count(t, "tcptrack_store_flows"), 2u);
+    EXPECT_EQ(series_count(t, "tcptrack_untracked_connections_by_reason_total"), 2u);
 }
 
 TEST(Prometheus, CountsEachConnectionOnceAndSumsDeltas) {
@@ -259,6 +273,82 @@ TEST(Prometheus, CountsEachConnectionOnceAndSumsDeltas) {
     EXPECT_EQ(value(t, "tcptrack_export_errors_total", with(all, "exporter", "ipfix")), 9);
     EXPECT_EQ(value(t, "tcptrack_untracked_connections_total", all), 7);
     EXPECT_EQ(value(t, "tcptrack_evicted_connections_total", all), 2);
+}
+
+// Store pressure: a displaced half-open flow ends as "displaced" (not fin, not
+// rst, whatever its state); the store's figures are datapath-wide series.
+TEST(Prometheus, StorePressureAndDisplacedConnections) {
+    PrometheusOutput out("", {"eth0", "eth1"});
+    Feed feed;
+    const Labels all{{"interface", "eth0,eth1"}};
+    // Report 1: a half-open flow (SYN_RECV, server side) on eth0, live.
+    FlowSample h = sample(kEth0, 4, TT_DIR_AB, TT_SYN_RECV);
+    counts(h, 60, 60, 1, 1, 0, 0);
+    feed.report.stats.capacity = 1024;
+    feed.report.stats.tracked = 1000;
+    feed.report.stats.assured = 990;
+    feed.report.stats.unassured = 10;
+    feed.report.stats.untracked = 3;
+    feed.report.stats.untracked_full = 2;
+    feed.report.stats.untracked_buckets = 1;
+    feed.write(out, {h}, 1, {0});
+    std::string t = out.exposition();
+    EXPECT_EQ(value(t, "tcptrack_connections", with(kEth0L, "state", "SYN_RECV")), 1);
+    EXPECT_EQ(value(t, "tcptrack_store_capacity", all), 1024);
+    EXPECT_EQ(value(t, "tcptrack_store_flows", with(all, "assurance", "assured")), 990);
+    EXPECT_EQ(value(t, "tcptrack_store_flows", with(all, "assurance", "unassured")), 10);
+    EXPECT_EQ(value(t, "tcptrack_displaced_connections_total", all), 0);
+    EXPECT_EQ(value(t, "tcptrack_untracked_connections_total", all), 3);
+    EXPECT_EQ(value(t, "tcptrack_untracked_connections_by_reason_total",
+                    with(all, "reason", "store_full")),
+              2);
+    EXPECT_EQ(value(t, "tcptrack_untracked_connections_by_reason_total",
+                    with(all, "reason", "buckets_full")),
+              1);
+
+    // Report 2: it was displaced (final, still SYN_RECV), and a displaced
+    // one-way flow reset by its peer before was too (state RESET: displaced
+    // wins); a FIN-closed one beside them stays "fin".
+    FlowSample h_end = h;
+    h_end.finished = true;
+    h_end.info.flags |= TT_F_DISPLACED;
+    counts(h_end, 60, 120, 1, 2, 0, 0);
+    FlowSample r = sample(kEth1, 5, TT_DIR_AB, TT_RESET);
+    r.finished = true;
+    r.info.flags |= TT_F_DISPLACED;
+    counts(r, 40, 0, 1, 0, 0, 0);
+    FlowSample f = sample(kEth0, 6, TT_DIR_AB, TT_CLOSED);
+    f.finished = true;
+    counts(f, 100, 100, 2, 2, 10, 10);
+    feed.report.stats.tracked = 1024;
+    feed.report.stats.assured = 1000;
+    feed.report.stats.unassured = 24;
+    feed.report.stats.displaced = 2;
+    feed.report.stats.untracked = 10;
+    feed.report.stats.untracked_full = 9;
+    feed.write(out, {h_end, r, f}, 0, {0, 1, 2});
+    t = out.exposition();
+    EXPECT_EQ(value(t, "tcptrack_connections_closed_total", with(kEth0L, "reason", "displaced")),
+              1);
+    EXPECT_EQ(value(t, "tcptrack_connections_closed_total", with(kEth1L, "reason", "displaced")),
+              1);
+    EXPECT_EQ(value(t, "tcptrack_connections_closed_total", with(kEth0L, "reason", "fin")), 1);
+    EXPECT_EQ(value(t, "tcptrack_connections_closed_total", with(kEth1L, "reason", "rst")), 0);
+    EXPECT_EQ(value(t, "tcptrack_connections_closed_total", with(kEth0L, "reason", "idle")), 0);
+    EXPECT_EQ(value(t, "tcptrack_connections_opened_total", kEth0L), 2);  // h once, f
+    EXPECT_EQ(value(t, "tcptrack_connections_opened_total", kEth1L), 1);
+    EXPECT_EQ(value(t, "tcptrack_connections", with(kEth0L, "state", "SYN_RECV")), 0);
+    EXPECT_EQ(value(t, "tcptrack_bytes_total", kS2cWire0), 120 + 100);
+    EXPECT_EQ(value(t, "tcptrack_store_flows", with(all, "assurance", "assured")), 1000);
+    EXPECT_EQ(value(t, "tcptrack_store_flows", with(all, "assurance", "unassured")), 24);
+    EXPECT_EQ(value(t, "tcptrack_displaced_connections_total", all), 2);
+    EXPECT_EQ(value(t, "tcptrack_untracked_connections_total", all), 10);
+    EXPECT_EQ(value(t, "tcptrack_untracked_connections_by_reason_total",
+                    with(all, "reason", "store_full")),
+              9);
+    EXPECT_EQ(value(t, "tcptrack_untracked_connections_by_reason_total",
+                    with(all, "reason", "buckets_full")),
+              1);
 }
 
 // A connection whose slot was recycled before its close event came (so it

@@ -88,6 +88,12 @@ Report fixture() {
     r.stats.untracked = 2;
     r.stats.evicted = 1;
     r.stats.closed = 2;
+    r.stats.capacity = 65536;
+    r.stats.assured = 2;
+    r.stats.unassured = 1;
+    r.stats.displaced = 5;
+    r.stats.untracked_full = 1;
+    r.stats.untracked_buckets = 1;
     r.stats.rtt.add(120'000);
     r.stats.rtt.add(1'200'000);
     return r;
@@ -97,6 +103,7 @@ Report empty_report() {
     Report r;
     r.time = kTime;
     r.ifaces = {"eth0"};
+    r.stats.capacity = 1024;
     return r;
 }
 
@@ -112,7 +119,7 @@ const std::vector<std::string> kRowKeys = {
     "time",      "iface",       "family",      "src",         "sport",       "dst",
     "dport",     "state",       "fwd_bytes",   "fwd_packets", "fwd_payload", "rev_bytes",
     "rev_packets", "rev_payload", "fwd_bps",   "rev_bps",     "duration_ns", "rtt_ns",
-    "pid",       "comm",        "cgroup"};
+    "pid",       "comm",        "cgroup",      "displaced"};
 
 // clock_hms uses local time: pin the zone for the whole test program.
 class Render : public ::testing::Test {
@@ -212,7 +219,7 @@ TEST_F(Render, Times) {
 
 TEST_F(Render, TableGolden) {
     const std::string want =
-        "02:49:07  eth0  3 connections  untracked 2  evicted 1  close-drops 0  rtt min/avg/max 120us/660us/1.2ms\n"
+        "02:49:07  eth0  3 connections  store 3/65536  displaced 5  untracked 2  evicted 1  close-drops 0  rtt min/avg/max 120us/660us/1.2ms\n"
         "CONNECTION                            STATE              TX  TX PKTS        RX  RX PKTS  TX RATE    RX RATE    RTT    AGE\n"
         "10.0.0.1:43512 -> 10.0.0.2:80         ESTABLISHED  3.44 KiB       12  1.20 MiB      870  840 b/s  1.23 Kb/s  120us  4.52s\n"
         "[fd00::1]:51000 -> [fd00::2]:443      CLOSED          512 B        4       0 B        0    0 b/s      0 b/s      -  3m07s\n"
@@ -222,7 +229,8 @@ TEST_F(Render, TableGolden) {
 
 TEST_F(Render, TableEmpty) {
     EXPECT_EQ(render_table(empty_report()),
-              "02:49:07  eth0  0 connections  untracked 0  evicted 0  close-drops 0  rtt -\n"
+              "02:49:07  eth0  0 connections  store 0/1024  displaced 0  untracked 0  evicted 0  "
+              "close-drops 0  rtt -\n"
               "  (no TCP connections)\n");
 }
 
@@ -231,8 +239,10 @@ TEST_F(Render, TableSingularAndColumnsFollowContent) {
     r.rows.resize(1);
     r.rows[0].duration_ns.reset();  // AGE falls back to age_ns
     r.stats = ReportStats{};
+    r.stats.tracked = r.stats.capacity = 1;
     EXPECT_EQ(render_table(r),
-              "02:49:07  eth0  1 connection  untracked 0  evicted 0  close-drops 0  rtt -\n"
+              "02:49:07  eth0  1 connection  store 1/1  displaced 0  untracked 0  evicted 0  "
+              "close-drops 0  rtt -\n"
               "CONNECTION                     STATE              TX  TX PKTS        RX  RX PKTS  TX RATE    RX RATE    RTT    AGE\n"
               "10.0.0.1:43512 -> 10.0.0.2:80  ESTABLISHED  3.44 KiB       12  1.20 MiB      870  840 b/s  1.23 Kb/s  120us  4.00s\n");
 }
@@ -244,8 +254,8 @@ TEST_F(Render, TableHeaderCountsConnectionsCutByTop) {
     r.stats.connections = 3;
     const std::string out = render_table(r);
     EXPECT_EQ(out.substr(0, out.find('\n')),
-              "02:49:07  eth0  3 connections  untracked 2  evicted 1  close-drops 0  rtt "
-              "min/avg/max 120us/660us/1.2ms");
+              "02:49:07  eth0  3 connections  store 3/65536  displaced 5  untracked 2  evicted 1  "
+              "close-drops 0  rtt min/avg/max 120us/660us/1.2ms");
     EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 3);  // header, column titles, one row
 }
 
@@ -263,11 +273,11 @@ TEST_F(Render, TableSeveralInterfacesAddsIfaceColumn) {
 
 TEST_F(Render, JsonGolden) {
     const std::string want =
-        R"({"time":"2026-11-24T02:49:07.123Z","iface":"eth0","family":"ipv4","src":"10.0.0.1","sport":43512,"dst":"10.0.0.2","dport":80,"state":"ESTABLISHED","fwd_bytes":3522,"fwd_packets":12,"fwd_payload":2900,"rev_bytes":1258291,"rev_packets":870,"rev_payload":1200000,"fwd_bps":840,"rev_bps":1234,"duration_ns":4520000000,"rtt_ns":120000,"pid":null,"comm":null,"cgroup":null})"
+        R"({"time":"2026-11-24T02:49:07.123Z","iface":"eth0","family":"ipv4","src":"10.0.0.1","sport":43512,"dst":"10.0.0.2","dport":80,"state":"ESTABLISHED","fwd_bytes":3522,"fwd_packets":12,"fwd_payload":2900,"rev_bytes":1258291,"rev_packets":870,"rev_payload":1200000,"fwd_bps":840,"rev_bps":1234,"duration_ns":4520000000,"rtt_ns":120000,"pid":null,"comm":null,"cgroup":null,"displaced":false})"
         "\n"
-        R"({"time":"2026-11-24T02:49:07.123Z","iface":"eth0","family":"ipv6","src":"fd00::1","sport":51000,"dst":"fd00::2","dport":443,"state":"CLOSED","fwd_bytes":512,"fwd_packets":4,"fwd_payload":0,"rev_bytes":0,"rev_packets":0,"rev_payload":0,"fwd_bps":0,"rev_bps":0,"duration_ns":null,"rtt_ns":null,"pid":null,"comm":null,"cgroup":null})"
+        R"({"time":"2026-11-24T02:49:07.123Z","iface":"eth0","family":"ipv6","src":"fd00::1","sport":51000,"dst":"fd00::2","dport":443,"state":"CLOSED","fwd_bytes":512,"fwd_packets":4,"fwd_payload":0,"rev_bytes":0,"rev_packets":0,"rev_payload":0,"fwd_bps":0,"rev_bps":0,"duration_ns":null,"rtt_ns":null,"pid":null,"comm":null,"cgroup":null,"displaced":false})"
         "\n"
-        R"({"time":"2026-11-24T02:49:07.123Z","iface":"eth0","family":"ipv4","src":"192.168.1.10","sport":5555,"dst":"192.168.1.20","dport":22,"state":"RESET","fwd_bytes":60,"fwd_packets":1,"fwd_payload":0,"rev_bytes":40,"rev_packets":1,"rev_payload":0,"fwd_bps":480,"rev_bps":0,"duration_ns":850000,"rtt_ns":1200000,"pid":null,"comm":null,"cgroup":null})"
+        R"({"time":"2026-11-24T02:49:07.123Z","iface":"eth0","family":"ipv4","src":"192.168.1.10","sport":5555,"dst":"192.168.1.20","dport":22,"state":"RESET","fwd_bytes":60,"fwd_packets":1,"fwd_payload":0,"rev_bytes":40,"rev_packets":1,"rev_payload":0,"fwd_bps":480,"rev_bps":0,"duration_ns":850000,"rtt_ns":1200000,"pid":null,"comm":null,"cgroup":null,"displaced":false})"
         "\n";
     EXPECT_EQ(render_json(fixture()), want);
     EXPECT_EQ(render_json(empty_report()), "");
@@ -300,25 +310,25 @@ TEST_F(Render, JsonHugeCountersAndBadIfaceBytes) {
 
 TEST_F(Render, SummaryRecord) {
     EXPECT_EQ(render_json_summary(fixture()),
-              R"({"type":"summary","time":"2026-11-24T02:49:07.123Z","ifaces":["eth0"],"connections":3,"tracked":3,"untracked":2,"untracked_segments":0,"evicted":1,"close_dropped":0,"close_lost":0,"closed":2,"rtt_min_ns":120000,"rtt_avg_ns":660000,"rtt_max_ns":1200000})"
+              R"({"type":"summary","time":"2026-11-24T02:49:07.123Z","ifaces":["eth0"],"connections":3,"tracked":3,"untracked":2,"untracked_segments":0,"evicted":1,"close_dropped":0,"close_lost":0,"closed":2,"rtt_min_ns":120000,"rtt_avg_ns":660000,"rtt_max_ns":1200000,"capacity":65536,"assured":2,"unassured":1,"displaced":5,"untracked_full":1,"untracked_buckets":1})"
               "\n");
     Report e = empty_report();
     e.ifaces = {"eth0", "lo"};
     e.stats.close_dropped = 7;
     e.stats.close_lost = 1;
     EXPECT_EQ(render_json_summary(e),
-              R"({"type":"summary","time":"2026-11-24T02:49:07.123Z","ifaces":["eth0","lo"],"connections":0,"tracked":0,"untracked":0,"untracked_segments":0,"evicted":0,"close_dropped":7,"close_lost":1,"closed":0,"rtt_min_ns":null,"rtt_avg_ns":null,"rtt_max_ns":null})"
+              R"({"type":"summary","time":"2026-11-24T02:49:07.123Z","ifaces":["eth0","lo"],"connections":0,"tracked":0,"untracked":0,"untracked_segments":0,"evicted":0,"close_dropped":7,"close_lost":1,"closed":0,"rtt_min_ns":null,"rtt_avg_ns":null,"rtt_max_ns":null,"capacity":1024,"assured":0,"unassured":0,"displaced":0,"untracked_full":0,"untracked_buckets":0})"
               "\n");
 }
 
 TEST_F(Render, CsvGolden) {
     const std::string header =
         "time,iface,family,src,sport,dst,dport,state,fwd_bytes,fwd_packets,fwd_payload,rev_bytes,"
-        "rev_packets,rev_payload,fwd_bps,rev_bps,duration_ns,rtt_ns,pid,comm,cgroup\n";
+        "rev_packets,rev_payload,fwd_bps,rev_bps,duration_ns,rtt_ns,pid,comm,cgroup,displaced\n";
     const std::string rows =
-        "2026-11-24T02:49:07.123Z,eth0,ipv4,10.0.0.1,43512,10.0.0.2,80,ESTABLISHED,3522,12,2900,1258291,870,1200000,840,1234,4520000000,120000,,,\n"
-        "2026-11-24T02:49:07.123Z,eth0,ipv6,fd00::1,51000,fd00::2,443,CLOSED,512,4,0,0,0,0,0,0,,,,,\n"
-        "2026-11-24T02:49:07.123Z,eth0,ipv4,192.168.1.10,5555,192.168.1.20,22,RESET,60,1,0,40,1,0,480,0,850000,1200000,,,\n";
+        "2026-11-24T02:49:07.123Z,eth0,ipv4,10.0.0.1,43512,10.0.0.2,80,ESTABLISHED,3522,12,2900,1258291,870,1200000,840,1234,4520000000,120000,,,,false\n"
+        "2026-11-24T02:49:07.123Z,eth0,ipv6,fd00::1,51000,fd00::2,443,CLOSED,512,4,0,0,0,0,0,0,,,,,,false\n"
+        "2026-11-24T02:49:07.123Z,eth0,ipv4,192.168.1.10,5555,192.168.1.20,22,RESET,60,1,0,40,1,0,480,0,850000,1200000,,,,false\n";
     EXPECT_EQ(render_csv(fixture(), true), header + rows);
     EXPECT_EQ(render_csv(fixture(), false), rows);
     EXPECT_EQ(render_csv(empty_report(), true), header);
@@ -355,12 +365,13 @@ Report with_owners() {
 TEST_F(Render, JsonOwnerKeys) {
     const auto out = lines(render_json(with_owners()));
     ASSERT_EQ(out.size(), 3u);
-    EXPECT_NE(out[0].find(R"("rtt_ns":120000,"pid":4242,"comm":"curl","cgroup":"/user.slice/session-3.scope"})"),
+    EXPECT_NE(out[0].find(R"("rtt_ns":120000,"pid":4242,"comm":"curl","cgroup":"/user.slice/session-3.scope","displaced":false})"),
               std::string::npos)
         << out[0];
-    EXPECT_NE(out[1].find(R"("pid":null,"comm":null,"cgroup":null})"), std::string::npos) << out[1];
+    EXPECT_NE(out[1].find(R"("pid":null,"comm":null,"cgroup":null,"displaced":false})"), std::string::npos)
+        << out[1];
     // No cgroup known: null; odd bytes escaped as nlohmann does.
-    EXPECT_NE(out[2].find(R"("pid":7,"comm":"ssh,\"d\"","cgroup":null})"), std::string::npos)
+    EXPECT_NE(out[2].find(R"("pid":7,"comm":"ssh,\"d\"","cgroup":null,"displaced":false})"), std::string::npos)
         << out[2];
     for (const auto& l : out) {
         std::vector<std::string> keys;
@@ -379,9 +390,9 @@ TEST_F(Render, JsonOwnerKeys) {
 TEST_F(Render, CsvOwnerColumns) {
     const auto out = lines(render_csv(with_owners(), false));
     ASSERT_EQ(out.size(), 3u);
-    EXPECT_TRUE(out[0].ends_with(",120000,4242,curl,/user.slice/session-3.scope")) << out[0];
-    EXPECT_TRUE(out[1].ends_with(",0,0,,,,,")) << out[1];
-    EXPECT_TRUE(out[2].ends_with(",1200000,7,\"ssh,\"\"d\"\"\",")) << out[2];
+    EXPECT_TRUE(out[0].ends_with(",120000,4242,curl,/user.slice/session-3.scope,false")) << out[0];
+    EXPECT_TRUE(out[1].ends_with(",0,0,,,,,,false")) << out[1];
+    EXPECT_TRUE(out[2].ends_with(",1200000,7,\"ssh,\"\"d\"\"\",,false")) << out[2];
 }
 
 TEST_F(Render, TableProcessColumn) {
@@ -405,13 +416,17 @@ TEST_F(Render, TableProcessColumn) {
 
 TEST_F(Render, TableSummaryLine) {
     EXPECT_EQ(render_table_summary(fixture(), 3),
-              "summary: connections 3  tracked 3  untracked 2  evicted 1  close-drops 0  closed 2  "
+              "summary: connections 3  store 3/65536 (assured 2, unassured 1)  displaced 5  "
+              "untracked 2 (full 1, buckets 1)  evicted 1  close-drops 0  closed 2  "
               "rtt min/avg/max 120us/660us/1.2ms\n");
     Report e = empty_report();
     e.stats.close_dropped = 7;
     e.stats.tracked = 5;
+    e.stats.assured = 4;
+    e.stats.unassured = 1;
     EXPECT_EQ(render_table_summary(e, 0),
-              "summary: connections 0  tracked 5  untracked 0  evicted 0  close-drops 7  closed 0  "
+              "summary: connections 0  store 5/1024 (assured 4, unassured 1)  displaced 0  "
+              "untracked 0 (full 0, buckets 0)  evicted 0  close-drops 7  closed 0  "
               "rtt min/avg/max -\n");
 }
 
@@ -420,6 +435,29 @@ TEST_F(Render, ClosedLines) {
               "[fd00::1]:51000 -> [fd00::2]:443  -  512 B / 0 B  rtt -  CLOSED\n"
               "192.168.1.10:5555 -> 192.168.1.20:22  850us  60 B / 40 B  rtt 1.2ms  RESET\n");
     EXPECT_EQ(render_closed_lines(empty_report()), "");
+}
+
+TEST_F(Render, DisplacedRowEverywhere) {
+    // A half-open flow displaced by a new connection: its last row keeps its state.
+    Report r = fixture();
+    r.rows.resize(1);
+    r.rows[0].state = State::SynRecv;
+    r.rows[0].displaced = true;
+    r.rows[0].rtt_ns.reset();
+    EXPECT_EQ(render_closed_lines(r),
+              "10.0.0.1:43512 -> 10.0.0.2:80  4.52s  3.44 KiB / 1.20 MiB  rtt -  SYN_RECV "
+              "displaced\n");
+    const std::string json = render_json(r);
+    EXPECT_NE(json.find(R"("state":"SYN_RECV",)"), std::string::npos) << json;
+    EXPECT_TRUE(json.ends_with(R"("cgroup":null,"displaced":true})"
+                               "\n"))
+        << json;
+    EXPECT_TRUE(nlohmann::json::parse(json)["displaced"].get<bool>());
+    EXPECT_TRUE(render_csv(r, false).ends_with(",SYN_RECV,3522,12,2900,1258291,870,1200000,840,"
+                                               "1234,4520000000,,,,,true\n"))
+        << render_csv(r, false);
+    // The table shows its state as is (the header counts the displaced ones).
+    EXPECT_NE(lines(render_table(r))[2].find("  SYN_RECV  "), std::string::npos);
 }
 
 TEST_F(Render, ClosedLinesSkipLiveStates) {
@@ -635,6 +673,33 @@ TEST_F(Render, BuilderClosedOnlyKeepsStatsOfAll) {
     Report r = empty_report();
     r.stats = b.stats();
     EXPECT_NE(render_json_summary(r, b.size()).find("\"connections\":1,"), std::string::npos);
+}
+
+TEST_F(Render, BuilderClosedOnlyKeepsDisplacedFlowsInTheirState) {
+    const std::map<std::uint32_t, std::string> names{{1, "eth0"}};
+    ReportBuilder b(names);
+    std::vector<FlowSample> v = {flow(0x0A000001, 40000, 0x0A000002, 80, 60, 0),
+                                 flow(0x0A000001, 40001, 0x0A000002, 80, 60, 0),
+                                 flow(0x0A000001, 40002, 0x0A000002, 80, 60, 0)};
+    for (auto& s : v) {  // SYNs only
+        s.info.state = TT_SYN_SENT, s.info.flags = TT_F_SYN_SEEN;
+        s.info.synack_ns = s.info.ack_ns = 0;
+    }
+    v[0].info.flags |= TT_F_DISPLACED, v[0].finished = true;  // displaced: its last row
+    v[1].finished = true;                                      // final, not displaced: no row
+    v[2].info.flags |= TT_F_DISPLACED;  // not final (never expected): no row either
+    b.build(v, 10 * kSec, 1 * kSec, true);
+    ASSERT_EQ(b.size(), 1u);
+    const FlowRow row = all_rows(b)[0];
+    EXPECT_EQ(row.sport, 40000);
+    EXPECT_EQ(row.state, State::SynSent);
+    EXPECT_TRUE(row.displaced);
+    EXPECT_FALSE(make_row(v[1], "eth0", 10 * kSec).displaced);
+    EXPECT_FALSE(make_row(v[2], "eth0", 10 * kSec).displaced);
+    Report r = empty_report();
+    r.rows = {row};
+    EXPECT_EQ(render_closed_lines(r), "10.0.0.1:40000 -> 10.0.0.2:80  9.00s  60 B / 0 B  rtt -  "
+                                      "SYN_SENT displaced\n");
 }
 
 TEST_F(Render, BuilderMatchesRowPerFlowReferenceAndStreamsTheSameText) {
