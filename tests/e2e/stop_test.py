@@ -133,7 +133,7 @@ class TestFinalReport(StopBase):
     def wait_attached_all(self, proc, n):
         """Every one of the n instances is attached (both hooks): then no
         connection is half seen."""
-        deadline = time.monotonic() + netns.ATTACH_TIMEOUT * 2
+        deadline = time.monotonic() + netns.ATTACH_TIMEOUT * 4  # n programs to verify
         while True:
             lines = self.tcptrack_lines("client")
             if (sum("ingress" in l for l in lines) >= n and
@@ -221,37 +221,49 @@ class TestFinalReport(StopBase):
 
 
 class Pump:
-    """Feeds churn.py's stdin one line per finished batch (the next batch
-    starts at once) until stopped; then closes it (the rest run unpaused)."""
+    """Runs churn.py's batches back to back (a line on its stdin starts the
+    next one), up to `limit` batches started: some are kept for later."""
 
-    def __init__(self, proc):
-        self.proc, self.stopped = proc, threading.Event()
+    def __init__(self, proc, limit):
+        self.proc, self.limit, self.stopped = proc, limit, False
         self.t = threading.Thread(target=self._run, daemon=True)
         self.t.start()
 
     def batches(self):
+        """Batches finished."""
         return sum('"batch"' in l for l in self.proc.lines())
 
+    def allow(self, limit):
+        with self.proc.cv:
+            self.limit = limit
+            self.proc.cv.notify_all()
+
     def _run(self):
-        fed = 0
-        while not self.stopped.is_set():
+        fed = 0  # batch k + 1 starts on the k-th line
+        while True:
             with self.proc.cv:
-                self.proc.cv.wait_for(
-                    lambda: self.stopped.is_set() or self.batches() > fed or not self.proc.running(),
-                    0.5)
-            if not self.proc.running():
-                return
-            while self.batches() > fed and not self.stopped.is_set():
-                self.proc.p.stdin.write("\n")
-                self.proc.p.stdin.flush()
+                self.proc.cv.wait_for(lambda: self.stopped or not self.proc.running() or (
+                    self.batches() > fed and fed + 1 < self.limit), 0.5)
+                if self.stopped or not self.proc.running():
+                    return
+                go = self.batches() > fed and fed + 1 < self.limit
+            if go:
+                try:
+                    self.proc.p.stdin.write("\n")
+                    self.proc.p.stdin.flush()
+                except (BrokenPipeError, ValueError):
+                    return
                 fed += 1
 
     def stop(self):
-        self.stopped.set()
         with self.proc.cv:
+            self.stopped = True
             self.proc.cv.notify_all()
         self.t.join(5)
-        self.proc.p.stdin.close()
+        try:
+            self.proc.p.stdin.close()
+        except BrokenPipeError:
+            pass
 
 
 class TestRestart(StopBase):
@@ -275,10 +287,12 @@ class TestRestart(StopBase):
             "client", sys.executable, netns.CHURN, "client", "--host", self.topo.server_ip("ipv4"),
             "--port", str(port), "--count", str(self.COUNT), "--batches", str(self.BATCHES),
             "--batch-pause", "-1", "--procs", "2", "--threads", "4"), stdin=True)
-        pump = Pump(self.churn)
+        # Back to back through A's stop and B's start, keeping 10 batches for B.
+        pump = Pump(self.churn, self.BATCHES - 10)
         self.addCleanup(pump.stop)
         self.wait_batches(pump, 5, "5 churn batches under A")
         t_stop = time.monotonic()  # everything the client saw end before this is A's
+        at_stop = pump.batches()
         a.signal(signal.SIGTERM)
         self.wait_gone([a])
         at_a_exit = pump.batches()
@@ -286,19 +300,20 @@ class TestRestart(StopBase):
         self.wait_attached(b, "client")
         t_ready = time.monotonic()  # everything begun after this is B's
         at_b_ready = pump.batches()
+        pump.allow(self.BATCHES)
         self.wait_batches(pump, at_b_ready + 5, "5 churn batches under B")
         for c in longs:  # mid-stream for B: it sees exactly this much
             c.c2s(self.Y1)
             c.s2c(self.Y2)
             c.close_clean()
-        pump.stop()
         self.assertEqual(self.churn.wait(60), 0, self.churn.stderr_text())
+        pump.stop()
         b.signal(signal.SIGTERM)
         self.wait_gone([b])
         res = json.loads(self.churn.lines()[-1])
         conns = res["conns"]
         print("\n  churn: %d connections, %d batches before A's stop, %d by A's exit, "
-              "%d by B's attach" % (len(conns), 5, at_a_exit, at_b_ready), file=sys.stderr)
+              "%d by B's attach" % (len(conns), at_stop, at_a_exit, at_b_ready), file=sys.stderr)
         self.assertEqual(len(conns), self.COUNT)
         self.assertEqual(len({c["client_port"] for c in conns}), len(conns), "client ports reused")
 
