@@ -19,7 +19,8 @@ counters (interface packets, TcpExt), never against tcptrack's numbers alone.
     tools/collide chose for a hash key fill a victim's two index buckets. With
     that key fixed (TCPTRACK_TEST_MODE=1 --test-hash-key) the victim is never
     reported and counted in untracked_buckets; with the random key (three
-    loads) the same tuples leave it exact.
+    loads) the same tuples leave it exact, and so do tuples chosen for the
+    all-zero key (a datapath ignoring its key would hide the victim there).
   * c. --max-flows 8 full of assured connections: a ninth is untracked
     (untracked_full), none of the eight is displaced or miscounted.
   * d. stall: churn (tools/attack_churn = bench/churn.cpp, per-connection log)
@@ -304,6 +305,19 @@ class TestFlood(AttackBase):
         self.assertLessEqual(last["displaced"], flood_in, last)
         self.assertLessEqual(last["untracked"], flood_in // 100,
                              "the flood shows as untracked connections: %s" % last)
+        # Displaced flows are reported once each, as what they were: a spoofed
+        # SYN (one 44-byte IPv4 segment: 20 + 20 + MSS option) and at most the
+        # server's SYN-ACKs, never opened.
+        if flood_rows:
+            log("flood: a displaced row: %s" % json.dumps(flood_rows[0], sort_keys=True))
+        tuples = Counter((r["src"], r["sport"]) for r in flood_rows)
+        self.assertEqual([t for t, n in tuples.items() if n > 1][:5], [], "flood tuples reported twice")
+        odd = [r for r in flood_rows
+               if not (r.get("displaced") is True and r["state"] in ("SYN_SENT", "SYN_RECV")
+                       and r["dst"] == sip and r["dport"] == port
+                       and (r["fwd_packets"], r["fwd_bytes"], r["fwd_payload"]) == (1, 44, 0)
+                       and r["rev_packets"] <= 6 and r["rev_payload"] == 0)]
+        self.assertEqual(odd[:5], [], "%d flood rows not a displaced half-open flow" % len(odd))
         self.assertEqual(max(s.get("close_lost", 0) for s in summaries), 0, last)
 
 
@@ -377,13 +391,16 @@ class TestCollisions(AttackBase):
         ifindex = link_info(topo.sns, topo.sif)["ifindex"]
         buckets = pow2_at_least((COLLIDE_FLOWS + 7) // 8)   # StoreGeometry::for_flows
         key = os.urandom(16).hex()
-        p = run([TOOLS["collide"], "--hash-key", key, "--buckets", str(buckets), "--family", "4",
-                 "--client", topo.client_ip(family), "--server", topo.server_ip(family),
-                 "--server-port", str(port), "--ifindex", str(ifindex),
-                 "--victim-port", str(VICTIM_PORT), "--port-min", "1024", "--port-max", "32767"],
-                check=False)
-        self.assertEqual(p.returncode, 0, "collide: %s %s" % (p.stdout, p.stderr))
-        col = json.loads(p.stdout)
+
+        def collide(k):
+            p = run([TOOLS["collide"], "--hash-key", k, "--buckets", str(buckets), "--family", "4",
+                     "--client", topo.client_ip(family), "--server", topo.server_ip(family),
+                     "--server-port", str(port), "--ifindex", str(ifindex),
+                     "--victim-port", str(VICTIM_PORT), "--port-min", "1024", "--port-max", "32767"],
+                    check=False)
+            self.assertEqual(p.returncode, 0, "collide: %s %s" % (p.stdout, p.stderr))
+            return json.loads(p.stdout)
+        col = collide(key)
         ports = col["ports"]
         log("collide: key %s, %d buckets, victim port %d in buckets %s; %d filler ports "
             "(%d scanned): %s" % (key, buckets, VICTIM_PORT, col["victim"]["buckets"], len(ports),
@@ -402,10 +419,15 @@ class TestCollisions(AttackBase):
         self.assertGreaterEqual(last["untracked_buckets"], 1, last)
         self.check_fillers(rows, fillers, "fixed key")
 
-        # Random key, several loads: the same tuples leave the victim exact.
-        for n in range(RANDOM_KEY_LOADS):
-            what = "random key, load %d" % (n + 1)
-            rows, sums, victim, fillers = self.round(None, ports, lsock, port, what)
+        # Random key, several loads: the same tuples leave the victim exact. One
+        # more load with tuples chosen for the all-zero key: a datapath that
+        # ignored its key (hashing with zeros) would hide the victim there.
+        zero_ports = collide("00" * 16)["ports"]
+        for n in range(RANDOM_KEY_LOADS + 1):
+            zero = n == RANDOM_KEY_LOADS
+            what = "random key, tuples for the all-zero key" if zero else "random key, load %d" % (n + 1)
+            rows, sums, victim, fillers = self.round(None, zero_ports if zero else ports, lsock, port,
+                                                     what)
             vfin = [(r["state"], r["fwd_payload"], r["rev_payload"]) for r in rows
                     if r["sport"] == VICTIM_PORT and r["state"] in FINAL_STATES]
             log("%s: victim %s; last summary untracked %s untracked_buckets %s"
