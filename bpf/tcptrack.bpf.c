@@ -31,7 +31,20 @@ const volatile __u32 tt_nr_cpus = 1;
 /* The hashes' key: getrandom() at every load (src/skeleton.cpp), never printed. */
 const volatile struct tt_hash_key tt_hash_key = {};
 
-#define TT_HASH_KEY ((const struct tt_hash_key *)&tt_hash_key)
+/* Read through volatile: the compiler must not fold the placeholder {} in. */
+static __always_inline __u32 tt_index_hash_k(const struct tt_flow_key *k)
+{
+	const struct tt_hash_key key = {tt_hash_key.k0, tt_hash_key.k1};
+
+	return tt_index_hash(k, &key);
+}
+
+static __always_inline __u32 tt_cache_hash_k(const struct tt_flow_key *k)
+{
+	const struct tt_hash_key key = {tt_hash_key.k0, tt_hash_key.k1};
+
+	return tt_cache_hash(k, &key);
+}
 
 #define TT_MAX_CPUS 1024 /* bound for loops over CPUs; the real count is tt_nr_cpus */
 
@@ -407,7 +420,7 @@ static __always_inline int tt_kill(__u32 idx, __u32 gen)
 	}
 	bpf_spin_unlock(&lk->lock);
 	if (killed)
-		tt_unpublish(tt_index_hash(&s->key, TT_HASH_KEY), idx);
+		tt_unpublish(tt_index_hash_k(&s->key), idx);
 	return killed;
 }
 
@@ -515,7 +528,7 @@ static __noinline int tt_displace(struct tt_lookup *l)
 		bpf_ringbuf_discard(rec, 0);
 		return -1;
 	}
-	tt_unpublish(tt_index_hash(&ev->key, TT_HASH_KEY), victim);
+	tt_unpublish(tt_index_hash_k(&ev->key), victim);
 	ev->reason = TT_CLOSE_DISPLACED;
 	ev->slot = victim;
 	ev->gen = vgen;
@@ -625,7 +638,7 @@ static __always_inline void tt_finish(struct tt_close_event *ev, struct tt_slot 
 	struct tt_slot_lock *lk = tt_slot_lock(idx);
 
 	/* The counts other CPUs still cache, then the totals. */
-	tt_fold_all(idx, gen, tt_cache_hash(key, TT_HASH_KEY));
+	tt_fold_all(idx, gen, tt_cache_hash_k(key));
 	if (!lk)
 		return;
 	bpf_spin_lock(&lk->lock);
@@ -684,7 +697,7 @@ static __always_inline int tt_reuse(const struct tt_pkt *p, __u32 dirflags, stru
 		bpf_spin_unlock(&lk->lock);
 		tt_stat_inc(TT_STAT_REUSED);
 		tt_stat_inc(TT_STAT_CLOSE_DROPPED);
-		tt_unpublish(tt_index_hash(&p->key, TT_HASH_KEY), idx);
+		tt_unpublish(tt_index_hash_k(&p->key), idx);
 		return TT_STEP_MOVE;
 	}
 	ev->info = s->info;
@@ -862,7 +875,7 @@ static __always_inline int tt_handle(struct __sk_buff *skb, int ingress, int has
 				return TC_ACT_UNSPEC;
 		}
 	}
-	ch = tt_cache_hash(&p.key, TT_HASH_KEY);
+	ch = tt_cache_hash_k(&p.key);
 
 	/* Fastest path: one of this CPU's two cache entries holds the flow, settled. */
 	if (!(p.tcp_flags & TT_STATE_FLAGS) &&
@@ -871,7 +884,7 @@ static __always_inline int tt_handle(struct __sk_buff *skb, int ingress, int has
 		return TC_ACT_UNSPEC;
 
 	/* The keyed hash only here: where the index places the flow. */
-	l.h = tt_index_hash(&p.key, TT_HASH_KEY);
+	l.h = tt_index_hash_k(&p.key);
 	l.ch = ch;
 	s = tt_find(&p.key, l.h, &l);
 	if (s && s->settled && !(p.tcp_flags & TT_STATE_FLAGS)) {

@@ -184,13 +184,16 @@ struct Loaded {
     }
 };
 
-Loaded& loaded(std::uint32_t max_flows) {
-    static std::map<std::uint32_t, Loaded> cache;
-    Loaded& l = cache[max_flows];
+using HashKey = std::optional<std::array<std::uint8_t, 16>>;
+
+// One load per (max_flows, fixed hash key); random keys are drawn once per size.
+Loaded& loaded(std::uint32_t max_flows, const HashKey& key) {
+    static std::map<std::pair<std::uint32_t, HashKey>, Loaded> cache;
+    Loaded& l = cache[{max_flows, key}];
     if (!l.skel && l.error.empty()) {
         try {
             l.skel = std::make_unique<tcptrack::Skeleton>(
-                tcptrack::LoadConfig{.max_flows = max_flows, .tcx = false});
+                tcptrack::LoadConfig{.max_flows = max_flows, .tcx = false, .hash_key = key});
             const long page = sysconf(_SC_PAGESIZE);
             const bpf_map* m = (*l.skel)->maps.slots;
             l.slots_len = (std::size_t{bpf_map__max_entries(m)} * sizeof(tt_slot) + page - 1) /
@@ -271,12 +274,12 @@ void BpfTest::TearDown() {
     cache_ = nullptr;
 }
 
-void BpfTest::load(std::uint32_t max_flows) {
+void BpfTest::load(std::uint32_t max_flows, std::optional<std::array<std::uint8_t, 16>> key) {
     if (ring_) ring_buffer__free(ring_);
     ring_ = nullptr;
     skel_ = nullptr;
     slots_ = nullptr;
-    Loaded& l = loaded(max_flows);
+    Loaded& l = loaded(max_flows, key);
     if (!l.error.empty()) FAIL() << l.error;
     skel_ = l.skel.get();
     slots_ = static_cast<tt_slot*>(l.slots);
@@ -322,9 +325,6 @@ void BpfTest::reset() {
         << "store_lock: " << std::strerror(errno);
     tt_evict_req req{};
     ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(maps.evict_req), &zero, &req, BPF_ANY), 0);
-    for (const auto& k : raw_keys(maps.parked_closes))
-        bpf_map_delete_elem(bpf_map__fd(maps.parked_closes), k.data());
-    ASSERT_TRUE(raw_keys(maps.parked_closes).empty()) << "parked_closes not emptied";
     for (const bpf_map* m : {maps.stats, maps.close_scratch}) zero_percpu_array(m);
     skel_->set_filter(tt_filter{});  // no filter, as loaded
 
@@ -384,7 +384,8 @@ tt_slot BpfTest::slot(std::uint32_t idx) {
     if (idx >= skel_->geometry().slots) return s;
     std::memcpy(&s, &slots_[idx], sizeof(s));
     if (!tt_gen_live(s.gen)) return s;
-    const std::uint32_t at = tt_cache_index(tt_key_hash(&s.key));
+    const tt_hash_key hk = hash_key();
+    const std::uint32_t at = tt_cache_index(tt_cache_hash(&s.key, &hk));
     for (std::uint32_t cpu = 0; cpu < skel_->nr_cpus(); ++cpu) {
         for (std::uint32_t way = 0; way < TT_CACHE_WAYS; ++way) {
             const tt_cache_entry& e = cache_[std::size_t{cpu} * TT_CACHE_ENTRIES + at + way];
@@ -427,6 +428,13 @@ std::vector<std::pair<tt_flow_key, tt_flow_info>> BpfTest::states() {
     return out;
 }
 
+tt_hash_key BpfTest::hash_key() const {
+    tt_hash_key k{};
+    std::memcpy(&k.k0, skel_->hash_key().data(), 8);
+    std::memcpy(&k.k1, skel_->hash_key().data() + 8, 8);
+    return k;
+}
+
 tt_index_bucket BpfTest::bucket(std::uint32_t idx) {
     tt_index_bucket b{};
     EXPECT_EQ(bpf_map_lookup_elem(bpf_map__fd((*skel_)->maps.flow_index), &idx, &b), 0)
@@ -435,7 +443,8 @@ tt_index_bucket BpfTest::bucket(std::uint32_t idx) {
 }
 
 int BpfTest::index_entries(const tt_flow_key& key, std::uint32_t slot) {
-    const std::uint32_t h = tt_key_hash(&key), mask = skel_->geometry().index_buckets - 1;
+    const tt_hash_key hk = hash_key();
+    const std::uint32_t h = tt_index_hash(&key, &hk), mask = skel_->geometry().index_buckets - 1;
     const std::uint32_t b1 = tt_bucket1(h, mask), b2 = tt_bucket2(h, mask);
     int n = 0;
     for (std::uint32_t e : bucket(b1).ent)

@@ -155,7 +155,8 @@ protected:
 
     // The skeleton for this --max-flows (e.g. 4 for the store-full tests),
     // reset. Use as ASSERT_NO_FATAL_FAILURE(load(4)).
-    void load(std::uint32_t max_flows);
+    // key: a fixed hash key (else a random one, drawn once per size).
+    void load(std::uint32_t max_flows, std::optional<std::array<std::uint8_t, 16>> key = {});
 
     // The production collector (the ring's consumer from then on: close
     // events it reads do not reach drain_events(), and the reverse).
@@ -175,6 +176,11 @@ protected:
     std::vector<std::pair<tt_flow_key, Totals>> flows();
     std::vector<std::pair<tt_flow_key, tt_flow_info>> states();
     tt_index_bucket bucket(std::uint32_t idx);
+    tt_hash_key hash_key() const;  // the loaded object's
+    std::uint32_t index_hash(const tt_flow_key* k) const {  // where its index puts k
+        const tt_hash_key hk = hash_key();
+        return tt_index_hash(k, &hk);
+    }
     // Index entries (both buckets of the key) that point at this slot.
     int index_entries(const tt_flow_key& key, std::uint32_t slot);
 

@@ -61,7 +61,7 @@ protected:
         std::vector<Conn> out;
         for (int i = from; i < 250 * 60000 && out.size() < n; ++i) {
             Conn c = nth(i);
-            if (want(tt_key_hash(&c.key))) out.push_back(c);
+            if (want(index_hash(&c.key))) out.push_back(c);
         }
         EXPECT_EQ(out.size(), n) << "not enough keys found";
         return out;
@@ -214,7 +214,7 @@ TEST_F(StoreTest, FlowsOverflowingTheirFirstBucketAreAllFoundAndCountedExactly) 
     ASSERT_NO_FATAL_FAILURE(load(256));
     ASSERT_EQ(mask(), 31u);
     const Conn c0 = nth(0);
-    const std::uint32_t A = tt_bucket1(tt_key_hash(&c0.key), mask());
+    const std::uint32_t A = tt_bucket1(index_hash(&c0.key), mask());
     auto conns = search(TT_INDEX_WAYS + 6, [&](std::uint32_t h) {
         return tt_bucket1(h, mask()) == A && tt_bucket2(h, mask()) != A;
     });
@@ -225,7 +225,7 @@ TEST_F(StoreTest, FlowsOverflowingTheirFirstBucketAreAllFoundAndCountedExactly) 
 
     // Where each flow is indexed: its first bucket (A) or its second.
     auto placed = [&](const Conn& c, std::uint32_t slot) {
-        const std::uint32_t h = tt_key_hash(&c.key), want = tt_index_entry(h, slot);
+        const std::uint32_t h = index_hash(&c.key), want = tt_index_entry(h, slot);
         const tt_index_bucket b1 = bucket(A), b2 = bucket(tt_bucket2(h, mask()));
         const auto n1 = std::count(std::begin(b1.ent), std::end(b1.ent), want);
         const auto n2 = std::count(std::begin(b2.ent), std::end(b2.ent), want);
@@ -282,7 +282,7 @@ TEST_F(StoreTest, KeyWithBothBucketsFullIsRefusedAndCounted) {
     std::uint32_t A = 0, B = 0;
     {
         const Conn c0 = nth(0);
-        const std::uint32_t h = tt_key_hash(&c0.key);
+        const std::uint32_t h = index_hash(&c0.key);
         A = tt_bucket1(h, mask());
         B = A ^ 1;
     }
@@ -337,16 +337,16 @@ TEST_F(StoreTest, TagCollisionsInOneBucketDoNotMixCounts) {
     std::vector<Conn> same;
     for (int i = 0; i < 250 * 60000 && same.empty(); ++i) {
         Conn c = nth(i);
-        const std::uint32_t h = tt_key_hash(&c.key);
+        const std::uint32_t h = index_hash(&c.key);
         auto& v = groups[std::uint64_t{h >> 24} << 32 | tt_bucket1(h, mask()) << 16 |
                          tt_bucket2(h, mask())];
         v.push_back(c);
         if (v.size() == 3) same = v;
     }
     ASSERT_EQ(same.size(), 3u);
-    const std::uint32_t h0 = tt_key_hash(&same[0].key);
+    const std::uint32_t h0 = index_hash(&same[0].key);
     for (const Conn& c : same) {
-        const std::uint32_t h = tt_key_hash(&c.key);
+        const std::uint32_t h = index_hash(&c.key);
         ASSERT_EQ(h >> 24, h0 >> 24);
         ASSERT_EQ(tt_bucket1(h, mask()), tt_bucket1(h0, mask()));
         ASSERT_EQ(tt_bucket2(h, mask()), tt_bucket2(h0, mask()));

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <random>
+#include <map>
 #include <set>
 #include <vector>
 
@@ -443,12 +444,18 @@ TEST(NoteBase, FirstSegmentOfEachSideSetsItsBaseOnce) {
     EXPECT_EQ(f.base_mask, 3u);
 }
 
-// --- the store's index: tt_key_hash, its two buckets and its tag ---
+// --- the store's index: tt_index_hash (keyed SipHash-1-3), its two buckets and its tag ---
 
 namespace {
 
 constexpr __u32 kBuckets = 8192;  // --max-flows 65536: 65536 / 8 buckets
 constexpr __u32 kMask = kBuckets - 1;
+constexpr tt_hash_key kKey{0x0706050403020100ull, 0x0f0e0d0c0b0a0908ull};  // any fixed key
+
+__u32 index_hash(const tt_flow_key* k) { return tt_index_hash(k, &kKey); }
+
+// The same code, with the reference's 2 and 4 rounds.
+TT_DEFINE_SIPHASH_KEY(siphash24_key, 2, 4)
 
 // Normalised keys as the datapath builds them: random IPv4/IPv6 endpoints.
 std::vector<tt_flow_key> random_keys(std::size_t n, unsigned seed) {
@@ -483,7 +490,7 @@ Loads loads(const std::vector<tt_flow_key>& keys) {
     l.b1.assign(kBuckets, 0);
     l.b2.assign(kBuckets, 0);
     for (const auto& k : keys) {
-        const __u32 h = tt_key_hash(&k);
+        const __u32 h = index_hash(&k);
         const __u32 i1 = tt_bucket1(h, kMask), i2 = tt_bucket2(h, kMask);
         EXPECT_LT(i1, kBuckets);
         EXPECT_LT(i2, kBuckets);
@@ -496,20 +503,56 @@ Loads loads(const std::vector<tt_flow_key>& keys) {
 
 }  // namespace
 
+TEST(KeyHash, SipHashMatchesTheReferenceVector) {
+    // vectors_sip64[44] of the SipHash reference (veorq/SipHash vectors.h):
+    // key 00 01 .. 0f, message 00 01 .. 2b (44 bytes, the size of a flow key),
+    // output bytes f2 1d f2 e4 1d 45 35 f9 (little-endian).
+    static_assert(sizeof(tt_flow_key) == 44);
+    tt_flow_key msg;
+    for (std::size_t i = 0; i < sizeof msg; ++i) reinterpret_cast<__u8*>(&msg)[i] = __u8(i);
+    EXPECT_EQ(siphash24_key(&msg, &kKey), 0xf935451de4f21df2ull);
+    // 1-3 is the same construction with fewer rounds: a different value.
+    EXPECT_NE(tt_siphash13_key(&msg, &kKey), 0xf935451de4f21df2ull);
+}
+
+TEST(KeyHash, TheKeyDecidesWhereAFlowGoes) {
+    // An attacker who does not know the key cannot tell which keys share buckets:
+    // under another key almost every key lands elsewhere (by chance 1 in 8192).
+    const tt_hash_key other{0x1122334455667788ull, 0x99aabbccddeeff00ull};
+    const auto keys = random_keys(20000, 7);
+    std::size_t same_bucket = 0, same_cache = 0;
+    for (const auto& k : keys) {
+        same_bucket += tt_bucket1(tt_index_hash(&k, &kKey), kMask) ==
+                       tt_bucket1(tt_index_hash(&k, &other), kMask);
+        same_cache += tt_cache_index(tt_cache_hash(&k, &kKey)) ==
+                      tt_cache_index(tt_cache_hash(&k, &other));
+    }
+    EXPECT_LT(same_bucket, 20u);
+    EXPECT_LT(same_cache, 40u);  // 4096 sets: ~5 by chance
+    // Keys colliding under one key are spread under another.
+    std::map<__u32, std::vector<tt_flow_key>> by_bucket;
+    for (const auto& k : keys) by_bucket[tt_bucket1(tt_index_hash(&k, &kKey), kMask)].push_back(k);
+    const auto& crowd = std::max_element(by_bucket.begin(), by_bucket.end(), [](auto& a, auto& b) {
+                            return a.second.size() < b.second.size();
+                        })->second;
+    std::set<__u32> elsewhere;
+    for (const auto& k : crowd) elsewhere.insert(tt_bucket1(tt_index_hash(&k, &other), kMask));
+    EXPECT_GE(elsewhere.size(), crowd.size() - 1);
+}
+
 TEST(KeyHash, DeterministicAndOverTheWholeKey) {
     const tt_flow_key k = key6("fd00::1", 51000, "fd00::2", 443);
     tt_flow_key copy;
     std::memcpy(&copy, &k, sizeof k);
-    EXPECT_EQ(tt_key_hash(&k), tt_key_hash(&copy));
-    // Each round is a bijection of the running hash for a fixed word, and of the
-    // word for a fixed hash: changing any one word of the key (address, ports,
-    // ifindex, family) always changes the hash.
-    const __u32 h = tt_key_hash(&k);
+    EXPECT_EQ(index_hash(&k), index_hash(&copy));
+    // Every byte of the key (address, ports, ifindex, family) reaches the hash:
+    // one flipped bit changes it (a 32-bit PRF output: 1 in 4 billion by chance).
+    const __u32 h = index_hash(&k);
     for (std::size_t byte = 0; byte < sizeof k; ++byte) {
         for (__u8 flip : {0x01, 0x80}) {
             tt_flow_key m = k;
             reinterpret_cast<__u8*>(&m)[byte] ^= flip;
-            EXPECT_NE(tt_key_hash(&m), h) << "byte " << byte << " flip " << int(flip);
+            EXPECT_NE(index_hash(&m), h) << "byte " << byte << " flip " << int(flip);
         }
     }
 }
@@ -561,7 +604,7 @@ TEST(KeyHash, KeysSharingAFirstBucketScatterOverSecondOnes) {
     std::set<__u32> seconds;
     __u32 n = 0;
     for (const auto& k : keys) {
-        const __u32 h = tt_key_hash(&k);
+        const __u32 h = index_hash(&k);
         if (tt_bucket1(h, kMask) != crowded) continue;
         ++n;
         seconds.insert(tt_bucket2(h, kMask));
@@ -574,7 +617,7 @@ TEST(KeyHash, TagIsTheTopEightBitsAndSpreads) {
     std::vector<__u32> tags(256, 0);
     const auto keys = random_keys(100000, 3);
     for (const auto& k : keys) {
-        const __u32 h = tt_key_hash(&k);
+        const __u32 h = index_hash(&k);
         const __u32 e = tt_index_entry(h, 12345);
         EXPECT_EQ(e >> 24, h >> 24);
         EXPECT_EQ(e & 0xff000000u, h & 0xff000000u);
@@ -607,7 +650,7 @@ TEST(IndexBuckets, StayInsideAnyPowerOfTwoTable) {
         const __u32 mask = buckets - 1;
         std::set<__u32> seen1, seen2;
         for (const auto& k : keys) {
-            const __u32 h = tt_key_hash(&k);
+            const __u32 h = index_hash(&k);
             ASSERT_LT(tt_bucket1(h, mask), buckets);
             ASSERT_LT(tt_bucket2(h, mask), buckets);
             seen1.insert(tt_bucket1(h, mask));
