@@ -60,7 +60,7 @@ protected:
         EXPECT_EQ(e.info.fin_mask, 3);
         EXPECT_EQ(e.info.ack_mask, 3);
         const std::uint8_t want_flags = TT_F_SYN_SEEN | TT_F_HS_SEEN | TT_F_DONE |
-                                        (local_client ? TT_F_LOCAL_CLIENT : 0);
+                                        TT_F_ASSURED | (local_client ? TT_F_LOCAL_CLIENT : 0);
         EXPECT_EQ(e.info.flags, want_flags);
         EXPECT_LE(t0, e.info.first_ns);
         EXPECT_EQ(e.info.first_ns, e.info.syn_ns);

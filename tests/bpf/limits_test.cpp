@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
-// Limits: a store without a free slot refuses (and counts) new connections
+// Limits: a store full of assured connections refuses (and counts) new ones
 // until the collector recycles dead slots; a full close ring keeps finished
-// connections in their slots (flagged) or parks a reused tuple's old one, for
-// the collector to report exactly once: a close is never lost.
+// connections in their slots (flagged), a reused tuple's old one too (the new
+// one takes another slot), for the collector to report exactly once: a close
+// is never lost while the store has room.
 #include <algorithm>
 #include <cstdint>
 #include <map>
@@ -16,25 +17,34 @@ namespace {
 using StoreFullTest = BpfTest;
 using RingFullTest = BpfTest;
 
-TEST_F(StoreFullTest, FourSlotsTrackFourCountTwoUntracked) {
+TEST_F(StoreFullTest, FourAssuredSlotsTrackFourCountTheRestUntracked) {
     ASSERT_NO_FATAL_FAILURE(load(4));
-    std::vector<tt_flow_key> first4;
-    for (std::uint16_t port = 1; port <= 6; ++port) {
-        Conn c(false, {"10.0.0.1", port}, {"10.0.0.2", 80});
-        egress(c.c2s(kSyn));
-        if (port <= 4) first4.push_back(c.key);
+    std::vector<Conn> c;
+    for (std::uint16_t port = 1; port <= 6; ++port)
+        c.emplace_back(false, Endpoint{"10.0.0.1", port}, Endpoint{"10.0.0.2", 80});
+    for (int i = 0; i < 4; ++i) {  // handshakes: assured, never displaced
+        egress(c[i].c2s(kSyn));
+        ingress(c[i].s2c(kSyn | kAck));
+        egress(c[i].c2s(kAck | kPsh, 10 + i));
     }
+    for (int i = 4; i < 6; ++i) egress(c[i].c2s(kSyn));
     auto f = flows();
     EXPECT_EQ(f.size(), 4u);
-    EXPECT_EQ(states().size(), 4u);
-    for (const auto& [k, t] : f)
-        EXPECT_NE(std::find(first4.begin(), first4.end(), k), first4.end());
+    for (int i = 0; i < 4; ++i) {
+        const auto at = live_slot(c[i].key);
+        ASSERT_TRUE(at) << i;
+        EXPECT_EQ(totals_of(at->s), c[i].expect) << i;
+        EXPECT_TRUE(at->s.info.flags & TT_F_ASSURED) << i;
+    }
     EXPECT_EQ(stat(TT_STAT_UNTRACKED), 2u);
+    EXPECT_EQ(stat(TT_STAT_UNTRACKED_FULL), 2u);
+    EXPECT_EQ(stat(TT_STAT_UNTRACKED_BUCKETS), 0u);
     EXPECT_EQ(stat(TT_STAT_UNTRACKED_SEGS), 2u);
+    EXPECT_EQ(stat(TT_STAT_DISPLACED), 0u);
+    EXPECT_TRUE(drain_events().empty());
     // Later segments of a refused connection count as segments, not as new connections.
-    Conn late(false, {"10.0.0.1", 6}, {"10.0.0.2", 80});
-    ingress(late.s2c(kSyn | kAck));
-    egress(late.c2s(kAck | kPsh, 100));
+    ingress(c[5].s2c(kSyn | kAck));
+    egress(c[5].c2s(kAck | kPsh, 100));
     EXPECT_EQ(stat(TT_STAT_UNTRACKED), 2u);
     EXPECT_EQ(stat(TT_STAT_UNTRACKED_SEGS), 4u);
 }
@@ -161,7 +171,7 @@ TEST_F(RingFullTest, RingFullKeepsFinishedFlowForCollectorToReap) {
     EXPECT_TRUE(col.changed().empty());
 }
 
-TEST_F(RingFullTest, RingFullReusedTupleParksOldConnectionForCollector) {
+TEST_F(RingFullTest, RingFullReusedTupleKeepsOldConnectionInItsSlotForCollector) {
     Conn c(false, {"10.0.0.1", 40000}, {"10.0.0.2", 80});
     establish(c);
     const Totals old = c.expect;
@@ -184,19 +194,35 @@ TEST_F(RingFullTest, RingFullReusedTupleParksOldConnectionForCollector) {
     ASSERT_EQ(stat(TT_STAT_CLOSE_DROPPED), 1u);
     ASSERT_EQ(live_slots().size(), 2u);
 
-    // The ring is full: a reused tuple's old connection must be parked, not lost.
+    // The ring is full: the reused tuple's old connection stays in its slot,
+    // finished and out of the index; the new one gets another slot.
     Conn fresh = c;
     fresh.cseq = 777777;
     fresh.expect = {};
     egress(fresh.c2s(kSyn));
-    const auto now_at = live_slot(c.key);
-    ASSERT_TRUE(now_at);
-    EXPECT_EQ(totals_of(now_at->s), fresh.expect);
-    EXPECT_EQ(now_at->s.info.state, TT_SYN_SENT);
+    std::vector<LiveSlot> same;
+    for (const LiveSlot& l : live_slots())
+        if (l.s.key == c.key) same.push_back(l);
+    ASSERT_EQ(same.size(), 2u);
+    const LiveSlot& kept = same[0].slot == old_at->slot ? same[0] : same[1];
+    const LiveSlot& now_at = same[0].slot == old_at->slot ? same[1] : same[0];
+    ASSERT_EQ(kept.slot, old_at->slot);
+    EXPECT_EQ(kept.s.gen, old_at->s.gen);
+    EXPECT_EQ(totals_of(kept.s), old);
+    EXPECT_TRUE(kept.s.info.flags & TT_F_REAP);
+    EXPECT_TRUE(kept.s.info.flags & TT_F_DONE);
+    EXPECT_EQ(index_entries(c.key, kept.slot), 0) << "lookups must not find the old one";
+    EXPECT_NE(now_at.slot, old_at->slot);
+    EXPECT_EQ(index_entries(c.key, now_at.slot), 1);
+    EXPECT_EQ(totals_of(now_at.s), fresh.expect);
+    EXPECT_EQ(now_at.s.info.state, TT_SYN_SENT);
     EXPECT_EQ(stat(TT_STAT_CLOSE_DROPPED), 2u);
     EXPECT_EQ(stat(TT_STAT_CLOSE_LOST), 0u);
+    // The new connection goes on counting in its own slot.
+    ingress(fresh.s2c(kSyn | kAck));
+    egress(fresh.c2s(kAck | kPsh, 70));
 
-    EXPECT_EQ(drain_events().size(), n - 1);  // make room; the parked event is read from its map
+    EXPECT_EQ(drain_events().size(), n - 1);  // make room
     tcptrack::Collector col = collector();
     auto got = col.collect(tcptrack::monotonic_ns(), kNeverIdle);
     std::vector<tcptrack::FlowSample> finished, live;
@@ -208,22 +234,17 @@ TEST_F(RingFullTest, RingFullReusedTupleParksOldConnectionForCollector) {
     ASSERT_EQ(finished.size(), 1u);
     EXPECT_EQ(finished[0].key, c.key);
     EXPECT_EQ(finished[0].ref, (tcptrack::SlotRef{old_at->slot, old_at->s.gen}));
-    // The new connection in the same slot, under the next generation.
     ASSERT_EQ(live.size(), 1u);
     EXPECT_EQ(live[0].key, c.key);
-    EXPECT_EQ(live[0].ref, (tcptrack::SlotRef{old_at->slot, old_at->s.gen + 2}));
+    EXPECT_EQ(live[0].ref, (tcptrack::SlotRef{now_at.slot, now_at.s.gen}));
     EXPECT_EQ(totals_of(live[0]), fresh.expect);
     EXPECT_EQ(finished[0].info.first_ns, old_info.first_ns);
-    for (int d = 0; d < 2; ++d) {
-        EXPECT_EQ(finished[0].bytes[d], old.bytes[d]);
-        EXPECT_EQ(finished[0].packets[d], old.packets[d]);
-        EXPECT_EQ(finished[0].payload[d], old.payload[d]);
-    }
+    EXPECT_EQ(totals_of(finished[0]), old);
     EXPECT_EQ(finished[0].info.state, TT_CLOSED);  // replaced by a new SYN: over
-    // Drained exactly once.
+    // Reported exactly once.
     auto again = col.collect(tcptrack::monotonic_ns(), kNeverIdle);
     EXPECT_EQ(again.size(), 1u);
-    for (const auto& s : again) EXPECT_FALSE(s.finished) << "parked close reported twice";
+    for (const auto& s : again) EXPECT_FALSE(s.finished) << "kept close reported twice";
 }
 
 }  // namespace

@@ -133,7 +133,7 @@ TEST_F(StoreTest, PortReuseAfterFinishedGetsNewSlotOrGenerationAndNoOldCounts) {
     const auto at_b = expect_flow(b, TT_ESTABLISHED, "b");
     ASSERT_TRUE(at_b);
     EXPECT_NE(at_b->slot, at_a->slot) << "a dead slot taken before the collector gave it back";
-    EXPECT_EQ(at_b->s.info.flags, TT_F_MIDSTREAM);
+    EXPECT_EQ(at_b->s.info.flags, TT_F_MIDSTREAM | TT_F_ASSURED);  // both sides spoke
 
     got = col.collect(tcptrack::monotonic_ns(), kNeverIdle);  // gives a's slot back
     ASSERT_EQ(got.size(), 1u);
@@ -158,7 +158,8 @@ TEST_F(StoreTest, PortReuseAfterFinishedGetsNewSlotOrGenerationAndNoOldCounts) {
     ASSERT_TRUE(at_c);
     EXPECT_EQ(at_c->slot, at_a->slot);
     EXPECT_EQ(at_c->s.gen, at_a->s.gen + 2);
-    EXPECT_EQ(at_c->s.info.flags, TT_F_SYN_SEEN | TT_F_HS_SEEN | TT_F_LOCAL_CLIENT);
+    EXPECT_EQ(at_c->s.info.flags,
+              TT_F_SYN_SEEN | TT_F_HS_SEEN | TT_F_LOCAL_CLIENT | TT_F_ASSURED);
 
     got = col.collect(tcptrack::monotonic_ns(), kNeverIdle);
     ASSERT_EQ(got.size(), 2u);
@@ -321,7 +322,9 @@ TEST_F(StoreTest, KeyWithBothBucketsFullIsRefusedAndCounted) {
     ASSERT_TRUE(at_l);
     EXPECT_EQ(at_l->slot, used - 1) << "the refused key's slot is reused";
     EXPECT_EQ(next_fresh(), used);
-    EXPECT_EQ(at_l->s.info.flags, TT_F_SYN_SEEN | TT_F_HS_SEEN | TT_F_LOCAL_CLIENT);
+    EXPECT_EQ(at_l->s.info.flags,
+              TT_F_SYN_SEEN | TT_F_HS_SEEN | TT_F_LOCAL_CLIENT | TT_F_ASSURED);
+    EXPECT_EQ(stat(TT_STAT_UNTRACKED_BUCKETS), 1u) << "both buckets full of assured flows";
     for (std::size_t i = 0; i < all.size(); ++i)
         expect_flow(all[i], TT_ESTABLISHED, "full buckets " + std::to_string(i));
     EXPECT_EQ(stat(TT_STAT_UNTRACKED), 1u);
@@ -421,7 +424,7 @@ TEST_F(StoreTest, EvictEndsOnlyTheMatchingGenerationAndUnindexesIt) {
     egress(b.c2s(kAck | kPsh, 500));
     ingress(b.s2c(kAck | kPsh, 600));
     auto info = expect_single(b.key, b.expect, TT_ESTABLISHED, "after eviction");
-    EXPECT_EQ(info.flags, TT_F_MIDSTREAM);
+    EXPECT_EQ(info.flags, TT_F_MIDSTREAM | TT_F_ASSURED);
     const auto at_b = live_slot(b.key);
     ASSERT_TRUE(at_b);
     EXPECT_NE(at_b->slot, at->slot);
