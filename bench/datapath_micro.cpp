@@ -1,4 +1,6 @@
 // SPDX-License-Identifier: MIT
+// Also the index hash's candidates (bench/hash_cost.bpf.c: parse-only plus one
+// hash) against parse-only. TTMICRO_HASH=1: only that table.
 // Per-packet cost of the classifier on one CPU via BPF_PROG_TEST_RUN with
 // `repeat`: an A/B tool for datapath changes (no bpf_stats, no traffic).
 // Prints ns/run for tcptrack_in on established (settled) flows' data segments
@@ -14,6 +16,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <thread>
 #include <vector>
 
@@ -23,6 +26,7 @@
 #include "tcptrack.skel.h"
 #include "store_proto.skel.h"
 #include "parse_only.skel.h"
+#include "hash_cost.skel.h"
 #include "tcptrack/filter.hpp"
 #include "tcptrack/skeleton.hpp"
 
@@ -120,6 +124,35 @@ int main() {
     empty_bpf* empty = empty_bpf__open_and_load();
     if (!po || !empty) return 1;
     const int floor_fd = bpf_program__fd(empty->progs.ttbench_fl_in);
+    // The index hash's candidates, each on the parsed key (issue 16), keyed at random.
+    {
+        hash_cost_bpf* hc = hash_cost_bpf__open();
+        if (!hc) return 1;
+        tt_hash_key k{0x243f6a8885a308d3ull, 0x13198a2e03707344ull};
+        std::memcpy(const_cast<tt_hash_key*>(&hc->rodata->ttbench_key), &k, sizeof(k));
+        if (hash_cost_bpf__load(hc)) return 1;
+        std::printf("| Index hash candidate (established data, one flow) | IPv4 ns/run | over "
+                    "parse-only | IPv6 ns/run | over parse-only |\n|---|---:|---:|---:|---:|\n");
+        const std::pair<const char*, bpf_program*> cands[] = {
+            {"parse-only (no hash)", hc->progs.ttbench_h_none},
+            {"seeded multiply-xorshift + murmur3 finaliser (the cache's)", hc->progs.ttbench_h_mix},
+            {"SipHash-1-3, 64-bit words (the index's)", hc->progs.ttbench_h_sip13},
+            {"HalfSipHash-1-3, 32-bit words", hc->progs.ttbench_h_hsip13},
+        };
+        const Packet p4 = seg(false, true, kAck | kPsh, 1001, 5001, 1448);
+        const Packet p6 = seg(true, true, kAck | kPsh, 1001, 5001, 1448);
+        const int none_fd = bpf_program__fd(hc->progs.ttbench_h_none);
+        const double base4 = median_ns(none_fd, p4), base6 = median_ns(none_fd, p6);
+        for (const auto& [what, prog] : cands) {
+            const int fd = bpf_program__fd(prog);
+            const double t4 = median_ns(fd, p4), t6 = median_ns(fd, p6);
+            std::printf("| %s | %.1f | %+.1f | %.1f | %+.1f |\n", what, t4, t4 - base4, t6,
+                        t6 - base6);
+        }
+        std::printf("\n");
+        hash_cost_bpf__destroy(hc);
+        if (std::getenv("TTMICRO_HASH")) return 0;
+    }
     const int po_fd = bpf_program__fd(po->progs.ttbench_po_in);
     const int progs[] = {bpf_program__fd(skel->progs.tcptrack_in),
                          bpf_program__fd(proto->progs.ttproto_sh_in),
