@@ -903,8 +903,17 @@ static __always_inline int tt_handle(struct __sk_buff *skb, int ingress, int has
 		e = tt_cache_at(cpu, ch, way);
 		if (e && e->gen)
 			tt_fold(e, e->slot, e->gen, l.idx, gen, ch);
-		else if (e)
+		else if (e) {
+			/* An empty entry may still hold what this CPU added while
+			 * another one folded it away at a close: those segments were
+			 * in flight at that instant and belong to a connection already
+			 * reported, never to this one. */
+			e->bytes[0] = e->bytes[1] = 0;
+			e->packets[0] = e->packets[1] = 0;
+			e->payload[0] = e->payload[1] = 0;
+			e->reached[0] = e->reached[1] = 0;
 			e->slot = l.idx, e->gen = gen, e->hash = ch;
+		}
 		if (e && e->slot == l.idx && e->gen == gen && s->gen == gen) {
 			tt_account_cached(e, s, dir, &p);
 			return TC_ACT_UNSPEC;
