@@ -5,8 +5,14 @@
 //            --src-prefix A.B.C.D/LEN [--seed S] [--method ring|sendmmsg] [--no-bypass]
 //
 // Sends exactly N raw Ethernet frames (IPv4 + TCP SYN with an MSS option) out
-// of IF, an AF_PACKET socket bound to it: by default through a PACKET_TX_RING
-// (TPACKET_V2) with PACKET_QDISC_BYPASS, else with sendmmsg() batches. Frame i
+// of IF, an AF_PACKET socket bound to it with PACKET_QDISC_BYPASS: by default
+// with sendmmsg() batches of 512, or through a PACKET_TX_RING (TPACKET_V2,
+// --method ring). The ring is a little faster, but its skbs carry everything
+// past the Ethernet header in page fragments: a veth peer receives them
+// non-linear, which no NIC driver does with a 58-byte frame, and tcptrack's
+// parser (direct packet access, linear data only) does not see them at all
+// (tcptrack then only sees the server's SYN-ACKs). sendmmsg() frames are
+// linear, as a NIC delivers them. Frame i
 // comes from source address 1 + (i mod H) of the prefix (H = its usable hosts)
 // and source port 1024 + ((i / H) * 7919 + seed) mod 64512, so the N 4-tuples
 // are distinct as long as N <= H * 64512; every frame carries a random ISN and
@@ -350,7 +356,7 @@ int main(int argc, char** argv) {
     if (getrandom(&fl.rng, sizeof(fl.rng), 0) != sizeof(fl.rng)) sys_error("getrandom");
     const std::uint64_t distinct = std::min<std::uint64_t>(*count, std::uint64_t{fl.hosts} * kPorts);
 
-    const std::string method = opt.count("--method") ? opt["--method"] : "ring";
+    const std::string method = opt.count("--method") ? opt["--method"] : "sendmmsg";
     if (method != "ring" && method != "sendmmsg") usage_error("--method must be ring or sendmmsg");
 
     const std::string& ifname = opt["--interface"];
