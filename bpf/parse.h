@@ -22,6 +22,13 @@
 #define IP_OFFSET 0x1FFF
 
 #define TT_MAX_VLAN 2 /* QinQ */
+/*
+ * A header past the skb's linear part (data_end): not ours to judge yet. A
+ * frame built from page fragments (an AF_PACKET TX ring, some drivers) may
+ * hold its headers there; the caller pulls them in and parses again.
+ */
+#define TT_PARSE_SHORT (-2)
+#define TT_PULL_MAX 256 /* Ethernet, two VLAN tags, IP with options or extension headers, TCP */
 #define TT_MAX_EXTHDR 6 /* IPv6 extension headers followed before giving up */
 
 /* One TCP segment (or GSO/GRO train) as the flow update needs it. */
@@ -57,7 +64,7 @@ static __always_inline int tt_parse_tcp(struct __sk_buff *skb, void *data, void 
 		return -1;
 	th = data + l4_off;
 	if ((void *)(th + 1) > data_end)
-		return -1;
+		return TT_PARSE_SHORT;
 	thl = th->doff * 4;
 	if (thl < sizeof(*th))
 		return -1;
@@ -88,7 +95,7 @@ static __always_inline int tt_parse_ipv4(struct __sk_buff *skb, void *data, void
 	__u32 ihl, tot, avail;
 
 	if ((void *)(iph + 1) > data_end)
-		return -1;
+		return TT_PARSE_SHORT;
 	if (iph->version != 4 || iph->protocol != IPPROTO_TCP_)
 		return -1;
 	ihl = iph->ihl * 4;
@@ -119,7 +126,7 @@ static __always_inline int tt_parse_ipv6(struct __sk_buff *skb, void *data, void
 	int i;
 
 	if ((void *)(ip6 + 1) > data_end)
-		return -1;
+		return TT_PARSE_SHORT;
 	if (ip6->version != 6)
 		return -1;
 	avail = skb->len - off;
@@ -146,21 +153,21 @@ static __always_inline int tt_parse_ipv6(struct __sk_buff *skb, void *data, void
 		case 60: /* destination options */
 			eh = data + l4_off;
 			if ((void *)(eh + 1) > data_end)
-				return -1;
+				return TT_PARSE_SHORT;
 			nexthdr = eh->nexthdr;
 			l4_off += (eh->hdrlen + 1) * 8;
 			break;
 		case 51: /* AH: length in 4-octet units, minus 2 */
 			eh = data + l4_off;
 			if ((void *)(eh + 1) > data_end)
-				return -1;
+				return TT_PARSE_SHORT;
 			nexthdr = eh->nexthdr;
 			l4_off += (eh->hdrlen + 2) * 4;
 			break;
 		case 44: /* fragment */
 			fh = data + l4_off;
 			if ((void *)(fh + 1) > data_end)
-				return -1;
+				return TT_PARSE_SHORT;
 			if (fh->frag_off & bpf_htons(0xFFF8))
 				return -1; /* not the first fragment */
 			nexthdr = fh->nexthdr;
@@ -181,7 +188,8 @@ tcp:
 	return tt_parse_tcp(skb, data, data_end, off, l4_off, tot, p);
 }
 
-/* Parse from skb->data. has_l2: Ethernet framing; else the skb starts at L3. */
+/* Parse from skb->data. has_l2: Ethernet framing; else the skb starts at L3.
+ * Returns 0, TT_PARSE_SHORT (headers beyond the linear part) or -1 (not ours). */
 static __always_inline int tt_parse(struct __sk_buff *skb, struct tt_pkt *p, int has_l2)
 {
 	void *data = (void *)(long)skb->data;
@@ -195,7 +203,7 @@ static __always_inline int tt_parse(struct __sk_buff *skb, struct tt_pkt *p, int
 		struct ethhdr *eth = data;
 
 		if ((void *)(eth + 1) > data_end)
-			return -1;
+			return TT_PARSE_SHORT;
 		proto = eth->h_proto;
 		off = ETH_HLEN;
 #pragma unroll
@@ -206,7 +214,7 @@ static __always_inline int tt_parse(struct __sk_buff *skb, struct tt_pkt *p, int
 				break;
 			vh = data + off;
 			if ((void *)(vh + 1) > data_end)
-				return -1;
+				return TT_PARSE_SHORT;
 			proto = vh->proto;
 			off += sizeof(*vh);
 		}

@@ -857,9 +857,19 @@ static __always_inline int tt_handle(struct __sk_buff *skb, int ingress, int has
 	__u32 cpu;
 	__u32 sel;
 	__u32 ch;
-	int dir;
+	int dir, ret;
 
-	if (tt_parse(skb, &p, has_l2) < 0)
+	ret = tt_parse(skb, &p, has_l2);
+	if (ret == TT_PARSE_SHORT) {
+		/* Headers in page fragments: bring them into the linear part (the
+		 * packet's bytes are unchanged) and look again, so no framing can
+		 * hide a connection. Only then: a linear header costs nothing. */
+		__u32 len = skb->len < TT_PULL_MAX ? skb->len : TT_PULL_MAX;
+
+		if (bpf_skb_pull_data(skb, len) == 0)
+			ret = tt_parse(skb, &p, has_l2);
+	}
+	if (ret < 0)
 		return TC_ACT_UNSPEC;
 	p.key.ifindex = skb->ifindex;
 	dir = tt_key_normalise(&p.key);
