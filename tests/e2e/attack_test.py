@@ -207,20 +207,25 @@ class TestFlood(AttackBase):
         talker.start()
 
         real, errors = [], []
+        flood_end = [None]
         i = 0
         try:
             while i < REAL_CONNS:
                 during = flood.running()
                 if i == REAL_DURING and during:   # the rest right after the flood
                     flood.wait(120)
+                    flood_end[0] = time.monotonic()
                     continue
+                t_conn = time.monotonic()
+                if not during and flood_end[0] is None:
+                    flood_end[0] = t_conn   # ended before the last "during" connection
                 try:
                     c = netns.Pair(topo, family, lsock, port)
                     c.c2s(100 + 37 * i)
                     c.s2c(200 + 53 * i)
                     c.close_clean()
                     real.append({"i": i, "cport": c.cport, "sent": c.sent_c, "recv": c.sent_s,
-                                 "during": during})
+                                 "during": during, "t": t_conn})
                 except Exception as e:  # noqa: BLE001
                     errors.append("conn %d: %r" % (i, e))
                 i += 1
@@ -298,6 +303,11 @@ class TestFlood(AttackBase):
                    s2.get("untracked_segments"), s2.get("evicted"),
                    s2.get("tracked", 0) + s2.get("displaced", 0) + s2.get("untracked", 0), flood_in))
         log("flood: last summary %s" % json.dumps(last, sort_keys=True))
+        if problems and flood_end[0] is None:
+            flood_end[0] = time.monotonic()
+        if problems:
+            log("flood: real connections not reported, seconds after the flood ended (negative: "
+                "during it): %s" % ["%.3f" % (c["t"] - flood_end[0]) for c, _ in problems])
 
         self.assertEqual(errors, [], "real connections failed at the socket level")
         self.assertEqual(fres["frames_sent"], FLOOD_COUNT)
