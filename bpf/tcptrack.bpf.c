@@ -137,6 +137,35 @@ struct tt_lookup {
 	__u32 found; /* idx/gen hold a match */
 };
 
+/*
+ * The slow path's packet and lookup, handed over through this CPU's entry
+ * (sized to the possible CPUs at load; an ARRAY so the lookup is inlined):
+ * tt_slow is a global function, checked once by the verifier on its own
+ * rather than again for every state its caller reaches it in, and on 5.10
+ * those take only scalars.
+ */
+struct tt_slow_arg {
+	struct tt_pkt p;
+	struct tt_lookup l;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1); /* nr_cpus, set by user space */
+	__type(key, __u32);
+	__type(value, struct tt_slow_arg);
+} slow_arg SEC(".maps");
+
+static __always_inline struct tt_slow_arg *tt_slow_arg(__u32 cpu)
+{
+	return bpf_map_lookup_elem(&slow_arg, &cpu);
+}
+
+static __always_inline const struct tt_pkt *tt_slow_pkt(struct tt_slow_arg *a)
+{
+	return &a->p;
+}
+
 /* A sum of one term per entry (bucket, position, slot): the same whichever
  * bucket is read first. */
 static __always_inline __u32 tt_fp_mix(__u32 fp, __u32 e, __u32 pos)
@@ -483,12 +512,14 @@ static __always_inline void tt_pick_victim(const struct tt_index_bucket *b, __u3
  * buckets (a half-open or one-way flow, never an assured one), report it
  * once as displaced with its own counts, and hand its slot over. Only when
  * the ring can take its close event: a displaced flow is never lost. Returns
- * the slot, dead and out of the index, or -1.
+ * the slot, dead and out of the index, or -1. Global (the key's hash comes in
+ * this CPU's slow_arg): its scan's many outcomes are verified once, not each
+ * again through the rest of tt_create.
  */
-static __noinline int tt_displace(struct tt_lookup *l)
+__noinline int tt_displace(__u32 cpu)
 {
-	__u32 i1 = tt_bucket1(l->h, tt_index_mask), i2 = tt_bucket2(l->h, tt_index_mask);
-	__u32 victim = 0, vgen = 0, zero = 0;
+	struct tt_slow_arg *a = tt_slow_arg(cpu);
+	__u32 i1, i2, victim = 0, vgen = 0, zero = 0;
 	__u64 oldest = ~0ULL;
 	struct tt_index_bucket *b;
 	struct tt_close_event *ev, *rec;
@@ -496,6 +527,10 @@ static __noinline int tt_displace(struct tt_lookup *l)
 	struct tt_slot *s;
 	int ok = 0;
 
+	if (!a)
+		return -1;
+	i1 = tt_bucket1(a->l.h, tt_index_mask);
+	i2 = tt_bucket2(a->l.h, tt_index_mask);
 	b = bpf_map_lookup_elem(&flow_index, &i1);
 	if (b)
 		tt_pick_victim(b, &victim, &vgen, &oldest);
@@ -590,7 +625,7 @@ static __noinline struct tt_slot *tt_create(const struct tt_pkt *p, __u32 dirfla
 		}
 		reason = TT_STAT_UNTRACKED_BUCKETS;
 	}
-	v = tt_displace(l);
+	v = tt_displace(bpf_get_smp_processor_id());
 	if (v < 0) {
 		tt_refused(p, reason);
 		return NULL;
@@ -730,18 +765,25 @@ static __always_inline int tt_reuse(const struct tt_pkt *p, __u32 dirflags, stru
  * the result outside the lock (helpers are not allowed under a spin lock).
  * Only while the slot still holds the generation the lookup matched.
  */
-static __noinline int tt_step(const struct tt_pkt *p, __u32 dirflags, struct tt_slot *s,
-			      __u32 idx, __u32 gen)
+
+/* Global, like tt_slow: verified once, though tt_slow calls it from two places.
+ * The packet is the one in this CPU's slow_arg. */
+__noinline int tt_step(__u32 cpu, __u32 dirflags, __u32 idx, __u32 gen)
 {
+	struct tt_slow_arg *a = tt_slow_arg(cpu);
+	const struct tt_pkt *p;
 	struct tt_close_event *ev;
 	struct tt_slot_lock *lk;
+	struct tt_slot *s;
 	__u64 now = bpf_ktime_get_ns();
 	__u32 act = 0, zero = 0, dir = dirflags & 1;
 
+	s = bpf_map_lookup_elem(&slots, &idx);
 	lk = tt_slot_lock(idx);
 	ev = bpf_map_lookup_elem(&close_scratch, &zero);
-	if (!lk || !ev)
+	if (!a || !s || !lk || !ev)
 		return TT_STEP_DONE;
+	p = tt_slow_pkt(a);
 	bpf_spin_lock(&lk->lock);
 	if (s->gen != gen) {
 		/* The same tuple's next connection (a reuse in place) takes the
@@ -774,24 +816,6 @@ static __noinline int tt_step(const struct tt_pkt *p, __u32 dirflags, struct tt_
 	return TT_STEP_DONE;
 }
 
-/*
- * The slow path's packet and lookup, handed over through this CPU's entry
- * (sized to the possible CPUs at load; an ARRAY so the lookup is inlined):
- * tt_slow is a global function, checked once by the verifier on its own
- * rather than again for every state its caller reaches it in, and on 5.10
- * those take only scalars.
- */
-struct tt_slow_arg {
-	struct tt_pkt p;
-	struct tt_lookup l;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1); /* nr_cpus, set by user space */
-	__type(key, __u32);
-	__type(value, struct tt_slow_arg);
-} slow_arg SEC(".maps");
 
 /*
  * Everything but the settled fast path: the flow the lookup found, or a new
@@ -818,7 +842,7 @@ __noinline int tt_slow(__u32 cpu, __u32 dirflags)
 		/* A new SYN may end the connection in this slot: bring its counts home first. */
 		if ((p->tcp_flags & (TT_TCP_SYN | TT_TCP_ACK)) == TT_TCP_SYN)
 			tt_fold_all(idx, l->gen, l->ch);
-		if (tt_step(p, dirflags, s, idx, l->gen) != TT_STEP_MOVE)
+		if (tt_step(cpu, dirflags, idx, l->gen) != TT_STEP_MOVE)
 			return 0;
 		s = tt_find(&p->key, l->h, l); /* only if another CPU made it meanwhile */
 	} else if (!tt_starts_flow(p->tcp_flags, p->payload)) {
@@ -827,7 +851,7 @@ __noinline int tt_slow(__u32 cpu, __u32 dirflags)
 	if (!s)
 		s = tt_create(p, dirflags, l);
 	if (s)
-		tt_step(p, dirflags, s, l->idx, l->gen);
+		tt_step(cpu, dirflags, l->idx, l->gen);
 	return 0;
 }
 
