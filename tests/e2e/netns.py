@@ -589,6 +589,12 @@ def sanitizer_logs():
     return d
 
 
+def sanitized():
+    """Whether the tcptrack under test is a sanitizer build (links the ASan runtime)."""
+    p = subprocess.run(["ldd", BINARY], capture_output=True, text=True, timeout=CMD_TIMEOUT)
+    return "libasan" in p.stdout
+
+
 def sanitizer_reports(d):
     """The reports written to sanitizer_logs()'s directory, as one text ("" if none)."""
     out = []
