@@ -349,7 +349,7 @@ class TuiTest(netns.Base):
             t, lambda ls: ls if self.row_of(ls, a) is not None and self.row_of(ls, b) is not None
             else None, "both connections")
         last_row = max(self.row_of(lines, a), self.row_of(lines, b))
-        self.assertRegex(lines[last_row + 1], r"^summary: connections 2  tracked 2 ")
+        self.assertRegex(lines[last_row + 1], r"^summary: connections 2  store 2/65536 \(assured 2, unassured 0\) ")
         with open(self.pid_file) as f:
             os.kill(int(f.read()), signal.SIGTERM)
         self.assertEqual(self.wait_exit(10), 0, self.stderr())
