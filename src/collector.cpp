@@ -8,7 +8,12 @@
 #include <cstring>
 #include <ctime>
 #include <new>
+#include <csignal>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
+#include <system_error>
 #include <unistd.h>
 #include <fmt/format.h>
 
@@ -117,9 +122,18 @@ Collector::Collector(const Skeleton& skel)
         munmap(c, cache_len_);
         throw Error(fmt::format("cannot open the close-event ring buffer: {}", errno_hint(err)));
     }
+    try {
+        drainer_ = std::thread([this] { drain(); });
+    } catch (const std::system_error& e) {
+        ring_buffer__free(ring_);
+        munmap(c, cache_len_);
+        throw Error(fmt::format("cannot start the close-event reader: {}", e.what()));
+    }
 }
 
 Collector::~Collector() {
+    stopping_ = true;
+    drainer_.join();
     ring_buffer__free(ring_);
     munmap(const_cast<tt_cache_entry*>(cache_), cache_len_);
 }
@@ -170,8 +184,25 @@ int Collector::on_event(void* ctx, void* data, std::size_t size) {
     return 0;
 }
 
+// The ring is read all the time, not only between reports: while a report is
+// built and printed (a slow terminal, a full pipe, 100,000 rows) the datapath
+// goes on queueing closes, and displacing a half-open flow needs room there.
+// Its signals are blocked: they go to the main thread.
+void Collector::drain() {
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, nullptr);
+    const int fd = ring_buffer__epoll_fd(ring_);
+    while (!stopping_) {
+        epoll_event ev{};
+        epoll_wait(fd, &ev, 1, 50);
+        const std::lock_guard<std::mutex> lock(ring_mu_);
+        ring_buffer__consume(ring_);
+    }
+}
+
 void Collector::poll(int timeout_ms) {
-    ring_buffer__poll(ring_, timeout_ms);  // EINTR: the caller checks its stop flag
+    ::poll(nullptr, 0, timeout_ms);  // returns early on a signal: the caller checks its stop flag
 }
 
 std::uint32_t Collector::next_fresh() const {
@@ -204,8 +235,12 @@ void Collector::remove_live(std::uint32_t pos) {
 
 // Close events carry final counters; they end their generation's live sample.
 void Collector::take_events(std::uint64_t now_ns) {
-    ring_buffer__consume(ring_);
-    for (const tt_close_event& ev : events_) {
+    {
+        const std::lock_guard<std::mutex> lock(ring_mu_);
+        ring_buffer__consume(ring_);  // up to now, whatever the reader thread's timing
+        taken_.swap(events_);
+    }
+    for (const tt_close_event& ev : taken_) {
         FlowSample& s = closed_.emplace_back();
         fill_from_event(s, ev);
         if (ev.reason == TT_CLOSE_REUSED && s.info.state < TT_CLOSED)
@@ -223,7 +258,7 @@ void Collector::take_events(std::uint64_t now_ns) {
         // A reused or displaced flow's slot carries on with the new connection.
         if (ev.reason == TT_CLOSE_FINISHED) dying_.push_back(ev.slot);
     }
-    events_.clear();
+    taken_.clear();
 }
 
 // One pass over the used slots, a window at a time. An unchanged live slot

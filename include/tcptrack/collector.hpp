@@ -5,8 +5,11 @@
 // ends idle or reaped ones (through the datapath's eviction program).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 #include "tcptrack/flow_model.hpp"
@@ -51,7 +54,8 @@ public:
     Collector(const Collector&) = delete;
     Collector& operator=(const Collector&) = delete;
 
-    // Waits up to timeout_ms for close events and buffers them. Returns early on a signal.
+    // Waits up to timeout_ms (close events are read meanwhile by a thread of
+    // the collector's own). Returns early on a signal.
     void poll(int timeout_ms);
 
     // Every connection now, in no particular order: the live ones (samples kept
@@ -94,7 +98,13 @@ private:
     int slots_fd_, store_lock_fd_, free_fd_, evict_fd_, evict_prog_fd_, stats_fd_;
     std::uint32_t nr_cpus_, max_slots_;
     ring_buffer* ring_ = nullptr;
-    std::vector<tt_close_event> events_;
+    // The reader thread consumes the ring into events_ (on_event), and so does
+    // take_events(); both under ring_mu_.
+    void drain();
+    std::mutex ring_mu_;
+    std::vector<tt_close_event> events_, taken_;
+    std::atomic<bool> stopping_{false};
+    std::thread drainer_;
 
     // samples_[0, live_) are the live flows; pos_[slot] is a slot's sample
     // (kNone if none); the finished ones follow, until the next collect().
