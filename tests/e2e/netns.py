@@ -595,12 +595,19 @@ def sanitized():
     return "libasan" in p.stdout
 
 
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "AddressSanitizer:DEADLYSIGNAL", "SUMMARY: ")
+
+
 def sanitizer_reports(d):
-    """The reports written to sanitizer_logs()'s directory, as one text ("" if none)."""
+    """The reports written to sanitizer_logs()'s directory, as one text ("" if none);
+    a file without an error in it (statistics) is not one."""
     out = []
     for f in sorted(os.listdir(d)):
         with open(os.path.join(d, f), errors="replace") as fh:
-            out.append("==== %s\n%s" % (f, fh.read()))
+            text = fh.read()
+        if any(m in text for m in SANITIZER_MARKERS):
+            out.append("==== %s\n%s" % (f, text))
     return "\n".join(out)
 
 
