@@ -326,13 +326,16 @@ void Collector::scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns,
                 FlowSample& s = samples_[p];
                 fill_from_slot(s, v);
                 TT_ADD_COUNTS(&s, &extra);
+                // Set before the check: remove_live() finds the sample's pos_
+                // entry through ref (the default ref wrote 16 GiB past pos_ in
+                // the one churn run in 17 that crashed).
+                s.ref = SlotRef{slot, gen};
                 if (load(v.gen) != gen) {  // replaced while copied: take it next time
                     remove_live(p);
                     continue;
                 }
                 keep_prev(s, Counts{});
                 s.last_active_ns = now_ns;
-                s.ref = SlotRef{slot, gen};
                 s.has_info = true;
                 s.finished = false;
                 moved.push_back(slot);

@@ -6,6 +6,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <thread>
+#include <chrono>
+#include <atomic>
 #include <cstring>
 #include <map>
 #include <set>
@@ -318,6 +321,47 @@ TEST_F(CollectorTest, IdleFlowsAreTheOnesThatDidNotMoveAndForgetEndsThem) {
     EXPECT_TRUE(col.idle().empty());
     EXPECT_TRUE(col.changed().empty());
     EXPECT_EQ(col.live(), 0u);
+}
+
+// A flow that ends (gen live -> dead) or whose slot is reused while the
+// collector copies it for the first time is left for the next report with the
+// collector's positions intact (before the fix, scan() removed the fresh
+// sample through its default ref: pos_[UINT32_MAX], SIGSEGV, 1 churn run in 17).
+TEST_F(CollectorTest, FlowEndingDuringItsFirstCopyIsTakenNextTime) {
+    tcptrack::Collector col = collector();  // the ring's consumer
+    std::atomic<bool> stop{false};
+    std::atomic<std::uint64_t> made{0};
+    std::thread writer([&] {
+        for (std::uint32_t i = 0; !stop.load(); ++i) {
+            Conn c(false, {"10.9." + std::to_string((i >> 7) & 255) + "." + std::to_string(1 + (i & 127)),
+                           std::uint16_t(1024 + i % 60000)},
+                   {"10.9.255.1", 80});
+            egress(c.c2s(kSyn));
+            ingress(c.s2c(kSyn | kAck));
+            egress(c.c2s(kAck));
+            egress(c.c2s(kFin | kAck));
+            ingress(c.s2c(kFin | kAck));
+            egress(c.c2s(kAck));
+            ++made;
+        }
+    });
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+    std::uint64_t reports = 0;
+    while (std::chrono::steady_clock::now() < deadline && !HasFatalFailure()) {
+        const auto& got = col.collect(tcptrack::monotonic_ns(), kNeverIdle);
+        ++reports;
+        ASSERT_LE(col.live(), got.size());
+        for (const std::uint32_t i : col.changed()) ASSERT_LT(i, got.size());
+        std::set<std::pair<std::uint32_t, std::uint32_t>> refs;  // no live flow twice
+        for (std::size_t i = 0; i < col.live(); ++i) {
+            ASSERT_NE(got[i].ref.slot, UINT32_MAX);
+            ASSERT_TRUE(refs.insert({got[i].ref.slot, got[i].ref.gen}).second) << i;
+        }
+    }
+    stop = true;
+    writer.join();
+    EXPECT_GT(made.load(), 1000u);
+    EXPECT_GT(reports, 100u);
 }
 
 }  // namespace
