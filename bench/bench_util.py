@@ -361,7 +361,7 @@ def cmd_s7_table(path):
         per = [x / mf for x in tot[mf]]
         print(f"At --max-flows {mf:,}: " + ", ".join(
             f"{x:,.1f} B per max-flow on {c} CPUs" for x, c in zip(per, [p0] + list(targets)))
-            + " (the fixed-size maps — ring buffer, parking hash, .rodata/.bss — weigh more per flow).")
+            + " (the fixed-size maps — ring buffer, .rodata/.bss — weigh more per flow).")
 
 
 # ---------------------------------------------------------------- section 4

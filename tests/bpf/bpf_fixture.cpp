@@ -216,21 +216,6 @@ Loaded& loaded(std::uint32_t max_flows, const HashKey& key) {
     return l;
 }
 
-// Every key of a map, whatever its key size.
-std::vector<std::vector<std::uint8_t>> raw_keys(const bpf_map* m) {
-    const int fd = bpf_map__fd(m);
-    const std::size_t size = bpf_map__key_size(m);
-    std::vector<std::vector<std::uint8_t>> out;
-    std::vector<std::uint8_t> cur(size), next(size);
-    bool has = false;
-    while (bpf_map_get_next_key(fd, has ? cur.data() : nullptr, next.data()) == 0) {
-        out.push_back(next);
-        cur = next;
-        has = true;
-    }
-    return out;
-}
-
 // Zeroes every CPU's value of every entry of a per-CPU array.
 void zero_percpu_array(const bpf_map* m) {
     const std::size_t stride = (bpf_map__value_size(m) + 7) & ~std::size_t{7};
@@ -301,7 +286,7 @@ void BpfTest::load(std::uint32_t max_flows, std::optional<std::array<std::uint8_
 }
 
 // Back to the state of a fresh load: every slot zero (gen 0: never used), an
-// empty index, free queue, parking map, ring and stats, and next_fresh 0.
+// empty index, free queue, ring and stats, and next_fresh 0.
 void BpfTest::reset() {
     ASSERT_GE(ring_buffer__consume(ring_), 0);
     events_.clear();
