@@ -32,16 +32,23 @@ const volatile __u32 tt_nr_cpus = 1;
 const volatile struct tt_hash_key tt_hash_key = {};
 
 /* Read through volatile: the compiler must not fold the placeholder {} in. */
+static __always_inline struct tt_hash_key tt_loaded_key(void)
+{
+	struct tt_hash_key key = {tt_hash_key.k0, tt_hash_key.k1};
+
+	return key;
+}
+
 static __always_inline __u32 tt_index_hash_k(const struct tt_flow_key *k)
 {
-	const struct tt_hash_key key = {tt_hash_key.k0, tt_hash_key.k1};
+	const struct tt_hash_key key = tt_loaded_key();
 
 	return tt_index_hash(k, &key);
 }
 
 static __always_inline __u32 tt_cache_hash_k(const struct tt_flow_key *k)
 {
-	const struct tt_hash_key key = {tt_hash_key.k0, tt_hash_key.k1};
+	const struct tt_hash_key key = tt_loaded_key();
 
 	return tt_cache_hash(k, &key);
 }
@@ -161,10 +168,6 @@ static __always_inline struct tt_slow_arg *tt_slow_arg(__u32 cpu)
 	return bpf_map_lookup_elem(&slow_arg, &cpu);
 }
 
-static __always_inline const struct tt_pkt *tt_slow_pkt(struct tt_slow_arg *a)
-{
-	return &a->p;
-}
 
 /* A sum of one term per entry (bucket, position, slot): the same whichever
  * bucket is read first. */
@@ -667,13 +670,13 @@ static __always_inline void tt_mark_reap(struct tt_slot *s, __u32 idx, __u32 gen
  * marked for user space to reap.
  */
 static __always_inline void tt_finish(struct tt_close_event *ev, struct tt_slot *s,
-				      const struct tt_flow_key *key, __u32 idx, __u32 gen)
+				      const struct tt_flow_key *key, __u32 ch, __u32 idx, __u32 gen)
 {
 	struct tt_close_event *rec;
 	struct tt_slot_lock *lk = tt_slot_lock(idx);
 
 	/* The counts other CPUs still cache, then the totals. */
-	tt_fold_all(idx, gen, tt_cache_hash_k(key));
+	tt_fold_all(idx, gen, ch);
 	if (!lk)
 		return;
 	bpf_spin_lock(&lk->lock);
@@ -706,10 +709,11 @@ static __always_inline void tt_finish(struct tt_close_event *ev, struct tt_slot 
  * room: report the old connection and start the new one in the same slot.
  * The ring is full: the old connection stays in its slot, finished and out of
  * the index, for user space to reap; the new one takes another slot.
+ * h, p's index hash; the slow path computed it already.
  */
-static __always_inline int tt_reuse(const struct tt_pkt *p, __u32 dirflags, struct tt_slot *s,
-				    __u32 idx, __u32 gen, struct tt_close_event *ev,
-				    struct tt_slot_lock *lk)
+static __always_inline int tt_reuse(const struct tt_pkt *p, __u32 dirflags, __u32 h,
+				    struct tt_slot *s, __u32 idx, __u32 gen,
+				    struct tt_close_event *ev, struct tt_slot_lock *lk)
 {
 	__u32 dir = dirflags & 1;
 	__u64 now = bpf_ktime_get_ns();
@@ -732,7 +736,7 @@ static __always_inline int tt_reuse(const struct tt_pkt *p, __u32 dirflags, stru
 		bpf_spin_unlock(&lk->lock);
 		tt_stat_inc(TT_STAT_REUSED);
 		tt_stat_inc(TT_STAT_CLOSE_DROPPED);
-		tt_unpublish(tt_index_hash_k(&p->key), idx);
+		tt_unpublish(h, idx);
 		return TT_STEP_MOVE;
 	}
 	ev->info = s->info;
@@ -783,7 +787,7 @@ __noinline int tt_step(__u32 cpu, __u32 dirflags, __u32 idx, __u32 gen)
 	ev = bpf_map_lookup_elem(&close_scratch, &zero);
 	if (!a || !s || !lk || !ev)
 		return TT_STEP_DONE;
-	p = tt_slow_pkt(a);
+	p = &a->p;
 	bpf_spin_lock(&lk->lock);
 	if (s->gen != gen) {
 		/* The same tuple's next connection (a reuse in place) takes the
@@ -798,7 +802,7 @@ __noinline int tt_step(__u32 cpu, __u32 dirflags, __u32 idx, __u32 gen)
 	if (act & TT_ACT_REUSE) {
 		/* Nothing changed yet: the ring is asked first, outside the lock. */
 		bpf_spin_unlock(&lk->lock);
-		return tt_reuse(p, dirflags, s, idx, gen, ev, lk);
+		return tt_reuse(p, dirflags, a->l.h, s, idx, gen, ev, lk);
 	}
 	if (act & TT_ACT_FINISHED) {
 		ev->info = s->info;
@@ -812,7 +816,7 @@ __noinline int tt_step(__u32 cpu, __u32 dirflags, __u32 idx, __u32 gen)
 	bpf_spin_unlock(&lk->lock);
 
 	if (act & TT_ACT_FINISHED)
-		tt_finish(ev, s, &p->key, idx, gen);
+		tt_finish(ev, s, &p->key, a->l.ch, idx, gen);
 	return TT_STEP_DONE;
 }
 
