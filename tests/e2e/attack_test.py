@@ -248,10 +248,18 @@ class TestFlood(AttackBase):
 
         wanted = {r["cport"] for r in real} | {pre.cport}
 
+        # Incremental: wait_for runs this under the lock the output readers
+        # take, and parsing all 200,000+ lines every 0.1 s starved them, so
+        # tcptrack blocked on a full stdout pipe (and the SIGINT below then
+        # interrupted its write). Only the lines not yet seen (each is whole).
+        seen, done = set(), [0]
+
         def all_final(lines):
-            rows, _, _ = parse_json_lines(lines)
-            seen = {r.get("sport") for _, r in rows
-                    if r.get("src") == cip and r.get("dport") == port and r.get("state") in FINAL_STATES}
+            rows, _, _ = parse_json_lines(lines[done[0]:])
+            done[0] = len(lines)
+            seen.update(r.get("sport") for _, r in rows
+                        if r.get("src") == cip and r.get("dport") == port
+                        and r.get("state") in FINAL_STATES)
             return wanted <= seen
         try:
             self.wait_summaries_after(track, all_final, 2, 30, "final rows of the real connections")
