@@ -40,11 +40,15 @@ volatile std::sig_atomic_t g_stop = 0;
 
 void on_signal(int) { g_stop = 1; }
 
-// No SA_RESTART: a signal interrupts the ring-buffer wait so we stop promptly.
-// A second Ctrl-C during cleanup only sets the flag again, so detaching always completes.
+// SA_RESTART: a stop landing while a report is blocked on a full stdout pipe
+// must not cut that report (the write resumes, then the final report follows).
+// The waits that must end early are poll() and epoll_wait(), which a handled
+// signal interrupts even so (signal(7)). A second Ctrl-C during cleanup only
+// sets the flag again, so detaching always completes.
 void install_signal_handlers() {
     struct sigaction sa {};
     sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESTART;
     sigemptyset(&sa.sa_mask);
     for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaction(sig, &sa, nullptr);
     std::signal(SIGPIPE, SIG_IGN);  // a closed pipe shows up as EPIPE on write

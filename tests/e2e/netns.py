@@ -72,7 +72,9 @@ def is_int(v):
 class Proc:
     """A background process whose stdout/stderr lines are collected by threads."""
 
-    def __init__(self, cmd, stdin=False, **kw):
+    def __init__(self, cmd, stdin=False, hold_stdout=False, **kw):
+        """hold_stdout: nothing reads stdout until release_stdout() (a reader
+        that stalls: the pipe fills and tcptrack blocks writing to it)."""
         self.cmd = cmd
         self.p = subprocess.Popen(
             cmd, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
@@ -80,6 +82,9 @@ class Proc:
         self.out = []
         self.err = []
         self.cv = threading.Condition()
+        self.held = threading.Event()
+        if not hold_stdout:
+            self.held.set()
         self.threads = [
             threading.Thread(target=self._reader, args=(self.p.stdout, self.out), daemon=True),
             threading.Thread(target=self._reader, args=(self.p.stderr, self.err), daemon=True),
@@ -91,7 +96,12 @@ class Proc:
     def pid(self):
         return self.p.pid
 
+    def release_stdout(self):
+        self.held.set()
+
     def _reader(self, stream, sink):
+        if sink is self.out:
+            self.held.wait()
         for line in stream:
             with self.cv:
                 sink.append(line.rstrip("\n"))
@@ -153,6 +163,7 @@ class Proc:
 
     def kill(self):
         """Cleanup: SIGKILL this very process (by its PID) if it still runs."""
+        self.held.set()
         if self.p.poll() is None:
             try:
                 self.p.kill()

@@ -266,6 +266,58 @@ class Pump:
             pass
 
 
+class TestBlockedWriter(StopBase):
+    """A stop while a report is blocked writing to a full stdout pipe (a
+    reader that stalls: `| less` paused, a busy log shipper): that report
+    completes once the reader resumes, the final report follows, exit 0."""
+    CONNS = 40
+    SENT = 1237
+
+    def blocked_in_write(self, pid):
+        """The kernel says tcptrack's main thread sleeps in a pipe write."""
+        try:
+            with open("/proc/%d/wchan" % pid) as f:
+                if f.read().strip() == "pipe_write":
+                    return True
+            with open("/proc/%d/syscall" % pid) as f:
+                return f.read().split(" ", 1)[0] == "1"  # x86-64 write(2)
+        except OSError:
+            return False
+
+    def test_stop_while_blocked_on_stdout(self):
+        lsock, port = self.listen("ipv4")
+        conns = []
+        for _ in range(self.CONNS):
+            c = self.pair("ipv4", lsock, port)
+            c.c2s(self.SENT)
+            conns.append(c)
+        cmd = self.ns_cmd("client", netns.BINARY, "-i", self.topo.cif,
+                          "--format", "json", "--interval", "0.1")
+        p = self.start(cmd, hold_stdout=True)
+        self.wait_attached(p, "client")
+        for c in conns:  # seen now, after the attach: counted from here
+            c.s2c(self.SENT)
+        deadline = time.monotonic() + 30
+        while not self.blocked_in_write(p.pid):
+            self.assertTrue(p.running(), p.stderr_text())
+            self.assertLess(time.monotonic(), deadline, "tcptrack never blocked on stdout")
+            time.sleep(0.05)
+        p.signal(signal.SIGINT)
+        p.release_stdout()
+        self.wait_gone([p])
+        self.assertEqual(p.err_lines(), [], "nothing on stderr")
+        rows, _, bad = parse_json_lines(p.lines())
+        self.assertEqual(bad, [], "every line whole")
+        final = max(r["time"] for _, r in rows)
+        last = [r for _, r in rows if r["time"] == final]
+        cports = {c.cport for c in conns}
+        mine = [r for r in last if {r["sport"], r["dport"]} & cports]
+        self.assertEqual(len(mine), self.CONNS, "the final report has every connection")
+        for r in mine:
+            cport = r["sport"] if r["sport"] in cports else r["dport"]
+            self.assertEqual(payloads(r, cport)[1], self.SENT, r)
+
+
 class TestRestart(StopBase):
     FLOWLOG = ["--format", "json", "--closed"]  # packaging/.../tcptrack-flowlog@.service
     COUNT, BATCHES = 6000, 60
