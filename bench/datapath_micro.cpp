@@ -27,8 +27,8 @@
 #include "store_proto.skel.h"
 #include "parse_only.skel.h"
 #include "hash_cost.skel.h"
-#include "tcptrack/filter.hpp"
-#include "tcptrack/skeleton.hpp"
+#include "datapath/filter.hpp"
+#include "datapath/skeleton.hpp"
 
 using namespace tt_test;
 

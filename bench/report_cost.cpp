@@ -53,12 +53,13 @@
 #include "frame.hpp"
 #include "tcptrack/flow.h"  // before the skeleton: its .bss holds struct tt_filter
 #include "tcptrack.skel.h"
-#include "tcptrack/collector.hpp"
-#include "tcptrack/error.hpp"
-#include "tcptrack/flow_model.hpp"
-#include "tcptrack/render.hpp"
-#include "tcptrack/report_builder.hpp"
-#include "tcptrack/skeleton.hpp"
+#include "datapath/collector.hpp"
+#include "sys/error.hpp"
+#include "report/flow_model.hpp"
+#include "output/render.hpp"
+#include "report/assembler.hpp"
+#include "report/report_builder.hpp"
+#include "datapath/skeleton.hpp"
 
 using namespace tcptrack;
 
@@ -186,8 +187,9 @@ int main(int argc, char** argv) {
     const bool changed_only = output == "changed";
     try {
         set_libbpf_verbose(false);
-        const Features& features = probe_features();
-        Skeleton skel(preferred_load_config(features, n + 1024, false));
+        LoadConfig cfg;
+        cfg.max_flows = n + 1024;
+        Skeleton skel(cfg);
         const int prog = bpf_program__fd(skel->progs.tcptrack_in);
         const double f0 = wall_ms();
         if (const std::size_t bad = fill(prog, n, threads))

@@ -15,8 +15,8 @@
 
 #include "tcptrack/flow.h"  // before the skeleton: its .bss holds struct tt_filter
 #include "tcptrack.skel.h"
-#include "tcptrack/error.hpp"
-#include "tcptrack/features.hpp"
+#include "sys/error.hpp"
+#include "datapath/features.hpp"
 
 namespace tt_test {
 

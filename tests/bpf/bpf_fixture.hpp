@@ -21,9 +21,9 @@
 #include <vector>
 
 #include "packet_builder.hpp"
-#include "tcptrack/collector.hpp"
+#include "datapath/collector.hpp"
 #include "tcptrack/flow.h"
-#include "tcptrack/skeleton.hpp"
+#include "datapath/skeleton.hpp"
 
 // Global namespace so gtest finds them for the C struct.
 inline bool operator==(const tt_flow_key& a, const tt_flow_key& b) {

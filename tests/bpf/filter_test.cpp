@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "bpf_fixture.hpp"
-#include "tcptrack/filter.hpp"
+#include "datapath/filter.hpp"
 
 namespace tt_test {
 namespace {

@@ -19,7 +19,7 @@ lib=$(find "$work/root" -name libbpf.a | head -n 1)
 grep -q 'LIBBPF_MINOR_VERSION 1$' "$inc/bpf/libbpf_version.h" || skip "bookworm's libbpf-dev is not 1.1 here"
 
 cmake -S "$src" -B build -DTCPTRACK_BENCH=OFF -DLIBBPF_INCLUDE_DIR="$inc" -DLIBBPF_LIBRARY="$lib" >/dev/null
-grep -q 'TCPTRACK_HAVE_TCX=0' build/CMakeFiles/tcptrack_runtime.dir/flags.make
+grep -q 'TCPTRACK_HAVE_TCX=0' build/CMakeFiles/tt_attach.dir/flags.make
 cmake --build build -j"$(nproc)" --target tcptrack unit_tests bpf_tests >/dev/null
 build/tests/unit/unit_tests --gtest_brief=1
 build/tests/bpf/bpf_tests --gtest_brief=1

@@ -7,11 +7,17 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstring>
 
 #include "tcptrack/flow.h"
-#include "tcptrack/report.hpp"
+#include "report/report.hpp"
 
 namespace tt_test {
+
+// Byte-equal keys (the datapath compares them the same way).
+inline bool same_key(const tt_flow_key& a, const tt_flow_key& b) {
+    return std::memcmp(&a, &b, sizeof(a)) == 0;
+}
 
 // inet_pton into `out`; a bad literal fails the calling test.
 inline void parse_addr(int af, const char* text, void* out) {

@@ -6,7 +6,7 @@
 #include <string>
 #include <string_view>
 
-#include "tcptrack/render.hpp"
+#include "output/render.hpp"
 
 namespace tcptrack {
 

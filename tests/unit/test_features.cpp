@@ -8,9 +8,9 @@
 #include <utility>
 #include <vector>
 
-#include "tcptrack/error.hpp"
-#include "tcptrack/features.hpp"
-#include "tcptrack/load_log.hpp"
+#include "sys/error.hpp"
+#include "datapath/features.hpp"
+#include "datapath/load_log.hpp"
 
 using namespace tcptrack;
 

@@ -7,7 +7,7 @@
 #include <cstring>
 #include <string>
 
-#include "tcptrack/filter.hpp"
+#include "datapath/filter.hpp"
 
 namespace tcptrack {
 namespace {

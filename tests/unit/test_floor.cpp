@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "tcptrack/features.hpp"
+#include "datapath/features.hpp"
 
 namespace {
 

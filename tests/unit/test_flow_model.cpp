@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "keys.hpp"
-#include "tcptrack/flow_model.hpp"
-#include "tcptrack/report_builder.hpp"
+#include "report/flow_model.hpp"
+#include "report/report_builder.hpp"
 
 namespace {
 
@@ -24,7 +24,7 @@ using tcptrack::make_row;
 using tcptrack::Rate;
 using tcptrack::rate_of;
 using tcptrack::ReportBuilder;
-using tcptrack::same_key;
+using tt_test::same_key;
 using tcptrack::shown_state;
 using tcptrack::State;
 using tcptrack::syn_to_close;

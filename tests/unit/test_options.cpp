@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "tcptrack/flow.h"
-#include "tcptrack/options.hpp"
+#include "app/cli.hpp"
 
 using namespace tcptrack;
 

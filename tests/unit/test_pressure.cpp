@@ -6,7 +6,7 @@
 #include <optional>
 #include <string>
 
-#include "tcptrack/pressure.hpp"
+#include "report/pressure.hpp"
 
 using namespace tcptrack;
 

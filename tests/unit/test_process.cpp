@@ -13,7 +13,7 @@
 #include <map>
 #include <set>
 
-#include "tcptrack/process.hpp"
+#include "enrich/process.hpp"
 
 namespace tcptrack {
 namespace {

@@ -14,8 +14,8 @@
 #include <string>
 #include <vector>
 
-#include "tcptrack/error.hpp"
-#include "tcptrack/prometheus_output.hpp"
+#include "sys/error.hpp"
+#include "output/prometheus.hpp"
 
 namespace tcptrack {
 namespace {
@@ -114,10 +114,7 @@ struct Feed {
                             changed,
                             idle,
                             1000000000,
-                            [](const void* ctx, std::uint32_t ifx) -> const std::string& {
-                                return static_cast<const std::map<std::uint32_t, std::string>*>(ctx)->at(ifx);
-                            },
-                            &names};
+                            names};
         ASSERT_TRUE(out.write(f));
     }
 };

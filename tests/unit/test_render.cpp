@@ -14,8 +14,9 @@
 #include <string>
 #include <vector>
 
-#include "tcptrack/render.hpp"
+#include "output/render.hpp"
 
+#include "keys.hpp"
 #include "render_forms.hpp"
 
 using namespace tcptrack;
@@ -506,7 +507,7 @@ TEST_F(Render, StreamingMatchesStringAndStopsWhenSinkFails) {
 #include <random>
 #include <tuple>
 
-#include "tcptrack/report_builder.hpp"
+#include "report/report_builder.hpp"
 
 namespace {
 
@@ -717,7 +718,7 @@ TEST_F(Render, BuilderMatchesRowPerFlowReferenceAndStreamsTheSameText) {
     }
     sort_samples(v);
     v.erase(std::unique(v.begin(), v.end(),
-                        [](const FlowSample& a, const FlowSample& b) { return same_key(a.key, b.key); }),
+                        [](const FlowSample& a, const FlowSample& b) { return tt_test::same_key(a.key, b.key); }),
             v.end());
     const std::map<std::uint32_t, std::string> names{{1, "eth0"}};
     ReportBuilder b(names);

@@ -14,11 +14,11 @@
 #include <mutex>
 #include <string>
 
-#include "tcptrack/error.hpp"
-#include "tcptrack/netns.hpp"
+#include "sys/error.hpp"
+#include "sys/netns.hpp"
 #include "render_forms.hpp"
-#include "tcptrack/render.hpp"
-#include "tcptrack/resolver.hpp"
+#include "output/render.hpp"
+#include "enrich/resolver.hpp"
 
 using namespace tcptrack;
 using namespace std::chrono_literals;

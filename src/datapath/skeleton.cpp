@@ -1,0 +1,180 @@
+// SPDX-License-Identifier: MIT
+#include "datapath/skeleton.hpp"
+
+#include <algorithm>
+#include <bpf/libbpf.h>
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <fmt/format.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+
+#include "tcptrack/flow.h"  // before the skeleton: its .bss holds struct tt_filter
+#include "tcptrack.skel.h"
+#include "sys/error.hpp"
+#include "sys/privileges.hpp"
+#include "tcptrack/flow.h"
+#include "datapath/load_log.hpp"
+
+namespace tcptrack {
+
+namespace {
+
+bool g_verbose = false;
+std::string g_log;  // libbpf warnings since the last load began
+
+// Without -v nothing is printed: every failure gets one clear line from us,
+// built from the warnings kept here.
+int libbpf_print(enum libbpf_print_level level, const char* format, va_list args) {
+    if (level != LIBBPF_DEBUG && g_log.size() < (1u << 22)) {
+        va_list copy;
+        va_copy(copy, args);
+        const int n = std::vsnprintf(nullptr, 0, format, copy);
+        va_end(copy);
+        if (n > 0) {
+            const std::size_t at = g_log.size();
+            g_log.resize(at + static_cast<std::size_t>(n) + 1);
+            va_copy(copy, args);
+            std::vsnprintf(g_log.data() + at, static_cast<std::size_t>(n) + 1, format, copy);
+            va_end(copy);
+            g_log.pop_back();  // the terminating NUL
+        }
+    }
+    if (!g_verbose) return 0;
+    return std::vfprintf(stderr, format, args);
+}
+
+std::uint32_t pow2_at_least(std::uint64_t n) {
+    std::uint64_t p = 1;
+    while (p < n) p <<= 1;
+    return static_cast<std::uint32_t>(p);
+}
+
+}  // namespace
+
+void set_libbpf_verbose(bool verbose) {
+    g_verbose = verbose;
+    libbpf_set_print(libbpf_print);
+}
+
+StoreGeometry StoreGeometry::for_flows(std::uint32_t max_flows) {
+    StoreGeometry g{};
+    g.slots = std::max<std::uint32_t>(max_flows, 1);
+    g.index_buckets = pow2_at_least((g.slots + 7) / 8);
+    g.lock_stripes = std::clamp<std::uint32_t>(pow2_at_least(g.slots / 16), 64, 65536);
+    // Every slot fits: a push-back after a lost insert race can never fail.
+    g.free_queue = g.slots;
+    return g;
+}
+
+Skeleton::Skeleton(const LoadConfig& cfg) : cfg_(cfg) {
+    if (const Probe btf = probe_btf(); !btf.ok)
+        throw Error("kernel has no BTF (" + btf.why + "): tcptrack needs CONFIG_DEBUG_INFO_BTF=y");
+    libbpf_set_print(libbpf_print);  // keep warnings for the error line even if never configured
+
+    skel_ = tcptrack_bpf__open();
+    if (!skel_) throw Error(fmt::format("cannot open the BPF object: {}", errno_hint(errno)));
+
+    const int ncpus = libbpf_num_possible_cpus();
+    if (ncpus <= 0) {
+        tcptrack_bpf__destroy(skel_);
+        throw Error(fmt::format("cannot count CPUs: {}", errno_hint(-ncpus)));
+    }
+    nr_cpus_ = static_cast<std::uint32_t>(ncpus);
+    if (cfg.max_flows > TT_MAX_SLOTS) {
+        tcptrack_bpf__destroy(skel_);
+        throw Error(fmt::format("--max-flows {} is more than the store's {} slots", cfg.max_flows,
+                                TT_MAX_SLOTS));
+    }
+    geo_ = StoreGeometry::for_flows(cfg.max_flows);
+    skel_->rodata->tt_max_slots = geo_.slots;
+    skel_->rodata->tt_index_mask = geo_.index_buckets - 1;
+    skel_->rodata->tt_lock_mask = geo_.lock_stripes - 1;
+    bpf_map__set_max_entries(skel_->maps.slots, geo_.slots);
+    bpf_map__set_max_entries(skel_->maps.flow_index, geo_.index_buckets);
+    bpf_map__set_max_entries(skel_->maps.slot_locks, geo_.lock_stripes);
+    bpf_map__set_max_entries(skel_->maps.free_slots, geo_.free_queue);
+    skel_->rodata->tt_nr_cpus = nr_cpus_;
+    set_hash_key(cfg);
+    bpf_map__set_max_entries(skel_->maps.flow_cache, nr_cpus_ * TT_CACHE_ENTRIES);
+    bpf_map__set_max_entries(skel_->maps.filter_arg, nr_cpus_);
+    bpf_map__set_max_entries(skel_->maps.slow_arg, nr_cpus_);
+
+#if TCPTRACK_HAVE_TCX
+    if (cfg.tcx) {
+        for (bpf_program* p : {skel_->progs.tcptrack_in, skel_->progs.tcptrack_in_l3})
+            bpf_program__set_expected_attach_type(p, BPF_TCX_INGRESS);
+        for (bpf_program* p : {skel_->progs.tcptrack_eg, skel_->progs.tcptrack_eg_l3})
+            bpf_program__set_expected_attach_type(p, BPF_TCX_EGRESS);
+    }
+#endif
+
+    g_log.clear();
+    const int err = tcptrack_bpf__load(skel_);
+    if (err) {
+        tcptrack_bpf__destroy(skel_);
+        skel_ = nullptr;
+        const LoadFailure why = diagnose_load_log(g_log);
+        g_log.clear();
+        throw Error(fmt::format("cannot load BPF program{}: {}{}{}",
+                                why.program.empty() ? "s" : " '" + why.program + "'",
+                                errno_hint(-err),
+                                why.reason.empty() ? "" : ": the verifier said: " + why.reason,
+                                g_verbose ? "" : " (use -v for the verifier log)"));
+    }
+    g_log.clear();
+}
+
+// The key lives in the object's read-only data (the kernel's copy) and here,
+// for the tests' fixture; it is never printed, logged or exported.
+void Skeleton::set_hash_key(const LoadConfig& cfg) {
+    std::array<std::uint8_t, 16> k{};
+    if (cfg.hash_key) {
+        k = *cfg.hash_key;
+    } else {
+        std::size_t got = 0;
+        while (got < k.size()) {
+            const ssize_t n = getrandom(k.data() + got, k.size() - got, 0);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) {
+                const int err = errno;
+                tcptrack_bpf__destroy(skel_);
+                skel_ = nullptr;
+                throw Error(fmt::format("cannot draw the hash key: {}", errno_hint(err)));
+            }
+            got += static_cast<std::size_t>(n);
+        }
+    }
+    tt_hash_key key{};
+    std::memcpy(&key.k0, k.data(), 8);
+    std::memcpy(&key.k1, k.data() + 8, 8);
+    std::memcpy(const_cast<tt_hash_key*>(&skel_->rodata->tt_hash_key), &key, sizeof(key));
+    hash_key_ = k;
+}
+
+Skeleton::~Skeleton() {
+    if (skel_) tcptrack_bpf__destroy(skel_);
+}
+
+void Skeleton::set_filter(const tt_filter& f) {
+    auto* bss = skel_->bss;
+    if (f.n == 0) {
+        __atomic_store_n(&bss->tt_filter_sel, 0u, __ATOMIC_RELEASE);
+        return;
+    }
+    // Edits come at human speed, so a classifier still running the idle copy
+    // from the change before last has long finished with it.
+    const std::uint32_t cur = __atomic_load_n(&bss->tt_filter_sel, __ATOMIC_ACQUIRE);
+    const std::uint32_t next = cur == 1 ? 1 : 0;
+    std::memcpy(&bss->tt_filters[next], &f, sizeof(f));
+    __atomic_store_n(&bss->tt_filter_sel, next + 1, __ATOMIC_RELEASE);
+}
+
+Programs Skeleton::programs(bool has_l2) const {
+    return has_l2 ? Programs{skel_->progs.tcptrack_in, skel_->progs.tcptrack_eg}
+                  : Programs{skel_->progs.tcptrack_in_l3, skel_->progs.tcptrack_eg_l3};
+}
+
+}  // namespace tcptrack

@@ -1,0 +1,72 @@
+// SPDX-License-Identifier: MIT
+// RAII owner of the loaded BPF object (bpftool-generated skeleton), sized for
+// --max-flows and loaded once.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+
+#include "attach/attach.hpp"
+#include "datapath/features.hpp"
+
+struct tcptrack_bpf;
+struct tt_filter;
+
+namespace tcptrack {
+
+struct LoadConfig {
+    std::uint32_t max_flows = 65536;
+    bool tcx = false;  // load the classifiers with TCX expected attach types
+    // The hashes' key (flow.h): empty = 16 bytes from getrandom() at this load
+    // (always, but in tests, which fix it to reproduce collisions).
+    std::optional<std::array<std::uint8_t, 16>> hash_key;
+};
+
+// Sizes of the slot store's maps for a flow limit (tcptrack/flow.h): the one
+// place they are derived, for the loader, the benchmarks and the tests.
+struct StoreGeometry {
+    std::uint32_t slots;          // one per flow
+    std::uint32_t index_buckets;  // power of two >= slots / 8: a table at most half full
+    std::uint32_t lock_stripes;   // power of two, about slots / 16
+    std::uint32_t free_queue;     // recycled slots the kernel can hold at once: all of them
+    static StoreGeometry for_flows(std::uint32_t max_flows);
+};
+
+class Skeleton {
+public:
+    // Opens, configures and loads the object; throws Error with one line on failure.
+    explicit Skeleton(const LoadConfig& cfg);
+    ~Skeleton();
+    Skeleton(const Skeleton&) = delete;
+    Skeleton& operator=(const Skeleton&) = delete;
+
+    tcptrack_bpf* get() const { return skel_; }
+    tcptrack_bpf* operator->() const { return skel_; }
+    std::uint32_t nr_cpus() const { return nr_cpus_; }
+    const LoadConfig& config() const { return cfg_; }
+    const StoreGeometry& geometry() const { return geo_; }
+    // Installs the capture filter (n = 0: none) in the running classifiers:
+    // the copy not in use is written, then selected.
+    void set_filter(const tt_filter& f);
+    // The loaded classifiers for a device with (or without) an L2 header.
+    Programs programs(bool has_l2) const;
+    // The hashes' key in use (for the tests' fixture, which recomputes where a
+    // flow sits; never shown to a user).
+    const std::array<std::uint8_t, 16>& hash_key() const { return hash_key_; }
+
+private:
+    void set_hash_key(const LoadConfig& cfg);
+
+    tcptrack_bpf* skel_ = nullptr;
+    std::array<std::uint8_t, 16> hash_key_{};
+    std::uint32_t nr_cpus_ = 1;
+    LoadConfig cfg_;
+    StoreGeometry geo_;
+};
+
+// Routes libbpf's own messages: silent unless verbose (then to stderr). Warnings
+// are kept either way so a failed load can name its program and reason.
+void set_libbpf_verbose(bool verbose);
+
+}  // namespace tcptrack

@@ -1,0 +1,567 @@
+// SPDX-License-Identifier: MIT
+// --prometheus: aggregate metrics served by prometheus-cpp (see the header).
+#include "output/render.hpp"
+#include "report/flow_model.hpp"
+#include "output/prometheus.hpp"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <prometheus/collectable.h>
+#include <prometheus/counter.h>
+#include <prometheus/exposer.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <condition_variable>
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <unordered_set>
+#include <utility>
+
+#include "sys/error.hpp"
+#include "sys/fd.hpp"
+
+namespace tcptrack {
+namespace {
+
+using prometheus::Counter;
+using prometheus::Gauge;
+using prometheus::Histogram;
+
+constexpr std::array<State, 6> kStates{State::SynSent, State::SynRecv, State::Established,
+                                       State::Closing, State::Closed, State::Reset};
+constexpr std::uint32_t kMaxSlots = 1u << 24;  // the store indexes slots in 24 bits (flow.h)
+constexpr const char* kDirs[2] = {"client_to_server", "server_to_client"};
+
+// Handshake RTTs from a LAN's tens of microseconds to a satellite's seconds.
+const Histogram::BucketBoundaries& rtt_buckets() {
+    static const Histogram::BucketBoundaries b{0.000025, 0.00005, 0.0001, 0.00025, 0.0005,
+                                               0.001,    0.0025,  0.005,  0.01,    0.025,
+                                               0.05,     0.1,     0.25,   0.5,     1,
+                                               2.5,      5,       10};
+    return b;
+}
+
+// The registry behind a lock: a scrape collects whole reports only.
+class Locked final : public prometheus::Collectable {
+public:
+    std::vector<prometheus::MetricFamily> Collect() const override {
+        const std::lock_guard<std::mutex> g(mutex);
+        return registry.Collect();
+    }
+    prometheus::Registry registry;
+    mutable std::mutex mutex;
+};
+
+std::uint64_t ref_key(const SlotRef& r) { return (std::uint64_t{r.slot} << 32) | r.gen; }
+
+std::uint64_t delta(std::uint64_t now, std::uint64_t prev) { return now > prev ? now - prev : 0; }
+
+// Counters are monotonic: a cumulative value is applied as what it grew by.
+void set_total(Counter& c, std::uint64_t& last, std::uint64_t now) {
+    if (now > last) c.Increment(static_cast<double>(now - last));
+    last = now;
+}
+
+// "ADDR:PORT" / "[ADDR]:PORT" / "HOST:PORT" as a numeric socket address.
+struct Endpoint {
+    sockaddr_storage sa{};
+    socklen_t len = 0;
+    std::string civet;  // civetweb's listening_ports spelling
+};
+
+Endpoint resolve(const std::string& text) {
+    const auto colon = text.rfind(':');
+    if (colon == std::string::npos || colon == 0)
+        throw Error("cannot serve Prometheus metrics on " + text + ": expected ADDR:PORT");
+    std::string host = text.substr(0, colon);
+    const std::string port = text.substr(colon + 1);
+    const bool v6 = host.size() > 2 && host.front() == '[' && host.back() == ']';
+    if (v6) host = host.substr(1, host.size() - 2);
+    addrinfo hints{};
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_family = v6 ? AF_INET6 : AF_INET;  // a name: its IPv4 address (see bind_failure)
+    hints.ai_flags = AI_NUMERICSERV;
+    addrinfo* res = nullptr;
+    if (const int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &res); rc != 0 || !res)
+        throw Error("cannot serve Prometheus metrics on " + text + ": " + gai_strerror(rc));
+    Endpoint e;
+    std::memcpy(&e.sa, res->ai_addr, res->ai_addrlen);
+    e.len = res->ai_addrlen;
+    freeaddrinfo(res);
+    char buf[INET6_ADDRSTRLEN] = "";
+    if (e.sa.ss_family == AF_INET6) {
+        const auto* a = reinterpret_cast<const sockaddr_in6*>(&e.sa);
+        inet_ntop(AF_INET6, &a->sin6_addr, buf, sizeof(buf));
+        e.civet = "[" + std::string(buf) + "]:" + std::to_string(ntohs(a->sin6_port));
+    } else {
+        const auto* a = reinterpret_cast<const sockaddr_in*>(&e.sa);
+        inet_ntop(AF_INET, &a->sin_addr, buf, sizeof(buf));
+        e.civet = std::string(buf) + ":" + std::to_string(ntohs(a->sin_port));
+    }
+    return e;
+}
+
+// Why civetweb could not listen: the same bind, by hand, tells errno.
+std::string bind_failure(const Endpoint& e) {
+    const Fd fd(socket(e.sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!fd) return std::strerror(errno);
+    const int one = 1;
+    setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd.get(), reinterpret_cast<const sockaddr*>(&e.sa), e.len) == 0)
+        return e.sa.ss_family == AF_INET6
+                   ? "IPv6 is not available (this build's HTTP server, civetweb, has no IPv6): use an IPv4 address"
+                   : "the HTTP server did not start";
+    switch (errno) {
+        case EADDRINUSE: return "address in use";
+        case EADDRNOTAVAIL: return "no such local address";
+        case EACCES: return "permission denied (ports below 1024 need CAP_NET_BIND_SERVICE)";
+        default: return std::strerror(errno);
+    }
+}
+
+// The port in use, and a wildcard address as loopback: where to connect to it.
+void set_port(Endpoint& e, int port) {
+    if (e.sa.ss_family == AF_INET6) {
+        auto* a = reinterpret_cast<sockaddr_in6*>(&e.sa);
+        a->sin6_port = htons(static_cast<std::uint16_t>(port));
+        if (IN6_IS_ADDR_UNSPECIFIED(&a->sin6_addr)) a->sin6_addr = in6addr_loopback;
+    } else {
+        auto* a = reinterpret_cast<sockaddr_in*>(&e.sa);
+        a->sin_port = htons(static_cast<std::uint16_t>(port));
+        if (a->sin_addr.s_addr == htonl(INADDR_ANY)) a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    }
+}
+
+// Every signal blocked in this thread while it lives (threads started meanwhile keep that).
+struct SignalsBlocked {
+    sigset_t old;
+    SignalsBlocked() {
+        sigset_t all;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+    }
+    ~SignalsBlocked() { pthread_sigmask(SIG_SETMASK, &old, nullptr); }
+    SignalsBlocked(const SignalsBlocked&) = delete;
+    SignalsBlocked& operator=(const SignalsBlocked&) = delete;
+};
+
+std::string joined(const std::vector<std::string>& v) {
+    std::string s;
+    for (const auto& x : v) s += (s.empty() ? "" : ",") + x;
+    return s;
+}
+
+}  // namespace
+
+struct PrometheusOutput::Impl {
+    std::shared_ptr<Locked> reg = std::make_shared<Locked>();
+    std::unique_ptr<prometheus::Exposer> exposer;
+    Endpoint where;  // what it listens on (its port the one in use)
+    // Wakes the server's listener while it stops (see ~PrometheusOutput).
+    std::thread waker;
+    std::mutex wake_mutex;
+    std::condition_variable wake_cv;
+    int stopping = 0;  // 1: stopping, 2: stopped
+
+    prometheus::Family<Gauge>& connections;
+    prometheus::Family<Counter>& opened;
+    prometheus::Family<Counter>& closed;
+    prometheus::Family<Counter>& bytes;
+    prometheus::Family<Counter>& packets;
+    prometheus::Family<Histogram>& rtt;
+    prometheus::Family<Counter>& untracked;
+    prometheus::Family<Counter>& evicted;
+    prometheus::Family<Counter>& close_dropped;
+    prometheus::Family<Counter>& export_errors;
+    prometheus::Family<Gauge>& store_capacity;
+    prometheus::Family<Gauge>& store_flows;
+    prometheus::Family<Counter>& displaced;
+    prometheus::Family<Counter>& untracked_by_reason;
+
+    // One interface's series.
+    struct Iface {
+        std::array<Gauge*, kStates.size()> state{};
+        Counter* opened = nullptr;
+        Counter* fin = nullptr;
+        Counter* rst = nullptr;
+        Counter* idle = nullptr;
+        Counter* displaced = nullptr;
+        Counter* wire[2]{};
+        Counter* payload[2]{};
+        Counter* packets[2]{};
+        Histogram* rtt = nullptr;
+        // This report's figures, applied at once under the lock.
+        std::array<std::uint64_t, kStates.size()> live{};
+        std::uint64_t n_opened = 0, n_fin = 0, n_rst = 0, n_idle = 0, n_displaced = 0;
+        std::uint64_t d_wire[2]{}, d_payload[2]{}, d_packets[2]{};
+        std::vector<double> rtts;
+    };
+    std::map<std::string, Iface> ifaces;
+
+    // The datapath-wide series, labelled with every interface (made at the first report).
+    std::string all_label;
+    bool wide_made = false;
+    Counter* c_untracked = nullptr;
+    Counter* c_evicted = nullptr;
+    Counter* c_close_dropped = nullptr;
+    Gauge* g_capacity = nullptr;
+    Gauge* g_assured = nullptr;
+    Gauge* g_unassured = nullptr;
+    Counter* c_displaced = nullptr;
+    Counter* c_untracked_full = nullptr;
+    Counter* c_untracked_buckets = nullptr;
+    std::uint64_t last_untracked = 0, last_evicted = 0, last_close_dropped = 0;
+    std::uint64_t last_displaced = 0, last_untracked_full = 0, last_untracked_buckets = 0;
+    struct ExportErrors {
+        Counter* c = nullptr;
+        std::uint64_t last = 0;
+        std::uint64_t pending = 0;
+    };
+    std::map<std::string, ExportErrors> errors;  // by exporter
+
+    // By slot, the generation counted as opened and not yet ended, and the
+    // one whose RTT was observed (0: none; live generations are odd). A slot
+    // is recycled only after its close event was read, so a connection's
+    // entry lasts until its final sample; the next one in the slot overwrites
+    // it. 8 bytes a slot, no hashing, nothing to prune.
+    struct BySlot {
+        std::vector<std::uint32_t> gen;
+        bool has(const SlotRef& r) const { return r.slot < gen.size() && gen[r.slot] == r.gen; }
+        // Marks r; false if it already was.
+        bool add(const SlotRef& r) {
+            if (r.slot >= kMaxSlots) return true;  // no slot: only prev_* == 0 tells it is new
+            if (r.slot >= gen.size())
+                gen.resize(std::min<std::size_t>(std::max<std::size_t>(r.slot + 1, gen.size() * 2), kMaxSlots), 0);
+            if (gen[r.slot] == r.gen) return false;
+            gen[r.slot] = r.gen;
+            return true;
+        }
+        // Unmarks r; false if it was not marked.
+        bool remove(const SlotRef& r) {
+            if (!has(r)) return false;
+            gen[r.slot] = 0;
+            return true;
+        }
+    };
+    BySlot seen, rtt_done;
+
+    Impl()
+        : connections(prometheus::BuildGauge()
+                          .Name("tcptrack_connections")
+                          .Help("Live TCP connections by state")
+                          .Register(reg->registry)),
+          opened(prometheus::BuildCounter()
+                     .Name("tcptrack_connections_opened_total")
+                     .Help("TCP connections seen for the first time")
+                     .Register(reg->registry)),
+          closed(prometheus::BuildCounter()
+                     .Name("tcptrack_connections_closed_total")
+                     .Help("TCP connections ended, by reason (fin, rst, idle timeout, displaced)")
+                     .Register(reg->registry)),
+          bytes(prometheus::BuildCounter()
+                    .Name("tcptrack_bytes_total")
+                    .Help("Bytes of TCP connections by direction: wire (IP packets) or payload (TCP data)")
+                    .Register(reg->registry)),
+          packets(prometheus::BuildCounter()
+                      .Name("tcptrack_packets_total")
+                      .Help("Packets of TCP connections by direction")
+                      .Register(reg->registry)),
+          rtt(prometheus::BuildHistogram()
+                  .Name("tcptrack_handshake_rtt_seconds")
+                  .Help("Handshake round-trip time, once per connection")
+                  .Register(reg->registry)),
+          untracked(prometheus::BuildCounter()
+                        .Name("tcptrack_untracked_connections_total")
+                        .Help("Connections not tracked: the flow table was full at their SYN")
+                        .Register(reg->registry)),
+          evicted(prometheus::BuildCounter()
+                      .Name("tcptrack_evicted_connections_total")
+                      .Help("Live connections dropped from the flow table by the idle timeout")
+                      .Register(reg->registry)),
+          close_dropped(prometheus::BuildCounter()
+                            .Name("tcptrack_close_events_dropped_total")
+                            .Help("Close events the ring buffer could not take")
+                            .Register(reg->registry)),
+          export_errors(prometheus::BuildCounter()
+                            .Name("tcptrack_export_errors_total")
+                            .Help("Errors of the exporters (unreachable collector...)")
+                            .Register(reg->registry)),
+          store_capacity(prometheus::BuildGauge()
+                             .Name("tcptrack_store_capacity")
+                             .Help("Flows the store holds (--max-flows)")
+                             .Register(reg->registry)),
+          store_flows(prometheus::BuildGauge()
+                          .Name("tcptrack_store_flows")
+                          .Help("Live flows in the store: assured (seen both ways) or unassured "
+                                "(half-open, one-way: displaceable)")
+                          .Register(reg->registry)),
+          displaced(prometheus::BuildCounter()
+                        .Name("tcptrack_displaced_connections_total")
+                        .Help("Unassured flows displaced to make room for new connections")
+                        .Register(reg->registry)),
+          untracked_by_reason(prometheus::BuildCounter()
+                                  .Name("tcptrack_untracked_connections_by_reason_total")
+                                  .Help("Connections not tracked, by reason: store_full (of "
+                                        "assured connections) or buckets_full (their index "
+                                        "buckets full of assured connections)")
+                                  .Register(reg->registry)) {}
+
+    // Called with the lock held (or before the exposer runs).
+    Iface& iface(const std::string& name) {
+        auto it = ifaces.find(name);
+        if (it != ifaces.end()) return it->second;
+        Iface& f = ifaces[name];
+        for (std::size_t i = 0; i < kStates.size(); ++i)
+            f.state[i] = &connections.Add({{"interface", name}, {"state", state_name(kStates[i])}});
+        f.opened = &opened.Add({{"interface", name}});
+        f.fin = &closed.Add({{"interface", name}, {"reason", "fin"}});
+        f.rst = &closed.Add({{"interface", name}, {"reason", "rst"}});
+        f.idle = &closed.Add({{"interface", name}, {"reason", "idle"}});
+        f.displaced = &closed.Add({{"interface", name}, {"reason", "displaced"}});
+        for (int d = 0; d < 2; ++d) {
+            f.wire[d] = &bytes.Add({{"interface", name}, {"direction", kDirs[d]}, {"kind", "wire"}});
+            f.payload[d] = &bytes.Add({{"interface", name}, {"direction", kDirs[d]}, {"kind", "payload"}});
+            f.packets[d] = &packets.Add({{"interface", name}, {"direction", kDirs[d]}});
+        }
+        f.rtt = &rtt.Add({{"interface", name}}, rtt_buckets());
+        return f;
+    }
+
+    void make_wide(const std::string& label) {
+        all_label = label;
+        c_untracked = &untracked.Add({{"interface", label}});
+        c_evicted = &evicted.Add({{"interface", label}});
+        c_close_dropped = &close_dropped.Add({{"interface", label}});
+        g_capacity = &store_capacity.Add({{"interface", label}});
+        g_assured = &store_flows.Add({{"interface", label}, {"assurance", "assured"}});
+        g_unassured = &store_flows.Add({{"interface", label}, {"assurance", "unassured"}});
+        c_displaced = &displaced.Add({{"interface", label}});
+        c_untracked_full =
+            &untracked_by_reason.Add({{"interface", label}, {"reason", "store_full"}});
+        c_untracked_buckets =
+            &untracked_by_reason.Add({{"interface", label}, {"reason", "buckets_full"}});
+        for (auto& [name, e] : errors) e.c = &export_errors.Add({{"interface", label}, {"exporter", name}});
+        wide_made = true;
+    }
+
+    void apply_errors() {
+        if (!wide_made) return;
+        for (auto& [name, e] : errors) {
+            if (!e.c) e.c = &export_errors.Add({{"interface", all_label}, {"exporter", name}});
+            set_total(*e.c, e.last, e.pending);
+        }
+    }
+};
+
+
+PrometheusOutput::PrometheusOutput(const std::string& listen, const std::vector<std::string>& ifaces)
+    : impl_(std::make_unique<Impl>()) {
+    for (const auto& i : ifaces) impl_->iface(i);
+    impl_->errors["ipfix"];
+    impl_->errors["prometheus"];
+    if (!ifaces.empty()) impl_->make_wide(joined(ifaces));
+    if (listen.empty()) return;
+    const Endpoint e = resolve(listen);
+    // The server's threads inherit a mask with every signal blocked, so
+    // SIGINT/SIGTERM reach the run loop's thread and wake it at once.
+    const SignalsBlocked blocked;
+    try {
+        impl_->exposer = std::make_unique<prometheus::Exposer>(std::vector<std::string>{
+            "listening_ports", e.civet, "num_threads", "2", "request_timeout_ms", "10000"});
+    } catch (const std::exception&) {
+        throw Error("cannot serve Prometheus metrics on " + listen + ": " + bind_failure(e));
+    }
+    impl_->exposer->RegisterCollectable(impl_->reg);
+    impl_->where = e;
+    set_port(impl_->where, port());
+    impl_->waker = std::thread([m = impl_.get()] {
+        std::unique_lock<std::mutex> lk(m->wake_mutex);
+        m->wake_cv.wait(lk, [m] { return m->stopping != 0; });
+        while (m->stopping == 1) {
+            const Fd fd(socket(m->where.sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+            if (fd) connect(fd.get(), reinterpret_cast<const sockaddr*>(&m->where.sa), m->where.len);
+            m->wake_cv.wait_for(lk, std::chrono::milliseconds(20), [m] { return m->stopping == 2; });
+        }
+    });
+}
+
+// civetweb's stop waits for its listener thread, which polls its sockets for
+// up to 2 s between looks at the stop flag: connections to it while it stops
+// wake it at once (tcptrack exits promptly on SIGINT). They come from a thread
+// started with the server, so from its namespace even after --netns moved the
+// main thread elsewhere.
+PrometheusOutput::~PrometheusOutput() {
+    if (!impl_->exposer) return;
+    {
+        const std::lock_guard<std::mutex> g(impl_->wake_mutex);
+        impl_->stopping = 1;
+    }
+    impl_->wake_cv.notify_all();
+    impl_->exposer.reset();
+    {
+        const std::lock_guard<std::mutex> g(impl_->wake_mutex);
+        impl_->stopping = 2;
+    }
+    impl_->wake_cv.notify_all();
+    impl_->waker.join();
+}
+
+bool PrometheusOutput::write(const ReportFrame& frame) {
+    Impl& m = *impl_;
+    using Iface = Impl::Iface;
+    for (auto& [name, f] : m.ifaces) {
+        f.live.fill(0);
+        f.n_opened = f.n_fin = f.n_rst = f.n_idle = f.n_displaced = 0;
+        for (int d = 0; d < 2; ++d) f.d_wire[d] = f.d_payload[d] = f.d_packets[d] = 0;
+        f.rtts.clear();
+    }
+    // A sample's interface, remembered across the run of samples on the same one.
+    std::uint32_t last_ifx = UINT32_MAX;
+    Iface* last_f = nullptr;
+    auto of = [&](const FlowSample& s) -> Iface& {
+        if (s.key.ifindex != last_ifx || !last_f) {
+            const std::lock_guard<std::mutex> g(m.reg->mutex);
+            last_f = &m.iface(frame.iface(s.key.ifindex));
+            last_ifx = s.key.ifindex;
+        }
+        return *last_f;
+    };
+    // Each connection's RTT once: when first known (live or final).
+    auto observe_rtt = [&](const FlowSample& s, Iface& f, bool final) {
+        if (!s.has_info) return;
+        const auto rtt = handshake_rtt(s.info);
+        if (!rtt) return;
+        if (final) {
+            if (!m.rtt_done.remove(s.ref)) f.rtts.push_back(static_cast<double>(*rtt) / 1e9);
+        } else if (m.rtt_done.add(s.ref)) {
+            f.rtts.push_back(static_cast<double>(*rtt) / 1e9);
+        }
+    };
+
+    std::unordered_set<std::uint64_t> idle;
+    for (const SlotRef& r : frame.idle) idle.insert(ref_key(r));
+
+    const auto& samples = frame.samples;
+    std::vector<std::size_t> idle_at;  // live samples whose last report this is
+    for (std::size_t i = 0; i < frame.live && i < samples.size(); ++i) {
+        const FlowSample& s = samples[i];
+        Iface& f = of(s);
+        ++f.live[static_cast<std::size_t>(shown_state(s))];
+        if (!idle.empty() && idle.count(ref_key(s.ref))) {
+            ++f.n_idle;
+            idle_at.push_back(i);
+        }
+    }
+    for (const std::uint32_t i : frame.changed) {
+        if (i >= samples.size()) continue;
+        const FlowSample& s = samples[i];
+        Iface& f = of(s);
+        const std::uint64_t key = ref_key(s.ref);
+        const bool final = i >= frame.live;
+        const bool ends = final || (!idle.empty() && idle.count(key));
+        const bool fresh = !s.prev_bytes[0] && !s.prev_bytes[1] && !s.prev_packets[0] &&
+                           !s.prev_packets[1] && !s.prev_payload[0] && !s.prev_payload[1];
+        // First seen (already finished, possibly): opened once.
+        if (ends) {
+            if (!m.seen.remove(s.ref) && fresh) ++f.n_opened;
+        } else if (m.seen.add(s.ref) && fresh) {
+            ++f.n_opened;
+        }
+        const int c2s = client_side(s);
+        const int dirs[2] = {c2s, c2s ^ 1};  // client_to_server, server_to_client
+        for (int d = 0; d < 2; ++d) {
+            const int n = dirs[d];
+            f.d_wire[d] += delta(s.bytes[n], s.prev_bytes[n]);
+            f.d_payload[d] += delta(s.payload[n], s.prev_payload[n]);
+            f.d_packets[d] += delta(s.packets[n], s.prev_packets[n]);
+        }
+        if (final) {
+            if (displaced(s))  // a half-open flow ended to make room, whatever its state
+                ++f.n_displaced;
+            else if (shown_state(s) == State::Reset)
+                ++f.n_rst;
+            else
+                ++f.n_fin;
+        }
+        if (!final && ends) continue;  // idle: below
+        observe_rtt(s, f, final);
+    }
+    for (const std::size_t i : idle_at) {  // ended after this report
+        const FlowSample& s = samples[i];
+        m.seen.remove(s.ref);
+        observe_rtt(s, of(s), true);
+    }
+    const ReportStats& st = frame.report.stats;
+    if constexpr (requires { st.export_errors; }) {
+        for (const auto& [name, n] : st.export_errors) m.errors[name].pending = n;
+    }
+
+    // Everything at once: a scrape sees this report whole or not at all.
+    const std::lock_guard<std::mutex> g(m.reg->mutex);
+    for (auto& [name, f] : m.ifaces) {
+        for (std::size_t i = 0; i < kStates.size(); ++i) f.state[i]->Set(static_cast<double>(f.live[i]));
+        if (f.n_opened) f.opened->Increment(static_cast<double>(f.n_opened));
+        if (f.n_fin) f.fin->Increment(static_cast<double>(f.n_fin));
+        if (f.n_rst) f.rst->Increment(static_cast<double>(f.n_rst));
+        if (f.n_idle) f.idle->Increment(static_cast<double>(f.n_idle));
+        if (f.n_displaced) f.displaced->Increment(static_cast<double>(f.n_displaced));
+        for (int d = 0; d < 2; ++d) {
+            if (f.d_wire[d]) f.wire[d]->Increment(static_cast<double>(f.d_wire[d]));
+            if (f.d_payload[d]) f.payload[d]->Increment(static_cast<double>(f.d_payload[d]));
+            if (f.d_packets[d]) f.packets[d]->Increment(static_cast<double>(f.d_packets[d]));
+        }
+        for (const double v : f.rtts) f.rtt->Observe(v);
+    }
+    if (!m.wide_made) m.make_wide(joined(frame.report.ifaces));
+    set_total(*m.c_untracked, m.last_untracked, st.untracked);
+    set_total(*m.c_evicted, m.last_evicted, st.evicted);
+    set_total(*m.c_close_dropped, m.last_close_dropped, st.close_dropped);
+    m.g_capacity->Set(static_cast<double>(st.capacity));
+    m.g_assured->Set(static_cast<double>(st.assured));
+    m.g_unassured->Set(static_cast<double>(st.unassured));
+    set_total(*m.c_displaced, m.last_displaced, st.displaced);
+    set_total(*m.c_untracked_full, m.last_untracked_full, st.untracked_full);
+    set_total(*m.c_untracked_buckets, m.last_untracked_buckets, st.untracked_buckets);
+    m.apply_errors();
+    return true;
+}
+
+void PrometheusOutput::finish(const ReportFrame* last) { (void)last; }
+
+void PrometheusOutput::set_export_errors(const std::string& exporter, std::uint64_t n) {
+    const std::lock_guard<std::mutex> g(impl_->reg->mutex);
+    impl_->errors[exporter].pending = n;
+    impl_->apply_errors();
+}
+
+std::string PrometheusOutput::exposition() const {
+    return prometheus::TextSerializer().Serialize(impl_->reg->Collect());
+}
+
+int PrometheusOutput::port() const {
+    if (!impl_->exposer) return 0;
+    const auto ports = impl_->exposer->GetListeningPorts();
+    return ports.empty() ? 0 : ports.front();
+}
+
+std::unique_ptr<Output> make_prometheus_output(const Options& opts,
+                                               const std::vector<std::string>& ifaces) {
+    return std::make_unique<PrometheusOutput>(opts.prometheus, ifaces);
+}
+
+}  // namespace tcptrack

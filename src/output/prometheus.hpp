@@ -1,0 +1,68 @@
+// SPDX-License-Identifier: MIT
+// --prometheus ADDR:PORT: aggregate metrics on http://ADDR:PORT/metrics in the
+// Prometheus text exposition format (prometheus-cpp, its civetweb server in
+// its own threads). Aggregates only, so the number of series is bounded by
+// interfaces x states/reasons/directions, never by connections:
+//
+//   tcptrack_connections{interface,state}                      gauge: live connections by state
+//   tcptrack_connections_opened_total{interface}               connections first seen
+//   tcptrack_connections_closed_total{interface,reason}        fin | rst | idle | displaced
+//   tcptrack_bytes_total{interface,direction,kind}             client_to_server | server_to_client,
+//                                                              wire | payload
+//   tcptrack_packets_total{interface,direction}
+//   tcptrack_handshake_rtt_seconds{interface}                  histogram, once per connection
+//   tcptrack_untracked_connections_total{interface}            datapath-wide (interface: all, joined
+//   tcptrack_evicted_connections_total{interface}              with ","): one series with the true
+//   tcptrack_close_events_dropped_total{interface}             value, so sum() does not multiply it
+//   tcptrack_export_errors_total{interface,exporter}           ipfix | prometheus | ...
+//   tcptrack_store_capacity{interface}                         gauge, datapath-wide, and so on:
+//   tcptrack_store_flows{interface,assurance}                  gauge: assured | unassured
+//   tcptrack_displaced_connections_total{interface}
+//   tcptrack_untracked_connections_by_reason_total{interface,reason}   store_full | buckets_full
+//
+// write() turns one report into counter increments (computed first, applied
+// under a lock the scrape takes too), so a scrape sees whole reports only and
+// the tracing never waits for more than applying a few dozen numbers.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/options.hpp"
+#include "output/output.hpp"
+
+namespace tcptrack {
+
+class PrometheusOutput final : public Output {
+public:
+    // listen: "ADDR:PORT" ("[ADDR]:PORT" for IPv6; a host name is resolved to
+    // its first address; port 0 picks a free one, see port()), or "" to serve
+    // nothing (tests read exposition()). ifaces: series made at 0 from the start.
+    // Throws Error (one line) if it cannot listen.
+    PrometheusOutput(const std::string& listen, const std::vector<std::string>& ifaces);
+    ~PrometheusOutput() override;
+
+    bool write(const ReportFrame& frame) override;
+    void finish(const ReportFrame* last) override;
+    const char* name() const override { return "prometheus"; }
+
+    // Another exporter's errors so far (cumulative): tcptrack_export_errors_total{exporter}.
+    void set_export_errors(const std::string& exporter, std::uint64_t n);
+
+    // The exposition a scrape gets now (text format).
+    std::string exposition() const;
+    // The port listened on (0 when serving nothing).
+    int port() const;
+
+    struct Impl;
+
+private:
+    std::unique_ptr<Impl> impl_;
+};
+
+std::unique_ptr<Output> make_prometheus_output(const Options& opts,
+                                               const std::vector<std::string>& ifaces);
+
+}  // namespace tcptrack

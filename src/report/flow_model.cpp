@@ -1,0 +1,122 @@
+// SPDX-License-Identifier: MIT
+#include "report/flow_model.hpp"
+
+#include <algorithm>
+#include <arpa/inet.h>
+#include <cstring>
+
+namespace tcptrack {
+
+namespace {
+
+std::uint16_t host_port(std::uint16_t be) { return ntohs(be); }
+
+// Port classes that make the server side obvious for a connection seen mid-stream.
+bool looks_like_server_port(std::uint16_t port, std::uint16_t other) {
+    if (port < 1024 && other >= 1024) return true;            // well-known service
+    if (port < 32768 && other >= 32768) return true;          // other side is ephemeral
+    return false;
+}
+
+}  // namespace
+
+int client_side(const FlowSample& s) {
+    if (s.has_info && !(s.info.flags & TT_F_MIDSTREAM)) return s.info.client;
+    const std::uint16_t pa = host_port(s.key.port_a), pb = host_port(s.key.port_b);
+    if (looks_like_server_port(pa, pb)) return TT_DIR_BA;  // A serves, so B is the client
+    if (looks_like_server_port(pb, pa)) return TT_DIR_AB;
+    return s.has_info ? s.info.client : TT_DIR_AB;
+}
+
+Endpoints oriented(const FlowSample& s) {
+    const bool a = client_side(s) == TT_DIR_AB;
+    return {a ? s.key.addr_a : s.key.addr_b, a ? s.key.addr_b : s.key.addr_a,
+            host_port(a ? s.key.port_a : s.key.port_b), host_port(a ? s.key.port_b : s.key.port_a)};
+}
+
+std::optional<std::uint64_t> handshake_rtt(const tt_flow_info& info) {
+    // At the client, SYN -> SYN-ACK; at the server, SYN-ACK -> ACK.
+    if (info.flags & TT_F_LOCAL_CLIENT) {
+        if (info.syn_ns && info.synack_ns > info.syn_ns) return info.synack_ns - info.syn_ns;
+    } else if (info.synack_ns && info.ack_ns > info.synack_ns) {
+        return info.ack_ns - info.synack_ns;
+    }
+    return std::nullopt;
+}
+
+std::optional<std::uint64_t> syn_to_close(const tt_flow_info& info, std::uint64_t now_ns) {
+    if (!(info.flags & TT_F_SYN_SEEN) || !info.syn_ns) return std::nullopt;
+    const std::uint64_t end = info.close_ns ? info.close_ns : now_ns;
+    return end > info.syn_ns ? end - info.syn_ns : 0;
+}
+
+State shown_state(const FlowSample& s) {
+    if (!s.has_info) return State::Established;
+    const unsigned st = s.info.state < TT_STATE_COUNT ? s.info.state : unsigned{TT_ESTABLISHED};
+    // Both FINs seen but the last ACK still due: CLOSED is shown once, when final.
+    if (st == TT_CLOSED && !s.finished) return State::Closing;
+    return static_cast<State>(st);
+}
+
+FlowRow make_row(const FlowSample& s, const std::string& iface, std::uint64_t now_ns) {
+    FlowRow r;
+    fill_row(r, s, iface, now_ns);
+    return r;
+}
+
+void fill_row(FlowRow& r, const FlowSample& s, const std::string& iface, std::uint64_t now_ns) {
+    const int fwd = client_side(s), rev = fwd ^ 1;
+    const Endpoints e = oriented(s);
+
+    r.iface = iface;
+    r.family = s.key.family == TT_FAMILY_INET ? Family::V4 : Family::V6;
+    std::memcpy(r.src.data(), e.src, 16);
+    std::memcpy(r.dst.data(), e.dst, 16);
+    r.sport = e.sport;
+    r.dport = e.dport;
+    r.state = shown_state(s);
+    r.fwd_bytes = s.bytes[fwd];
+    r.fwd_packets = s.packets[fwd];
+    r.fwd_payload = s.payload[fwd];
+    r.rev_bytes = s.bytes[rev];
+    r.rev_packets = s.packets[rev];
+    r.rev_payload = s.payload[rev];
+    r.fwd_bps = r.rev_bps = 0;
+    r.duration_ns.reset();
+    r.rtt_ns.reset();
+    r.age_ns = 0;
+    r.displaced = s.finished && s.has_info && (s.info.flags & TT_F_DISPLACED);
+    if (s.has_info) {
+        r.duration_ns = syn_to_close(s.info, now_ns);
+        r.rtt_ns = handshake_rtt(s.info);
+        r.age_ns = now_ns > s.info.first_ns ? now_ns - s.info.first_ns : 0;
+    }
+}
+
+Rate rate_of(const FlowSample& s, std::uint64_t now_ns, std::uint64_t elapsed_ns) {
+    Rate r;
+    r.idle_ns = now_ns > s.last_active_ns ? now_ns - s.last_active_ns : 0;
+    if (!elapsed_ns || s.last_active_ns != now_ns) return r;
+    const double secs = static_cast<double>(elapsed_ns) / 1e9;
+    auto rate = [&](int d) {
+        const std::uint64_t b = s.bytes[d], p = s.prev_bytes[d];
+        return b > p ? static_cast<double>(b - p) * 8.0 / secs : 0.0;
+    };
+    const int c = client_side(s);
+    r.fwd_bps = rate(c);
+    r.rev_bps = rate(c ^ 1);
+    return r;
+}
+
+tt_flow_key key_of(const FlowRow& r) {
+    tt_flow_key k{};
+    std::memcpy(k.addr_a, r.src.data(), sizeof k.addr_a);
+    std::memcpy(k.addr_b, r.dst.data(), sizeof k.addr_b);
+    k.port_a = htons(r.sport);
+    k.port_b = htons(r.dport);
+    k.family = r.family == Family::V6 ? TT_FAMILY_INET6 : TT_FAMILY_INET;
+    tt_key_normalise(&k);
+    return k;
+}
+
+}  // namespace tcptrack

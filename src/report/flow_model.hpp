@@ -1,0 +1,55 @@
+// SPDX-License-Identifier: MIT
+// From raw kernel records to oriented report rows: orientation, state, RTT,
+// duration, per-interval rates. Pure C++ so it is unit-tested without root.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "datapath/flow_sample.hpp"
+#include "report/report.hpp"
+
+namespace tcptrack {
+
+// Which normalised side is the client. Mid-stream flows use the first packet's
+// sender unless the ports make the server obvious (well-known or listening port).
+int client_side(const FlowSample& s);
+// A sample's endpoints oriented client -> server (ports in host order).
+struct Endpoints {
+    const std::uint8_t* src;
+    const std::uint8_t* dst;
+    std::uint16_t sport, dport;
+};
+Endpoints oriented(const FlowSample& s);
+std::optional<std::uint64_t> handshake_rtt(const tt_flow_info& info);
+std::optional<std::uint64_t> syn_to_close(const tt_flow_info& info, std::uint64_t now_ns);
+// The state shown: CLOSED only once final (while the last ACK is due it is CLOSING).
+State shown_state(const FlowSample& s);
+// The final sample of an unassured (half-open or one-way) flow that a new
+// connection displaced (TT_F_DISPLACED): its state stays what it was.
+inline bool displaced(const FlowSample& s) {
+    return s.finished && s.has_info && (s.info.flags & TT_F_DISPLACED);
+}
+
+// The normalised flow key of a row's connection (what the filter and the
+// store key on; the row's interface is not part of it: ifindex 0).
+tt_flow_key key_of(const FlowRow& row);
+
+// Row for one sample. Rates come from rate_of().
+FlowRow make_row(const FlowSample& s, const std::string& iface, std::uint64_t now_ns);
+// The same into an existing row (every field is set; its iface storage is reused).
+void fill_row(FlowRow& r, const FlowSample& s, const std::string& iface, std::uint64_t now_ns);
+
+// A sample's bits/s, oriented like its row (client -> server is fwd), and ns
+// since its counters last moved. Only a sample whose counters moved at this
+// report (last_active_ns == now_ns) has a rate; elapsed_ns 0 gives none.
+struct Rate {
+    double fwd_bps = 0, rev_bps = 0;
+    std::uint64_t idle_ns = 0;
+};
+Rate rate_of(const FlowSample& s, std::uint64_t now_ns, std::uint64_t elapsed_ns);
+
+}  // namespace tcptrack

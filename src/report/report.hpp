@@ -1,0 +1,95 @@
+// SPDX-License-Identifier: MIT
+// What one report holds, independent of how it is rendered.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace tcptrack {
+
+enum class Family : std::uint8_t { V4 = 4, V6 = 6 };
+
+// Mirrors enum tt_state in flow.h (same values).
+enum class State : std::uint8_t { SynSent = 0, SynRecv, Established, Closing, Closed, Reset };
+
+using Address = std::array<std::uint8_t, 16>;  // network order; IPv4 in the first 4 bytes
+
+// One connection, oriented client -> server (fwd = src -> dst).
+struct FlowRow {
+    std::string iface;
+    Family family = Family::V4;
+    Address src{};
+    Address dst{};
+    std::uint16_t sport = 0;  // host order
+    std::uint16_t dport = 0;
+    State state = State::Established;
+    std::uint64_t fwd_bytes = 0, fwd_packets = 0, fwd_payload = 0;
+    std::uint64_t rev_bytes = 0, rev_packets = 0, rev_payload = 0;
+    double fwd_bps = 0, rev_bps = 0;          // bits/s over the last interval
+    std::optional<std::uint64_t> duration_ns;  // SYN -> close (or now); empty if SYN unseen
+    std::optional<std::uint64_t> rtt_ns;       // handshake RTT; empty if not measured
+    std::uint64_t age_ns = 0;                  // since first seen (for display)
+    // The local socket's owner (process attribution); empty: no local socket known.
+    std::optional<std::uint32_t> pid;
+    std::string comm;    // "" with no pid
+    std::string cgroup;  // container id or cgroup v2 path; "" if none
+    // Final row of an unassured (half-open) flow that a new connection displaced.
+    bool displaced = false;
+};
+
+struct RttSummary {
+    std::uint64_t count = 0, min_ns = 0, max_ns = 0, sum_ns = 0;
+    void add(std::uint64_t ns) {
+        min_ns = count == 0 || ns < min_ns ? ns : min_ns;
+        max_ns = ns > max_ns ? ns : max_ns;
+        sum_ns += ns;
+        ++count;
+    }
+};
+
+// Loss and load figures shown in the header and in the JSON summary record.
+struct ReportStats {
+    std::uint64_t connections = 0;    // rows of the report before --top cut it (0: all shown)
+    std::uint64_t tracked = 0;        // live entries in the flow map
+    std::uint64_t untracked = 0;           // connections refused at their SYN: maps full (cumulative)
+    std::uint64_t untracked_segments = 0;  // refused segments, incl. mid-stream flows (cumulative)
+    std::uint64_t evicted = 0;        // live flows dropped by the idle timeout (cumulative)
+    std::uint64_t close_dropped = 0;  // close events the ring buffer could not take (cumulative)
+    std::uint64_t close_lost = 0;     // of those, lost: no slot left to keep them in
+    // Store pressure (issue 16): occupancy, assurance, displacement, refusals by reason.
+    std::uint64_t capacity = 0;           // slots in the store (--max-flows)
+    std::uint64_t assured = 0;            // live flows seen both ways (never displaced)
+    std::uint64_t unassured = 0;          // live half-open / one-way flows (displaceable)
+    std::uint64_t displaced = 0;          // unassured flows displaced by new connections (cumulative)
+    std::uint64_t untracked_full = 0;     // of `untracked`: store full of assured connections
+    std::uint64_t untracked_buckets = 0;  // of `untracked`: the key's two buckets full of assured ones
+    std::uint64_t closed = 0;         // connections reported closed in this report
+    RttSummary rtt;                   // over the rows of this report
+    // Exporters' errors so far (an unreachable collector...), by exporter name.
+    std::vector<std::pair<std::string, std::uint64_t>> export_errors;
+};
+
+// Rows handed to a renderer one at a time, so a big report never holds them
+// all: returns the next row (possibly built in `scratch`), nullptr after the last.
+using RowSource = std::function<const FlowRow*(FlowRow& scratch)>;
+
+// -r: a host name for an address if one is known, else nothing (the number is shown).
+using NameLookup = std::function<std::optional<std::string>(Family, const Address&)>;
+
+struct Report {
+    std::chrono::system_clock::time_point time;
+    std::vector<std::string> ifaces;
+    std::vector<FlowRow> rows;
+    ReportStats stats;
+    bool show_process = false;  // the table's PROCESS column (off with --no-process)
+    std::string netns;  // --netns: the table's header says "eth0@netns ctr1" (JSON: bare names)
+    NameLookup names;  // -r: the table's endpoint names (empty: numeric; never JSON/CSV)
+};
+
+}  // namespace tcptrack

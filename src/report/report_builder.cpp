@@ -1,0 +1,143 @@
+// SPDX-License-Identifier: MIT
+#include "report/report_builder.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+namespace tcptrack {
+namespace {
+
+// (src, sport, dst, dport) < ...: FlowRow's address arrays compare like memcmp.
+bool ends_less(const Endpoints& a, const Endpoints& b) {
+    if (const int c = std::memcmp(a.src, b.src, 16)) return c < 0;
+    if (a.sport != b.sport) return a.sport < b.sport;
+    if (const int c = std::memcmp(a.dst, b.dst, 16)) return c < 0;
+    return a.dport < b.dport;
+}
+
+// The value a row sorts by, largest first. A connection without the value
+// (no RTT measured) sorts after every one with it.
+double sort_value(SortKey key, const FlowSample& s, const Rate& r, std::uint64_t now_ns) {
+    switch (key) {
+        case SortKey::Rate: return r.fwd_bps + r.rev_bps;
+        case SortKey::Bytes: return static_cast<double>(s.bytes[0] + s.bytes[1]);
+        case SortKey::Packets: return static_cast<double>(s.packets[0] + s.packets[1]);
+        case SortKey::Age:
+            return s.has_info && now_ns > s.info.first_ns
+                       ? static_cast<double>(now_ns - s.info.first_ns)
+                       : 0.0;
+        case SortKey::Rtt:
+            if (const auto rtt = s.has_info ? handshake_rtt(s.info) : std::nullopt)
+                return static_cast<double>(*rtt);
+            return -1.0;
+    }
+    return 0.0;
+}
+
+// Entry::sample's top bit: not IPv4, the endpoints are not packed in the entry.
+constexpr std::uint32_t kNotV4 = 0x80000000u;
+
+}  // namespace
+
+void ReportBuilder::build(const std::vector<FlowSample>& samples, std::uint64_t now_ns,
+                          std::uint64_t elapsed_ns, bool closed_only,
+                          const std::vector<std::uint32_t>* only, SortKey sort, std::size_t top) {
+    samples_ = &samples;
+    now_ns_ = now_ns;
+    stats_ = ReportStats{};
+    order_.clear();
+    order_.reserve(only ? only->size() : samples.size());
+    auto look = [&](std::uint32_t i) {
+        const FlowSample& s = samples[i];
+        if (s.finished) ++stats_.closed;
+        if (s.has_info)
+            if (const auto rtt = handshake_rtt(s.info)) stats_.rtt.add(*rtt);
+        if (closed_only) {  // ended: closed, reset, or displaced in any state
+            const State st = shown_state(s);
+            if (st != State::Closed && st != State::Reset && !displaced(s)) return;
+        }
+        const Rate r = rate_of(s, now_ns, elapsed_ns);
+        // IPv4 endpoints packed in the entry (96 bits, same order as ends_less)
+        // so sorting ties never reads two samples: at 1M rows that was most of
+        // the build. IPv6 ones compare their samples.
+        Entry e{sort_value(sort, s, r, now_ns), s.bytes[0] + s.bytes[1], 0, 0, i};
+        if (s.key.family == TT_FAMILY_INET) {
+            const Endpoints ep = oriented(s);
+            std::uint32_t src, dst;
+            std::memcpy(&src, ep.src, 4);
+            std::memcpy(&dst, ep.dst, 4);
+            src = __builtin_bswap32(src);
+            dst = __builtin_bswap32(dst);
+            e.ends_hi = std::uint64_t{src} << 32 | std::uint64_t{ep.sport} << 16 | dst >> 16;
+            e.ends_lo = (dst & 0xffff) << 16 | ep.dport;
+        } else {
+            e.sample |= kNotV4;
+        }
+        order_.push_back(e);
+    };
+    if (only) {
+        for (const std::uint32_t i : *only) look(i);
+    } else {
+        for (std::uint32_t i = 0; i < samples.size(); ++i) look(i);
+    }
+
+    // Largest first by the sort key, then by bytes, then stable by endpoints, so
+    // consecutive reports line up; the sample order settles the rest (same
+    // endpoints on two interfaces).
+    elapsed_ns_ = elapsed_ns;
+    const auto before = [&](const Entry& a, const Entry& b) {
+        if (a.key != b.key) return a.key > b.key;
+        if (a.bytes != b.bytes) return a.bytes > b.bytes;
+        const std::uint32_t ia = a.sample & ~kNotV4, ib = b.sample & ~kNotV4;
+        if (!((a.sample | b.sample) & kNotV4)) {
+            if (a.ends_hi != b.ends_hi) return a.ends_hi < b.ends_hi;
+            if (a.ends_lo != b.ends_lo) return a.ends_lo < b.ends_lo;
+            return ia < ib;
+        }
+        const Endpoints ea = oriented(samples[ia]), eb = oriented(samples[ib]);
+        if (ends_less(ea, eb)) return true;
+        if (ends_less(eb, ea)) return false;
+        return ia < ib;
+    };
+    total_ = order_.size();
+    if (top > 0 && top < order_.size()) {
+        // Only the first rows are printed: no need to order the rest.
+        std::partial_sort(order_.begin(), order_.begin() + static_cast<std::ptrdiff_t>(top),
+                          order_.end(), before);
+        order_.resize(top);
+    } else {
+        std::sort(order_.begin(), order_.end(), before);
+    }
+}
+
+void ReportBuilder::row(std::size_t i, FlowRow& out) const {
+    const Entry& e = order_[i];
+    const FlowSample& s = (*samples_)[e.sample & ~kNotV4];
+    fill_row(out, s, iface_name(names_, s.key.ifindex), now_ns_);
+    const Rate r = rate_of(s, now_ns_, elapsed_ns_);
+    out.fwd_bps = r.fwd_bps;
+    out.rev_bps = r.rev_bps;
+    // fill_row leaves the enrichers' fields as the scratch row had them.
+    out.pid.reset();
+    out.comm.clear();
+    out.cgroup.clear();
+    for (const Enricher* e : enrichers_) e->fill(s.ref, out);
+}
+
+RowSource ReportBuilder::rows() const {
+    constexpr std::size_t kAhead = 16;
+    return [this, i = std::size_t{0}](FlowRow& scratch) mutable -> const FlowRow* {
+        if (i == order_.size()) return nullptr;
+        // Display order jumps around the samples: fetch a few rows ahead so
+        // rendering does not wait on memory.
+        if (i + kAhead < order_.size()) {
+            const char* p = reinterpret_cast<const char*>(&(*samples_)[order_[i + kAhead].sample & ~kNotV4]);
+            for (std::size_t off = 0; off < sizeof(FlowSample); off += 64) __builtin_prefetch(p + off);
+            __builtin_prefetch(p + sizeof(FlowSample) - 1);
+        }
+        row(i++, scratch);
+        return &scratch;
+    };
+}
+
+}  // namespace tcptrack
