@@ -6,7 +6,7 @@
 // of tcptrack_in on real frames, per connection SYN, SYN-ACK, ACK, then one
 // data segment each way (so every flow is ESTABLISHED and settled, with an RTT
 // and payload both ways). Then it times what the run loop does per report for
-// --format json, with the same calls as src/app.cpp Session::build_report + print:
+// --format json, with the same calls as ReportAssembler::assemble (src/report/assembler.cpp) + print:
 //   Collector::collect(now, idle limit) -> ReportBuilder::build (every sample,
 //   or with --output changed only Collector::changed(), as --changed does) ->
 //   Collector::forget(idle) + the report's stats -> render_json of the
@@ -233,7 +233,7 @@ int main(int argc, char** argv) {
             rep.stats = builder.stats();
             add_store_stats(rep.stats, collector, evicted);
             const double c_build = cpu_ms();
-            // Streamed in chunks, as src/app.cpp prints it (fwrite there, write here).
+            // Streamed in chunks, as the JSON output prints it (fwrite there, write here).
             std::size_t out_bytes = 0;
             render_json(rep.time, builder.rows(), [&](std::string_view chunk) {
                 out_bytes += chunk.size();

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // The feature list and the decisions drawn from probe results (no kernel
-// access here: src/probe.cpp does the probing).
+// access here: src/datapath/feature_probes.cpp does the probing).
 #include "datapath/features.hpp"
 
 #include <charconv>

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // From raw kernel records to oriented rows, rates and report order
-// (src/flow_model.cpp, src/report_builder.cpp).
+// (src/report/flow_model.cpp, src/report/report_builder.cpp).
 #include <gtest/gtest.h>
 
 #include <algorithm>
