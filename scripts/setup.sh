@@ -55,7 +55,7 @@ if ! grep -rqs "${codename}-backports" /etc/apt/sources.list /etc/apt/sources.li
 fi
 
 # Only hit the network when something is missing. --bench adds the peers bench/ compares against.
-pkgs=(build-essential cmake pkg-config clang llvm libelf-dev zlib1g-dev
+pkgs=(build-essential cmake pkg-config clang llvm clang-format libelf-dev zlib1g-dev
       libcli11-dev libfmt-dev nlohmann-json3-dev libmnl-dev libncurses-dev libgtest-dev libgmock-dev googletest
       iproute2 iperf3 python3 procps libcap2-bin qemu-system-x86 busybox-static tmux
       dpkg-dev groff-base man-db libfixbuf-dev nfdump prometheus-cpp-dev prometheus)
