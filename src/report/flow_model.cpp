@@ -85,7 +85,7 @@ void fill_row(FlowRow& r, const FlowSample& s, const std::string& iface, std::ui
     r.duration_ns.reset();
     r.rtt_ns.reset();
     r.age_ns = 0;
-    r.displaced = s.finished && s.has_info && (s.info.flags & TT_F_DISPLACED);
+    r.displaced = displaced(s);
     if (s.has_info) {
         r.duration_ns = syn_to_close(s.info, now_ns);
         r.rtt_ns = handshake_rtt(s.info);

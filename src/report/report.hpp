@@ -51,6 +51,8 @@ struct RttSummary {
         sum_ns += ns;
         ++count;
     }
+    // The mean, rounded to the nearest ns; only when count > 0.
+    std::uint64_t avg_ns() const { return (sum_ns + count / 2) / count; }
 };
 
 // Loss and load figures shown in the header and in the JSON summary record.
