@@ -5,7 +5,7 @@
 #include <cstdio>
 
 #include "app/outputs.hpp"
-#include "enrich/process.hpp"
+#include "enrich/system_owners.hpp"
 #include "sys/clock.hpp"
 #include "sys/error.hpp"
 
