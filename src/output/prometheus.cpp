@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // --prometheus: aggregate metrics served by prometheus-cpp (see the header).
-#include "output/render.hpp"
+#include "output/format.hpp"
 #include "report/flow_model.hpp"
 #include "output/prometheus.hpp"
 

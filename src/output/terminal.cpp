@@ -10,7 +10,8 @@
 #include <cstdio>
 #include <cstring>
 
-#include "output/render.hpp"
+#include "output/rows.hpp"
+#include "output/table.hpp"
 #include "output/tui.hpp"
 
 namespace tcptrack {

@@ -14,7 +14,9 @@
 #include <string>
 #include <vector>
 
-#include "output/render.hpp"
+#include "output/format.hpp"
+#include "output/rows.hpp"
+#include "output/table.hpp"
 
 #include "keys.hpp"
 #include "render_forms.hpp"

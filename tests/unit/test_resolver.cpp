@@ -17,7 +17,8 @@
 #include "sys/error.hpp"
 #include "sys/netns.hpp"
 #include "render_forms.hpp"
-#include "output/render.hpp"
+#include "output/format.hpp"
+#include "output/table.hpp"
 #include "enrich/resolver.hpp"
 
 using namespace tcptrack;
