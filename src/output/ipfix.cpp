@@ -97,8 +97,9 @@ struct Exported {
 
 class IpfixOutput final : public Output {
 public:
-    IpfixOutput(bool tcp, const sockaddr_storage& addr, socklen_t addrlen, double active_s)
-        : tcp_(tcp), addr_(addr), addrlen_(addrlen),
+    IpfixOutput(bool tcp, const sockaddr_storage& addr, socklen_t addrlen, double active_s,
+                std::uint64_t& errors)
+        : errors_(errors), tcp_(tcp), addr_(addr), addrlen_(addrlen),
           active_ns_(static_cast<std::uint64_t>(active_s * 1e9)),
           msg_(tcp ? kTcpMessage : kUdpMessage) {
         model_ = fbInfoModelAlloc();
@@ -129,8 +130,6 @@ public:
     }
 
     const char* name() const override { return "ipfix"; }
-    bool exporter() const override { return true; }
-    std::uint64_t errors() const override { return errors_; }
 
     bool write(const ReportFrame& f) override {
         process(f, false);
@@ -155,6 +154,7 @@ public:
     }
 
 private:
+    std::uint64_t& errors_;  // tally.counter("ipfix"): records not delivered
     enum class Tcp { Down, Connecting, Up };
 
     void process(const ReportFrame& f, bool at_exit) {
@@ -482,7 +482,7 @@ private:
     std::uint64_t tmpl_ns_ = 0;
     std::uint16_t cur_tid_ = 0;
     std::uint32_t records_ = 0;  // in the message being built
-    std::uint64_t messages_ = 0, errors_ = 0, reports_ = 0;
+    std::uint64_t messages_ = 0, reports_ = 0;
     std::int64_t wall_ns_ = 0;
     std::uint64_t now_ns_ = 0;
     std::unordered_map<std::uint64_t, Exported> flows_;
@@ -491,7 +491,7 @@ private:
 
 }  // namespace
 
-std::unique_ptr<Output> make_ipfix_output(const Options& o) {
+std::unique_ptr<Output> make_ipfix_output(const Options& o, ExportTally& tally) {
     const bool tcp = o.ipfix.rfind("tcp://", 0) == 0;
     const auto hp = parse_host_port(o.ipfix.substr(o.ipfix.find("://") + 3));
     if (!hp) throw Error("--ipfix: must be udp://HOST:PORT or tcp://HOST:PORT");
@@ -509,7 +509,8 @@ std::unique_ptr<Output> make_ipfix_output(const Options& o) {
     std::memcpy(&addr, res->ai_addr, res->ai_addrlen);
     const socklen_t len = res->ai_addrlen;
     ::freeaddrinfo(res);
-    return std::make_unique<IpfixOutput>(tcp, addr, len, o.ipfix_active_timeout_s);
+    return std::make_unique<IpfixOutput>(tcp, addr, len, o.ipfix_active_timeout_s,
+                                         tally.counter("ipfix"));
 }
 
 }  // namespace tcptrack

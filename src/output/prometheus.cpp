@@ -164,6 +164,7 @@ std::string joined(const std::vector<std::string>& v) {
 
 struct PrometheusOutput::Impl {
     std::shared_ptr<Locked> reg = std::make_shared<Locked>();
+    const ExportTally* exports = nullptr;  // the exporters' errors (tcptrack_export_errors_total)
     std::unique_ptr<prometheus::Exposer> exposer;
     Endpoint where;  // what it listens on (its port the one in use)
     // Wakes the server's listener while it stops (see ~PrometheusOutput).
@@ -363,8 +364,10 @@ struct PrometheusOutput::Impl {
 };
 
 
-PrometheusOutput::PrometheusOutput(const std::string& listen, const std::vector<std::string>& ifaces)
+PrometheusOutput::PrometheusOutput(const std::string& listen, const std::vector<std::string>& ifaces,
+                                   const ExportTally* exports)
     : impl_(std::make_unique<Impl>()) {
+    impl_->exports = exports;
     for (const auto& i : ifaces) impl_->iface(i);
     impl_->errors["ipfix"];
     impl_->errors["prometheus"];
@@ -500,9 +503,8 @@ bool PrometheusOutput::write(const ReportFrame& frame) {
         observe_rtt(s, of(s), true);
     }
     const ReportStats& st = frame.report.stats;
-    if constexpr (requires { st.export_errors; }) {
-        for (const auto& [name, n] : st.export_errors) m.errors[name].pending = n;
-    }
+    if (m.exports)
+        for (const auto& [name, n] : m.exports->entries()) m.errors[name].pending = n;
 
     // Everything at once: a scrape sees this report whole or not at all.
     const std::lock_guard<std::mutex> g(m.reg->mutex);
@@ -534,14 +536,6 @@ bool PrometheusOutput::write(const ReportFrame& frame) {
     return true;
 }
 
-void PrometheusOutput::finish(const ReportFrame* last) { (void)last; }
-
-void PrometheusOutput::set_export_errors(const std::string& exporter, std::uint64_t n) {
-    const std::lock_guard<std::mutex> g(impl_->reg->mutex);
-    impl_->errors[exporter].pending = n;
-    impl_->apply_errors();
-}
-
 std::string PrometheusOutput::exposition() const {
     return prometheus::TextSerializer().Serialize(impl_->reg->Collect());
 }
@@ -553,8 +547,9 @@ int PrometheusOutput::port() const {
 }
 
 std::unique_ptr<Output> make_prometheus_output(const Options& opts,
-                                               const std::vector<std::string>& ifaces) {
-    return std::make_unique<PrometheusOutput>(opts.prometheus, ifaces);
+                                               const std::vector<std::string>& ifaces,
+                                               const ExportTally& exports) {
+    return std::make_unique<PrometheusOutput>(opts.prometheus, ifaces, &exports);
 }
 
 }  // namespace tcptrack

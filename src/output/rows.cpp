@@ -219,7 +219,8 @@ bool render_json(std::chrono::system_clock::time_point when, const RowSource& ro
     return o.flush();
 }
 
-std::string render_json_summary(const Report& report, std::size_t connections) {
+std::string render_json_summary(const Report& report, std::size_t connections,
+                                const ExportTally* exports) {
     const auto& st = report.stats;
     const auto& rtt = st.rtt;
     const bool have_rtt = rtt.count > 0;
@@ -245,9 +246,9 @@ std::string render_json_summary(const Report& report, std::size_t connections) {
     j["displaced"] = st.displaced;
     j["untracked_full"] = st.untracked_full;
     j["untracked_buckets"] = st.untracked_buckets;
-    if (!st.export_errors.empty()) {  // only with exporters: {"ipfix": 0, ...}
+    if (exports && !exports->entries().empty()) {  // only with exporters: {"ipfix": 0, ...}
         Json e = Json::object();
-        for (const auto& [name, n] : st.export_errors) e[name] = n;
+        for (const auto& [name, n] : exports->entries()) e[name] = n;
         j["export_errors"] = e;
     }
     return dump_line(j);

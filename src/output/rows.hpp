@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 
+#include "output/export_tally.hpp"
 #include "report/report.hpp"
 
 namespace tcptrack {
@@ -21,8 +22,10 @@ using TextSink = std::function<bool(std::string_view)>;
 bool render_json(std::chrono::system_clock::time_point time, const RowSource& rows,
                  const TextSink& sink);
 // One JSON object {"type":"summary",...} for --summary; `connections` is the
-// number of connections in the report before --top.
-std::string render_json_summary(const Report& report, std::size_t connections);
+// number of connections in the report before --top; `exports` (if any
+// exporter registered) adds "export_errors": {"ipfix": 0, ...}.
+std::string render_json_summary(const Report& report, std::size_t connections,
+                                const ExportTally* exports = nullptr);
 // CSV rows (same keys as JSON); header row first when `header`. Streams like render_json.
 bool render_csv(std::chrono::system_clock::time_point time, const RowSource& rows, bool header,
                 const TextSink& sink);

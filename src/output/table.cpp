@@ -130,7 +130,8 @@ std::string render_table(const Report& report, std::size_t max_rows, const NameL
     return out;
 }
 
-std::string render_table_summary(const Report& report, std::size_t connections) {
+std::string render_table_summary(const Report& report, std::size_t connections,
+                                 const ExportTally* exports) {
     const auto& st = report.stats;
     const auto& rtt = st.rtt;
     std::string rtt_figures = "-";
@@ -138,16 +139,17 @@ std::string render_table_summary(const Report& report, std::size_t connections) 
         rtt_figures = fmt::format("{}/{}/{}", rtt_text(rtt.min_ns),
                                   rtt_text(rtt.avg_ns()),
                                   rtt_text(rtt.max_ns));
-    std::string exports;
-    for (const auto& [name, n] : st.export_errors)
-        exports += fmt::format("  {}-errors {}", name, n);
+    std::string export_text;
+    if (exports)
+        for (const auto& [name, n] : exports->entries())
+            export_text += fmt::format("  {}-errors {}", name, n);
     return fmt::format(
         "summary: connections {}  store {}/{} (assured {}, unassured {})  displaced {}  "
         "untracked {} (full {}, buckets {})  evicted {}  close-drops {}  closed {}  "
         "rtt min/avg/max {}{}\n",
         connections, st.tracked, st.capacity, st.assured, st.unassured, st.displaced, st.untracked,
         st.untracked_full, st.untracked_buckets, st.evicted, st.close_dropped, st.closed,
-        rtt_figures, exports);
+        rtt_figures, export_text);
 }
 
 std::string render_closed_lines(const Report& report) {

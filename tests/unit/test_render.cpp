@@ -433,6 +433,23 @@ TEST_F(Render, TableSummaryLine) {
               "rtt min/avg/max -\n");
 }
 
+// Exporters' errors: in the tally's order, only once an exporter registered.
+TEST_F(Render, SummariesListExportErrors) {
+    ExportTally exports;
+    Report e = empty_report();
+    EXPECT_EQ(render_table_summary(e, 0, &exports), render_table_summary(e, 0));
+    EXPECT_EQ(render_json_summary(e, 0, &exports), render_json_summary(e, 0));
+    exports.counter("ipfix") = 3;
+    exports.counter("other");
+    EXPECT_EQ(render_table_summary(e, 0, &exports),
+              "summary: connections 0  store 0/1024 (assured 0, unassured 0)  displaced 0  "
+              "untracked 0 (full 0, buckets 0)  evicted 0  close-drops 0  closed 0  "
+              "rtt min/avg/max -  ipfix-errors 3  other-errors 0\n");
+    const std::string record = render_json_summary(e, 0, &exports);
+    EXPECT_EQ(record.substr(record.find("\"untracked_buckets\"")),
+              R"("untracked_buckets":0,"export_errors":{"ipfix":3,"other":0}})" "\n");
+}
+
 TEST_F(Render, ClosedLines) {
     EXPECT_EQ(render_closed_lines(fixture()),
               "[fd00::1]:51000 -> [fd00::2]:443  -  512 B / 0 B  rtt -  CLOSED\n"
