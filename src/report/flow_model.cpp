@@ -58,12 +58,6 @@ State shown_state(const FlowSample& s) {
     return static_cast<State>(st);
 }
 
-FlowRow make_row(const FlowSample& s, const std::string& iface, std::uint64_t now_ns) {
-    FlowRow r;
-    fill_row(r, s, iface, now_ns);
-    return r;
-}
-
 void fill_row(FlowRow& r, const FlowSample& s, const std::string& iface, std::uint64_t now_ns) {
     const int fwd = client_side(s), rev = fwd ^ 1;
     const Endpoints e = oriented(s);

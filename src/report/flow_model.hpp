@@ -51,9 +51,8 @@ inline bool is_new(const FlowSample& s) {
 // store key on; the row's interface is not part of it: ifindex 0).
 tt_flow_key key_of(const FlowRow& row);
 
-// Row for one sample. Rates come from rate_of().
-FlowRow make_row(const FlowSample& s, const std::string& iface, std::uint64_t now_ns);
-// The same into an existing row (every field is set; its iface storage is reused).
+// The row of one sample, into an existing row (every field is set; its iface
+// storage is reused). Rates come from rate_of().
 void fill_row(FlowRow& r, const FlowSample& s, const std::string& iface, std::uint64_t now_ns);
 
 // A sample's bits/s, oriented like its row (client -> server is fwd), and ns

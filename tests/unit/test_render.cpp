@@ -19,6 +19,7 @@
 #include "output/table.hpp"
 
 #include "keys.hpp"
+#include "make_row.hpp"
 #include "render_forms.hpp"
 
 using namespace tcptrack;
