@@ -56,7 +56,7 @@
 #include "datapath/collector.hpp"
 #include "sys/error.hpp"
 #include "report/flow_model.hpp"
-#include "output/render.hpp"
+#include "output/rows.hpp"
 #include "report/assembler.hpp"
 #include "report/report_builder.hpp"
 #include "datapath/skeleton.hpp"

@@ -12,7 +12,7 @@
 #include "sys/interfaces.hpp"
 #include "sys/netns.hpp"
 #include "sys/privileges.hpp"
-#include "output/render.hpp"
+#include "output/format.hpp"
 #include "datapath/skeleton.hpp"
 
 namespace tcptrack {

@@ -4,6 +4,8 @@
 #include "app/cli.hpp"
 
 #include "datapath/filter.hpp"
+#include "sys/host_port.hpp"
+#include "tcptrack/flow.h"
 
 #include <CLI/CLI.hpp>
 
@@ -91,20 +93,15 @@ void check_endpoint(const std::string& opt, const std::string& text, bool url) {
             bad_value(opt, text, "must be udp://HOST:PORT or tcp://HOST:PORT");
         rest = rest.substr(6);
     }
-    const auto colon = rest.rfind(':');
-    const std::string host = colon == std::string::npos ? "" : rest.substr(0, colon);
-    const std::string port = colon == std::string::npos ? "" : rest.substr(colon + 1);
-    const bool v6 = host.size() > 2 && host.front() == '[' && host.back() == ']';
-    const bool host_ok = !host.empty() && (v6 || host.find_first_of("[]:/ ") == std::string::npos);
-    const bool port_ok = !port.empty() && port.size() <= 5 &&
-                         std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
-                         std::stoul(port) >= 1 && std::stoul(port) <= 65535;
-    if (!host_ok || !port_ok)
+    const auto hp = parse_host_port(rest);
+    if (!hp || hp->port == 0)
         bad_value(opt, text, url ? "must be udp://HOST:PORT or tcp://HOST:PORT (port 1-65535)"
                                  : "must be ADDR:PORT (port 1-65535; [ADDR]:PORT for IPv6)");
 }
 
-constexpr std::uint64_t kMaxFlows = 16000000;  // the store indexes slots in 24 bits (flow.h)
+// --max-flows: a round limit under the store's (TT_MAX_SLOTS, flow.h).
+constexpr std::uint64_t kMaxFlows = 16000000;
+static_assert(kMaxFlows <= TT_MAX_SLOTS);
 constexpr double kMaxSeconds = 86400;  // keeps ns conversions far from overflow
 
 // --test-hash-key: 32 hex digits, the 16 key bytes in order; only where the

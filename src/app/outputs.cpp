@@ -11,21 +11,22 @@
 
 namespace tcptrack {
 
-std::vector<std::unique_ptr<Output>> make_exporters(const Options& opts) {
+std::vector<std::unique_ptr<Output>> make_exporters(const Options& opts, ExportTally& exports) {
     std::vector<std::unique_ptr<Output>> v;
-    if (!opts.ipfix.empty()) v.push_back(make_ipfix_output(opts));
-    if (!opts.prometheus.empty()) v.push_back(make_prometheus_output(opts, opts.ifaces));
+    if (!opts.ipfix.empty()) v.push_back(make_ipfix_output(opts, exports));
+    if (!opts.prometheus.empty()) v.push_back(make_prometheus_output(opts, opts.ifaces, exports));
     return v;
 }
 
 bool shows_names(const Options& opts) { return opts.format == Format::Table; }
 
-std::unique_ptr<Output> make_terminal_output(const Options& opts, Controls& controls) {
+std::unique_ptr<Output> make_terminal_output(const Options& opts, Controls& controls,
+                                             const ExportTally& exports) {
     switch (opts.format) {
         case Format::None:
             return nullptr;
         case Format::Json:
-            return make_json_output(opts);
+            return make_json_output(opts, exports);
         case Format::Csv:
             return make_csv_output();
         case Format::Table:
@@ -36,7 +37,7 @@ std::unique_ptr<Output> make_terminal_output(const Options& opts, Controls& cont
         if (auto tui = Tui::start(opts, controls, why)) return make_view_output(std::move(tui));
         std::fprintf(stderr, "tcptrack: %s: printing the plain table\n", why.c_str());
     }
-    return make_table_output(opts);
+    return make_table_output(opts, exports);
 }
 
 }  // namespace tcptrack

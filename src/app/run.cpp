@@ -94,8 +94,9 @@ int run(const Options& opts) {
         // Before anything touches interfaces, routes, netlink, BPF links, lock
         // files or sock_diag (--check and --cleanup included); threads started
         // from here on inherit the namespace.
+        ExportTally exports;  // outlives the exporters and the session
         std::vector<std::unique_ptr<Output>> exporters;
-        if (!opts.check && !opts.cleanup) exporters = make_exporters(opts);
+        if (!opts.check && !opts.cleanup) exporters = make_exporters(opts, exports);
         if (!opts.netns.empty()) enter_netns(opts.netns);
         if (opts.check) return run_check(opts);
         std::vector<Interface> ifaces = resolve_interfaces(opts);
@@ -106,7 +107,7 @@ int run(const Options& opts) {
         if (opts.verbose)
             for (const auto& note : fallback_notes(features))
                 std::fprintf(stderr, "tcptrack: %s\n", note.c_str());
-        Session session(opts, ifaces, features, std::move(exporters), resolver.get());
+        Session session(opts, ifaces, features, std::move(exporters), exports, resolver.get());
         return session.loop(g_stop);
     } catch (const std::invalid_argument& e) {  // a bad $TCPTRACK_DISABLE
         std::fprintf(stderr, "tcptrack: %s\n", e.what());

@@ -5,7 +5,7 @@
 #include <cstdio>
 
 #include "app/outputs.hpp"
-#include "enrich/process.hpp"
+#include "enrich/system_owners.hpp"
 #include "sys/clock.hpp"
 #include "sys/error.hpp"
 
@@ -24,8 +24,9 @@ LoadConfig load_config(const Options& opts, const Features& features) {
 
 Session::Session(const Options& opts, const std::vector<Interface>& ifaces,
                  const Features& features, std::vector<std::unique_ptr<Output>> exporters,
-                 Resolver* resolver)
+                 const ExportTally& exports, Resolver* resolver)
     : opts_(opts),
+      exports_(exports),
       outputs_(std::move(exporters)),
       skel_(load_config(opts, features)),
       collector_(skel_),
@@ -65,15 +66,8 @@ bool Session::wait_until(std::uint64_t deadline, const volatile std::sig_atomic_
     return true;
 }
 
-std::vector<std::pair<std::string, std::uint64_t>> Session::export_errors() const {
-    std::vector<std::pair<std::string, std::uint64_t>> v;
-    for (const auto& o : outputs_)
-        if (o->exporter()) v.emplace_back(o->name(), o->errors());
-    return v;
-}
-
 int Session::loop(const volatile std::sig_atomic_t& stop) {
-    if (auto out = make_terminal_output(opts_, *this)) outputs_.insert(outputs_.begin(), std::move(out));
+    if (auto out = make_terminal_output(opts_, *this, exports_)) outputs_.insert(outputs_.begin(), std::move(out));
     if (std::any_of(outputs_.begin(), outputs_.end(), [](const auto& o) { return o->interactive(); }))
         wait_ms_ = 50;
     const std::uint64_t interval_ns = static_cast<std::uint64_t>(opts_.interval_s * 1e9);
@@ -86,7 +80,7 @@ int Session::loop(const volatile std::sig_atomic_t& stop) {
         const bool stopping = stop || quit;
         if (!stopping) watch_.check();
         const std::uint64_t now = monotonic_ns();
-        const ReportFrame& frame = assembler_.assemble(now, now - last, watch_.watched(), export_errors());
+        const ReportFrame& frame = assembler_.assemble(now, now - last, watch_.watched());
         last = now;
         ++reports;
         if (stopping || (opts_.count && reports >= *opts_.count)) {

@@ -20,6 +20,7 @@
 #include "datapath/skeleton.hpp"
 #include "enrich/resolver.hpp"
 #include "output/controls.hpp"
+#include "output/export_tally.hpp"
 #include "output/output.hpp"
 #include "report/assembler.hpp"
 
@@ -27,10 +28,11 @@ namespace tcptrack {
 
 class Session final : public Controls {
 public:
-    // Loads and attaches (throws Error with nothing left attached). `resolver`
-    // (-r, may be null) must outlive the session.
+    // Loads and attaches (throws Error with nothing left attached). `exports`
+    // (the exporters' errors) and `resolver` (-r, may be null) must outlive the session.
     Session(const Options& opts, const std::vector<Interface>& ifaces, const Features& features,
-            std::vector<std::unique_ptr<Output>> exporters, Resolver* resolver);
+            std::vector<std::unique_ptr<Output>> exporters, const ExportTally& exports,
+            Resolver* resolver);
 
     // Reports every interval until a stop flag, 'q', --count or a closed
     // stdout; the last report goes to every output's finish(). Returns the exit code.
@@ -44,9 +46,9 @@ private:
     // Waits until `deadline` (monotonic ns), serving the view's keys; false: 'q'.
     bool wait_until(std::uint64_t deadline, const volatile std::sig_atomic_t& stop);
     void add_enrichers();
-    std::vector<std::pair<std::string, std::uint64_t>> export_errors() const;
 
     const Options& opts_;
+    const ExportTally& exports_;  // for the terminal output's --summary
     // Exporters first (made before --netns), the terminal output put in front
     // by loop(); destroyed last, after the datapath is detached.
     std::vector<std::unique_ptr<Output>> outputs_;

@@ -21,6 +21,9 @@ struct SlotRef {
     std::uint32_t gen;
     bool operator==(const SlotRef&) const = default;
 };
+// A flow's identity for the run, one number: slot and generation (a slot's
+// next connection has another generation).
+inline std::uint64_t flow_id(const SlotRef& r) { return std::uint64_t{r.slot} << 32 | r.gen; }
 
 // One connection as read from the store or from a close event.
 struct FlowSample {

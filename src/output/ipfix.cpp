@@ -27,6 +27,8 @@
 #include <vector>
 
 #include "sys/error.hpp"
+#include "sys/host_port.hpp"
+#include "sys/netns.hpp"
 
 namespace tcptrack {
 namespace {
@@ -87,8 +89,6 @@ constexpr std::size_t kUdpMessage = 1400;   // one datagram on a 1500-byte path
 constexpr std::size_t kTcpMessage = 16384;
 constexpr std::size_t kTcpQueueMax = 4u << 20;  // unsent bytes kept while the collector is slow
 
-std::uint64_t key_of(const SlotRef& r) { return (std::uint64_t{r.slot} << 32) | r.gen; }
-
 struct Exported {
     std::uint64_t bytes[2]{}, packets[2]{}, payload[2]{};
     std::uint64_t last_ns = 0;   // CLOCK_MONOTONIC of the previous record's end
@@ -97,8 +97,9 @@ struct Exported {
 
 class IpfixOutput final : public Output {
 public:
-    IpfixOutput(bool tcp, const sockaddr_storage& addr, socklen_t addrlen, double active_s)
-        : tcp_(tcp), addr_(addr), addrlen_(addrlen),
+    IpfixOutput(bool tcp, const sockaddr_storage& addr, socklen_t addrlen, double active_s,
+                std::uint64_t& errors)
+        : errors_(errors), tcp_(tcp), addr_(addr), addrlen_(addrlen),
           active_ns_(static_cast<std::uint64_t>(active_s * 1e9)),
           msg_(tcp ? kTcpMessage : kUdpMessage) {
         model_ = fbInfoModelAlloc();
@@ -118,9 +119,6 @@ public:
         exporter_ = fbExporterAllocBuffer(msg_.data(), static_cast<std::uint16_t>(msg_.size()));
         fbuf_ = fBufAllocForExport(session_, exporter_);
         fBufSetAutomaticMode(fbuf_, FALSE);
-        // Sockets belong in tcptrack's own namespace (where the collector is),
-        // even once --netns moved us: later ones are made back there.
-        home_ns_ = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
         if (tcp_) start_connect();
         else open_udp();
     }
@@ -129,12 +127,9 @@ public:
         if (fbuf_) fBufFree(fbuf_);  // frees the session and exporter with it
         if (model_) fbInfoModelFree(model_);
         if (fd_ >= 0) ::close(fd_);
-        if (home_ns_ >= 0) ::close(home_ns_);
     }
 
     const char* name() const override { return "ipfix"; }
-    bool exporter() const override { return true; }
-    std::uint64_t errors() const override { return errors_; }
 
     bool write(const ReportFrame& f) override {
         process(f, false);
@@ -159,23 +154,24 @@ public:
     }
 
 private:
+    std::uint64_t& errors_;  // tally.counter("ipfix"): records not delivered
     enum class Tcp { Down, Connecting, Up };
 
     void process(const ReportFrame& f, bool at_exit) {
         ++reports_;
         begin(f);
         idle_.clear();
-        for (const SlotRef& r : f.idle) idle_.insert(key_of(r));
+        for (const SlotRef& r : f.idle) idle_.insert(flow_id(r));
         for (std::size_t i = 0; i < f.samples.size(); ++i) {
             const FlowSample& s = f.samples[i];
             if (i >= f.live) {
                 export_sample(f, s, displaced(s) ? kLack : kEnd, true);
-            } else if (!idle_.empty() && idle_.count(key_of(s.ref))) {
+            } else if (!idle_.empty() && idle_.count(flow_id(s.ref))) {
                 export_sample(f, s, kIdle, true);
             } else if (at_exit) {
                 export_sample(f, s, kForced, true);
             } else {
-                auto it = flows_.find(key_of(s.ref));
+                auto it = flows_.find(flow_id(s.ref));
                 const std::uint64_t since =
                     it != flows_.end() ? it->second.last_ns : (s.has_info ? s.info.first_ns : f.now_ns);
                 if (f.now_ns >= since && f.now_ns - since >= active_ns_)
@@ -183,7 +179,7 @@ private:
                 else if (it != flows_.end())
                     it->second.seen = reports_;
                 else
-                    flows_[key_of(s.ref)] = Exported{{}, {}, {}, since, reports_};
+                    flows_[flow_id(s.ref)] = Exported{{}, {}, {}, since, reports_};
             }
         }
         // Connections that left without a final sample (none should): forget them.
@@ -196,20 +192,7 @@ private:
 
     // A socket in the namespace tcptrack started in.
     int home_socket(int type) const {
-        const int flags = type | SOCK_NONBLOCK | SOCK_CLOEXEC;
-        struct stat home{}, here{};
-        if (home_ns_ < 0 || ::fstat(home_ns_, &home) != 0 || ::stat("/proc/thread-self/ns/net", &here) != 0 ||
-            (home.st_ino == here.st_ino && home.st_dev == here.st_dev))
-            return ::socket(addr_.ss_family, flags, 0);
-        const int cur = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-        if (cur < 0 || ::setns(home_ns_, CLONE_NEWNET) != 0) {
-            if (cur >= 0) ::close(cur);
-            return -1;
-        }
-        const int fd = ::socket(addr_.ss_family, flags, 0);
-        ::setns(cur, CLONE_NEWNET);
-        ::close(cur);
-        return fd;
+        return home_.socket(addr_.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     }
 
     void open_udp() {
@@ -326,7 +309,7 @@ private:
 
     // One record with what s did since its previous record; `last`: its final one.
     void export_sample(const ReportFrame& f, const FlowSample& s, EndReason why, bool last) {
-        const std::uint64_t k = key_of(s.ref);
+        const std::uint64_t k = flow_id(s.ref);
         auto it = flows_.find(k);
         Exported prev{};
         if (it != flows_.end()) prev = it->second;
@@ -488,7 +471,9 @@ private:
     fbExporter_t* exporter_ = nullptr;
     fBuf_t* fbuf_ = nullptr;
     int fd_ = -1;
-    int home_ns_ = -1;
+    // Sockets belong in tcptrack's own namespace (where the collector is),
+    // even once --netns moved us: later ones are made back there.
+    HomeNetns home_;
     std::uint64_t attempt_report_ = 0;
     Tcp state_ = Tcp::Down;
     std::deque<Pending> queue_;
@@ -497,7 +482,7 @@ private:
     std::uint64_t tmpl_ns_ = 0;
     std::uint16_t cur_tid_ = 0;
     std::uint32_t records_ = 0;  // in the message being built
-    std::uint64_t messages_ = 0, errors_ = 0, reports_ = 0;
+    std::uint64_t messages_ = 0, reports_ = 0;
     std::int64_t wall_ns_ = 0;
     std::uint64_t now_ns_ = 0;
     std::unordered_map<std::uint64_t, Exported> flows_;
@@ -506,12 +491,12 @@ private:
 
 }  // namespace
 
-std::unique_ptr<Output> make_ipfix_output(const Options& o) {
+std::unique_ptr<Output> make_ipfix_output(const Options& o, ExportTally& tally) {
     const bool tcp = o.ipfix.rfind("tcp://", 0) == 0;
-    std::string rest = o.ipfix.substr(o.ipfix.find("://") + 3);
-    const auto colon = rest.rfind(':');
-    std::string host = rest.substr(0, colon), port = rest.substr(colon + 1);
-    if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    const auto hp = parse_host_port(o.ipfix.substr(o.ipfix.find("://") + 3));
+    if (!hp) throw Error("--ipfix: must be udp://HOST:PORT or tcp://HOST:PORT");
+    const std::string& host = hp->host;
+    const std::string port = std::to_string(hp->port);
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = tcp ? SOCK_STREAM : SOCK_DGRAM;
@@ -524,7 +509,8 @@ std::unique_ptr<Output> make_ipfix_output(const Options& o) {
     std::memcpy(&addr, res->ai_addr, res->ai_addrlen);
     const socklen_t len = res->ai_addrlen;
     ::freeaddrinfo(res);
-    return std::make_unique<IpfixOutput>(tcp, addr, len, o.ipfix_active_timeout_s);
+    return std::make_unique<IpfixOutput>(tcp, addr, len, o.ipfix_active_timeout_s,
+                                         tally.counter("ipfix"));
 }
 
 }  // namespace tcptrack

@@ -19,6 +19,7 @@
 
 #include "config/options.hpp"
 #include "config/options.hpp"
+#include "output/export_tally.hpp"
 #include "output/output.hpp"
 
 namespace tcptrack {
@@ -39,7 +40,8 @@ inline constexpr std::uint16_t kIpfixTemplateV6 = 257;
 // UDP: templates are re-sent this often (RFC 7011 section 8.4), and on start.
 inline constexpr double kIpfixTemplateRefreshS = 60.0;
 
+// Counts its errors (records not delivered) into tally.counter("ipfix").
 // Throws tcptrack::Error (one line) if the collector's address cannot be resolved.
-std::unique_ptr<Output> make_ipfix_output(const Options& opts);
+std::unique_ptr<Output> make_ipfix_output(const Options& opts, ExportTally& tally);
 
 }  // namespace tcptrack

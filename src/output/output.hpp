@@ -26,10 +26,6 @@ public:
     virtual void finish(const ReportFrame* last) {
         if (last) write(*last);
     }
-    // An exporter (IPFIX, Prometheus): its errors() are listed in the summaries.
-    virtual bool exporter() const { return false; }
-    // Errors so far that did not stop tracking (an unreachable collector...).
-    virtual std::uint64_t errors() const { return 0; }
     virtual const char* name() const = 0;
     // An interactive output (the full-screen view) acts on keys here, between
     // short waits; false: the user quit.

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // --prometheus: aggregate metrics served by prometheus-cpp (see the header).
-#include "output/render.hpp"
+#include "output/format.hpp"
 #include "report/flow_model.hpp"
 #include "output/prometheus.hpp"
 
@@ -33,6 +33,7 @@
 #include <utility>
 
 #include "sys/error.hpp"
+#include "sys/host_port.hpp"
 #include "sys/fd.hpp"
 
 namespace tcptrack {
@@ -44,7 +45,6 @@ using prometheus::Histogram;
 
 constexpr std::array<State, 6> kStates{State::SynSent, State::SynRecv, State::Established,
                                        State::Closing, State::Closed, State::Reset};
-constexpr std::uint32_t kMaxSlots = 1u << 24;  // the store indexes slots in 24 bits (flow.h)
 constexpr const char* kDirs[2] = {"client_to_server", "server_to_client"};
 
 // Handshake RTTs from a LAN's tens of microseconds to a satellite's seconds.
@@ -67,8 +67,6 @@ public:
     mutable std::mutex mutex;
 };
 
-std::uint64_t ref_key(const SlotRef& r) { return (std::uint64_t{r.slot} << 32) | r.gen; }
-
 std::uint64_t delta(std::uint64_t now, std::uint64_t prev) { return now > prev ? now - prev : 0; }
 
 // Counters are monotonic: a cumulative value is applied as what it grew by.
@@ -85,19 +83,15 @@ struct Endpoint {
 };
 
 Endpoint resolve(const std::string& text) {
-    const auto colon = text.rfind(':');
-    if (colon == std::string::npos || colon == 0)
-        throw Error("cannot serve Prometheus metrics on " + text + ": expected ADDR:PORT");
-    std::string host = text.substr(0, colon);
-    const std::string port = text.substr(colon + 1);
-    const bool v6 = host.size() > 2 && host.front() == '[' && host.back() == ']';
-    if (v6) host = host.substr(1, host.size() - 2);
+    const auto hp = parse_host_port(text);
+    if (!hp) throw Error("cannot serve Prometheus metrics on " + text + ": expected ADDR:PORT");
     addrinfo hints{};
     hints.ai_socktype = SOCK_STREAM;
-    hints.ai_family = v6 ? AF_INET6 : AF_INET;  // a name: its IPv4 address (see bind_failure)
+    hints.ai_family = hp->bracketed ? AF_INET6 : AF_INET;  // a name: its IPv4 address (see bind_failure)
     hints.ai_flags = AI_NUMERICSERV;
     addrinfo* res = nullptr;
-    if (const int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &res); rc != 0 || !res)
+    if (const int rc = getaddrinfo(hp->host.c_str(), std::to_string(hp->port).c_str(), &hints, &res);
+        rc != 0 || !res)
         throw Error("cannot serve Prometheus metrics on " + text + ": " + gai_strerror(rc));
     Endpoint e;
     std::memcpy(&e.sa, res->ai_addr, res->ai_addrlen);
@@ -170,6 +164,7 @@ std::string joined(const std::vector<std::string>& v) {
 
 struct PrometheusOutput::Impl {
     std::shared_ptr<Locked> reg = std::make_shared<Locked>();
+    const ExportTally* exports = nullptr;  // the exporters' errors (tcptrack_export_errors_total)
     std::unique_ptr<prometheus::Exposer> exposer;
     Endpoint where;  // what it listens on (its port the one in use)
     // Wakes the server's listener while it stops (see ~PrometheusOutput).
@@ -244,9 +239,9 @@ struct PrometheusOutput::Impl {
         bool has(const SlotRef& r) const { return r.slot < gen.size() && gen[r.slot] == r.gen; }
         // Marks r; false if it already was.
         bool add(const SlotRef& r) {
-            if (r.slot >= kMaxSlots) return true;  // no slot: only prev_* == 0 tells it is new
+            if (r.slot >= TT_MAX_SLOTS) return true;  // no slot: only prev_* == 0 tells it is new
             if (r.slot >= gen.size())
-                gen.resize(std::min<std::size_t>(std::max<std::size_t>(r.slot + 1, gen.size() * 2), kMaxSlots), 0);
+                gen.resize(std::min<std::size_t>(std::max<std::size_t>(r.slot + 1, gen.size() * 2), TT_MAX_SLOTS), 0);
             if (gen[r.slot] == r.gen) return false;
             gen[r.slot] = r.gen;
             return true;
@@ -369,8 +364,10 @@ struct PrometheusOutput::Impl {
 };
 
 
-PrometheusOutput::PrometheusOutput(const std::string& listen, const std::vector<std::string>& ifaces)
+PrometheusOutput::PrometheusOutput(const std::string& listen, const std::vector<std::string>& ifaces,
+                                   const ExportTally* exports)
     : impl_(std::make_unique<Impl>()) {
+    impl_->exports = exports;
     for (const auto& i : ifaces) impl_->iface(i);
     impl_->errors["ipfix"];
     impl_->errors["prometheus"];
@@ -454,7 +451,7 @@ bool PrometheusOutput::write(const ReportFrame& frame) {
     };
 
     std::unordered_set<std::uint64_t> idle;
-    for (const SlotRef& r : frame.idle) idle.insert(ref_key(r));
+    for (const SlotRef& r : frame.idle) idle.insert(flow_id(r));
 
     const auto& samples = frame.samples;
     std::vector<std::size_t> idle_at;  // live samples whose last report this is
@@ -462,7 +459,7 @@ bool PrometheusOutput::write(const ReportFrame& frame) {
         const FlowSample& s = samples[i];
         Iface& f = of(s);
         ++f.live[static_cast<std::size_t>(shown_state(s))];
-        if (!idle.empty() && idle.count(ref_key(s.ref))) {
+        if (!idle.empty() && idle.count(flow_id(s.ref))) {
             ++f.n_idle;
             idle_at.push_back(i);
         }
@@ -471,11 +468,10 @@ bool PrometheusOutput::write(const ReportFrame& frame) {
         if (i >= samples.size()) continue;
         const FlowSample& s = samples[i];
         Iface& f = of(s);
-        const std::uint64_t key = ref_key(s.ref);
+        const std::uint64_t key = flow_id(s.ref);
         const bool final = i >= frame.live;
         const bool ends = final || (!idle.empty() && idle.count(key));
-        const bool fresh = !s.prev_bytes[0] && !s.prev_bytes[1] && !s.prev_packets[0] &&
-                           !s.prev_packets[1] && !s.prev_payload[0] && !s.prev_payload[1];
+        const bool fresh = is_new(s);
         // First seen (already finished, possibly): opened once.
         if (ends) {
             if (!m.seen.remove(s.ref) && fresh) ++f.n_opened;
@@ -507,9 +503,8 @@ bool PrometheusOutput::write(const ReportFrame& frame) {
         observe_rtt(s, of(s), true);
     }
     const ReportStats& st = frame.report.stats;
-    if constexpr (requires { st.export_errors; }) {
-        for (const auto& [name, n] : st.export_errors) m.errors[name].pending = n;
-    }
+    if (m.exports)
+        for (const auto& [name, n] : m.exports->entries()) m.errors[name].pending = n;
 
     // Everything at once: a scrape sees this report whole or not at all.
     const std::lock_guard<std::mutex> g(m.reg->mutex);
@@ -541,14 +536,6 @@ bool PrometheusOutput::write(const ReportFrame& frame) {
     return true;
 }
 
-void PrometheusOutput::finish(const ReportFrame* last) { (void)last; }
-
-void PrometheusOutput::set_export_errors(const std::string& exporter, std::uint64_t n) {
-    const std::lock_guard<std::mutex> g(impl_->reg->mutex);
-    impl_->errors[exporter].pending = n;
-    impl_->apply_errors();
-}
-
 std::string PrometheusOutput::exposition() const {
     return prometheus::TextSerializer().Serialize(impl_->reg->Collect());
 }
@@ -560,8 +547,9 @@ int PrometheusOutput::port() const {
 }
 
 std::unique_ptr<Output> make_prometheus_output(const Options& opts,
-                                               const std::vector<std::string>& ifaces) {
-    return std::make_unique<PrometheusOutput>(opts.prometheus, ifaces);
+                                               const std::vector<std::string>& ifaces,
+                                               const ExportTally& exports) {
+    return std::make_unique<PrometheusOutput>(opts.prometheus, ifaces, &exports);
 }
 
 }  // namespace tcptrack

@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "config/options.hpp"
+#include "output/export_tally.hpp"
 #include "output/output.hpp"
 
 namespace tcptrack {
@@ -40,16 +41,14 @@ public:
     // listen: "ADDR:PORT" ("[ADDR]:PORT" for IPv6; a host name is resolved to
     // its first address; port 0 picks a free one, see port()), or "" to serve
     // nothing (tests read exposition()). ifaces: series made at 0 from the start.
+    // exports: the exporters' errors, read at each report (may be null).
     // Throws Error (one line) if it cannot listen.
-    PrometheusOutput(const std::string& listen, const std::vector<std::string>& ifaces);
+    PrometheusOutput(const std::string& listen, const std::vector<std::string>& ifaces,
+                     const ExportTally* exports = nullptr);
     ~PrometheusOutput() override;
 
     bool write(const ReportFrame& frame) override;
-    void finish(const ReportFrame* last) override;
     const char* name() const override { return "prometheus"; }
-
-    // Another exporter's errors so far (cumulative): tcptrack_export_errors_total{exporter}.
-    void set_export_errors(const std::string& exporter, std::uint64_t n);
 
     // The exposition a scrape gets now (text format).
     std::string exposition() const;
@@ -63,6 +62,7 @@ private:
 };
 
 std::unique_ptr<Output> make_prometheus_output(const Options& opts,
-                                               const std::vector<std::string>& ifaces);
+                                               const std::vector<std::string>& ifaces,
+                                               const ExportTally& exports);
 
 }  // namespace tcptrack

@@ -10,7 +10,8 @@
 #include <cstdio>
 #include <cstring>
 
-#include "output/render.hpp"
+#include "output/rows.hpp"
+#include "output/table.hpp"
 #include "output/tui.hpp"
 
 namespace tcptrack {
@@ -47,7 +48,8 @@ Report with_rows(const ReportFrame& f) {
 
 class TableOutput final : public Output {
 public:
-    explicit TableOutput(const Options& o) : opts_(o), tty_(isatty(STDOUT_FILENO)) {}
+    TableOutput(const Options& o, const ExportTally& exports)
+        : opts_(o), exports_(exports), tty_(isatty(STDOUT_FILENO)) {}
     bool write(const ReportFrame& f) override {
         const Report r = with_rows(f);
         bool ok;
@@ -56,7 +58,8 @@ public:
         else  // redrawn in place on a terminal (like top); reports appended otherwise
             ok = put_stdout(tty_ ? "\x1b[H\x1b[2J" : first_ ? "" : "\n") &&
                  put_stdout(render_table(r, tty_ ? terminal_rows() : SIZE_MAX));
-        if (ok && opts_.summary) ok = put_stdout(render_table_summary(r, r.stats.connections));
+        if (ok && opts_.summary)
+            ok = put_stdout(render_table_summary(r, r.stats.connections, &exports_));
         first_ = false;
         return flushed(ok);
     }
@@ -64,22 +67,25 @@ public:
 
 private:
     const Options& opts_;
+    const ExportTally& exports_;
     const bool tty_;
     bool first_ = true;
 };
 
 class JsonOutput final : public Output {
 public:
-    explicit JsonOutput(const Options& o) : summary_(o.summary) {}
+    JsonOutput(const Options& o, const ExportTally& exports)
+        : summary_(o.summary), exports_(exports) {}
     bool write(const ReportFrame& f) override {
         const Report& r = f.report;
         return flushed(render_json(r.time, f.rows(), put_stdout) &&
-                       (!summary_ || put_stdout(render_json_summary(r, r.stats.connections))));
+                       (!summary_ || put_stdout(render_json_summary(r, r.stats.connections, &exports_))));
     }
     const char* name() const override { return "json"; }
 
 private:
     const bool summary_;
+    const ExportTally& exports_;
 };
 
 class CsvOutput final : public Output {
@@ -114,11 +120,11 @@ private:
 
 }  // namespace
 
-std::unique_ptr<Output> make_table_output(const Options& opts) {
-    return std::make_unique<TableOutput>(opts);
+std::unique_ptr<Output> make_table_output(const Options& opts, const ExportTally& exports) {
+    return std::make_unique<TableOutput>(opts, exports);
 }
-std::unique_ptr<Output> make_json_output(const Options& opts) {
-    return std::make_unique<JsonOutput>(opts);
+std::unique_ptr<Output> make_json_output(const Options& opts, const ExportTally& exports) {
+    return std::make_unique<JsonOutput>(opts, exports);
 }
 std::unique_ptr<Output> make_csv_output() { return std::make_unique<CsvOutput>(); }
 std::unique_ptr<Output> make_view_output(std::unique_ptr<Tui> tui) {

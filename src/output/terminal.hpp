@@ -6,13 +6,15 @@
 #include <memory>
 
 #include "config/options.hpp"
+#include "output/export_tally.hpp"
 #include "output/output.hpp"
 #include "output/tui.hpp"
 
 namespace tcptrack {
 
-std::unique_ptr<Output> make_table_output(const Options& opts);
-std::unique_ptr<Output> make_json_output(const Options& opts);
+// `exports`: the exporters' errors, in --summary's line or record.
+std::unique_ptr<Output> make_table_output(const Options& opts, const ExportTally& exports);
+std::unique_ptr<Output> make_json_output(const Options& opts, const ExportTally& exports);
 std::unique_ptr<Output> make_csv_output();
 std::unique_ptr<Output> make_view_output(std::unique_ptr<Tui> tui);
 

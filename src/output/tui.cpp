@@ -16,7 +16,7 @@
 #include <string_view>
 #include <unistd.h>
 
-#include "output/render.hpp"
+#include "output/table.hpp"
 
 namespace tcptrack {
 

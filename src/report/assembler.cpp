@@ -41,9 +41,8 @@ void ReportAssembler::add_enricher(Enricher& e) {
     builder_.add_enricher(e);
 }
 
-const ReportFrame& ReportAssembler::assemble(
-    std::uint64_t now, std::uint64_t elapsed, std::vector<std::string> ifaces,
-    std::vector<std::pair<std::string, std::uint64_t>> export_errors) {
+const ReportFrame& ReportAssembler::assemble(std::uint64_t now, std::uint64_t elapsed,
+                                             std::vector<std::string> ifaces) {
     frame_.reset();  // refers to report_ and the collector's buffers, about to change
     Report& r = report_;
     r = Report{};
@@ -70,7 +69,6 @@ const ReportFrame& ReportAssembler::assemble(
 
     r.stats = builder_.stats();
     r.stats.connections = builder_.total();
-    r.stats.export_errors = std::move(export_errors);
     add_store_stats(r.stats, collector_, evicted_);
     // Connections refused for want of room: a line at most once a minute.
     if (auto line = pressure_.update(r.stats, now))

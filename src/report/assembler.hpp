@@ -40,8 +40,7 @@ public:
     // The report of the interval ending at monotonic `now` (`elapsed` ns long)
     // over the interfaces `ifaces`; valid until the next call.
     const ReportFrame& assemble(std::uint64_t now, std::uint64_t elapsed,
-                                std::vector<std::string> ifaces,
-                                std::vector<std::pair<std::string, std::uint64_t>> export_errors);
+                                std::vector<std::string> ifaces);
 
 private:
     const Options& opts_;

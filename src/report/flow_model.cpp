@@ -58,12 +58,6 @@ State shown_state(const FlowSample& s) {
     return static_cast<State>(st);
 }
 
-FlowRow make_row(const FlowSample& s, const std::string& iface, std::uint64_t now_ns) {
-    FlowRow r;
-    fill_row(r, s, iface, now_ns);
-    return r;
-}
-
 void fill_row(FlowRow& r, const FlowSample& s, const std::string& iface, std::uint64_t now_ns) {
     const int fwd = client_side(s), rev = fwd ^ 1;
     const Endpoints e = oriented(s);
@@ -85,7 +79,7 @@ void fill_row(FlowRow& r, const FlowSample& s, const std::string& iface, std::ui
     r.duration_ns.reset();
     r.rtt_ns.reset();
     r.age_ns = 0;
-    r.displaced = s.finished && s.has_info && (s.info.flags & TT_F_DISPLACED);
+    r.displaced = displaced(s);
     if (s.has_info) {
         r.duration_ns = syn_to_close(s.info, now_ns);
         r.rtt_ns = handshake_rtt(s.info);

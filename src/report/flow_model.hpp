@@ -33,14 +33,26 @@ State shown_state(const FlowSample& s);
 inline bool displaced(const FlowSample& s) {
     return s.finished && s.has_info && (s.info.flags & TT_F_DISPLACED);
 }
+// Ended, as --closed shows it: closed, reset, or displaced in any state. The
+// same for a sample and for its row (row.state = shown_state, row.displaced).
+inline bool ended(State shown, bool displaced) {
+    return shown == State::Closed || shown == State::Reset || displaced;
+}
+inline bool ended(const FlowSample& s) { return ended(shown_state(s), displaced(s)); }
+inline bool ended(const FlowRow& r) { return ended(r.state, r.displaced); }
+// New since the last report: the collector kept no counts for it then (every
+// prev_* is zero; a flow seen at the last report has counted segments).
+inline bool is_new(const FlowSample& s) {
+    return !s.prev_bytes[0] && !s.prev_bytes[1] && !s.prev_packets[0] && !s.prev_packets[1] &&
+           !s.prev_payload[0] && !s.prev_payload[1];
+}
 
 // The normalised flow key of a row's connection (what the filter and the
 // store key on; the row's interface is not part of it: ifindex 0).
 tt_flow_key key_of(const FlowRow& row);
 
-// Row for one sample. Rates come from rate_of().
-FlowRow make_row(const FlowSample& s, const std::string& iface, std::uint64_t now_ns);
-// The same into an existing row (every field is set; its iface storage is reused).
+// The row of one sample, into an existing row (every field is set; its iface
+// storage is reused). Rates come from rate_of().
 void fill_row(FlowRow& r, const FlowSample& s, const std::string& iface, std::uint64_t now_ns);
 
 // A sample's bits/s, oriented like its row (client -> server is fwd), and ns

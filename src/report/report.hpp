@@ -51,6 +51,8 @@ struct RttSummary {
         sum_ns += ns;
         ++count;
     }
+    // The mean, rounded to the nearest ns; only when count > 0.
+    std::uint64_t avg_ns() const { return (sum_ns + count / 2) / count; }
 };
 
 // Loss and load figures shown in the header and in the JSON summary record.
@@ -71,8 +73,6 @@ struct ReportStats {
     std::uint64_t untracked_buckets = 0;  // of `untracked`: the key's two buckets full of assured ones
     std::uint64_t closed = 0;         // connections reported closed in this report
     RttSummary rtt;                   // over the rows of this report
-    // Exporters' errors so far (an unreachable collector...), by exporter name.
-    std::vector<std::pair<std::string, std::uint64_t>> export_errors;
 };
 
 // Rows handed to a renderer one at a time, so a big report never holds them

@@ -52,10 +52,7 @@ void ReportBuilder::build(const std::vector<FlowSample>& samples, std::uint64_t 
         if (s.finished) ++stats_.closed;
         if (s.has_info)
             if (const auto rtt = handshake_rtt(s.info)) stats_.rtt.add(*rtt);
-        if (closed_only) {  // ended: closed, reset, or displaced in any state
-            const State st = shown_state(s);
-            if (st != State::Closed && st != State::Reset && !displaced(s)) return;
-        }
+        if (closed_only && !ended(s)) return;
         const Rate r = rate_of(s, now_ns, elapsed_ns);
         // IPv4 endpoints packed in the entry (96 bits, same order as ends_less)
         // so sorting ties never reads two samples: at 1M rows that was most of

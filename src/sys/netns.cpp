@@ -7,7 +7,10 @@
 #include <linux/nsfs.h>
 #include <sched.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/vfs.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -96,6 +99,24 @@ void enter_netns(const std::string& arg) {
     const NetnsTarget t = netns_target(arg);
     const Fd fd = open_netns(t);
     if (setns(fd.get(), CLONE_NEWNET) != 0) throw Error(netns_error(t, errno));
+}
+
+HomeNetns::HomeNetns() : ns_(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)) {}
+
+int HomeNetns::socket(int domain, int type, int protocol) const {
+    struct stat home{}, here{};
+    if (!ns_ || ::fstat(ns_.get(), &home) != 0 || ::stat("/proc/thread-self/ns/net", &here) != 0 ||
+        (home.st_ino == here.st_ino && home.st_dev == here.st_dev))
+        return ::socket(domain, type, protocol);
+    const int cur = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (cur < 0 || ::setns(ns_.get(), CLONE_NEWNET) != 0) {
+        if (cur >= 0) ::close(cur);
+        return -1;
+    }
+    const int fd = ::socket(domain, type, protocol);
+    ::setns(cur, CLONE_NEWNET);
+    ::close(cur);
+    return fd;
 }
 
 }  // namespace tcptrack

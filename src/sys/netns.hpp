@@ -44,4 +44,17 @@ Fd open_netns(const NetnsTarget& t);
 // Opens and enters it on the calling thread (CAP_SYS_ADMIN); throws Error.
 void enter_netns(const std::string& arg);
 
+// The namespace the calling thread is in when this is made (tcptrack's own,
+// before --netns), kept so sockets made later still belong there.
+class HomeNetns {
+public:
+    HomeNetns();  // never fails: without the file, socket() makes them in place
+    // socket(2) in the home namespace: in place while the calling thread is
+    // still there, else entered for the call and left again. -1 on failure.
+    int socket(int domain, int type, int protocol) const;
+
+private:
+    Fd ns_;
+};
+
 }  // namespace tcptrack

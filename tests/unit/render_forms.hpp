@@ -6,7 +6,9 @@
 #include <string>
 #include <string_view>
 
-#include "output/render.hpp"
+#include "output/format.hpp"
+#include "output/rows.hpp"
+#include "output/table.hpp"
 
 namespace tcptrack {
 

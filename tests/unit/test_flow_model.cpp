@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "keys.hpp"
+#include "make_row.hpp"
 #include "report/flow_model.hpp"
 #include "report/report_builder.hpp"
 

@@ -13,7 +13,10 @@
 #include <map>
 #include <set>
 
-#include "enrich/process.hpp"
+#include "enrich/process_cache.hpp"
+#include "enrich/procfs.hpp"
+#include "enrich/sock_diag.hpp"
+#include "enrich/system_owners.hpp"
 
 namespace tcptrack {
 namespace {

@@ -158,7 +158,8 @@ TEST(Prometheus, SeriesExistAtZeroBeforeTheFirstReport) {
 }
 
 TEST(Prometheus, CountsEachConnectionOnceAndSumsDeltas) {
-    PrometheusOutput out("", {"eth0", "eth1"});
+    ExportTally exports;
+    PrometheusOutput out("", {"eth0", "eth1"}, &exports);
     Feed feed;
 
     // Report 1: A new and live on eth0 (client is side B, RTT 250 us at the
@@ -247,8 +248,8 @@ TEST(Prometheus, CountsEachConnectionOnceAndSumsDeltas) {
     feed.report.stats.untracked = 5;
     feed.report.stats.evicted = 2;
     feed.report.stats.close_dropped = 1;
+    exports.counter("ipfix") = 3;  // counted by IPFIX; read at each report
     feed.write(out, {}, 0, {});
-    out.set_export_errors("ipfix", 3);
     t = out.exposition();
     const Labels all{{"interface", "eth0,eth1"}};
     EXPECT_EQ(value(t, "tcptrack_connections", with(kEth0L, "state", "ESTABLISHED")), 0);
@@ -259,12 +260,14 @@ TEST(Prometheus, CountsEachConnectionOnceAndSumsDeltas) {
     EXPECT_EQ(value(t, "tcptrack_export_errors_total", with(all, "exporter", "ipfix")), 3);
     EXPECT_EQ(value(t, "tcptrack_export_errors_total", with(all, "exporter", "prometheus")), 0);
     feed.report.stats.untracked = 7;
+    exports.counter("ipfix") = 4;
+    t = out.exposition();
+    EXPECT_EQ(value(t, "tcptrack_export_errors_total", with(all, "exporter", "ipfix")), 3)
+        << "read at a report, not between";
     feed.write(out, {}, 0, {});
-    out.set_export_errors("ipfix", 4);
     t = out.exposition();
     EXPECT_EQ(value(t, "tcptrack_export_errors_total", with(all, "exporter", "ipfix")), 4);
-    // The summary's figures (the run loop's) are taken from each report too.
-    feed.report.stats.export_errors = {{"ipfix", 9}};
+    exports.counter("ipfix") = 9;
     feed.write(out, {}, 0, {});
     t = out.exposition();
     EXPECT_EQ(value(t, "tcptrack_export_errors_total", with(all, "exporter", "ipfix")), 9);
@@ -428,7 +431,8 @@ TEST(Prometheus, PortInUseIsOneLineError) {
     Options o;
     o.prometheus = where;
     try {
-        make_prometheus_output(o, {"eth0"});
+        const ExportTally exports;
+        make_prometheus_output(o, {"eth0"}, exports);
         ADD_FAILURE() << "listening on a taken port did not fail";
     } catch (const Error& e) {
         EXPECT_EQ(std::string(e.what()), "cannot serve Prometheus metrics on " + where + ": address in use");

@@ -14,9 +14,12 @@
 #include <string>
 #include <vector>
 
-#include "output/render.hpp"
+#include "output/format.hpp"
+#include "output/rows.hpp"
+#include "output/table.hpp"
 
 #include "keys.hpp"
+#include "make_row.hpp"
 #include "render_forms.hpp"
 
 using namespace tcptrack;
@@ -429,6 +432,23 @@ TEST_F(Render, TableSummaryLine) {
               "summary: connections 0  store 5/1024 (assured 4, unassured 1)  displaced 0  "
               "untracked 0 (full 0, buckets 0)  evicted 0  close-drops 7  closed 0  "
               "rtt min/avg/max -\n");
+}
+
+// Exporters' errors: in the tally's order, only once an exporter registered.
+TEST_F(Render, SummariesListExportErrors) {
+    ExportTally exports;
+    Report e = empty_report();
+    EXPECT_EQ(render_table_summary(e, 0, &exports), render_table_summary(e, 0));
+    EXPECT_EQ(render_json_summary(e, 0, &exports), render_json_summary(e, 0));
+    exports.counter("ipfix") = 3;
+    exports.counter("other");
+    EXPECT_EQ(render_table_summary(e, 0, &exports),
+              "summary: connections 0  store 0/1024 (assured 0, unassured 0)  displaced 0  "
+              "untracked 0 (full 0, buckets 0)  evicted 0  close-drops 0  closed 0  "
+              "rtt min/avg/max -  ipfix-errors 3  other-errors 0\n");
+    const std::string record = render_json_summary(e, 0, &exports);
+    EXPECT_EQ(record.substr(record.find("\"untracked_buckets\"")),
+              R"("untracked_buckets":0,"export_errors":{"ipfix":3,"other":0}})" "\n");
 }
 
 TEST_F(Render, ClosedLines) {

@@ -1,0 +1,101 @@
+// SPDX-License-Identifier: MIT
+// The per-connection owner cache: new connections looked up, owners forgotten
+// after a connection's last row.
+#include "enrich/process_cache.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <unordered_set>
+
+namespace tcptrack {
+
+OwnerQuery query_of(const FlowSample& s) {
+    const Endpoints e = oriented(s);
+    OwnerQuery q;
+    q.conn.family = s.key.family == TT_FAMILY_INET6 ? Family::V6 : Family::V4;
+    const std::size_t alen = q.conn.family == Family::V6 ? 16 : 4;
+    std::memcpy(q.conn.local.data(), e.src, alen);
+    std::memcpy(q.conn.remote.data(), e.dst, alen);
+    q.conn.lport = e.sport;
+    q.conn.rport = e.dport;
+    q.conn.ifindex = s.key.ifindex;
+    q.local_client = s.has_info && (s.info.flags & TT_F_LOCAL_CLIENT);
+    return q;
+}
+
+void ProcessCache::update(const std::vector<FlowSample>& samples,
+                          const std::vector<std::uint32_t>& changed,
+                          const std::vector<SlotRef>& idle, std::size_t live) {
+    // Rows of the previous report have been printed: its last showings go.
+    for (const std::uint64_t k : forget_next_) owners_.erase(k);
+    forget_next_.clear();
+
+    std::unordered_set<std::uint64_t> gone;  // finished or idle now: no more lookups
+    batch_.clear();
+    for (const std::uint32_t i : changed) {
+        const FlowSample& s = samples[i];
+        if (s.finished) {
+            gone.insert(flow_id(s.ref));
+            forget_next_.push_back(flow_id(s.ref));
+            continue;
+        }
+        // New: first seen at this report.
+        if (is_new(s) && !owners_.count(flow_id(s.ref)))
+            pending_.push_back(Pending{s.ref, query_of(s), 0});
+    }
+    for (const SlotRef& r : idle) {
+        gone.insert(flow_id(r));
+        forget_next_.push_back(flow_id(r));
+    }
+    if (!gone.empty())
+        pending_.erase(std::remove_if(pending_.begin(), pending_.end(),
+                                      [&](const Pending& p) { return gone.count(flow_id(p.ref)) > 0; }),
+                       pending_.end());
+
+    if (!pending_.empty()) {
+        for (Pending& p : pending_) {
+            p.query.result = OwnerQuery::Result::Retry;
+            p.query.owner.reset();
+            batch_.push_back(p.query);
+        }
+        lookups_ += batch_.size();
+        lookup_(batch_);
+        std::size_t keep = 0;
+        for (std::size_t i = 0; i < pending_.size(); ++i) {
+            Pending& p = pending_[i];
+            const OwnerQuery& q = batch_[i];
+            if (q.result == OwnerQuery::Result::Found && q.owner) {
+                owners_[flow_id(p.ref)] = q.owner;
+                continue;
+            }
+            if (q.result == OwnerQuery::Result::Retry && ++p.tries >= kMaxTries) continue;
+            pending_[keep++] = std::move(p);
+        }
+        pending_.resize(keep);
+    }
+
+    // Connections whose end was never reported (a close event lost with the
+    // ring full) would stay forever: sweep against the live samples when the
+    // cache holds many more entries than there are live flows.
+    if (owners_.size() > 2 * live + 1024) {
+        std::unordered_set<std::uint64_t> alive;
+        alive.reserve(live);
+        for (std::size_t i = 0; i < live && i < samples.size(); ++i) alive.insert(flow_id(samples[i].ref));
+        for (const std::uint64_t k : forget_next_) alive.insert(k);
+        for (auto it = owners_.begin(); it != owners_.end();)
+            it = alive.count(it->first) ? std::next(it) : owners_.erase(it);
+    }
+}
+
+void ProcessCache::fill(const SlotRef& ref, FlowRow& row) const {
+    if (const Owner* o = find(ref)) {
+        row.pid = o->pid;
+        row.comm = o->comm;
+        row.cgroup = o->cgroup;
+    } else {
+        row.pid.reset();
+        row.comm.clear();
+        row.cgroup.clear();
+    }
+}
+}  // namespace tcptrack

@@ -1,0 +1,86 @@
+// SPDX-License-Identifier: MIT
+// The per-connection owner cache (an Enricher): who owns each connection,
+// looked up once when it is new (retried a few reports while not found).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "enrich/sock_diag.hpp"
+#include "report/enricher.hpp"
+#include "report/flow_model.hpp"
+#include "report/report.hpp"
+
+namespace tcptrack {
+
+// The owning process of a local socket.
+struct Owner {
+    std::uint32_t pid = 0;
+    std::string comm;    // /proc/PID/comm
+    std::string cgroup;  // container id if evident, else the cgroup v2 path; "" if none
+};
+
+// One new connection to look up, oriented client -> server as its row.
+struct OwnerQuery {
+    SocketTuple conn;  // local = client, remote = server
+    bool local_client = false;  // a hint: the client's SYN left through this host
+    enum class Result : std::uint8_t {
+        Retry,  // no owner found this time (counts as a try)
+        Wait,   // the socket exists but /proc may not be rescanned yet (no try counted)
+        Found,
+    } result = Result::Retry;
+    std::shared_ptr<const Owner> owner;
+};
+// Answers a batch of queries (sets result and owner of each).
+using OwnerLookup = std::function<void(std::vector<OwnerQuery>&)>;
+
+class ProcessCache final : public Enricher {
+public:
+    // Reports a not-found connection is tried on before it is given up.
+    static constexpr std::uint8_t kMaxTries = 3;
+
+    explicit ProcessCache(OwnerLookup lookup) : lookup_(std::move(lookup)) {}
+
+    // Once per report, after collect(): looks up the connections new in this
+    // report (changed, live, first seen now) and the pending ones; forgets the
+    // ones shown for the last time in the previous report (finished, idle).
+    // `live` is collect()'s count of live samples (samples[0, live)).
+    void update(const std::vector<FlowSample>& samples, const std::vector<std::uint32_t>& changed,
+                const std::vector<SlotRef>& idle, std::size_t live) override;
+    // The owner of a connection, or nullptr.
+    const Owner* find(const SlotRef& ref) const {
+        if (owners_.empty()) return nullptr;
+        const auto it = owners_.find(flow_id(ref));
+        return it == owners_.end() ? nullptr : it->second.get();
+    }
+    // Sets the row's pid, comm and cgroup (empty when no owner is known).
+    void fill(const SlotRef& ref, FlowRow& row) const override;
+
+    std::size_t known() const { return owners_.size(); }
+    std::size_t pending() const { return pending_.size(); }
+    std::uint64_t lookups() const { return lookups_; }  // queries handed to the lookup
+
+private:
+    struct Pending {
+        SlotRef ref;
+        OwnerQuery query;
+        std::uint8_t tries = 0;
+    };
+
+    OwnerLookup lookup_;
+    std::unordered_map<std::uint64_t, std::shared_ptr<const Owner>> owners_;
+    std::vector<Pending> pending_;
+    std::vector<std::uint64_t> forget_next_;  // shown a last time in this report
+    std::vector<OwnerQuery> batch_;
+    std::uint64_t lookups_ = 0;
+};
+
+// The query for a sample: its endpoints oriented client -> server.
+OwnerQuery query_of(const FlowSample& s);
+
+}  // namespace tcptrack
