@@ -92,14 +92,16 @@ bool Tui::wanted(const Options& opts) {
            isatty(STDOUT_FILENO) && isatty(STDIN_FILENO);
 }
 
-Tui::Tui(const Options& opts, Controls& controls)
+Tui::Tui(const Options& opts, Controls& controls, const ExportTally& exports)
     : controls_(controls),
+      exports_(exports),
       sort_(opts.sort),
       summary_(opts.summary),
       filter_(opts.filter),
       edit_(opts.filter) {}
 
-std::unique_ptr<Tui> Tui::start(const Options& opts, Controls& controls, std::string& why) {
+std::unique_ptr<Tui> Tui::start(const Options& opts, Controls& controls,
+                                const ExportTally& exports, std::string& why) {
     const char* term = std::getenv("TERM");
     if (!term || !*term) {
         why = "TERM is not set";
@@ -127,7 +129,7 @@ std::unique_ptr<Tui> Tui::start(const Options& opts, Controls& controls, std::st
     nodelay(stdscr, TRUE);
     set_escdelay(25);  // Esc cancels the prompt without a visible wait
     curs_set(0);
-    std::unique_ptr<Tui> t(new Tui(opts, controls));
+    std::unique_ptr<Tui> t(new Tui(opts, controls, exports));
     t->screen_ = screen;
 
     // Notes written to stderr meanwhile would scribble over the screen: catch
@@ -310,7 +312,7 @@ void Tui::draw() {
     const int rows = std::max(LINES - (summary_ ? 6 : 5), 0);
     if (have_report_) {
         std::string text = render_table(shown_, static_cast<std::size_t>(rows));
-        if (summary_) text += render_table_summary(shown_, shown_.stats.connections);
+        if (summary_) text += render_table_summary(shown_, shown_.stats.connections, &exports_);
         int y = 1;
         for (std::size_t pos = 0; pos < text.size() && y < LINES - 1; ++y) {
             const std::size_t nl = std::min(text.find('\n', pos), text.size());

@@ -9,6 +9,7 @@
 
 #include "config/options.hpp"
 #include "output/controls.hpp"
+#include "output/export_tally.hpp"
 #include "report/report.hpp"
 
 namespace tcptrack {
@@ -22,7 +23,8 @@ public:
     // or unknown), with the reason in `why`. While it runs, stderr lines go to
     // the status line; they are written to the real stderr again at the end.
     // `controls` (the run) changes the filter and the sort for the '/' and 's' keys.
-    static std::unique_ptr<Tui> start(const Options& opts, Controls& controls, std::string& why);
+    static std::unique_ptr<Tui> start(const Options& opts, Controls& controls,
+                                      const ExportTally& exports, std::string& why);
     ~Tui();  // gives the terminal back (endwin), whatever ended the view
     Tui(const Tui&) = delete;
     Tui& operator=(const Tui&) = delete;
@@ -33,7 +35,7 @@ public:
     bool handle_keys();
 
 private:
-    Tui(const Options& opts, Controls& controls);
+    Tui(const Options& opts, Controls& controls, const ExportTally& exports);
     void draw();
     void draw_help();
     void key(int ch);
@@ -43,6 +45,7 @@ private:
 
     void* screen_ = nullptr;      // ncurses' SCREEN (kept out of this header)
     Controls& controls_;
+    const ExportTally& exports_;  // --summary: the exporters' errors
     SortKey sort_;
     bool summary_;                // --summary: its line under the table
     std::string filter_;          // the expression in force
