@@ -13,7 +13,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include "tcptrack/flow.h"
-#include "parse.h"
+#include "lib/parse.h"
 
 #define TCX_NEXT (-1)
 

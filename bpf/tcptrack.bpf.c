@@ -14,8 +14,8 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include "tcptrack/flow.h"
-#include "maps.h"
-#include "parse.h"
+#include "lib/maps.h"
+#include "lib/parse.h"
 
 #define TC_ACT_UNSPEC (-1)
 #define TT_STATE_FLAGS (TT_TCP_SYN | TT_TCP_FIN | TT_TCP_RST)
