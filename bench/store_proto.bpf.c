@@ -17,7 +17,7 @@
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
-#include "tcptrack/flow.h"
+#include "tcptrack/abi.h"
 #include "lib/parse.h"
 
 #define TCX_NEXT (-1)

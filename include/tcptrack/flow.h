@@ -8,5 +8,8 @@
 #define TCPTRACK_FLOW_H
 
 #include "tcptrack/abi.h"
+#include "tcptrack/lifecycle.h"
+#include "tcptrack/store.h"
+#include "tcptrack/filter_vm.h"
 
 #endif /* TCPTRACK_FLOW_H */

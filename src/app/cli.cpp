@@ -104,7 +104,7 @@ void check_endpoint(const std::string& opt, const std::string& text, bool url) {
                                  : "must be ADDR:PORT (port 1-65535; [ADDR]:PORT for IPv6)");
 }
 
-constexpr std::uint64_t kMaxFlows = 16000000;  // the store indexes slots in 24 bits (flow.h)
+constexpr std::uint64_t kMaxFlows = 16000000;  // the store indexes slots in 24 bits (tcptrack/store.h)
 constexpr double kMaxSeconds = 86400;  // keeps ns conversions far from overflow
 
 // --test-hash-key: 32 hex digits, the 16 key bytes in order; only where the

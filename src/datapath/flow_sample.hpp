@@ -5,7 +5,8 @@
 
 #include <cstdint>
 
-#include "tcptrack/flow.h"
+#include "tcptrack/abi.h"
+#include "tcptrack/store.h"
 
 namespace tcptrack {
 

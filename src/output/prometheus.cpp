@@ -44,7 +44,7 @@ using prometheus::Histogram;
 
 constexpr std::array<State, 6> kStates{State::SynSent, State::SynRecv, State::Established,
                                        State::Closing, State::Closed, State::Reset};
-constexpr std::uint32_t kMaxSlots = 1u << 24;  // the store indexes slots in 24 bits (flow.h)
+constexpr std::uint32_t kMaxSlots = 1u << 24;  // the store indexes slots in 24 bits (tcptrack/store.h)
 constexpr const char* kDirs[2] = {"client_to_server", "server_to_client"};
 
 // Handshake RTTs from a LAN's tens of microseconds to a satellite's seconds.
