@@ -5,7 +5,8 @@
  * return TC_ACT_UNSPEC (== TCX_NEXT), never drop or modify a packet.
  *
  * One datapath for every kernel from 5.10 (no helper newer than the floor,
- * no cross-CPU access). Flows live in the slot store (tcptrack/store.h, bpf/lib/store.h):
+ * no cross-CPU access). Flows live in the slot store (tcptrack/store.h,
+ * lib/store.h):
  *  - hot path (a settled flow, no SYN/FIN/RST): parse, hash the key, one index
  *    bucket line, the slot, two atomic adds and the payload reach;
  *  - a segment that may change the lifecycle takes the slot's lock;

@@ -17,7 +17,7 @@
 
 #define TT_DEFAULT_FLOWS 65536
 
-/* Store geometry, set by user space before load (src/skeleton.cpp). */
+/* Store geometry, set by user space before load (src/datapath/skeleton.cpp). */
 const volatile __u32 tt_max_slots = TT_DEFAULT_FLOWS;
 const volatile __u32 tt_index_mask = TT_DEFAULT_FLOWS / 8 - 1;
 const volatile __u32 tt_lock_mask = TT_DEFAULT_FLOWS / 16 - 1;

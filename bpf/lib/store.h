@@ -20,7 +20,7 @@
 #define TT_TAG_MASK 0xff000000
 #define TT_INDEX_SPARE 12 /* entries a first bucket takes before the emptier one is preferred */
 
-/* The hashes' key: getrandom() at every load (src/skeleton.cpp), never printed. */
+/* The hashes' key: getrandom() at every load (src/datapath/skeleton.cpp), never printed. */
 const volatile struct tt_hash_key tt_hash_key = {};
 
 /* Read through volatile: the compiler must not fold the placeholder {} in. */
