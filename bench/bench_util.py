@@ -273,7 +273,7 @@ def mem_model(m, cpus, sz):
 
 TARGET_B_PER_FLOW = 200
 TARGET_AT = 1000000
-# The per-CPU counter cache (tcptrack/flow.h): sized by CPUs, not by flows.
+# The per-CPU counter cache (tcptrack/store.h): sized by CPUs, not by flows.
 PER_CPU_ARRAY_NAME = "flow_cache"
 
 

@@ -22,7 +22,8 @@
 
 #include "empty.skel.h"
 #include "packet_builder.hpp"
-#include "tcptrack/flow.h"  // before the skeleton: its .bss holds struct tt_filter
+#include "tcptrack/filter_vm.h"  // before the skeleton: its .bss holds struct tt_filter
+#include "tcptrack/store.h"  // before the skeleton: its .rodata holds struct tt_hash_key
 #include "tcptrack.skel.h"
 #include "store_proto.skel.h"
 #include "parse_only.skel.h"

@@ -22,7 +22,7 @@
 #include <vector>
 
 #include "frame.hpp"
-#include "tcptrack/flow.h"
+#include "tcptrack/store.h"
 
 namespace {
 

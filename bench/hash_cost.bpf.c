@@ -12,8 +12,9 @@
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
-#include "tcptrack/flow.h"
-#include "parse.h"
+#include "tcptrack/abi.h"
+#include "tcptrack/store.h"
+#include "lib/parse.h"
 
 #define TCX_NEXT (-1)
 

@@ -2,17 +2,17 @@
 /*
  * The parse-only classifier: everything tcptrack does to a packet before its
  * first map access, and nothing after. It runs tcptrack's own parser
- * (bpf/parse.h: Ethernet with up to two VLAN tags, IPv4 with options or IPv6
+ * (bpf/lib/parse.h: Ethernet with up to two VLAN tags, IPv4 with options or IPv6
  * with extension headers, TCP, with the same bounds checks), sets the key's
- * ifindex and normalises the key (include/tcptrack/flow.h), then returns
+ * ifindex and normalises the key (include/tcptrack/abi.h), then returns
  * TCX_NEXT without touching any map. Attached next to tcptrack and the empty
  * classifier (empty.bpf.c), tcptrack - parse-only is the cost of the memo,
  * the counter store and the lifecycle, and parse-only - empty the parse.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
-#include "tcptrack/flow.h"
-#include "parse.h"
+#include "tcptrack/abi.h"
+#include "lib/parse.h"
 
 #define TCX_NEXT (-1)
 

@@ -51,7 +51,9 @@
 #include <vector>
 
 #include "frame.hpp"
-#include "tcptrack/flow.h"  // before the skeleton: its .bss holds struct tt_filter
+#include "tcptrack/abi.h"
+#include "tcptrack/filter_vm.h"  // before the skeleton: its .bss holds struct tt_filter
+#include "tcptrack/store.h"  // before the skeleton: its .rodata holds struct tt_hash_key
 #include "tcptrack.skel.h"
 #include "datapath/collector.hpp"
 #include "sys/error.hpp"

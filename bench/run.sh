@@ -199,7 +199,7 @@ emit() { tee -a "$RESULTS.tmp"; }  # markdown: stdout + results file
 # meaningful: it has 65,536 slots and no lifecycle).
 case "${TTBENCH_SECOND:-parse-only}" in
   parse-only) SECOND_ARGS=(--parse-only)
-              SECOND_DESC="a parse-only classifier (bench/parse_only.bpf.c: tcptrack's own tt_parse from bpf/parse.h plus ifindex and key normalisation, no map access)" ;;
+              SECOND_DESC="a parse-only classifier (bench/parse_only.bpf.c: tcptrack's own tt_parse from bpf/lib/parse.h plus ifindex and key normalisation, no map access)" ;;
   proto-shared|proto-delta) SECOND_ARGS=(--store-proto "${TTBENCH_SECOND#proto-}")
               SECOND_DESC="in the parse-only columns: the store prototype bench/store_proto.bpf.c (${TTBENCH_SECOND#proto-} variant; TTBENCH_SECOND=$TTBENCH_SECOND)" ;;
   *) echo "TTBENCH_SECOND: parse-only, proto-shared or proto-delta" >&2; exit 2 ;;

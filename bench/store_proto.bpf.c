@@ -17,8 +17,8 @@
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
-#include "tcptrack/flow.h"
-#include "parse.h"
+#include "tcptrack/abi.h"
+#include "lib/parse.h"
 
 #define TCX_NEXT (-1)
 #define PROTO_CACHE 8192 /* entries per CPU: 512 KiB */

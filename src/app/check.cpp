@@ -8,7 +8,7 @@
 
 #include "sys/error.hpp"
 #include "datapath/features.hpp"
-#include "tcptrack/flow.h"
+#include "tcptrack/store.h"
 #include "sys/interfaces.hpp"
 #include "sys/netns.hpp"
 #include "sys/privileges.hpp"

@@ -5,7 +5,7 @@
 
 #include "datapath/filter.hpp"
 #include "sys/host_port.hpp"
-#include "tcptrack/flow.h"
+#include "tcptrack/store.h"
 
 #include <CLI/CLI.hpp>
 
@@ -99,7 +99,7 @@ void check_endpoint(const std::string& opt, const std::string& text, bool url) {
                                  : "must be ADDR:PORT (port 1-65535; [ADDR]:PORT for IPv6)");
 }
 
-// --max-flows: a round limit under the store's (TT_MAX_SLOTS, flow.h).
+// --max-flows: a round limit under the store's (TT_MAX_SLOTS, tcptrack/store.h).
 constexpr std::uint64_t kMaxFlows = 16000000;
 static_assert(kMaxFlows <= TT_MAX_SLOTS);
 constexpr double kMaxSeconds = 86400;  // keeps ns conversions far from overflow

@@ -17,7 +17,9 @@
 #include <unistd.h>
 #include <fmt/format.h>
 
-#include "tcptrack/flow.h"  // before the skeleton: its .bss holds struct tt_filter
+#include "tcptrack/abi.h"
+#include "tcptrack/filter_vm.h"  // before the skeleton: its .bss holds struct tt_filter
+#include "tcptrack/store.h"  // before the skeleton: its .rodata holds struct tt_hash_key
 #include "tcptrack.skel.h"
 #include "sys/error.hpp"
 #include "sys/privileges.hpp"

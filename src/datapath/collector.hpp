@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// Reads the slot store (tcptrack/flow.h) through mmap, keeps one sample per
+// Reads the slot store (tcptrack/store.h) through mmap, keeps one sample per
 // live flow up to date in proportion to what changed, and drains the
 // close-event ring buffer. It also recycles the slots of finished flows and
 // ends idle or reaped ones (through the datapath's eviction program).
@@ -75,7 +75,7 @@ public:
     // unassured_limit_ns, default the same): shown this once, then to be forgotten.
     const std::vector<SlotRef>& idle() const { return idle_; }
     // Live flows in the store at the last collect(), and how many of them are
-    // assured (flow.h: TT_F_ASSURED); the store holds capacity() at most.
+    // assured (tcptrack/abi.h: TT_F_ASSURED); the store holds capacity() at most.
     std::size_t live() const { return live_; }
     std::size_t assured() const { return assured_; }
     std::size_t capacity() const { return max_slots_; }
@@ -131,7 +131,7 @@ private:
     std::vector<std::uint32_t> dying_;
     std::vector<FlowSample> closed_;
 
-    // The per-CPU counter cache (tcptrack/flow.h), mapped for the collector's
+    // The per-CPU counter cache (tcptrack/store.h), mapped for the collector's
     // lifetime (256 KiB per CPU), and the entries holding counts at this
     // collect(), sorted by slot to be added to their slots during the scan.
     const volatile tt_cache_entry* cache_ = nullptr;

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // The filter expression: tokenise, parse (recursive descent, tcpdump's
-// precedence: not > and > or), and emit the postfix program of flow.h.
+// precedence: not > and > or), and emit the postfix program of tcptrack/filter_vm.h.
 #include "datapath/filter.hpp"
 
 #include <arpa/inet.h>

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // The capture filter: a tcpdump-style expression compiled into the postfix
-// program (struct tt_filter, flow.h) that the classifiers run on every segment
+// program (struct tt_filter, tcptrack/filter_vm.h) that the classifiers run on every segment
 // before any flow map, and that user space runs on keys it already holds.
 //
 //   expr      := term { ("or" | "||") term }
@@ -18,7 +18,8 @@
 #include <string>
 #include <string_view>
 
-#include "tcptrack/flow.h"
+#include "tcptrack/abi.h"
+#include "tcptrack/filter_vm.h"
 
 namespace tcptrack {
 
@@ -31,7 +32,7 @@ struct FilterError : std::runtime_error {
 tt_filter compile_filter(std::string_view expr);
 
 // True when the connection with this normalised key passes (user-space copy of
-// the classifiers' check, the same code: tt_filter_match in flow.h).
+// the classifiers' check, the same code: tt_filter_match in tcptrack/filter_vm.h).
 bool filter_matches(const tt_filter& f, const tt_flow_key& key);
 
 }  // namespace tcptrack

@@ -5,15 +5,10 @@
 
 #include <cstdint>
 
-#include "tcptrack/flow.h"
+#include "tcptrack/abi.h"
+#include "tcptrack/store.h"
 
 namespace tcptrack {
-
-static_assert(sizeof(tt_flow_key) == 44, "flow key layout is shared with bpf/");
-static_assert(sizeof(tt_flow_info) == 72, "flow info layout is shared with bpf/");
-static_assert(sizeof(tt_slot) == 176, "slot layout is shared with bpf/");
-static_assert(sizeof(tt_index_bucket) == 64, "an index bucket is one cache line");
-static_assert(sizeof(tt_close_event) == 176, "close event layout is shared with bpf/");
 
 // Where a live flow sits in the store: its slot and the slot's generation.
 struct SlotRef {

@@ -11,11 +11,11 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 
-#include "tcptrack/flow.h"  // before the skeleton: its .bss holds struct tt_filter
+#include "tcptrack/filter_vm.h"  // before the skeleton: its .bss holds struct tt_filter
+#include "tcptrack/store.h"  // before the skeleton: its .rodata holds struct tt_hash_key
 #include "tcptrack.skel.h"
 #include "sys/error.hpp"
 #include "sys/privileges.hpp"
-#include "tcptrack/flow.h"
 #include "datapath/load_log.hpp"
 
 namespace tcptrack {

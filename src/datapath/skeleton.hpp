@@ -18,12 +18,12 @@ namespace tcptrack {
 struct LoadConfig {
     std::uint32_t max_flows = 65536;
     bool tcx = false;  // load the classifiers with TCX expected attach types
-    // The hashes' key (flow.h): empty = 16 bytes from getrandom() at this load
+    // The hashes' key (tcptrack/store.h): empty = 16 bytes from getrandom() at this load
     // (always, but in tests, which fix it to reproduce collisions).
     std::optional<std::array<std::uint8_t, 16>> hash_key;
 };
 
-// Sizes of the slot store's maps for a flow limit (tcptrack/flow.h): the one
+// Sizes of the slot store's maps for a flow limit (tcptrack/store.h): the one
 // place they are derived, for the loader, the benchmarks and the tests.
 struct StoreGeometry {
     std::uint32_t slots;          // one per flow

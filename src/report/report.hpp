@@ -15,7 +15,7 @@ namespace tcptrack {
 
 enum class Family : std::uint8_t { V4 = 4, V6 = 6 };
 
-// Mirrors enum tt_state in flow.h (same values).
+// Mirrors enum tt_state in tcptrack/abi.h (same values).
 enum class State : std::uint8_t { SynSent = 0, SynRecv, Established, Closing, Closed, Reset };
 
 using Address = std::array<std::uint8_t, 16>;  // network order; IPv4 in the first 4 bytes

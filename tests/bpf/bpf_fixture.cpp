@@ -13,7 +13,9 @@
 #include <map>
 #include <memory>
 
-#include "tcptrack/flow.h"  // before the skeleton: its .bss holds struct tt_filter
+#include "tcptrack/abi.h"
+#include "tcptrack/filter_vm.h"  // before the skeleton: its .bss holds struct tt_filter
+#include "tcptrack/store.h"  // before the skeleton: its .rodata holds struct tt_hash_key
 #include "tcptrack.skel.h"
 #include "sys/error.hpp"
 #include "datapath/features.hpp"
@@ -361,7 +363,7 @@ std::uint32_t BpfTest::next_fresh() {
     return std::min(l.next_fresh, skel_->geometry().slots);
 }
 
-// The slot with the counts CPUs still cache for it added (flow.h:
+// The slot with the counts CPUs still cache for it added (tcptrack/store.h:
 // TT_ADD_COUNTS), as user space sees a flow: a flow's counts, wherever they sit.
 tt_slot BpfTest::slot(std::uint32_t idx) {
     tt_slot s{};

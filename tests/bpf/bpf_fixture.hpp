@@ -22,7 +22,8 @@
 
 #include "packet_builder.hpp"
 #include "datapath/collector.hpp"
-#include "tcptrack/flow.h"
+#include "tcptrack/abi.h"
+#include "tcptrack/store.h"
 #include "datapath/skeleton.hpp"
 
 // Global namespace so gtest finds them for the C struct.

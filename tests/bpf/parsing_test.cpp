@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "bpf_fixture.hpp"
+#include "tcptrack/lifecycle.h"
 
 namespace tt_test {
 namespace {
@@ -25,7 +26,7 @@ using FuzzTest = BpfTest;
 
 // Parser-independent reference for what one packet should do to an empty store:
 // a flow under `key`, counted in direction `dir`. Written from the format
-// specs and parse.h's documented limits (2 VLAN tags, 6 IPv6 extension headers).
+// specs and bpf/lib/parse.h's documented limits (2 VLAN tags, 6 IPv6 extension headers).
 struct RefFlow {
     tt_flow_key key{};
     int dir = 0;

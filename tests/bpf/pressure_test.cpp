@@ -13,7 +13,8 @@
 #include <vector>
 
 #include "bpf_fixture.hpp"
-#include "tcptrack/flow.h"
+#include "tcptrack/abi.h"
+#include "tcptrack/store.h"
 
 namespace tt_test {
 namespace {

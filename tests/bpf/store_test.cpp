@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// The slot store's own risks (tcptrack/flow.h): generations (a tuple's next
+// The slot store's own risks (tcptrack/store.h): generations (a tuple's next
 // connection never inherits the last one's counts, dead slots come back only
 // through the collector), the two-choice index (overflow into the second
 // bucket, both buckets full, tag collisions), and the eviction program that
@@ -15,7 +15,9 @@
 #include <vector>
 
 #include "bpf_fixture.hpp"
-#include "tcptrack/flow.h"  // before the skeleton: its .bss holds struct tt_filter
+#include "tcptrack/abi.h"
+#include "tcptrack/filter_vm.h"  // before the skeleton: its .bss holds struct tt_filter
+#include "tcptrack/store.h"  // before the skeleton: its .rodata holds struct tt_hash_key
 #include "tcptrack.skel.h"
 
 namespace tt_test {

@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "tcptrack/flow.h"
+#include "tcptrack/abi.h"
 #include "report/report.hpp"
 
 namespace tt_test {

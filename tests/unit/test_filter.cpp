@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // The filter expression: grammar, precedence, errors that name their token,
-// and what the compiled program (the classifiers' own code, flow.h) keeps.
+// and what the compiled program (the classifiers' own code, tcptrack/filter_vm.h) keeps.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 

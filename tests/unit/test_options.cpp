@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "tcptrack/flow.h"
+#include "tcptrack/store.h"
 #include "app/cli.hpp"
 
 using namespace tcptrack;
@@ -291,7 +291,7 @@ TEST(Options, MaxFlowsBounds) {
         usage_error({"--max-flows", bad}, std::string("--max-flows: '") + bad + "'");
     EXPECT_EQ(parse({"--max-flows", "16000001"}).err,
               "tcptrack: --max-flows: '16000001' must be an integer from 1 to 16000000");
-    // Every accepted limit fits the index's slot field (tcptrack/flow.h).
+    // Every accepted limit fits the index's slot field (tcptrack/store.h).
     EXPECT_LE(16000000u, static_cast<unsigned>(TT_MAX_SLOTS));
 }
 

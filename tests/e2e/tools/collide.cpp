@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: MIT
 // Chooses client source ports whose connections hide a victim connection from
 // tcptrack's flow index (tests/e2e/attack_test.py, issue 16), computed with the
-// datapath's own code: include/tcptrack/flow.h (tt_key_normalise,
+// datapath's own code: include/tcptrack/abi.h and store.h (tt_key_normalise,
 // tt_index_hash, tt_bucket1/2).
 //
 //   collide --hash-key HEX32 --buckets B --family 4|6 --client ADDR --server ADDR
 //           --server-port P --ifindex I --victim-port V [--port-min LO] [--port-max HI]
 //
-// The flow key is what bpf/parse.h fills for a segment of the connection
+// The flow key is what bpf/lib/parse.h fills for a segment of the connection
 // client:port -> server:P seen on the interface with index I (addresses and
 // ports in network order, IPv4 in the first 4 bytes, family 4 or 6, padding
 // zero), normalised. B is the index's bucket count (a power of two:
@@ -33,7 +33,8 @@
 #include <string>
 #include <vector>
 
-#include "tcptrack/flow.h"
+#include "tcptrack/abi.h"
+#include "tcptrack/store.h"
 
 namespace {
 

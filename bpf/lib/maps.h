@@ -1,13 +1,28 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
-/* The datapath's maps (the store is described in tcptrack/flow.h). Sizes are set from user space before load. */
+/*
+ * Every map of the datapath in one place, with the load-time geometry in
+ * .rodata that sizes them (set by user space before load,
+ * src/datapath/skeleton.cpp) and the per-CPU handoff records of the global
+ * functions (filter_arg, slow_arg). The store is described in tcptrack/store.h.
+ * Included by every bpf/lib header that touches a map, and tcptrack.bpf.c.
+ */
 #ifndef TCPTRACK_MAPS_H
 #define TCPTRACK_MAPS_H
 
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
-#include "tcptrack/flow.h"
+#include "tcptrack/abi.h"
+#include "tcptrack/store.h"
+#include "parse.h" /* struct tt_pkt, in slow_arg */
 
 #define TT_DEFAULT_FLOWS 65536
+
+/* Store geometry, set by user space before load (src/datapath/skeleton.cpp). */
+const volatile __u32 tt_max_slots = TT_DEFAULT_FLOWS;
+const volatile __u32 tt_index_mask = TT_DEFAULT_FLOWS / 8 - 1;
+const volatile __u32 tt_lock_mask = TT_DEFAULT_FLOWS / 16 - 1;
+/* Possible CPUs: the per-CPU cache has nr_cpus x TT_CACHE_ENTRIES entries. */
+const volatile __u32 tt_nr_cpus = 1;
 
 /* One slot per flow; user space mmaps it and reads it as plain memory. */
 struct {
@@ -18,7 +33,7 @@ struct {
 	__type(value, struct tt_slot);
 } slots SEC(".maps");
 
-/* Per-CPU counter cache (tcptrack/flow.h): nr_cpus x TT_CACHE_ENTRIES, set before load. */
+/* Per-CPU counter cache (tcptrack/store.h): nr_cpus x TT_CACHE_ENTRIES, set before load. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(map_flags, BPF_F_MMAPABLE);
@@ -27,7 +42,7 @@ struct {
 	__type(value, struct tt_cache_entry);
 } flow_cache SEC(".maps");
 
-/* key -> slot (tcptrack/flow.h); buckets = a power of two >= flows / 8. */
+/* key -> slot (tcptrack/store.h); buckets = a power of two >= flows / 8. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, TT_DEFAULT_FLOWS / 8);
@@ -103,5 +118,49 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } stats SEC(".maps");
+
+static __always_inline void tt_stat_inc(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
+
+	if (v)
+		*v += 1;
+}
+
+/* What a lookup saw: a fingerprint of the entries carrying the key's tag, so
+ * an insert can tell whether the buckets changed since, and how full they were. */
+struct tt_lookup {
+	__u32 fp;
+	__u32 idx; /* the slot found */
+	__u32 gen; /* its gen when the key matched: writes under its lock check it */
+	__u32 used[2]; /* entries in use in each bucket (complete when nothing was found) */
+	__u32 h; /* tt_index_hash of the key */
+	__u32 ch; /* tt_cache_hash of the key */
+	__u32 found; /* idx/gen hold a match */
+};
+
+/*
+ * The slow path's packet and lookup, handed over through this CPU's entry
+ * (sized to the possible CPUs at load; an ARRAY so the lookup is inlined):
+ * tt_slow is a global function, checked once by the verifier on its own
+ * rather than again for every state its caller reaches it in, and on 5.10
+ * those take only scalars.
+ */
+struct tt_slow_arg {
+	struct tt_pkt p;
+	struct tt_lookup l;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1); /* nr_cpus, set by user space */
+	__type(key, __u32);
+	__type(value, struct tt_slow_arg);
+} slow_arg SEC(".maps");
+
+static __always_inline struct tt_slow_arg *tt_slow_arg(__u32 cpu)
+{
+	return bpf_map_lookup_elem(&slow_arg, &cpu);
+}
 
 #endif /* TCPTRACK_MAPS_H */

@@ -10,7 +10,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
-#include "tcptrack/flow.h"
+#include "tcptrack/abi.h"
 
 #define ETH_HLEN 14
 #define ETH_P_IP 0x0800
