@@ -8,9 +8,9 @@
 //                [--duration SECONDS] [--connections N] [--log FILE]
 //       Each thread: connect, send Q bytes, read until EOF, close; repeat until
 //       the deadline (or N connections per thread: --connections 1 --request
-//       2147483648 --reply 0 is one exact bulk transfer with a FIN close). A connection counts as completed when exactly Q bytes were
-//       sent and exactly R received. --log writes "sport sent received" per
-//       completed connection. Prints a summary line of key=value pairs.
+//       2147483648 --reply 0 is one exact bulk transfer with a FIN close). A connection counts as
+//       completed when exactly Q bytes were sent and exactly R received. --log writes "sport sent
+//       received" per completed connection. Prints a summary line of key=value pairs.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -168,14 +168,16 @@ int client(const Args& a) {
             bytes_sent += d.sent;
             bytes_recv += d.received;
             if (log)
-                std::fprintf(log, "%u %llu %llu\n", d.sport, static_cast<unsigned long long>(d.sent),
+                std::fprintf(log, "%u %llu %llu\n", d.sport,
+                             static_cast<unsigned long long>(d.sent),
                              static_cast<unsigned long long>(d.received));
         }
     }
     if (log) std::fclose(log);
-    std::printf("connections=%lu seconds=%.2f rate=%.0f bytes_sent=%llu bytes_received=%llu "
-                "connect_errors=%lu incomplete=%lu\n",
-                n, secs, n / secs, bytes_sent, bytes_recv, err, shrt);
+    std::printf(
+        "connections=%lu seconds=%.2f rate=%.0f bytes_sent=%llu bytes_received=%llu "
+        "connect_errors=%lu incomplete=%lu\n",
+        n, secs, n / secs, bytes_sent, bytes_recv, err, shrt);
     return 0;
 }
 
@@ -190,14 +192,22 @@ int main(int argc, char** argv) {
     a.mode = argv[1];
     for (int i = 2; i + 1 < argc; i += 2) {
         const std::string k = argv[i], v = argv[i + 1];
-        if (k == "--bind" || k == "--connect") a.addr = v;
-        else if (k == "--port") a.port = std::atoi(v.c_str());
-        else if (k == "--threads") a.threads = std::max(1, std::atoi(v.c_str()));
-        else if (k == "--request") a.request = std::strtoul(v.c_str(), nullptr, 10);
-        else if (k == "--reply") a.reply = std::strtoul(v.c_str(), nullptr, 10);
-        else if (k == "--duration") a.duration = std::atof(v.c_str());
-        else if (k == "--log") a.log = v;
-        else if (k == "--connections") a.connections = std::atol(v.c_str());
+        if (k == "--bind" || k == "--connect")
+            a.addr = v;
+        else if (k == "--port")
+            a.port = std::atoi(v.c_str());
+        else if (k == "--threads")
+            a.threads = std::max(1, std::atoi(v.c_str()));
+        else if (k == "--request")
+            a.request = std::strtoul(v.c_str(), nullptr, 10);
+        else if (k == "--reply")
+            a.reply = std::strtoul(v.c_str(), nullptr, 10);
+        else if (k == "--duration")
+            a.duration = std::atof(v.c_str());
+        else if (k == "--log")
+            a.log = v;
+        else if (k == "--connections")
+            a.connections = std::atol(v.c_str());
         else {
             std::fprintf(stderr, "churn: unknown option %s\n", k.c_str());
             return 2;

@@ -20,16 +20,16 @@
 #include <thread>
 #include <vector>
 
-#include "empty.skel.h"
-#include "packet_builder.hpp"
 #include "tcptrack/filter_vm.h"  // before the skeleton: its .bss holds struct tt_filter
-#include "tcptrack/store.h"  // before the skeleton: its .rodata holds struct tt_hash_key
-#include "tcptrack.skel.h"
-#include "store_proto.skel.h"
-#include "parse_only.skel.h"
+#include "tcptrack/store.h"      // before the skeleton: its .rodata holds struct tt_hash_key
+#include "empty.skel.h"
 #include "hash_cost.skel.h"
+#include "parse_only.skel.h"
+#include "store_proto.skel.h"
+#include "tcptrack.skel.h"
 #include "datapath/filter.hpp"
 #include "datapath/skeleton.hpp"
+#include "packet_builder.hpp"
 
 using namespace tt_test;
 
@@ -132,8 +132,9 @@ int main() {
         tt_hash_key k{0x243f6a8885a308d3ull, 0x13198a2e03707344ull};
         std::memcpy(const_cast<tt_hash_key*>(&hc->rodata->ttbench_key), &k, sizeof(k));
         if (hash_cost_bpf__load(hc)) return 1;
-        std::printf("| Index hash candidate (established data, one flow) | IPv4 ns/run | over "
-                    "parse-only | IPv6 ns/run | over parse-only |\n|---|---:|---:|---:|---:|\n");
+        std::printf(
+            "| Index hash candidate (established data, one flow) | IPv4 ns/run | over "
+            "parse-only | IPv6 ns/run | over parse-only |\n|---|---:|---:|---:|---:|\n");
         const std::pair<const char*, bpf_program*> cands[] = {
             {"parse-only (no hash)", hc->progs.ttbench_h_none},
             {"seeded multiply-xorshift + murmur3 finaliser (the cache's)", hc->progs.ttbench_h_mix},
@@ -159,10 +160,11 @@ int main() {
                          bpf_program__fd(proto->progs.ttproto_sh_in),
                          bpf_program__fd(proto->progs.ttproto_dl_in)};
 
-    std::printf("| Packet | tcptrack_in ns/run | prototype, atomic ns/run | prototype, per-CPU "
-                "deltas ns/run | parse-only ns/run | empty ns/run | tcptrack ratio | prototype "
-                "atomic ratio | prototype deltas ratio | parse-only ratio |\n"
-                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    std::printf(
+        "| Packet | tcptrack_in ns/run | prototype, atomic ns/run | prototype, per-CPU "
+        "deltas ns/run | parse-only ns/run | empty ns/run | tcptrack ratio | prototype "
+        "atomic ratio | prototype deltas ratio | parse-only ratio |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     // TTMICRO_QUICK=1: IPv4 without resident flows only (for quick A/B while editing).
     const bool quick = std::getenv("TTMICRO_QUICK") != nullptr;
     for (int resident : {0, 100000}) {
@@ -195,18 +197,20 @@ int main() {
                                    : nflows == 2 ? "two flows in turn"
                                    : resident    ? "1,000 flows in turn, 100,000 resident"
                                                  : "1,000 flows in turn (cold caches)";
-                std::printf("| %s established data, %s | %.1f | %.1f | %.1f | %.1f | %.1f | "
-                            "%.2fx | %.2fx | %.2fx | %.2fx |\n",
-                            v6 ? "IPv6" : "IPv4", what, t[0], t[1], t[2], po_t, f, t[0] / f,
-                            t[1] / f, t[2] / f, po_t / f);
+                std::printf(
+                    "| %s established data, %s | %.1f | %.1f | %.1f | %.1f | %.1f | "
+                    "%.2fx | %.2fx | %.2fx | %.2fx |\n",
+                    v6 ? "IPv6" : "IPv4", what, t[0], t[1], t[2], po_t, f, t[0] / f, t[1] / f,
+                    t[2] / f, po_t / f);
             }
         }
     }
     // The capture filter: what checking it costs a kept segment (by program
     // length), and what a filtered-out segment costs (parse + filter, no map).
     {
-        std::printf("\n| Filter (IPv4 established data, one flow) | ops | tcptrack_in ns/run | "
-                    "ratio to empty | ratio to parse-only |\n|---|---:|---:|---:|---:|\n");
+        std::printf(
+            "\n| Filter (IPv4 established data, one flow) | ops | tcptrack_in ns/run | "
+            "ratio to empty | ratio to parse-only |\n|---|---:|---:|---:|---:|\n");
         const int fd = progs[0];
         const Packet kept = seg(false, true, kAck | kPsh, 1001, 5001, 1448, 42000);
         const double f = median_ns(floor_fd, kept), po_t = median_ns(po_fd, kept);
@@ -234,17 +238,24 @@ int main() {
     // other, as a request/response connection is handled): what sharing the
     // flow's counters across CPUs costs, beside one CPU alone.
     if (std::thread::hardware_concurrency() >= 2) {
-        std::printf("\n| One flow, data on CPU 0 and ACKs on CPU 1 at once | tcptrack_in ns/run "
-                    "| prototype, atomic ns/run | prototype, per-CPU deltas ns/run | parse-only "
-                    "ns/run | empty ns/run |\n|---|---:|---:|---:|---:|---:|\n");
+        std::printf(
+            "\n| One flow, data on CPU 0 and ACKs on CPU 1 at once | tcptrack_in ns/run "
+            "| prototype, atomic ns/run | prototype, per-CPU deltas ns/run | parse-only "
+            "ns/run | empty ns/run |\n|---|---:|---:|---:|---:|---:|\n");
         const Packet fwd = seg(false, true, kAck | kPsh, 1001, 5001, 100, 41000);
         const Packet rev = seg(false, false, kAck, 5001, 1101, 0, 41000);
         auto pair = [&](int fd) {
             std::vector<double> v;
             for (int r = 0; r < 5; ++r) {
                 double a = 0, b = 0;
-                std::thread t0([&] { pin(0); a = ns_per_run(fd, fwd, 2000000); });
-                std::thread t1([&] { pin(1); b = ns_per_run(fd, rev, 2000000); });
+                std::thread t0([&] {
+                    pin(0);
+                    a = ns_per_run(fd, fwd, 2000000);
+                });
+                std::thread t1([&] {
+                    pin(1);
+                    b = ns_per_run(fd, rev, 2000000);
+                });
                 t0.join();
                 t1.join();
                 v.push_back((a + b) / 2);

@@ -21,8 +21,8 @@
 #include <string>
 #include <vector>
 
-#include "frame.hpp"
 #include "tcptrack/store.h"
+#include "frame.hpp"
 
 namespace {
 
@@ -121,9 +121,12 @@ int main(int argc, char** argv) {
     long prog_id = -1, count = 100000, base = 0;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
-        if (i + 1 < argc && a == "--prog-id") prog_id = std::atol(argv[++i]);
-        else if (i + 1 < argc && a == "--count") count = std::atol(argv[++i]);
-        else if (i + 1 < argc && a == "--base") base = std::atol(argv[++i]);
+        if (i + 1 < argc && a == "--prog-id")
+            prog_id = std::atol(argv[++i]);
+        else if (i + 1 < argc && a == "--count")
+            count = std::atol(argv[++i]);
+        else if (i + 1 < argc && a == "--base")
+            base = std::atol(argv[++i]);
         else {
             std::fprintf(stderr, "usage: %s [--prog-id ID] [--count N] [--base B]\n", argv[0]);
             return 2;
@@ -132,7 +135,8 @@ int main(int argc, char** argv) {
     const int fd = prog_id >= 0 ? bpf_prog_get_fd_by_id(static_cast<__u32>(prog_id))
                                 : find_prog_by_name("tcptrack_in");
     if (fd < 0) {
-        std::fprintf(stderr, "fill_flows: no tcptrack_in program found: %s\n", std::strerror(errno));
+        std::fprintf(stderr, "fill_flows: no tcptrack_in program found: %s\n",
+                     std::strerror(errno));
         return 1;
     }
 
@@ -144,16 +148,19 @@ int main(int argc, char** argv) {
         syn.set(0xC6120000u + static_cast<std::uint32_t>(i / 50000),
                 static_cast<std::uint16_t>(10000 + i % 50000), 0xC6336401u, 80,
                 static_cast<std::uint32_t>(i * 7919), 0, ttbench::kSyn, 0);
-        if (syn.run(fd)) ++ok;
-        else ++failed;
+        if (syn.run(fd))
+            ++ok;
+        else
+            ++failed;
     }
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     long used = -1;
     const long live = count_live(fd, used);
-    std::printf("fill_flows: ran %ld SYNs (%ld failed) in %.2fs (%.0f/s); store holds %ld live "
-                "flows (%ld slots used)\n",
-                ok, failed, secs, ok / (secs > 0 ? secs : 1), live, used);
+    std::printf(
+        "fill_flows: ran %ld SYNs (%ld failed) in %.2fs (%.0f/s); store holds %ld live "
+        "flows (%ld slots used)\n",
+        ok, failed, secs, ok / (secs > 0 ? secs : 1), live, used);
     close(fd);
     return failed || live < 0 ? 1 : 0;
 }

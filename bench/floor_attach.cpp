@@ -10,12 +10,12 @@
 //   -> "ingress_id=N egress_id=M" on stdout once attached
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <net/if.h>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <net/if.h>
 #include <utility>
 
 #include "empty.skel.h"
@@ -80,9 +80,11 @@ int run(int ifindex, const sigset_t& set, Open open, Load load, Destroy destroy,
 int main(int argc, char** argv) {
     const bool parse_only = argc == 3 && std::strcmp(argv[1], "--parse-only") == 0;
     const char* proto = argc == 4 && std::strcmp(argv[1], "--store-proto") == 0 ? argv[2] : nullptr;
-    const bool proto_ok = proto && (std::strcmp(proto, "shared") == 0 || std::strcmp(proto, "delta") == 0);
+    const bool proto_ok =
+        proto && (std::strcmp(proto, "shared") == 0 || std::strcmp(proto, "delta") == 0);
     if (argc != 2 && !parse_only && !proto_ok) {
-        std::fprintf(stderr, "usage: %s [--parse-only | --store-proto shared|delta] IFNAME|IFINDEX\n",
+        std::fprintf(stderr,
+                     "usage: %s [--parse-only | --store-proto shared|delta] IFNAME|IFINDEX\n",
                      argv[0]);
         return 2;
     }
@@ -125,5 +127,7 @@ int main(int argc, char** argv) {
         ifindex, set, [] { return empty_bpf__open(); },
         [](empty_bpf* s) { return empty_bpf__load(s); },
         [](empty_bpf* s) { empty_bpf__destroy(s); },
-        [](empty_bpf* s) { return std::pair{s->progs.ttbench_fl_in, s->progs.ttbench_fl_eg}; });
+        [](empty_bpf* s) {
+            return std::pair{s->progs.ttbench_fl_in, s->progs.ttbench_fl_eg};
+        });
 }

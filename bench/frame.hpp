@@ -44,9 +44,8 @@ struct Frame {
     }
 
     // Addresses (host order) and ports; flags as in byte 13 of the TCP header.
-    Frame& set(std::uint32_t saddr, std::uint16_t sport, std::uint32_t daddr,
-               std::uint16_t dport, std::uint32_t seq, std::uint32_t ack, std::uint8_t flags,
-               std::size_t payload) {
+    Frame& set(std::uint32_t saddr, std::uint16_t sport, std::uint32_t daddr, std::uint16_t dport,
+               std::uint32_t seq, std::uint32_t ack, std::uint8_t flags, std::size_t payload) {
         if (payload > kMaxPayload) payload = kMaxPayload;
         b.ip.saddr = htonl(saddr);
         b.ip.daddr = htonl(daddr);
@@ -64,8 +63,8 @@ struct Frame {
 
     // One run of the classifier on this frame; false if the syscall failed.
     bool run(int prog_fd) const {
-        LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = &b,
-                    .data_size_in = static_cast<__u32>(len), .repeat = 1);
+        LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = &b, .data_size_in = static_cast<__u32>(len),
+                    .repeat = 1);
         return bpf_prog_test_run_opts(prog_fd, &opts) == 0;
     }
 

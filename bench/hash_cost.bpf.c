@@ -21,22 +21,22 @@
 const volatile struct tt_hash_key ttbench_key = {};
 
 #define ROTL32(x, b) (((x) << (b)) | ((x) >> (32 - (b))))
-#define HSIPROUND(v0, v1, v2, v3)                                                \
-	do {                                                                     \
-		v0 += v1;                                                        \
-		v1 = ROTL32(v1, 5);                                              \
-		v1 ^= v0;                                                        \
-		v0 = ROTL32(v0, 16);                                             \
-		v2 += v3;                                                        \
-		v3 = ROTL32(v3, 8);                                              \
-		v3 ^= v2;                                                        \
-		v0 += v3;                                                        \
-		v3 = ROTL32(v3, 7);                                              \
-		v3 ^= v0;                                                        \
-		v2 += v1;                                                        \
-		v1 = ROTL32(v1, 13);                                             \
-		v1 ^= v2;                                                        \
-		v2 = ROTL32(v2, 16);                                             \
+#define HSIPROUND(v0, v1, v2, v3)    \
+	do {                         \
+		v0 += v1;            \
+		v1 = ROTL32(v1, 5);  \
+		v1 ^= v0;            \
+		v0 = ROTL32(v0, 16); \
+		v2 += v3;            \
+		v3 = ROTL32(v3, 8);  \
+		v3 ^= v2;            \
+		v0 += v3;            \
+		v3 = ROTL32(v3, 7);  \
+		v3 ^= v0;            \
+		v2 += v1;            \
+		v1 = ROTL32(v1, 13); \
+		v1 ^= v2;            \
+		v2 = ROTL32(v2, 16); \
 	} while (0)
 
 static __always_inline __u32 hsiphash13(const struct tt_flow_key *k, const struct tt_hash_key *key)

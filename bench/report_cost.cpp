@@ -6,7 +6,8 @@
 // of tcptrack_in on real frames, per connection SYN, SYN-ACK, ACK, then one
 // data segment each way (so every flow is ESTABLISHED and settled, with an RTT
 // and payload both ways). Then it times what the run loop does per report for
-// --format json, with the same calls as ReportAssembler::assemble (src/report/assembler.cpp) + print:
+// --format json, with the same calls as ReportAssembler::assemble (src/report/assembler.cpp) +
+// print:
 //   Collector::collect(now, idle limit) -> ReportBuilder::build (every sample,
 //   or with --output changed only Collector::changed(), as --changed does) ->
 //   Collector::forget(idle) + the report's stats -> render_json of the
@@ -33,35 +34,35 @@
 // Prints one line of key=value pairs for bench/run.sh.
 #include <sys/resource.h>
 
-#include <algorithm>
-#include <atomic>
-#include <chrono>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fcntl.h>
 #include <map>
 #include <string>
 #include <string_view>
 #include <thread>
-#include <unistd.h>
 #include <vector>
 
-#include "frame.hpp"
 #include "tcptrack/abi.h"
 #include "tcptrack/filter_vm.h"  // before the skeleton: its .bss holds struct tt_filter
-#include "tcptrack/store.h"  // before the skeleton: its .rodata holds struct tt_hash_key
+#include "tcptrack/store.h"      // before the skeleton: its .rodata holds struct tt_hash_key
 #include "tcptrack.skel.h"
 #include "datapath/collector.hpp"
-#include "sys/error.hpp"
-#include "report/flow_model.hpp"
+#include "datapath/skeleton.hpp"
+#include "frame.hpp"
 #include "output/rows.hpp"
 #include "report/assembler.hpp"
+#include "report/flow_model.hpp"
 #include "report/report_builder.hpp"
-#include "datapath/skeleton.hpp"
+#include "sys/error.hpp"
 
 using namespace tcptrack;
 
@@ -105,8 +106,8 @@ struct Conn {
 
 Conn conn(std::uint32_t i) {
     return Conn{0xC6120000u + i / 50000, static_cast<std::uint16_t>(10000 + i % 50000),
-                i * 7919u + 1, i * 104729u + 12345, 1 + (i * 7919u) % 1448,
-                1 + (i * 104729u) % 1448};
+                i * 7919u + 1,           i * 104729u + 12345,
+                1 + (i * 7919u) % 1448,  1 + (i * 104729u) % 1448};
 }
 
 // Runs fn(frame, i) for i in [0, n) on `threads` threads; counts failed runs.
@@ -133,11 +134,14 @@ std::size_t fill(int prog, std::uint32_t n, unsigned threads) {
         const std::uint32_t cs = c.cisn + 1, ss = c.sisn + 1;
         std::size_t bad = 0;
         bad += !f.set(c.client, c.cport, kServer, kServerPort, c.cisn, 0, kSyn, 0).run(prog);
-        bad += !f.set(kServer, kServerPort, c.client, c.cport, c.sisn, cs, kSyn | kAck, 0).run(prog);
+        bad +=
+            !f.set(kServer, kServerPort, c.client, c.cport, c.sisn, cs, kSyn | kAck, 0).run(prog);
         bad += !f.set(c.client, c.cport, kServer, kServerPort, cs, ss, kAck, 0).run(prog);
-        bad += !f.set(c.client, c.cport, kServer, kServerPort, cs, ss, kAck | kPsh, c.size).run(prog);
-        bad += !f.set(kServer, kServerPort, c.client, c.cport, ss, cs + c.size, kAck | kPsh, c.reply)
-                    .run(prog);
+        bad +=
+            !f.set(c.client, c.cport, kServer, kServerPort, cs, ss, kAck | kPsh, c.size).run(prog);
+        bad +=
+            !f.set(kServer, kServerPort, c.client, c.cport, ss, cs + c.size, kAck | kPsh, c.reply)
+                 .run(prog);
         return bad;
     });
 }
@@ -163,10 +167,14 @@ int main(int argc, char** argv) {
     unsigned threads = std::max(1u, std::thread::hardware_concurrency());
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
-        if (i + 1 < argc && a == "--flows") n = static_cast<std::uint32_t>(std::atol(argv[++i]));
-        else if (i + 1 < argc && a == "--reports") reports = std::max(1, std::atoi(argv[++i]));
-        else if (i + 1 < argc && a == "--mode") mode = argv[++i];
-        else if (i + 1 < argc && a == "--output") output = argv[++i];
+        if (i + 1 < argc && a == "--flows")
+            n = static_cast<std::uint32_t>(std::atol(argv[++i]));
+        else if (i + 1 < argc && a == "--reports")
+            reports = std::max(1, std::atoi(argv[++i]));
+        else if (i + 1 < argc && a == "--mode")
+            mode = argv[++i];
+        else if (i + 1 < argc && a == "--output")
+            output = argv[++i];
         else if (i + 1 < argc && a == "--threads")
             threads = static_cast<unsigned>(std::max(1, std::atoi(argv[++i])));
         else {
@@ -195,8 +203,8 @@ int main(int argc, char** argv) {
         const int prog = bpf_program__fd(skel->progs.tcptrack_in);
         const double f0 = wall_ms();
         if (const std::size_t bad = fill(prog, n, threads))
-            throw Error("BPF_PROG_TEST_RUN failed " + std::to_string(bad) + " times: " +
-                        std::strerror(errno));
+            throw Error("BPF_PROG_TEST_RUN failed " + std::to_string(bad) +
+                        " times: " + std::strerror(errno));
         const double fill_ms = wall_ms() - f0;
         const double rss_before = rss_mb(false);
 
@@ -266,7 +274,8 @@ int main(int argc, char** argv) {
                     ok += s.info.state == TT_ESTABLISHED && handshake_rtt(s.info) &&
                           s.payload[0] > 0 && s.payload[1] > 0 && !s.finished;
                 if (ok != expect)
-                    throw Error(std::to_string(expect - ok) + " of the flows are not "
+                    throw Error(std::to_string(expect - ok) +
+                                " of the flows are not "
                                 "established with payload both ways");
             }
             if (r < 0) {  // the unmeasured first report of idle/changed mode
@@ -289,21 +298,22 @@ int main(int argc, char** argv) {
         const double med = cpu[mi];
         std::vector<double> ws = wall;
         std::sort(ws.begin(), ws.end());
-        std::printf("mode=%s output=%s flows=%u refused=%llu live=%zu rows=%zu rows_moving=%zu threads=%u "
-                    "fill_ms=%.0f bump_ms=%.0f first_cpu_ms=%.2f cpu_ms_median=%.2f "
-                    "wall_ms_median=%.2f cpu_ms_all=",
-                    mode.c_str(), output.c_str(), n, static_cast<unsigned long long>(refused), live, rows_seen, rows_moving, threads,
-                    fill_ms, bump_ms, first_cpu, med, ws[ws.size() / 2]);
-        for (std::size_t i = 0; i < cpu.size(); ++i)
-            std::printf("%s%.2f", i ? "/" : "", cpu[i]);
+        std::printf(
+            "mode=%s output=%s flows=%u refused=%llu live=%zu rows=%zu rows_moving=%zu threads=%u "
+            "fill_ms=%.0f bump_ms=%.0f first_cpu_ms=%.2f cpu_ms_median=%.2f "
+            "wall_ms_median=%.2f cpu_ms_all=",
+            mode.c_str(), output.c_str(), n, static_cast<unsigned long long>(refused), live,
+            rows_seen, rows_moving, threads, fill_ms, bump_ms, first_cpu, med, ws[ws.size() / 2]);
+        for (std::size_t i = 0; i < cpu.size(); ++i) std::printf("%s%.2f", i ? "/" : "", cpu[i]);
         std::printf(" collect_ms=%.2f build_ms=%.2f render_ms=%.2f", p_collect[mi], p_build[mi],
                     p_render[mi]);
         // rss_before: after the fill (the store is in the kernel); rss_end: what
         // the collector and builder keep between reports; peak: ru_maxrss.
-        std::printf(" rss_before_mb=%.1f rss_end_mb=%.1f peak_rss_mb=%.1f json_mb=%.1f "
-                    "ns_per_flow=%.0f\n",
-                    rss_before, rss_mb(false), rss_mb(true), json_bytes / 1048576.0,
-                    n ? med * 1e6 / n : 0.0);
+        std::printf(
+            " rss_before_mb=%.1f rss_end_mb=%.1f peak_rss_mb=%.1f json_mb=%.1f "
+            "ns_per_flow=%.0f\n",
+            rss_before, rss_mb(false), rss_mb(true), json_bytes / 1048576.0,
+            n ? med * 1e6 / n : 0.0);
         // Every flow is a row, except in --changed output when nothing moved.
         const bool none_changed = mode == "idle" || (mode == "fresh" && reports > 1);
         const std::size_t want = changed_only && none_changed ? 0 : expect;

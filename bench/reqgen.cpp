@@ -117,8 +117,8 @@ bool wait_stdin(int timeout_ms, bool want_eof) {
     const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
     char c;
     for (;;) {
-        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-            deadline - Clock::now()).count();
+        const auto left =
+            std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
         if (left <= 0) return false;
         pollfd p{0, POLLIN, 0};
         if (poll(&p, 1, static_cast<int>(left)) <= 0) continue;
@@ -156,8 +156,8 @@ int client(const Args& a) {
     std::vector<char> msg(a.size, 'q');
     unsigned long long writes = 0, bytes = 0, blocked = 0;
     const auto t0 = Clock::now();
-    const auto deadline = t0 + std::chrono::duration_cast<Clock::duration>(
-                                   std::chrono::duration<double>(a.duration));
+    const auto deadline =
+        t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(a.duration));
     bool over = false;
     while (!over) {
         for (std::size_t i = 0; i < fds.size(); ++i) {
@@ -179,8 +179,8 @@ int client(const Args& a) {
         if (Clock::now() >= deadline) over = true;
     }
     const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-    std::printf("done writes=%llu bytes=%llu blocked=%llu seconds=%.3f rate=%.0f\n", writes,
-                bytes, blocked, secs, writes / secs);
+    std::printf("done writes=%llu bytes=%llu blocked=%llu seconds=%.3f rate=%.0f\n", writes, bytes,
+                blocked, secs, writes / secs);
     std::fflush(stdout);
     if (a.control) wait_stdin(120000, true);
     for (int fd : fds) close(fd);
@@ -205,12 +205,18 @@ int main(int argc, char** argv) {
             }
             return argv[++i];
         };
-        if (k == "--bind" || k == "--connect") a.addr = next();
-        else if (k == "--port") a.port = std::atoi(next());
-        else if (k == "--connections") a.connections = std::atol(next());
-        else if (k == "--size") a.size = static_cast<std::size_t>(std::atol(next()));
-        else if (k == "--duration") a.duration = std::atof(next());
-        else if (k == "--control") a.control = true;
+        if (k == "--bind" || k == "--connect")
+            a.addr = next();
+        else if (k == "--port")
+            a.port = std::atoi(next());
+        else if (k == "--connections")
+            a.connections = std::atol(next());
+        else if (k == "--size")
+            a.size = static_cast<std::size_t>(std::atol(next()));
+        else if (k == "--duration")
+            a.duration = std::atof(next());
+        else if (k == "--control")
+            a.control = true;
         else {
             std::fprintf(stderr, "reqgen: unknown option %s\n", k.c_str());
             return 2;

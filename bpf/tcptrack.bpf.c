@@ -83,7 +83,6 @@ __noinline int tt_step(__u32 cpu, __u32 dirflags, __u32 idx, __u32 gen)
 	return TT_STEP_DONE;
 }
 
-
 /*
  * Everything but the settled fast path: the flow the lookup found, or a new
  * one, through the lifecycle. A found flow whose slot changed hands since the

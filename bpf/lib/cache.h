@@ -38,8 +38,8 @@ static __always_inline struct tt_cache_entry *tt_cache_at(__u32 cpu, __u32 ch, _
  * the entry to (new_slot, new_gen) (0: empty). seq is odd meanwhile, so user
  * space never counts the same segments in both places.
  */
-static __always_inline void tt_fold(struct tt_cache_entry *e, __u32 slot, __u32 gen,
-				    __u32 new_slot, __u32 new_gen, __u32 new_hash)
+static __always_inline void tt_fold(struct tt_cache_entry *e, __u32 slot, __u32 gen, __u32 new_slot,
+				    __u32 new_gen, __u32 new_hash)
 {
 	struct tt_slot *s = bpf_map_lookup_elem(&slots, &slot);
 	struct tt_slot_lock *lk = tt_slot_lock(slot);
@@ -86,8 +86,8 @@ static __always_inline void tt_fold_all(__u32 slot, __u32 gen, __u32 ch)
 }
 
 /* Counts the segment into this cache entry if it holds the packet's flow, settled. */
-static __always_inline int tt_cache_hit(struct tt_cache_entry *e, __u32 ch,
-					const struct tt_pkt *p, int dir)
+static __always_inline int tt_cache_hit(struct tt_cache_entry *e, __u32 ch, const struct tt_pkt *p,
+					int dir)
 {
 	struct tt_slot *s;
 	__u32 si;

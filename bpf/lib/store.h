@@ -61,20 +61,20 @@ static __always_inline int tt_key_eq(const struct tt_flow_key *a, const struct t
  * CPU's cache entry (its own). The payload reach needs the direction's base,
  * which lives in the slot.
  */
-#define TT_ACCOUNT(c, s, dir, p)                                                         \
-	do {                                                                             \
-		__u32 end_;                                                              \
-                                                                                         \
-		(c)->bytes[dir] += (p)->l3_bytes;                                        \
-		(c)->packets[dir] += (p)->segs;                                          \
-		if (!(p)->payload || !((s)->info.base_mask & (1 << (dir))))              \
-			break;                                                           \
-		end_ = (p)->seq + (((p)->tcp_flags & TT_TCP_SYN) ? 1 : 0) + (p)->payload; \
-		/* reached[] is stored only when it changes. */                          \
-		if (tt_payload_advance(&(c)->payload[dir], (c)->reached[dir],            \
-				       (s)->info.base[dir], end_) &&                     \
-		    !(c)->reached[dir])                                                  \
-			(c)->reached[dir] = 1;                                           \
+#define TT_ACCOUNT(c, s, dir, p)                                                                   \
+	do {                                                                                       \
+		__u32 end_;                                                                        \
+                                                                                                   \
+		(c)->bytes[dir] += (p)->l3_bytes;                                                  \
+		(c)->packets[dir] += (p)->segs;                                                    \
+		if (!(p)->payload || !((s)->info.base_mask & (1 << (dir))))                        \
+			break;                                                                     \
+		end_ = (p)->seq + (((p)->tcp_flags & TT_TCP_SYN) ? 1 : 0) + (p)->payload;          \
+		/* reached[] is stored only when it changes. */                                    \
+		if (tt_payload_advance(&(c)->payload[dir], (c)->reached[dir], (s)->info.base[dir], \
+				       end_) &&                                                    \
+		    !(c)->reached[dir])                                                            \
+			(c)->reached[dir] = 1;                                                     \
 	} while (0)
 
 /* A segment of a flow that is changing state: into the slot, under its lock. */

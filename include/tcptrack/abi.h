@@ -135,14 +135,22 @@ struct tt_evict_req {
 
 /* Indexes of the per-CPU stats array. */
 enum tt_stat {
-	TT_STAT_UNTRACKED = 0, /* connection openings (SYN) refused: no room (the sum of the two below) */
-	TT_STAT_CLOSE_DROPPED = 1, /* ring buffer full: the close waits in its slot for user space */
-	TT_STAT_REUSED = 2, /* tuple reused by a new SYN */
-	TT_STAT_CLOSE_LOST = 3, /* a close that could be neither queued nor kept (no slot left) */
-	TT_STAT_UNTRACKED_SEGS = 4, /* every refused segment that would have started a flow */
-	TT_STAT_DISPLACED = 5, /* unassured flows displaced by a new connection */
-	TT_STAT_UNTRACKED_FULL = 6, /* openings refused: store full, nothing displaceable in reach */
-	TT_STAT_UNTRACKED_BUCKETS = 7, /* openings refused: both buckets full of assured flows */
+	/* Connection openings (SYN) refused: no room (the sum of _FULL and _BUCKETS). */
+	TT_STAT_UNTRACKED = 0,
+	/* Ring buffer full: the close waits in its slot for user space. */
+	TT_STAT_CLOSE_DROPPED = 1,
+	/* Tuple reused by a new SYN. */
+	TT_STAT_REUSED = 2,
+	/* A close that could be neither queued nor kept (no slot left). */
+	TT_STAT_CLOSE_LOST = 3,
+	/* Every refused segment that would have started a flow. */
+	TT_STAT_UNTRACKED_SEGS = 4,
+	/* Unassured flows displaced by a new connection. */
+	TT_STAT_DISPLACED = 5,
+	/* Openings refused: store full, nothing displaceable in reach. */
+	TT_STAT_UNTRACKED_FULL = 6,
+	/* Openings refused: both buckets full of assured flows. */
+	TT_STAT_UNTRACKED_BUCKETS = 7,
 	TT_STAT_COUNT = 8,
 };
 
@@ -186,7 +194,8 @@ TT_INLINE int tt_key_normalise(struct tt_flow_key *k)
 
 TT_STATIC_ASSERT(sizeof(struct tt_flow_key) == 44, "flow key layout is shared with user space");
 TT_STATIC_ASSERT(sizeof(struct tt_flow_info) == 72, "flow info layout is shared with user space");
-TT_STATIC_ASSERT(sizeof(struct tt_close_event) == 176, "close event layout is shared with user space");
+TT_STATIC_ASSERT(sizeof(struct tt_close_event) == 176,
+		 "close event layout is shared with user space");
 TT_STATIC_ASSERT(sizeof(struct tt_evict_req) == 16 + 8 * TT_EVICT_BATCH,
 		 "eviction request layout is shared with user space");
 

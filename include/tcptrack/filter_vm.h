@@ -104,10 +104,13 @@ TT_INLINE int tt_filter_match(const struct tt_filter *f, const struct tt_flow_ke
 				(((__u64)(o->family ^ k->family) | miss_a * miss_b) == 0);
 			break;
 		}
-		case TT_FOP_PORT:
-			stack = stack << 1 | (((tt_filter_port_miss(o, pa) | skip_a) &
-					       (tt_filter_port_miss(o, pb) | skip_b)) ^ 1);
+		case TT_FOP_PORT: {
+			__u64 miss_a = tt_filter_port_miss(o, pa) | skip_a;
+			__u64 miss_b = tt_filter_port_miss(o, pb) | skip_b;
+
+			stack = stack << 1 | ((miss_a & miss_b) ^ 1);
 			break;
+		}
 		case TT_FOP_AND:
 			stack = (stack >> 2) << 1 | (stack & (stack >> 1) & 1);
 			break;
@@ -121,7 +124,6 @@ TT_INLINE int tt_filter_match(const struct tt_filter *f, const struct tt_flow_ke
 	}
 	return f->n == 0 || (stack & 1);
 }
-
 
 TT_STATIC_ASSERT(sizeof(struct tt_filter_op) == 40, "filter op layout is shared with user space");
 TT_STATIC_ASSERT(sizeof(struct tt_filter) == 8 + 40 * TT_FILTER_MAX_OPS,

@@ -63,8 +63,8 @@ TT_INLINE int tt_starts_flow(__u8 tcp_flags, __u32 payload)
 }
 
 /* Fresh lifecycle for a tuple first seen with this segment. */
-TT_INLINE void tt_info_init(struct tt_flow_info *f, __u8 dir, __u8 tcp_flags, __u32 seq,
-			    __u64 now, int ingress)
+TT_INLINE void tt_info_init(struct tt_flow_info *f, __u8 dir, __u8 tcp_flags, __u32 seq, __u64 now,
+			    int ingress)
 {
 	__builtin_memset(f, 0, sizeof(*f));
 	f->first_ns = now;

@@ -101,16 +101,16 @@ struct tt_cache_entry {
  * space, so the furthest wins. A macro so every holder of bytes/packets/
  * payload[2] uses it: slots, cache entries, close events, user space's samples.
  */
-#define TT_ADD_COUNTS(dst, src)                                                  \
-	do {                                                                     \
-		(dst)->bytes[0] += (src)->bytes[0];                              \
-		(dst)->bytes[1] += (src)->bytes[1];                              \
-		(dst)->packets[0] += (src)->packets[0];                          \
-		(dst)->packets[1] += (src)->packets[1];                          \
-		if ((src)->payload[0] > (dst)->payload[0])                       \
-			(dst)->payload[0] = (src)->payload[0];                   \
-		if ((src)->payload[1] > (dst)->payload[1])                       \
-			(dst)->payload[1] = (src)->payload[1];                   \
+#define TT_ADD_COUNTS(dst, src)                                \
+	do {                                                   \
+		(dst)->bytes[0] += (src)->bytes[0];            \
+		(dst)->bytes[1] += (src)->bytes[1];            \
+		(dst)->packets[0] += (src)->packets[0];        \
+		(dst)->packets[1] += (src)->packets[1];        \
+		if ((src)->payload[0] > (dst)->payload[0])     \
+			(dst)->payload[0] = (src)->payload[0]; \
+		if ((src)->payload[1] > (dst)->payload[1])     \
+			(dst)->payload[1] = (src)->payload[1]; \
 	} while (0)
 
 /* A flow's cache entries on every CPU: cpu * TT_CACHE_ENTRIES + this + way. */
@@ -133,7 +133,6 @@ struct tt_slot_lock {
 	struct bpf_spin_lock lock;
 };
 
-
 /*
  * Where flows are placed by hash. The index (where a collision can keep a
  * connection out) hashes the whole key with SipHash-1-3 under a 128-bit key
@@ -147,22 +146,22 @@ struct tt_hash_key {
 };
 
 #define TT_ROTL64(x, b) (((x) << (b)) | ((x) >> (64 - (b))))
-#define TT_SIPROUND(v0, v1, v2, v3)                                              \
-	do {                                                                     \
-		v0 += v1;                                                        \
-		v1 = TT_ROTL64(v1, 13);                                          \
-		v1 ^= v0;                                                        \
-		v0 = TT_ROTL64(v0, 32);                                          \
-		v2 += v3;                                                        \
-		v3 = TT_ROTL64(v3, 16);                                          \
-		v3 ^= v2;                                                        \
-		v0 += v3;                                                        \
-		v3 = TT_ROTL64(v3, 21);                                          \
-		v3 ^= v0;                                                        \
-		v2 += v1;                                                        \
-		v1 = TT_ROTL64(v1, 17);                                          \
-		v1 ^= v2;                                                        \
-		v2 = TT_ROTL64(v2, 32);                                          \
+#define TT_SIPROUND(v0, v1, v2, v3)     \
+	do {                            \
+		v0 += v1;               \
+		v1 = TT_ROTL64(v1, 13); \
+		v1 ^= v0;               \
+		v0 = TT_ROTL64(v0, 32); \
+		v2 += v3;               \
+		v3 = TT_ROTL64(v3, 16); \
+		v3 ^= v2;               \
+		v0 += v3;               \
+		v3 = TT_ROTL64(v3, 21); \
+		v3 ^= v0;               \
+		v2 += v1;               \
+		v1 = TT_ROTL64(v1, 17); \
+		v1 ^= v2;               \
+		v2 = TT_ROTL64(v2, 32); \
 	} while (0)
 
 /*
@@ -182,8 +181,8 @@ struct tt_hash_key {
 		int i, r;                                                                \
                                                                                          \
 		for (i = 0; i < 6; i++) {                                                \
-			m = i < 5 ? ((__u64)w[2 * i] | (__u64)w[2 * i + 1] << 32)         \
-				  : ((__u64)w[10] | (__u64)sizeof(*k) << 56);             \
+			m = i < 5 ? ((__u64)w[2 * i] | (__u64)w[2 * i + 1] << 32)        \
+				  : ((__u64)w[10] | (__u64)sizeof(*k) << 56);            \
 			v3 ^= m;                                                         \
 			for (r = 0; r < C; r++)                                          \
 				TT_SIPROUND(v0, v1, v2, v3);                             \
@@ -247,7 +246,8 @@ TT_INLINE int tt_gen_live(__u32 gen)
 
 TT_STATIC_ASSERT(sizeof(struct tt_slot) == 176, "slot layout is shared with user space");
 TT_STATIC_ASSERT(sizeof(struct tt_index_bucket) == 64, "an index bucket is one cache line");
-TT_STATIC_ASSERT(sizeof(struct tt_cache_entry) == 64, "cache entry layout is shared with user space");
+TT_STATIC_ASSERT(sizeof(struct tt_cache_entry) == 64,
+		 "cache entry layout is shared with user space");
 TT_STATIC_ASSERT(sizeof(struct tt_hash_key) == 16, "the hash key is 128 bits");
 
 #endif /* TCPTRACK_STORE_H */

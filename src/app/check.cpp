@@ -2,18 +2,18 @@
 #include "app/check.hpp"
 
 #include <bpf/libbpf.h>
-#include <cstdio>
 #include <fmt/format.h>
+#include <cstdio>
 #include <stdexcept>
 
-#include "sys/error.hpp"
-#include "datapath/features.hpp"
 #include "tcptrack/store.h"
+#include "datapath/features.hpp"
+#include "datapath/skeleton.hpp"
+#include "output/format.hpp"
+#include "sys/error.hpp"
 #include "sys/interfaces.hpp"
 #include "sys/netns.hpp"
 #include "sys/privileges.hpp"
-#include "output/format.hpp"
-#include "datapath/skeleton.hpp"
 
 namespace tcptrack {
 

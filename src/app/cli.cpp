@@ -3,9 +3,9 @@
 // and validated here so every usage error is one predictable line.
 #include "app/cli.hpp"
 
+#include "tcptrack/store.h"
 #include "datapath/filter.hpp"
 #include "sys/host_port.hpp"
-#include "tcptrack/store.h"
 
 #include <CLI/CLI.hpp>
 
@@ -36,14 +36,12 @@ double parse_seconds(const std::string& opt, const std::string& text, double max
     const bool plain = !text.empty() &&
                        (std::isdigit(static_cast<unsigned char>(text[0])) || text[0] == '.') &&
                        text.find_first_of("xXpP") == std::string::npos;
-    if (!plain)
-        bad_value(opt, text, rule);
+    if (!plain) bad_value(opt, text, rule);
     errno = 0;
     char* end = nullptr;
     const double v = std::strtod(text.c_str(), &end);
     // ERANGE covers both overflow ("1e400") and underflow ("1e-400").
-    if (*end != '\0' || errno == ERANGE || !std::isfinite(v) || v <= 0)
-        bad_value(opt, text, rule);
+    if (*end != '\0' || errno == ERANGE || !std::isfinite(v) || v <= 0) bad_value(opt, text, rule);
     if (v > max)
         bad_value(opt, text, ("must be at most " + std::to_string(static_cast<long>(max))).c_str());
     return v;
@@ -57,11 +55,9 @@ std::uint64_t parse_integer(const std::string& opt, const std::string& text, std
     const char* last = first + text.size();
     const bool digits = !text.empty() && std::all_of(text.begin(), text.end(),
                                                      [](char c) { return c >= '0' && c <= '9'; });
-    if (!digits)
-        bad_value(opt, text, rule);
+    if (!digits) bad_value(opt, text, rule);
     auto [ptr, ec] = std::from_chars(first, last, v);
-    if (ec != std::errc() || ptr != last || v < min || v > max)
-        bad_value(opt, text, rule);
+    if (ec != std::errc() || ptr != last || v < min || v > max) bad_value(opt, text, rule);
     return v;
 }
 
@@ -70,8 +66,7 @@ E parse_enum(const std::string& opt, const std::string& text,
              const std::pair<const char*, E> (&choices)[N]) {
     std::string names;
     for (const auto& [name, value] : choices) {
-        if (text == name)
-            return value;
+        if (text == name) return value;
         names += names.empty() ? name : std::string(", ") + name;
     }
     bad_value(opt, text, ("must be one of " + names).c_str());
@@ -81,8 +76,7 @@ E parse_enum(const std::string& opt, const std::string& text,
 void check_iface(const std::string& name) {
     const bool ok = !name.empty() && name.size() < 16 &&
                     name.find_first_of("/ \t\n\r\v\f") == std::string::npos;
-    if (!ok)
-        bad_value("--interface", name, "is not a valid interface name");
+    if (!ok) bad_value("--interface", name, "is not a valid interface name");
 }
 
 // HOST:PORT ("[v6]:PORT" for IPv6), optionally behind udp:// or tcp://.
@@ -95,8 +89,9 @@ void check_endpoint(const std::string& opt, const std::string& text, bool url) {
     }
     const auto hp = parse_host_port(rest);
     if (!hp || hp->port == 0)
-        bad_value(opt, text, url ? "must be udp://HOST:PORT or tcp://HOST:PORT (port 1-65535)"
-                                 : "must be ADDR:PORT (port 1-65535; [ADDR]:PORT for IPv6)");
+        bad_value(opt, text,
+                  url ? "must be udp://HOST:PORT or tcp://HOST:PORT (port 1-65535)"
+                      : "must be ADDR:PORT (port 1-65535; [ADDR]:PORT for IPv6)");
 }
 
 // --max-flows: a round limit under the store's (TT_MAX_SLOTS, tcptrack/store.h).
@@ -126,16 +121,13 @@ ParseResult usage(const std::string& message) {
     r.err = "tcptrack: " + message;
     // One line, whatever CLI11 said.
     std::replace(r.err.begin(), r.err.end(), '\n', ' ');
-    while (!r.err.empty() && r.err.back() == ' ')
-        r.err.pop_back();
+    while (!r.err.empty() && r.err.back() == ' ') r.err.pop_back();
     return r;
 }
 
 }  // namespace
 
-const char* version_string() {
-    return TCPTRACK_VERSION;
-}
+const char* version_string() { return TCPTRACK_VERSION; }
 
 ParseResult parse_options(int argc, const char* const* argv) {
     CLI::App app{"Track TCP connections per interface with eBPF (TCX or tc).", "tcptrack"};
@@ -175,11 +167,11 @@ ParseResult parse_options(int argc, const char* const* argv) {
                "Forget half-open and one-way flows idle this long (default 30, at most "
                "--idle-timeout)",
                "SECONDS");
-    auto* o_sort = scalar("--sort", sort,
-                          "Row order, largest first: rate, bytes, packets, age, rtt (default rate)",
-                          "KEY");
-    auto* o_top = scalar("--top", top, "At most N rows per report (the header still counts all)",
-                         "N");
+    auto* o_sort =
+        scalar("--sort", sort,
+               "Row order, largest first: rate, bytes, packets, age, rtt (default rate)", "KEY");
+    auto* o_top =
+        scalar("--top", top, "At most N rows per report (the header still counts all)", "N");
     auto* o_netns = scalar("--netns", netns,
                            "Watch interfaces of this network namespace: a name from "
                            "'ip netns', a path, or a pid (like ss -N)",
@@ -192,8 +184,9 @@ ParseResult parse_options(int argc, const char* const* argv) {
                                   "IPFIX: a record for each long-lived connection this often "
                                   "(default 60)",
                                   "SECONDS");
-    auto* o_prometheus = scalar("--prometheus", prometheus,
-                                "Serve Prometheus metrics on http://ADDR:PORT/metrics", "ADDR:PORT");
+    auto* o_prometheus =
+        scalar("--prometheus", prometheus, "Serve Prometheus metrics on http://ADDR:PORT/metrics",
+               "ADDR:PORT");
     // Tests only (never in --help): a fixed index hash key, so crafted collisions are reproducible.
     auto* o_test_key = scalar("--test-hash-key", test_hash_key, "", "HEX")->group("");
     const auto flag = [&](const char* name, const char* help) {
@@ -203,8 +196,7 @@ ParseResult parse_options(int argc, const char* const* argv) {
     auto* o_summary = flag("--summary",
                            "JSON: add a summary record per report; table: a summary line "
                            "under each report (not with --format csv)");
-    auto* o_no_process =
-        flag("--no-process", "Do not look up the process owning each connection");
+    auto* o_no_process = flag("--no-process", "Do not look up the process owning each connection");
     auto* o_resolve = flag("-r,--resolve", "Show host names (reverse DNS, asynchronous, cached)");
     auto* o_closed = flag("--closed", "Log connections as they close instead of periodic reports");
     auto* o_changed = flag("--changed",
@@ -297,21 +289,24 @@ ParseResult parse_options(int argc, const char* const* argv) {
         if (o_test_key->count() > 0) o.test_hash_key = parse_hash_key(test_hash_key);
         if (o_count->count() > 0)
             o.count = parse_integer("--count", count, 1, UINT64_MAX, "must be an integer >= 1");
-        if (o_once->count() > 0)
-            o.count = 1;
+        if (o_once->count() > 0) o.count = 1;
         if (o_max->count() > 0)
             o.max_flows = static_cast<std::uint32_t>(parse_integer(
                 "--max-flows", max_flows, 1, kMaxFlows, "must be an integer from 1 to 16000000"));
         if (o_format->count() > 0) {
-            static constexpr std::pair<const char*, Format> formats[] = {
-                {"table", Format::Table}, {"json", Format::Json}, {"csv", Format::Csv},
-                {"none", Format::None}};
+            static constexpr std::pair<const char*, Format> formats[] = {{"table", Format::Table},
+                                                                         {"json", Format::Json},
+                                                                         {"csv", Format::Csv},
+                                                                         {"none", Format::None}};
             o.format = parse_enum("--format", format, formats);
         }
         if (o_sort->count() > 0) {
             static constexpr std::pair<const char*, SortKey> keys[] = {
-                {"rate", SortKey::Rate}, {"bytes", SortKey::Bytes}, {"packets", SortKey::Packets},
-                {"age", SortKey::Age}, {"rtt", SortKey::Rtt}};
+                {"rate", SortKey::Rate},
+                {"bytes", SortKey::Bytes},
+                {"packets", SortKey::Packets},
+                {"age", SortKey::Age},
+                {"rtt", SortKey::Rtt}};
             o.sort = parse_enum("--sort", sort, keys);
         }
         if (o_top->count() > 0)
@@ -333,7 +328,8 @@ ParseResult parse_options(int argc, const char* const* argv) {
             o.prometheus = prometheus;
         }
         if (o.format == Format::None && o.ipfix.empty() && o.prometheus.empty())
-            throw UsageError("--format none: nothing would be output (add --ipfix or --prometheus)");
+            throw UsageError(
+                "--format none: nothing would be output (add --ipfix or --prometheus)");
         if (o_summary->count() > 0 && o.format == Format::Csv)
             throw UsageError("--summary: not available with --format csv (use json or table)");
     } catch (const UsageError& e) {

@@ -2,8 +2,8 @@
 // Thin entry point: parse options, run. The logic lives in tcptrack_runtime.
 #include <cstdio>
 
-#include "app/run.hpp"
 #include "app/cli.hpp"
+#include "app/run.hpp"
 
 int main(int argc, char** argv) {
     const tcptrack::ParseResult parsed = tcptrack::parse_options(argc, argv);

@@ -34,7 +34,8 @@ std::unique_ptr<Output> make_terminal_output(const Options& opts, Controls& cont
     }
     if (Tui::wanted(opts)) {
         std::string why;
-        if (auto tui = Tui::start(opts, controls, exports, why)) return make_view_output(std::move(tui));
+        if (auto tui = Tui::start(opts, controls, exports, why))
+            return make_view_output(std::move(tui));
         std::fprintf(stderr, "tcptrack: %s: printing the plain table\n", why.c_str());
     }
     return make_table_output(opts, exports);

@@ -3,16 +3,16 @@
 // before loading, --check and --cleanup, then the session (app/session.hpp).
 #include "app/run.hpp"
 
+#include <fmt/format.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
 #include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
-#include <fmt/format.h>
 #include <map>
 #include <memory>
-#include <sys/ioctl.h>
-#include <unistd.h>
 
 #include "app/check.hpp"
 #include "app/outputs.hpp"
@@ -73,8 +73,7 @@ std::vector<Interface> resolve_interfaces(const Options& opts) {
 int cleanup(const std::vector<Interface>& ifaces) {
     for (const auto& i : ifaces) {
         auto notes = remove_stale_tc_filters(i.name, i.ifindex);
-        if (notes.empty())
-            std::printf("no stale tcptrack filters on %s\n", i.name.c_str());
+        if (notes.empty()) std::printf("no stale tcptrack filters on %s\n", i.name.c_str());
         for (const auto& n : notes) std::printf("%s\n", n.c_str());
     }
     return 0;

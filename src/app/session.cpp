@@ -67,8 +67,10 @@ bool Session::wait_until(std::uint64_t deadline, const volatile std::sig_atomic_
 }
 
 int Session::loop(const volatile std::sig_atomic_t& stop) {
-    if (auto out = make_terminal_output(opts_, *this, exports_)) outputs_.insert(outputs_.begin(), std::move(out));
-    if (std::any_of(outputs_.begin(), outputs_.end(), [](const auto& o) { return o->interactive(); }))
+    if (auto out = make_terminal_output(opts_, *this, exports_))
+        outputs_.insert(outputs_.begin(), std::move(out));
+    if (std::any_of(outputs_.begin(), outputs_.end(),
+                    [](const auto& o) { return o->interactive(); }))
         wait_ms_ = 50;
     const std::uint64_t interval_ns = static_cast<std::uint64_t>(opts_.interval_s * 1e9);
     const std::uint64_t start = monotonic_ns();

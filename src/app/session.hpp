@@ -27,7 +27,7 @@
 namespace tcptrack {
 
 class Session final : public Controls {
-public:
+   public:
     // Loads and attaches (throws Error with nothing left attached). `exports`
     // (the exporters' errors) and `resolver` (-r, may be null) must outlive the session.
     Session(const Options& opts, const std::vector<Interface>& ifaces, const Features& features,
@@ -42,7 +42,7 @@ public:
     bool keeps(const FlowRow& row) const override { return filter_.keeps(key_of(row)); }
     void set_sort(SortKey key) override { assembler_.set_sort(key); }
 
-private:
+   private:
     // Waits until `deadline` (monotonic ns), serving the view's keys; false: 'q'.
     bool wait_until(std::uint64_t deadline, const volatile std::sig_atomic_t& stop);
     void add_enrichers();

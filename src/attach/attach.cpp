@@ -9,12 +9,12 @@
 #include <cstring>
 #include <utility>
 
-#include "sys/error.hpp"
-#include "sys/privileges.hpp"
 #include "attach/instance_lock.hpp"
 #include "attach/stale_filters.hpp"
 #include "attach/tc_filter.hpp"
 #include "attach/tc_netlink.hpp"
+#include "sys/error.hpp"
+#include "sys/privileges.hpp"
 
 namespace tcptrack {
 

@@ -17,8 +17,8 @@
 #include <thread>
 #include <vector>
 
-#include "sys/error.hpp"
 #include "attach/tc_filter.hpp"
+#include "sys/error.hpp"
 
 namespace tcptrack {
 

@@ -16,7 +16,7 @@
 namespace tcptrack {
 
 class InterfaceWatch {
-public:
+   public:
     // The classifiers for an interface with (true) or without Ethernet framing.
     using ProgramsFor = std::function<Programs(bool has_l2)>;
 
@@ -33,7 +33,7 @@ public:
     // meanwhile still name it).
     const InterfaceNames& names() const { return names_; }
 
-private:
+   private:
     struct Watched {
         Interface iface;
         std::unique_ptr<Attachment> attachment;

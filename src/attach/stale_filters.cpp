@@ -11,10 +11,10 @@
 #include <optional>
 #include <string_view>
 
-#include "sys/fd.hpp"
 #include "attach/instance_lock.hpp"
 #include "attach/tc_filter.hpp"
 #include "attach/tc_netlink.hpp"
+#include "sys/fd.hpp"
 
 namespace tcptrack {
 

@@ -17,32 +17,33 @@ enum class AttachMode { Auto, Tcx, Tc };
 enum class SortKey { Rate, Bytes, Packets, Age, Rtt };
 
 struct Options {
-    std::vector<std::string> ifaces;        // empty: the default-route interface
-    double interval_s = 2.0;                // > 0
-    std::optional<std::uint64_t> count;     // reports to print; --once = 1
+    std::vector<std::string> ifaces;     // empty: the default-route interface
+    double interval_s = 2.0;             // > 0
+    std::optional<std::uint64_t> count;  // reports to print; --once = 1
     Format format = Format::Table;
     AttachMode attach = AttachMode::Auto;
-    std::uint32_t max_flows = 65536;        // >= 1
-    double idle_timeout_s = 60.0;           // > 0
-    double unassured_timeout_s = 30.0;      // --unassured-timeout: half-open/one-way flows idle out sooner
+    std::uint32_t max_flows = 65536;  // >= 1
+    double idle_timeout_s = 60.0;     // > 0
+    double unassured_timeout_s =
+        30.0;  // --unassured-timeout: half-open/one-way flows idle out sooner
     // --test-hash-key HEX (32 hex digits): a fixed index hash key, only with
     // TCPTRACK_TEST_MODE=1 in the environment (refused otherwise): tests reproduce collisions.
     std::optional<std::array<std::uint8_t, 16>> test_hash_key;
-    bool summary = false;                   // JSON: a summary record per report; table: a footer line
-    std::string filter;                     // trailing filter expression ("" = everything)
-    bool process = true;                    // PROCESS column / pid, comm, cgroup (--no-process)
-    bool resolve = false;                   // -r: reverse DNS names in the table
-    std::string netns;                      // --netns NAME|PATH|PID ("" = our own namespace)
-    std::string ipfix;                      // --ipfix udp://HOST:PORT | tcp://HOST:PORT ("" = off)
-    double ipfix_active_timeout_s = 60.0;   // --ipfix-active-timeout: long-lived flows' records
-    std::string prometheus;                 // --prometheus ADDR:PORT ("" = off)
-    bool closed_only = false;               // --closed: log connections as they close
-    bool changed_only = false;              // --changed: rows only for new, moved or closed ones
-    SortKey sort = SortKey::Rate;           // --sort
-    std::optional<std::uint64_t> top;       // --top N: at most N rows per report
-    bool cleanup = false;                   // --cleanup: remove stale legacy-tc filters and exit
-    bool check = false;                     // --check: report what this kernel supports, exit
-    bool verbose = false;                   // libbpf debug output
+    bool summary = false;  // JSON: a summary record per report; table: a footer line
+    std::string filter;    // trailing filter expression ("" = everything)
+    bool process = true;   // PROCESS column / pid, comm, cgroup (--no-process)
+    bool resolve = false;  // -r: reverse DNS names in the table
+    std::string netns;     // --netns NAME|PATH|PID ("" = our own namespace)
+    std::string ipfix;     // --ipfix udp://HOST:PORT | tcp://HOST:PORT ("" = off)
+    double ipfix_active_timeout_s = 60.0;  // --ipfix-active-timeout: long-lived flows' records
+    std::string prometheus;                // --prometheus ADDR:PORT ("" = off)
+    bool closed_only = false;              // --closed: log connections as they close
+    bool changed_only = false;             // --changed: rows only for new, moved or closed ones
+    SortKey sort = SortKey::Rate;          // --sort
+    std::optional<std::uint64_t> top;      // --top N: at most N rows per report
+    bool cleanup = false;                  // --cleanup: remove stale legacy-tc filters and exit
+    bool check = false;                    // --check: report what this kernel supports, exit
+    bool verbose = false;                  // libbpf debug output
 };
 
 }  // namespace tcptrack

@@ -1,29 +1,29 @@
 // SPDX-License-Identifier: MIT
 #include "datapath/collector.hpp"
 
-#include <algorithm>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
-#include <cerrno>
-#include <cstring>
-#include <ctime>
-#include <new>
-#include <csignal>
+#include <fmt/format.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
-#include <system_error>
 #include <unistd.h>
-#include <fmt/format.h>
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <ctime>
+#include <new>
+#include <system_error>
 
 #include "tcptrack/abi.h"
 #include "tcptrack/filter_vm.h"  // before the skeleton: its .bss holds struct tt_filter
-#include "tcptrack/store.h"  // before the skeleton: its .rodata holds struct tt_hash_key
+#include "tcptrack/store.h"      // before the skeleton: its .rodata holds struct tt_hash_key
 #include "tcptrack.skel.h"
+#include "datapath/skeleton.hpp"
 #include "sys/error.hpp"
 #include "sys/privileges.hpp"
-#include "datapath/skeleton.hpp"
 
 namespace tcptrack {
 
@@ -38,7 +38,7 @@ constexpr std::uint32_t kWindowSlots = 256 * 64;
 
 // One read-only mmap window of the slot array.
 class Window {
-public:
+   public:
     Window(int fd, std::uint32_t first, std::uint32_t count) {
         const long page = sysconf(_SC_PAGESIZE);
         len_ = (std::size_t{count} * sizeof(tt_slot) + page - 1) / page * page;
@@ -52,7 +52,7 @@ public:
     Window& operator=(const Window&) = delete;
     const volatile tt_slot* slots() const { return static_cast<const volatile tt_slot*>(p_); }
 
-private:
+   private:
     void* p_;
     std::size_t len_;
 };
@@ -99,7 +99,8 @@ Collector::Collector(const Skeleton& skel)
     cache_entries_ = std::size_t{nr_cpus_} * TT_CACHE_ENTRIES;
     const long page = sysconf(_SC_PAGESIZE);
     cache_len_ = (cache_entries_ * sizeof(tt_cache_entry) + page - 1) / page * page;
-    void* c = mmap(nullptr, cache_len_, PROT_READ, MAP_SHARED, bpf_map__fd(skel->maps.flow_cache), 0);
+    void* c =
+        mmap(nullptr, cache_len_, PROT_READ, MAP_SHARED, bpf_map__fd(skel->maps.flow_cache), 0);
     if (c == MAP_FAILED)
         throw Error(fmt::format("cannot mmap the counter cache: {}", errno_hint(errno)));
     cache_ = static_cast<const volatile tt_cache_entry*>(c);
@@ -372,8 +373,7 @@ void Collector::scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns,
         if (slot < pos_.size() && pos_[slot] != kNone) changed_.push_back(pos_[slot]);
 }
 
-const std::vector<FlowSample>& Collector::collect(std::uint64_t now_ns,
-                                                  std::uint64_t idle_limit_ns,
+const std::vector<FlowSample>& Collector::collect(std::uint64_t now_ns, std::uint64_t idle_limit_ns,
                                                   std::uint64_t unassured_limit_ns) {
     collected_ = true;
     samples_.resize(live_);  // last report's finished flows were shown once
@@ -399,7 +399,8 @@ std::size_t Collector::evict(const std::vector<SlotRef>& flows, std::vector<Slot
     std::size_t count = 0;
     for (std::size_t at = 0; at < flows.size(); at += TT_EVICT_BATCH) {
         tt_evict_req req{};
-        req.n = static_cast<std::uint32_t>(std::min<std::size_t>(TT_EVICT_BATCH, flows.size() - at));
+        req.n =
+            static_cast<std::uint32_t>(std::min<std::size_t>(TT_EVICT_BATCH, flows.size() - at));
         for (std::uint32_t i = 0; i < req.n; ++i) {
             req.e[i].slot = flows[at + i].slot;
             req.e[i].gen = flows[at + i].gen;

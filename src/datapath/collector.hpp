@@ -48,7 +48,7 @@ inline void keep_prev(FlowSample& s, const Counts& c) {
 }
 
 class Collector {
-public:
+   public:
     explicit Collector(const Skeleton& skel);
     ~Collector();
     Collector(const Collector&) = delete;
@@ -84,7 +84,7 @@ public:
     std::size_t forget(const std::vector<SlotRef>& flows);
     DatapathStats stats() const;
 
-private:
+   private:
     static int on_event(void* ctx, void* data, std::size_t size);
     void recycle();
     void take_events(std::uint64_t now_ns);

@@ -4,15 +4,15 @@
 // or create the smallest map that needs it, and keep the kernel's answer.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
-#include <cerrno>
-#include <cstdlib>
-#include <cstring>
 #include <fmt/format.h>
 #include <linux/bpf.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/utsname.h>
 #include <unistd.h>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
 
 #include "datapath/features.hpp"
 #include "sys/privileges.hpp"

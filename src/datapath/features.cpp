@@ -3,8 +3,8 @@
 // access here: src/datapath/feature_probes.cpp does the probing).
 #include "datapath/features.hpp"
 
-#include <charconv>
 #include <fmt/format.h>
+#include <charconv>
 #include <stdexcept>
 
 #include "sys/error.hpp"
@@ -13,8 +13,8 @@ namespace tcptrack {
 
 const std::vector<FeatureSpec>& feature_specs() {
     static const std::vector<FeatureSpec> specs = {
-        {FeatureId::Btf, "btf", "kernel BTF (/sys/kernel/btf/vmlinux, CONFIG_DEBUG_INFO_BTF)",
-         true, ""},
+        {FeatureId::Btf, "btf", "kernel BTF (/sys/kernel/btf/vmlinux, CONFIG_DEBUG_INFO_BTF)", true,
+         ""},
         {FeatureId::SchedCls, "sched_cls", "TC classifier programs (sched_cls)", true, ""},
         {FeatureId::RingBuf, "ringbuf", "BPF ring buffer maps (Linux 5.8)", true, ""},
         {FeatureId::Mmap, "mmap", "mmapable BPF arrays (BPF_F_MMAPABLE, Linux 5.5)", true, ""},

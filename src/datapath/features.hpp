@@ -35,8 +35,8 @@ enum class FeatureId { Btf, SchedCls, RingBuf, Mmap, Tcx, Count };
 // and what it does without it.
 struct FeatureSpec {
     FeatureId id;
-    const char* name;      // TCPTRACK_DISABLE / --check name
-    const char* what;      // human description, with the kernel that added it
+    const char* name;  // TCPTRACK_DISABLE / --check name
+    const char* what;  // human description, with the kernel that added it
     bool mandatory;
     const char* fallback;  // what tcptrack does without it (optional ones)
 };

@@ -113,7 +113,7 @@ tt_filter_op port_leaf(const std::string& tok, bool range) {
 
 // Parses into a postfix list of ops; `directional` says whether any leaf used src/dst.
 class Parser {
-public:
+   public:
     explicit Parser(std::vector<std::string> toks) : t_(std::move(toks)) {}
 
     std::vector<tt_filter_op> parse() {
@@ -123,7 +123,7 @@ public:
     }
     bool directional() const { return directional_; }
 
-private:
+   private:
     const std::string* peek() const { return pos_ < t_.size() ? &t_[pos_] : nullptr; }
     bool accept(std::initializer_list<const char*> words) {
         const std::string* p = peek();
@@ -181,9 +181,10 @@ private:
             p = peek();
             if (!p) at_end("expected host, net, port or portrange");
         }
-        static constexpr std::pair<const char*, Kind> kinds[] = {
-            {"host", Kind::Host}, {"net", Kind::Net}, {"port", Kind::Port},
-            {"portrange", Kind::PortRange}};
+        static constexpr std::pair<const char*, Kind> kinds[] = {{"host", Kind::Host},
+                                                                 {"net", Kind::Net},
+                                                                 {"port", Kind::Port},
+                                                                 {"portrange", Kind::PortRange}};
         const auto k = std::find_if(std::begin(kinds), std::end(kinds),
                                     [&](const auto& e) { return *p == e.first; });
         if (k != std::end(kinds)) {

@@ -23,8 +23,8 @@ inline std::uint64_t flow_id(const SlotRef& r) { return std::uint64_t{r.slot} <<
 // One connection as read from the store or from a close event.
 struct FlowSample {
     tt_flow_key key{};
-    bool has_info = false;    // info is known (always, from the store; tests may leave it out)
-    bool finished = false;    // came from a close event or is being reaped: final
+    bool has_info = false;  // info is known (always, from the store; tests may leave it out)
+    bool finished = false;  // came from a close event or is being reaped: final
     tt_flow_info info{};
     std::uint64_t bytes[2]{};  // indexed by normalised direction (TT_DIR_AB / TT_DIR_BA)
     std::uint64_t packets[2]{};

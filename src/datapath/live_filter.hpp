@@ -15,7 +15,7 @@ class Collector;
 class Skeleton;
 
 class LiveFilter {
-public:
+   public:
     // Installs `expr` (already validated by the command line) before anything
     // is attached, so no segment outside it is ever counted.
     LiveFilter(Skeleton& skel, Collector& collector, const std::string& expr);
@@ -29,7 +29,7 @@ public:
     // left out (there were no samples to look at then).
     void after_collect();
 
-private:
+   private:
     void end_left_out();
 
     Skeleton& skel_;

@@ -1,22 +1,22 @@
 // SPDX-License-Identifier: MIT
 #include "datapath/skeleton.hpp"
 
-#include <algorithm>
 #include <bpf/libbpf.h>
+#include <fmt/format.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <algorithm>
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
-#include <fmt/format.h>
-#include <sys/random.h>
-#include <sys/stat.h>
 
 #include "tcptrack/filter_vm.h"  // before the skeleton: its .bss holds struct tt_filter
-#include "tcptrack/store.h"  // before the skeleton: its .rodata holds struct tt_hash_key
+#include "tcptrack/store.h"      // before the skeleton: its .rodata holds struct tt_hash_key
 #include "tcptrack.skel.h"
+#include "datapath/load_log.hpp"
 #include "sys/error.hpp"
 #include "sys/privileges.hpp"
-#include "datapath/load_log.hpp"
 
 namespace tcptrack {
 

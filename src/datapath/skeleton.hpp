@@ -34,7 +34,7 @@ struct StoreGeometry {
 };
 
 class Skeleton {
-public:
+   public:
     // Opens, configures and loads the object; throws Error with one line on failure.
     explicit Skeleton(const LoadConfig& cfg);
     ~Skeleton();
@@ -55,7 +55,7 @@ public:
     // flow sits; never shown to a user).
     const std::array<std::uint8_t, 16>& hash_key() const { return hash_key_; }
 
-private:
+   private:
     void set_hash_key(const LoadConfig& cfg);
 
     tcptrack_bpf* skel_ = nullptr;

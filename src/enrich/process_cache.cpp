@@ -48,9 +48,10 @@ void ProcessCache::update(const std::vector<FlowSample>& samples,
         forget_next_.push_back(flow_id(r));
     }
     if (!gone.empty())
-        pending_.erase(std::remove_if(pending_.begin(), pending_.end(),
-                                      [&](const Pending& p) { return gone.count(flow_id(p.ref)) > 0; }),
-                       pending_.end());
+        pending_.erase(
+            std::remove_if(pending_.begin(), pending_.end(),
+                           [&](const Pending& p) { return gone.count(flow_id(p.ref)) > 0; }),
+            pending_.end());
 
     if (!pending_.empty()) {
         for (Pending& p : pending_) {
@@ -80,7 +81,8 @@ void ProcessCache::update(const std::vector<FlowSample>& samples,
     if (owners_.size() > 2 * live + 1024) {
         std::unordered_set<std::uint64_t> alive;
         alive.reserve(live);
-        for (std::size_t i = 0; i < live && i < samples.size(); ++i) alive.insert(flow_id(samples[i].ref));
+        for (std::size_t i = 0; i < live && i < samples.size(); ++i)
+            alive.insert(flow_id(samples[i].ref));
         for (const std::uint64_t k : forget_next_) alive.insert(k);
         for (auto it = owners_.begin(); it != owners_.end();)
             it = alive.count(it->first) ? std::next(it) : owners_.erase(it);

@@ -27,7 +27,7 @@ struct Owner {
 
 // One new connection to look up, oriented client -> server as its row.
 struct OwnerQuery {
-    SocketTuple conn;  // local = client, remote = server
+    SocketTuple conn;           // local = client, remote = server
     bool local_client = false;  // a hint: the client's SYN left through this host
     enum class Result : std::uint8_t {
         Retry,  // no owner found this time (counts as a try)
@@ -40,7 +40,7 @@ struct OwnerQuery {
 using OwnerLookup = std::function<void(std::vector<OwnerQuery>&)>;
 
 class ProcessCache final : public Enricher {
-public:
+   public:
     // Reports a not-found connection is tried on before it is given up.
     static constexpr std::uint8_t kMaxTries = 3;
 
@@ -65,7 +65,7 @@ public:
     std::size_t pending() const { return pending_.size(); }
     std::uint64_t lookups() const { return lookups_; }  // queries handed to the lookup
 
-private:
+   private:
     struct Pending {
         SlotRef ref;
         OwnerQuery query;

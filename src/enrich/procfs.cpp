@@ -32,7 +32,7 @@ std::optional<std::string> container_id(std::string_view path) {
     // /docker/<id>, systemd docker-<id>.scope), containerd, CRI-O, podman,
     // kubepods/.../<id>. crio-conmon-<id> is the monitor, not the container.
     static constexpr std::string_view prefixes[] = {"docker-", "cri-containerd-", "crio-",
-                                                    "libpod-", "containerd-", ""};
+                                                    "libpod-", "containerd-",     ""};
     while (!path.empty()) {
         const std::size_t slash = path.rfind('/');
         std::string_view seg = slash == std::string_view::npos ? path : path.substr(slash + 1);

@@ -39,15 +39,15 @@ std::optional<std::string> system_reverse_lookup(Family family, const Address& a
 std::optional<std::string> sanitize_hostname(const std::string& name);
 
 class Resolver {
-public:
+   public:
     using Clock = std::function<std::chrono::steady_clock::time_point()>;
     struct Config {
-        std::size_t capacity = 4096;      // cached addresses, names and failures together
-        std::size_t max_pending = 256;    // queued lookups; more wait for a later report
-        std::size_t threads = 2;          // lookups at once (each may block for seconds)
-        std::chrono::seconds ttl{600};    // a name is asked again after this
+        std::size_t capacity = 4096;            // cached addresses, names and failures together
+        std::size_t max_pending = 256;          // queued lookups; more wait for a later report
+        std::size_t threads = 2;                // lookups at once (each may block for seconds)
+        std::chrono::seconds ttl{600};          // a name is asked again after this
         std::chrono::seconds negative_ttl{60};  // and a failure after this
-        Clock clock;                      // empty: steady_clock::now (tests inject one)
+        Clock clock;                            // empty: steady_clock::now (tests inject one)
     };
 
     explicit Resolver(ReverseLookup lookup = system_reverse_lookup);
@@ -64,12 +64,12 @@ public:
     // Until nothing is queued or being looked up, or the timeout: true if idle.
     bool wait_idle(std::chrono::milliseconds timeout);
 
-    std::size_t cached() const;        // entries in the cache
-    std::uint64_t lookups() const;     // lookups finished since start
+    std::size_t cached() const;     // entries in the cache
+    std::uint64_t lookups() const;  // lookups finished since start
 
     struct State;
 
-private:
+   private:
     std::shared_ptr<State> state_;  // shared with the workers, which may outlive us
 };
 

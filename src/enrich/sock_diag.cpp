@@ -16,8 +16,7 @@ namespace {
 
 // TCP states (include/net/tcp_states.h): the ones a socket with a file can be in.
 constexpr std::uint32_t kTimeWait = 6, kListen = 10, kNewSynRecv = 12;
-constexpr std::uint32_t kFileStates =
-    ~(1u << kTimeWait | 1u << kListen | 1u << kNewSynRecv);
+constexpr std::uint32_t kFileStates = ~(1u << kTimeWait | 1u << kListen | 1u << kNewSynRecv);
 
 bool v4_mapped(const std::uint8_t* a) {
     static constexpr std::uint8_t prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
@@ -51,7 +50,8 @@ void diag_request(std::vector<std::uint8_t>& buf, std::uint32_t seq, Family fami
     nlh->nlmsg_type = SOCK_DIAG_BY_FAMILY;
     nlh->nlmsg_flags = NLM_F_REQUEST | (exact ? 0 : NLM_F_DUMP);
     nlh->nlmsg_seq = seq;
-    auto* req = static_cast<inet_diag_req_v2*>(mnl_nlmsg_put_extra_header(nlh, sizeof(inet_diag_req_v2)));
+    auto* req =
+        static_cast<inet_diag_req_v2*>(mnl_nlmsg_put_extra_header(nlh, sizeof(inet_diag_req_v2)));
     req->sdiag_family = family == Family::V6 ? AF_INET6 : AF_INET;
     req->sdiag_protocol = IPPROTO_TCP;
     req->idiag_states = exact ? ~0u : kFileStates;

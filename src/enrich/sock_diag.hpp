@@ -23,8 +23,8 @@ struct SocketTuple {
     // bound to it (IPv6 link-local) is found too. Not part of the identity.
     std::uint32_t ifindex = 0;
     bool operator==(const SocketTuple& o) const {
-        return family == o.family && local == o.local && remote == o.remote &&
-               lport == o.lport && rport == o.rport;
+        return family == o.family && local == o.local && remote == o.remote && lport == o.lport &&
+               rport == o.rport;
     }
 };
 struct SocketTupleHash {
@@ -35,14 +35,14 @@ struct SocketTupleHash {
 struct DiagSocket {
     std::uint32_t seq = 0;  // the request it answers
     SocketTuple tuple;
-    std::uint8_t state = 0;  // TCP_ESTABLISHED...
+    std::uint8_t state = 0;   // TCP_ESTABLISHED...
     std::uint64_t inode = 0;  // 0: no file (request or orphaned socket, TIME_WAIT)
 };
 // What a buffer of netlink messages (one recv) held.
 struct DiagAnswer {
     std::vector<DiagSocket> sockets;
     std::vector<std::pair<std::uint32_t, int>> errors;  // (seq, -errno): ENOENT = no such socket
-    bool done = false;                                   // NLMSG_DONE (end of a dump)
+    bool done = false;                                  // NLMSG_DONE (end of a dump)
 };
 
 // Appends a SOCK_DIAG_BY_FAMILY request to `buf`: with `exact`, the one socket

@@ -13,11 +13,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
-#include <fmt/format.h>
 #include <unordered_set>
 
 #include "datapath/collector.hpp"
@@ -33,7 +33,8 @@ std::string read_small(int dirfd, const char* path) {
     if (fd < 0) return {};
     std::string out;
     char buf[4096];
-    for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) out.append(buf, static_cast<std::size_t>(n));
+    for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;)
+        out.append(buf, static_cast<std::size_t>(n));
     close(fd);
     return out;
 }
@@ -50,8 +51,9 @@ SystemOwners::SystemOwners() {
         const int err = errno;
         if (nl_) mnl_socket_close(nl_);
         nl_ = nullptr;
-        throw Error(fmt::format("process lookup: cannot open a sock_diag socket: {} (use --no-process)",
-                                std::strerror(err)));
+        throw Error(
+            fmt::format("process lookup: cannot open a sock_diag socket: {} (use --no-process)",
+                        std::strerror(err)));
     }
     // Answers to a batch of exact requests queue up here before we read them:
     // room for a batch (an answer that does not fit is dropped by the kernel).
@@ -170,7 +172,8 @@ std::size_t SystemOwners::scan_proc() {
             if (f->d_name[0] == '.') continue;
             const ssize_t n = readlinkat(fdd, f->d_name, link, sizeof link);
             if (n <= 0 || n == sizeof link) continue;
-            if (const auto ino = socket_inode(std::string_view(link, static_cast<std::size_t>(n)))) {
+            if (const auto ino =
+                    socket_inode(std::string_view(link, static_cast<std::size_t>(n)))) {
                 // Shared sockets (forked servers): the first, lowest pid, stays.
                 inode_pid_.emplace(*ino, pid);
                 ++links;
@@ -205,8 +208,7 @@ void SystemOwners::operator()(std::vector<OwnerQuery>& queries) {
     // The socket's own end first: the client's when its SYN left through this host.
     std::vector<SocketTuple> tuples;
     tuples.reserve(queries.size());
-    for (const OwnerQuery& q : queries)
-        tuples.push_back(q.local_client ? q.conn : flipped(q.conn));
+    for (const OwnerQuery& q : queries) tuples.push_back(q.local_client ? q.conn : flipped(q.conn));
     std::vector<std::uint64_t> inodes;
     if (queries.size() > kDumpAbove) {
         // One dump answers both orderings.

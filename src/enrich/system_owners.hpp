@@ -27,7 +27,7 @@ namespace tcptrack {
 // pid from a /proc scan, cached, rescanned only for an unknown inode and at
 // most once per max(1 s, 20 x the last scan's duration).
 class SystemOwners {
-public:
+   public:
     // More new connections than this in one report: dump every socket instead
     // of asking for each (see the README's Processes paragraph for the costs).
     static constexpr std::size_t kDumpAbove = 512;
@@ -46,7 +46,7 @@ public:
     // Rescans /proc/*/fd (inode -> pid). Returns the number of socket links seen.
     std::size_t scan_proc();
 
-private:
+   private:
     std::shared_ptr<const Owner> owner_of(std::uint32_t pid);
     bool exchange(const std::vector<std::uint8_t>& req, std::uint32_t first_seq,
                   std::size_t answers, DiagAnswer& out);

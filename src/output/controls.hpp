@@ -12,7 +12,7 @@
 namespace tcptrack {
 
 class Controls {
-public:
+   public:
     virtual ~Controls() = default;
     // Installs a new filter expression in the classifiers: "" on success,
     // else one line saying what is wrong with it (the old one stays).

@@ -12,7 +12,7 @@
 namespace tcptrack {
 
 class ExportTally {
-public:
+   public:
     struct Entry {
         std::string exporter;
         std::uint64_t errors = 0;
@@ -28,7 +28,7 @@ public:
     // Every registered exporter, in registration order.
     const std::deque<Entry>& entries() const { return entries_; }
 
-private:
+   private:
     std::deque<Entry> entries_;  // a deque: counters never move
 };
 

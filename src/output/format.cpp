@@ -29,58 +29,55 @@ std::string scaled(double v, double base, const std::array<const char*, N>& unit
 }  // namespace
 
 std::string human_bytes(std::uint64_t bytes) {
-    if (bytes < 1024)
-        return fmt::format("{} B", bytes);
+    if (bytes < 1024) return fmt::format("{} B", bytes);
     static constexpr std::array<const char*, 5> units = {"B", "KiB", "MiB", "GiB", "TiB"};
     return scaled(static_cast<double>(bytes), 1024, units);
 }
 
 std::string human_rate(double bps) {
-    if (!(bps > 0))
-        return "0 b/s";
-    if (std::round(bps) < 1000)
-        return fmt::format("{:.0f} b/s", bps);
+    if (!(bps > 0)) return "0 b/s";
+    if (std::round(bps) < 1000) return fmt::format("{:.0f} b/s", bps);
     static constexpr std::array<const char*, 4> units = {"b/s", "Kb/s", "Mb/s", "Gb/s"};
     return scaled(bps, 1000, units);
 }
 
 std::string human_duration(std::uint64_t ns) {
     // Thresholds sit where rounding would roll over ("1000.0ms" -> "1.00s").
-    if (ns < 1'000'000)
-        return fmt::format("{}us", ns / 1000);
-    if (ns < 999'950'000)
-        return fmt::format("{:.1f}ms", static_cast<double>(ns) / 1e6);
-    if (ns < 59'995'000'000)
-        return fmt::format("{:.2f}s", static_cast<double>(ns) / 1e9);
+    if (ns < 1'000'000) return fmt::format("{}us", ns / 1000);
+    if (ns < 999'950'000) return fmt::format("{:.1f}ms", static_cast<double>(ns) / 1e6);
+    if (ns < 59'995'000'000) return fmt::format("{:.2f}s", static_cast<double>(ns) / 1e9);
     // 59.995s..60s would truncate to "0m59s"; it rounds to a minute.
     const std::uint64_t s = std::max<std::uint64_t>(ns / 1'000'000'000, 60);
-    if (s < 3600)
-        return fmt::format("{}m{:02}s", s / 60, s % 60);
+    if (s < 3600) return fmt::format("{}m{:02}s", s / 60, s % 60);
     return fmt::format("{}h{:02}m", s / 3600, s / 60 % 60);
 }
 
 std::string address(Family family, const Address& addr) {
     char buf[INET6_ADDRSTRLEN] = {};
     const int af = family == Family::V6 ? AF_INET6 : AF_INET;
-    if (!inet_ntop(af, addr.data(), buf, sizeof buf))
-        return "?";
+    if (!inet_ntop(af, addr.data(), buf, sizeof buf)) return "?";
     return buf;
 }
 
 std::string endpoint(Family family, const Address& addr, std::uint16_t port) {
-    if (family == Family::V6)
-        return fmt::format("[{}]:{}", address(family, addr), port);
+    if (family == Family::V6) return fmt::format("[{}]:{}", address(family, addr), port);
     return fmt::format("{}:{}", address(family, addr), port);
 }
 
 const char* state_name(State state) {
     switch (state) {
-    case State::SynSent: return "SYN_SENT";
-    case State::SynRecv: return "SYN_RECV";
-    case State::Established: return "ESTABLISHED";
-    case State::Closing: return "CLOSING";
-    case State::Closed: return "CLOSED";
-    case State::Reset: return "RESET";
+        case State::SynSent:
+            return "SYN_SENT";
+        case State::SynRecv:
+            return "SYN_RECV";
+        case State::Established:
+            return "ESTABLISHED";
+        case State::Closing:
+            return "CLOSING";
+        case State::Closed:
+            return "CLOSED";
+        case State::Reset:
+            return "RESET";
     }
     return "UNKNOWN";
 }

@@ -3,12 +3,12 @@
 // messages (templates, sets, sequence numbers) into a memory buffer
 // (fbExporterAllocBuffer, manual mode); we send each message ourselves on a
 // non-blocking socket, so nothing here waits for the collector.
-#include "report/flow_model.hpp"
 #include "output/ipfix.hpp"
+#include "report/flow_model.hpp"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
-#include <arpa/inet.h>
 #include <poll.h>
 #include <sched.h>
 #include <sys/socket.h>
@@ -35,12 +35,11 @@ namespace {
 
 // Record layouts handed to libfixbuf's transcoder: the internal template lists
 // the same fields in the same order and sizes (packed: no holes).
-#define TT_IPFIX_COMMON_HEAD                                                       \
-    std::uint64_t start_ms, end_ms, octets, packets, rev_octets, rev_packets,     \
-        payload, rev_payload;
-#define TT_IPFIX_COMMON_TAIL                                                       \
-    std::uint32_t rtt_us;                                                          \
-    std::uint16_t sport, dport, tcp_flags;                                         \
+#define TT_IPFIX_COMMON_HEAD \
+    std::uint64_t start_ms, end_ms, octets, packets, rev_octets, rev_packets, payload, rev_payload;
+#define TT_IPFIX_COMMON_TAIL               \
+    std::uint32_t rtt_us;                  \
+    std::uint16_t sport, dport, tcp_flags; \
     std::uint8_t proto, end_reason, biflow_dir;
 
 struct __attribute__((packed)) RecV4 {
@@ -54,17 +53,17 @@ struct __attribute__((packed)) RecV6 {
     TT_IPFIX_COMMON_TAIL
 };
 
-#define TT_IPFIX_SPEC_HEAD                                                          \
-    {(char*)"flowStartMilliseconds", 8, 0}, {(char*)"flowEndMilliseconds", 8, 0},   \
-        {(char*)"octetDeltaCount", 8, 0}, {(char*)"packetDeltaCount", 8, 0},        \
+#define TT_IPFIX_SPEC_HEAD                                                                 \
+    {(char*)"flowStartMilliseconds", 8, 0}, {(char*)"flowEndMilliseconds", 8, 0},          \
+        {(char*)"octetDeltaCount", 8, 0}, {(char*)"packetDeltaCount", 8, 0},               \
         {(char*)"reverseOctetDeltaCount", 8, 0}, {(char*)"reversePacketDeltaCount", 8, 0}, \
-        {(char*)"tcptrackPayloadOctetDeltaCount", 8, 0},                            \
+        {(char*)"tcptrackPayloadOctetDeltaCount", 8, 0},                                   \
         {(char*)"reverseTcptrackPayloadOctetDeltaCount", 8, 0},
-#define TT_IPFIX_SPEC_TAIL                                                          \
-    {(char*)"tcptrackHandshakeRttMicroseconds", 4, 0},                              \
-        {(char*)"sourceTransportPort", 2, 0}, {(char*)"destinationTransportPort", 2, 0}, \
-        {(char*)"tcpControlBits", 2, 0}, {(char*)"protocolIdentifier", 1, 0},       \
-        {(char*)"flowEndReason", 1, 0}, {(char*)"biflowDirection", 1, 0}, FB_IESPEC_NULL
+#define TT_IPFIX_SPEC_TAIL                                                                   \
+    {(char*)"tcptrackHandshakeRttMicroseconds", 4, 0}, {(char*)"sourceTransportPort", 2, 0}, \
+        {(char*)"destinationTransportPort", 2, 0}, {(char*)"tcpControlBits", 2, 0},          \
+        {(char*)"protocolIdentifier", 1, 0}, {(char*)"flowEndReason", 1, 0},                 \
+        {(char*)"biflowDirection", 1, 0}, FB_IESPEC_NULL
 
 fbInfoElementSpec_t kSpecV4[] = {TT_IPFIX_SPEC_HEAD{(char*)"sourceIPv4Address", 4, 0},
                                  {(char*)"destinationIPv4Address", 4, 0},
@@ -75,8 +74,8 @@ fbInfoElementSpec_t kSpecV6[] = {TT_IPFIX_SPEC_HEAD{(char*)"sourceIPv6Address", 
 
 fbInfoElement_t kOurElements[] = {
     FB_IE_INIT_FULL("tcptrackPayloadOctetDeltaCount", kIpfixPen, kIpfixIePayload, 8,
-                    FB_IE_F_ENDIAN | FB_IE_F_REVERSIBLE | FB_IE_DELTACOUNTER, 0, 0,
-                    FB_UINT_64, (char*)"TCP payload octets since the previous record"),
+                    FB_IE_F_ENDIAN | FB_IE_F_REVERSIBLE | FB_IE_DELTACOUNTER, 0, 0, FB_UINT_64,
+                    (char*)"TCP payload octets since the previous record"),
     FB_IE_INIT_FULL("tcptrackHandshakeRttMicroseconds", kIpfixPen, kIpfixIeRttUs, 4, FB_IE_F_ENDIAN,
                     0, 0, FB_UINT_32, (char*)"TCP handshake round-trip time (0: not measured)"),
     FB_IE_NULL};
@@ -85,28 +84,32 @@ fbInfoElement_t kOurElements[] = {
 // displaced to make room for a new connection.
 enum EndReason : std::uint8_t { kIdle = 1, kActive = 2, kEnd = 3, kForced = 4, kLack = 5 };
 
-constexpr std::size_t kUdpMessage = 1400;   // one datagram on a 1500-byte path
+constexpr std::size_t kUdpMessage = 1400;  // one datagram on a 1500-byte path
 constexpr std::size_t kTcpMessage = 16384;
 constexpr std::size_t kTcpQueueMax = 4u << 20;  // unsent bytes kept while the collector is slow
 
 struct Exported {
     std::uint64_t bytes[2]{}, packets[2]{}, payload[2]{};
-    std::uint64_t last_ns = 0;   // CLOCK_MONOTONIC of the previous record's end
-    std::uint64_t seen = 0;      // the write() that last saw it (stale entries are dropped)
+    std::uint64_t last_ns = 0;  // CLOCK_MONOTONIC of the previous record's end
+    std::uint64_t seen = 0;     // the write() that last saw it (stale entries are dropped)
 };
 
 class IpfixOutput final : public Output {
-public:
+   public:
     IpfixOutput(bool tcp, const sockaddr_storage& addr, socklen_t addrlen, double active_s,
                 std::uint64_t& errors)
-        : errors_(errors), tcp_(tcp), addr_(addr), addrlen_(addrlen),
+        : errors_(errors),
+          tcp_(tcp),
+          addr_(addr),
+          addrlen_(addrlen),
           active_ns_(static_cast<std::uint64_t>(active_s * 1e9)),
           msg_(tcp ? kTcpMessage : kUdpMessage) {
         model_ = fbInfoModelAlloc();
         fbInfoModelAddElementArray(model_, kOurElements);
         session_ = fbSessionAlloc(model_);
         GError* err = nullptr;
-        for (auto [spec, tid] : {std::pair{kSpecV4, kIpfixTemplateV4}, std::pair{kSpecV6, kIpfixTemplateV6}}) {
+        for (auto [spec, tid] :
+             {std::pair{kSpecV4, kIpfixTemplateV4}, std::pair{kSpecV6, kIpfixTemplateV6}}) {
             fbTemplate_t* t = fbTemplateAlloc(model_);
             if (!fbTemplateAppendSpecArray(t, spec, UINT32_MAX, &err) ||
                 !fbSessionAddTemplate(session_, TRUE, tid, t, &err) ||
@@ -119,8 +122,10 @@ public:
         exporter_ = fbExporterAllocBuffer(msg_.data(), static_cast<std::uint16_t>(msg_.size()));
         fbuf_ = fBufAllocForExport(session_, exporter_);
         fBufSetAutomaticMode(fbuf_, FALSE);
-        if (tcp_) start_connect();
-        else open_udp();
+        if (tcp_)
+            start_connect();
+        else
+            open_udp();
     }
 
     ~IpfixOutput() override {
@@ -143,7 +148,8 @@ public:
         if (tcp_ && state_ == Tcp::Up) {
             // Give the queued bytes a moment to leave, then give up (bounded).
             const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
-            while (!queue_.empty() && state_ == Tcp::Up && std::chrono::steady_clock::now() < deadline) {
+            while (!queue_.empty() && state_ == Tcp::Up &&
+                   std::chrono::steady_clock::now() < deadline) {
                 pollfd p{fd_, POLLOUT, 0};
                 ::poll(&p, 1, 100);
                 flush_queue();
@@ -153,7 +159,7 @@ public:
         }
     }
 
-private:
+   private:
     std::uint64_t& errors_;  // tally.counter("ipfix"): records not delivered
     enum class Tcp { Down, Connecting, Up };
 
@@ -172,8 +178,9 @@ private:
                 export_sample(f, s, kForced, true);
             } else {
                 auto it = flows_.find(flow_id(s.ref));
-                const std::uint64_t since =
-                    it != flows_.end() ? it->second.last_ns : (s.has_info ? s.info.first_ns : f.now_ns);
+                const std::uint64_t since = it != flows_.end()
+                                                ? it->second.last_ns
+                                                : (s.has_info ? s.info.first_ns : f.now_ns);
                 if (f.now_ns >= since && f.now_ns - since >= active_ns_)
                     export_sample(f, s, kActive, false);
                 else if (it != flows_.end())
@@ -259,11 +266,16 @@ private:
     bool can_send() const { return tcp_ ? state_ == Tcp::Up : fd_ >= 0; }
 
     void begin(const ReportFrame& f) {
-        if (tcp_) service_tcp();
-        else if (fd_ < 0) open_udp();
-        wall_ns_ = std::chrono::duration_cast<std::chrono::nanoseconds>(f.report.time.time_since_epoch()).count();
+        if (tcp_)
+            service_tcp();
+        else if (fd_ < 0)
+            open_udp();
+        wall_ns_ =
+            std::chrono::duration_cast<std::chrono::nanoseconds>(f.report.time.time_since_epoch())
+                .count();
         now_ns_ = f.now_ns;
-        if (!tcp_ && (!templates_sent_ || f.now_ns - tmpl_ns_ >= kIpfixTemplateRefreshS * 1e9)) need_templates_ = true;
+        if (!tcp_ && (!templates_sent_ || f.now_ns - tmpl_ns_ >= kIpfixTemplateRefreshS * 1e9))
+            need_templates_ = true;
         if (need_templates_ && can_send()) {
             GError* err = nullptr;
             // Manual mode refuses to start a message with templates: the
@@ -290,7 +302,8 @@ private:
     }
 
     std::uint64_t wall_ms(std::uint64_t mono_ns) const {
-        const std::int64_t ns = wall_ns_ + (static_cast<std::int64_t>(mono_ns) - static_cast<std::int64_t>(now_ns_));
+        const std::int64_t ns =
+            wall_ns_ + (static_cast<std::int64_t>(mono_ns) - static_cast<std::int64_t>(now_ns_));
         return ns > 0 ? static_cast<std::uint64_t>(ns) / 1000000 : 0;
     }
 
@@ -312,20 +325,29 @@ private:
         const std::uint64_t k = flow_id(s.ref);
         auto it = flows_.find(k);
         Exported prev{};
-        if (it != flows_.end()) prev = it->second;
-        else prev.last_ns = s.has_info && s.info.first_ns ? s.info.first_ns : s.last_active_ns;
+        if (it != flows_.end())
+            prev = it->second;
+        else
+            prev.last_ns = s.has_info && s.info.first_ns ? s.info.first_ns : s.last_active_ns;
 
         const int c = client_side(s), r = c ^ 1;
-        auto d = [](std::uint64_t now, std::uint64_t before) { return now > before ? now - before : 0; };
-        const std::uint64_t octets = d(s.bytes[c], prev.bytes[c]), rev_octets = d(s.bytes[r], prev.bytes[r]);
-        const std::uint64_t packets = d(s.packets[c], prev.packets[c]), rev_packets = d(s.packets[r], prev.packets[r]);
-        const std::uint64_t payload = d(s.payload[c], prev.payload[c]), rev_payload = d(s.payload[r], prev.payload[r]);
+        auto d = [](std::uint64_t now, std::uint64_t before) {
+            return now > before ? now - before : 0;
+        };
+        const std::uint64_t octets = d(s.bytes[c], prev.bytes[c]),
+                            rev_octets = d(s.bytes[r], prev.bytes[r]);
+        const std::uint64_t packets = d(s.packets[c], prev.packets[c]),
+                            rev_packets = d(s.packets[r], prev.packets[r]);
+        const std::uint64_t payload = d(s.payload[c], prev.payload[c]),
+                            rev_payload = d(s.payload[r], prev.payload[r]);
 
         std::uint64_t end_ns = f.now_ns;
         if ((why == kEnd || why == kLack) && s.has_info && s.info.close_ns)
             end_ns = s.info.close_ns;
-        else if (why == kIdle && s.last_active_ns) end_ns = s.last_active_ns;
-        const std::uint64_t start_ns = prev.last_ns && prev.last_ns <= end_ns ? prev.last_ns : end_ns;
+        else if (why == kIdle && s.last_active_ns)
+            end_ns = s.last_active_ns;
+        const std::uint64_t start_ns =
+            prev.last_ns && prev.last_ns <= end_ns ? prev.last_ns : end_ns;
 
         if (last) {
             if (it != flows_.end()) flows_.erase(it);
@@ -357,7 +379,9 @@ private:
             rec.rev_packets = rev_packets;
             rec.payload = payload;
             rec.rev_payload = rev_payload;
-            rec.rtt_us = rtt ? static_cast<std::uint32_t>(std::min<std::uint64_t>(*rtt / 1000, UINT32_MAX)) : 0;
+            rec.rtt_us =
+                rtt ? static_cast<std::uint32_t>(std::min<std::uint64_t>(*rtt / 1000, UINT32_MAX))
+                    : 0;
             rec.sport = e.sport;
             rec.dport = e.dport;
             rec.tcp_flags = control_bits(s);
@@ -386,7 +410,8 @@ private:
     void append(std::uint16_t tid, std::uint8_t* rec, std::size_t len) {
         GError* err = nullptr;
         if (tid != cur_tid_) {
-            if (!fBufSetInternalTemplate(fbuf_, tid, &err) || !fBufSetExportTemplate(fbuf_, tid, &err)) {
+            if (!fBufSetInternalTemplate(fbuf_, tid, &err) ||
+                !fBufSetExportTemplate(fbuf_, tid, &err)) {
                 g_clear_error(&err);
                 ++errors_;
                 return;
@@ -423,7 +448,8 @@ private:
         }
         ++messages_;
         if (!tcp_) {
-            if (fd_ < 0 || ::send(fd_, msg_.data(), len, MSG_DONTWAIT | MSG_NOSIGNAL) != static_cast<ssize_t>(len)) {
+            if (fd_ < 0 || ::send(fd_, msg_.data(), len, MSG_DONTWAIT | MSG_NOSIGNAL) !=
+                               static_cast<ssize_t>(len)) {
                 // ECONNREFUSED (an earlier datagram met ICMP port unreachable),
                 // EAGAIN (socket buffer full), ...: this message is lost.
                 errors_ += n ? n : 1;
@@ -442,7 +468,8 @@ private:
     void flush_queue() {
         while (!queue_.empty()) {
             Pending& p = queue_.front();
-            const ssize_t w = ::send(fd_, p.bytes.data() + p.off, p.bytes.size() - p.off, MSG_DONTWAIT | MSG_NOSIGNAL);
+            const ssize_t w = ::send(fd_, p.bytes.data() + p.off, p.bytes.size() - p.off,
+                                     MSG_DONTWAIT | MSG_NOSIGNAL);
             if (w < 0) {
                 if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
                 tcp_down();  // reconnect at the next report
@@ -504,7 +531,8 @@ std::unique_ptr<Output> make_ipfix_output(const Options& o, ExportTally& tally) 
     addrinfo* res = nullptr;
     const int rc = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &res);
     if (rc != 0 || !res)
-        throw Error("--ipfix: cannot resolve " + host + ": " + (rc ? gai_strerror(rc) : "no address"));
+        throw Error("--ipfix: cannot resolve " + host + ": " +
+                    (rc ? gai_strerror(rc) : "no address"));
     sockaddr_storage addr{};
     std::memcpy(&addr, res->ai_addr, res->ai_addrlen);
     const socklen_t len = res->ai_addrlen;

@@ -18,7 +18,6 @@
 #include <memory>
 
 #include "config/options.hpp"
-#include "config/options.hpp"
 #include "output/export_tally.hpp"
 #include "output/output.hpp"
 

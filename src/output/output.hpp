@@ -14,7 +14,7 @@
 namespace tcptrack {
 
 class Output {
-public:
+   public:
     virtual ~Output() = default;
     // One report. False stops tcptrack quietly (stdout was closed, as by `| head`).
     virtual bool write(const ReportFrame& frame) = 0;

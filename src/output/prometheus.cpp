@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 // --prometheus: aggregate metrics served by prometheus-cpp (see the header).
+#include "output/prometheus.hpp"
 #include "output/format.hpp"
 #include "report/flow_model.hpp"
-#include "output/prometheus.hpp"
 
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -22,9 +22,9 @@
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
-#include <cerrno>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -33,8 +33,8 @@
 #include <utility>
 
 #include "sys/error.hpp"
-#include "sys/host_port.hpp"
 #include "sys/fd.hpp"
+#include "sys/host_port.hpp"
 
 namespace tcptrack {
 namespace {
@@ -44,21 +44,20 @@ using prometheus::Gauge;
 using prometheus::Histogram;
 
 constexpr std::array<State, 6> kStates{State::SynSent, State::SynRecv, State::Established,
-                                       State::Closing, State::Closed, State::Reset};
+                                       State::Closing, State::Closed,  State::Reset};
 constexpr const char* kDirs[2] = {"client_to_server", "server_to_client"};
 
 // Handshake RTTs from a LAN's tens of microseconds to a satellite's seconds.
 const Histogram::BucketBoundaries& rtt_buckets() {
-    static const Histogram::BucketBoundaries b{0.000025, 0.00005, 0.0001, 0.00025, 0.0005,
-                                               0.001,    0.0025,  0.005,  0.01,    0.025,
-                                               0.05,     0.1,     0.25,   0.5,     1,
-                                               2.5,      5,       10};
+    static const Histogram::BucketBoundaries b{0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001,
+                                               0.0025,   0.005,   0.01,   0.025,   0.05,   0.1,
+                                               0.25,     0.5,     1,      2.5,     5,      10};
     return b;
 }
 
 // The registry behind a lock: a scrape collects whole reports only.
 class Locked final : public prometheus::Collectable {
-public:
+   public:
     std::vector<prometheus::MetricFamily> Collect() const override {
         const std::lock_guard<std::mutex> g(mutex);
         return registry.Collect();
@@ -87,10 +86,12 @@ Endpoint resolve(const std::string& text) {
     if (!hp) throw Error("cannot serve Prometheus metrics on " + text + ": expected ADDR:PORT");
     addrinfo hints{};
     hints.ai_socktype = SOCK_STREAM;
-    hints.ai_family = hp->bracketed ? AF_INET6 : AF_INET;  // a name: its IPv4 address (see bind_failure)
+    hints.ai_family =
+        hp->bracketed ? AF_INET6 : AF_INET;  // a name: its IPv4 address (see bind_failure)
     hints.ai_flags = AI_NUMERICSERV;
     addrinfo* res = nullptr;
-    if (const int rc = getaddrinfo(hp->host.c_str(), std::to_string(hp->port).c_str(), &hints, &res);
+    if (const int rc =
+            getaddrinfo(hp->host.c_str(), std::to_string(hp->port).c_str(), &hints, &res);
         rc != 0 || !res)
         throw Error("cannot serve Prometheus metrics on " + text + ": " + gai_strerror(rc));
     Endpoint e;
@@ -117,14 +118,18 @@ std::string bind_failure(const Endpoint& e) {
     const int one = 1;
     setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (bind(fd.get(), reinterpret_cast<const sockaddr*>(&e.sa), e.len) == 0)
-        return e.sa.ss_family == AF_INET6
-                   ? "IPv6 is not available (this build's HTTP server, civetweb, has no IPv6): use an IPv4 address"
-                   : "the HTTP server did not start";
+        return e.sa.ss_family == AF_INET6 ? "IPv6 is not available (this build's HTTP server, "
+                                            "civetweb, has no IPv6): use an IPv4 address"
+                                          : "the HTTP server did not start";
     switch (errno) {
-        case EADDRINUSE: return "address in use";
-        case EADDRNOTAVAIL: return "no such local address";
-        case EACCES: return "permission denied (ports below 1024 need CAP_NET_BIND_SERVICE)";
-        default: return std::strerror(errno);
+        case EADDRINUSE:
+            return "address in use";
+        case EADDRNOTAVAIL:
+            return "no such local address";
+        case EACCES:
+            return "permission denied (ports below 1024 need CAP_NET_BIND_SERVICE)";
+        default:
+            return std::strerror(errno);
     }
 }
 
@@ -241,7 +246,9 @@ struct PrometheusOutput::Impl {
         bool add(const SlotRef& r) {
             if (r.slot >= TT_MAX_SLOTS) return true;  // no slot: only prev_* == 0 tells it is new
             if (r.slot >= gen.size())
-                gen.resize(std::min<std::size_t>(std::max<std::size_t>(r.slot + 1, gen.size() * 2), TT_MAX_SLOTS), 0);
+                gen.resize(std::min<std::size_t>(std::max<std::size_t>(r.slot + 1, gen.size() * 2),
+                                                 TT_MAX_SLOTS),
+                           0);
             if (gen[r.slot] == r.gen) return false;
             gen[r.slot] = r.gen;
             return true;
@@ -270,7 +277,8 @@ struct PrometheusOutput::Impl {
                      .Register(reg->registry)),
           bytes(prometheus::BuildCounter()
                     .Name("tcptrack_bytes_total")
-                    .Help("Bytes of TCP connections by direction: wire (IP packets) or payload (TCP data)")
+                    .Help("Bytes of TCP connections by direction: wire (IP packets) or payload "
+                          "(TCP data)")
                     .Register(reg->registry)),
           packets(prometheus::BuildCounter()
                       .Name("tcptrack_packets_total")
@@ -329,8 +337,10 @@ struct PrometheusOutput::Impl {
         f.idle = &closed.Add({{"interface", name}, {"reason", "idle"}});
         f.displaced = &closed.Add({{"interface", name}, {"reason", "displaced"}});
         for (int d = 0; d < 2; ++d) {
-            f.wire[d] = &bytes.Add({{"interface", name}, {"direction", kDirs[d]}, {"kind", "wire"}});
-            f.payload[d] = &bytes.Add({{"interface", name}, {"direction", kDirs[d]}, {"kind", "payload"}});
+            f.wire[d] =
+                &bytes.Add({{"interface", name}, {"direction", kDirs[d]}, {"kind", "wire"}});
+            f.payload[d] =
+                &bytes.Add({{"interface", name}, {"direction", kDirs[d]}, {"kind", "payload"}});
             f.packets[d] = &packets.Add({{"interface", name}, {"direction", kDirs[d]}});
         }
         f.rtt = &rtt.Add({{"interface", name}}, rtt_buckets());
@@ -350,7 +360,8 @@ struct PrometheusOutput::Impl {
             &untracked_by_reason.Add({{"interface", label}, {"reason", "store_full"}});
         c_untracked_buckets =
             &untracked_by_reason.Add({{"interface", label}, {"reason", "buckets_full"}});
-        for (auto& [name, e] : errors) e.c = &export_errors.Add({{"interface", label}, {"exporter", name}});
+        for (auto& [name, e] : errors)
+            e.c = &export_errors.Add({{"interface", label}, {"exporter", name}});
         wide_made = true;
     }
 
@@ -363,8 +374,8 @@ struct PrometheusOutput::Impl {
     }
 };
 
-
-PrometheusOutput::PrometheusOutput(const std::string& listen, const std::vector<std::string>& ifaces,
+PrometheusOutput::PrometheusOutput(const std::string& listen,
+                                   const std::vector<std::string>& ifaces,
                                    const ExportTally* exports)
     : impl_(std::make_unique<Impl>()) {
     impl_->exports = exports;
@@ -390,9 +401,12 @@ PrometheusOutput::PrometheusOutput(const std::string& listen, const std::vector<
         std::unique_lock<std::mutex> lk(m->wake_mutex);
         m->wake_cv.wait(lk, [m] { return m->stopping != 0; });
         while (m->stopping == 1) {
-            const Fd fd(socket(m->where.sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-            if (fd) connect(fd.get(), reinterpret_cast<const sockaddr*>(&m->where.sa), m->where.len);
-            m->wake_cv.wait_for(lk, std::chrono::milliseconds(20), [m] { return m->stopping == 2; });
+            const Fd fd(
+                socket(m->where.sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+            if (fd)
+                connect(fd.get(), reinterpret_cast<const sockaddr*>(&m->where.sa), m->where.len);
+            m->wake_cv.wait_for(lk, std::chrono::milliseconds(20),
+                                [m] { return m->stopping == 2; });
         }
     });
 }
@@ -509,7 +523,8 @@ bool PrometheusOutput::write(const ReportFrame& frame) {
     // Everything at once: a scrape sees this report whole or not at all.
     const std::lock_guard<std::mutex> g(m.reg->mutex);
     for (auto& [name, f] : m.ifaces) {
-        for (std::size_t i = 0; i < kStates.size(); ++i) f.state[i]->Set(static_cast<double>(f.live[i]));
+        for (std::size_t i = 0; i < kStates.size(); ++i)
+            f.state[i]->Set(static_cast<double>(f.live[i]));
         if (f.n_opened) f.opened->Increment(static_cast<double>(f.n_opened));
         if (f.n_fin) f.fin->Increment(static_cast<double>(f.n_fin));
         if (f.n_rst) f.rst->Increment(static_cast<double>(f.n_rst));

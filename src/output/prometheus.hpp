@@ -11,10 +11,10 @@
 //                                                              wire | payload
 //   tcptrack_packets_total{interface,direction}
 //   tcptrack_handshake_rtt_seconds{interface}                  histogram, once per connection
-//   tcptrack_untracked_connections_total{interface}            datapath-wide (interface: all, joined
-//   tcptrack_evicted_connections_total{interface}              with ","): one series with the true
-//   tcptrack_close_events_dropped_total{interface}             value, so sum() does not multiply it
-//   tcptrack_export_errors_total{interface,exporter}           ipfix | prometheus | ...
+//   tcptrack_untracked_connections_total{interface}            datapath-wide (interface: all,
+//   joined tcptrack_evicted_connections_total{interface}              with ","): one series with
+//   the true tcptrack_close_events_dropped_total{interface}             value, so sum() does not
+//   multiply it tcptrack_export_errors_total{interface,exporter}           ipfix | prometheus | ...
 //   tcptrack_store_capacity{interface}                         gauge, datapath-wide, and so on:
 //   tcptrack_store_flows{interface,assurance}                  gauge: assured | unassured
 //   tcptrack_displaced_connections_total{interface}
@@ -37,7 +37,7 @@
 namespace tcptrack {
 
 class PrometheusOutput final : public Output {
-public:
+   public:
     // listen: "ADDR:PORT" ("[ADDR]:PORT" for IPv6; a host name is resolved to
     // its first address; port 0 picks a free one, see port()), or "" to serve
     // nothing (tests read exposition()). ifaces: series made at 0 from the start.
@@ -57,7 +57,7 @@ public:
 
     struct Impl;
 
-private:
+   private:
     std::unique_ptr<Impl> impl_;
 };
 

@@ -27,30 +27,30 @@ std::uint64_t bps_integer(double bps) {
 // The row schema, written once: every documented key in order, the kind of
 // its value and where the value comes from (the row `r`, the report's `time`).
 // The JSON writer, the CSV header and the CSV writer all expand this list.
-#define TT_ROW_FIELDS(F)                                        \
-    F(time, Str, time)                                          \
-    F(iface, Name, r.iface)                                     \
-    F(family, Str, r.family == Family::V6 ? "ipv6" : "ipv4")    \
-    F(src, Addr, r.src)                                         \
-    F(sport, Num, r.sport)                                      \
-    F(dst, Addr, r.dst)                                         \
-    F(dport, Num, r.dport)                                      \
-    F(state, Str, state_name(r.state))                          \
-    F(fwd_bytes, Num, r.fwd_bytes)                              \
-    F(fwd_packets, Num, r.fwd_packets)                          \
-    F(fwd_payload, Num, r.fwd_payload)                          \
-    F(rev_bytes, Num, r.rev_bytes)                              \
-    F(rev_packets, Num, r.rev_packets)                          \
-    F(rev_payload, Num, r.rev_payload)                          \
-    F(fwd_bps, Num, bps_integer(r.fwd_bps))                     \
-    F(rev_bps, Num, bps_integer(r.rev_bps))                     \
-    F(duration_ns, OptNum, r.duration_ns)                       \
-    F(rtt_ns, OptNum, r.rtt_ns)                                 \
-    /* the owning process: none without a local socket */      \
-    F(pid, OptNum, r.pid)                                       \
-    F(comm, OptText, r.pid ? &r.comm : nullptr)                 \
+#define TT_ROW_FIELDS(F)                                                 \
+    F(time, Str, time)                                                   \
+    F(iface, Name, r.iface)                                              \
+    F(family, Str, r.family == Family::V6 ? "ipv6" : "ipv4")             \
+    F(src, Addr, r.src)                                                  \
+    F(sport, Num, r.sport)                                               \
+    F(dst, Addr, r.dst)                                                  \
+    F(dport, Num, r.dport)                                               \
+    F(state, Str, state_name(r.state))                                   \
+    F(fwd_bytes, Num, r.fwd_bytes)                                       \
+    F(fwd_packets, Num, r.fwd_packets)                                   \
+    F(fwd_payload, Num, r.fwd_payload)                                   \
+    F(rev_bytes, Num, r.rev_bytes)                                       \
+    F(rev_packets, Num, r.rev_packets)                                   \
+    F(rev_payload, Num, r.rev_payload)                                   \
+    F(fwd_bps, Num, bps_integer(r.fwd_bps))                              \
+    F(rev_bps, Num, bps_integer(r.rev_bps))                              \
+    F(duration_ns, OptNum, r.duration_ns)                                \
+    F(rtt_ns, OptNum, r.rtt_ns)                                          \
+    /* the owning process: none without a local socket */                \
+    F(pid, OptNum, r.pid)                                                \
+    F(comm, OptText, r.pid ? &r.comm : nullptr)                          \
     F(cgroup, OptText, r.pid && !r.cgroup.empty() ? &r.cgroup : nullptr) \
-    /* a half-open flow's last row, ended to make room */    \
+    /* a half-open flow's last row, ended to make room */                \
     F(displaced, Bool, r.displaced)
 
 // Interface names are bytes from the kernel: never let a bad one throw.
@@ -68,7 +68,7 @@ constexpr std::size_t kChunk = 64 * 1024;
 constexpr std::size_t kRowMax = 1024;
 
 class Out {
-public:
+   public:
     explicit Out(const TextSink& sink) : sink_(sink), buf_(kChunk + kRowMax) {}
     // Before each row: room for kRowMax + `extra` more bytes.
     void begin_row(std::size_t extra) {
@@ -106,7 +106,7 @@ public:
         return ok;
     }
 
-private:
+   private:
     std::size_t size() const { return static_cast<std::size_t>(p_ - buf_.data()); }
 
     const TextSink& sink_;
@@ -116,7 +116,7 @@ private:
 
 // The escaped form of one name, cached: rows of a report share a few interfaces.
 class NameCache {
-public:
+   public:
     explicit NameCache(std::string (*escape)(const std::string&)) : escape_(escape) {}
     const std::string& get(const std::string& name) {
         if (!valid_ || name != name_) {
@@ -127,7 +127,7 @@ public:
         return text_;
     }
 
-private:
+   private:
     std::string (*escape_)(const std::string&);
     bool valid_ = false;
     std::string name_, text_;
@@ -153,12 +153,10 @@ std::string json_text(const std::string& s) {
 
 // RFC 4180 quoting, only when needed (interface names may hold commas).
 std::string csv_field(const std::string& s) {
-    if (s.find_first_of(",\"\r\n") == std::string::npos)
-        return s;
+    if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
     std::string out = "\"";
     for (char c : s) {
-        if (c == '"')
-            out += '"';
+        if (c == '"') out += '"';
         out += c;
     }
     return out + '"';
@@ -213,8 +211,7 @@ bool render_json(std::chrono::system_clock::time_point when, const RowSource& ro
         TT_ROW_FIELDS(TT_JSON_FIELD)
 #undef TT_JSON_FIELD
         o.put("}\n");
-        if (!o.row_done())
-            return false;
+        if (!o.row_done()) return false;
     }
     return o.flush();
 }
@@ -302,8 +299,7 @@ bool render_csv(std::chrono::system_clock::time_point when, const RowSource& row
         TT_ROW_FIELDS(TT_CSV_FIELD)
 #undef TT_CSV_FIELD
         o.put('\n');
-        if (!o.row_done())
-            return false;
+        if (!o.row_done()) return false;
     }
     return o.flush();
 }

@@ -23,8 +23,7 @@ std::string printable(std::string s) {
 
 std::string join(const std::vector<std::string>& v, const char* sep) {
     std::string out;
-    for (const auto& s : v)
-        out += (out.empty() ? "" : sep) + s;
+    for (const auto& s : v) out += (out.empty() ? "" : sep) + s;
     return out;
 }
 
@@ -42,8 +41,8 @@ std::string render_table(const Report& report, std::size_t max_rows, const NameL
     const auto& st = report.stats;
     std::string rtt = "rtt -";
     if (st.rtt.count > 0) {
-        rtt = fmt::format("rtt min/avg/max {}/{}/{}", rtt_text(st.rtt.min_ns), rtt_text(st.rtt.avg_ns()),
-                          rtt_text(st.rtt.max_ns));
+        rtt = fmt::format("rtt min/avg/max {}/{}/{}", rtt_text(st.rtt.min_ns),
+                          rtt_text(st.rtt.avg_ns()), rtt_text(st.rtt.max_ns));
     }
     const std::size_t n = report.rows.size();
     // --top cuts the rows, not the count.
@@ -56,8 +55,7 @@ std::string render_table(const Report& report, std::size_t max_rows, const NameL
         st.untracked_segments ? fmt::format(" ({} segments)", st.untracked_segments)
                               : std::string(),
         st.evicted, st.close_dropped, rtt);
-    if (n == 0)
-        return out + "  (no TCP connections)\n";
+    if (n == 0) return out + "  (no TCP connections)\n";
 
     // One row of cells per connection; column 0 is the header. An IFACE
     // column is added only when rows can come from several interfaces.
@@ -81,8 +79,7 @@ std::string render_table(const Report& report, std::size_t max_rows, const NameL
     const NameLookup& lookup = names ? names : report.names;
     const auto ep = [&](Family family, const Address& addr, std::uint16_t port) {
         if (lookup)
-            if (auto name = lookup(family, addr))
-                return fmt::format("{}:{}", *name, port);
+            if (auto name = lookup(family, addr)) return fmt::format("{}:{}", *name, port);
         return endpoint(family, addr, port);
     };
     for (std::size_t k = 0; k < shown; ++k) {
@@ -98,8 +95,7 @@ std::string render_table(const Report& report, std::size_t max_rows, const NameL
             human_rate(r.rev_bps),
             rtt_text(r.rtt_ns),
             human_duration(r.duration_ns.value_or(r.age_ns))};
-        if (with_iface)
-            c.insert(c.begin(), r.iface);
+        if (with_iface) c.insert(c.begin(), r.iface);
         if (report.show_process)
             c.push_back(r.pid ? fmt::format("{}/{}", printable(r.comm), *r.pid) : "-");
         cells.push_back(std::move(c));
@@ -107,14 +103,12 @@ std::string render_table(const Report& report, std::size_t max_rows, const NameL
 
     std::vector<std::size_t> width(header.size(), 0);
     for (const auto& row : cells)
-        for (std::size_t i = 0; i < row.size(); ++i)
-            width[i] = std::max(width[i], row[i].size());
+        for (std::size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], row[i].size());
 
     for (const auto& row : cells) {
         std::string line;
         for (std::size_t i = 0; i < row.size(); ++i) {
-            if (i > 0)
-                line += "  ";
+            if (i > 0) line += "  ";
             if (right[i])
                 line += fmt::format("{:>{}}", row[i], width[i]);
             else
@@ -136,8 +130,7 @@ std::string render_table_summary(const Report& report, std::size_t connections,
     const auto& rtt = st.rtt;
     std::string rtt_figures = "-";
     if (rtt.count > 0)
-        rtt_figures = fmt::format("{}/{}/{}", rtt_text(rtt.min_ns),
-                                  rtt_text(rtt.avg_ns()),
+        rtt_figures = fmt::format("{}/{}/{}", rtt_text(rtt.min_ns), rtt_text(rtt.avg_ns()),
                                   rtt_text(rtt.max_ns));
     std::string export_text;
     if (exports)

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // The terminal outputs: full-screen view, table, --closed log, JSON, CSV.
-#include "report/flow_model.hpp"
 #include "output/terminal.hpp"
+#include "report/flow_model.hpp"
 
 #include <sys/ioctl.h>
 #include <unistd.h>
@@ -47,7 +47,7 @@ Report with_rows(const ReportFrame& f) {
 }
 
 class TableOutput final : public Output {
-public:
+   public:
     TableOutput(const Options& o, const ExportTally& exports)
         : opts_(o), exports_(exports), tty_(isatty(STDOUT_FILENO)) {}
     bool write(const ReportFrame& f) override {
@@ -56,7 +56,9 @@ public:
         if (opts_.closed_only)  // the lifetime log: only connections that just finished
             ok = put_stdout(render_closed_lines(r));
         else  // redrawn in place on a terminal (like top); reports appended otherwise
-            ok = put_stdout(tty_ ? "\x1b[H\x1b[2J" : first_ ? "" : "\n") &&
+            ok = put_stdout(tty_     ? "\x1b[H\x1b[2J"
+                            : first_ ? ""
+                                     : "\n") &&
                  put_stdout(render_table(r, tty_ ? terminal_rows() : SIZE_MAX));
         if (ok && opts_.summary)
             ok = put_stdout(render_table_summary(r, r.stats.connections, &exports_));
@@ -65,7 +67,7 @@ public:
     }
     const char* name() const override { return "table"; }
 
-private:
+   private:
     const Options& opts_;
     const ExportTally& exports_;
     const bool tty_;
@@ -73,23 +75,24 @@ private:
 };
 
 class JsonOutput final : public Output {
-public:
+   public:
     JsonOutput(const Options& o, const ExportTally& exports)
         : summary_(o.summary), exports_(exports) {}
     bool write(const ReportFrame& f) override {
         const Report& r = f.report;
-        return flushed(render_json(r.time, f.rows(), put_stdout) &&
-                       (!summary_ || put_stdout(render_json_summary(r, r.stats.connections, &exports_))));
+        return flushed(
+            render_json(r.time, f.rows(), put_stdout) &&
+            (!summary_ || put_stdout(render_json_summary(r, r.stats.connections, &exports_))));
     }
     const char* name() const override { return "json"; }
 
-private:
+   private:
     const bool summary_;
     const ExportTally& exports_;
 };
 
 class CsvOutput final : public Output {
-public:
+   public:
     bool write(const ReportFrame& f) override {
         const bool ok = render_csv(f.report.time, f.rows(), first_, put_stdout);
         first_ = false;
@@ -97,12 +100,12 @@ public:
     }
     const char* name() const override { return "csv"; }
 
-private:
+   private:
     bool first_ = true;  // the header row once
 };
 
 class ViewOutput final : public Output {
-public:
+   public:
     explicit ViewOutput(std::unique_ptr<Tui> tui) : tui_(std::move(tui)) {}
     bool write(const ReportFrame& f) override {
         tui_->show(with_rows(f));
@@ -114,7 +117,7 @@ public:
     bool interactive() const override { return true; }
     const char* name() const override { return "view"; }
 
-private:
+   private:
     std::unique_ptr<Tui> tui_;
 };
 

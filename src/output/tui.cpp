@@ -4,17 +4,17 @@
 // apart), and a status line for the filter prompt, errors and notes.
 #include "output/tui.hpp"
 
-#include <algorithm>
 #include <arpa/inet.h>
+#include <curses.h>
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <unistd.h>
+#include <algorithm>
 #include <cerrno>
 #include <clocale>
 #include <cstdlib>
 #include <cstring>
-#include <curses.h>
-#include <fcntl.h>
-#include <fmt/format.h>
 #include <string_view>
-#include <unistd.h>
 
 #include "output/table.hpp"
 
@@ -27,22 +27,32 @@ constexpr std::size_t kErrLogMax = 64 * 1024;  // stderr kept to write out at th
 
 const char* sort_name(SortKey k) {
     switch (k) {
-        case SortKey::Rate: return "rate";
-        case SortKey::Bytes: return "bytes";
-        case SortKey::Packets: return "packets";
-        case SortKey::Age: return "age";
-        case SortKey::Rtt: return "rtt";
+        case SortKey::Rate:
+            return "rate";
+        case SortKey::Bytes:
+            return "bytes";
+        case SortKey::Packets:
+            return "packets";
+        case SortKey::Age:
+            return "age";
+        case SortKey::Rtt:
+            return "rtt";
     }
     return "?";
 }
 
 SortKey next_sort(SortKey k) {
     switch (k) {
-        case SortKey::Rate: return SortKey::Bytes;
-        case SortKey::Bytes: return SortKey::Packets;
-        case SortKey::Packets: return SortKey::Age;
-        case SortKey::Age: return SortKey::Rtt;
-        case SortKey::Rtt: return SortKey::Rate;
+        case SortKey::Rate:
+            return SortKey::Bytes;
+        case SortKey::Bytes:
+            return SortKey::Packets;
+        case SortKey::Packets:
+            return SortKey::Age;
+        case SortKey::Age:
+            return SortKey::Rtt;
+        case SortKey::Rtt:
+            return SortKey::Rate;
     }
     return SortKey::Rate;
 }
@@ -51,11 +61,16 @@ SortKey next_sort(SortKey k) {
 // RTT sorts last), so a new key shows at once, before the next report.
 double sort_value(SortKey key, const FlowRow& r) {
     switch (key) {
-        case SortKey::Rate: return r.fwd_bps + r.rev_bps;
-        case SortKey::Bytes: return static_cast<double>(r.fwd_bytes + r.rev_bytes);
-        case SortKey::Packets: return static_cast<double>(r.fwd_packets + r.rev_packets);
-        case SortKey::Age: return static_cast<double>(r.age_ns);
-        case SortKey::Rtt: return r.rtt_ns ? static_cast<double>(*r.rtt_ns) : -1.0;
+        case SortKey::Rate:
+            return r.fwd_bps + r.rev_bps;
+        case SortKey::Bytes:
+            return static_cast<double>(r.fwd_bytes + r.rev_bytes);
+        case SortKey::Packets:
+            return static_cast<double>(r.fwd_packets + r.rev_packets);
+        case SortKey::Age:
+            return static_cast<double>(r.age_ns);
+        case SortKey::Rtt:
+            return r.rtt_ns ? static_cast<double>(*r.rtt_ns) : -1.0;
     }
     return 0;
 }
@@ -100,8 +115,8 @@ Tui::Tui(const Options& opts, Controls& controls, const ExportTally& exports)
       filter_(opts.filter),
       edit_(opts.filter) {}
 
-std::unique_ptr<Tui> Tui::start(const Options& opts, Controls& controls,
-                                const ExportTally& exports, std::string& why) {
+std::unique_ptr<Tui> Tui::start(const Options& opts, Controls& controls, const ExportTally& exports,
+                                std::string& why) {
     const char* term = std::getenv("TERM");
     if (!term || !*term) {
         why = "TERM is not set";
@@ -291,8 +306,10 @@ void Tui::prompt_key(int ch) {
             edit_.clear();
             break;
         default:
-            if (ch >= 32 && ch < 127) edit_ += static_cast<char>(ch);
-            else if (ch != KEY_RESIZE) return;
+            if (ch >= 32 && ch < 127)
+                edit_ += static_cast<char>(ch);
+            else if (ch != KEY_RESIZE)
+                return;
     }
     draw();
 }

@@ -15,7 +15,7 @@
 namespace tcptrack {
 
 class Tui {
-public:
+   public:
     // Whether `opts` on these descriptors call for the interactive view: a
     // table on a terminal (stdin and stdout), running until stopped.
     static bool wanted(const Options& opts);
@@ -34,7 +34,7 @@ public:
     // Acts on the keys typed so far, without waiting. False: the user quit.
     bool handle_keys();
 
-private:
+   private:
     Tui(const Options& opts, Controls& controls, const ExportTally& exports);
     void draw();
     void draw_help();
@@ -43,26 +43,26 @@ private:
     void read_stderr();
     void restore_stderr();
 
-    void* screen_ = nullptr;      // ncurses' SCREEN (kept out of this header)
+    void* screen_ = nullptr;  // ncurses' SCREEN (kept out of this header)
     Controls& controls_;
     const ExportTally& exports_;  // --summary: the exporters' errors
     SortKey sort_;
-    bool summary_;                // --summary: its line under the table
-    std::string filter_;          // the expression in force
+    bool summary_;        // --summary: its line under the table
+    std::string filter_;  // the expression in force
     bool paused_ = false;
     bool help_ = false;
     bool quit_ = false;
-    bool prompt_ = false;         // editing the filter on the bottom line
-    std::string edit_;            // the expression being edited
-    std::string status_;          // bottom line: last error or note
-    Report shown_;                // what is on screen (the one paused on while paused)
-    Report latest_;               // while paused: the newest report, shown on resuming
-    bool have_report_ = false;    // shown_ holds a report
-    bool have_latest_ = false;    // latest_ holds one
-    int err_read_ = -1;           // captured stderr (read end), -1: not captured
-    int err_saved_ = -1;          // the real stderr, restored at the end
-    std::string err_partial_;     // a line not yet ended by '\n'
-    std::string err_log_;         // everything captured, written out at the end
+    bool prompt_ = false;       // editing the filter on the bottom line
+    std::string edit_;          // the expression being edited
+    std::string status_;        // bottom line: last error or note
+    Report shown_;              // what is on screen (the one paused on while paused)
+    Report latest_;             // while paused: the newest report, shown on resuming
+    bool have_report_ = false;  // shown_ holds a report
+    bool have_latest_ = false;  // latest_ holds one
+    int err_read_ = -1;         // captured stderr (read end), -1: not captured
+    int err_saved_ = -1;        // the real stderr, restored at the end
+    std::string err_partial_;   // a line not yet ended by '\n'
+    std::string err_log_;       // everything captured, written out at the end
 };
 
 }  // namespace tcptrack

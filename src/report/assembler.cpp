@@ -52,9 +52,9 @@ const ReportFrame& ReportAssembler::assemble(std::uint64_t now, std::uint64_t el
     r.names = lookup_;
     r.show_process = opts_.process;
 
-    const auto& samples = collector_.collect(
-        now, static_cast<std::uint64_t>(opts_.idle_timeout_s * 1e9),
-        static_cast<std::uint64_t>(opts_.unassured_timeout_s * 1e9));
+    const auto& samples =
+        collector_.collect(now, static_cast<std::uint64_t>(opts_.idle_timeout_s * 1e9),
+                           static_cast<std::uint64_t>(opts_.unassured_timeout_s * 1e9));
     for (Enricher* e : enrichers_)
         e->update(samples, collector_.changed(), collector_.idle(), collector_.live());
     if (filter_) filter_->after_collect();
@@ -74,9 +74,8 @@ const ReportFrame& ReportAssembler::assemble(std::uint64_t now, std::uint64_t el
     if (auto line = pressure_.update(r.stats, now))
         std::fprintf(stderr, "tcptrack: %s\n", line->c_str());
 
-    frame_.emplace(ReportFrame{r, [this] { return builder_.rows(); }, samples,
-                               collector_.live(), collector_.changed(), collector_.idle(), now,
-                               names_});
+    frame_.emplace(ReportFrame{r, [this] { return builder_.rows(); }, samples, collector_.live(),
+                               collector_.changed(), collector_.idle(), now, names_});
     return *frame_;
 }
 

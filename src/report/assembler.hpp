@@ -27,7 +27,7 @@ class LiveFilter;
 void add_store_stats(ReportStats& r, const Collector& c, std::uint64_t evicted);
 
 class ReportAssembler {
-public:
+   public:
     // `names` must outlive the assembler (the watched interfaces, kept by the run).
     ReportAssembler(const Options& opts, Collector& collector, const InterfaceNames& names,
                     std::uint64_t start_ns);
@@ -42,7 +42,7 @@ public:
     const ReportFrame& assemble(std::uint64_t now, std::uint64_t elapsed,
                                 std::vector<std::string> ifaces);
 
-private:
+   private:
     const Options& opts_;
     Collector& collector_;
     const InterfaceNames& names_;

@@ -14,14 +14,14 @@
 namespace tcptrack {
 
 class Enricher {
-public:
+   public:
     virtual ~Enricher() = default;
     // Once per report, after collect(): `samples` as collect() returned them
     // (samples[0, live) live), `changed` the indexes of those new, moved or
     // finished, `idle` the live ones shown for the last time.
     virtual void update(const std::vector<FlowSample>& samples,
-                        const std::vector<std::uint32_t>& changed,
-                        const std::vector<SlotRef>& idle, std::size_t live) = 0;
+                        const std::vector<std::uint32_t>& changed, const std::vector<SlotRef>& idle,
+                        std::size_t live) = 0;
     // Sets this enricher's fields of a connection's row (left empty when unknown).
     virtual void fill(const SlotRef& ref, FlowRow& row) const = 0;
 };

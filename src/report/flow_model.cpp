@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "report/flow_model.hpp"
 
-#include <algorithm>
 #include <arpa/inet.h>
+#include <algorithm>
 #include <cstring>
 
 namespace tcptrack {
@@ -13,8 +13,8 @@ std::uint16_t host_port(std::uint16_t be) { return ntohs(be); }
 
 // Port classes that make the server side obvious for a connection seen mid-stream.
 bool looks_like_server_port(std::uint16_t port, std::uint16_t other) {
-    if (port < 1024 && other >= 1024) return true;            // well-known service
-    if (port < 32768 && other >= 32768) return true;          // other side is ephemeral
+    if (port < 1024 && other >= 1024) return true;    // well-known service
+    if (port < 32768 && other >= 32768) return true;  // other side is ephemeral
     return false;
 }
 

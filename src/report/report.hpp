@@ -31,7 +31,7 @@ struct FlowRow {
     State state = State::Established;
     std::uint64_t fwd_bytes = 0, fwd_packets = 0, fwd_payload = 0;
     std::uint64_t rev_bytes = 0, rev_packets = 0, rev_payload = 0;
-    double fwd_bps = 0, rev_bps = 0;          // bits/s over the last interval
+    double fwd_bps = 0, rev_bps = 0;           // bits/s over the last interval
     std::optional<std::uint64_t> duration_ns;  // SYN -> close (or now); empty if SYN unseen
     std::optional<std::uint64_t> rtt_ns;       // handshake RTT; empty if not measured
     std::uint64_t age_ns = 0;                  // since first seen (for display)
@@ -57,22 +57,23 @@ struct RttSummary {
 
 // Loss and load figures shown in the header and in the JSON summary record.
 struct ReportStats {
-    std::uint64_t connections = 0;    // rows of the report before --top cut it (0: all shown)
-    std::uint64_t tracked = 0;        // live entries in the flow map
-    std::uint64_t untracked = 0;           // connections refused at their SYN: maps full (cumulative)
+    std::uint64_t connections = 0;  // rows of the report before --top cut it (0: all shown)
+    std::uint64_t tracked = 0;      // live entries in the flow map
+    std::uint64_t untracked = 0;    // connections refused at their SYN: maps full (cumulative)
     std::uint64_t untracked_segments = 0;  // refused segments, incl. mid-stream flows (cumulative)
-    std::uint64_t evicted = 0;        // live flows dropped by the idle timeout (cumulative)
+    std::uint64_t evicted = 0;             // live flows dropped by the idle timeout (cumulative)
     std::uint64_t close_dropped = 0;  // close events the ring buffer could not take (cumulative)
     std::uint64_t close_lost = 0;     // of those, lost: no slot left to keep them in
     // Store pressure (issue 16): occupancy, assurance, displacement, refusals by reason.
-    std::uint64_t capacity = 0;           // slots in the store (--max-flows)
-    std::uint64_t assured = 0;            // live flows seen both ways (never displaced)
-    std::uint64_t unassured = 0;          // live half-open / one-way flows (displaceable)
-    std::uint64_t displaced = 0;          // unassured flows displaced by new connections (cumulative)
-    std::uint64_t untracked_full = 0;     // of `untracked`: store full of assured connections
-    std::uint64_t untracked_buckets = 0;  // of `untracked`: the key's two buckets full of assured ones
-    std::uint64_t closed = 0;         // connections reported closed in this report
-    RttSummary rtt;                   // over the rows of this report
+    std::uint64_t capacity = 0;        // slots in the store (--max-flows)
+    std::uint64_t assured = 0;         // live flows seen both ways (never displaced)
+    std::uint64_t unassured = 0;       // live half-open / one-way flows (displaceable)
+    std::uint64_t displaced = 0;       // unassured flows displaced by new connections (cumulative)
+    std::uint64_t untracked_full = 0;  // of `untracked`: store full of assured connections
+    std::uint64_t untracked_buckets =
+        0;                     // of `untracked`: the key's two buckets full of assured ones
+    std::uint64_t closed = 0;  // connections reported closed in this report
+    RttSummary rtt;            // over the rows of this report
 };
 
 // Rows handed to a renderer one at a time, so a big report never holds them
@@ -89,7 +90,7 @@ struct Report {
     ReportStats stats;
     bool show_process = false;  // the table's PROCESS column (off with --no-process)
     std::string netns;  // --netns: the table's header says "eth0@netns ctr1" (JSON: bare names)
-    NameLookup names;  // -r: the table's endpoint names (empty: numeric; never JSON/CSV)
+    NameLookup names;   // -r: the table's endpoint names (empty: numeric; never JSON/CSV)
 };
 
 }  // namespace tcptrack

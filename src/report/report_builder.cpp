@@ -19,9 +19,12 @@ bool ends_less(const Endpoints& a, const Endpoints& b) {
 // (no RTT measured) sorts after every one with it.
 double sort_value(SortKey key, const FlowSample& s, const Rate& r, std::uint64_t now_ns) {
     switch (key) {
-        case SortKey::Rate: return r.fwd_bps + r.rev_bps;
-        case SortKey::Bytes: return static_cast<double>(s.bytes[0] + s.bytes[1]);
-        case SortKey::Packets: return static_cast<double>(s.packets[0] + s.packets[1]);
+        case SortKey::Rate:
+            return r.fwd_bps + r.rev_bps;
+        case SortKey::Bytes:
+            return static_cast<double>(s.bytes[0] + s.bytes[1]);
+        case SortKey::Packets:
+            return static_cast<double>(s.packets[0] + s.packets[1]);
         case SortKey::Age:
             return s.has_info && now_ns > s.info.first_ns
                        ? static_cast<double>(now_ns - s.info.first_ns)
@@ -128,8 +131,10 @@ RowSource ReportBuilder::rows() const {
         // Display order jumps around the samples: fetch a few rows ahead so
         // rendering does not wait on memory.
         if (i + kAhead < order_.size()) {
-            const char* p = reinterpret_cast<const char*>(&(*samples_)[order_[i + kAhead].sample & ~kNotV4]);
-            for (std::size_t off = 0; off < sizeof(FlowSample); off += 64) __builtin_prefetch(p + off);
+            const char* p =
+                reinterpret_cast<const char*>(&(*samples_)[order_[i + kAhead].sample & ~kNotV4]);
+            for (std::size_t off = 0; off < sizeof(FlowSample); off += 64)
+                __builtin_prefetch(p + off);
             __builtin_prefetch(p + sizeof(FlowSample) - 1);
         }
         row(i++, scratch);

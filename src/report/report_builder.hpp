@@ -10,16 +10,16 @@
 #include <string>
 #include <vector>
 
+#include "config/options.hpp"
 #include "report/enricher.hpp"
 #include "report/flow_model.hpp"
 #include "report/frame.hpp"
-#include "config/options.hpp"
 #include "report/report.hpp"
 
 namespace tcptrack {
 
 class ReportBuilder {
-public:
+   public:
     // ifindex -> interface name; must outlive the builder.
     explicit ReportBuilder(const InterfaceNames& names) : names_(names) {}
 
@@ -49,14 +49,15 @@ public:
     // fills its fields of every row (none: they stay empty, as with --no-process).
     void add_enricher(const Enricher& e) { enrichers_.push_back(&e); }
 
-private:
+   private:
     // What sorting needs, 32 bytes a row; the rest comes from the sample when rendered.
     struct Entry {
-        double key;            // the sort key (--sort), largest first
-        std::uint64_t bytes;   // both ways
-        std::uint64_t ends_hi;  // IPv4: src, sport, dst's top half (the sort's tie-break without the sample)
+        double key;           // the sort key (--sort), largest first
+        std::uint64_t bytes;  // both ways
+        std::uint64_t
+            ends_hi;  // IPv4: src, sport, dst's top half (the sort's tie-break without the sample)
         std::uint32_t ends_lo;  // IPv4: dst's bottom half, dport
-        std::uint32_t sample;  // index into samples_; top bit: not IPv4, compare the sample
+        std::uint32_t sample;   // index into samples_; top bit: not IPv4, compare the sample
     };
     std::uint64_t elapsed_ns_ = 0;
     std::size_t total_ = 0;

@@ -1,15 +1,15 @@
 // SPDX-License-Identifier: MIT
 #include "sys/interfaces.hpp"
 
-#include <cerrno>
-#include <climits>
-#include <cstring>
 #include <fmt/format.h>
-#include <fstream>
 #include <net/if.h>
 #include <net/if_arp.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <fstream>
 #include <sstream>
 
 #include "sys/error.hpp"

@@ -104,7 +104,8 @@ void enter_netns(const std::string& arg) {
 HomeNetns::HomeNetns() : ns_(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)) {}
 
 int HomeNetns::socket(int domain, int type, int protocol) const {
-    struct stat home{}, here{};
+    struct stat home {
+    }, here{};
     if (!ns_ || ::fstat(ns_.get(), &home) != 0 || ::stat("/proc/thread-self/ns/net", &here) != 0 ||
         (home.st_ino == here.st_ino && home.st_dev == here.st_dev))
         return ::socket(domain, type, protocol);

@@ -47,13 +47,13 @@ void enter_netns(const std::string& arg);
 // The namespace the calling thread is in when this is made (tcptrack's own,
 // before --netns), kept so sockets made later still belong there.
 class HomeNetns {
-public:
+   public:
     HomeNetns();  // never fails: without the file, socket() makes them in place
     // socket(2) in the home namespace: in place while the calling thread is
     // still there, else entered for the call and left again. -1 on failure.
     int socket(int domain, int type, int protocol) const;
 
-private:
+   private:
     Fd ns_;
 };
 

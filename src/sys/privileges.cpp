@@ -3,12 +3,12 @@
 
 #include "sys/error.hpp"
 
-#include <cerrno>
-#include <cstring>
 #include <fmt/format.h>
 #include <linux/capability.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <cerrno>
+#include <cstring>
 
 namespace tcptrack {
 
@@ -41,15 +41,14 @@ std::string Privileges::missing() const {
 
 std::string Privileges::refusal() const {
     return fmt::format(
-        "missing privileges: need {} (run as root, or grant CAP_BPF and CAP_NET_ADMIN)",
-        missing());
+        "missing privileges: need {} (run as root, or grant CAP_BPF and CAP_NET_ADMIN)", missing());
 }
 
 std::string Privileges::describe() const {
     std::string caps;
-    for (auto [have, name] : {std::pair{bpf, "CAP_BPF"}, std::pair{net_admin, "CAP_NET_ADMIN"},
-                              std::pair{perfmon, "CAP_PERFMON"},
-                              std::pair{sys_admin, "CAP_SYS_ADMIN"}})
+    for (auto [have, name] :
+         {std::pair{bpf, "CAP_BPF"}, std::pair{net_admin, "CAP_NET_ADMIN"},
+          std::pair{perfmon, "CAP_PERFMON"}, std::pair{sys_admin, "CAP_SYS_ADMIN"}})
         if (have) caps += caps.empty() ? name : std::string(" ") + name;
     if (caps.empty()) caps = "no BPF capabilities";
     return root ? "root (" + caps + ")" : caps;
@@ -64,9 +63,10 @@ std::string errno_hint(int err) {
         return fmt::format("{} (run as root, or grant CAP_BPF and CAP_NET_ADMIN)",
                            std::strerror(err));
     if (err == EACCES) return std::strerror(err);  // a verifier rejection, not a privilege
-    return fmt::format("{} (refused by the kernel although tcptrack has CAP_BPF and "
-                       "CAP_NET_ADMIN: lockdown, an LSM or a hardening setting forbids it)",
-                       std::strerror(err));
+    return fmt::format(
+        "{} (refused by the kernel although tcptrack has CAP_BPF and "
+        "CAP_NET_ADMIN: lockdown, an LSM or a hardening setting forbids it)",
+        std::strerror(err));
 }
 
 }  // namespace tcptrack

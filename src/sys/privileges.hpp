@@ -8,7 +8,7 @@
 namespace tcptrack {
 
 struct Privileges {
-    bool root = false;  // effective uid 0
+    bool root = false;       // effective uid 0
     bool bpf = false;        // CAP_BPF (or CAP_SYS_ADMIN, which implies it)
     bool net_admin = false;  // CAP_NET_ADMIN
     bool perfmon = false;    // CAP_PERFMON (or CAP_SYS_ADMIN): tracing programs, iterators

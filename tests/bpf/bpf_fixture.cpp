@@ -15,10 +15,10 @@
 
 #include "tcptrack/abi.h"
 #include "tcptrack/filter_vm.h"  // before the skeleton: its .bss holds struct tt_filter
-#include "tcptrack/store.h"  // before the skeleton: its .rodata holds struct tt_hash_key
+#include "tcptrack/store.h"      // before the skeleton: its .rodata holds struct tt_hash_key
 #include "tcptrack.skel.h"
-#include "sys/error.hpp"
 #include "datapath/features.hpp"
+#include "sys/error.hpp"
 
 namespace tt_test {
 
@@ -171,7 +171,7 @@ namespace {
 // test to the state of a fresh load (BpfTest::reset, which checks it).
 struct Loaded {
     std::unique_ptr<tcptrack::Skeleton> skel;
-    std::string error;  // the load failed: every test on this size fails with it
+    std::string error;         // the load failed: every test on this size fails with it
     void* slots = MAP_FAILED;  // the `slots` array, mapped read-write (writes: reset only)
     std::size_t slots_len = 0;
     void* cache = MAP_FAILED;  // the per-CPU counter cache, mapped read-write (writes: reset only)
@@ -198,17 +198,18 @@ Loaded& loaded(std::uint32_t max_flows, const HashKey& key) {
                 tcptrack::LoadConfig{.max_flows = max_flows, .tcx = false, .hash_key = key});
             const long page = sysconf(_SC_PAGESIZE);
             const bpf_map* m = (*l.skel)->maps.slots;
-            l.slots_len = (std::size_t{bpf_map__max_entries(m)} * sizeof(tt_slot) + page - 1) /
-                          page * page;
-            l.slots = mmap(nullptr, l.slots_len, PROT_READ | PROT_WRITE, MAP_SHARED,
-                           bpf_map__fd(m), 0);
+            l.slots_len =
+                (std::size_t{bpf_map__max_entries(m)} * sizeof(tt_slot) + page - 1) / page * page;
+            l.slots =
+                mmap(nullptr, l.slots_len, PROT_READ | PROT_WRITE, MAP_SHARED, bpf_map__fd(m), 0);
             if (l.slots == MAP_FAILED)
                 l.error = std::string("cannot mmap the slots map: ") + std::strerror(errno);
             const bpf_map* c = (*l.skel)->maps.flow_cache;
-            l.cache_len = (std::size_t{bpf_map__max_entries(c)} * sizeof(tt_cache_entry) + page -
-                           1) / page * page;
-            l.cache = mmap(nullptr, l.cache_len, PROT_READ | PROT_WRITE, MAP_SHARED,
-                           bpf_map__fd(c), 0);
+            l.cache_len =
+                (std::size_t{bpf_map__max_entries(c)} * sizeof(tt_cache_entry) + page - 1) / page *
+                page;
+            l.cache =
+                mmap(nullptr, l.cache_len, PROT_READ | PROT_WRITE, MAP_SHARED, bpf_map__fd(c), 0);
             if (l.cache == MAP_FAILED)
                 l.error = std::string("cannot mmap the flow cache: ") + std::strerror(errno);
         } catch (const std::exception& e) {
@@ -299,11 +300,13 @@ void BpfTest::reset() {
     std::uint32_t used = next_fresh();
     std::uint32_t idx;
     const int free_fd = bpf_map__fd(maps.free_slots);
-    while (bpf_map_lookup_and_delete_elem(free_fd, nullptr, &idx) == 0) used = std::max(used, idx + 1);
+    while (bpf_map_lookup_and_delete_elem(free_fd, nullptr, &idx) == 0)
+        used = std::max(used, idx + 1);
     ASSERT_EQ(errno, ENOENT) << "draining free_slots: " << std::strerror(errno);
     used = std::min(used, skel_->geometry().slots);
     std::memset(slots_, 0, std::size_t{used} * sizeof(tt_slot));
-    std::memset(cache_, 0, std::size_t{skel_->nr_cpus()} * TT_CACHE_ENTRIES * sizeof(tt_cache_entry));
+    std::memset(cache_, 0,
+                std::size_t{skel_->nr_cpus()} * TT_CACHE_ENTRIES * sizeof(tt_cache_entry));
 
     zero_array(maps.flow_index);
     const std::uint32_t zero = 0;
@@ -355,9 +358,8 @@ void BpfTest::egress(const Packet& p, std::uint32_t gso_segs) {
 std::uint32_t BpfTest::next_fresh() {
     tt_store_lock l{};
     const std::uint32_t zero = 0;
-    EXPECT_EQ(bpf_map_lookup_elem_flags(bpf_map__fd((*skel_)->maps.store_lock), &zero, &l,
-                                        BPF_F_LOCK),
-              0)
+    EXPECT_EQ(
+        bpf_map_lookup_elem_flags(bpf_map__fd((*skel_)->maps.store_lock), &zero, &l, BPF_F_LOCK), 0)
         << std::strerror(errno);
     EXPECT_LE(l.next_fresh, skel_->geometry().slots);
     return std::min(l.next_fresh, skel_->geometry().slots);
@@ -457,8 +459,8 @@ std::uint64_t BpfTest::stat(std::uint32_t idx) {
 
 void BpfTest::clear_maps() { reset(); }
 
-tt_flow_info BpfTest::expect_single(const tt_flow_key& key, const Totals& want,
-                                    std::uint8_t state, const std::string& step) {
+tt_flow_info BpfTest::expect_single(const tt_flow_key& key, const Totals& want, std::uint8_t state,
+                                    const std::string& step) {
     SCOPED_TRACE(step);
     const auto live = live_slots();
     EXPECT_EQ(live.size(), 1u);

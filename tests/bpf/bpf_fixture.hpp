@@ -20,11 +20,11 @@
 #include <utility>
 #include <vector>
 
-#include "packet_builder.hpp"
-#include "datapath/collector.hpp"
 #include "tcptrack/abi.h"
 #include "tcptrack/store.h"
+#include "datapath/collector.hpp"
 #include "datapath/skeleton.hpp"
+#include "packet_builder.hpp"
 
 // Global namespace so gtest finds them for the C struct.
 inline bool operator==(const tt_flow_key& a, const tt_flow_key& b) {
@@ -36,14 +36,14 @@ inline void PrintTo(const tt_flow_key& k, std::ostream* os) {
     const int af = k.family == TT_FAMILY_INET6 ? AF_INET6 : AF_INET;
     inet_ntop(af, k.addr_a, a, sizeof(a));
     inet_ntop(af, k.addr_b, b, sizeof(b));
-    *os << "{" << a << ":" << ntohs(k.port_a) << " <-> " << b << ":" << ntohs(k.port_b)
-        << " if " << k.ifindex << " fam " << int(k.family) << "}";
+    *os << "{" << a << ":" << ntohs(k.port_a) << " <-> " << b << ":" << ntohs(k.port_b) << " if "
+        << k.ifindex << " fam " << int(k.family) << "}";
 }
 
 namespace tt_test {
 
-constexpr int kTcNext = -1;             // TC_ACT_UNSPEC == TCX_NEXT
-constexpr std::uint32_t kLoopback = 1;  // test_run's skb->dev
+constexpr int kTcNext = -1;                       // TC_ACT_UNSPEC == TCX_NEXT
+constexpr std::uint32_t kLoopback = 1;            // test_run's skb->dev
 constexpr std::uint64_t kNeverIdle = UINT64_MAX;  // Collector::collect's idle limit: none idle
 
 // --- Expectations ------------------------------------------------------------
@@ -85,12 +85,10 @@ struct Conn {
     Totals expect;
 
     Conn(bool v6_, Endpoint c, Endpoint s);
-    Packet c2s(std::uint8_t flags, std::size_t payload = 0,
-               std::optional<std::uint32_t> ack = {}) {
+    Packet c2s(std::uint8_t flags, std::size_t payload = 0, std::optional<std::uint32_t> ack = {}) {
         return segment(true, flags, payload, ack);
     }
-    Packet s2c(std::uint8_t flags, std::size_t payload = 0,
-               std::optional<std::uint32_t> ack = {}) {
+    Packet s2c(std::uint8_t flags, std::size_t payload = 0, std::optional<std::uint32_t> ack = {}) {
         return segment(false, flags, payload, ack);
     }
     Packet segment(bool from_client, std::uint8_t flags, std::size_t payload,
@@ -123,7 +121,7 @@ std::string hex(const std::vector<std::uint8_t>& v);
 // caller's CPU, so the test decides which CPU counts a segment) and restores
 // the affinity it had when it goes out of scope.
 class CpuPin {
-public:
+   public:
     CpuPin();
     ~CpuPin();
     CpuPin(const CpuPin&) = delete;
@@ -134,7 +132,7 @@ public:
     // Runs the thread on `cpu` only from now on.
     bool to(int cpu);
 
-private:
+   private:
     cpu_set_t saved_;
     bool saved_ok_ = false;
 };
@@ -148,7 +146,7 @@ struct LiveSlot {
 };
 
 class BpfTest : public ::testing::Test {
-protected:
+   protected:
     // Skips when not root; otherwise gives the test the default skeleton
     // (65536 flows), reset to the state of a fresh load.
     void SetUp() override;
@@ -164,8 +162,7 @@ protected:
     tcptrack::Collector collector() const { return tcptrack::Collector(*skel_); }
 
     // Program return code, or INT_MIN with errno saved if the kernel refused the run.
-    int run(bpf_program* prog, const std::vector<std::uint8_t>& frame,
-            std::uint32_t gso_segs = 0);
+    int run(bpf_program* prog, const std::vector<std::uint8_t>& frame, std::uint32_t gso_segs = 0);
     void ingress(const Packet& p, std::uint32_t gso_segs = 0);
     void egress(const Packet& p, std::uint32_t gso_segs = 0);
 
@@ -177,7 +174,7 @@ protected:
     std::vector<std::pair<tt_flow_key, Totals>> flows();
     std::vector<std::pair<tt_flow_key, tt_flow_info>> states();
     tt_index_bucket bucket(std::uint32_t idx);
-    tt_hash_key hash_key() const;  // the loaded object's
+    tt_hash_key hash_key() const;                           // the loaded object's
     std::uint32_t index_hash(const tt_flow_key* k) const {  // where its index puts k
         const tt_hash_key hk = hash_key();
         return tt_index_hash(k, &hk);
@@ -194,7 +191,8 @@ protected:
     tt_flow_info expect_single(const tt_flow_key& key, const Totals& want, std::uint8_t state,
                                const std::string& step);
     void expect_empty(const std::string& step);
-    // A lone data segment on an empty store must create one mid-stream flow with exactly these counters.
+    // A lone data segment on an empty store must create one mid-stream flow with exactly these
+    // counters.
     void expect_counted(const Packet& p, const tt_flow_key& key, int dir, const std::string& what,
                         std::uint32_t gso_segs = 0);
     // Must be left alone by both programs, and the run must still return TCX_NEXT.
@@ -205,11 +203,11 @@ protected:
     tcptrack::Skeleton* skel_ = nullptr;  // owned by the fixture's cache (bpf_fixture.cpp)
     int run_errno_ = 0;
 
-private:
+   private:
     static int on_event(void* ctx, void* data, std::size_t size);
     void reset();
 
-    tt_slot* slots_ = nullptr;  // the whole `slots` array, mapped read-write
+    tt_slot* slots_ = nullptr;         // the whole `slots` array, mapped read-write
     tt_cache_entry* cache_ = nullptr;  // the per-CPU counter cache, mapped read-write
     ring_buffer* ring_ = nullptr;
     std::vector<tt_close_event> events_;

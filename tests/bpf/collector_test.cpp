@@ -5,14 +5,14 @@
 #include <bpf/bpf.h>
 
 #include <algorithm>
-#include <cstdint>
-#include <thread>
-#include <chrono>
 #include <atomic>
+#include <chrono>
+#include <cstdint>
 #include <cstring>
 #include <map>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "bpf_fixture.hpp"
@@ -38,11 +38,10 @@ std::string describe(const FlowSample& s) {
 
 // Every field of a sample.
 bool same_sample(const FlowSample& a, const FlowSample& b) {
-    return a.key == b.key &&
-           std::memcmp(&a.info, &b.info, sizeof(a.info)) == 0 && totals_of(a) == totals_of(b) &&
-           a.prev_bytes[0] == b.prev_bytes[0] && a.prev_bytes[1] == b.prev_bytes[1] &&
-           a.last_active_ns == b.last_active_ns && a.ref == b.ref && a.has_info == b.has_info &&
-           a.finished == b.finished;
+    return a.key == b.key && std::memcmp(&a.info, &b.info, sizeof(a.info)) == 0 &&
+           totals_of(a) == totals_of(b) && a.prev_bytes[0] == b.prev_bytes[0] &&
+           a.prev_bytes[1] == b.prev_bytes[1] && a.last_active_ns == b.last_active_ns &&
+           a.ref == b.ref && a.has_info == b.has_info && a.finished == b.finished;
 }
 
 TEST_F(CollectorTest, ExactCountersThenUnchangedSampleThenFinishedExactlyOnce) {
@@ -102,7 +101,8 @@ TEST_F(CollectorTest, ExactCountersThenUnchangedSampleThenFinishedExactlyOnce) {
     EXPECT_EQ(totals_of(got[0]), c.expect);
     EXPECT_EQ(got[0].ref, first.ref);
     EXPECT_EQ(got[0].last_active_ns, t4);
-    EXPECT_EQ(got[0].prev_bytes[0], moved.bytes[0]) << "the final interval starts at the last report";
+    EXPECT_EQ(got[0].prev_bytes[0], moved.bytes[0])
+        << "the final interval starts at the last report";
     EXPECT_EQ(got[0].prev_bytes[1], moved.bytes[1]);
     EXPECT_EQ(col.changed(), std::vector<std::uint32_t>{0});
     EXPECT_EQ(col.live(), 0u);
@@ -278,7 +278,8 @@ TEST_F(CollectorTest, IdleFlowsAreTheOnesThatDidNotMoveAndForgetEndsThem) {
     }
     auto refs = [&](std::initializer_list<const Conn*> cs) {
         std::set<std::pair<std::uint32_t, std::uint32_t>> out;
-        for (const Conn* c : cs) out.insert({ref[key_bytes(c->key)].slot, ref[key_bytes(c->key)].gen});
+        for (const Conn* c : cs)
+            out.insert({ref[key_bytes(c->key)].slot, ref[key_bytes(c->key)].gen});
         return out;
     };
     auto idle = [&] {
@@ -333,8 +334,9 @@ TEST_F(CollectorTest, FlowEndingDuringItsFirstCopyIsTakenNextTime) {
     std::atomic<std::uint64_t> made{0};
     std::thread writer([&] {
         for (std::uint32_t i = 0; !stop.load(); ++i) {
-            Conn c(false, {"10.9." + std::to_string((i >> 7) & 255) + "." + std::to_string(1 + (i & 127)),
-                           std::uint16_t(1024 + i % 60000)},
+            Conn c(false,
+                   {"10.9." + std::to_string((i >> 7) & 255) + "." + std::to_string(1 + (i & 127)),
+                    std::uint16_t(1024 + i % 60000)},
                    {"10.9.255.1", 80});
             egress(c.c2s(kSyn));
             ingress(c.s2c(kSyn | kAck));

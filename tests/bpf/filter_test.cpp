@@ -12,7 +12,7 @@ namespace tt_test {
 namespace {
 
 class FilterTest : public BpfTest {
-protected:
+   protected:
     void set(const std::string& expr) { skel_->set_filter(tcptrack::compile_filter(expr)); }
 
     // A handshake, data both ways and the client's FIN, through the real
@@ -137,8 +137,10 @@ TEST_F(FilterTest, LiveChangeTakesEffectAtOnce) {
     auto got = flows();
     ASSERT_EQ(got.size(), 2u);
     for (const auto& [key, t] : got) {
-        if (key == a.key) EXPECT_EQ(t, a_before);
-        else EXPECT_EQ(key, c.key);
+        if (key == a.key)
+            EXPECT_EQ(t, a_before);
+        else
+            EXPECT_EQ(key, c.key);
     }
     set("");
     Conn d(false, {"10.0.0.1", 40003}, {"10.0.0.2", 22});

@@ -18,7 +18,7 @@ namespace tt_test {
 namespace {
 
 class LifecycleTest : public BpfTest {
-protected:
+   protected:
     // Full lifecycle with both sides' FINs. local_client: the client's packets
     // go out through egress (SYN egress => TT_F_LOCAL_CLIENT).
     void full_lifecycle(Conn& c, bool local_client) {
@@ -59,8 +59,8 @@ protected:
         EXPECT_EQ(e.info.client, c.cdir);
         EXPECT_EQ(e.info.fin_mask, 3);
         EXPECT_EQ(e.info.ack_mask, 3);
-        const std::uint8_t want_flags = TT_F_SYN_SEEN | TT_F_HS_SEEN | TT_F_DONE |
-                                        TT_F_ASSURED | (local_client ? TT_F_LOCAL_CLIENT : 0);
+        const std::uint8_t want_flags = TT_F_SYN_SEEN | TT_F_HS_SEEN | TT_F_DONE | TT_F_ASSURED |
+                                        (local_client ? TT_F_LOCAL_CLIENT : 0);
         EXPECT_EQ(e.info.flags, want_flags);
         EXPECT_LE(t0, e.info.first_ns);
         EXPECT_EQ(e.info.first_ns, e.info.syn_ns);
@@ -413,8 +413,8 @@ TEST_F(LifecycleTest, TwoCpusCountingOneFlowAtOnceLoseNothing) {
         *ok = sched_setaffinity(0, sizeof(set), &set) == 0;  // this thread only
         __sk_buff ctx{};
         LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = seg.data.data(),
-                    .data_size_in = static_cast<std::uint32_t>(seg.data.size()),
-                    .ctx_in = &ctx, .ctx_size_in = sizeof(ctx), .repeat = kRuns);
+                    .data_size_in = static_cast<std::uint32_t>(seg.data.size()), .ctx_in = &ctx,
+                    .ctx_size_in = sizeof(ctx), .repeat = kRuns);
         // Start together, each on its CPU, so the two runs overlap as much as they can.
         ready.fetch_add(1);
         while (ready.load() < 2) {

@@ -148,30 +148,30 @@ Packet PacketBuilder::build() const {
     std::vector<std::uint8_t> l4;
     std::uint8_t l4_proto = 6;
     switch (l4_) {
-    case L4::tcp: {
-        put16(l4, sport_);
-        put16(l4, dport_);
-        put32(l4, seq_);
-        put32(l4, ack_);
-        l4.push_back((doff_ ? *doff_ : 5 + tcp_opt_words_) << 4);
-        l4.push_back(flags_);
-        put16(l4, 65535);  // window
-        put16(l4, 0);      // checksum
-        put16(l4, 0);      // urgent pointer
-        l4.insert(l4.end(), tcp_opt_words_ * 4, 0x01);  // NOP options
-        break;
-    }
-    case L4::udp:
-        l4_proto = 17;
-        put16(l4, sport_);
-        put16(l4, dport_);
-        put16(l4, 8 + payload_);
-        put16(l4, 0);
-        break;
-    case L4::icmp:
-        l4_proto = l3_ == L3::v6 ? 58 : 1;
-        l4 = {8, 0, 0, 0, 0, 1, 0, 1};  // echo request
-        break;
+        case L4::tcp: {
+            put16(l4, sport_);
+            put16(l4, dport_);
+            put32(l4, seq_);
+            put32(l4, ack_);
+            l4.push_back((doff_ ? *doff_ : 5 + tcp_opt_words_) << 4);
+            l4.push_back(flags_);
+            put16(l4, 65535);                               // window
+            put16(l4, 0);                                   // checksum
+            put16(l4, 0);                                   // urgent pointer
+            l4.insert(l4.end(), tcp_opt_words_ * 4, 0x01);  // NOP options
+            break;
+        }
+        case L4::udp:
+            l4_proto = 17;
+            put16(l4, sport_);
+            put16(l4, dport_);
+            put16(l4, 8 + payload_);
+            put16(l4, 0);
+            break;
+        case L4::icmp:
+            l4_proto = l3_ == L3::v6 ? 58 : 1;
+            l4 = {8, 0, 0, 0, 0, 1, 0, 1};  // echo request
+            break;
     }
     const std::size_t l4_hdr = l4.size();
     l4.insert(l4.end(), payload_, fill_);

@@ -29,7 +29,7 @@ struct Packet {
 };
 
 class PacketBuilder {
-public:
+   public:
     // L2. Tags are pushed outermost first.
     PacketBuilder& vlan(std::uint16_t tpid, std::uint16_t vid);
     PacketBuilder& ethertype(std::uint16_t type);  // overrides the one implied by L3
@@ -41,11 +41,11 @@ public:
     PacketBuilder& ihl(std::uint8_t raw);       // IPv4: raw IHL nibble, layout unchanged
     PacketBuilder& tot_len(std::uint16_t len);  // IPv4: total length override
     PacketBuilder& frag(std::uint16_t offset8, bool more);  // IPv4: offset in 8-byte units
-    PacketBuilder& protocol(std::uint8_t proto);  // IPv4 protocol / last IPv6 next header
+    PacketBuilder& protocol(std::uint8_t proto);            // IPv4 protocol / last IPv6 next header
     PacketBuilder& ext(std::uint8_t type, std::size_t len = 8);  // IPv6 option-style header
     PacketBuilder& ext_fragment(std::uint16_t offset8, bool more);
     PacketBuilder& payload_len(std::uint16_t len);  // IPv6: payload length override
-    PacketBuilder& arp();  // ARP request body instead of IP
+    PacketBuilder& arp();                           // ARP request body instead of IP
 
     // L4.
     PacketBuilder& tcp(std::uint16_t sport, std::uint16_t dport, std::uint32_t seq,
@@ -61,7 +61,7 @@ public:
 
     Packet build() const;
 
-private:
+   private:
     enum class L3 { none, v4, v6, arp };
     enum class L4 { tcp, udp, icmp };
     struct Ext {

@@ -15,8 +15,8 @@
 #include <string>
 #include <vector>
 
-#include "bpf_fixture.hpp"
 #include "tcptrack/lifecycle.h"
+#include "bpf_fixture.hpp"
 
 namespace tt_test {
 namespace {
@@ -130,8 +130,8 @@ TEST_F(ParseTest, EthernetPaddingNotCountedBytesAreIpTotalLength) {
 TEST_F(ParseTest, Ipv6ExtensionHeadersCounted) {
     int dir;
     const auto key = key6(&dir);
-    expect_counted(data6().ext(kHopByHop, 8).ext(kDestOpts, 16).ext(kRouting, 24).build(), key,
-                   dir, "hop-by-hop + dest-opts + routing");
+    expect_counted(data6().ext(kHopByHop, 8).ext(kDestOpts, 16).ext(kRouting, 24).build(), key, dir,
+                   "hop-by-hop + dest-opts + routing");
     expect_counted(data6().ext_fragment(0, true).build(), key, dir, "first fragment, M=1");
     expect_counted(data6().ext_fragment(0, false).build(), key, dir, "atomic fragment");
     expect_counted(data6().ext(kAh, 24).build(), key, dir, "AH");
@@ -167,8 +167,7 @@ TEST_F(ParseTest, VlanAndQinQCountedExactlyLikeUntagged) {
     const Packet plain = data4().build();
     expect_counted(data4().vlan(0x8100, 10).build(), k4, dir, "802.1Q v4");
     expect_counted(data4().vlan(0x88a8, 100).vlan(0x8100, 10).build(), k4, dir, "QinQ v4");
-    expect_counted(data4().vlan(0x8100, 100).vlan(0x8100, 10).build(), k4, dir,
-                   "double 802.1Q v4");
+    expect_counted(data4().vlan(0x8100, 100).vlan(0x8100, 10).build(), k4, dir, "double 802.1Q v4");
     // Same bytes as the untagged frame: tags are L2.
     clear_maps();
     egress(data4().vlan(0x88a8, 100).vlan(0x8100, 10).build());
@@ -252,8 +251,7 @@ TEST_F(ParseTest, NonTcpIgnored) {
     expect_ignored(udp6.ipv6("2001:db8::1", "2001:db8::2").udp(53, 53).payload(100).build(),
                    "UDP v6");
     expect_ignored(icmp4.ipv4("192.0.2.1", "192.0.2.2").icmp().payload(56).build(), "ICMP");
-    expect_ignored(icmp6.ipv6("2001:db8::1", "2001:db8::2").icmp().payload(56).build(),
-                   "ICMPv6");
+    expect_ignored(icmp6.ipv6("2001:db8::1", "2001:db8::2").icmp().payload(56).build(), "ICMPv6");
     expect_ignored(arp.arp().build(), "ARP");
     // A TCP-shaped L4 behind another protocol number, and a TCP frame behind the ARP type.
     expect_ignored(data4().protocol(17).build(), "TCP bytes, protocol UDP");
@@ -287,12 +285,18 @@ TEST_F(ParseTest, GsoTrainCountsEverySegmentsHeaders) {
 std::vector<std::pair<std::string, Packet>> base_frames() {
     return {
         {"IPv4", data4().payload(64).build()},
-        {"IPv4 QinQ + options", data4().vlan(0x88a8, 5).vlan(0x8100, 6).ip_options(3).tcp_options(3)
-                                    .payload(64).build()},
+        {"IPv4 QinQ + options",
+         data4().vlan(0x88a8, 5).vlan(0x8100, 6).ip_options(3).tcp_options(3).payload(64).build()},
         {"IPv6", data6().payload(64).build()},
         {"IPv6 802.1Q", data6().vlan(0x8100, 7).payload(64).build()},
-        {"IPv6 + ext chain", data6().ext(kHopByHop, 8).ext(kDestOpts, 16).ext(kRouting, 24)
-                                 .ext_fragment(0, true).tcp_options(2).payload(64).build()},
+        {"IPv6 + ext chain", data6()
+                                 .ext(kHopByHop, 8)
+                                 .ext(kDestOpts, 16)
+                                 .ext(kRouting, 24)
+                                 .ext_fragment(0, true)
+                                 .tcp_options(2)
+                                 .payload(64)
+                                 .build()},
     };
 }
 
@@ -339,14 +343,15 @@ TEST_F(FuzzTest, RandomHeaderMutationsNeverMisattribute) {
             }
             if (rng() % 4 == 0) f.resize(14 + rng() % (f.size() - 13));
             const bool in = rng() % 2;
-            const int ret = run(in ? skel_->programs(true).ingress : skel_->programs(true).egress, f);
+            const int ret =
+                run(in ? skel_->programs(true).ingress : skel_->programs(true).egress, f);
 
             const auto want = ref_parse(f);
             const bool starts = want && tt_starts_flow(want->flags, want->payload);
             const auto fl = flows();
             const auto st = states();
-            const bool ran = kernel_refuses(f) ? ret == INT_MIN && run_errno_ == EINVAL
-                                               : ret == kTcNext;
+            const bool ran =
+                kernel_refuses(f) ? ret == INT_MIN && run_errno_ == EINVAL : ret == kTcNext;
             bool ok = ran && st.size() == fl.size();
             if (starts) {
                 Totals t;
@@ -362,8 +367,8 @@ TEST_F(FuzzTest, RandomHeaderMutationsNeverMisattribute) {
             if (!ok) {
                 ++mismatches;
                 std::ostringstream msg;
-                msg << name << " mutation " << i << " (" << (in ? "ingress" : "egress")
-                    << ") ret " << ret << " frame " << hex(f) << "\n  reference: ";
+                msg << name << " mutation " << i << " (" << (in ? "ingress" : "egress") << ") ret "
+                    << ret << " frame " << hex(f) << "\n  reference: ";
                 if (starts) {
                     PrintTo(want->key, &msg);
                     msg << " dir " << want->dir << " l3 " << want->l3_len;

@@ -12,9 +12,9 @@
 #include <string>
 #include <vector>
 
-#include "bpf_fixture.hpp"
 #include "tcptrack/abi.h"
 #include "tcptrack/store.h"
+#include "bpf_fixture.hpp"
 
 namespace tt_test {
 namespace {
@@ -22,7 +22,7 @@ namespace {
 using tcptrack::SlotRef;
 
 class PressureTest : public BpfTest {
-protected:
+   protected:
     std::uint8_t flags_of(const Conn& c) {
         const auto at = live_slot(c.key);
         EXPECT_TRUE(at) << "not live: " << ::testing::PrintToString(c.key);
@@ -35,7 +35,8 @@ protected:
     std::vector<Conn> search(std::size_t n, const std::function<bool(std::uint32_t)>& want) {
         std::vector<Conn> out;
         for (int i = 0; i < 200 * 60000 && out.size() < n; ++i) {
-            Conn c(false, {"10.9." + std::to_string(i / 60000) + ".1", std::uint16_t(1 + i % 60000)},
+            Conn c(false,
+                   {"10.9." + std::to_string(i / 60000) + ".1", std::uint16_t(1 + i % 60000)},
                    {"10.8.0.1", 80});
             if (want(index_hash(&c.key))) out.push_back(c);
         }
@@ -180,8 +181,8 @@ TEST_F(PressureTest, AssuredFlowsAreNeverDisplaced) {
 // going to use goes back to the queue.
 TEST_F(PressureTest, FullBucketsOfHalfOpenFlowsMakeRoomToo) {
     // 32 buckets, 256 slots: room in the store. The test key: the load is shared.
-    ASSERT_NO_FATAL_FAILURE(load(256, std::array<std::uint8_t, 16>{1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
-                                                                    11, 12, 13, 14, 15, 16}));
+    ASSERT_NO_FATAL_FAILURE(load(
+        256, std::array<std::uint8_t, 16>{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}));
     std::uint32_t A = 0, B = 0;
     for (std::uint16_t port = 1; A == B; ++port) {  // two distinct buckets (the key is random)
         const Conn first(false, {"10.9.0.1", port}, {"10.8.0.1", 80});
@@ -254,7 +255,8 @@ TEST_F(PressureTest, CollectorReportsADisplacedFlowOnceAndItsSlotCarriesOn) {
 // Unassured flows idle out at their own (shorter) limit.
 TEST_F(PressureTest, UnassuredFlowsIdleOutAtTheirOwnLimit) {
     tcptrack::Collector col = collector();
-    Conn half(false, {"10.0.0.1", 7}, {"10.0.0.2", 80}), real(false, {"10.0.0.1", 8}, {"10.0.0.2", 80});
+    Conn half(false, {"10.0.0.1", 7}, {"10.0.0.2", 80}),
+        real(false, {"10.0.0.1", 8}, {"10.0.0.2", 80});
     ingress(half.c2s(kSyn));
     egress(real.c2s(kSyn));
     ingress(real.s2c(kSyn | kAck));

@@ -14,11 +14,11 @@
 #include <utility>
 #include <vector>
 
-#include "bpf_fixture.hpp"
 #include "tcptrack/abi.h"
 #include "tcptrack/filter_vm.h"  // before the skeleton: its .bss holds struct tt_filter
-#include "tcptrack/store.h"  // before the skeleton: its .rodata holds struct tt_hash_key
+#include "tcptrack/store.h"      // before the skeleton: its .rodata holds struct tt_hash_key
 #include "tcptrack.skel.h"
+#include "bpf_fixture.hpp"
 
 namespace tt_test {
 namespace {
@@ -26,7 +26,7 @@ namespace {
 using tcptrack::SlotRef;
 
 class StoreTest : public BpfTest {
-protected:
+   protected:
     // Handshake plus data each way (sizes vary with n), without expect_single:
     // other flows are live. Leaves c ESTABLISHED and settled.
     void open(Conn& c, int n) {
@@ -38,7 +38,8 @@ protected:
     }
 
     // c's live slot: exactly its counters and state, found through one index entry.
-    std::optional<LiveSlot> expect_flow(const Conn& c, std::uint8_t state, const std::string& what) {
+    std::optional<LiveSlot> expect_flow(const Conn& c, std::uint8_t state,
+                                        const std::string& what) {
         SCOPED_TRACE(what);
         const auto at = live_slot(c.key);
         EXPECT_TRUE(at) << "not live: " << ::testing::PrintToString(c.key);
@@ -53,7 +54,8 @@ protected:
 
     // Connection number i of a long list of distinct tuples (10.7.x.1:port -> 10.8.0.1:80).
     static Conn nth(int i) {
-        return Conn(false, {"10.7." + std::to_string(i / 60000) + ".1", std::uint16_t(1 + i % 60000)},
+        return Conn(false,
+                    {"10.7." + std::to_string(i / 60000) + ".1", std::uint16_t(1 + i % 60000)},
                     {"10.8.0.1", 80});
     }
 
@@ -160,8 +162,7 @@ TEST_F(StoreTest, PortReuseAfterFinishedGetsNewSlotOrGenerationAndNoOldCounts) {
     ASSERT_TRUE(at_c);
     EXPECT_EQ(at_c->slot, at_a->slot);
     EXPECT_EQ(at_c->s.gen, at_a->s.gen + 2);
-    EXPECT_EQ(at_c->s.info.flags,
-              TT_F_SYN_SEEN | TT_F_HS_SEEN | TT_F_LOCAL_CLIENT | TT_F_ASSURED);
+    EXPECT_EQ(at_c->s.info.flags, TT_F_SYN_SEEN | TT_F_HS_SEEN | TT_F_LOCAL_CLIENT | TT_F_ASSURED);
 
     got = col.collect(tcptrack::monotonic_ns(), kNeverIdle);
     ASSERT_EQ(got.size(), 2u);
@@ -258,8 +259,7 @@ TEST_F(StoreTest, FlowsOverflowingTheirFirstBucketAreAllFoundAndCountedExactly) 
 
     // Free a way in A: the next flow of A is indexed, and the ones in their
     // second bucket are still found.
-    const std::size_t gone =
-        std::find(where.begin(), where.end(), 1) - where.begin();
+    const std::size_t gone = std::find(where.begin(), where.end(), 1) - where.begin();
     ASSERT_LT(gone, conns.size()) << "nothing in the first bucket";
     ingress(conns[gone].s2c(kRst | kAck));
     EXPECT_FALSE(live_slot(conns[gone].key));
@@ -312,20 +312,23 @@ TEST_F(StoreTest, KeyWithBothBucketsFullIsRefusedAndCounted) {
     EXPECT_EQ(stat(TT_STAT_UNTRACKED), 1u);
     EXPECT_EQ(stat(TT_STAT_UNTRACKED_SEGS), 2u);
     const std::uint32_t used = next_fresh();
-    EXPECT_EQ(used, 2u * TT_INDEX_WAYS + 1) << "the refused key's slot came from the bump allocator once";
+    EXPECT_EQ(used, 2u * TT_INDEX_WAYS + 1)
+        << "the refused key's slot came from the bump allocator once";
 
     // The slot K filled while dead goes to the next flow, which starts clean.
-    Conn L = search(1, [&](std::uint32_t h) {
-        const std::uint32_t b1 = tt_bucket1(h, mask()), b2 = tt_bucket2(h, mask());
-        return b1 != A && b1 != B && b2 != A && b2 != B;
-    }, 200000)[0];
+    Conn L = search(
+        1,
+        [&](std::uint32_t h) {
+            const std::uint32_t b1 = tt_bucket1(h, mask()), b2 = tt_bucket2(h, mask());
+            return b1 != A && b1 != B && b2 != A && b2 != B;
+        },
+        200000)[0];
     open(L, 5);
     const auto at_l = expect_flow(L, TT_ESTABLISHED, "after the refusal");
     ASSERT_TRUE(at_l);
     EXPECT_EQ(at_l->slot, used - 1) << "the refused key's slot is reused";
     EXPECT_EQ(next_fresh(), used);
-    EXPECT_EQ(at_l->s.info.flags,
-              TT_F_SYN_SEEN | TT_F_HS_SEEN | TT_F_LOCAL_CLIENT | TT_F_ASSURED);
+    EXPECT_EQ(at_l->s.info.flags, TT_F_SYN_SEEN | TT_F_HS_SEEN | TT_F_LOCAL_CLIENT | TT_F_ASSURED);
     EXPECT_EQ(stat(TT_STAT_UNTRACKED_BUCKETS), 1u) << "both buckets full of assured flows";
     for (std::size_t i = 0; i < all.size(); ++i)
         expect_flow(all[i], TT_ESTABLISHED, "full buckets " + std::to_string(i));
@@ -365,7 +368,8 @@ TEST_F(StoreTest, TagCollisionsInOneBucketDoNotMixCounts) {
             egress(same[i].c2s(kAck | kPsh, 100 * (i + 1) + r));
             ingress(same[i].s2c(kAck | kPsh, 1000 * (i + 1) + r));
         }
-    for (int i = 0; i < 3; ++i) expect_flow(same[i], TT_ESTABLISHED, "tag twin " + std::to_string(i));
+    for (int i = 0; i < 3; ++i)
+        expect_flow(same[i], TT_ESTABLISHED, "tag twin " + std::to_string(i));
 
     // The middle one is reset; its tuple comes back mid-stream. The others are unaffected.
     ingress(same[1].s2c(kRst | kAck));
@@ -400,11 +404,11 @@ TEST_F(StoreTest, EvictEndsOnlyTheMatchingGenerationAndUnindexesIt) {
     ASSERT_TRUE(tt_gen_live(g));
     EXPECT_EQ(totals_of(at->s), a.expect) << "before eviction (slot + CPUs' cached counts)";
     std::uint64_t done = ~0ull;
-    const int ended = evict({{at->slot, g + 2},                         // a later generation
-                             {at->slot, g + 1},                         // dead (even)
-                             {at->slot, g},                             // this one
-                             {at->slot, g},                             // again: already dead
-                             {skel_->geometry().slots + 5, 1}},         // no such slot
+    const int ended = evict({{at->slot, g + 2},                  // a later generation
+                             {at->slot, g + 1},                  // dead (even)
+                             {at->slot, g},                      // this one
+                             {at->slot, g},                      // again: already dead
+                             {skel_->geometry().slots + 5, 1}},  // no such slot
                             &done);
     EXPECT_EQ(ended, 1);
     EXPECT_EQ(done, 1ull << 2);

@@ -8,9 +8,9 @@
 #include <utility>
 #include <vector>
 
-#include "sys/error.hpp"
 #include "datapath/features.hpp"
 #include "datapath/load_log.hpp"
+#include "sys/error.hpp"
 
 using namespace tcptrack;
 
@@ -55,8 +55,9 @@ TEST(Features, WithoutTcxLegacyTcIsTheOnlyFallback) {
 
     const auto notes = fallback_notes(f);
     ASSERT_EQ(notes.size(), 1u);
-    EXPECT_EQ(notes[0], "TCX links (Linux 6.6, libbpf 1.3) unavailable (the kernel has no TCX): "
-                        "attaches with legacy tc (clsact qdisc + filters)");
+    EXPECT_EQ(notes[0],
+              "TCX links (Linux 6.6, libbpf 1.3) unavailable (the kernel has no TCX): "
+              "attaches with legacy tc (clsact qdisc + filters)");
 }
 
 TEST(Features, ForcedTcxWithoutTcxNamesWhy) {

@@ -25,11 +25,11 @@ using tcptrack::KernelVersion;
 
 struct ReleaseLimits {
     KernelVersion version;
-    int last_helper;          // enum bpf_func_id: 155 = redirect_peer (5.10), 203 = dynptr_data (5.19)
-    int last_map_type;        // enum bpf_map_type: 28 = INODE_STORAGE (5.10), 30 = BLOOM_FILTER (5.19)
-    unsigned last_map_flag;   // highest BPF_F_* map flag: INNER_MAP (1 << 12, 5.10)
-    bool atomic_fetch;        // BPF_ATOMIC beyond plain add (fetch, xchg, cmpxchg): 5.12
-    bool kfuncs;              // calls to kernel functions (BPF_PSEUDO_KFUNC_CALL): 5.13
+    int last_helper;    // enum bpf_func_id: 155 = redirect_peer (5.10), 203 = dynptr_data (5.19)
+    int last_map_type;  // enum bpf_map_type: 28 = INODE_STORAGE (5.10), 30 = BLOOM_FILTER (5.19)
+    unsigned last_map_flag;  // highest BPF_F_* map flag: INNER_MAP (1 << 12, 5.10)
+    bool atomic_fetch;       // BPF_ATOMIC beyond plain add (fetch, xchg, cmpxchg): 5.12
+    bool kfuncs;             // calls to kernel functions (BPF_PSEUDO_KFUNC_CALL): 5.13
 };
 
 constexpr ReleaseLimits kReleases[] = {
@@ -64,8 +64,8 @@ constexpr int kHelperMapLookupPercpuElem = 195;  // 5.19
 
 // What one function's own instructions need beyond `lim`; calls into
 // subprograms (BPF_PSEUDO_CALL) are followed by the caller of this.
-std::vector<std::string> check_insns(const std::string& name, const bpf_insn* insn,
-                                     std::size_t n, const ReleaseLimits& lim) {
+std::vector<std::string> check_insns(const std::string& name, const bpf_insn* insn, std::size_t n,
+                                     const ReleaseLimits& lim) {
     std::vector<std::string> out;
     const std::string where = name + " (floor Linux " + ver(lim.version) + ")";
     for (std::size_t i = 0; i < n; ++i) {
@@ -81,8 +81,8 @@ std::vector<std::string> check_insns(const std::string& name, const bpf_insn* in
                      in.src_reg != BPF_PSEUDO_KFUNC_CALL)
                 out.push_back(where + ": unknown call kind " + std::to_string(in.src_reg) + at);
         }
-        if (BPF_CLASS(in.code) == BPF_STX && BPF_MODE(in.code) == BPF_ATOMIC &&
-            in.imm != BPF_ADD && !lim.atomic_fetch)
+        if (BPF_CLASS(in.code) == BPF_STX && BPF_MODE(in.code) == BPF_ATOMIC && in.imm != BPF_ADD &&
+            !lim.atomic_fetch)
             out.push_back(where + ": atomic op " + std::to_string(in.imm) + at +
                           " needs Linux 5.12 (only plain atomic add is older)");
     }
@@ -97,8 +97,8 @@ std::vector<std::string> check_map(const std::string& name, int type, unsigned f
         out.push_back("map '" + name + "' has type " + std::to_string(type) + ", which Linux " +
                       ver(lim.version) + " does not know");
     if (flags & ~((lim.last_map_flag << 1) - 1))
-        out.push_back("map '" + name + "' has flags " + std::to_string(flags) + ", newer than Linux " +
-                      ver(lim.version) + " knows");
+        out.push_back("map '" + name + "' has flags " + std::to_string(flags) +
+                      ", newer than Linux " + ver(lim.version) + " knows");
     return out;
 }
 
@@ -113,7 +113,7 @@ struct Function {
 };
 
 class ElfObject {
-public:
+   public:
     explicit ElfObject(const char* path) { load(path); }
 
     const std::string& error() const { return error_; }
@@ -145,7 +145,7 @@ public:
         return -1;
     }
 
-private:
+   private:
     // Sections, symbols, relocations, and each function's instructions.
     void load(const char* path) {
         std::ifstream in(path, std::ios::binary);
@@ -215,7 +215,8 @@ private:
 
     std::vector<char> bytes_;
     std::vector<Elf64_Sym> syms_;
-    std::map<std::pair<std::size_t, std::size_t>, std::size_t> relocs_;  // (section, offset) -> symbol
+    std::map<std::pair<std::size_t, std::size_t>, std::size_t>
+        relocs_;  // (section, offset) -> symbol
     std::vector<Function> funcs_;
     std::string error_;
 };
@@ -282,9 +283,8 @@ TEST(KernelFloor, EveryProgramUsesOnlyWhatItsFloorKernelHas) {
         ASSERT_GE(f, 0) << name;
         const auto& insns = elf.functions()[f].insns;
         ASSERT_EQ(insns.size(), bpf_program__insn_cnt(prog)) << name;
-        EXPECT_EQ(std::memcmp(insns.data(), bpf_program__insns(prog),
-                              insns.size() * sizeof(bpf_insn)),
-                  0)
+        EXPECT_EQ(
+            std::memcmp(insns.data(), bpf_program__insns(prog), insns.size() * sizeof(bpf_insn)), 0)
             << name;
 
         const Walk w = walk(elf, name, limits(floor->second));
@@ -363,7 +363,9 @@ TEST(KernelFloor, SubprogramsAreCheckedWithTheirCallers) {
 // ---- the check must bite: fed what a too-new kernel feature looks like ----
 
 bpf_insn call(int helper) { return bpf_insn{BPF_JMP | BPF_CALL, 0, 0, 0, helper}; }
-bpf_insn atomic(int op) { return bpf_insn{BPF_STX | BPF_DW | BPF_ATOMIC, BPF_REG_1, BPF_REG_2, 0, op}; }
+bpf_insn atomic(int op) {
+    return bpf_insn{BPF_STX | BPF_DW | BPF_ATOMIC, BPF_REG_1, BPF_REG_2, 0, op};
+}
 bpf_insn exit_insn() { return bpf_insn{BPF_JMP | BPF_EXIT, 0, 0, 0, 0}; }
 
 TEST(KernelFloor, CatchesAHelperNewerThanTheFloor) {
@@ -429,7 +431,8 @@ TEST(KernelFloor, CatchesAHelperNewerThanTheFloorInsideASubprogram) {
     for (Function& f : elf.functions()) {
         if (f.name == "tcptrack_eg" || !before.reached.count(f.name) || sub) continue;
         for (std::size_t i = 0; i < f.insns.size() && !sub; ++i)
-            if (f.insns[i].code == (BPF_JMP | BPF_CALL) && f.insns[i].src_reg == 0) sub = &f, at = i;
+            if (f.insns[i].code == (BPF_JMP | BPF_CALL) && f.insns[i].src_reg == 0)
+                sub = &f, at = i;
     }
     ASSERT_NE(sub, nullptr) << "tcptrack_eg reaches no subprogram that calls a helper";
     sub->insns[at].imm = kHelperMapLookupPercpuElem;

@@ -25,10 +25,10 @@ using tcptrack::make_row;
 using tcptrack::Rate;
 using tcptrack::rate_of;
 using tcptrack::ReportBuilder;
-using tt_test::same_key;
 using tcptrack::shown_state;
 using tcptrack::State;
 using tcptrack::syn_to_close;
+using tt_test::same_key;
 
 constexpr std::uint64_t kSec = 1'000'000'000ull;
 
@@ -123,8 +123,7 @@ tt_flow_info handshake(std::uint8_t flags, std::uint64_t syn_ns, std::uint64_t s
 // ---------------------------------------------------------------- make_row
 
 TEST(FlowModelRow, ClientOnSideBRendersBAsSource) {
-    FlowSample s = sample(key_v4("10.0.0.1", 443, "10.0.0.9", 51000), TT_DIR_BA,
-                          TT_F_SYN_SEEN);
+    FlowSample s = sample(key_v4("10.0.0.1", 443, "10.0.0.9", 51000), TT_DIR_BA, TT_F_SYN_SEEN);
     set_dir(s, TT_DIR_AB, {9000, 9, 8000});
     set_dir(s, TT_DIR_BA, {700, 7, 100});
 
@@ -136,8 +135,7 @@ TEST(FlowModelRow, ClientOnSideBRendersBAsSource) {
 }
 
 TEST(FlowModelRow, ClientOnSideARendersAAsSource) {
-    FlowSample s = sample(key_v4("10.0.0.1", 51000, "10.0.0.9", 443), TT_DIR_AB,
-                          TT_F_SYN_SEEN);
+    FlowSample s = sample(key_v4("10.0.0.1", 51000, "10.0.0.9", 443), TT_DIR_AB, TT_F_SYN_SEEN);
     set_dir(s, TT_DIR_AB, {700, 7, 100});
     set_dir(s, TT_DIR_BA, {9000, 9, 8000});
 
@@ -148,16 +146,16 @@ TEST(FlowModelRow, ClientOnSideARendersAAsSource) {
 
 TEST(FlowModelRow, PortsAreConvertedToHostOrder) {
     // 0x1234 and 0x0050 differ from their byte-swapped forms.
-    FlowSample s = sample(key_v4("192.168.1.1", 0x1234, "192.168.1.2", 0x0050), TT_DIR_AB,
-                          TT_F_SYN_SEEN);
+    FlowSample s =
+        sample(key_v4("192.168.1.1", 0x1234, "192.168.1.2", 0x0050), TT_DIR_AB, TT_F_SYN_SEEN);
     const FlowRow r = make_row(s, "eth0", 0);
     EXPECT_EQ(r.sport, 0x1234);
     EXPECT_EQ(r.dport, 0x0050);
 }
 
 TEST(FlowModelRow, Ipv6FamilyAndFullAddress) {
-    FlowSample s = sample(key_v6("2001:db8::1", 80, "2001:db8::ff:2", 40000), TT_DIR_BA,
-                          TT_F_SYN_SEEN);
+    FlowSample s =
+        sample(key_v6("2001:db8::1", 80, "2001:db8::ff:2", 40000), TT_DIR_BA, TT_F_SYN_SEEN);
     const FlowRow r = make_row(s, "eth1", 0);
     EXPECT_EQ(r.family, Family::V6);
     expect_endpoints(r, AF_INET6, "2001:db8::ff:2", 40000, "2001:db8::1", 80);
@@ -206,12 +204,12 @@ TEST(FlowModelRow, NoInfoLeavesTimingEmpty) {
 
 TEST(FlowModelClientSide, HandshakeSeenUsesInfoClient) {
     // Ports would suggest the opposite; a seen handshake wins.
-    EXPECT_EQ(client_side(sample(key_v4("10.0.0.1", 80, "10.0.0.2", 50000), TT_DIR_AB,
-                                 TT_F_SYN_SEEN)),
-              TT_DIR_AB);
-    EXPECT_EQ(client_side(sample(key_v4("10.0.0.1", 50000, "10.0.0.2", 80), TT_DIR_BA,
-                                 TT_F_SYN_SEEN)),
-              TT_DIR_BA);
+    EXPECT_EQ(
+        client_side(sample(key_v4("10.0.0.1", 80, "10.0.0.2", 50000), TT_DIR_AB, TT_F_SYN_SEEN)),
+        TT_DIR_AB);
+    EXPECT_EQ(
+        client_side(sample(key_v4("10.0.0.1", 50000, "10.0.0.2", 80), TT_DIR_BA, TT_F_SYN_SEEN)),
+        TT_DIR_BA);
 }
 
 TEST(FlowModelClientSide, MidstreamWellKnownPortIsServer) {
@@ -340,9 +338,9 @@ TEST(FlowModelState, MapsEveryKernelState) {
     s.has_info = true;
     s.finished = true;  // final: no CLOSED -> CLOSING adjustment
     const std::pair<std::uint8_t, State> cases[] = {
-        {TT_SYN_SENT, State::SynSent},   {TT_SYN_RECV, State::SynRecv},
+        {TT_SYN_SENT, State::SynSent},        {TT_SYN_RECV, State::SynRecv},
         {TT_ESTABLISHED, State::Established}, {TT_CLOSING, State::Closing},
-        {TT_CLOSED, State::Closed},      {TT_RESET, State::Reset},
+        {TT_CLOSED, State::Closed},           {TT_RESET, State::Reset},
     };
     for (const auto& [kernel, want] : cases) {
         s.info.state = kernel;
@@ -647,8 +645,8 @@ TEST(FlowModelBuilder, SortByBytesPacketsAgeRtt) {
     const std::uint64_t rtt[] = {300, 900, 0, 100, 500};
     for (std::size_t i = 0; i < v.size(); ++i) {
         const std::uint8_t st = v[i].info.state;
-        v[i].info = handshake(TT_F_SYN_SEEN | TT_F_LOCAL_CLIENT, kSec,
-                              rtt[i] ? kSec + rtt[i] : 0, 0);
+        v[i].info =
+            handshake(TT_F_SYN_SEEN | TT_F_LOCAL_CLIENT, kSec, rtt[i] ? kSec + rtt[i] : 0, 0);
         v[i].info.state = st;
     }
     const Built r = build(v, 20 * kSec, 2 * kSec, false, nullptr, SortKey::Rtt);
@@ -668,7 +666,8 @@ TEST(FlowModelBuilder, TopKeepsTheFirstRowsAndCountsAll) {
     for (std::size_t n = 1; n <= 6; ++n) {
         const Built t = build(v, 20 * kSec, 2 * kSec, false, nullptr, SortKey::Rate, n, &total);
         const std::vector<std::uint16_t> want(
-            order.begin(), order.begin() + static_cast<std::ptrdiff_t>(std::min<std::size_t>(n, 5)));
+            order.begin(),
+            order.begin() + static_cast<std::ptrdiff_t>(std::min<std::size_t>(n, 5)));
         EXPECT_EQ(sports(t), want) << "top " << n;
         EXPECT_EQ(total, 5u);
         EXPECT_EQ(t.stats.closed, 1u) << "the RESET flow counts even when cut";

@@ -37,9 +37,9 @@ TEST(HostPort, BracketedIpv6) {
 }
 
 TEST(HostPort, BadHostsAndPorts) {
-    for (const char* bad : {"9100", ":9100", "host:", "host:65536", "host:123456", "host:-1",
-                            "host:+80", "host:8o", "host: 80", "a b:80", "a/b:80", "udp://h:80",
-                            "h]:80", "[h:80"})
+    for (const char* bad :
+         {"9100", ":9100", "host:", "host:65536", "host:123456", "host:-1", "host:+80", "host:8o",
+          "host: 80", "a b:80", "a/b:80", "udp://h:80", "h]:80", "[h:80"})
         EXPECT_FALSE(parse_host_port(bad)) << bad;
 }
 

@@ -10,28 +10,30 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <thread>
-#include <atomic>
-#include <functional>
 
-#include "sys/error.hpp"
 #include "output/ipfix.hpp"
+#include "sys/error.hpp"
 
 using namespace tcptrack;
 
 namespace {
 
-using FieldId = std::pair<std::uint32_t, std::uint16_t>;  // (PEN, element id without the enterprise bit)
+using FieldId =
+    std::pair<std::uint32_t, std::uint16_t>;  // (PEN, element id without the enterprise bit)
 struct Record {
     std::uint16_t tid = 0;
     std::map<FieldId, std::vector<std::uint8_t>> f;
     bool has(std::uint32_t pen, std::uint16_t id) const { return f.count({pen, id}) != 0; }
     std::uint64_t u(std::uint32_t pen, std::uint16_t id) const {
         auto it = f.find({pen, id});
-        if (it == f.end()) throw std::runtime_error("no field " + std::to_string(pen) + "/" + std::to_string(id));
+        if (it == f.end())
+            throw std::runtime_error("no field " + std::to_string(pen) + "/" + std::to_string(id));
         std::uint64_t v = 0;
         for (auto b : it->second) v = (v << 8) | b;
         return v;
@@ -41,9 +43,9 @@ struct Record {
 
 constexpr std::uint32_t kRev = 29305;  // RFC 5103 reverse PEN
 // IANA element ids
-constexpr std::uint16_t kOctets = 1, kPackets = 2, kProto = 4, kFlags = 6, kSport = 7, kSrc4 = 8, kDport = 11,
-                        kDst4 = 12, kSrc6 = 27, kDst6 = 28, kEndReason = 136, kStartMs = 152, kEndMs = 153,
-                        kBiflowDir = 239;
+constexpr std::uint16_t kOctets = 1, kPackets = 2, kProto = 4, kFlags = 6, kSport = 7, kSrc4 = 8,
+                        kDport = 11, kDst4 = 12, kSrc6 = 27, kDst6 = 28, kEndReason = 136,
+                        kStartMs = 152, kEndMs = 153, kBiflowDir = 239;
 
 struct Collector {
     int fd = -1;
@@ -68,8 +70,12 @@ struct Collector {
     ~Collector() { ::close(fd); }
     std::string url() const { return "udp://127.0.0.1:" + std::to_string(port); }
 
-    static std::uint16_t be16(const std::uint8_t* p) { return static_cast<std::uint16_t>(p[0] << 8 | p[1]); }
-    static std::uint32_t be32(const std::uint8_t* p) { return std::uint32_t{be16(p)} << 16 | be16(p + 2); }
+    static std::uint16_t be16(const std::uint8_t* p) {
+        return static_cast<std::uint16_t>(p[0] << 8 | p[1]);
+    }
+    static std::uint32_t be32(const std::uint8_t* p) {
+        return std::uint32_t{be16(p)} << 16 | be16(p + 2);
+    }
 
     void parse(const std::uint8_t* m, std::size_t n) {
         ASSERT_GE(n, 16u);
@@ -154,8 +160,11 @@ struct Frame {
     ReportFrame get() {
         report.time = std::chrono::system_clock::time_point(std::chrono::seconds(1700000000)) +
                       std::chrono::nanoseconds(now_ns);
-        return ReportFrame{report, [] { return RowSource([](FlowRow&) -> const FlowRow* { return nullptr; }); },
-                           samples, live, changed, idle, now_ns, kIfaces};
+        return ReportFrame{
+            report,  [] { return RowSource([](FlowRow&) -> const FlowRow* { return nullptr; }); },
+            samples, live,
+            changed, idle,
+            now_ns,  kIfaces};
     }
 };
 std::uint64_t wall_ms_of(std::uint64_t mono_ns) { return 1700000000000ull + mono_ns / 1000000; }
@@ -249,7 +258,8 @@ TEST(Ipfix, DeltasAcrossReportsSumToTotalsAndEndReasons) {
     EXPECT_EQ(a.u(kRev, kPackets) + b.u(kRev, kPackets), 26u);
     EXPECT_EQ(b.u(kRev, kOctets), 3000u);
     EXPECT_EQ(a.u(kIpfixPen, kIpfixIePayload) + b.u(kIpfixPen, kIpfixIePayload), 2300u);
-    EXPECT_EQ(a.u(kIpfixPen, kIpfixIePayload | 0x4000) + b.u(kIpfixPen, kIpfixIePayload | 0x4000), 10800u);
+    EXPECT_EQ(a.u(kIpfixPen, kIpfixIePayload | 0x4000) + b.u(kIpfixPen, kIpfixIePayload | 0x4000),
+              10800u);
     EXPECT_EQ(b.u(kIpfixPen, kIpfixIePayload | 0x4000), 2800u);
     // Wall clock: start at first_ns, the periodic record ends at the report,
     // the next one starts there and ends at close_ns.
@@ -298,8 +308,8 @@ TEST(Ipfix, OrientationClientIsSourceWhicheverSideItIs) {
     EXPECT_EQ(r.bytes(kDst4), (std::vector<std::uint8_t>{10, 0, 0, 1}));
     EXPECT_EQ(r.u(0, kSport), 40000u);
     EXPECT_EQ(r.u(0, kDport), 443u);
-    EXPECT_EQ(r.u(0, kOctets), 300u);        // client -> server
-    EXPECT_EQ(r.u(kRev, kOctets), 7000u);    // server -> client
+    EXPECT_EQ(r.u(0, kOctets), 300u);      // client -> server
+    EXPECT_EQ(r.u(kRev, kOctets), 7000u);  // server -> client
     EXPECT_EQ(r.u(0, kPackets), 4u);
     EXPECT_EQ(r.u(kRev, kPackets), 6u);
     EXPECT_EQ(r.u(kIpfixPen, kIpfixIePayload), 100u);
@@ -424,7 +434,8 @@ TEST(Ipfix, ActiveTimeoutRepeatsAndSkipsQuietIntervals) {
     }
     EXPECT_EQ(sum, total);
     EXPECT_EQ(c.records[3].u(0, kOctets), 5000u);
-    EXPECT_EQ(c.records[3].u(0, kStartMs), wall_ms_of(4 * kSec));  // the quiet interval still moved the clock
+    EXPECT_EQ(c.records[3].u(0, kStartMs),
+              wall_ms_of(4 * kSec));  // the quiet interval still moved the clock
 }
 
 TEST(Ipfix, UnresolvableCollectorIsOneLineError) {
@@ -462,7 +473,8 @@ TEST(Ipfix, DownCollectorCountsErrorsAndNeverBlocks) {
             out->write(f.get());
         }
         out->finish(nullptr);
-        const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+        const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+            std::chrono::steady_clock::now() - t0);
         EXPECT_LT(ms.count(), 1000) << scheme;  // no blocking connect or send
         EXPECT_GE(out.errors(), 1u) << scheme;
     }
@@ -497,13 +509,16 @@ TEST(Ipfix, ThroughputRecordsPerSecond) {
         f.live = 0;
         out->write(f.get());
     }
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     stop = true;
     rx.join();
-    std::printf("ipfix: %d records (finished connections) encoded and sent in %.3f s: %.0f records/s, %llu datagrams "
-                "received, %llu export errors\n",
-                kPerReport * kReports, secs, kPerReport * kReports / secs, (unsigned long long)got.load(),
-                (unsigned long long)out.errors());
+    std::printf(
+        "ipfix: %d records (finished connections) encoded and sent in %.3f s: %.0f records/s, %llu "
+        "datagrams "
+        "received, %llu export errors\n",
+        kPerReport * kReports, secs, kPerReport * kReports / secs, (unsigned long long)got.load(),
+        (unsigned long long)out.errors());
     EXPECT_GT(got.load(), 0u);
 }
 

@@ -5,9 +5,9 @@
 
 #include <cstring>
 
-#include "keys.hpp"
 #include "tcptrack/abi.h"
 #include "tcptrack/lifecycle.h"
+#include "keys.hpp"
 
 namespace {
 

@@ -31,8 +31,7 @@ Options ok(std::vector<const char*> args) {
 void usage_error(std::vector<const char*> args, const std::string& needle) {
     auto r = parse(args);
     std::string joined;
-    for (auto* a : args)
-        joined += std::string(a) + " ";
+    for (auto* a : args) joined += std::string(a) + " ";
     SCOPED_TRACE(joined);
     EXPECT_FALSE(r.options.has_value());
     EXPECT_EQ(r.code, ExitCode::Usage);
@@ -113,9 +112,7 @@ TEST(Options, RepeatableInterfaceKeepsOrderAndDropsDuplicates) {
     EXPECT_EQ(ok({"-i", "b", "-i", "a", "-i", "b"}).ifaces, (std::vector<std::string>{"b", "a"}));
 }
 
-TEST(Options, InterfaceTakesOneValuePerFlag) {
-    usage_error({"-i", "eth0", "eth1"}, "'eth1'");
-}
+TEST(Options, InterfaceTakesOneValuePerFlag) { usage_error({"-i", "eth0", "eth1"}, "'eth1'"); }
 
 TEST(Options, InvalidInterfaceNames) {
     usage_error({"-i", ""}, "--interface");
@@ -147,9 +144,7 @@ TEST(Options, Version) {
     EXPECT_TRUE(r.err.empty());
 }
 
-TEST(Options, OnceIsCountOne) {
-    EXPECT_EQ(ok({"--once"}).count, 1u);
-}
+TEST(Options, OnceIsCountOne) { EXPECT_EQ(ok({"--once"}).count, 1u); }
 
 TEST(Options, OnceConflictsWithCount) {
     usage_error({"--once", "--count", "2"}, "--once");
@@ -178,7 +173,8 @@ TEST(Options, ExportersAndHeadless) {
     EXPECT_EQ(o.prometheus, "[::1]:9100");
     EXPECT_EQ(o.ipfix_active_timeout_s, 30.0);
     EXPECT_EQ(o.format, Format::None);
-    EXPECT_EQ(ok({"--ipfix", "tcp://collector.example:4739"}).ipfix, "tcp://collector.example:4739");
+    EXPECT_EQ(ok({"--ipfix", "tcp://collector.example:4739"}).ipfix,
+              "tcp://collector.example:4739");
     EXPECT_EQ(parse({"--ipfix", "127.0.0.1:4739"}).err,
               "tcptrack: --ipfix: '127.0.0.1:4739' must be udp://HOST:PORT or tcp://HOST:PORT");
     EXPECT_EQ(parse({"--ipfix", "udp://h:0"}).err,
@@ -287,7 +283,8 @@ TEST(Options, MaxFlowsBounds) {
     EXPECT_EQ(ok({"--max-flows", "1"}).max_flows, 1u);
     EXPECT_EQ(ok({"--max-flows", "16000000"}).max_flows, 16000000u);
     // 16777216 was the limit before the store indexed slots in 24 bits.
-    for (const char* bad : {"0", "16000001", "16777216", "16777217", "-1", "1.5", "4294967296", "many"})
+    for (const char* bad :
+         {"0", "16000001", "16777216", "16777217", "-1", "1.5", "4294967296", "many"})
         usage_error({"--max-flows", bad}, std::string("--max-flows: '") + bad + "'");
     EXPECT_EQ(parse({"--max-flows", "16000001"}).err,
               "tcptrack: --max-flows: '16000001' must be an integer from 1 to 16000000");

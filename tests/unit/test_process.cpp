@@ -53,9 +53,11 @@ TEST(Process, ContainerIds) {
     const std::string id = kId;
     EXPECT_EQ(cgroup_of("0::/system.slice/docker-" + id + ".scope\n"), id);
     EXPECT_EQ(cgroup_of("0::/docker/" + id + "\n"), id);
-    EXPECT_EQ(cgroup_of("0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1234.slice/"
-                        "cri-containerd-" + id + ".scope\n"),
-              id);
+    EXPECT_EQ(
+        cgroup_of("0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1234.slice/"
+                  "cri-containerd-" +
+                  id + ".scope\n"),
+        id);
     EXPECT_EQ(cgroup_of("0::/kubepods/burstable/pod7f1c/" + id + "\n"), id);
     EXPECT_EQ(cgroup_of("0::/machine.slice/libpod-" + id + ".scope/container\n"), id);
     EXPECT_EQ(cgroup_of("0::/system.slice/crio-" + id + ".scope\n"), id);
@@ -178,7 +180,8 @@ TEST(Process, DecodeAnswers) {
     const inet_diag_msg b = diag_msg(AF_INET6, "fd00::2", 443, "fd00::1", 51000, 1, 992);
     put_msg(buf, SOCK_DIAG_BY_FAMILY, 12, &b, sizeof b);
     // An accepted socket of a dual-stack listener: IPv4 peer in a v6 socket.
-    const inet_diag_msg c = diag_msg(AF_INET6, "::ffff:10.0.0.2", 8080, "::ffff:10.0.0.9", 40000, 1, 993);
+    const inet_diag_msg c =
+        diag_msg(AF_INET6, "::ffff:10.0.0.2", 8080, "::ffff:10.0.0.9", 40000, 1, 993);
     put_msg(buf, SOCK_DIAG_BY_FAMILY, 13, &c, sizeof c);
     nlmsgerr e{};
     e.error = -ENOENT;
@@ -241,7 +244,7 @@ FlowSample sample(std::uint32_t slot, std::uint16_t port, bool local_client = tr
 struct FakeLookup {
     std::vector<std::vector<OwnerQuery>> calls;
     std::map<std::uint16_t, std::uint32_t> pid_of_port;  // client port -> pid
-    std::set<std::uint16_t> wait_ports;                   // answer Wait for these
+    std::set<std::uint16_t> wait_ports;                  // answer Wait for these
     void operator()(std::vector<OwnerQuery>& qs) {
         calls.push_back(qs);
         for (OwnerQuery& q : qs) {
@@ -467,7 +470,8 @@ std::uint64_t inode_of(int fd) {
     char link[64] = {};
     const std::string path = "/proc/self/fd/" + std::to_string(fd);
     const ssize_t n = readlink(path.c_str(), link, sizeof link - 1);
-    return n > 0 ? socket_inode(std::string_view(link, static_cast<std::size_t>(n))).value_or(0) : 0;
+    return n > 0 ? socket_inode(std::string_view(link, static_cast<std::size_t>(n))).value_or(0)
+                 : 0;
 }
 
 std::uint16_t port_of(int fd) {

@@ -14,8 +14,8 @@
 #include <string>
 #include <vector>
 
-#include "sys/error.hpp"
 #include "output/prometheus.hpp"
+#include "sys/error.hpp"
 
 namespace tcptrack {
 namespace {
@@ -121,8 +121,10 @@ struct Feed {
 
 const Labels kC2sWire0{{"interface", "eth0"}, {"direction", "client_to_server"}, {"kind", "wire"}};
 const Labels kS2cWire0{{"interface", "eth0"}, {"direction", "server_to_client"}, {"kind", "wire"}};
-const Labels kC2sPay0{{"interface", "eth0"}, {"direction", "client_to_server"}, {"kind", "payload"}};
-const Labels kS2cPay0{{"interface", "eth0"}, {"direction", "server_to_client"}, {"kind", "payload"}};
+const Labels kC2sPay0{
+    {"interface", "eth0"}, {"direction", "client_to_server"}, {"kind", "payload"}};
+const Labels kS2cPay0{
+    {"interface", "eth0"}, {"direction", "server_to_client"}, {"kind", "payload"}};
 const Labels kEth0L{{"interface", "eth0"}}, kEth1L{{"interface", "eth1"}};
 
 Labels with(Labels l, const std::string& k, const std::string& v) {
@@ -382,7 +384,8 @@ std::string http_get(int port, const std::string& path) {
     EXPECT_EQ(send(fd, req.data(), req.size(), 0), static_cast<ssize_t>(req.size()));
     std::string resp;
     char buf[4096];
-    for (ssize_t n; (n = recv(fd, buf, sizeof(buf), 0)) > 0;) resp.append(buf, static_cast<std::size_t>(n));
+    for (ssize_t n; (n = recv(fd, buf, sizeof(buf), 0)) > 0;)
+        resp.append(buf, static_cast<std::size_t>(n));
     close(fd);
     return resp;
 }
@@ -435,7 +438,8 @@ TEST(Prometheus, PortInUseIsOneLineError) {
         make_prometheus_output(o, {"eth0"}, exports);
         ADD_FAILURE() << "listening on a taken port did not fail";
     } catch (const Error& e) {
-        EXPECT_EQ(std::string(e.what()), "cannot serve Prometheus metrics on " + where + ": address in use");
+        EXPECT_EQ(std::string(e.what()),
+                  "cannot serve Prometheus metrics on " + where + ": address in use");
     }
     close(fd);
 }

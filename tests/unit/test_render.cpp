@@ -5,8 +5,8 @@
 
 #include <chrono>
 #include <cmath>
-#include <cstring>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -24,7 +24,6 @@
 
 using namespace tcptrack;
 using namespace std::chrono;
-
 
 namespace {
 
@@ -114,20 +113,19 @@ Report empty_report() {
 std::vector<std::string> lines(const std::string& s) {
     std::vector<std::string> out;
     std::istringstream in(s);
-    for (std::string l; std::getline(in, l);)
-        out.push_back(l);
+    for (std::string l; std::getline(in, l);) out.push_back(l);
     return out;
 }
 
 const std::vector<std::string> kRowKeys = {
-    "time",      "iface",       "family",      "src",         "sport",       "dst",
-    "dport",     "state",       "fwd_bytes",   "fwd_packets", "fwd_payload", "rev_bytes",
+    "time",        "iface",       "family",    "src",         "sport",       "dst",
+    "dport",       "state",       "fwd_bytes", "fwd_packets", "fwd_payload", "rev_bytes",
     "rev_packets", "rev_payload", "fwd_bps",   "rev_bps",     "duration_ns", "rtt_ns",
-    "pid",       "comm",        "cgroup",      "displaced"};
+    "pid",         "comm",        "cgroup",    "displaced"};
 
 // clock_hms uses local time: pin the zone for the whole test program.
 class Render : public ::testing::Test {
-protected:
+   protected:
     static void SetUpTestSuite() {
         setenv("TZ", "UTC", 1);
         tzset();
@@ -199,7 +197,8 @@ TEST(Endpoints, Ipv6) {
     EXPECT_EQ(address(Family::V6, v6("fd00::1")), "fd00::1");
     EXPECT_EQ(endpoint(Family::V6, v6("fd00::1"), 443), "[fd00::1]:443");
     EXPECT_EQ(endpoint(Family::V6, v6("::1"), 22), "[::1]:22");
-    EXPECT_EQ(endpoint(Family::V6, v6("2001:db8:1:2:3:4:5:6"), 8080), "[2001:db8:1:2:3:4:5:6]:8080");
+    EXPECT_EQ(endpoint(Family::V6, v6("2001:db8:1:2:3:4:5:6"), 8080),
+              "[2001:db8:1:2:3:4:5:6]:8080");
     EXPECT_EQ(endpoint(Family::V6, v6("::ffff:10.0.0.1"), 1), "[::ffff:10.0.0.1]:1");
 }
 
@@ -218,16 +217,22 @@ TEST_F(Render, Times) {
     EXPECT_EQ(rfc3339_utc(system_clock::time_point{}), "1970-01-01T00:00:00.000Z");
     // Sub-millisecond parts are dropped, not rounded up.
     EXPECT_EQ(rfc3339_utc(kTime + microseconds{999}), "2026-11-24T02:49:07.123Z");
-    EXPECT_EQ(rfc3339_utc(system_clock::time_point{} - milliseconds{1}), "1969-12-31T23:59:59.999Z");
+    EXPECT_EQ(rfc3339_utc(system_clock::time_point{} - milliseconds{1}),
+              "1969-12-31T23:59:59.999Z");
 }
 
 TEST_F(Render, TableGolden) {
     const std::string want =
-        "02:49:07  eth0  3 connections  store 3/65536  displaced 5  untracked 2  evicted 1  close-drops 0  rtt min/avg/max 120us/660us/1.2ms\n"
-        "CONNECTION                            STATE              TX  TX PKTS        RX  RX PKTS  TX RATE    RX RATE    RTT    AGE\n"
-        "10.0.0.1:43512 -> 10.0.0.2:80         ESTABLISHED  3.44 KiB       12  1.20 MiB      870  840 b/s  1.23 Kb/s  120us  4.52s\n"
-        "[fd00::1]:51000 -> [fd00::2]:443      CLOSED          512 B        4       0 B        0    0 b/s      0 b/s      -  3m07s\n"
-        "192.168.1.10:5555 -> 192.168.1.20:22  RESET            60 B        1      40 B        1  480 b/s      0 b/s  1.2ms  850us\n";
+        "02:49:07  eth0  3 connections  store 3/65536  displaced 5  untracked 2  evicted 1  "
+        "close-drops 0  rtt min/avg/max 120us/660us/1.2ms\n"
+        "CONNECTION                            STATE              TX  TX PKTS        RX  RX PKTS  "
+        "TX RATE    RX RATE    RTT    AGE\n"
+        "10.0.0.1:43512 -> 10.0.0.2:80         ESTABLISHED  3.44 KiB       12  1.20 MiB      870  "
+        "840 b/s  1.23 Kb/s  120us  4.52s\n"
+        "[fd00::1]:51000 -> [fd00::2]:443      CLOSED          512 B        4       0 B        0   "
+        " 0 b/s      0 b/s      -  3m07s\n"
+        "192.168.1.10:5555 -> 192.168.1.20:22  RESET            60 B        1      40 B        1  "
+        "480 b/s      0 b/s  1.2ms  850us\n";
     EXPECT_EQ(render_table(fixture()), want);
 }
 
@@ -247,8 +252,10 @@ TEST_F(Render, TableSingularAndColumnsFollowContent) {
     EXPECT_EQ(render_table(r),
               "02:49:07  eth0  1 connection  store 1/1  displaced 0  untracked 0  evicted 0  "
               "close-drops 0  rtt -\n"
-              "CONNECTION                     STATE              TX  TX PKTS        RX  RX PKTS  TX RATE    RX RATE    RTT    AGE\n"
-              "10.0.0.1:43512 -> 10.0.0.2:80  ESTABLISHED  3.44 KiB       12  1.20 MiB      870  840 b/s  1.23 Kb/s  120us  4.00s\n");
+              "CONNECTION                     STATE              TX  TX PKTS        RX  RX PKTS  "
+              "TX RATE    RX RATE    RTT    AGE\n"
+              "10.0.0.1:43512 -> 10.0.0.2:80  ESTABLISHED  3.44 KiB       12  1.20 MiB      870  "
+              "840 b/s  1.23 Kb/s  120us  4.00s\n");
 }
 
 TEST_F(Render, TableHeaderCountsConnectionsCutByTop) {
@@ -294,8 +301,7 @@ TEST_F(Render, JsonLinesParseWithDocumentedKeysInOrder) {
         const auto j = nlohmann::ordered_json::parse(l);
         ASSERT_TRUE(j.is_object());
         std::vector<std::string> keys;
-        for (const auto& [k, v] : j.items())
-            keys.push_back(k);
+        for (const auto& [k, v] : j.items()) keys.push_back(k);
         EXPECT_EQ(keys, kRowKeys);
         EXPECT_TRUE(j["fwd_bps"].is_number_integer());
         EXPECT_TRUE(j["sport"].is_number_integer());
@@ -313,16 +319,18 @@ TEST_F(Render, JsonHugeCountersAndBadIfaceBytes) {
 }
 
 TEST_F(Render, SummaryRecord) {
-    EXPECT_EQ(render_json_summary(fixture()),
-              R"({"type":"summary","time":"2026-11-24T02:49:07.123Z","ifaces":["eth0"],"connections":3,"tracked":3,"untracked":2,"untracked_segments":0,"evicted":1,"close_dropped":0,"close_lost":0,"closed":2,"rtt_min_ns":120000,"rtt_avg_ns":660000,"rtt_max_ns":1200000,"capacity":65536,"assured":2,"unassured":1,"displaced":5,"untracked_full":1,"untracked_buckets":1})"
-              "\n");
+    EXPECT_EQ(
+        render_json_summary(fixture()),
+        R"({"type":"summary","time":"2026-11-24T02:49:07.123Z","ifaces":["eth0"],"connections":3,"tracked":3,"untracked":2,"untracked_segments":0,"evicted":1,"close_dropped":0,"close_lost":0,"closed":2,"rtt_min_ns":120000,"rtt_avg_ns":660000,"rtt_max_ns":1200000,"capacity":65536,"assured":2,"unassured":1,"displaced":5,"untracked_full":1,"untracked_buckets":1})"
+        "\n");
     Report e = empty_report();
     e.ifaces = {"eth0", "lo"};
     e.stats.close_dropped = 7;
     e.stats.close_lost = 1;
-    EXPECT_EQ(render_json_summary(e),
-              R"({"type":"summary","time":"2026-11-24T02:49:07.123Z","ifaces":["eth0","lo"],"connections":0,"tracked":0,"untracked":0,"untracked_segments":0,"evicted":0,"close_dropped":7,"close_lost":1,"closed":0,"rtt_min_ns":null,"rtt_avg_ns":null,"rtt_max_ns":null,"capacity":1024,"assured":0,"unassured":0,"displaced":0,"untracked_full":0,"untracked_buckets":0})"
-              "\n");
+    EXPECT_EQ(
+        render_json_summary(e),
+        R"({"type":"summary","time":"2026-11-24T02:49:07.123Z","ifaces":["eth0","lo"],"connections":0,"tracked":0,"untracked":0,"untracked_segments":0,"evicted":0,"close_dropped":7,"close_lost":1,"closed":0,"rtt_min_ns":null,"rtt_avg_ns":null,"rtt_max_ns":null,"capacity":1024,"assured":0,"unassured":0,"displaced":0,"untracked_full":0,"untracked_buckets":0})"
+        "\n");
 }
 
 TEST_F(Render, CsvGolden) {
@@ -330,9 +338,12 @@ TEST_F(Render, CsvGolden) {
         "time,iface,family,src,sport,dst,dport,state,fwd_bytes,fwd_packets,fwd_payload,rev_bytes,"
         "rev_packets,rev_payload,fwd_bps,rev_bps,duration_ns,rtt_ns,pid,comm,cgroup,displaced\n";
     const std::string rows =
-        "2026-11-24T02:49:07.123Z,eth0,ipv4,10.0.0.1,43512,10.0.0.2,80,ESTABLISHED,3522,12,2900,1258291,870,1200000,840,1234,4520000000,120000,,,,false\n"
-        "2026-11-24T02:49:07.123Z,eth0,ipv6,fd00::1,51000,fd00::2,443,CLOSED,512,4,0,0,0,0,0,0,,,,,,false\n"
-        "2026-11-24T02:49:07.123Z,eth0,ipv4,192.168.1.10,5555,192.168.1.20,22,RESET,60,1,0,40,1,0,480,0,850000,1200000,,,,false\n";
+        "2026-11-24T02:49:07.123Z,eth0,ipv4,10.0.0.1,43512,10.0.0.2,80,ESTABLISHED,3522,12,2900,"
+        "1258291,870,1200000,840,1234,4520000000,120000,,,,false\n"
+        "2026-11-24T02:49:07.123Z,eth0,ipv6,fd00::1,51000,fd00::2,443,CLOSED,512,4,0,0,0,0,0,0,,,,,"
+        ",false\n"
+        "2026-11-24T02:49:07.123Z,eth0,ipv4,192.168.1.10,5555,192.168.1.20,22,RESET,60,1,0,40,1,0,"
+        "480,0,850000,1200000,,,,false\n";
     EXPECT_EQ(render_csv(fixture(), true), header + rows);
     EXPECT_EQ(render_csv(fixture(), false), rows);
     EXPECT_EQ(render_csv(empty_report(), true), header);
@@ -341,8 +352,7 @@ TEST_F(Render, CsvGolden) {
     // Header keys are the JSON keys, in order.
     std::vector<std::string> keys;
     std::istringstream in(header.substr(0, header.size() - 1));
-    for (std::string k; std::getline(in, k, ',');)
-        keys.push_back(k);
+    for (std::string k; std::getline(in, k, ',');) keys.push_back(k);
     EXPECT_EQ(keys, kRowKeys);
 }
 
@@ -369,13 +379,17 @@ Report with_owners() {
 TEST_F(Render, JsonOwnerKeys) {
     const auto out = lines(render_json(with_owners()));
     ASSERT_EQ(out.size(), 3u);
-    EXPECT_NE(out[0].find(R"("rtt_ns":120000,"pid":4242,"comm":"curl","cgroup":"/user.slice/session-3.scope","displaced":false})"),
-              std::string::npos)
+    EXPECT_NE(
+        out[0].find(
+            R"("rtt_ns":120000,"pid":4242,"comm":"curl","cgroup":"/user.slice/session-3.scope","displaced":false})"),
+        std::string::npos)
         << out[0];
-    EXPECT_NE(out[1].find(R"("pid":null,"comm":null,"cgroup":null,"displaced":false})"), std::string::npos)
+    EXPECT_NE(out[1].find(R"("pid":null,"comm":null,"cgroup":null,"displaced":false})"),
+              std::string::npos)
         << out[1];
     // No cgroup known: null; odd bytes escaped as nlohmann does.
-    EXPECT_NE(out[2].find(R"("pid":7,"comm":"ssh,\"d\"","cgroup":null,"displaced":false})"), std::string::npos)
+    EXPECT_NE(out[2].find(R"("pid":7,"comm":"ssh,\"d\"","cgroup":null,"displaced":false})"),
+              std::string::npos)
         << out[2];
     for (const auto& l : out) {
         std::vector<std::string> keys;
@@ -386,9 +400,10 @@ TEST_F(Render, JsonOwnerKeys) {
     Report r = with_owners();
     r.rows.resize(1);
     r.rows[0].comm = std::string("x\xff\x01", 3);
-    EXPECT_EQ(nlohmann::json::parse(render_json(r))["comm"],
-              nlohmann::json::parse(nlohmann::json(r.rows[0].comm).dump(
-                  -1, ' ', false, nlohmann::json::error_handler_t::replace)));
+    EXPECT_EQ(
+        nlohmann::json::parse(render_json(r))["comm"],
+        nlohmann::json::parse(nlohmann::json(r.rows[0].comm)
+                                  .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
 }
 
 TEST_F(Render, CsvOwnerColumns) {
@@ -448,7 +463,8 @@ TEST_F(Render, SummariesListExportErrors) {
               "rtt min/avg/max -  ipfix-errors 3  other-errors 0\n");
     const std::string record = render_json_summary(e, 0, &exports);
     EXPECT_EQ(record.substr(record.find("\"untracked_buckets\"")),
-              R"("untracked_buckets":0,"export_errors":{"ipfix":3,"other":0}})" "\n");
+              R"("untracked_buckets":0,"export_errors":{"ipfix":3,"other":0}})"
+              "\n");
 }
 
 TEST_F(Render, ClosedLines) {
@@ -474,8 +490,9 @@ TEST_F(Render, DisplacedRowEverywhere) {
                                "\n"))
         << json;
     EXPECT_TRUE(nlohmann::json::parse(json)["displaced"].get<bool>());
-    EXPECT_TRUE(render_csv(r, false).ends_with(",SYN_RECV,3522,12,2900,1258291,870,1200000,840,"
-                                               "1234,4520000000,,,,,true\n"))
+    EXPECT_TRUE(
+        render_csv(r, false).ends_with(",SYN_RECV,3522,12,2900,1258291,870,1200000,840,"
+                                       "1234,4520000000,,,,,true\n"))
         << render_csv(r, false);
     // The table shows its state as is (the header counts the displaced ones).
     EXPECT_NE(lines(render_table(r))[2].find("  SYN_RECV  "), std::string::npos);
@@ -494,7 +511,7 @@ TEST_F(Render, JsonEscapesIfaceLikeNlohmann) {
     Report r = fixture();
     r.rows.resize(1);
     for (const std::string& name : {std::string("a\"b\\c"), std::string("t\x01\n"),
-                                   std::string("e\xff", 2), std::string("ä")}) {
+                                    std::string("e\xff", 2), std::string("ä")}) {
         r.rows[0].iface = name;
         const std::string want =
             nlohmann::json(name).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
@@ -510,8 +527,14 @@ TEST_F(Render, StreamingMatchesStringAndStopsWhenSinkFails) {
     r.rows[100].iface = "lo";
     std::string json, csv;
     std::size_t chunks = 0;
-    EXPECT_TRUE(render_json(r, [&](std::string_view s) { ++chunks, json.append(s); return true; }));
-    EXPECT_TRUE(render_csv(r, true, [&](std::string_view s) { csv.append(s); return true; }));
+    EXPECT_TRUE(render_json(r, [&](std::string_view s) {
+        ++chunks, json.append(s);
+        return true;
+    }));
+    EXPECT_TRUE(render_csv(r, true, [&](std::string_view s) {
+        csv.append(s);
+        return true;
+    }));
     EXPECT_GT(chunks, 3u);
     EXPECT_EQ(json, render_json(r));
     EXPECT_EQ(csv, render_csv(r, true));
@@ -573,7 +596,7 @@ std::vector<FlowRow> all_rows(const ReportBuilder& b) {
 // counters moved (or that finished) gets last_active = now and prev = its bytes
 // at the last report; a new one prev = 0; an unchanged one keeps both.
 class CollectorSim {
-public:
+   public:
     void report(std::vector<FlowSample>& cur, std::uint64_t now) {
         std::map<std::vector<std::uint8_t>, Seen> next;
         for (auto& s : cur) {
@@ -592,13 +615,13 @@ public:
             }
             // Finished flows are shown once; absent ones are gone (a new one next time).
             if (!s.finished)
-                next[id] = Seen{{s.bytes[0], s.bytes[1]}, {s.prev_bytes[0], s.prev_bytes[1]},
-                                s.last_active_ns};
+                next[id] = Seen{
+                    {s.bytes[0], s.bytes[1]}, {s.prev_bytes[0], s.prev_bytes[1]}, s.last_active_ns};
         }
         seen_ = std::move(next);
     }
 
-private:
+   private:
     struct Seen {
         std::uint64_t bytes[2], prev[2];
         std::uint64_t last_active_ns;
@@ -642,10 +665,10 @@ TEST_F(Render, BuilderOrdersBusiestFirstThenBytesThenEndpoints) {
     ReportBuilder b(names);
     CollectorSim sim;
     std::vector<FlowSample> v = {
-        flow(0x0A000001, 40000, 0x0A000002, 80, 100, 100),   // idle after round 1
-        flow(0x0A000001, 40001, 0x0A000002, 80, 100, 100),   // same bytes: by endpoints
-        flow(0x0A000001, 40002, 0x0A000002, 80, 5000, 0),    // most bytes, idle later
-        flow(0x0A000001, 40003, 0x0A000002, 80, 10, 10),     // moves in round 2
+        flow(0x0A000001, 40000, 0x0A000002, 80, 100, 100),  // idle after round 1
+        flow(0x0A000001, 40001, 0x0A000002, 80, 100, 100),  // same bytes: by endpoints
+        flow(0x0A000001, 40002, 0x0A000002, 80, 5000, 0),   // most bytes, idle later
+        flow(0x0A000001, 40003, 0x0A000002, 80, 10, 10),    // moves in round 2
     };
     sim.report(v, 10 * kSec);
     b.build(v, 10 * kSec, 1 * kSec, false);
@@ -707,7 +730,7 @@ TEST_F(Render, BuilderClosedOnlyKeepsDisplacedFlowsInTheirState) {
         s.info.synack_ns = s.info.ack_ns = 0;
     }
     v[0].info.flags |= TT_F_DISPLACED, v[0].finished = true;  // displaced: its last row
-    v[1].finished = true;                                      // final, not displaced: no row
+    v[1].finished = true;                                     // final, not displaced: no row
     v[2].info.flags |= TT_F_DISPLACED;  // not final (never expected): no row either
     b.build(v, 10 * kSec, 1 * kSec, true);
     ASSERT_EQ(b.size(), 1u);
@@ -719,8 +742,9 @@ TEST_F(Render, BuilderClosedOnlyKeepsDisplacedFlowsInTheirState) {
     EXPECT_FALSE(make_row(v[2], "eth0", 10 * kSec).displaced);
     Report r = empty_report();
     r.rows = {row};
-    EXPECT_EQ(render_closed_lines(r), "10.0.0.1:40000 -> 10.0.0.2:80  9.00s  60 B / 0 B  rtt -  "
-                                      "SYN_SENT displaced\n");
+    EXPECT_EQ(render_closed_lines(r),
+              "10.0.0.1:40000 -> 10.0.0.2:80  9.00s  60 B / 0 B  rtt -  "
+              "SYN_SENT displaced\n");
 }
 
 TEST_F(Render, BuilderMatchesRowPerFlowReferenceAndStreamsTheSameText) {
@@ -738,7 +762,9 @@ TEST_F(Render, BuilderMatchesRowPerFlowReferenceAndStreamsTheSameText) {
     }
     sort_samples(v);
     v.erase(std::unique(v.begin(), v.end(),
-                        [](const FlowSample& a, const FlowSample& b) { return tt_test::same_key(a.key, b.key); }),
+                        [](const FlowSample& a, const FlowSample& b) {
+                            return tt_test::same_key(a.key, b.key);
+                        }),
             v.end());
     const std::map<std::uint32_t, std::string> names{{1, "eth0"}};
     ReportBuilder b(names);
@@ -747,7 +773,7 @@ TEST_F(Render, BuilderMatchesRowPerFlowReferenceAndStreamsTheSameText) {
     for (int round = 0; round < 4; ++round) {
         std::vector<FlowSample> cur;
         for (auto& s : v) {
-            if (rng() % 4 == 0) continue;                      // absent this round
+            if (rng() % 4 == 0) continue;                            // absent this round
             if (rng() % 2) s.bytes[rng() % 2] += 100 * (rng() % 3);  // moved (or not)
             FlowSample c = s;
             c.finished = rng() % 10 == 0;
@@ -763,10 +789,10 @@ TEST_F(Render, BuilderMatchesRowPerFlowReferenceAndStreamsTheSameText) {
         streamed.rows = all_rows(b);
         std::size_t moving = 0;
         for (std::size_t i = 0; i < want.size(); ++i) {
-            ASSERT_EQ(std::tie(streamed.rows[i].src, streamed.rows[i].sport, streamed.rows[i].dst,
-                               streamed.rows[i].dport, streamed.rows[i].fwd_bytes),
-                      std::tie(want[i].src, want[i].sport, want[i].dst, want[i].dport,
-                               want[i].fwd_bytes))
+            ASSERT_EQ(
+                std::tie(streamed.rows[i].src, streamed.rows[i].sport, streamed.rows[i].dst,
+                         streamed.rows[i].dport, streamed.rows[i].fwd_bytes),
+                std::tie(want[i].src, want[i].sport, want[i].dst, want[i].dport, want[i].fwd_bytes))
                 << "round " << round << " row " << i;
             ASSERT_EQ(streamed.rows[i].fwd_bps, want[i].fwd_bps);
             ASSERT_EQ(streamed.rows[i].rev_bps, want[i].rev_bps);
@@ -779,8 +805,10 @@ TEST_F(Render, BuilderMatchesRowPerFlowReferenceAndStreamsTheSameText) {
         Report old = empty_report();
         old.rows = want;
         std::string json, csv;
-        EXPECT_TRUE(render_json(kTime, b.rows(), [&](std::string_view t) { return json.append(t), true; }));
-        EXPECT_TRUE(render_csv(kTime, b.rows(), round == 0, [&](std::string_view t) { return csv.append(t), true; }));
+        EXPECT_TRUE(
+            render_json(kTime, b.rows(), [&](std::string_view t) { return json.append(t), true; }));
+        EXPECT_TRUE(render_csv(kTime, b.rows(), round == 0,
+                               [&](std::string_view t) { return csv.append(t), true; }));
         EXPECT_EQ(json, render_json(old));
         EXPECT_EQ(csv, render_csv(old, round == 0));
     }

@@ -13,10 +13,10 @@
 #include <mutex>
 #include <string>
 
-#include "render_forms.hpp"
+#include "enrich/resolver.hpp"
 #include "output/format.hpp"
 #include "output/table.hpp"
-#include "enrich/resolver.hpp"
+#include "render_forms.hpp"
 
 using namespace tcptrack;
 using namespace std::chrono_literals;
@@ -148,7 +148,8 @@ TEST(Resolver, CacheIsBoundedAndDropsTheLeastRecentlyAsked) {
     Resolver::Config cfg;
     cfg.capacity = 4;
     Resolver r(FakeDns::lookup(dns), cfg);
-    for (int i = 1; i <= 4; ++i) dns->names["10.1.0." + std::to_string(i)] = "h" + std::to_string(i);
+    for (int i = 1; i <= 4; ++i)
+        dns->names["10.1.0." + std::to_string(i)] = "h" + std::to_string(i);
 
     for (int i = 1; i <= 4; ++i) r.name(Family::V4, v4(("10.1.0." + std::to_string(i)).c_str()));
     ASSERT_TRUE(r.wait_idle(10s));
@@ -194,7 +195,7 @@ TEST(Resolver, DestructionDoesNotWaitForABlockedLookup) {
     {
         Resolver r(FakeDns::lookup(dns));
         r.name(Family::V4, v4("10.4.0.1"));
-    }  // returns with the worker still inside the lookup
+    }                     // returns with the worker still inside the lookup
     dns->set_open(true);  // the worker finishes on its own, on state it shares
 }
 
