@@ -28,7 +28,8 @@ multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-mul
 interp=$(readelf -l "$binary" | sed -n 's/.*Requesting program interpreter: \(.*\)]/\1/p')
 [ -n "$interp" ] || { echo "image.sh: $binary has no program interpreter" >&2; exit 1; }
 
-# A private vfs store, so nothing is left in the host's container storage.
+# A private vfs store, so nothing is left in the host's container storage
+# (buildah still keeps its blob-info cache in /var/lib/containers/cache).
 work=$(mktemp -d /tmp/tcptrack-image.XXXXXX)
 ctr=tcptrack-image-$$
 bh=(buildah --storage-driver vfs --root "$work/storage" --runroot "$work/run")
