@@ -461,10 +461,14 @@ TEST(Ipfix, PodAndContainerStrings) {
     c.drain();
     ASSERT_EQ(c.records.size(), 2u);
     // Variable-length strings in the template, under the PEN.
-    for (const auto& [field, len] : c.templates.at(kIpfixTemplateV4))
-        if (field.first == kIpfixPen &&
-            (field.second == kIpfixIePodUid || field.second == kIpfixIeContainerId))
-            EXPECT_EQ(len, 65535u);
+    int strings = 0;
+    for (const auto& [field, len] : c.templates.at(kIpfixTemplateV4)) {
+        if (field.first != kIpfixPen) continue;
+        if (field.second != kIpfixIePodUid && field.second != kIpfixIeContainerId) continue;
+        EXPECT_EQ(len, 65535u);
+        ++strings;
+    }
+    EXPECT_EQ(strings, 2);
     EXPECT_EQ(c.records[0].str(kIpfixPen, kIpfixIePodUid), uid);
     EXPECT_EQ(c.records[0].str(kIpfixPen, kIpfixIeContainerId), id);
     EXPECT_EQ(c.records[0].u(kIpfixPen, kIpfixIeRttUs), 250u);   // fields around them intact
