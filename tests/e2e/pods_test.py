@@ -14,9 +14,10 @@ A client (python3, in pod A) in one network namespace connects to a server
 (python3, in pod B) in another, over a veth pair. The processes are moved
 into their cgroups from here (the host's mount namespace: `ip netns exec`
 remounts /sys without the cgroup tree) before the connection opens. tcptrack
-runs in each namespace (where the sockets live) and must name, for the local
-end: the pid, the pod UID (dashed), the container id, cgroup (the container
-id, its meaning unchanged) and netns (the inode of that namespace).
+runs in each namespace (where the sockets live: `ip netns exec`, and
+`--netns` from the host for the client's) and must name, for the local end:
+the pid, the pod UID (dashed), the container id, cgroup (the container id,
+its meaning unchanged) and netns (the inode of that namespace, not the host's).
 
 Everything made (processes, namespaces, cgroup directories) goes at the end,
 on failure too. Usage: pods_test.py [--binary PATH] [unittest args]. Needs
@@ -162,17 +163,25 @@ class Pods(unittest.TestCase):
                              ".slice/cri-containerd-%s.scope" % (uid_a.replace("-", "_"), id_a))
         cg_b = self.mkcgroup("kubepods/burstable/pod%s/%s" % (uid_b, id_b))
 
-        # tcptrack in each namespace, started first so it sees the SYN.
+        # tcptrack in each namespace, started first so it sees the SYN; and one
+        # from here with --netns into the client's (the same answer, the
+        # client's namespace in netns).
         dev = {self.c: "ttpodc0", self.s: "ttpods0"}
-        inst = {ns: self.start(["ip", "netns", "exec", ns, netns.binary(), "-i", dev[ns],
-                                "--interval", "0.5", "--format", "json"])
+        args = ["--interval", "0.5", "--format", "json"]
+        inst = {(ns, "exec"): self.start(["ip", "netns", "exec", ns, netns.binary(), "-i",
+                                          dev[ns], *args])
                 for ns in (self.c, self.s)}
+        inst[(self.c, "--netns")] = self.start([netns.binary(), "--netns", self.c, "-i",
+                                                dev[self.c], *args])
         deadline = time.monotonic() + START_TIMEOUT
-        for ns, p in inst.items():
+        for (ns, how), p in inst.items():
             while True:
                 out = run(["ip", "netns", "exec", ns, "bpftool", "net", "show", "dev",
                            dev[ns]]).stdout
-                if out.count("tcptrack") >= 2:
+                mine = [l for l in out.splitlines() if "tcptrack" in l]
+                # Two instances on the client's interface: count the links of each hook.
+                if any("ingress" in l for l in mine) and any("egress" in l for l in mine) \
+                        and len(mine) >= 2 * sum(1 for n, _ in inst if n == ns):
                     break
                 if not p.running() or time.monotonic() > deadline:
                     self.fail("tcptrack not attached to %s in %s: %s"
@@ -208,24 +217,25 @@ class Pods(unittest.TestCase):
             self.c: (client.pid, uid_a, id_a),
             self.s: (server.pid, uid_b, id_b),
         }
-        for ns, p in inst.items():
+        for (ns, how), p in inst.items():
             p.wait_for(lambda _, p=p: any(r["pid"] is not None for r in rows(p)), 30,
-                       "the owner of the connection in %s" % ns)
-        for ns, p in inst.items():
+                       "the owner of the connection in %s (%s)" % (ns, how))
+        for p in inst.values():
             p.signal(2)
-        for ns, p in inst.items():
-            self.assertEqual(p.wait(20), 0, "%s: %s" % (ns, p.stderr_text()))
+        for (ns, how), p in inst.items():
+            self.assertEqual(p.wait(20), 0, "%s (%s): %s" % (ns, how, p.stderr_text()))
 
-        for ns, p in inst.items():
+        for (ns, how), p in inst.items():
             pid, uid, cid = want[ns]
             ino = os.stat("/run/netns/" + ns).st_ino
             got = [r for r in rows(p) if r["pid"] is not None]
             self.assertTrue(got, "%s: no attributed row: %s" % (ns, rows(p)))
             for r in got:
                 self.assertEqual((r["pid"], r["pod_uid"], r["container_id"], r["cgroup"],
-                                  r["netns"]), (pid, uid, cid, cid, ino), "%s: %s" % (ns, r))
-            print("pods_test: %s: pid %d pod_uid %s container_id %s netns %d"
-                  % (ns, pid, uid, cid[:12], ino), flush=True)
+                                  r["netns"]), (pid, uid, cid, cid, ino),
+                                 "%s (%s): %s" % (ns, how, r))
+            print("pods_test: %s (%s): pid %d pod_uid %s container_id %s netns %d"
+                  % (ns, how, pid, uid, cid[:12], ino), flush=True)
 
 
 def tear_down_module():
