@@ -94,10 +94,16 @@ void ProcessCache::fill(const SlotRef& ref, FlowRow& row) const {
         row.pid = o->pid;
         row.comm = o->comm;
         row.cgroup = o->cgroup;
+        row.pod_uid = o->pod_uid;
+        row.container_id = o->container_id;
+        row.netns = o->netns;
     } else {
         row.pid.reset();
         row.comm.clear();
         row.cgroup.clear();
+        row.pod_uid.clear();
+        row.container_id.clear();
+        row.netns.reset();
     }
 }
 }  // namespace tcptrack

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -23,6 +24,10 @@ struct Owner {
     std::uint32_t pid = 0;
     std::string comm;    // /proc/PID/comm
     std::string cgroup;  // container id if evident, else the cgroup v2 path; "" if none
+    std::string pod_uid, container_id;  // enrich/pod.hpp, from the same /proc/PID/cgroup read
+    // The network namespace (nsfs inode) of the socket: the one sock_diag
+    // asked in, tcptrack's own or --netns's. Empty if unknown.
+    std::optional<std::uint64_t> netns;
 };
 
 // One new connection to look up, oriented client -> server as its row.
@@ -58,7 +63,8 @@ class ProcessCache final : public Enricher {
         const auto it = owners_.find(flow_id(ref));
         return it == owners_.end() ? nullptr : it->second.get();
     }
-    // Sets the row's pid, comm and cgroup (empty when no owner is known).
+    // Sets the row's pid, comm, cgroup, pod_uid, container_id and netns (empty when no owner is
+    // known).
     void fill(const SlotRef& ref, FlowRow& row) const override;
 
     std::size_t known() const { return owners_.size(); }

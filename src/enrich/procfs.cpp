@@ -2,19 +2,11 @@
 // /proc parsing: fd link texts and /proc/PID/cgroup.
 #include "enrich/procfs.hpp"
 
-#include <algorithm>
+#include "enrich/pod.hpp"
+
 #include <charconv>
 
 namespace tcptrack {
-namespace {
-
-bool is_hex(std::string_view s) {
-    return std::all_of(s.begin(), s.end(), [](char c) {
-        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-    });
-}
-
-}  // namespace
 
 std::optional<std::uint64_t> socket_inode(std::string_view link) {
     constexpr std::string_view pre = "socket:[";
@@ -27,26 +19,7 @@ std::optional<std::uint64_t> socket_inode(std::string_view link) {
     return v;
 }
 
-std::optional<std::string> container_id(std::string_view path) {
-    // Runtimes name the leaf cgroup after the container: docker (cgroupfs
-    // /docker/<id>, systemd docker-<id>.scope), containerd, CRI-O, podman,
-    // kubepods/.../<id>. crio-conmon-<id> is the monitor, not the container.
-    static constexpr std::string_view prefixes[] = {"docker-", "cri-containerd-", "crio-",
-                                                    "libpod-", "containerd-",     ""};
-    while (!path.empty()) {
-        const std::size_t slash = path.rfind('/');
-        std::string_view seg = slash == std::string_view::npos ? path : path.substr(slash + 1);
-        path = slash == std::string_view::npos ? std::string_view() : path.substr(0, slash);
-        if (seg.size() > 6 && seg.substr(seg.size() - 6) == ".scope") seg.remove_suffix(6);
-        if (seg.substr(0, 12) == "crio-conmon-") continue;
-        for (std::string_view pre : prefixes) {
-            if (seg.substr(0, pre.size()) != pre) continue;
-            const std::string_view id = seg.substr(pre.size());
-            if (id.size() == 64 && is_hex(id)) return std::string(id);
-        }
-    }
-    return std::nullopt;
-}
+std::optional<std::string> container_id(std::string_view path) { return container_id_of(path); }
 
 std::string cgroup_of(std::string_view text) {
     std::optional<std::string> v2;

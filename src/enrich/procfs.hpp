@@ -12,8 +12,8 @@ namespace tcptrack {
 
 // The inode of a /proc/PID/fd link text "socket:[12345]"; empty for anything else.
 std::optional<std::uint64_t> socket_inode(std::string_view link);
-// A container id evident in a cgroup path: the last segment that is 64 hex
-// digits, alone or as docker-/cri-containerd-/crio-/libpod-<id>[.scope].
+// A container id evident in a cgroup path (enrich/pod.hpp's container_id_of,
+// the one rule for both).
 std::optional<std::string> container_id(std::string_view path);
 // From /proc/PID/cgroup's text: the container id if one is evident, else the
 // cgroup v2 path ("0::/path"); "" when the host has no v2 line and no id.

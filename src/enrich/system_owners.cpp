@@ -11,6 +11,7 @@
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -21,6 +22,7 @@
 #include <unordered_set>
 
 #include "datapath/collector.hpp"
+#include "enrich/pod.hpp"
 #include "enrich/procfs.hpp"
 #include "sys/error.hpp"
 
@@ -63,6 +65,11 @@ SystemOwners::SystemOwners() {
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
     const timeval tv{1, 0};  // never hang a report on a lost answer
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    // sock_diag answers from the namespace this socket was made in (after
+    // --netns): every socket it finds lives there.
+    struct stat st {};
+    if (stat("/proc/thread-self/ns/net", &st) == 0 || stat("/proc/self/ns/net", &st) == 0)
+        netns_ = static_cast<std::uint64_t>(st.st_ino);
 }
 
 SystemOwners::~SystemOwners() {
@@ -200,6 +207,10 @@ std::shared_ptr<const Owner> SystemOwners::owner_of(std::uint32_t pid) {
     if (o->comm.empty()) return nullptr;  // exited meanwhile
     if (o->comm.back() == '\n') o->comm.pop_back();
     o->cgroup = cgroup_of(cg);
+    PodRef pod = pod_of(cg);
+    o->pod_uid = std::move(pod.pod_uid);
+    o->container_id = std::move(pod.container_id);
+    o->netns = netns_;
     pid_owner_[pid] = o;
     return o;
 }

@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <unordered_map>
 #include <vector>
 
@@ -58,6 +59,7 @@ class SystemOwners {
     std::unordered_map<std::uint32_t, std::shared_ptr<const Owner>> pid_owner_;
     std::uint64_t last_scan_ns_ = 0, scan_cost_ns_ = 0;
     bool scanned_ = false;
+    std::optional<std::uint64_t> netns_;  // the namespace sock_diag answers from
 };
 
 }  // namespace tcptrack

@@ -37,10 +37,11 @@ namespace {
 // the same fields in the same order and sizes (packed: no holes).
 #define TT_IPFIX_COMMON_HEAD \
     std::uint64_t start_ms, end_ms, octets, packets, rev_octets, rev_packets, payload, rev_payload;
-#define TT_IPFIX_COMMON_TAIL               \
-    std::uint32_t rtt_us;                  \
-    std::uint16_t sport, dport, tcp_flags; \
-    std::uint8_t proto, end_reason, biflow_dir;
+#define TT_IPFIX_COMMON_TAIL                    \
+    std::uint32_t rtt_us;                       \
+    std::uint16_t sport, dport, tcp_flags;      \
+    std::uint8_t proto, end_reason, biflow_dir; \
+    fbVarfield_t pod_uid, container_id;
 
 struct __attribute__((packed)) RecV4 {
     TT_IPFIX_COMMON_HEAD
@@ -63,7 +64,8 @@ struct __attribute__((packed)) RecV6 {
     {(char*)"tcptrackHandshakeRttMicroseconds", 4, 0}, {(char*)"sourceTransportPort", 2, 0}, \
         {(char*)"destinationTransportPort", 2, 0}, {(char*)"tcpControlBits", 2, 0},          \
         {(char*)"protocolIdentifier", 1, 0}, {(char*)"flowEndReason", 1, 0},                 \
-        {(char*)"biflowDirection", 1, 0}, FB_IESPEC_NULL
+        {(char*)"biflowDirection", 1, 0}, {(char*)"tcptrackPodUid", FB_IE_VARLEN, 0},        \
+        {(char*)"tcptrackContainerId", FB_IE_VARLEN, 0}, FB_IESPEC_NULL
 
 fbInfoElementSpec_t kSpecV4[] = {TT_IPFIX_SPEC_HEAD{(char*)"sourceIPv4Address", 4, 0},
                                  {(char*)"destinationIPv4Address", 4, 0},
@@ -78,6 +80,11 @@ fbInfoElement_t kOurElements[] = {
                     (char*)"TCP payload octets since the previous record"),
     FB_IE_INIT_FULL("tcptrackHandshakeRttMicroseconds", kIpfixPen, kIpfixIeRttUs, 4, FB_IE_F_ENDIAN,
                     0, 0, FB_UINT_32, (char*)"TCP handshake round-trip time (0: not measured)"),
+    FB_IE_INIT_FULL("tcptrackPodUid", kIpfixPen, kIpfixIePodUid, FB_IE_VARLEN, FB_IE_DEFAULT, 0, 0,
+                    FB_STRING, (char*)"Kubernetes pod UID of the local socket's process"),
+    FB_IE_INIT_FULL("tcptrackContainerId", kIpfixPen, kIpfixIeContainerId, FB_IE_VARLEN,
+                    FB_IE_DEFAULT, 0, 0, FB_STRING,
+                    (char*)"container id of the local socket's process"),
     FB_IE_NULL};
 
 // flowEndReason (RFC 5102): kLack (lack of resources) ends a half-open flow
@@ -388,7 +395,15 @@ class IpfixOutput final : public Output {
             rec.proto = 6;
             rec.end_reason = why;
             rec.biflow_dir = 1;  // initiator: the source is the client
+            // Empty strings when the owner is unknown (one template for all).
+            rec.pod_uid = {owner_.pod_uid.size(),
+                           reinterpret_cast<std::uint8_t*>(owner_.pod_uid.data())};
+            rec.container_id = {owner_.container_id.size(),
+                                reinterpret_cast<std::uint8_t*>(owner_.container_id.data())};
         };
+        owner_.pod_uid.clear();
+        owner_.container_id.clear();
+        if (f.enrich) f.enrich(s.ref, owner_);
         if (s.key.family == TT_FAMILY_INET) {
             RecV4 rec{};
             fill(rec);
@@ -514,6 +529,7 @@ class IpfixOutput final : public Output {
     std::uint64_t now_ns_ = 0;
     std::unordered_map<std::uint64_t, Exported> flows_;
     std::unordered_set<std::uint64_t> idle_;
+    FlowRow owner_;  // the enrichers' fields of the sample being exported
 };
 
 }  // namespace

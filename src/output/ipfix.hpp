@@ -33,6 +33,10 @@ inline constexpr std::uint32_t kIpfixPen = 32473;
 inline constexpr std::uint16_t kIpfixIePayload = 1;
 // unsigned32: handshake RTT in microseconds (0: not measured).
 inline constexpr std::uint16_t kIpfixIeRttUs = 2;
+// string (variable length): the Kubernetes pod UID and the container id of
+// the local socket's process (enrich/pod.hpp); empty when unknown.
+inline constexpr std::uint16_t kIpfixIePodUid = 3;
+inline constexpr std::uint16_t kIpfixIeContainerId = 4;
 // Template IDs.
 inline constexpr std::uint16_t kIpfixTemplateV4 = 256;
 inline constexpr std::uint16_t kIpfixTemplateV6 = 257;

@@ -27,30 +27,33 @@ std::uint64_t bps_integer(double bps) {
 // The row schema, written once: every documented key in order, the kind of
 // its value and where the value comes from (the row `r`, the report's `time`).
 // The JSON writer, the CSV header and the CSV writer all expand this list.
-#define TT_ROW_FIELDS(F)                                                 \
-    F(time, Str, time)                                                   \
-    F(iface, Name, r.iface)                                              \
-    F(family, Str, r.family == Family::V6 ? "ipv6" : "ipv4")             \
-    F(src, Addr, r.src)                                                  \
-    F(sport, Num, r.sport)                                               \
-    F(dst, Addr, r.dst)                                                  \
-    F(dport, Num, r.dport)                                               \
-    F(state, Str, state_name(r.state))                                   \
-    F(fwd_bytes, Num, r.fwd_bytes)                                       \
-    F(fwd_packets, Num, r.fwd_packets)                                   \
-    F(fwd_payload, Num, r.fwd_payload)                                   \
-    F(rev_bytes, Num, r.rev_bytes)                                       \
-    F(rev_packets, Num, r.rev_packets)                                   \
-    F(rev_payload, Num, r.rev_payload)                                   \
-    F(fwd_bps, Num, bps_integer(r.fwd_bps))                              \
-    F(rev_bps, Num, bps_integer(r.rev_bps))                              \
-    F(duration_ns, OptNum, r.duration_ns)                                \
-    F(rtt_ns, OptNum, r.rtt_ns)                                          \
-    /* the owning process: none without a local socket */                \
-    F(pid, OptNum, r.pid)                                                \
-    F(comm, OptText, r.pid ? &r.comm : nullptr)                          \
-    F(cgroup, OptText, r.pid && !r.cgroup.empty() ? &r.cgroup : nullptr) \
-    /* a half-open flow's last row, ended to make room */                \
+#define TT_ROW_FIELDS(F)                                                                   \
+    F(time, Str, time)                                                                     \
+    F(iface, Name, r.iface)                                                                \
+    F(family, Str, r.family == Family::V6 ? "ipv6" : "ipv4")                               \
+    F(src, Addr, r.src)                                                                    \
+    F(sport, Num, r.sport)                                                                 \
+    F(dst, Addr, r.dst)                                                                    \
+    F(dport, Num, r.dport)                                                                 \
+    F(state, Str, state_name(r.state))                                                     \
+    F(fwd_bytes, Num, r.fwd_bytes)                                                         \
+    F(fwd_packets, Num, r.fwd_packets)                                                     \
+    F(fwd_payload, Num, r.fwd_payload)                                                     \
+    F(rev_bytes, Num, r.rev_bytes)                                                         \
+    F(rev_packets, Num, r.rev_packets)                                                     \
+    F(rev_payload, Num, r.rev_payload)                                                     \
+    F(fwd_bps, Num, bps_integer(r.fwd_bps))                                                \
+    F(rev_bps, Num, bps_integer(r.rev_bps))                                                \
+    F(duration_ns, OptNum, r.duration_ns)                                                  \
+    F(rtt_ns, OptNum, r.rtt_ns)                                                            \
+    /* the owning process: none without a local socket */                                  \
+    F(pid, OptNum, r.pid)                                                                  \
+    F(comm, OptText, r.pid ? &r.comm : nullptr)                                            \
+    F(cgroup, OptText, r.pid && !r.cgroup.empty() ? &r.cgroup : nullptr)                   \
+    F(netns, OptNum, r.pid ? r.netns : std::nullopt)                                       \
+    F(pod_uid, OptText, r.pid && !r.pod_uid.empty() ? &r.pod_uid : nullptr)                \
+    F(container_id, OptText, r.pid && !r.container_id.empty() ? &r.container_id : nullptr) \
+    /* a half-open flow's last row, ended to make room */                                  \
     F(displaced, Bool, r.displaced)
 
 // Interface names are bytes from the kernel: never let a bad one throw.
@@ -70,7 +73,8 @@ constexpr std::size_t kRowMax = 1024;
 class Out {
    public:
     explicit Out(const TextSink& sink) : sink_(sink), buf_(kChunk + kRowMax) {}
-    // Before each row: room for kRowMax + `extra` more bytes.
+    // Before each row: room for kRowMax + `extra` more bytes (and mid-row
+    // before a text of `extra` bytes: what is written stays).
     void begin_row(std::size_t extra) {
         const std::size_t used = static_cast<std::size_t>(p_ - buf_.data());
         if (used + kRowMax + extra > buf_.size()) buf_.resize(used + kRowMax + extra);
@@ -169,7 +173,7 @@ bool render_json(std::chrono::system_clock::time_point when, const RowSource& ro
     // Keys are fixed, so rows are written by hand from TT_ROW_FIELDS.
     const std::string time = rfc3339_utc(when);
     NameCache iface(json_string);
-    std::string comm, cgroup;
+    std::string text;
     Out o(sink);
     const FlowRow* row = nullptr;
     const auto Str = [&](std::string_view v) {
@@ -190,17 +194,14 @@ bool render_json(std::chrono::system_clock::time_point when, const RowSource& ro
     const auto OptNum = [&](const auto& v) { v ? o.num(*v) : o.put("null"); };
     const auto OptText = [&](const std::string* v) {
         if (!v) return o.put("null");
-        o.put(v == &row->comm ? std::string_view(comm) : std::string_view(cgroup));
+        text = json_text(*v);
+        o.begin_row(text.size());
+        o.put(text);
     };
     FlowRow scratch;
     while ((row = rows(scratch))) {
         const FlowRow& r = *row;
-        if (r.pid) {
-            comm = json_text(r.comm);
-            cgroup = json_text(r.cgroup);
-        }
-        o.begin_row(time.size() + iface.get(r.iface).size() +
-                    (r.pid ? comm.size() + cgroup.size() : 0));
+        o.begin_row(time.size() + iface.get(r.iface).size());
         o.put('{');
         std::string_view sep = "";
 #define TT_JSON_FIELD(key, kind, value) \
@@ -267,7 +268,7 @@ bool render_csv(std::chrono::system_clock::time_point when, const RowSource& row
     }
     const std::string time = rfc3339_utc(when);
     NameCache iface(csv_field);
-    std::string comm, cgroup;
+    std::string text;
     const FlowRow* row = nullptr;
     const auto Str = [&](std::string_view v) { o.put(v); };
     const auto Name = [&](const std::string& v) { o.put(iface.get(v)); };
@@ -280,17 +281,15 @@ bool render_csv(std::chrono::system_clock::time_point when, const RowSource& row
         if (v) o.num(*v);
     };
     const auto OptText = [&](const std::string* v) {
-        if (v) o.put(v == &row->comm ? std::string_view(comm) : std::string_view(cgroup));
+        if (!v) return;
+        text = csv_field(*v);
+        o.begin_row(text.size());
+        o.put(text);
     };
     FlowRow scratch;
     while ((row = rows(scratch))) {
         const FlowRow& r = *row;
-        if (r.pid) {
-            comm = csv_field(r.comm);
-            cgroup = csv_field(r.cgroup);
-        }
-        o.begin_row(time.size() + iface.get(r.iface).size() +
-                    (r.pid ? comm.size() + cgroup.size() : 0));
+        o.begin_row(time.size() + iface.get(r.iface).size());
         sep = "";
 #define TT_CSV_FIELD(key, kind, value) \
     o.put(sep);                        \

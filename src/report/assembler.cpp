@@ -74,8 +74,19 @@ const ReportFrame& ReportAssembler::assemble(std::uint64_t now, std::uint64_t el
     if (auto line = pressure_.update(r.stats, now))
         std::fprintf(stderr, "tcptrack: %s\n", line->c_str());
 
-    frame_.emplace(ReportFrame{r, [this] { return builder_.rows(); }, samples, collector_.live(),
-                               collector_.changed(), collector_.idle(), now, names_});
+    ReportFrame f{r,
+                  [this] { return builder_.rows(); },
+                  samples,
+                  collector_.live(),
+                  collector_.changed(),
+                  collector_.idle(),
+                  now,
+                  names_};
+    if (!enrichers_.empty())
+        f.enrich = [this](const SlotRef& ref, FlowRow& row) {
+            for (const Enricher* e : enrichers_) e->fill(ref, row);
+        };
+    frame_.emplace(std::move(f));
     return *frame_;
 }
 

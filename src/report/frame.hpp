@@ -34,6 +34,9 @@ struct ReportFrame {
     // The watched interfaces' names, by ifindex (a sample's key.ifindex).
     const InterfaceNames& ifaces;
     const std::string& iface(std::uint32_t ifindex) const { return iface_name(ifaces, ifindex); }
+    // The enrichers' fields of a sample's row (pid, comm, cgroup, pod_uid,
+    // ...), for exporters that read samples; empty: no enrichers.
+    std::function<void(const SlotRef&, FlowRow&)> enrich = {};
 };
 
 }  // namespace tcptrack

@@ -37,8 +37,12 @@ struct FlowRow {
     std::uint64_t age_ns = 0;                  // since first seen (for display)
     // The local socket's owner (process attribution); empty: no local socket known.
     std::optional<std::uint32_t> pid;
-    std::string comm;    // "" with no pid
-    std::string cgroup;  // container id or cgroup v2 path; "" if none
+    std::string comm;          // "" with no pid
+    std::string cgroup;        // container id or cgroup v2 path; "" if none
+    std::string pod_uid;       // Kubernetes pod UID (dashed) from the cgroup; "" if none
+    std::string container_id;  // 64-hex container id from the cgroup; "" if none
+    // The socket's network namespace (nsfs inode, as `ls -iL /proc/PID/ns/net`).
+    std::optional<std::uint64_t> netns;
     // Final row of an unassured (half-open) flow that a new connection displaced.
     bool displaced = false;
 };

@@ -31,7 +31,7 @@ KEYS = [
     "fwd_bytes", "fwd_packets", "fwd_payload",
     "rev_bytes", "rev_packets", "rev_payload",
     "fwd_bps", "rev_bps", "duration_ns", "rtt_ns",
-    "pid", "comm", "cgroup", "displaced",
+    "pid", "comm", "cgroup", "netns", "pod_uid", "container_id", "displaced",
 ]
 STATES = {"SYN_SENT", "SYN_RECV", "ESTABLISHED", "CLOSING", "CLOSED", "RESET"}
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")

@@ -69,7 +69,8 @@ while True:
     time.sleep(0.02)
 """
 
-HEX64 = re.compile(r"^(?:docker-|cri-containerd-|crio-|libpod-|containerd-)?([0-9a-fA-F]{64})(?:\.scope)?$")
+HEX64 = re.compile(r"^(?:docker-|cri-containerd-|crio-|libpod-|containerd-)([0-9a-fA-F]{64})(?:\.scope)?$")
+BARE64 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
 def expected_cgroup(pid):
@@ -82,12 +83,18 @@ def expected_cgroup(pid):
         parts = line.split(":", 2)
         if len(parts) != 3:
             continue
-        for seg in reversed(parts[2].split("/")):
+        segs = parts[2].split("/")
+        for i in reversed(range(len(segs))):
+            seg = segs[i]
             if seg.startswith("crio-conmon-"):
                 continue
             m = HEX64.match(seg)
             if m:
-                return m.group(1)
+                return m.group(1).lower()
+            # Bare: under a runtime's parent or inside kubepods (enrich/pod.cpp).
+            if BARE64.match(seg) and (segs[i - 1] in ("docker", "moby", "default")
+                                      or any(s.startswith("kubepods") for s in segs[:i])):
+                return seg.lower()
         if parts[0] == "0" and parts[1] == "":
             v2 = parts[2]
     return v2
@@ -258,9 +265,11 @@ class ProcessAttribution(unittest.TestCase):
                 # The lookup is for new connections; retried until found, then cached:
                 # once found, every later row has it.
                 first = next(i for i, r in enumerate(rows) if r["pid"] is not None)
+                # The socket lives in the instance's namespace (tcptrack runs there).
+                ns_ino = os.stat("/run/netns/" + inst[key][0]).st_ino
                 for r in rows[first:]:
-                    self.assertEqual((r["pid"], r["comm"], r["cgroup"]),
-                                     (pid, comm, expected_cgroup(pid)),
+                    self.assertEqual((r["pid"], r["comm"], r["cgroup"], r["netns"]),
+                                     (pid, comm, expected_cgroup(pid), ns_ino),
                                      "%s side, %s: %s" % (side, conn[:5], r))
                 self.assertLessEqual(first, 2, "%s side found late: %s" % (side, rows))
                 # Orientation is client -> server whichever side owns the socket.
@@ -274,9 +283,10 @@ class ProcessAttribution(unittest.TestCase):
                 rows = rows_of(inst[key][2], conn)
                 self.assertTrue(rows, "%s: no rows for %s" % (key, conn[:5]))
                 for r in rows:
-                    self.assertEqual((r["pid"], r["comm"], r["cgroup"]), (None, None, None),
-                                     "%s: %s" % (key, r))
-                    self.assertEqual(list(r.keys())[-4:], ["pid", "comm", "cgroup", "displaced"])
+                    self.assertEqual((r["pid"], r["comm"], r["cgroup"], r["netns"], r["pod_uid"],
+                                      r["container_id"]), (None,) * 6, "%s: %s" % (key, r))
+                    self.assertEqual(list(r.keys())[-7:], ["pid", "comm", "cgroup", "netns",
+                                                           "pod_uid", "container_id", "displaced"])
 
         # The table: a PROCESS column with comm/pid, the --summary line under each report.
         lines = inst["table"][2].lines()

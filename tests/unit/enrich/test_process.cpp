@@ -252,7 +252,9 @@ struct FakeLookup {
                 q.result = OwnerQuery::Result::Wait;
             } else if (const auto it = pid_of_port.find(q.conn.lport); it != pid_of_port.end()) {
                 q.result = OwnerQuery::Result::Found;
-                q.owner = std::make_shared<Owner>(Owner{it->second, "curl", "/user.slice"});
+                q.owner = std::make_shared<Owner>(Owner{it->second, "curl", "/user.slice",
+                                                        "0e9c7f6a-1b2c-4d3e-8f9a-0b1c2d3e4f5a",
+                                                        std::string(64, 'a'), 4026532000u});
             } else {
                 q.result = OwnerQuery::Result::Retry;
             }
@@ -293,11 +295,17 @@ TEST_F(CacheTest, LooksUpOnlyNewConnections) {
     EXPECT_EQ(row.pid, 321u);
     EXPECT_EQ(row.comm, "curl");
     EXPECT_EQ(row.cgroup, "/user.slice");
+    EXPECT_EQ(row.pod_uid, "0e9c7f6a-1b2c-4d3e-8f9a-0b1c2d3e4f5a");
+    EXPECT_EQ(row.container_id, std::string(64, 'a'));
+    EXPECT_EQ(row.netns, 4026532000u);
     cache.fill(SlotRef{1, 1}, row);
     EXPECT_EQ(row.pid, 322u);
     cache.fill(SlotRef{1, 3}, row);  // another generation of that slot
     EXPECT_EQ(row.pid, std::nullopt);
     EXPECT_EQ(row.comm, "");
+    EXPECT_EQ(row.pod_uid, "");  // every owner field cleared
+    EXPECT_EQ(row.container_id, "");
+    EXPECT_EQ(row.netns, std::nullopt);
 
     // Moved (counters changed) but not new: no lookup.
     quiet();

@@ -39,6 +39,10 @@ struct Record {
         return v;
     }
     std::vector<std::uint8_t> bytes(std::uint16_t id) const { return f.at({0, id}); }
+    std::string str(std::uint32_t pen, std::uint16_t id) const {
+        const auto& b = f.at({pen, id});
+        return std::string(b.begin(), b.end());
+    }
 };
 
 constexpr std::uint32_t kRev = 29305;  // RFC 5103 reverse PEN
@@ -112,15 +116,37 @@ struct Collector {
             } else if (set >= 256) {
                 auto it = templates.find(set);
                 ASSERT_NE(it, templates.end()) << "data before its template";
-                std::size_t rlen = 0;
-                for (auto& fl : it->second) rlen += fl.second;
-                while (p + rlen <= e && rlen) {
+                // Fields of length 65535 are variable-length (RFC 7011 section
+                // 7): a length octet, or 255 and a 16-bit length, then the bytes.
+                while (p < e && !it->second.empty()) {
                     Record r;
                     r.tid = set;
+                    bool whole = true;
                     for (auto& fl : it->second) {
-                        r.f[fl.first].assign(p, p + fl.second);
-                        p += fl.second;
+                        std::size_t l = fl.second;
+                        if (l == 65535) {
+                            if (p >= e) {
+                                whole = false;
+                                break;
+                            }
+                            l = *p++;
+                            if (l == 255) {
+                                if (p + 2 > e) {
+                                    whole = false;
+                                    break;
+                                }
+                                l = be16(p);
+                                p += 2;
+                            }
+                        }
+                        if (p + l > e) {
+                            whole = false;
+                            break;
+                        }
+                        r.f[fl.first].assign(p, p + l);
+                        p += l;
                     }
+                    if (!whole) break;  // the set's padding
                     records.push_back(std::move(r));
                 }
             }
@@ -157,14 +183,17 @@ struct Frame {
     std::vector<std::uint32_t> changed;
     std::vector<SlotRef> idle;
     std::uint64_t now_ns = 0;
+    std::function<void(const SlotRef&, FlowRow&)> enrich;  // the enrichers, if any
     ReportFrame get() {
         report.time = std::chrono::system_clock::time_point(std::chrono::seconds(1700000000)) +
                       std::chrono::nanoseconds(now_ns);
-        return ReportFrame{
+        ReportFrame f{
             report,  [] { return RowSource([](FlowRow&) -> const FlowRow* { return nullptr; }); },
             samples, live,
             changed, idle,
             now_ns,  kIfaces};
+        f.enrich = enrich;
+        return f;
     }
 };
 std::uint64_t wall_ms_of(std::uint64_t mono_ns) { return 1700000000000ull + mono_ns / 1000000; }
@@ -408,6 +437,44 @@ TEST(Ipfix, DisplacedFlowEndsForLackOfResources) {
     EXPECT_EQ(d.u(kIpfixPen, kIpfixIeRttUs), 0u);                  // the handshake never completed
     EXPECT_EQ(c.records[1].u(0, kEndReason), 3u);
     EXPECT_EQ(c.records[1].u(0, kOctets), 500u);
+    EXPECT_EQ(out.errors(), 0u);
+}
+
+TEST(Ipfix, PodAndContainerStrings) {
+    Collector c;
+    auto out = make(c);
+    const std::string uid = "0e9c7f6a-1b2c-4d3e-8f9a-0b1c2d3e4f5a", id(64, 'a');
+    FlowSample in_pod = v4_flow(3, 1 * kSec), bare = v4_flow(4, 1 * kSec);
+    for (FlowSample* s : {&in_pod, &bare}) {
+        s->finished = true;
+        s->info.state = TT_CLOSED;
+        s->info.close_ns = 2 * kSec;
+    }
+    Frame f;
+    f.now_ns = 3 * kSec;
+    f.samples = {in_pod, bare};
+    f.enrich = [&](const SlotRef& ref, FlowRow& row) {
+        row.pod_uid = ref.slot == 3 ? uid : "";
+        row.container_id = ref.slot == 3 ? id : "";
+    };
+    EXPECT_TRUE(out->write(f.get()));
+    c.drain();
+    ASSERT_EQ(c.records.size(), 2u);
+    // Variable-length strings in the template, under the PEN.
+    int strings = 0;
+    for (const auto& [field, len] : c.templates.at(kIpfixTemplateV4)) {
+        if (field.first != kIpfixPen) continue;
+        if (field.second != kIpfixIePodUid && field.second != kIpfixIeContainerId) continue;
+        EXPECT_EQ(len, 65535u);
+        ++strings;
+    }
+    EXPECT_EQ(strings, 2);
+    EXPECT_EQ(c.records[0].str(kIpfixPen, kIpfixIePodUid), uid);
+    EXPECT_EQ(c.records[0].str(kIpfixPen, kIpfixIeContainerId), id);
+    EXPECT_EQ(c.records[0].u(kIpfixPen, kIpfixIeRttUs), 250u);   // fields around them intact
+    EXPECT_EQ(c.records[1].str(kIpfixPen, kIpfixIePodUid), "");  // unknown: empty
+    EXPECT_EQ(c.records[1].str(kIpfixPen, kIpfixIeContainerId), "");
+    EXPECT_EQ(c.records[1].u(0, kEndReason), 3u);
     EXPECT_EQ(out.errors(), 0u);
 }
 

@@ -1,0 +1,256 @@
+# SPDX-License-Identifier: MIT
+"""End-to-end test of pod and container attribution (pod_uid, container_id, netns).
+
+"Pods" made on this machine: cgroup v2 directories laid out as kubelet and
+the runtimes lay them out, under a parent of our own (ttpod-PID) in the v2
+hierarchy (/sys/fs/cgroup/unified on a hybrid host, /sys/fs/cgroup on a v2
+one):
+
+  * pod A, systemd driver: kubepods.slice/kubepods-burstable.slice/
+    kubepods-burstable-pod<uid_with_underscores>.slice/cri-containerd-<64hex>.scope
+  * pod B, cgroupfs driver: kubepods/burstable/pod<uid>/<64hex>
+
+A client (python3, in pod A) in one network namespace connects to a server
+(python3, in pod B) in another, over a veth pair. The processes are moved
+into their cgroups from here (the host's mount namespace: `ip netns exec`
+remounts /sys without the cgroup tree) before the connection opens. tcptrack
+runs in each namespace (where the sockets live: `ip netns exec`, and
+`--netns` from the host for the client's) and must name, for the local end:
+the pid, the pod UID (dashed), the container id, cgroup (the container id,
+its meaning unchanged) and netns (the inode of that namespace, not the host's).
+
+Everything made (processes, namespaces, cgroup directories) goes at the end,
+on failure too. Usage: pods_test.py [--binary PATH] [unittest args]. Needs
+root and a cgroup v2 hierarchy; exits 77 otherwise.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+import unittest
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import netns  # noqa: E402
+from netns import Proc, parse_json_lines, run  # noqa: E402
+
+PREFIX = "ttpod-%d-" % os.getpid()
+netns.set_prefix(PREFIX)
+START_TIMEOUT = 120.0  # a loaded 2-CPU machine takes tens of seconds to load and attach
+
+
+def v2_root():
+    """Where the cgroup v2 hierarchy is mounted, or None."""
+    for path in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup"):
+        try:
+            with open("/proc/self/mountinfo") as f:
+                mounted = any(l.split(" - ")[1].split()[0] == "cgroup2"
+                              and l.split()[4] == path for l in f if " - " in l)
+        except OSError:
+            return None
+        if mounted:
+            return path
+    return None
+
+
+# A peer: a server accepts one connection; a client waits for a line on stdin
+# (it is in its cgroup then), connects, and both say who they are and trickle
+# data until killed.
+PEER = r"""
+import json, os, socket, sys, threading, time
+role, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+if role == "server":
+    l = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    l.bind((host, port))
+    l.listen(4)
+    print(json.dumps({"ready": True, "pid": os.getpid(), "port": l.getsockname()[1]}), flush=True)
+    c, peer = l.accept()
+else:
+    print(json.dumps({"ready": True, "pid": os.getpid()}), flush=True)
+    sys.stdin.readline()
+    c = socket.create_connection((host, port), timeout=20)
+    c.settimeout(None)
+    print(json.dumps({"connected": True, "sport": c.getsockname()[1]}), flush=True)
+def reader():
+    while c.recv(65536):
+        pass
+threading.Thread(target=reader, daemon=True).start()
+while True:
+    try:
+        c.sendall(b"x" * 4096)
+    except OSError:
+        break
+    time.sleep(0.05)
+"""
+
+
+class Pods(unittest.TestCase):
+    maxDiff = None
+
+    def setUp(self):
+        self.root = v2_root()
+        self.cgdirs = []  # made, outermost first
+        self.addCleanup(self.remove_cgroups)
+        self.c, self.s = PREFIX + "c", PREFIX + "s"
+        self.made_ns = []
+        self.addCleanup(self.remove_namespaces)
+        for ns in (self.c, self.s):
+            run(["ip", "netns", "add", ns])
+            self.made_ns.append(ns)
+            run(["ip", "-n", ns, "link", "set", "lo", "up"])
+        run(["ip", "-n", self.c, "link", "add", "ttpodc0", "type", "veth", "peer", "name",
+             "ttpods0", "netns", self.s])
+        for ns, dev, addr in ((self.c, "ttpodc0", "10.93.0.1/24"),
+                              (self.s, "ttpods0", "10.93.0.2/24")):
+            run(["ip", "-n", ns, "addr", "add", addr, "dev", dev])
+            run(["ip", "-n", ns, "link", "set", dev, "up"])
+        deadline = time.monotonic() + 10
+        for ns, dev in ((self.c, "ttpodc0"), (self.s, "ttpods0")):
+            while "LOWER_UP" not in run(["ip", "-n", ns, "link", "show", "dev", dev]).stdout:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("%s in %s did not come up" % (dev, ns))
+                time.sleep(0.05)
+
+    # ------------------------------------------------------------- cleanup
+
+    def remove_namespaces(self):
+        for ns in self.made_ns:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)
+        self.made_ns = []
+
+    def remove_cgroups(self):
+        """rmdir, innermost first, once their processes are gone (killed by
+        the cleanups that ran before this one)."""
+        left = []
+        for d in reversed(self.cgdirs):
+            deadline = time.monotonic() + 10
+            while os.path.isdir(d):
+                try:
+                    os.rmdir(d)
+                except OSError:  # EBUSY while an exiting process is still in it
+                    if time.monotonic() > deadline:
+                        left.append(d)
+                        break
+                    time.sleep(0.1)
+        self.cgdirs = []
+        if left:
+            raise AssertionError("cgroup directories left behind: %s" % left)
+
+    def mkcgroup(self, rel):
+        """Makes ROOT/ttpod-PID/REL, each level recorded for the cleanup."""
+        path = self.root
+        for part in ["%scg" % PREFIX] + rel.split("/"):
+            path = os.path.join(path, part)
+            if not os.path.isdir(path):
+                os.mkdir(path)
+                self.cgdirs.append(path)
+        return path
+
+    def start(self, cmd, **kw):
+        p = Proc(cmd, **kw)
+        self.addCleanup(p.kill)
+        return p
+
+    # ------------------------------------------------------------- the test
+
+    def test_pod_and_container_of_each_end(self):
+        uid_a, uid_b = str(uuid.uuid4()), str(uuid.uuid4())
+        id_a, id_b = os.urandom(32).hex(), os.urandom(32).hex()
+        cg_a = self.mkcgroup("kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod%s"
+                             ".slice/cri-containerd-%s.scope" % (uid_a.replace("-", "_"), id_a))
+        cg_b = self.mkcgroup("kubepods/burstable/pod%s/%s" % (uid_b, id_b))
+
+        # tcptrack in each namespace, started first so it sees the SYN; and one
+        # from here with --netns into the client's (the same answer, the
+        # client's namespace in netns).
+        dev = {self.c: "ttpodc0", self.s: "ttpods0"}
+        args = ["--interval", "0.5", "--format", "json"]
+        inst = {(ns, "exec"): self.start(["ip", "netns", "exec", ns, netns.binary(), "-i",
+                                          dev[ns], *args])
+                for ns in (self.c, self.s)}
+        inst[(self.c, "--netns")] = self.start([netns.binary(), "--netns", self.c, "-i",
+                                                dev[self.c], *args])
+        deadline = time.monotonic() + START_TIMEOUT
+        for (ns, how), p in inst.items():
+            while True:
+                out = run(["ip", "netns", "exec", ns, "bpftool", "net", "show", "dev",
+                           dev[ns]]).stdout
+                mine = [l for l in out.splitlines() if "tcptrack" in l]
+                # Two instances on the client's interface: count the links of each hook.
+                if any("ingress" in l for l in mine) and any("egress" in l for l in mine) \
+                        and len(mine) >= 2 * sum(1 for n, _ in inst if n == ns):
+                    break
+                if not p.running() or time.monotonic() > deadline:
+                    self.fail("tcptrack not attached to %s in %s: %s"
+                              % (dev[ns], ns, p.stderr_text()))
+                time.sleep(0.2)
+
+        server = self.start(["ip", "netns", "exec", self.s, sys.executable, "-c", PEER, "server",
+                             "10.93.0.2", "0"])
+        sready = server.wait_for(lambda ls: next((json.loads(l) for l in ls if '"ready"' in l),
+                                                 None), 20, "server ready")
+        client = self.start(["ip", "netns", "exec", self.c, sys.executable, "-c", PEER, "client",
+                             "10.93.0.2", str(sready["port"])], stdin=True)
+        client.wait_for(lambda ls: any('"ready"' in l for l in ls), 20, "client ready")
+        # ip netns exec execs the command: the pids we started are the peers'.
+        for p, cg in ((server, cg_b), (client, cg_a)):
+            with open(os.path.join(cg, "cgroup.procs"), "w") as f:
+                f.write("%d\n" % p.pid)
+            with open("/proc/%d/cgroup" % p.pid) as f:
+                text = f.read()
+            self.assertIn("0::" + cg[len(self.root):] + "\n", text, "the peer's v2 cgroup")
+        client.p.stdin.write("go\n")
+        client.p.stdin.flush()
+        cready = client.wait_for(lambda ls: next((json.loads(l) for l in ls
+                                                  if '"connected"' in l), None), 20,
+                                 "client connected")
+        conn = ("10.93.0.1", cready["sport"], "10.93.0.2", sready["port"])
+
+        def rows(p):
+            got, _, _ = parse_json_lines(p.lines())
+            return [r for _, r in got if (r["src"], r["sport"], r["dst"], r["dport"]) == conn]
+
+        want = {
+            self.c: (client.pid, uid_a, id_a),
+            self.s: (server.pid, uid_b, id_b),
+        }
+        for (ns, how), p in inst.items():
+            p.wait_for(lambda _, p=p: any(r["pid"] is not None for r in rows(p)), 30,
+                       "the owner of the connection in %s (%s)" % (ns, how))
+        for p in inst.values():
+            p.signal(2)
+        for (ns, how), p in inst.items():
+            self.assertEqual(p.wait(20), 0, "%s (%s): %s" % (ns, how, p.stderr_text()))
+
+        for (ns, how), p in inst.items():
+            pid, uid, cid = want[ns]
+            ino = os.stat("/run/netns/" + ns).st_ino
+            got = [r for r in rows(p) if r["pid"] is not None]
+            self.assertTrue(got, "%s: no attributed row: %s" % (ns, rows(p)))
+            for r in got:
+                self.assertEqual((r["pid"], r["pod_uid"], r["container_id"], r["cgroup"],
+                                  r["netns"]), (pid, uid, cid, cid, ino),
+                                 "%s (%s): %s" % (ns, how, r))
+            print("pods_test: %s (%s): pid %d pod_uid %s container_id %s netns %d"
+                  % (ns, how, pid, uid, cid[:12], ino), flush=True)
+
+
+def tear_down_module():
+    left = [l.split()[0] for l in run(["ip", "netns", "list"]).stdout.splitlines()
+            if l.startswith(PREFIX)]
+    for ns in left:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)
+    if left:
+        raise AssertionError("namespaces left behind: %s" % left)
+
+
+tearDownModule = tear_down_module
+
+if __name__ == "__main__":
+    if os.geteuid() == 0 and v2_root() is None:
+        print("SKIP: pods_test needs a cgroup v2 hierarchy (/sys/fs/cgroup/unified or /sys/fs/cgroup)")
+        sys.exit(77)
+    sys.exit(netns.main("pods_test", sys.modules[__name__]))
