@@ -346,12 +346,13 @@ void Collector::scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns,
                 (s.info.flags & TT_F_ASSURED) ? idle_limit_ns : unassured_limit_ns;
             if ((s.info.flags & TT_F_REAP) || stale_close)
                 to_reap.push_back(s.ref);
-            else if (now_ns - s.last_active_ns >= limit)
+            else if (now_ns - s.last_active_ns >= limit || on_gone_interface(s.key.ifindex))
                 idle_.push_back(s.ref);
         }
     }
 
     recheck_cache();
+    gone_ifindexes_.clear();
 
     // Finished flows the datapath could not hand over (ring full, or the last
     // ACK never came): final here, if this ends them. A CPU finishing the same
@@ -391,6 +392,15 @@ const std::vector<FlowSample>& Collector::collect(std::uint64_t now_ns, std::uin
         samples_.push_back(s);
     }
     return samples_;
+}
+
+void Collector::end_interfaces(const std::vector<std::uint32_t>& ifindexes) {
+    gone_ifindexes_.insert(gone_ifindexes_.end(), ifindexes.begin(), ifindexes.end());
+}
+
+bool Collector::on_gone_interface(std::uint32_t ifindex) const {
+    return !gone_ifindexes_.empty() && std::find(gone_ifindexes_.begin(), gone_ifindexes_.end(),
+                                                 ifindex) != gone_ifindexes_.end();
 }
 
 std::size_t Collector::forget(const std::vector<SlotRef>& flows) { return evict(flows, nullptr); }
