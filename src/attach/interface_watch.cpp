@@ -43,6 +43,7 @@ void InterfaceWatch::on_link(const LinkEvent& e) {
     auto it = find(e.ifindex);
     if (e.gone) {
         refused_.erase(e.ifindex);
+        over_limit_.erase(e.ifindex);
         if (it != watched_.end()) release(it, true);
         return;
     }
@@ -58,6 +59,7 @@ void InterfaceWatch::on_link(const LinkEvent& e) {
     if (!wanted || refused_.count(e.ifindex)) return;
     if (watched_.size() >= max_) {
         refused_.insert(e.ifindex);
+        over_limit_.insert(e.ifindex);
         std::fprintf(stderr, "tcptrack: not watching %s: --max-interfaces %zu reached\n",
                      e.name.c_str(), max_);
         return;
@@ -86,6 +88,7 @@ void InterfaceWatch::resync() {
             continue;
         }
         refused_.erase(idx);
+        over_limit_.erase(idx);
         const auto pos = it - watched_.begin();
         release(it, true);
         it = watched_.begin() + pos;
@@ -97,6 +100,7 @@ void InterfaceWatch::release(std::vector<Watched>::iterator it, bool gone) {
     const std::string name = it->iface.name;
     if (gone) gone_.push_back(static_cast<std::uint32_t>(it->iface.ifindex));
     watched_.erase(it);  // detaches what is left of it
+    room_freed_ = true;
     if (verbose_)
         std::fprintf(stderr, "tcptrack: %s %s: detached\n", name.c_str(),
                      gone ? "went away" : "no longer matches");
@@ -112,6 +116,20 @@ void InterfaceWatch::poll(int timeout_ms) {
     bool lost = false;
     for (const auto& e : links_->read(lost)) on_link(e);
     if (lost) resync();
+    retry_refused();
+}
+
+// Interfaces refused for --max-interfaces, taken in ifindex order as room frees up.
+void InterfaceWatch::retry_refused() {
+    if (!room_freed_ || over_limit_.empty() || watched_.size() >= max_) return;
+    room_freed_ = false;
+    for (const auto& e : dump_links()) {
+        if (watched_.size() >= max_) break;
+        if (!over_limit_.count(e.ifindex)) continue;
+        over_limit_.erase(e.ifindex);
+        refused_.erase(e.ifindex);
+        on_link(e);
+    }
 }
 
 void InterfaceWatch::check() {
@@ -124,7 +142,8 @@ void InterfaceWatch::check() {
         const std::string name = it->iface.name;
         gone_.push_back(static_cast<std::uint32_t>(it->iface.ifindex));
         it = watched_.erase(it);  // detach what is left of it
-        if (links_) {             // following: the next one may come any time
+        room_freed_ = true;
+        if (links_) {  // following: the next one may come any time
             if (verbose_) std::fprintf(stderr, "tcptrack: %s went away: detached\n", name.c_str());
             continue;
         }

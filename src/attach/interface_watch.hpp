@@ -70,12 +70,15 @@ class InterfaceWatch {
     InterfaceNames names_;
     std::vector<std::uint32_t> gone_;
     // follow(): the selection, the rtnetlink subscription, the limit, and the
-    // interfaces refused (limit or error) so far, each said once.
+    // interfaces refused (limit or error) so far, each said once; those
+    // refused for the limit are taken when room frees up (retry_refused).
     std::optional<InterfaceSelection> sel_;
     std::unique_ptr<LinkEvents> links_;
     std::size_t max_ = SIZE_MAX;
     bool verbose_ = false;
-    std::set<int> refused_;
+    std::set<int> refused_, over_limit_;
+    bool room_freed_ = false;
+    void retry_refused();
 };
 
 }  // namespace tcptrack
