@@ -39,10 +39,11 @@ Session::Session(const Options& opts, const std::vector<Interface>& ifaces,
         assembler_.set_name_lookup(
             [resolver](Family f, const Address& a) { return resolver->name(f, a); });
     add_enrichers();
-    for (const auto& i : ifaces) watch_.add(i);
     // Patterns, --all-interfaces: interfaces come and go during the run.
-    if (const InterfaceSelection sel(opts.ifaces, opts.all_interfaces); sel.dynamic())
-        watch_.follow(sel, opts.max_interfaces, opts.verbose);
+    const InterfaceSelection sel(opts.ifaces, opts.all_interfaces);
+    watch_.set_verbose(opts.verbose && sel.dynamic());
+    for (const auto& i : ifaces) watch_.add(i);
+    if (sel.dynamic()) watch_.follow(sel, opts.max_interfaces);
 }
 
 // Process attribution (sock_diag + /proc) in this process's network

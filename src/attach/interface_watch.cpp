@@ -25,11 +25,9 @@ void InterfaceWatch::add(const Interface& iface) {
     watched_.push_back(Watched{iface, std::move(att)});
 }
 
-void InterfaceWatch::follow(const InterfaceSelection& sel, std::size_t max_interfaces,
-                            bool verbose) {
+void InterfaceWatch::follow(const InterfaceSelection& sel, std::size_t max_interfaces) {
     sel_ = sel;
     max_ = max_interfaces;
-    verbose_ = verbose;
     links_ = std::make_unique<LinkEvents>();  // before the dump: nothing falls in between
     resync();
 }

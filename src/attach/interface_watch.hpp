@@ -32,14 +32,16 @@ class InterfaceWatch {
     // want_tcx / allow_fallback: as attach_interface().
     InterfaceWatch(ProgramsFor programs, bool want_tcx, bool allow_fallback);
 
+    // -v with a pattern or --all-interfaces: a line per interface attached and released.
+    void set_verbose(bool v) { verbose_ = v; }
     // Attaches to `iface` (notes on stderr); throws Error with nothing of it attached.
     void add(const Interface& iface);
     // From now on follow `sel` (a dynamic() one): attaches every interface that
     // matches now, and from poll() on every one that appears. An interface
     // that cannot be attached, or one beyond `max_interfaces`, is a line on
-    // stderr (once per interface) and the run goes on. verbose (-v): a line per
-    // attach and detach. Throws Error when rtnetlink cannot be watched.
-    void follow(const InterfaceSelection& sel, std::size_t max_interfaces, bool verbose);
+    // stderr (once per interface) and the run goes on. Throws Error when
+    // rtnetlink cannot be watched.
+    void follow(const InterfaceSelection& sel, std::size_t max_interfaces);
     // Waits up to timeout_ms (returns early on a signal), attaching and
     // releasing interfaces as rtnetlink reports them meanwhile.
     void poll(int timeout_ms);

@@ -339,14 +339,16 @@ void Collector::scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns,
                 moved.push_back(slot);
             }
             const FlowSample& s = samples_[p];
+            // Its interface is gone: the last ACK of a closed one will not come either.
+            const bool gone = on_gone_interface(s.key.ifindex);
             const bool stale_close = s.info.state == TT_CLOSED && s.info.close_ns &&
-                                     now_ns > s.info.close_ns + kLastAckGraceNs;
+                                     (gone || now_ns > s.info.close_ns + kLastAckGraceNs);
             // Half-open and one-way flows idle out sooner (--unassured-timeout).
             const std::uint64_t limit =
                 (s.info.flags & TT_F_ASSURED) ? idle_limit_ns : unassured_limit_ns;
             if ((s.info.flags & TT_F_REAP) || stale_close)
                 to_reap.push_back(s.ref);
-            else if (now_ns - s.last_active_ns >= limit || on_gone_interface(s.key.ifindex))
+            else if (now_ns - s.last_active_ns >= limit || gone)
                 idle_.push_back(s.ref);
         }
     }
