@@ -4,6 +4,7 @@
 #include "app/cli.hpp"
 
 #include "tcptrack/store.h"
+#include "attach/interface_select.hpp"
 #include "datapath/filter.hpp"
 #include "sys/host_port.hpp"
 
@@ -73,10 +74,14 @@ E parse_enum(const std::string& opt, const std::string& text,
 }
 
 // Linux interface names: 1..15 bytes (IFNAMSIZ - 1), no '/', no whitespace.
+// A pattern (*, ? or [: fnmatch(3)) may be longer ('[a-z][a-z]*' matches short names).
 void check_iface(const std::string& name) {
-    const bool ok = !name.empty() && name.size() < 16 &&
+    const bool pattern = is_interface_pattern(name);
+    const bool ok = !name.empty() && name.size() < (pattern ? 64 : 16) &&
                     name.find_first_of("/ \t\n\r\v\f") == std::string::npos;
-    if (!ok) bad_value("--interface", name, "is not a valid interface name");
+    if (!ok)
+        bad_value("--interface", name,
+                  pattern ? "is not a valid interface pattern" : "is not a valid interface name");
 }
 
 // HOST:PORT ("[v6]:PORT" for IPv6), optionally behind udp:// or tcp://.
@@ -137,10 +142,12 @@ ParseResult parse_options(int argc, const char* const* argv) {
 
     std::vector<std::string> ifaces;
     std::string interval, count, format, attach, max_flows, idle_timeout, sort, top, netns;
-    std::string ipfix, ipfix_active, prometheus, unassured_timeout, test_hash_key;
+    std::string ipfix, ipfix_active, prometheus, unassured_timeout, test_hash_key, max_ifaces;
 
     app.add_option("-i,--interface", ifaces,
-                   "Interface to watch (repeatable; default: the default-route interface)")
+                   "Interface to watch, or a shell pattern ('veth*', quoted) for every "
+                   "matching one now and as they appear; a pattern matching none waits "
+                   "(repeatable; default: the default-route interface)")
         ->type_name("IFACE")
         ->allow_extra_args(false);
     // A repeated scalar option keeps its last value, like most Unix tools.
@@ -167,6 +174,11 @@ ParseResult parse_options(int argc, const char* const* argv) {
                "Forget half-open and one-way flows idle this long (default 30, at most "
                "--idle-timeout)",
                "SECONDS");
+    auto* o_max_ifaces =
+        scalar("--max-interfaces", max_ifaces,
+               "With patterns or --all-interfaces: watch at most N interfaces at once "
+               "(default 1024)",
+               "N");
     auto* o_sort =
         scalar("--sort", sort,
                "Row order, largest first: rate, bytes, packets, age, rtt (default rate)", "KEY");
@@ -196,6 +208,10 @@ ParseResult parse_options(int argc, const char* const* argv) {
     auto* o_summary = flag("--summary",
                            "JSON: add a summary record per report; table: a summary line "
                            "under each report (not with --format csv)");
+    auto* o_all_ifaces =
+        flag("--all-interfaces",
+             "Watch every Ethernet or L3 (tun, wireguard) interface but lo, now and as they "
+             "appear");
     auto* o_no_process = flag("--no-process", "Do not look up the process owning each connection");
     auto* o_resolve = flag("-r,--resolve", "Show host names (reverse DNS, asynchronous, cached)");
     auto* o_closed = flag("--closed", "Log connections as they close instead of periodic reports");
@@ -234,7 +250,7 @@ ParseResult parse_options(int argc, const char* const* argv) {
 
     // CLI11 accepts "--flag=value"; a flag given a value is a mistake here.
     for (const CLI::Option* f : {o_once, o_summary, o_closed, o_changed, o_cleanup, o_check,
-                                 o_verbose, o_no_process, o_resolve}) {
+                                 o_verbose, o_no_process, o_resolve, o_all_ifaces}) {
         for (const auto& value : f->results())
             if (value != "true")
                 return usage(f->get_name() + ": takes no value (got '" + value + "')");
@@ -267,6 +283,12 @@ ParseResult parse_options(int argc, const char* const* argv) {
             if (std::find(o.ifaces.begin(), o.ifaces.end(), name) == o.ifaces.end())
                 o.ifaces.push_back(name);
         }
+        if (o_all_ifaces->count() > 0 && !o.ifaces.empty())
+            throw UsageError("--all-interfaces and -i cannot be used together");
+        o.all_interfaces = o_all_ifaces->count() > 0;
+        if (o_max_ifaces->count() > 0)
+            o.max_interfaces = static_cast<std::uint32_t>(parse_integer(
+                "--max-interfaces", max_ifaces, 1, 65536, "must be an integer from 1 to 65536"));
         if (o_once->count() > 0 && o_count->count() > 0)
             throw UsageError("--once and --count cannot be used together");
         if (o_interval->count() > 0)

@@ -17,6 +17,8 @@
 #include "app/check.hpp"
 #include "app/outputs.hpp"
 #include "app/session.hpp"
+#include "attach/interface_select.hpp"
+#include "attach/link_netlink.hpp"
 #include "attach/stale_filters.hpp"
 #include "datapath/features.hpp"
 #include "datapath/skeleton.hpp"
@@ -53,9 +55,18 @@ void check_privileges() {
     if (!p.enough()) throw Error(p.refusal());
 }
 
-std::vector<Interface> resolve_interfaces(const Options& opts) {
-    std::vector<std::string> names = opts.ifaces;
-    if (names.empty()) {
+// The interfaces named with -i (each must exist now); patterns and
+// --all-interfaces are followed by the session (attach/interface_watch), and
+// for --cleanup (`matching`) the interfaces they match now are added.
+std::vector<Interface> resolve_interfaces(const Options& opts, bool matching) {
+    const InterfaceSelection sel(opts.ifaces, opts.all_interfaces);
+    std::vector<std::string> names = sel.names();
+    if (matching && sel.dynamic())
+        for (const auto& l : dump_links())
+            if (sel.matches(l.name, l.type) &&
+                std::find(names.begin(), names.end(), l.name) == names.end())
+                names.push_back(l.name);
+    if (names.empty() && !sel.dynamic()) {
         auto def = default_route_interface();
         if (!def) throw Error("no default route: name an interface with -i IFACE");
         names.push_back(*def);
@@ -98,7 +109,7 @@ int run(const Options& opts) {
         if (!opts.check && !opts.cleanup) exporters = make_exporters(opts, exports);
         if (!opts.netns.empty()) enter_netns(opts.netns);
         if (opts.check) return run_check(opts);
-        std::vector<Interface> ifaces = resolve_interfaces(opts);
+        std::vector<Interface> ifaces = resolve_interfaces(opts, opts.cleanup);
         check_privileges();
         if (opts.cleanup) return cleanup(ifaces);
         const Features& features = probe_features();

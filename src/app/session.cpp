@@ -39,7 +39,11 @@ Session::Session(const Options& opts, const std::vector<Interface>& ifaces,
         assembler_.set_name_lookup(
             [resolver](Family f, const Address& a) { return resolver->name(f, a); });
     add_enrichers();
+    // Patterns, --all-interfaces: interfaces come and go during the run.
+    const InterfaceSelection sel(opts.ifaces, opts.all_interfaces);
+    watch_.set_verbose(opts.verbose && sel.dynamic());
     for (const auto& i : ifaces) watch_.add(i);
+    if (sel.dynamic()) watch_.follow(sel, opts.max_interfaces);
 }
 
 // Process attribution (sock_diag + /proc) in this process's network
@@ -59,7 +63,8 @@ void Session::add_enrichers() {
 bool Session::wait_until(std::uint64_t deadline, const volatile std::sig_atomic_t& stop) {
     for (std::uint64_t now = monotonic_ns(); now < deadline && !stop; now = monotonic_ns()) {
         const std::uint64_t left_ms = (deadline - now + 999999) / 1000000;
-        collector_.poll(static_cast<int>(std::min<std::uint64_t>(left_ms, wait_ms_)));
+        // Interfaces that appear are attached here, within a wait (attach/interface_watch).
+        watch_.poll(static_cast<int>(std::min<std::uint64_t>(left_ms, wait_ms_)));
         for (auto& o : outputs_)
             if (!o->interact()) return false;  // 'q'
     }
@@ -81,6 +86,8 @@ int Session::loop(const volatile std::sig_atomic_t& stop) {
         // connection that closed since the last report is still printed.
         const bool stopping = stop || quit;
         if (!stopping) watch_.check();
+        // Connections of an interface that went away end now, shown once more.
+        collector_.end_interfaces(watch_.take_gone());
         const std::uint64_t now = monotonic_ns();
         const ReportFrame& frame = assembler_.assemble(now, now - last, watch_.watched());
         last = now;

@@ -79,6 +79,7 @@ class TcxAttachment final : public Attachment {
         if (!missing[0] && !missing[1]) return std::nullopt;
         return reattached_note("TCX", "link", "detached", missing, ifname_);
     }
+    const char* kind() const override { return "tcx"; }
 
    private:
     void attach(int i) {
@@ -153,6 +154,7 @@ class TcAttachment final : public Attachment {
                 ifname_);
         return reattached_note("tc", "filter", "deleted", missing, ifname_);
     }
+    const char* kind() const override { return "tc"; }
 
    private:
     bool tcptrack_filters_left() const {

@@ -30,6 +30,8 @@ class Attachment {
     // one line saying so (for stderr); nullopt when nothing was missing. Throws
     // Error when re-attaching fails.
     virtual std::optional<std::string> ensure_attached() = 0;
+    // "tcx" or "tc", for the -v line saying where it attached.
+    virtual const char* kind() const = 0;
 };
 
 struct Programs {

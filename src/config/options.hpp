@@ -17,9 +17,11 @@ enum class AttachMode { Auto, Tcx, Tc };
 enum class SortKey { Rate, Bytes, Packets, Age, Rtt };
 
 struct Options {
-    std::vector<std::string> ifaces;     // empty: the default-route interface
-    double interval_s = 2.0;             // > 0
-    std::optional<std::uint64_t> count;  // reports to print; --once = 1
+    std::vector<std::string> ifaces;      // -i names and fnmatch patterns; empty: the default route
+    bool all_interfaces = false;          // --all-interfaces (attach/interface_select.hpp)
+    std::uint32_t max_interfaces = 1024;  // --max-interfaces: watched at once, >= 1
+    double interval_s = 2.0;              // > 0
+    std::optional<std::uint64_t> count;   // reports to print; --once = 1
     Format format = Format::Table;
     AttachMode attach = AttachMode::Auto;
     std::uint32_t max_flows = 65536;  // >= 1

@@ -339,19 +339,22 @@ void Collector::scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns,
                 moved.push_back(slot);
             }
             const FlowSample& s = samples_[p];
+            // Its interface is gone: the last ACK of a closed one will not come either.
+            const bool gone = on_gone_interface(s.key.ifindex);
             const bool stale_close = s.info.state == TT_CLOSED && s.info.close_ns &&
-                                     now_ns > s.info.close_ns + kLastAckGraceNs;
+                                     (gone || now_ns > s.info.close_ns + kLastAckGraceNs);
             // Half-open and one-way flows idle out sooner (--unassured-timeout).
             const std::uint64_t limit =
                 (s.info.flags & TT_F_ASSURED) ? idle_limit_ns : unassured_limit_ns;
             if ((s.info.flags & TT_F_REAP) || stale_close)
                 to_reap.push_back(s.ref);
-            else if (now_ns - s.last_active_ns >= limit)
+            else if (now_ns - s.last_active_ns >= limit || gone)
                 idle_.push_back(s.ref);
         }
     }
 
     recheck_cache();
+    gone_ifindexes_.clear();
 
     // Finished flows the datapath could not hand over (ring full, or the last
     // ACK never came): final here, if this ends them. A CPU finishing the same
@@ -391,6 +394,15 @@ const std::vector<FlowSample>& Collector::collect(std::uint64_t now_ns, std::uin
         samples_.push_back(s);
     }
     return samples_;
+}
+
+void Collector::end_interfaces(const std::vector<std::uint32_t>& ifindexes) {
+    gone_ifindexes_.insert(gone_ifindexes_.end(), ifindexes.begin(), ifindexes.end());
+}
+
+bool Collector::on_gone_interface(std::uint32_t ifindex) const {
+    return !gone_ifindexes_.empty() && std::find(gone_ifindexes_.begin(), gone_ifindexes_.end(),
+                                                 ifindex) != gone_ifindexes_.end();
 }
 
 std::size_t Collector::forget(const std::vector<SlotRef>& flows) { return evict(flows, nullptr); }

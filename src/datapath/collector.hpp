@@ -80,6 +80,11 @@ class Collector {
     std::size_t assured() const { return assured_; }
     std::size_t capacity() const { return max_slots_; }
 
+    // The interfaces with these ifindexes are gone: at the next collect() their
+    // live flows are idle() whatever their age (no FIN will come), so they are
+    // shown once more with their exact counts and then forgotten.
+    void end_interfaces(const std::vector<std::uint32_t>& ifindexes);
+
     // Ends these flows in the datapath (idle timeout). Returns how many it ended.
     std::size_t forget(const std::vector<SlotRef>& flows);
     DatapathStats stats() const;
@@ -90,6 +95,7 @@ class Collector {
     void take_events(std::uint64_t now_ns);
     void scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns, std::uint64_t unassured_limit_ns);
     void remove_live(std::uint32_t pos);
+    bool on_gone_interface(std::uint32_t ifindex) const;
     // Ends these generations through the datapath's eviction program; those it
     // ended go to `ended` (if given) and are recycled a report later.
     std::size_t evict(const std::vector<SlotRef>& flows, std::vector<SlotRef>* ended);
@@ -118,6 +124,7 @@ class Collector {
     bool collected_ = false;
     std::vector<std::uint32_t> changed_;
     std::vector<SlotRef> idle_;
+    std::vector<std::uint32_t> gone_ifindexes_;  // end_interfaces(), until the next scan
     // Slots that died since the last collect(): their counters at death, for
     // the final interval's rate of a close event that comes in late.
     struct Dead {

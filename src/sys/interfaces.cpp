@@ -38,6 +38,14 @@ std::optional<long> device_type(const std::string& name) {
 
 }  // namespace
 
+bool l2_framed(unsigned short arphrd) {
+    return arphrd == ARPHRD_ETHER || arphrd == ARPHRD_LOOPBACK;
+}
+
+bool watchable_type(unsigned short arphrd) {
+    return arphrd == ARPHRD_ETHER || arphrd == ARPHRD_NONE || arphrd == ARPHRD_RAWIP;
+}
+
 Interface lookup_interface(const std::string& name) {
     if (name.empty() || name.size() >= IF_NAMESIZE || name.find('/') != std::string::npos)
         throw Error(fmt::format("invalid interface name '{}'", name));
@@ -46,10 +54,8 @@ Interface lookup_interface(const std::string& name) {
     Interface i;
     i.name = name;
     i.ifindex = static_cast<int>(idx);
-    // ARPHRD_ETHER (1) and loopback (772) carry an Ethernet header at TC;
-    // devices without a hardware address (tun, wireguard: ARPHRD_NONE) start at L3.
     if (const auto arphrd = device_type(name)) {
-        i.has_l2 = *arphrd == ARPHRD_ETHER || *arphrd == ARPHRD_LOOPBACK;
+        i.has_l2 = l2_framed(static_cast<unsigned short>(*arphrd));
     } else {
         const long type = read_sys_long(name, "type").value_or(1);
         const long addr_len = read_sys_long(name, "addr_len").value_or(6);

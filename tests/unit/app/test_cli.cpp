@@ -329,3 +329,32 @@ TEST(Options, FlagsTakeNoValue) {
     usage_error({"--summary=no"}, "--summary");
     usage_error({"--changed=1"}, "--changed");
 }
+
+TEST(Options, InterfacePatterns) {
+    const Options o = ok({"-i", "veth*", "-i", "cali*", "-i", "eth0", "-i", "veth*"});
+    EXPECT_EQ(o.ifaces, (std::vector<std::string>{"veth*", "cali*", "eth0"}));
+    EXPECT_FALSE(o.all_interfaces);
+    EXPECT_EQ(o.max_interfaces, 1024u);
+    // A pattern may be longer than a name (it is never one); still no '/' or blanks.
+    EXPECT_EQ(ok({"-i", "[a-z][a-z][a-z]*[0-9]"}).ifaces.size(), 1u);
+    usage_error({"-i", "veth*/x"}, "is not a valid interface pattern");
+    usage_error({"-i", "veth *"}, "is not a valid interface pattern");
+}
+
+TEST(Options, AllInterfaces) {
+    EXPECT_TRUE(ok({"--all-interfaces"}).all_interfaces);
+    EXPECT_FALSE(ok({}).all_interfaces);
+    usage_error({"--all-interfaces", "-i", "eth0"},
+                "--all-interfaces and -i cannot be used together");
+    usage_error({"-i", "veth*", "--all-interfaces"}, "--all-interfaces and -i");
+    usage_error({"--all-interfaces=yes"}, "--all-interfaces: takes no value");
+}
+
+TEST(Options, MaxInterfaces) {
+    EXPECT_EQ(ok({"--max-interfaces", "1"}).max_interfaces, 1u);
+    EXPECT_EQ(ok({"--all-interfaces", "--max-interfaces", "65536"}).max_interfaces, 65536u);
+    EXPECT_EQ(ok({"--max-interfaces=5", "--max-interfaces", "7"}).max_interfaces, 7u);
+    for (const char* bad : {"0", "-1", "65537", "1.5", "ten", "", "1e3", "+4"})
+        usage_error({"--max-interfaces", bad}, "--max-interfaces");
+    usage_error({"--max-interfaces"}, "--max-interfaces");
+}
