@@ -90,7 +90,8 @@ struct tt_flow_info {
 	__u8 flags; /* TT_F_* */
 	__u8 fin_mask; /* bit (1 << side): side sent a FIN */
 	__u8 ack_mask; /* bit (1 << side): side's FIN was acknowledged */
-	__u8 pad[2];
+	__u8 end; /* who ended it: TT_END_FIN(side) | TT_END_RST(side) */
+	__u8 pad;
 	__u32 syn_seq;
 	__u32 fin_seq[2]; /* sequence number carried by each side's FIN */
 	__u32 pad2;
@@ -132,6 +133,15 @@ struct tt_evict_req {
 		__u32 gen;
 	} e[TT_EVICT_BATCH];
 };
+
+/*
+ * tt_flow_info.end: the side whose FIN came first (bits 0-1) and the side that
+ * sent a RST (bits 2-3), each stored as side + 1 (0: none seen).
+ */
+#define TT_END_FIN(side) ((__u8)((side) + 1))
+#define TT_END_RST(side) ((__u8)(((side) + 1) << 2))
+#define TT_END_FIN_SIDE(end) ((int)((end)&3) - 1) /* -1: no FIN seen */
+#define TT_END_RST_SIDE(end) ((int)(((end) >> 2) & 3) - 1) /* -1: no RST seen */
 
 /* Indexes of the per-CPU stats array. */
 enum tt_stat {

@@ -126,6 +126,7 @@ TT_INLINE __u32 tt_lifecycle_step(struct tt_flow_info *f, __u8 dir, __u8 tcp_fla
 	}
 
 	if (tcp_flags & TT_TCP_RST) {
+		f->end |= TT_END_RST(dir);
 		f->state = TT_RESET;
 		f->close_ns = now;
 		f->flags |= TT_F_DONE;
@@ -153,8 +154,10 @@ TT_INLINE __u32 tt_lifecycle_step(struct tt_flow_info *f, __u8 dir, __u8 tcp_fla
 		f->ack_mask |= 1 << peer;
 
 	if ((tcp_flags & TT_TCP_FIN) && !(f->fin_mask & (1 << dir))) {
-		if (!f->fin_mask)
+		if (!f->fin_mask) {
 			act |= TT_ACT_FIN;
+			f->end |= TT_END_FIN(dir);
+		}
 		f->fin_mask |= 1 << dir;
 		f->fin_seq[dir] = seq + payload;
 		if (f->fin_mask == 3) {

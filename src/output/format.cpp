@@ -64,6 +64,25 @@ std::string endpoint(Family family, const Address& addr, std::uint16_t port) {
     return fmt::format("{}:{}", address(family, addr), port);
 }
 
+const std::string* end_name(const Ending& e) {
+    static const std::string fin = "fin", rst = "rst";
+    switch (e.kind) {
+        case EndKind::Fin:
+            return &fin;
+        case EndKind::Rst:
+            return &rst;
+        case EndKind::None:
+            break;
+    }
+    return nullptr;
+}
+
+const std::string* end_by_name(const Ending& e) {
+    static const std::string client = "client", server = "server";
+    if (!e.by_client) return nullptr;
+    return *e.by_client ? &client : &server;
+}
+
 const char* state_name(State state) {
     switch (state) {
         case State::SynSent:

@@ -24,6 +24,10 @@ std::string endpoint(Family family, const Address& addr, std::uint16_t port);
 std::string address(Family family, const Address& addr);
 // "SYN_SENT", "SYN_RECV", "ESTABLISHED", "CLOSING", "CLOSED", "RESET".
 const char* state_name(State state);
+// How a row's connection ended ("fin", "rst") and by which end ("client",
+// "server"); nullptr when not seen (JSON null, CSV empty).
+const std::string* end_name(const Ending& e);
+const std::string* end_by_name(const Ending& e);
 // "HH:MM:SS" in local time.
 std::string clock_hms(std::chrono::system_clock::time_point t);
 // RFC 3339 UTC with milliseconds: "2026-11-24T02:49:07.123Z".

@@ -54,7 +54,10 @@ std::uint64_t bps_integer(double bps) {
     F(pod_uid, OptText, r.pid && !r.pod_uid.empty() ? &r.pod_uid : nullptr)                \
     F(container_id, OptText, r.pid && !r.container_id.empty() ? &r.container_id : nullptr) \
     /* a half-open flow's last row, ended to make room */                                  \
-    F(displaced, Bool, r.displaced)
+    F(displaced, Bool, r.displaced)                                                        \
+    /* the first FIN or the RST seen, and the end that sent it */                          \
+    F(end, OptText, end_name(r.ending))                                                    \
+    F(end_by, OptText, end_by_name(r.ending))
 
 // Interface names are bytes from the kernel: never let a bad one throw.
 std::string dump_line(const Json& j) {

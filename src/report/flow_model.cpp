@@ -80,6 +80,7 @@ void fill_row(FlowRow& r, const FlowSample& s, const std::string& iface, std::ui
     r.rtt_ns.reset();
     r.age_ns = 0;
     r.displaced = displaced(s);
+    r.ending = ending_of(s);
     if (s.has_info) {
         r.duration_ns = syn_to_close(s.info, now_ns);
         r.rtt_ns = handshake_rtt(s.info);
@@ -111,6 +112,16 @@ tt_flow_key key_of(const FlowRow& r) {
     k.family = r.family == Family::V6 ? TT_FAMILY_INET6 : TT_FAMILY_INET;
     tt_key_normalise(&k);
     return k;
+}
+
+Ending ending_of(const FlowSample& s) {
+    if (!s.has_info) return {};
+    const int client = client_side(s);
+    if (const int side = TT_END_RST_SIDE(s.info.end); side >= 0)
+        return {EndKind::Rst, side == client};
+    if (const int side = TT_END_FIN_SIDE(s.info.end); side >= 0)
+        return {EndKind::Fin, side == client};
+    return {};
 }
 
 }  // namespace tcptrack

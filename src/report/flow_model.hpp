@@ -47,6 +47,9 @@ inline bool is_new(const FlowSample& s) {
            !s.prev_payload[0] && !s.prev_payload[1];
 }
 
+// The first FIN or the RST the datapath saw, oriented (by_client).
+Ending ending_of(const FlowSample& s);
+
 // The normalised flow key of a row's connection (what the filter and the
 // store key on; the row's interface is not part of it: ifindex 0).
 tt_flow_key key_of(const FlowRow& row);

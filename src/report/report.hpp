@@ -20,6 +20,15 @@ enum class State : std::uint8_t { SynSent = 0, SynRecv, Established, Closing, Cl
 
 using Address = std::array<std::uint8_t, 16>;  // network order; IPv4 in the first 4 bytes
 
+// How a connection ended, as seen on the wire: its first FIN, or a RST (which
+// ends it whatever FINs came before), and which end sent it.
+enum class EndKind : std::uint8_t { None, Fin, Rst };
+struct Ending {
+    EndKind kind = EndKind::None;
+    std::optional<bool> by_client;  // set with kind Fin or Rst
+    bool operator==(const Ending&) const = default;
+};
+
 // One connection, oriented client -> server (fwd = src -> dst).
 struct FlowRow {
     std::string iface;
@@ -45,6 +54,7 @@ struct FlowRow {
     std::optional<std::uint64_t> netns;
     // Final row of an unassured (half-open) flow that a new connection displaced.
     bool displaced = false;
+    Ending ending;  // None while no FIN or RST was seen
 };
 
 struct RttSummary {

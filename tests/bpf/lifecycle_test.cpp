@@ -59,6 +59,7 @@ class LifecycleTest : public BpfTest {
         EXPECT_EQ(e.info.client, c.cdir);
         EXPECT_EQ(e.info.fin_mask, 3);
         EXPECT_EQ(e.info.ack_mask, 3);
+        EXPECT_EQ(e.info.end, TT_END_FIN(c.cdir)) << "the client's FIN came first";
         const std::uint8_t want_flags = TT_F_SYN_SEEN | TT_F_HS_SEEN | TT_F_DONE | TT_F_ASSURED |
                                         (local_client ? TT_F_LOCAL_CLIENT : 0);
         EXPECT_EQ(e.info.flags, want_flags);
@@ -143,6 +144,7 @@ TEST_F(LifecycleTest, RstFromEitherSideEndsWithResetEvent) {
         EXPECT_EQ(ev[0].key, c.key);
         EXPECT_EQ(ev[0].reason, TT_CLOSE_FINISHED);
         EXPECT_EQ(ev[0].info.state, TT_RESET);
+        EXPECT_EQ(ev[0].info.end, TT_END_RST(from_client ? c.cdir : c.cdir ^ 1));
         EXPECT_EQ(totals_of(ev[0]), c.expect);
         EXPECT_NE(ev[0].info.close_ns, 0u);
         EXPECT_LT(ev[0].info.syn_ns, ev[0].info.close_ns);
@@ -155,6 +157,7 @@ TEST_F(LifecycleTest, RstFromEitherSideEndsWithResetEvent) {
     auto ev = drain_events();
     ASSERT_EQ(ev.size(), 1u);
     EXPECT_EQ(ev[0].info.state, TT_RESET);
+    EXPECT_EQ(ev[0].info.end, TT_END_RST(r.cdir ^ 1)) << "the server refused it";
     EXPECT_EQ(totals_of(ev[0]), r.expect);
 }
 

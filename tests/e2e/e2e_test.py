@@ -32,6 +32,7 @@ KEYS = [
     "rev_bytes", "rev_packets", "rev_payload",
     "fwd_bps", "rev_bps", "duration_ns", "rtt_ns",
     "pid", "comm", "cgroup", "netns", "pod_uid", "container_id", "displaced",
+    "end", "end_by",
 ]
 STATES = {"SYN_SENT", "SYN_RECV", "ESTABLISHED", "CLOSING", "CLOSED", "RESET"}
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")

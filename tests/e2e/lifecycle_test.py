@@ -86,6 +86,23 @@ class LifecycleBase(netns.Base):
             return len([i for i, _ in summaries if i > finals[count - 1]]) >= extra_reports
         return proc.wait_for(pred, timeout, what)
 
+    def _session(self):
+        track = self.start_tcptrack("server", "--format", "json", "--summary", "--interval", "0.3")
+        self.wait_attached(track, "server")
+        return track
+
+    def _finish(self, track, finals_expected):
+        try:
+            self.final_rows_then(track, finals_expected, 2, 10, "%d final rows" % finals_expected)
+        finally:
+            rc = self.stop(track)
+        self.assertEqual(rc, 0, track.stderr_text())
+        rows, summaries, bad = parse_json_lines(track.lines())
+        self.assertEqual(bad, [])
+        for _, s in summaries:
+            self.assertEqual((s["untracked"], s["evicted"], s["close_dropped"]), (0, 0, 0), s)
+        return rows
+
 
 class TestChurn(LifecycleBase):
     def _churn(self, family, reuse_ports):
@@ -563,23 +580,6 @@ class TestChangedMode(LifecycleBase):
 
 
 class TestReuseAndReset(LifecycleBase):
-    def _session(self):
-        track = self.start_tcptrack("server", "--format", "json", "--summary", "--interval", "0.3")
-        self.wait_attached(track, "server")
-        return track
-
-    def _finish(self, track, finals_expected):
-        try:
-            self.final_rows_then(track, finals_expected, 2, 10, "%d final rows" % finals_expected)
-        finally:
-            rc = self.stop(track)
-        self.assertEqual(rc, 0, track.stderr_text())
-        rows, summaries, bad = parse_json_lines(track.lines())
-        self.assertEqual(bad, [])
-        for _, s in summaries:
-            self.assertEqual((s["untracked"], s["evicted"], s["close_dropped"]), (0, 0, 0), s)
-        return rows
-
     def _port_reuse(self, family, first_close):
         lsock, port = self.listen(family, port=5301)
         track = self._session()
@@ -645,6 +645,49 @@ class TestReuseAndReset(LifecycleBase):
 
     def test_rst_ipv6(self):
         self._rst("ipv6")
+
+
+class TestHowItEnded(LifecycleBase):
+    """`end` and `end_by` of each final row against what the test's own
+    sockets did: who sent the first FIN, who aborted with a RST, before or
+    after any data (watched at the server's interface)."""
+    CASES = [  # (name, data first?, close method, state, end, end_by)
+        ("client FIN first", True, "close_clean", "CLOSED", "fin", "client"),
+        ("server FIN first", True, "close_server_first", "CLOSED", "fin", "server"),
+        ("client RST after data", True, "close_rst", "RESET", "rst", "client"),
+        ("server RST before data", False, "server_rst", "RESET", "rst", "server"),
+    ]
+
+    def _ends(self, family):
+        lsock, port = self.listen(family, port=5501)
+        track = self._session()
+        conns = []
+        for name, data, how, state, end, by in self.CASES:
+            c = self.pair(family, lsock, port)
+            if data:
+                c.c2s(3001)
+                c.s2c(4002)
+            getattr(c, how)()
+            conns.append((c, name, data, state, end, by))
+        rows = self._finish(track, len(conns))
+        for c, name, data, state, end, by in conns:
+            with self.subTest(case=name):
+                finals = [r for _, r in rows
+                          if c.cport in (r["sport"], r["dport"]) and r["state"] in FINAL_STATES]
+                self.assertEqual(len(finals), 1, finals)
+                r = finals[0]
+                self.assertEqual((r["state"], r["end"], r["end_by"]), (state, end, by), r)
+                want = (3001, 4002) if data else (0, 0)
+                self.assertEqual((r["fwd_payload"], r["rev_payload"]), want, r)
+        # Live connections have no end yet.
+        live = [r for _, r in rows if r["state"] == "ESTABLISHED"]
+        self.assertTrue(all(r["end"] is None and r["end_by"] is None for r in live), live)
+
+    def test_how_it_ended_ipv4(self):
+        self._ends("ipv4")
+
+    def test_how_it_ended_ipv6(self):
+        self._ends("ipv6")
 
 
 def tearDownModule():

@@ -370,6 +370,17 @@ class Pair:
             pass
         self.s.close()
 
+    def server_rst(self):
+        """Server aborts with SO_LINGER {1, 0}: a RST from the server."""
+        self.s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        self.s.close()
+        try:
+            self.c.settimeout(5)
+            self.c.recv(1)
+        except OSError:
+            pass
+        self.c.close()
+
     def abandon(self):
         for x in (self.c, self.s):
             try:

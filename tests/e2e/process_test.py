@@ -285,8 +285,10 @@ class ProcessAttribution(unittest.TestCase):
                 for r in rows:
                     self.assertEqual((r["pid"], r["comm"], r["cgroup"], r["netns"], r["pod_uid"],
                                       r["container_id"]), (None,) * 6, "%s: %s" % (key, r))
-                    self.assertEqual(list(r.keys())[-7:], ["pid", "comm", "cgroup", "netns",
-                                                           "pod_uid", "container_id", "displaced"])
+                    keys = list(r.keys())
+                    at = keys.index("pid")
+                    self.assertEqual(keys[at:at + 7], ["pid", "comm", "cgroup", "netns",
+                                                       "pod_uid", "container_id", "displaced"])
 
         # The table: a PROCESS column with comm/pid, the --summary line under each report.
         lines = inst["table"][2].lines()

@@ -72,6 +72,7 @@ Report fixture() {
     b.state = State::Closed;
     b.fwd_bytes = 512, b.fwd_packets = 4;
     b.age_ns = 187'000'000'000ull;
+    b.ending = {EndKind::Fin, true};
 
     FlowRow c;
     c.iface = "eth0";
@@ -85,6 +86,7 @@ Report fixture() {
     c.duration_ns = 850'000;
     c.rtt_ns = 1'200'000;
     c.age_ns = 1'000'000;
+    c.ending = {EndKind::Rst, false};
 
     r.rows = {a, b, c};
     r.stats.tracked = 3;
@@ -118,11 +120,11 @@ std::vector<std::string> lines(const std::string& s) {
 }
 
 const std::vector<std::string> kRowKeys = {
-    "time",        "iface",       "family",      "src",          "sport",
-    "dst",         "dport",       "state",       "fwd_bytes",    "fwd_packets",
-    "fwd_payload", "rev_bytes",   "rev_packets", "rev_payload",  "fwd_bps",
-    "rev_bps",     "duration_ns", "rtt_ns",      "pid",          "comm",
-    "cgroup",      "netns",       "pod_uid",     "container_id", "displaced"};
+    "time",        "iface",       "family",    "src",         "sport",       "dst",
+    "dport",       "state",       "fwd_bytes", "fwd_packets", "fwd_payload", "rev_bytes",
+    "rev_packets", "rev_payload", "fwd_bps",   "rev_bps",     "duration_ns", "rtt_ns",
+    "pid",         "comm",        "cgroup",    "netns",       "pod_uid",     "container_id",
+    "displaced",   "end",         "end_by"};
 
 // clock_hms uses local time: pin the zone for the whole test program.
 class Render : public ::testing::Test {
@@ -285,11 +287,11 @@ TEST_F(Render, TableSeveralInterfacesAddsIfaceColumn) {
 
 TEST_F(Render, JsonGolden) {
     const std::string want =
-        R"({"time":"2026-11-24T02:49:07.123Z","iface":"eth0","family":"ipv4","src":"10.0.0.1","sport":43512,"dst":"10.0.0.2","dport":80,"state":"ESTABLISHED","fwd_bytes":3522,"fwd_packets":12,"fwd_payload":2900,"rev_bytes":1258291,"rev_packets":870,"rev_payload":1200000,"fwd_bps":840,"rev_bps":1234,"duration_ns":4520000000,"rtt_ns":120000,"pid":null,"comm":null,"cgroup":null,"netns":null,"pod_uid":null,"container_id":null,"displaced":false})"
+        R"({"time":"2026-11-24T02:49:07.123Z","iface":"eth0","family":"ipv4","src":"10.0.0.1","sport":43512,"dst":"10.0.0.2","dport":80,"state":"ESTABLISHED","fwd_bytes":3522,"fwd_packets":12,"fwd_payload":2900,"rev_bytes":1258291,"rev_packets":870,"rev_payload":1200000,"fwd_bps":840,"rev_bps":1234,"duration_ns":4520000000,"rtt_ns":120000,"pid":null,"comm":null,"cgroup":null,"netns":null,"pod_uid":null,"container_id":null,"displaced":false,"end":null,"end_by":null})"
         "\n"
-        R"({"time":"2026-11-24T02:49:07.123Z","iface":"eth0","family":"ipv6","src":"fd00::1","sport":51000,"dst":"fd00::2","dport":443,"state":"CLOSED","fwd_bytes":512,"fwd_packets":4,"fwd_payload":0,"rev_bytes":0,"rev_packets":0,"rev_payload":0,"fwd_bps":0,"rev_bps":0,"duration_ns":null,"rtt_ns":null,"pid":null,"comm":null,"cgroup":null,"netns":null,"pod_uid":null,"container_id":null,"displaced":false})"
+        R"({"time":"2026-11-24T02:49:07.123Z","iface":"eth0","family":"ipv6","src":"fd00::1","sport":51000,"dst":"fd00::2","dport":443,"state":"CLOSED","fwd_bytes":512,"fwd_packets":4,"fwd_payload":0,"rev_bytes":0,"rev_packets":0,"rev_payload":0,"fwd_bps":0,"rev_bps":0,"duration_ns":null,"rtt_ns":null,"pid":null,"comm":null,"cgroup":null,"netns":null,"pod_uid":null,"container_id":null,"displaced":false,"end":"fin","end_by":"client"})"
         "\n"
-        R"({"time":"2026-11-24T02:49:07.123Z","iface":"eth0","family":"ipv4","src":"192.168.1.10","sport":5555,"dst":"192.168.1.20","dport":22,"state":"RESET","fwd_bytes":60,"fwd_packets":1,"fwd_payload":0,"rev_bytes":40,"rev_packets":1,"rev_payload":0,"fwd_bps":480,"rev_bps":0,"duration_ns":850000,"rtt_ns":1200000,"pid":null,"comm":null,"cgroup":null,"netns":null,"pod_uid":null,"container_id":null,"displaced":false})"
+        R"({"time":"2026-11-24T02:49:07.123Z","iface":"eth0","family":"ipv4","src":"192.168.1.10","sport":5555,"dst":"192.168.1.20","dport":22,"state":"RESET","fwd_bytes":60,"fwd_packets":1,"fwd_payload":0,"rev_bytes":40,"rev_packets":1,"rev_payload":0,"fwd_bps":480,"rev_bps":0,"duration_ns":850000,"rtt_ns":1200000,"pid":null,"comm":null,"cgroup":null,"netns":null,"pod_uid":null,"container_id":null,"displaced":false,"end":"rst","end_by":"server"})"
         "\n";
     EXPECT_EQ(render_json(fixture()), want);
     EXPECT_EQ(render_json(empty_report()), "");
@@ -338,14 +340,14 @@ TEST_F(Render, CsvGolden) {
     const std::string header =
         "time,iface,family,src,sport,dst,dport,state,fwd_bytes,fwd_packets,fwd_payload,rev_bytes,"
         "rev_packets,rev_payload,fwd_bps,rev_bps,duration_ns,rtt_ns,pid,comm,cgroup,netns,pod_uid,"
-        "container_id,displaced\n";
+        "container_id,displaced,end,end_by\n";
     const std::string rows =
         "2026-11-24T02:49:07.123Z,eth0,ipv4,10.0.0.1,43512,10.0.0.2,80,ESTABLISHED,3522,12,2900,"
-        "1258291,870,1200000,840,1234,4520000000,120000,,,,,,,false\n"
+        "1258291,870,1200000,840,1234,4520000000,120000,,,,,,,false,,\n"
         "2026-11-24T02:49:07.123Z,eth0,ipv6,fd00::1,51000,fd00::2,443,CLOSED,512,4,0,0,0,0,0,0,,,,,"
-        ",,,,false\n"
+        ",,,,false,fin,client\n"
         "2026-11-24T02:49:07.123Z,eth0,ipv4,192.168.1.10,5555,192.168.1.20,22,RESET,60,1,0,40,1,0,"
-        "480,0,850000,1200000,,,,,,,false\n";
+        "480,0,850000,1200000,,,,,,,false,rst,server\n";
     EXPECT_EQ(render_csv(fixture(), true), header + rows);
     EXPECT_EQ(render_csv(fixture(), false), rows);
     EXPECT_EQ(render_csv(empty_report(), true), header);
@@ -387,18 +389,18 @@ TEST_F(Render, JsonOwnerKeys) {
     EXPECT_NE(
         out[0].find(
             R"("rtt_ns":120000,"pid":4242,"comm":"curl","cgroup":"/user.slice/session-3.scope","netns":4026531840,"pod_uid":"5f1c4a4e-3c1b-4d2a-9b8e-0a1b2c3d4e5f","container_id":")" +
-            std::string(64, 'c') + R"(","displaced":false})"),
+            std::string(64, 'c') + R"(","displaced":false,"end":null,"end_by":null})"),
         std::string::npos)
         << out[0];
     EXPECT_NE(
         out[1].find(
-            R"("pid":null,"comm":null,"cgroup":null,"netns":null,"pod_uid":null,"container_id":null,"displaced":false})"),
+            R"("pid":null,"comm":null,"cgroup":null,"netns":null,"pod_uid":null,"container_id":null,"displaced":false,"end":"fin","end_by":"client"})"),
         std::string::npos)
         << out[1];
     // No cgroup known: null; odd bytes escaped as nlohmann does.
     EXPECT_NE(
         out[2].find(
-            R"("pid":7,"comm":"ssh,\"d\"","cgroup":null,"netns":null,"pod_uid":null,"container_id":null,"displaced":false})"),
+            R"("pid":7,"comm":"ssh,\"d\"","cgroup":null,"netns":null,"pod_uid":null,"container_id":null,"displaced":false,"end":"rst","end_by":"server"})"),
         std::string::npos)
         << out[2];
     for (const auto& l : out) {
@@ -422,10 +424,10 @@ TEST_F(Render, CsvOwnerColumns) {
     EXPECT_TRUE(
         out[0].ends_with(",120000,4242,curl,/user.slice/session-3.scope,4026531840,"
                          "5f1c4a4e-3c1b-4d2a-9b8e-0a1b2c3d4e5f," +
-                         std::string(64, 'c') + ",false"))
+                         std::string(64, 'c') + ",false,,"))
         << out[0];
-    EXPECT_TRUE(out[1].ends_with(",0,0,,,,,,,,,false")) << out[1];
-    EXPECT_TRUE(out[2].ends_with(",1200000,7,\"ssh,\"\"d\"\"\",,,,,false")) << out[2];
+    EXPECT_TRUE(out[1].ends_with(",0,0,,,,,,,,,false,fin,client")) << out[1];
+    EXPECT_TRUE(out[2].ends_with(",1200000,7,\"ssh,\"\"d\"\"\",,,,,false,rst,server")) << out[2];
 }
 
 TEST_F(Render, TableProcessColumn) {
@@ -501,13 +503,13 @@ TEST_F(Render, DisplacedRowEverywhere) {
     const std::string json = render_json(r);
     EXPECT_NE(json.find(R"("state":"SYN_RECV",)"), std::string::npos) << json;
     EXPECT_TRUE(json.ends_with(
-        R"("cgroup":null,"netns":null,"pod_uid":null,"container_id":null,"displaced":true})"
+        R"("cgroup":null,"netns":null,"pod_uid":null,"container_id":null,"displaced":true,"end":null,"end_by":null})"
         "\n"))
         << json;
     EXPECT_TRUE(nlohmann::json::parse(json)["displaced"].get<bool>());
     EXPECT_TRUE(
         render_csv(r, false).ends_with(",SYN_RECV,3522,12,2900,1258291,870,1200000,840,"
-                                       "1234,4520000000,,,,,,,,true\n"))
+                                       "1234,4520000000,,,,,,,,true,,\n"))
         << render_csv(r, false);
     // The table shows its state as is (the header counts the displaced ones).
     EXPECT_NE(lines(render_table(r))[2].find("  SYN_RECV  "), std::string::npos);

@@ -678,3 +678,24 @@ TEST(FlowModelBuilder, TopKeepsTheFirstRowsAndCountsAll) {
 }
 
 }  // namespace
+
+// The first FIN or the RST, oriented: "by_client" follows the connection's
+// client (info.client), whichever normalised side it is.
+TEST(FlowModelEnding, FirstFinAndRstOrientedByClient) {
+    for (std::uint8_t client : {std::uint8_t{TT_DIR_AB}, std::uint8_t{TT_DIR_BA}}) {
+        const std::uint8_t server = client ^ 1;
+        FlowSample s = sample(key_v4("10.0.0.1", 40000, "10.0.0.2", 80), client, TT_F_SYN_SEEN);
+        EXPECT_EQ(tcptrack::ending_of(s), tcptrack::Ending{}) << "no FIN, no RST yet";
+        s.info.end = TT_END_FIN(server);
+        EXPECT_EQ(tcptrack::ending_of(s), (tcptrack::Ending{tcptrack::EndKind::Fin, false}));
+        s.info.end = TT_END_FIN(client);
+        EXPECT_EQ(tcptrack::ending_of(s), (tcptrack::Ending{tcptrack::EndKind::Fin, true}));
+        // A RST ends it whatever FIN came first.
+        s.info.end = TT_END_FIN(client) | TT_END_RST(server);
+        EXPECT_EQ(tcptrack::ending_of(s), (tcptrack::Ending{tcptrack::EndKind::Rst, false}));
+        const tcptrack::FlowRow row = tcptrack::make_row(s, "eth0", 0);
+        EXPECT_EQ(row.ending, (tcptrack::Ending{tcptrack::EndKind::Rst, false}));
+    }
+    FlowSample unknown;  // no info (a test's bare sample): nothing to tell
+    EXPECT_EQ(tcptrack::ending_of(unknown), tcptrack::Ending{});
+}

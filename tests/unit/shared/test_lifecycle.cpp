@@ -265,6 +265,8 @@ TEST(Lifecycle, ClientClosesFirst) {
     EXPECT_EQ(fl.f.state, TT_CLOSED);
     EXPECT_EQ(fl.f.close_ns, 600u);  // the second FIN, not the last ACK
     EXPECT_TRUE(fl.f.flags & TT_F_DONE);
+    EXPECT_EQ(TT_END_FIN_SIDE(fl.f.end), C) << "the client's FIN came first";
+    EXPECT_EQ(TT_END_RST_SIDE(fl.f.end), -1);
 
     // Retransmitted last ACKs and FINs after the end are stragglers, not a second finish.
     EXPECT_EQ(fl.step(C, ACK, 1102, 5012, 0, 710), 0u);
@@ -281,6 +283,7 @@ TEST(Lifecycle, ServerClosesFirst) {
     EXPECT_EQ(fl.f.state, TT_CLOSED);
     EXPECT_EQ(fl.f.ack_mask, 1 << S);
     EXPECT_EQ(fl.step(S, ACK, 5002, 1102, 0, 700), (__u32)TT_ACT_FINISHED);
+    EXPECT_EQ(fl.f.end, TT_END_FIN(S)) << "the server's FIN came first";
 }
 
 TEST(Lifecycle, FinPiggybackedOnData) {
@@ -321,6 +324,7 @@ TEST(Lifecycle, SimultaneousClose) {
     EXPECT_EQ(fl.f.ack_mask, 0);
     EXPECT_EQ(fl.step(C, ACK, 1102, 5002, 0, 510), 0u);
     EXPECT_EQ(fl.step(S, ACK, 5002, 1102, 0, 511), (__u32)TT_ACT_FINISHED);
+    EXPECT_EQ(fl.f.end, TT_END_FIN(C)) << "crossing FINs: the one seen first";
 }
 
 TEST(Lifecycle, ResetFromClient) {
@@ -336,6 +340,7 @@ TEST(Lifecycle, ResetFromClient) {
     EXPECT_EQ(fl.step(S, SYN | ACK, 5001, 1101, 0, 903), 0u);
     EXPECT_EQ(fl.f.state, TT_RESET);
     EXPECT_EQ(fl.f.close_ns, 800u);
+    EXPECT_EQ(fl.f.end, TT_END_RST(C)) << "the straggling RST from the server is not recorded";
     // A new SYN on the tuple starts over.
     EXPECT_EQ(fl.step(C, SYN, 7000, 0, 0, 904), (__u32)TT_ACT_REUSE);
 }
@@ -346,12 +351,15 @@ TEST(Lifecycle, ResetFromServerDuringHandshakeAndClose) {
     EXPECT_EQ(refused.step(S, RST | ACK, 0, 1001, 0, 150), (__u32)TT_ACT_FINISHED);
     EXPECT_EQ(refused.f.state, TT_RESET);
     EXPECT_EQ(refused.f.close_ns, 150u);
+    EXPECT_EQ(refused.f.end, TT_END_RST(S));
 
     Flow closing = established();
     closing.step(C, FIN | ACK, 1101, 5001, 0, 500);
     EXPECT_EQ(closing.step(S, RST, 5001, 0, 0, 600), (__u32)TT_ACT_FINISHED);
     EXPECT_EQ(closing.f.state, TT_RESET);
     EXPECT_EQ(closing.f.close_ns, 600u);
+    // Both are kept: the client's FIN came first, then the server's RST ended it.
+    EXPECT_EQ(closing.f.end, TT_END_FIN(C) | TT_END_RST(S));
 }
 
 TEST(Lifecycle, SettledOnlyWhenEstablishedWithoutFin) {
