@@ -10,6 +10,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <unistd.h>
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
@@ -99,6 +100,25 @@ void check_endpoint(const std::string& opt, const std::string& text, bool url) {
                       : "must be ADDR:PORT (port 1-65535; [ADDR]:PORT for IPv6)");
 }
 
+// --node-name's default: $NODE_NAME (a DaemonSet sets it from spec.nodeName),
+// else the host name.
+std::string default_node_name() {
+    if (const char* env = std::getenv("NODE_NAME"); env && *env) return env;
+    char host[256] = {};
+    if (gethostname(host, sizeof host - 1) != 0) return "";
+    return host;
+}
+
+// A label value and an IPFIX string: printable, at most a DNS name's length.
+void check_node_name(const std::string& name) {
+    if (name.size() > 253)
+        throw UsageError("--node-name: at most 253 characters (a DNS name), got " +
+                         std::to_string(name.size()));
+    for (const unsigned char c : name)
+        if (c < 0x20 || c == 0x7f)
+            throw UsageError("--node-name: control characters are not allowed");
+}
+
 // --max-flows: a round limit under the store's (TT_MAX_SLOTS, tcptrack/store.h).
 constexpr std::uint64_t kMaxFlows = 16000000;
 static_assert(kMaxFlows <= TT_MAX_SLOTS);
@@ -143,6 +163,7 @@ ParseResult parse_options(int argc, const char* const* argv) {
     std::vector<std::string> ifaces;
     std::string interval, count, format, attach, max_flows, idle_timeout, sort, top, netns;
     std::string ipfix, ipfix_active, prometheus, unassured_timeout, test_hash_key, max_ifaces;
+    std::string node_name;
 
     app.add_option("-i,--interface", ifaces,
                    "Interface to watch, or a shell pattern ('veth*', quoted) for every "
@@ -199,6 +220,10 @@ ParseResult parse_options(int argc, const char* const* argv) {
     auto* o_prometheus =
         scalar("--prometheus", prometheus, "Serve Prometheus metrics on http://ADDR:PORT/metrics",
                "ADDR:PORT");
+    auto* o_node = scalar("--node-name", node_name,
+                          "Name this node on every IPFIX record and Prometheus series "
+                          "(default: $NODE_NAME, else the host name)",
+                          "NAME");
     // Tests only (never in --help): a fixed index hash key, so crafted collisions are reproducible.
     auto* o_test_key = scalar("--test-hash-key", test_hash_key, "", "HEX")->group("");
     const auto flag = [&](const char* name, const char* help) {
@@ -349,6 +374,8 @@ ParseResult parse_options(int argc, const char* const* argv) {
             check_endpoint("--prometheus", prometheus, false);
             o.prometheus = prometheus;
         }
+        o.node_name = o_node->count() > 0 ? node_name : default_node_name();
+        check_node_name(o.node_name);
         if (o.format == Format::None && o.ipfix.empty() && o.prometheus.empty())
             throw UsageError(
                 "--format none: nothing would be output (add --ipfix or --prometheus)");

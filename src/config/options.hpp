@@ -38,14 +38,17 @@ struct Options {
     std::string netns;     // --netns NAME|PATH|PID ("" = our own namespace)
     std::string ipfix;     // --ipfix udp://HOST:PORT | tcp://HOST:PORT ("" = off)
     double ipfix_active_timeout_s = 60.0;  // --ipfix-active-timeout: long-lived flows' records
-    std::string prometheus;                // --prometheus ADDR:PORT ("" = off)
-    bool closed_only = false;              // --closed: log connections as they close
-    bool changed_only = false;             // --changed: rows only for new, moved or closed ones
-    SortKey sort = SortKey::Rate;          // --sort
-    std::optional<std::uint64_t> top;      // --top N: at most N rows per report
-    bool cleanup = false;                  // --cleanup: remove stale legacy-tc filters and exit
-    bool check = false;                    // --check: report what this kernel supports, exit
-    bool verbose = false;                  // libbpf debug output
+    // --node-name: names this node on every IPFIX record and Prometheus
+    // series (default $NODE_NAME, else the host name; "" in tests: none).
+    std::string node_name;
+    std::string prometheus;            // --prometheus ADDR:PORT ("" = off)
+    bool closed_only = false;          // --closed: log connections as they close
+    bool changed_only = false;         // --changed: rows only for new, moved or closed ones
+    SortKey sort = SortKey::Rate;      // --sort
+    std::optional<std::uint64_t> top;  // --top N: at most N rows per report
+    bool cleanup = false;              // --cleanup: remove stale legacy-tc filters and exit
+    bool check = false;                // --check: report what this kernel supports, exit
+    bool verbose = false;              // libbpf debug output
 };
 
 }  // namespace tcptrack

@@ -41,7 +41,7 @@ namespace {
     std::uint32_t rtt_us;                       \
     std::uint16_t sport, dport, tcp_flags;      \
     std::uint8_t proto, end_reason, biflow_dir; \
-    fbVarfield_t pod_uid, container_id;
+    fbVarfield_t pod_uid, container_id, node;
 
 struct __attribute__((packed)) RecV4 {
     TT_IPFIX_COMMON_HEAD
@@ -65,7 +65,8 @@ struct __attribute__((packed)) RecV6 {
         {(char*)"destinationTransportPort", 2, 0}, {(char*)"tcpControlBits", 2, 0},          \
         {(char*)"protocolIdentifier", 1, 0}, {(char*)"flowEndReason", 1, 0},                 \
         {(char*)"biflowDirection", 1, 0}, {(char*)"tcptrackPodUid", FB_IE_VARLEN, 0},        \
-        {(char*)"tcptrackContainerId", FB_IE_VARLEN, 0}, FB_IESPEC_NULL
+        {(char*)"tcptrackContainerId", FB_IE_VARLEN, 0},                                     \
+        {(char*)"tcptrackNodeName", FB_IE_VARLEN, 0}, FB_IESPEC_NULL
 
 fbInfoElementSpec_t kSpecV4[] = {TT_IPFIX_SPEC_HEAD{(char*)"sourceIPv4Address", 4, 0},
                                  {(char*)"destinationIPv4Address", 4, 0},
@@ -85,6 +86,8 @@ fbInfoElement_t kOurElements[] = {
     FB_IE_INIT_FULL("tcptrackContainerId", kIpfixPen, kIpfixIeContainerId, FB_IE_VARLEN,
                     FB_IE_DEFAULT, 0, 0, FB_STRING,
                     (char*)"container id of the local socket's process"),
+    FB_IE_INIT_FULL("tcptrackNodeName", kIpfixPen, kIpfixIeNodeName, FB_IE_VARLEN, FB_IE_DEFAULT, 0,
+                    0, FB_STRING, (char*)"the exporting node (--node-name)"),
     FB_IE_NULL};
 
 // flowEndReason (RFC 5102): kLack (lack of resources) ends a half-open flow
@@ -104,8 +107,9 @@ struct Exported {
 class IpfixOutput final : public Output {
    public:
     IpfixOutput(bool tcp, const sockaddr_storage& addr, socklen_t addrlen, double active_s,
-                std::uint64_t& errors)
+                std::uint64_t& errors, std::string node)
         : errors_(errors),
+          node_(std::move(node)),
           tcp_(tcp),
           addr_(addr),
           addrlen_(addrlen),
@@ -168,6 +172,7 @@ class IpfixOutput final : public Output {
 
    private:
     std::uint64_t& errors_;  // tally.counter("ipfix"): records not delivered
+    std::string node_;       // --node-name, on every record
     enum class Tcp { Down, Connecting, Up };
 
     void process(const ReportFrame& f, bool at_exit) {
@@ -400,6 +405,7 @@ class IpfixOutput final : public Output {
                            reinterpret_cast<std::uint8_t*>(owner_.pod_uid.data())};
             rec.container_id = {owner_.container_id.size(),
                                 reinterpret_cast<std::uint8_t*>(owner_.container_id.data())};
+            rec.node = {node_.size(), reinterpret_cast<std::uint8_t*>(node_.data())};
         };
         owner_.pod_uid.clear();
         owner_.container_id.clear();
@@ -554,7 +560,7 @@ std::unique_ptr<Output> make_ipfix_output(const Options& o, ExportTally& tally) 
     const socklen_t len = res->ai_addrlen;
     ::freeaddrinfo(res);
     return std::make_unique<IpfixOutput>(tcp, addr, len, o.ipfix_active_timeout_s,
-                                         tally.counter("ipfix"));
+                                         tally.counter("ipfix"), o.node_name);
 }
 
 }  // namespace tcptrack

@@ -37,6 +37,8 @@ inline constexpr std::uint16_t kIpfixIeRttUs = 2;
 // the local socket's process (enrich/pod.hpp); empty when unknown.
 inline constexpr std::uint16_t kIpfixIePodUid = 3;
 inline constexpr std::uint16_t kIpfixIeContainerId = 4;
+// string (variable length): --node-name, on every record; empty when none.
+inline constexpr std::uint16_t kIpfixIeNodeName = 5;
 // Template IDs.
 inline constexpr std::uint16_t kIpfixTemplateV4 = 256;
 inline constexpr std::uint16_t kIpfixTemplateV6 = 257;

@@ -177,6 +177,8 @@ struct PrometheusOutput::Impl {
     std::mutex wake_mutex;
     std::condition_variable wake_cv;
     int stopping = 0;  // 1: stopping, 2: stopped
+    // --node-name: a constant label on every series (none when empty).
+    const prometheus::Labels node_labels;
 
     prometheus::Family<Gauge>& connections;
     prometheus::Family<Counter>& opened;
@@ -262,66 +264,81 @@ struct PrometheusOutput::Impl {
     };
     BySlot seen, rtt_done;
 
-    Impl()
-        : connections(prometheus::BuildGauge()
+    explicit Impl(const std::string& node)
+        : node_labels(node.empty() ? prometheus::Labels{} : prometheus::Labels{{"node", node}}),
+          connections(prometheus::BuildGauge()
                           .Name("tcptrack_connections")
                           .Help("Live TCP connections by state")
+                          .Labels(node_labels)
                           .Register(reg->registry)),
           opened(prometheus::BuildCounter()
                      .Name("tcptrack_connections_opened_total")
                      .Help("TCP connections seen for the first time")
+                     .Labels(node_labels)
                      .Register(reg->registry)),
           closed(prometheus::BuildCounter()
                      .Name("tcptrack_connections_closed_total")
                      .Help("TCP connections ended, by reason (fin, rst, idle timeout, displaced)")
+                     .Labels(node_labels)
                      .Register(reg->registry)),
           bytes(prometheus::BuildCounter()
                     .Name("tcptrack_bytes_total")
                     .Help("Bytes of TCP connections by direction: wire (IP packets) or payload "
                           "(TCP data)")
+                    .Labels(node_labels)
                     .Register(reg->registry)),
           packets(prometheus::BuildCounter()
                       .Name("tcptrack_packets_total")
                       .Help("Packets of TCP connections by direction")
+                      .Labels(node_labels)
                       .Register(reg->registry)),
           rtt(prometheus::BuildHistogram()
                   .Name("tcptrack_handshake_rtt_seconds")
                   .Help("Handshake round-trip time, once per connection")
+                  .Labels(node_labels)
                   .Register(reg->registry)),
           untracked(prometheus::BuildCounter()
                         .Name("tcptrack_untracked_connections_total")
                         .Help("Connections not tracked: the flow table was full at their SYN")
+                        .Labels(node_labels)
                         .Register(reg->registry)),
           evicted(prometheus::BuildCounter()
                       .Name("tcptrack_evicted_connections_total")
                       .Help("Live connections dropped from the flow table by the idle timeout")
+                      .Labels(node_labels)
                       .Register(reg->registry)),
           close_dropped(prometheus::BuildCounter()
                             .Name("tcptrack_close_events_dropped_total")
                             .Help("Close events the ring buffer could not take")
+                            .Labels(node_labels)
                             .Register(reg->registry)),
           export_errors(prometheus::BuildCounter()
                             .Name("tcptrack_export_errors_total")
                             .Help("Errors of the exporters (unreachable collector...)")
+                            .Labels(node_labels)
                             .Register(reg->registry)),
           store_capacity(prometheus::BuildGauge()
                              .Name("tcptrack_store_capacity")
                              .Help("Flows the store holds (--max-flows)")
+                             .Labels(node_labels)
                              .Register(reg->registry)),
           store_flows(prometheus::BuildGauge()
                           .Name("tcptrack_store_flows")
                           .Help("Live flows in the store: assured (seen both ways) or unassured "
                                 "(half-open, one-way: displaceable)")
+                          .Labels(node_labels)
                           .Register(reg->registry)),
           displaced(prometheus::BuildCounter()
                         .Name("tcptrack_displaced_connections_total")
                         .Help("Unassured flows displaced to make room for new connections")
+                        .Labels(node_labels)
                         .Register(reg->registry)),
           untracked_by_reason(prometheus::BuildCounter()
                                   .Name("tcptrack_untracked_connections_by_reason_total")
                                   .Help("Connections not tracked, by reason: store_full (of "
                                         "assured connections) or buckets_full (their index "
                                         "buckets full of assured connections)")
+                                  .Labels(node_labels)
                                   .Register(reg->registry)) {}
 
     // Called with the lock held (or before the exposer runs).
@@ -376,8 +393,8 @@ struct PrometheusOutput::Impl {
 
 PrometheusOutput::PrometheusOutput(const std::string& listen,
                                    const std::vector<std::string>& ifaces,
-                                   const ExportTally* exports)
-    : impl_(std::make_unique<Impl>()) {
+                                   const ExportTally* exports, const std::string& node)
+    : impl_(std::make_unique<Impl>(node)) {
     impl_->exports = exports;
     for (const auto& i : ifaces) impl_->iface(i);
     impl_->errors["ipfix"];
@@ -564,7 +581,7 @@ int PrometheusOutput::port() const {
 std::unique_ptr<Output> make_prometheus_output(const Options& opts,
                                                const std::vector<std::string>& ifaces,
                                                const ExportTally& exports) {
-    return std::make_unique<PrometheusOutput>(opts.prometheus, ifaces, &exports);
+    return std::make_unique<PrometheusOutput>(opts.prometheus, ifaces, &exports, opts.node_name);
 }
 
 }  // namespace tcptrack

@@ -42,9 +42,10 @@ class PrometheusOutput final : public Output {
     // its first address; port 0 picks a free one, see port()), or "" to serve
     // nothing (tests read exposition()). ifaces: series made at 0 from the start.
     // exports: the exporters' errors, read at each report (may be null).
+    // node: --node-name, a `node` label on every series ("" = none).
     // Throws Error (one line) if it cannot listen.
     PrometheusOutput(const std::string& listen, const std::vector<std::string>& ifaces,
-                     const ExportTally* exports = nullptr);
+                     const ExportTally* exports = nullptr, const std::string& node = "");
     ~PrometheusOutput() override;
 
     bool write(const ReportFrame& frame) override;

@@ -123,6 +123,9 @@ class Manifests(unittest.TestCase):
         self.assertNotIn("command", c)   # the image's entrypoint, /usr/bin/tcptrack
         self.assertEqual(c["args"], ARGS)
         self.assertNotIn("-i", c["args"])   # the node's default-route interface
+        # --node-name's default, $NODE_NAME, from the node the pod runs on.
+        self.assertIn({"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                      c["env"])
         ports = c["ports"]
         self.assertEqual([(p["name"], p["containerPort"], p["protocol"]) for p in ports],
                          [("metrics", PORT, "TCP")])

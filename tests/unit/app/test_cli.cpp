@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // parse_options: defaults, each validation rule, and the one-line errors.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <array>
 #include <cstdlib>
@@ -234,31 +235,30 @@ TEST(Options, UnassuredTimeout) {
     EXPECT_NE(parse({"--help"}).out.find("--unassured-timeout SECONDS"), std::string::npos);
 }
 
-// The environment variable, set or not, for the scope of one check.
-class TestMode {
+// An environment variable, set or not, for the scope of one check.
+class ScopedEnv {
    public:
-    explicit TestMode(const char* value) {
-        if (const char* old = std::getenv("TCPTRACK_TEST_MODE")) old_ = old;
-        value ? setenv("TCPTRACK_TEST_MODE", value, 1) : unsetenv("TCPTRACK_TEST_MODE");
+    ScopedEnv(const char* name, const char* value) : name_(name) {
+        if (const char* old = std::getenv(name)) old_ = old;
+        value ? setenv(name, value, 1) : unsetenv(name);
     }
-    ~TestMode() {
-        old_ ? setenv("TCPTRACK_TEST_MODE", old_->c_str(), 1) : unsetenv("TCPTRACK_TEST_MODE");
-    }
+    ~ScopedEnv() { old_ ? setenv(name_, old_->c_str(), 1) : unsetenv(name_); }
 
    private:
+    const char* name_;
     std::optional<std::string> old_;
 };
 
 TEST(Options, TestHashKeyOnlyInTestMode) {
     const char* key = "000102030405060708090a0b0c0d0E0F";
     for (const char* mode : {static_cast<const char*>(nullptr), "0", "", "yes", "11"}) {
-        const TestMode m(mode);
+        const ScopedEnv m("TCPTRACK_TEST_MODE", mode);
         EXPECT_EQ(parse({"--test-hash-key", key}).err,
                   "tcptrack: --test-hash-key is for tests only: set TCPTRACK_TEST_MODE=1")
             << (mode ? mode : "(unset)");
         EXPECT_EQ(parse({"--test-hash-key", key}).code, ExitCode::Usage);
     }
-    const TestMode m("1");
+    const ScopedEnv m("TCPTRACK_TEST_MODE", "1");
     const Options o = ok({"--test-hash-key", key});
     ASSERT_TRUE(o.test_hash_key.has_value());
     const std::array<std::uint8_t, 16> want{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
@@ -357,4 +357,23 @@ TEST(Options, MaxInterfaces) {
     for (const char* bad : {"0", "-1", "65537", "1.5", "ten", "", "1e3", "+4"})
         usage_error({"--max-interfaces", bad}, "--max-interfaces");
     usage_error({"--max-interfaces"}, "--max-interfaces");
+}
+
+TEST(Options, NodeName) {
+    EXPECT_EQ(ok({"--node-name", "node-7.example"}).node_name, "node-7.example");
+    {
+        const ScopedEnv env("NODE_NAME", "from-downward-api");
+        EXPECT_EQ(ok({}).node_name, "from-downward-api");
+        EXPECT_EQ(ok({"--node-name=explicit"}).node_name, "explicit");  // the option wins
+    }
+    {
+        const ScopedEnv env("NODE_NAME", nullptr);
+        char host[256] = {};
+        ASSERT_EQ(gethostname(host, sizeof host - 1), 0);
+        EXPECT_EQ(ok({}).node_name, host);
+    }
+    usage_error({"--node-name", std::string(254, 'n').c_str()},
+                "--node-name: at most 253 characters (a DNS name), got 254");
+    usage_error({"--node-name", "bad\nname"}, "--node-name: control characters are not allowed");
+    EXPECT_NE(parse({"--help"}).out.find("--node-name NAME"), std::string::npos);
 }

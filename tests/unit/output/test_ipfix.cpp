@@ -671,3 +671,37 @@ TEST(Ipfix, TcpTemplatesFirstAndReconnect) {
     ::close(c2);
     ::close(l);
 }
+
+TEST(Ipfix, NodeNameOnEveryRecord) {
+    Collector c;
+    Options o;
+    o.ipfix = c.url();
+    o.node_name = "node-7";
+    Ipfix out(o);
+    FlowSample a = v4_flow(3, 1 * kSec), b = v4_flow(4, 1 * kSec);
+    b.finished = true;
+    b.info.state = TT_CLOSED;
+    b.info.close_ns = 2 * kSec;
+    Frame f;
+    f.now_ns = 3 * kSec;
+    f.samples = {a, b};
+    f.live = 1;
+    const ReportFrame last = f.get();
+    out->finish(&last);  // b's final record, and a forced end for a
+    c.drain();
+    ASSERT_EQ(c.records.size(), 2u);
+    for (const auto& r : c.records) {
+        EXPECT_EQ(r.str(kIpfixPen, kIpfixIeNodeName), "node-7");
+        EXPECT_EQ(r.u(kIpfixPen, kIpfixIeRttUs), 250u);  // the fields before it intact
+    }
+    // Without a name the element is there, empty (one template for all).
+    Collector c2;
+    auto plain = make(c2);
+    Frame g;
+    g.now_ns = 3 * kSec;
+    g.samples = {b};
+    EXPECT_TRUE(plain->write(g.get()));
+    c2.drain();
+    ASSERT_EQ(c2.records.size(), 1u);
+    EXPECT_EQ(c2.records[0].str(kIpfixPen, kIpfixIeNodeName), "");
+}

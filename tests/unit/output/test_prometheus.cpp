@@ -444,5 +444,21 @@ TEST(Prometheus, PortInUseIsOneLineError) {
     close(fd);
 }
 
+TEST(Prometheus, NodeNameLabelsEverySeries) {
+    PrometheusOutput out("", {"eth0"}, nullptr, "node-7");
+    const std::string t = out.exposition();
+    std::size_t series = 0;
+    std::istringstream in(t);
+    for (std::string line; std::getline(in, line);) {
+        if (line.empty() || line[0] == '#') continue;
+        ++series;
+        EXPECT_NE(line.find("node=\"node-7\""), std::string::npos) << line;
+    }
+    EXPECT_GT(series, 20u);
+    EXPECT_EQ(value(t, "tcptrack_connections_opened_total", with(kEth0L, "node", "node-7")), 0);
+    // Without a name: no node label at all (the other tests' series).
+    EXPECT_EQ(PrometheusOutput("", {"eth0"}).exposition().find("node="), std::string::npos);
+}
+
 }  // namespace
 }  // namespace tcptrack
