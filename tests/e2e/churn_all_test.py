@@ -66,7 +66,8 @@ END_OF_FLOW = 3
 
 class IpfixSink:
     """A UDP socket on the root's loopback decoding IPFIX (RFC 7011) as it
-    arrives: templates from template sets, then fixed-length data records.
+    arrives: templates from template sets, then data records (fixed-length
+    fields, and variable-length ones as section 7 encodes them).
     Keeps (sourceTransportPort, flowEndReason) per record and checks the
     message sequence numbers (data records sent before each message)."""
 
@@ -133,26 +134,31 @@ class IpfixSink:
                 if ie & 0x8000:  # enterprise-specific: a PEN follows
                     off += 4
                     ie = None
-                if flen == 0xffff:
-                    raise ValueError("variable-length field in template %d" % tid)
-                fields.append((ie, flen))
+                fields.append((ie, flen))  # flen 0xffff: variable length
             self.templates[tid] = fields
 
     def _data(self, tid, data, off, end):
         fields = self.templates.get(tid)
         if fields is None:
             raise ValueError("data set %d before its template" % tid)
-        reclen = sum(f[1] for f in fields)
+        # The shortest record: every variable-length field empty (one length byte).
+        minlen = sum(1 if flen == 0xffff else flen for _, flen in fields)
         n = 0
-        while off + reclen <= end:
+        while off + minlen <= end:  # what is left after the last record is padding
             rec = {}
             at = off
             for ie, flen in fields:
+                if flen == 0xffff:  # a length byte; 255: a 2-byte length follows
+                    flen, at = data[at], at + 1
+                    if flen == 255:
+                        flen, at = struct.unpack_from("!H", data, at)[0], at + 2
+                if at + flen > end:
+                    raise ValueError("record of template %d runs past its set" % tid)
                 if ie in (IE_SPORT, IE_END_REASON):
                     rec[ie] = int.from_bytes(data[at:at + flen], "big")
                 at += flen
             self.records.append((rec.get(IE_SPORT), rec.get(IE_END_REASON)))
-            off += reclen
+            off = at
             n += 1
         return n
 
