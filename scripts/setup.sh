@@ -58,7 +58,7 @@ fi
 pkgs=(build-essential cmake pkg-config clang llvm clang-format libelf-dev zlib1g-dev
       libcli11-dev libfmt-dev nlohmann-json3-dev libmnl-dev libncurses-dev libgtest-dev libgmock-dev googletest
       iproute2 iperf3 python3 procps libcap2-bin qemu-system-x86 busybox-static tmux
-      dpkg-dev groff-base man-db libfixbuf-dev nfdump prometheus-cpp-dev prometheus
+      dpkg-dev groff-base man-db libfixbuf-dev nfdump prometheus-cpp-dev libcivetweb-dev prometheus
       buildah umoci skopeo python3-yaml)
 [ "${1:-}" = "--bench" ] && pkgs+=(iftop tcptrack)
 bp_pkgs=(libbpf-dev bpftool)

@@ -11,10 +11,12 @@
 
 namespace tcptrack {
 
-std::vector<std::unique_ptr<Output>> make_exporters(const Options& opts, ExportTally& exports) {
+std::vector<std::unique_ptr<Output>> make_exporters(const Options& opts, ExportTally& exports,
+                                                    const Health& health) {
     std::vector<std::unique_ptr<Output>> v;
     if (!opts.ipfix.empty()) v.push_back(make_ipfix_output(opts, exports));
-    if (!opts.prometheus.empty()) v.push_back(make_prometheus_output(opts, opts.ifaces, exports));
+    if (!opts.prometheus.empty())
+        v.push_back(make_prometheus_output(opts, opts.ifaces, exports, health));
     return v;
 }
 

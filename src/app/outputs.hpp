@@ -9,6 +9,7 @@
 #include "config/options.hpp"
 #include "output/controls.hpp"
 #include "output/export_tally.hpp"
+#include "output/health.hpp"
 #include "output/output.hpp"
 
 namespace tcptrack {
@@ -17,7 +18,9 @@ namespace tcptrack {
 // --netns is entered, so their sockets and threads stay in tcptrack's own
 // namespace, where the collector and the scraper are. They count their errors
 // into `exports` (and Prometheus shows it); it must outlive them.
-std::vector<std::unique_ptr<Output>> make_exporters(const Options& opts, ExportTally& exports);
+// `health` is what Prometheus's /healthz answers from; it must outlive them.
+std::vector<std::unique_ptr<Output>> make_exporters(const Options& opts, ExportTally& exports,
+                                                    const Health& health);
 
 // Whether the terminal output shows host names (-r: the table and the view
 // do; JSON and CSV stay numeric), so a resolver is worth starting.

@@ -105,8 +105,12 @@ int run(const Options& opts) {
         // files or sock_diag (--check and --cleanup included); threads started
         // from here on inherit the namespace.
         ExportTally exports;  // outlives the exporters and the session
+        // /healthz: unhealthy when reports stop coming for 3 intervals (10 s at least).
+        Health health(std::max<std::uint64_t>(static_cast<std::uint64_t>(opts.interval_s * 3e9),
+                                              10'000'000'000ull),
+                      monotonic_ns());
         std::vector<std::unique_ptr<Output>> exporters;
-        if (!opts.check && !opts.cleanup) exporters = make_exporters(opts, exports);
+        if (!opts.check && !opts.cleanup) exporters = make_exporters(opts, exports, health);
         if (!opts.netns.empty()) enter_netns(opts.netns);
         if (opts.check) return run_check(opts);
         std::vector<Interface> ifaces = resolve_interfaces(opts, opts.cleanup);
@@ -117,7 +121,8 @@ int run(const Options& opts) {
         if (opts.verbose)
             for (const auto& note : fallback_notes(features))
                 std::fprintf(stderr, "tcptrack: %s\n", note.c_str());
-        Session session(opts, ifaces, features, std::move(exporters), exports, resolver.get());
+        Session session(opts, ifaces, features, std::move(exporters), exports, health,
+                        resolver.get());
         return session.loop(g_stop);
     } catch (const std::invalid_argument& e) {  // a bad $TCPTRACK_DISABLE
         std::fprintf(stderr, "tcptrack: %s\n", e.what());

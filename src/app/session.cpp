@@ -24,9 +24,10 @@ LoadConfig load_config(const Options& opts, const Features& features) {
 
 Session::Session(const Options& opts, const std::vector<Interface>& ifaces,
                  const Features& features, std::vector<std::unique_ptr<Output>> exporters,
-                 const ExportTally& exports, Resolver* resolver)
+                 const ExportTally& exports, Health& health, Resolver* resolver)
     : opts_(opts),
       exports_(exports),
+      health_(health),
       outputs_(std::move(exporters)),
       skel_(load_config(opts, features)),
       collector_(skel_),
@@ -90,6 +91,7 @@ int Session::loop(const volatile std::sig_atomic_t& stop) {
         collector_.end_interfaces(watch_.take_gone());
         const std::uint64_t now = monotonic_ns();
         const ReportFrame& frame = assembler_.assemble(now, now - last, watch_.watched());
+        health_.update(now, watch_.not_watched());
         last = now;
         ++reports;
         if (stopping || (opts_.count && reports >= *opts_.count)) {

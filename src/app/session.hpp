@@ -21,6 +21,7 @@
 #include "enrich/resolver.hpp"
 #include "output/controls.hpp"
 #include "output/export_tally.hpp"
+#include "output/health.hpp"
 #include "output/output.hpp"
 #include "report/assembler.hpp"
 
@@ -29,10 +30,11 @@ namespace tcptrack {
 class Session final : public Controls {
    public:
     // Loads and attaches (throws Error with nothing left attached). `exports`
-    // (the exporters' errors) and `resolver` (-r, may be null) must outlive the session.
+    // (the exporters' errors), `health` (updated every interval, for /healthz)
+    // and `resolver` (-r, may be null) must outlive the session.
     Session(const Options& opts, const std::vector<Interface>& ifaces, const Features& features,
             std::vector<std::unique_ptr<Output>> exporters, const ExportTally& exports,
-            Resolver* resolver);
+            Health& health, Resolver* resolver);
 
     // Reports every interval until a stop flag, 'q', --count or a closed
     // stdout; the last report goes to every output's finish(). Returns the exit code.
@@ -49,6 +51,7 @@ class Session final : public Controls {
 
     const Options& opts_;
     const ExportTally& exports_;  // for the terminal output's --summary
+    Health& health_;
     // Exporters first (made before --netns), the terminal output put in front
     // by loop(); destroyed last, after the datapath is detached.
     std::vector<std::unique_ptr<Output>> outputs_;

@@ -49,6 +49,9 @@ class InterfaceWatch {
     void check();
     // The ifindexes of the interfaces gone since the last call (their flows end now).
     std::vector<std::uint32_t> take_gone() { return std::move(gone_); }
+    // Interfaces that match but are not watched (--max-interfaces, an attach
+    // error): /healthz reports them.
+    std::size_t not_watched() const { return refused_.size(); }
     // The names of the interfaces watched now, for a report's header.
     std::vector<std::string> watched() const;
     // Every interface watched so far, by ifindex (close events and final rows

@@ -12,6 +12,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <CivetServer.h>
+#include <civetweb.h>
 #include <prometheus/collectable.h>
 #include <prometheus/counter.h>
 #include <prometheus/exposer.h>
@@ -22,6 +24,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -32,6 +35,7 @@
 #include <unordered_set>
 #include <utility>
 
+#include "sys/clock.hpp"
 #include "sys/error.hpp"
 #include "sys/fd.hpp"
 #include "sys/host_port.hpp"
@@ -163,6 +167,39 @@ std::string joined(const std::vector<std::string>& v) {
     std::string s;
     for (const auto& x : v) s += (s.empty() ? "" : ",") + x;
     return s;
+}
+
+}  // namespace
+
+namespace {
+
+// GET /healthz, answered before the exposer's handlers see the request
+// (civetweb's begin_request): 200 "ok", or 503 with what is wrong. The health
+// of this process's one listening exporter.
+std::atomic<const Health*> g_health{nullptr};
+
+int answer_healthz(mg_connection* c) {
+    const mg_request_info* ri = mg_get_request_info(c);
+    if (!ri || !ri->local_uri || std::strcmp(ri->local_uri, "/healthz") != 0) return 0;
+    const Health* h = g_health.load();
+    const std::string why = h ? h->problems(monotonic_ns()) : "";
+    const std::string body = why.empty() ? "ok\n" : why;
+    const int status = why.empty() ? 200 : 503;
+    mg_printf(c,
+              "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+              "Content-Length: %zu\r\nCache-Control: no-store\r\n\r\n",
+              status, why.empty() ? "OK" : "Service Unavailable", body.size());
+    mg_write(c, body.data(), body.size());
+    return status;  // non-zero: handled here
+}
+
+const CivetCallbacks& healthz_callbacks() {
+    static const CivetCallbacks cb = [] {
+        CivetCallbacks c;
+        c.begin_request = answer_healthz;
+        return c;
+    }();
+    return cb;
 }
 
 }  // namespace
@@ -393,7 +430,8 @@ struct PrometheusOutput::Impl {
 
 PrometheusOutput::PrometheusOutput(const std::string& listen,
                                    const std::vector<std::string>& ifaces,
-                                   const ExportTally* exports, const std::string& node)
+                                   const ExportTally* exports, const std::string& node,
+                                   const Health* health)
     : impl_(std::make_unique<Impl>(node)) {
     impl_->exports = exports;
     for (const auto& i : ifaces) impl_->iface(i);
@@ -406,12 +444,15 @@ PrometheusOutput::PrometheusOutput(const std::string& listen,
     // SIGINT/SIGTERM reach the run loop's thread and wake it at once.
     const SignalsBlocked blocked;
     try {
-        impl_->exposer = std::make_unique<prometheus::Exposer>(std::vector<std::string>{
-            "listening_ports", e.civet, "num_threads", "2", "request_timeout_ms", "10000"});
+        impl_->exposer = std::make_unique<prometheus::Exposer>(
+            std::vector<std::string>{"listening_ports", e.civet, "num_threads", "2",
+                                     "request_timeout_ms", "10000"},
+            &healthz_callbacks());
     } catch (const std::exception&) {
         throw Error("cannot serve Prometheus metrics on " + listen + ": " + bind_failure(e));
     }
     impl_->exposer->RegisterCollectable(impl_->reg);
+    g_health.store(health);
     impl_->where = e;
     set_port(impl_->where, port());
     impl_->waker = std::thread([m = impl_.get()] {
@@ -435,6 +476,7 @@ PrometheusOutput::PrometheusOutput(const std::string& listen,
 // main thread elsewhere.
 PrometheusOutput::~PrometheusOutput() {
     if (!impl_->exposer) return;
+    g_health.store(nullptr);
     {
         const std::lock_guard<std::mutex> g(impl_->wake_mutex);
         impl_->stopping = 1;
@@ -580,8 +622,9 @@ int PrometheusOutput::port() const {
 
 std::unique_ptr<Output> make_prometheus_output(const Options& opts,
                                                const std::vector<std::string>& ifaces,
-                                               const ExportTally& exports) {
-    return std::make_unique<PrometheusOutput>(opts.prometheus, ifaces, &exports, opts.node_name);
+                                               const ExportTally& exports, const Health& health) {
+    return std::make_unique<PrometheusOutput>(opts.prometheus, ifaces, &exports, opts.node_name,
+                                              &health);
 }
 
 }  // namespace tcptrack

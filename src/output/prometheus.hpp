@@ -32,6 +32,7 @@
 
 #include "config/options.hpp"
 #include "output/export_tally.hpp"
+#include "output/health.hpp"
 #include "output/output.hpp"
 
 namespace tcptrack {
@@ -43,9 +44,11 @@ class PrometheusOutput final : public Output {
     // nothing (tests read exposition()). ifaces: series made at 0 from the start.
     // exports: the exporters' errors, read at each report (may be null).
     // node: --node-name, a `node` label on every series ("" = none).
+    // health: what GET /healthz answers (200 "ok" or 503 and why; null: always ok).
     // Throws Error (one line) if it cannot listen.
     PrometheusOutput(const std::string& listen, const std::vector<std::string>& ifaces,
-                     const ExportTally* exports = nullptr, const std::string& node = "");
+                     const ExportTally* exports = nullptr, const std::string& node = "",
+                     const Health* health = nullptr);
     ~PrometheusOutput() override;
 
     bool write(const ReportFrame& frame) override;
@@ -64,6 +67,6 @@ class PrometheusOutput final : public Output {
 
 std::unique_ptr<Output> make_prometheus_output(const Options& opts,
                                                const std::vector<std::string>& ifaces,
-                                               const ExportTally& exports);
+                                               const ExportTally& exports, const Health& health);
 
 }  // namespace tcptrack

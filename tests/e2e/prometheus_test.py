@@ -226,6 +226,8 @@ class TestPrometheus(PrometheusBase):
                            text=True, timeout=30)
         self.assertEqual(p.returncode, 0, "promtool check metrics:\n%s%s\n%s"
                          % (p.stdout, p.stderr, text))
+        # /healthz: 200 "ok" while it reports and watches all it should.
+        self.assertEqual(http_get("http://127.0.0.1:%d/healthz" % port), "ok\n")
         # Another instance cannot take the same port: one line, exit 1.
         other = self.start_tcptrack_root("--format", "none", "--prometheus", "127.0.0.1:%d" % port)
         rc = other.wait(20)

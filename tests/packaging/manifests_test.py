@@ -130,7 +130,7 @@ class Manifests(unittest.TestCase):
         self.assertEqual([(p["name"], p["containerPort"], p["protocol"]) for p in ports],
                          [("metrics", PORT, "TCP")])
         for probe in ("readinessProbe", "livenessProbe"):
-            self.assertEqual(c[probe]["tcpSocket"]["port"], "metrics", probe)
+            self.assertEqual(c[probe]["httpGet"], {"path": "/healthz", "port": "metrics"}, probe)
         ann = ds["spec"]["template"]["metadata"]["annotations"]
         self.assertEqual(ann["prometheus.io/scrape"], "true")
         self.assertEqual(ann["prometheus.io/port"], str(PORT))

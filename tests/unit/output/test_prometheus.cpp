@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "output/prometheus.hpp"
+#include "sys/clock.hpp"
 #include "sys/error.hpp"
 
 namespace tcptrack {
@@ -404,6 +405,37 @@ TEST(Prometheus, ServesMetricsOverHttp) {
     EXPECT_EQ(value(body, "tcptrack_connections_opened_total", kEth0L), 1);
 }
 
+// GET /healthz: 200 "ok" while reports keep coming and every matching
+// interface is watched; 503 with the reasons otherwise. /metrics unchanged.
+TEST(Prometheus, HealthzFollowsTheRun) {
+    const std::uint64_t t0 = monotonic_ns();
+    Health health(60'000'000'000ull, t0);
+    PrometheusOutput out("127.0.0.1:0", {"eth0"}, nullptr, "", &health);
+    ASSERT_GT(out.port(), 0);
+    std::string resp = http_get(out.port(), "/healthz");
+    EXPECT_TRUE(resp.starts_with("HTTP/1.1 200 OK")) << resp;
+    EXPECT_TRUE(resp.ends_with("\r\n\r\nok\n")) << resp;
+    health.update(monotonic_ns(), 2);  // two interfaces refused
+    resp = http_get(out.port(), "/healthz");
+    EXPECT_TRUE(resp.starts_with("HTTP/1.1 503 Service Unavailable")) << resp;
+    EXPECT_NE(resp.find("2 matching interface(s) not watched"), std::string::npos) << resp;
+    health.update(monotonic_ns(), 0);
+    EXPECT_TRUE(http_get(out.port(), "/healthz").starts_with("HTTP/1.1 200 OK"));
+    EXPECT_NE(http_get(out.port(), "/metrics").find("tcptrack_connections_opened_total"),
+              std::string::npos);
+}
+
+TEST(Prometheus, HealthIsStaleWithoutReports) {
+    const Health fresh(10'000'000'000ull, 1'000'000'000ull);
+    EXPECT_EQ(fresh.problems(5'000'000'000ull), "");
+    EXPECT_EQ(fresh.problems(12'000'000'000ull), "no report for 11 s\n");
+    Health h(10'000'000'000ull, 0);
+    h.update(100'000'000'000ull, 1);
+    EXPECT_EQ(h.problems(100'000'000'000ull),
+              "1 matching interface(s) not watched (--max-interfaces or an attach error: see "
+              "stderr)\n");
+}
+
 // A host name listens on its IPv4 address. IPv6 needs a civetweb built with
 // it (Debian's is not): then it serves, else it says so in one line.
 TEST(Prometheus, ListensOnHostNamesAndSaysWhyNotIpv6) {
@@ -435,7 +467,8 @@ TEST(Prometheus, PortInUseIsOneLineError) {
     o.prometheus = where;
     try {
         const ExportTally exports;
-        make_prometheus_output(o, {"eth0"}, exports);
+        const Health health(1, 0);
+        make_prometheus_output(o, {"eth0"}, exports, health);
         ADD_FAILURE() << "listening on a taken port did not fail";
     } catch (const Error& e) {
         EXPECT_EQ(std::string(e.what()),
