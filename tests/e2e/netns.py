@@ -359,27 +359,25 @@ class Pair:
         """Server FIN first (TIME_WAIT ends up on the server side)."""
         self._close_from(self.s, self.c)
 
-    def close_rst(self):
-        """Client aborts with SO_LINGER {1, 0}: a RST instead of a FIN."""
-        self.c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-        self.c.close()
+    @staticmethod
+    def _abort(first, second):
+        """`first` aborts with SO_LINGER {1, 0}: a RST instead of a FIN."""
+        first.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        first.close()
         try:
-            self.s.settimeout(5)
-            self.s.recv(1)
+            second.settimeout(5)
+            second.recv(1)
         except OSError:
             pass
-        self.s.close()
+        second.close()
+
+    def close_rst(self):
+        """Client aborts: a RST from the client."""
+        self._abort(self.c, self.s)
 
     def server_rst(self):
-        """Server aborts with SO_LINGER {1, 0}: a RST from the server."""
-        self.s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-        self.s.close()
-        try:
-            self.c.settimeout(5)
-            self.c.recv(1)
-        except OSError:
-            pass
-        self.c.close()
+        """Server aborts: a RST from the server."""
+        self._abort(self.s, self.c)
 
     def abandon(self):
         for x in (self.c, self.s):

@@ -238,16 +238,7 @@ class Pods(unittest.TestCase):
                   % (ns, how, pid, uid, cid[:12], ino), flush=True)
 
 
-def tear_down_module():
-    left = [l.split()[0] for l in run(["ip", "netns", "list"]).stdout.splitlines()
-            if l.startswith(PREFIX)]
-    for ns in left:
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)
-    if left:
-        raise AssertionError("namespaces left behind: %s" % left)
-
-
-tearDownModule = tear_down_module
+tearDownModule = netns.tear_down_module  # what the prefix set above left
 
 if __name__ == "__main__":
     if os.geteuid() == 0 and v2_root() is None:

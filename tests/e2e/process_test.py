@@ -314,16 +314,7 @@ class ProcessAttribution(unittest.TestCase):
                         off[-10:])
 
 
-def tear_down_module():
-    left = [l.split()[0] for l in run(["ip", "netns", "list"]).stdout.splitlines()
-            if l.startswith(PREFIX)]
-    for ns in left:
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)
-    if left:
-        raise AssertionError("namespaces left behind: %s" % left)
-
-
-tearDownModule = tear_down_module
+tearDownModule = netns.tear_down_module  # what the prefix set above left
 
 if __name__ == "__main__":
     sys.exit(netns.main("process_test", sys.modules[__name__]))
