@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 
+#include "attach/tc_netlink.hpp"
 #include "sys/error.hpp"
 
 namespace tcptrack {
@@ -91,18 +92,9 @@ std::vector<LinkEvent> dump_links() {
 }
 
 LinkEvents::LinkEvents() {
-    Fd fd(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_ROUTE));
-    if (!fd) failed("cannot open a netlink socket");
-    // Room for a burst of pods starting at once (root may exceed rmem_max).
-    const int size = 4 << 20;
-    if (setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)) != 0)
-        setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
-    sockaddr_nl sa{};
-    sa.nl_family = AF_NETLINK;
-    sa.nl_groups = RTMGRP_LINK;
-    if (bind(fd.get(), reinterpret_cast<const sockaddr*>(&sa), sizeof(sa)) != 0)
-        failed("cannot watch interfaces (rtnetlink)");
-    fd_ = std::move(fd);
+    // Room for a burst of pods starting at once.
+    fd_ = rtnl_listener(RTMGRP_LINK, 4 << 20);
+    if (!fd_) failed("cannot watch interfaces (rtnetlink)");
 }
 
 std::vector<LinkEvent> LinkEvents::read(bool& lost) {

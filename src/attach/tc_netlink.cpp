@@ -165,19 +165,20 @@ std::vector<TcFilter> list_filters(int ifindex, bpf_tc_attach_point point) {
         });
 }
 
-ClsactWatch::ClsactWatch(int ifindex) : ifindex_(ifindex) {
+Fd rtnl_listener(unsigned groups, int rcvbuf) {
     Fd fd(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_ROUTE));
-    if (!fd) return;
-    // Room for bursts of other tc changes between two looks (root may exceed rmem_max).
-    const int size = 1 << 20;
-    if (setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)) != 0)
-        setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+    if (!fd) return fd;
+    if (setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf)) != 0)
+        setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
     sockaddr_nl sa{};
     sa.nl_family = AF_NETLINK;
-    sa.nl_groups = RTMGRP_TC;
-    if (bind(fd.get(), reinterpret_cast<const sockaddr*>(&sa), sizeof(sa)) == 0)
-        fd_ = std::move(fd);
+    sa.nl_groups = groups;
+    if (bind(fd.get(), reinterpret_cast<const sockaddr*>(&sa), sizeof(sa)) != 0) return Fd();
+    return fd;
 }
+
+// Room for bursts of other tc changes between two looks.
+ClsactWatch::ClsactWatch(int ifindex) : ifindex_(ifindex), fd_(rtnl_listener(RTMGRP_TC, 1 << 20)) {}
 
 bool ClsactWatch::deleted_since_last() {
     if (!fd_) return true;

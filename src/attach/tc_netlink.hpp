@@ -15,6 +15,11 @@
 
 namespace tcptrack {
 
+// A non-blocking rtnetlink socket subscribed to `groups` (RTMGRP_*), its
+// receive buffer raised to `rcvbuf` bytes (past rmem_max as root); an empty Fd
+// (errno set) when it cannot be opened or bound.
+Fd rtnl_listener(unsigned groups, int rcvbuf);
+
 struct TcFilter {
     std::uint32_t prio = 0;
     std::uint32_t handle = 0;
