@@ -22,6 +22,7 @@
 #include "lib/store.h"
 #include "lib/cache.h"
 #include "lib/close.h"
+#include "lib/health.h"
 
 #define TC_ACT_UNSPEC (-1)
 #define TT_STATE_FLAGS (TT_TCP_SYN | TT_TCP_FIN | TT_TCP_RST)
@@ -43,7 +44,8 @@ __noinline int tt_step(__u32 cpu, __u32 dirflags, __u32 idx, __u32 gen)
 	struct tt_slot_lock *lk;
 	struct tt_slot *s;
 	__u64 now = bpf_ktime_get_ns();
-	__u32 act = 0, zero = 0, dir = dirflags & 1;
+	__u32 act = 0, zero = 0, dir = dirflags & 1, ingress = (dirflags >> 1) & 1;
+	int ret;
 
 	s = bpf_map_lookup_elem(&slots, &idx);
 	lk = tt_slot_lock(idx);
@@ -65,7 +67,10 @@ __noinline int tt_step(__u32 cpu, __u32 dirflags, __u32 idx, __u32 gen)
 	if (act & TT_ACT_REUSE) {
 		/* Nothing changed yet: the ring is asked first, outside the lock. */
 		bpf_spin_unlock(&lk->lock);
-		return tt_reuse(p, dirflags, a->l.h, s, idx, gen, ev, lk);
+		ret = tt_reuse(p, dirflags, a->l.h, s, idx, gen, ev, lk);
+		if (ret == TT_STEP_DONE)
+			tt_health(idx, dir, ingress, p); /* the new connection's SYN */
+		return ret;
 	}
 	if (act & TT_ACT_FINISHED) {
 		ev->info = s->info;
@@ -78,6 +83,7 @@ __noinline int tt_step(__u32 cpu, __u32 dirflags, __u32 idx, __u32 gen)
 	tt_account(s, dir, p);
 	bpf_spin_unlock(&lk->lock);
 
+	tt_health(idx, dir, ingress, p);
 	if (act & TT_ACT_FINISHED)
 		tt_finish(ev, s, &p->key, a->l.ch, idx, gen);
 	return TT_STEP_DONE;
@@ -161,10 +167,18 @@ static __always_inline int tt_handle(struct __sk_buff *skb, int ingress, int has
 	ch = tt_cache_hash_k(&p.key);
 
 	/* Fastest path: one of this CPU's two cache entries holds the flow, settled. */
-	if (!(p.tcp_flags & TT_STATE_FLAGS) &&
-	    (tt_cache_hit(tt_cache_at(cpu, ch, 0), ch, &p, dir) ||
-	     tt_cache_hit(tt_cache_at(cpu, ch, 1), ch, &p, dir)))
-		return TC_ACT_UNSPEC;
+	if (!(p.tcp_flags & TT_STATE_FLAGS)) {
+		e = tt_cache_at(cpu, ch, 0);
+		if (!tt_cache_hit(e, ch, &p, dir)) {
+			e = tt_cache_at(cpu, ch, 1);
+			if (!tt_cache_hit(e, ch, &p, dir))
+				e = NULL;
+		}
+		if (e) {
+			tt_health(e->slot, dir, ingress, &p);
+			return TC_ACT_UNSPEC;
+		}
+	}
 
 	/* The keyed hash only here: where the index places the flow. */
 	l.h = tt_index_hash_k(&p.key);
@@ -199,6 +213,7 @@ static __always_inline int tt_handle(struct __sk_buff *skb, int ingress, int has
 		}
 		if (e && e->slot == l.idx && e->gen == gen && s->gen == gen) {
 			tt_account_cached(e, s, dir, &p);
+			tt_health(l.idx, dir, ingress, &p);
 			return TC_ACT_UNSPEC;
 		}
 	}

@@ -65,14 +65,16 @@ static __always_inline void tt_finish(struct tt_close_event *ev, struct tt_slot 
 {
 	struct tt_close_event *rec;
 	struct tt_slot_lock *lk = tt_slot_lock(idx);
+	struct tt_health *h = tt_health_at(idx);
 
 	/* The counts other CPUs still cache, then the totals. */
 	tt_fold_all(idx, gen, ch);
-	if (!lk)
+	if (!lk || !h)
 		return;
 	bpf_spin_lock(&lk->lock);
 	tt_snapshot(ev, s);
 	bpf_spin_unlock(&lk->lock);
+	ev->health = *h;
 
 	rec = bpf_ringbuf_reserve(&closed_events, sizeof(*rec), 0);
 	if (!rec) {
@@ -108,8 +110,14 @@ static __always_inline int tt_reuse(const struct tt_pkt *p, __u32 dirflags, __u3
 {
 	__u32 dir = dirflags & 1;
 	__u64 now = bpf_ktime_get_ns();
+	struct tt_health *hl = tt_health_at(idx);
 	struct tt_close_event *rec = bpf_ringbuf_reserve(&closed_events, sizeof(*rec), 0);
 
+	if (!hl) {
+		if (rec)
+			bpf_ringbuf_discard(rec, 0);
+		return TT_STEP_STALE;
+	}
 	bpf_spin_lock(&lk->lock);
 	if (s->gen != gen) {
 		bpf_spin_unlock(&lk->lock);
@@ -132,6 +140,8 @@ static __always_inline int tt_reuse(const struct tt_pkt *p, __u32 dirflags, __u3
 	}
 	ev->info = s->info;
 	tt_snapshot(ev, s);
+	ev->health = *hl;
+	__builtin_memset(hl, 0, sizeof(*hl));
 	s->bytes[0] = s->bytes[1] = 0;
 	s->packets[0] = s->packets[1] = 0;
 	s->payload[0] = s->payload[1] = 0;

@@ -33,6 +33,15 @@ struct {
 	__type(value, struct tt_slot);
 } slots SEC(".maps");
 
+/* Connection health (tcptrack/health.h): one per slot, mmapable like the slots. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, TT_DEFAULT_FLOWS);
+	__type(key, __u32);
+	__type(value, struct tt_health);
+} health SEC(".maps");
+
 /* Per-CPU counter cache (tcptrack/store.h): nr_cpus x TT_CACHE_ENTRIES, set before load. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

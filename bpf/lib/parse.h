@@ -39,7 +39,11 @@ struct tt_pkt {
 	__u32 segs;
 	__u32 seq;
 	__u32 ack_seq;
+	__u32 tsval; /* timestamps option (has_ts) */
+	__u32 tsecr;
+	__u16 win; /* raw window */
 	__u8 tcp_flags;
+	__u8 has_ts;
 };
 
 struct tt_vlan_hdr {
@@ -53,6 +57,106 @@ struct tt_vlan_hdr {
  * lets the verifier check the pointer arithmetic.
  */
 #define TT_OFF_MAX 0xfff
+
+#define TT_OPT_TS 8 /* TCP option kind: timestamps (RFC 7323), length 10 */
+#define TT_OPT_MAX 40 /* option bytes in a TCP header at most */
+#define TT_OPT_WALK 10 /* options looked at before giving up */
+
+static __always_inline __u32 tt_load_be32(const __u8 *b)
+{
+	return (__u32)b[0] << 24 | (__u32)b[1] << 16 | (__u32)b[2] << 8 | b[3];
+}
+
+/* Where the options walk copies a header's options, and what it found. */
+struct tt_opt_scratch {
+	__u8 b[80]; /* TT_OPT_MAX, and room for any read at a masked index (< 64) */
+	__u32 tsval;
+	__u32 tsecr;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tt_opt_scratch);
+} opt_scratch SEC(".maps");
+
+/*
+ * The options walk for headers whose timestamps are not where Linux puts them
+ * (SYNs, other stacks' layouts, options outside the linear part): a copy of
+ * the options, then at most TT_OPT_WALK options. Global: the walk's branches
+ * are verified once, whatever the caller. Returns 1 with tsval/tsecr in this
+ * CPU's opt_scratch.
+ */
+__noinline int tt_walk_ts(struct __sk_buff *skb, __u32 off, __u32 optlen)
+{
+	struct tt_opt_scratch *sc;
+	__u32 zero = 0, len;
+	__u64 n = optlen, o = 0, at;
+	int i;
+
+	sc = bpf_map_lookup_elem(&opt_scratch, &zero);
+	if (!sc || !skb || optlen > TT_OPT_MAX)
+		return 0;
+	/* A bound the verifier sees on the length register itself (clang
+	 * would fold a plain mask into the check above). */
+	asm volatile("%[n] &= 0x3f" : [n] "+r"(n));
+	if (!n || bpf_skb_load_bytes(skb, off & 0xffff, sc->b, n))
+		return 0;
+	/* Indexes masked to the buffer: clang may test one copy of o and index
+	 * with another, so a test alone does not bound it for the verifier. */
+	for (i = 0; i < TT_OPT_WALK; i++) {
+		if (o >= optlen || o >= TT_OPT_MAX - 1)
+			return 0;
+		at = o;
+		asm volatile("%[at] &= 0x3f" : [at] "+r"(at)); /* o < 39: unchanged */
+		if (sc->b[at] == 0) /* end of options */
+			return 0;
+		if (sc->b[at] == 1) { /* NOP */
+			o += 1;
+			continue;
+		}
+		len = sc->b[at + 1];
+		if (len < 2 || o + len > optlen)
+			return 0;
+		if (sc->b[at] == TT_OPT_TS) {
+			if (len != 10)
+				return 0;
+			sc->tsval = tt_load_be32(&sc->b[at + 2]);
+			sc->tsecr = tt_load_be32(&sc->b[at + 6]);
+			return 1;
+		}
+		o += len;
+	}
+	return 0;
+}
+
+/*
+ * The timestamps option, if the header has one. Linux and most stacks put it
+ * first behind two NOPs on every segment after the SYN: one 32-bit compare;
+ * anything else goes through the walk.
+ */
+static __always_inline void tt_parse_ts(struct __sk_buff *skb, const __u8 *opt, void *data_end,
+					__u32 off, __u32 optlen, struct tt_pkt *p)
+{
+	struct tt_opt_scratch *sc;
+	__u32 zero = 0;
+
+	if (optlen >= 12 && (void *)(opt + 12) <= data_end && tt_load_be32(opt) == 0x0101080a) {
+		p->tsval = tt_load_be32(opt + 4);
+		p->tsecr = tt_load_be32(opt + 8);
+		p->has_ts = 1;
+		return;
+	}
+	if (!tt_walk_ts(skb, off, optlen))
+		return;
+	sc = bpf_map_lookup_elem(&opt_scratch, &zero);
+	if (!sc)
+		return;
+	p->tsval = sc->tsval;
+	p->tsecr = sc->tsecr;
+	p->has_ts = 1;
+}
 
 static __always_inline int tt_parse_tcp(struct __sk_buff *skb, void *data, void *data_end,
 					__u32 l3_off, __u32 l4_off, __u32 l3_len, struct tt_pkt *p)
@@ -77,6 +181,8 @@ static __always_inline int tt_parse_tcp(struct __sk_buff *skb, void *data, void 
 	p->seq = bpf_ntohl(th->seq);
 	p->ack_seq = bpf_ntohl(th->ack_seq);
 	p->tcp_flags = ((__u8 *)th)[13];
+	p->win = bpf_ntohs(th->window);
+	p->has_ts = 0;
 
 	/* A GSO/GRO skb carries gso_segs wire segments, each with its own headers. */
 	segs = skb->gso_segs;
@@ -85,6 +191,11 @@ static __always_inline int tt_parse_tcp(struct __sk_buff *skb, void *data, void 
 	p->segs = segs;
 	p->payload = l3_len - hdr_len;
 	p->l3_bytes = l3_len + (segs - 1) * hdr_len;
+	/* Last: nothing of skb is read after the walk (clang would keep a ctx
+	 * pointer plus offset across the call, which the verifier refuses). */
+	if (thl > sizeof(*th))
+		tt_parse_ts(skb, (const __u8 *)(th + 1), data_end, l4_off + sizeof(*th),
+			    thl - sizeof(*th), p);
 	return 0;
 }
 

@@ -16,6 +16,7 @@
 #include "tcptrack/store.h"
 #include "maps.h"
 #include "parse.h"
+#include "health.h"
 
 #define TT_TAG_MASK 0xff000000
 #define TT_INDEX_SPARE 12 /* entries a first bucket takes before the emptier one is preferred */
@@ -397,6 +398,14 @@ __noinline int tt_displace(__u32 cpu)
 		return -1;
 	}
 	tt_unpublish(tt_index_hash_k(&ev->key), victim);
+	{
+		struct tt_health *h = tt_health_at(victim);
+
+		if (h)
+			ev->health = *h;
+		else
+			__builtin_memset(&ev->health, 0, sizeof(ev->health));
+	}
 	ev->reason = TT_CLOSE_DISPLACED;
 	ev->slot = victim;
 	ev->gen = vgen;
@@ -439,6 +448,7 @@ static __noinline struct tt_slot *tt_create(const struct tt_pkt *p, __u32 dirfla
 		if (!s)
 			return NULL;
 		tt_slot_init(s, p, dirflags);
+		tt_health_clear(tt_health_at(idx));
 		for (tries = 0; tries < 2; tries++) {
 			ret = tt_publish(l, s, idx);
 			if (ret == 0)
@@ -468,6 +478,7 @@ static __noinline struct tt_slot *tt_create(const struct tt_pkt *p, __u32 dirfla
 	if (!s)
 		return NULL;
 	tt_slot_init(s, p, dirflags);
+	tt_health_clear(tt_health_at(idx));
 	/* The buckets changed: look again (another CPU may have created it). */
 	found = tt_find(&p->key, l->h, l);
 	if (!found && tt_publish(l, s, idx) == 0)

@@ -102,6 +102,51 @@ struct tt_flow_info {
 	__u64 close_ns; /* second FIN or RST */
 };
 
+/*
+ * Connection health (tcptrack/health.h): what one side sent, as seen here.
+ * One 64-byte line per side, so the CPUs handling the two directions never
+ * write the same line. State first (what the next segment is compared with),
+ * then the figures user space reads. Counters wrap (u16 and u32 alike): user
+ * space widens them from report to report (src/datapath/health_reader).
+ */
+#define TT_H_NXT 0x01 /* nxt is known */
+#define TT_H_ACK 0x02 /* ack and win are known */
+#define TT_H_ZW 0x04 /* the last window this side advertised was 0 */
+#define TT_H_TS_PROBE 0x08 /* probe: a TSval awaiting its echo */
+#define TT_H_SEQ_PROBE 0x10 /* probe: a sequence end awaiting its ACK (no timestamps) */
+#define TT_H_TSV 0x20 /* this side sends timestamps (tsval is known) */
+#define TT_H_EGRESS 0x40 /* this side's segments leave through this interface's egress */
+
+struct tt_health_side {
+	__u32 nxt; /* sequence number after the furthest data (SYN, FIN) sent */
+	__u32 ack; /* last ACK number sent */
+	__u32 tsval; /* last TSval sent */
+	__u32 probe; /* RTT probe of this side's data: a TSval, or a sequence end */
+	__u32 probe_us; /* when the probe passed here (ktime in us, wraps) */
+	__u16 win; /* last raw window sent (unscaled: only 0 and equality matter) */
+	__u8 flags; /* TT_H_* */
+	__u8 run; /* duplicate ACKs sent in a row (saturates at 255) */
+	/* Figures. */
+	__u32 retrans; /* retransmitted wire segments (tcp.analysis.retransmission) */
+	__u32 retrans_bytes; /* payload already seen, sent again */
+	__u32 dup_acks; /* duplicate ACKs sent (tcp.analysis.duplicate_ack) */
+	/* Time at zero window in ms: while TT_H_ZW, this minus the ktime in ms it
+	 * went to zero, so a reader adds its own now (same clock). */
+	__u32 zero_win_ms;
+	__u32 srtt8_us; /* smoothed RTT x 8, us (RFC 6298 weights) */
+	__u32 rtt_min_us;
+	__u32 rtt_max_us;
+	__u32 rtt_last_us;
+	__u16 gaps; /* segments starting past nxt (tcp.analysis.lost_segment) */
+	__u16 fast_retrans; /* retransmissions after 3+ duplicate ACKs from the peer */
+	__u16 zero_win; /* transitions to a zero window (tcp.analysis.zero_window) */
+	__u16 rtt_samples;
+};
+
+struct tt_health {
+	struct tt_health_side side[2]; /* by normalised direction */
+};
+
 /* Why a close event was emitted. */
 enum tt_close_reason {
 	TT_CLOSE_FINISHED = 1, /* both FINs acknowledged, or RST */
@@ -119,6 +164,7 @@ struct tt_close_event {
 	__u64 payload[2];
 	__u32 slot; /* the slot it used; user space recycles it (see the store below) */
 	__u32 gen; /* the slot's generation while it held this connection */
+	struct tt_health health;
 };
 
 #define TT_EVICT_BATCH 64 /* slots per run of the eviction program */
@@ -204,7 +250,8 @@ TT_INLINE int tt_key_normalise(struct tt_flow_key *k)
 
 TT_STATIC_ASSERT(sizeof(struct tt_flow_key) == 44, "flow key layout is shared with user space");
 TT_STATIC_ASSERT(sizeof(struct tt_flow_info) == 72, "flow info layout is shared with user space");
-TT_STATIC_ASSERT(sizeof(struct tt_close_event) == 176,
+TT_STATIC_ASSERT(sizeof(struct tt_health_side) == 64, "a side's health is one cache line");
+TT_STATIC_ASSERT(sizeof(struct tt_close_event) == 176 + 128,
 		 "close event layout is shared with user space");
 TT_STATIC_ASSERT(sizeof(struct tt_evict_req) == 16 + 8 * TT_EVICT_BATCH,
 		 "eviction request layout is shared with user space");

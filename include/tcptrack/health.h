@@ -1,0 +1,201 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Connection health from the segments seen at one point of the path:
+ * retransmissions, gaps, duplicate ACKs, fast retransmissions, zero windows
+ * and a live RTT (TCP timestamps, else SEQ/ACK under Karn's rule). Pure C
+ * without helpers, like lifecycle.h: the datapath runs it on every segment
+ * (bpf/lib/health.h) and the unit tests run it unchanged
+ * (tests/unit/shared/test_health.cpp). The state it keeps per side is
+ * struct tt_health_side (tcptrack/abi.h).
+ *
+ * Definitions (the README's "Connection health" says where they differ from
+ * the kernel's counters):
+ *  - a segment's sequence length is its payload, plus one for SYN and FIN;
+ *  - retransmission: it starts before nxt (the end of the furthest data this
+ *    side sent), all or part of it seen before; counted in wire segments
+ *    (a GSO/GRO train's share of them) and in payload bytes already seen.
+ *    Keepalives and zero-window probes (at most one byte, ending at nxt, no
+ *    SYN/FIN) are left out, as Wireshark does;
+ *  - gap (lost segment): it starts past nxt: data this point never saw;
+ *  - duplicate ACK (Wireshark's conditions): no data, no SYN/FIN/RST, the
+ *    same ACK number and window as this side's previous segment, and the
+ *    peer has data outstanding (its nxt is past the ACK);
+ *  - fast retransmission: a retransmission after 3 or more duplicate ACKs
+ *    in a row from the peer;
+ *  - zero window: a transition to an advertised window of 0, and the time
+ *    until the next non-zero one;
+ *  - RTT of a side's data: the time from the first segment carrying data and
+ *    a new TSval to the first peer segment echoing that TSval (one probe in
+ *    flight per side); without timestamps, from a new data segment to the
+ *    first peer ACK covering it, dropped if that side retransmitted
+ *    meanwhile (Karn). At an interface this is the round trip from here to
+ *    the side's receiver and back.
+ */
+#ifndef TCPTRACK_HEALTH_H
+#define TCPTRACK_HEALTH_H
+
+#include "tcptrack/abi.h"
+
+/* What the health step needs of a segment (or a GSO/GRO train). */
+struct tt_seg {
+	__u32 seq;
+	__u32 ack;
+	__u32 payload; /* all wire segments together */
+	__u32 segs; /* wire segments (gso_segs), at least 1 */
+	__u32 tsval;
+	__u32 tsecr;
+	__u16 win; /* raw, as on the wire */
+	__u8 flags; /* TCP flags (TT_TCP_*) */
+	__u8 has_ts; /* a timestamps option was found */
+};
+
+#define TT_H_RUN_FAST 3 /* duplicate ACKs in a row that make a retransmission fast */
+
+TT_INLINE void tt_health_sample(struct tt_health_side *s, __u32 rtt_us)
+{
+	s->rtt_last_us = rtt_us;
+	if (!s->rtt_samples && !s->srtt8_us) {
+		s->rtt_min_us = rtt_us;
+		s->rtt_max_us = rtt_us;
+		s->srtt8_us = rtt_us << 3;
+	} else {
+		if (rtt_us < s->rtt_min_us)
+			s->rtt_min_us = rtt_us;
+		if (rtt_us > s->rtt_max_us)
+			s->rtt_max_us = rtt_us;
+		s->srtt8_us = s->srtt8_us - (s->srtt8_us >> 3) + rtt_us;
+	}
+	s->rtt_samples += 1;
+}
+
+/* The segment's data against nxt: retransmission, gap or new data. */
+TT_INLINE void tt_health_data(struct tt_health_side *me, const struct tt_health_side *peer,
+			      const struct tt_seg *g, __u32 len, __u32 now_us)
+{
+	__u32 end = g->seq + len, seen, segs, mss;
+
+	if (!(me->flags & TT_H_NXT)) { /* first data seen from this side: nothing to judge */
+		me->nxt = end;
+		me->flags |= TT_H_NXT;
+		return;
+	}
+	if ((__s32)(g->seq - me->nxt) < 0) {
+		/* At most one byte ending at nxt, no SYN/FIN: keepalive or window probe. */
+		if (len <= 1 && end == me->nxt && !(g->flags & (TT_TCP_SYN | TT_TCP_FIN)))
+			return;
+		seen = (__s32)(end - me->nxt) <= 0 ? len : me->nxt - g->seq;
+		segs = g->segs ? g->segs : 1;
+		if (seen < len && segs > 1) {
+			/* Part of a train: the share of its segments already seen. */
+			mss = g->payload / segs;
+			if (mss) {
+				segs = (seen + mss - 1) / mss;
+				if (segs > g->segs)
+					segs = g->segs;
+			}
+		}
+		me->retrans += segs;
+		me->retrans_bytes += seen < g->payload ? seen : g->payload;
+		if (peer->run >= TT_H_RUN_FAST)
+			me->fast_retrans += segs;
+		me->flags &= ~TT_H_SEQ_PROBE; /* Karn: an ACK now may be for either copy */
+		if ((__s32)(end - me->nxt) > 0)
+			me->nxt = end;
+		return;
+	}
+	if (g->seq != me->nxt)
+		me->gaps += 1;
+	/* New data. Without timestamps, time it by the ACK that covers it. */
+	if (!(me->flags & (TT_H_TSV | TT_H_SEQ_PROBE)) && g->payload) {
+		me->probe = end;
+		me->probe_us = now_us;
+		me->flags |= TT_H_SEQ_PROBE;
+	}
+	me->nxt = end;
+}
+
+/* The segment's ACK and window: duplicate ACKs, Karn's RTT for the peer's data. */
+TT_INLINE void tt_health_ack(struct tt_health_side *me, struct tt_health_side *peer,
+			     const struct tt_seg *g, __u32 now_us)
+{
+	if ((me->flags & TT_H_ACK) && !g->payload &&
+	    !(g->flags & (TT_TCP_SYN | TT_TCP_FIN | TT_TCP_RST)) && g->ack == me->ack &&
+	    g->win == me->win && (peer->flags & TT_H_NXT) && (__s32)(peer->nxt - g->ack) > 0) {
+		me->dup_acks += 1;
+		if (me->run < 255)
+			me->run += 1;
+	} else if (!(me->flags & TT_H_ACK) || g->ack != me->ack) {
+		me->run = 0;
+	}
+	me->ack = g->ack;
+	me->win = g->win;
+	me->flags |= TT_H_ACK;
+	if ((peer->flags & TT_H_SEQ_PROBE) && (__s32)(g->ack - peer->probe) >= 0) {
+		peer->flags &= ~TT_H_SEQ_PROBE;
+		tt_health_sample(peer, now_us - peer->probe_us);
+	}
+}
+
+/* Timestamps: this side's new TSval starts a probe; its TSecr may end the peer's. */
+TT_INLINE void tt_health_ts(struct tt_health_side *me, struct tt_health_side *peer,
+			    const struct tt_seg *g, __u32 len, __u32 now_us)
+{
+	__s32 d;
+	int fresh = !(me->flags & TT_H_TSV) || g->tsval != me->tsval;
+
+	me->tsval = g->tsval;
+	me->flags = (me->flags | TT_H_TSV) & ~TT_H_SEQ_PROBE;
+	/* RFC 7323: TSecr is valid with ACK; 0 is no echo. */
+	if ((g->flags & TT_TCP_ACK) && g->tsecr && (peer->flags & TT_H_TS_PROBE)) {
+		d = (__s32)(g->tsecr - peer->probe);
+		if (d == 0)
+			tt_health_sample(peer, now_us - peer->probe_us);
+		if (d >= 0) /* echoed, or a later TSval was: the probe is over */
+			peer->flags &= ~TT_H_TS_PROBE;
+	}
+	/* Only data draws a prompt echo (a pure ACK's TSval waits for the
+	 * peer's next send); only the first segment with a TSval marks it. */
+	if (fresh && len && !(me->flags & TT_H_TS_PROBE)) {
+		me->probe = g->tsval;
+		me->probe_us = now_us;
+		me->flags |= TT_H_TS_PROBE;
+	}
+}
+
+/*
+ * One segment from side `dir` (normalised direction), now_ns on the clock
+ * user space reads as CLOCK_MONOTONIC. egress: it leaves through this
+ * interface. Plain stores: a side's segments come one at a time (the sender's
+ * socket lock, or its receive queue).
+ */
+TT_INLINE void tt_health_step(struct tt_health *h, int dir, const struct tt_seg *g, __u64 now_ns,
+			      int egress)
+{
+	struct tt_health_side *me = &h->side[dir & 1], *peer = &h->side[(dir & 1) ^ 1];
+	__u32 now_us = (__u32)(now_ns / 1000), now_ms = (__u32)(now_ns / 1000000);
+	__u32 len =
+		g->payload + ((g->flags & TT_TCP_SYN) ? 1 : 0) + ((g->flags & TT_TCP_FIN) ? 1 : 0);
+
+	if (g->flags & TT_TCP_RST)
+		return;
+	if (egress)
+		me->flags |= TT_H_EGRESS;
+	if (len)
+		tt_health_data(me, peer, g, len, now_us);
+	if (g->flags & TT_TCP_ACK)
+		tt_health_ack(me, peer, g, now_us);
+	if (!(g->flags & TT_TCP_SYN)) { /* a SYN's window is never zero, nor scaled */
+		if (!g->win && !(me->flags & TT_H_ZW)) {
+			me->zero_win += 1;
+			me->zero_win_ms -= now_ms;
+			me->flags |= TT_H_ZW;
+		} else if (g->win && (me->flags & TT_H_ZW)) {
+			me->zero_win_ms += now_ms;
+			me->flags &= ~TT_H_ZW;
+		}
+	}
+	if (g->has_ts)
+		tt_health_ts(me, peer, g, len, now_us);
+}
+
+#endif /* TCPTRACK_HEALTH_H */
