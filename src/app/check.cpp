@@ -41,11 +41,11 @@ std::string verdict(const Options& opts, const Features& f, const Privileges& pr
 }
 
 // The store --max-flows would make (skeleton.cpp sizes it): slots, index,
-// kernel memory (slots, index buckets, lock stripes, free queue; the per-CPU
+// kernel memory (slots and their health, index buckets, lock stripes, free queue; the per-CPU
 // counter cache apart, as it does not grow with the flows).
 std::string store_lines(const Options& opts) {
     const StoreGeometry g = StoreGeometry::for_flows(opts.max_flows);
-    const std::uint64_t kernel = std::uint64_t{g.slots} * sizeof(tt_slot) +
+    const std::uint64_t kernel = std::uint64_t{g.slots} * (sizeof(tt_slot) + sizeof(tt_health)) +
                                  std::uint64_t{g.index_buckets} * sizeof(tt_index_bucket) +
                                  std::uint64_t{g.lock_stripes} * sizeof(tt_slot_lock) +
                                  std::uint64_t{g.free_queue} * sizeof(std::uint32_t);

@@ -93,6 +93,7 @@ Skeleton::Skeleton(const LoadConfig& cfg) : cfg_(cfg) {
     skel_->rodata->tt_index_mask = geo_.index_buckets - 1;
     skel_->rodata->tt_lock_mask = geo_.lock_stripes - 1;
     bpf_map__set_max_entries(skel_->maps.slots, geo_.slots);
+    bpf_map__set_max_entries(skel_->maps.health, geo_.slots);
     bpf_map__set_max_entries(skel_->maps.flow_index, geo_.index_buckets);
     bpf_map__set_max_entries(skel_->maps.slot_locks, geo_.lock_stripes);
     bpf_map__set_max_entries(skel_->maps.free_slots, geo_.free_queue);
