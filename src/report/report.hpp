@@ -33,12 +33,12 @@ struct Ending {
 // One side's connection health (tcptrack/health.h), widened to 64 bits: what
 // a row shows for each direction. Named after Wireshark's tcp.analysis fields.
 struct SideHealth {
-    std::uint64_t retrans = 0;         // retransmitted wire segments (tcp.analysis.retransmission)
-    std::uint64_t retrans_bytes = 0;   // payload bytes sent again
-    std::uint64_t lost_segments = 0;   // gaps: data never seen here (tcp.analysis.lost_segment)
-    std::uint64_t dup_acks = 0;        // duplicate ACKs this side sent (tcp.analysis.duplicate_ack)
-    std::uint64_t fast_retrans = 0;    // retransmissions after 3+ duplicate ACKs from the peer
-    std::uint64_t zero_windows = 0;    // zero windows this side advertised (tcp.analysis.zero_window)
+    std::uint64_t retrans = 0;        // retransmitted wire segments (tcp.analysis.retransmission)
+    std::uint64_t retrans_bytes = 0;  // payload bytes sent again
+    std::uint64_t lost_segments = 0;  // gaps: data never seen here (tcp.analysis.lost_segment)
+    std::uint64_t dup_acks = 0;       // duplicate ACKs this side sent (tcp.analysis.duplicate_ack)
+    std::uint64_t fast_retrans = 0;   // retransmissions after 3+ duplicate ACKs from the peer
+    std::uint64_t zero_windows = 0;  // zero windows this side advertised (tcp.analysis.zero_window)
     std::uint64_t zero_window_ns = 0;  // time at zero window, a current stretch included
     bool zero_window_now = false;      // its last window was 0
     bool egress = false;               // its segments leave through this interface
@@ -64,7 +64,7 @@ struct FlowRow {
     // smoothed RTT the table shows (report/flow_model.hpp: live_rtt).
     SideHealth fwd_health, rev_health;
     std::optional<std::uint64_t> srtt_ns;
-    std::uint64_t age_ns = 0;                  // since first seen (for display)
+    std::uint64_t age_ns = 0;  // since first seen (for display)
     // The local socket's owner (process attribution); empty: no local socket known.
     std::optional<std::uint32_t> pid;
     std::string comm;          // "" with no pid

@@ -84,7 +84,9 @@ Packet Conn::segment(bool from_client, std::uint8_t flags, std::size_t payload,
     else
         b.ipv4(src.addr, dst.addr);
     b.tcp(src.port, dst.port, seq, (flags & kAck) ? ack.value_or(peer_next) : 0, flags)
-        .payload(payload);
+        .payload(payload)
+        .window(window);
+    if (!options.empty()) b.tcp_option_bytes(options);
     Packet p = b.build();
     seq += payload + ((flags & kSyn) ? 1 : 0) + ((flags & kFin) ? 1 : 0);
     expect.add(from_client ? cdir : cdir ^ 1, p);
@@ -458,6 +460,13 @@ std::uint64_t BpfTest::stat(std::uint32_t idx) {
 }
 
 void BpfTest::clear_maps() { reset(); }
+
+tt_health BpfTest::health(std::uint32_t slot) {
+    tt_health h{};
+    EXPECT_EQ(bpf_map_lookup_elem(bpf_map__fd((*skel_)->maps.health), &slot, &h), 0)
+        << "health of slot " << slot << ": " << std::strerror(errno);
+    return h;
+}
 
 tt_flow_info BpfTest::expect_single(const tt_flow_key& key, const Totals& want, std::uint8_t state,
                                     const std::string& step) {

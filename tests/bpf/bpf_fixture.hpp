@@ -83,6 +83,9 @@ struct Conn {
     tt_flow_key key{};
     int cdir = 0;  // normalised direction of client -> server
     Totals expect;
+    // Raw TCP options and window of the next segments (tcp_option_bytes, window).
+    std::vector<std::uint8_t> options;
+    std::uint16_t window = 65535;
 
     Conn(bool v6_, Endpoint c, Endpoint s);
     Packet c2s(std::uint8_t flags, std::size_t payload = 0, std::optional<std::uint32_t> ack = {}) {
@@ -183,6 +186,7 @@ class BpfTest : public ::testing::Test {
     int index_entries(const tt_flow_key& key, std::uint32_t slot);
 
     std::vector<tt_close_event> drain_events();
+    tt_health health(std::uint32_t slot);  // the slot's health entry
     std::uint64_t stat(std::uint32_t idx);
     // Back to the state of a fresh load (every map, the ring, the stats).
     void clear_maps();

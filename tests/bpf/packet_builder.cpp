@@ -112,6 +112,33 @@ PacketBuilder& PacketBuilder::tcp_options(unsigned words) {
     return *this;
 }
 
+PacketBuilder& PacketBuilder::window(std::uint16_t raw) {
+    window_ = raw;
+    return *this;
+}
+
+PacketBuilder& PacketBuilder::tcp_option_bytes(std::vector<std::uint8_t> bytes) {
+    while (bytes.size() % 4) bytes.push_back(0x01);
+    tcp_opt_words_ = static_cast<unsigned>(bytes.size() / 4);
+    tcp_opt_bytes_ = std::move(bytes);
+    return *this;
+}
+
+std::vector<std::uint8_t> ts_option(std::uint32_t tsval, std::uint32_t tsecr) {
+    std::vector<std::uint8_t> v{0x01, 0x01, 8, 10};
+    put32(v, tsval);
+    put32(v, tsecr);
+    return v;
+}
+
+std::vector<std::uint8_t> syn_options(std::uint32_t tsval, std::uint32_t tsecr) {
+    std::vector<std::uint8_t> v{2, 4, 0x05, 0xb4, 4, 2, 8, 10};
+    put32(v, tsval);
+    put32(v, tsecr);
+    v.insert(v.end(), {0x01, 3, 3, 7});
+    return v;
+}
+
 PacketBuilder& PacketBuilder::doff(std::uint8_t raw) {
     doff_ = raw;
     return *this;
@@ -155,10 +182,13 @@ Packet PacketBuilder::build() const {
             put32(l4, ack_);
             l4.push_back((doff_ ? *doff_ : 5 + tcp_opt_words_) << 4);
             l4.push_back(flags_);
-            put16(l4, 65535);                               // window
-            put16(l4, 0);                                   // checksum
-            put16(l4, 0);                                   // urgent pointer
-            l4.insert(l4.end(), tcp_opt_words_ * 4, 0x01);  // NOP options
+            put16(l4, window_);
+            put16(l4, 0);  // checksum
+            put16(l4, 0);  // urgent pointer
+            if (!tcp_opt_bytes_.empty())
+                l4.insert(l4.end(), tcp_opt_bytes_.begin(), tcp_opt_bytes_.end());
+            else
+                l4.insert(l4.end(), tcp_opt_words_ * 4, 0x01);  // NOP options
             break;
         }
         case L4::udp:

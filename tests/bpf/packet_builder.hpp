@@ -28,6 +28,12 @@ struct Packet {
     std::uint32_t payload = 0;  // L4 payload bytes
 };
 
+// The timestamps option as Linux lays it out after the SYN (NOP, NOP, TS) and
+// as it lays it out on a SYN (MSS, SACK permitted, TS, NOP, window scale),
+// which the datapath finds by walking the options.
+std::vector<std::uint8_t> ts_option(std::uint32_t tsval, std::uint32_t tsecr);
+std::vector<std::uint8_t> syn_options(std::uint32_t tsval, std::uint32_t tsecr);
+
 class PacketBuilder {
    public:
     // L2. Tags are pushed outermost first.
@@ -52,6 +58,10 @@ class PacketBuilder {
                        std::uint32_t ack, std::uint8_t flags);
     PacketBuilder& tcp_options(unsigned words);  // data offset = 5 + words (NOPs)
     PacketBuilder& doff(std::uint8_t raw);       // raw data offset nibble, layout unchanged
+    PacketBuilder& window(std::uint16_t raw);    // raw window field (default 65535)
+    // Raw option bytes after the fixed header (padded with NOPs to whole
+    // words); replaces tcp_options(). ts_option() gives common layouts.
+    PacketBuilder& tcp_option_bytes(std::vector<std::uint8_t> bytes);
     PacketBuilder& udp(std::uint16_t sport, std::uint16_t dport);
     PacketBuilder& icmp();
     PacketBuilder& payload(std::size_t n, std::uint8_t fill = 0xab);
@@ -86,6 +96,8 @@ class PacketBuilder {
     std::uint32_t seq_ = 0, ack_ = 0;
     std::uint8_t flags_ = 0;
     unsigned tcp_opt_words_ = 0;
+    std::uint16_t window_ = 65535;
+    std::vector<std::uint8_t> tcp_opt_bytes_;
     std::size_t payload_ = 0;
     std::uint8_t fill_ = 0xab;
     std::optional<std::size_t> truncate_;
