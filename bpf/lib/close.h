@@ -69,12 +69,15 @@ static __always_inline void tt_finish(struct tt_close_event *ev, struct tt_slot 
 
 	/* The counts other CPUs still cache, then the totals. */
 	tt_fold_all(idx, gen, ch);
-	if (!lk || !h)
+	if (!lk)
 		return;
 	bpf_spin_lock(&lk->lock);
 	tt_snapshot(ev, s);
 	bpf_spin_unlock(&lk->lock);
-	ev->health = *h;
+	if (h)
+		ev->health = *h;
+	else /* --no-health */
+		__builtin_memset(&ev->health, 0, sizeof(ev->health));
 
 	rec = bpf_ringbuf_reserve(&closed_events, sizeof(*rec), 0);
 	if (!rec) {
@@ -113,11 +116,6 @@ static __always_inline int tt_reuse(const struct tt_pkt *p, __u32 dirflags, __u3
 	struct tt_health *hl = tt_health_at(idx);
 	struct tt_close_event *rec = bpf_ringbuf_reserve(&closed_events, sizeof(*rec), 0);
 
-	if (!hl) {
-		if (rec)
-			bpf_ringbuf_discard(rec, 0);
-		return TT_STEP_STALE;
-	}
 	bpf_spin_lock(&lk->lock);
 	if (s->gen != gen) {
 		bpf_spin_unlock(&lk->lock);
@@ -140,8 +138,12 @@ static __always_inline int tt_reuse(const struct tt_pkt *p, __u32 dirflags, __u3
 	}
 	ev->info = s->info;
 	tt_snapshot(ev, s);
-	ev->health = *hl;
-	__builtin_memset(hl, 0, sizeof(*hl));
+	if (hl) {
+		ev->health = *hl;
+		__builtin_memset(hl, 0, sizeof(*hl));
+	} else { /* --no-health */
+		__builtin_memset(&ev->health, 0, sizeof(ev->health));
+	}
 	s->bytes[0] = s->bytes[1] = 0;
 	s->packets[0] = s->packets[1] = 0;
 	s->payload[0] = s->payload[1] = 0;

@@ -45,7 +45,8 @@ std::string verdict(const Options& opts, const Features& f, const Privileges& pr
 // counter cache apart, as it does not grow with the flows).
 std::string store_lines(const Options& opts) {
     const StoreGeometry g = StoreGeometry::for_flows(opts.max_flows);
-    const std::uint64_t kernel = std::uint64_t{g.slots} * (sizeof(tt_slot) + sizeof(tt_health)) +
+    const std::uint64_t per_slot = sizeof(tt_slot) + (opts.health ? sizeof(tt_health) : 0);
+    const std::uint64_t kernel = std::uint64_t{g.slots} * per_slot +
                                  std::uint64_t{g.index_buckets} * sizeof(tt_index_bucket) +
                                  std::uint64_t{g.lock_stripes} * sizeof(tt_slot_lock) +
                                  std::uint64_t{g.free_queue} * sizeof(std::uint32_t);

@@ -238,6 +238,10 @@ ParseResult parse_options(int argc, const char* const* argv) {
              "Watch every Ethernet or L3 (tun, wireguard) interface but lo, now and as they "
              "appear");
     auto* o_no_process = flag("--no-process", "Do not look up the process owning each connection");
+    auto* o_no_health =
+        flag("--no-health",
+             "Do not track connection health (retransmissions, windows, live RTT): saves 128 "
+             "bytes of kernel memory per --max-flows and the per-segment work");
     auto* o_resolve = flag("-r,--resolve", "Show host names (reverse DNS, asynchronous, cached)");
     auto* o_closed = flag("--closed", "Log connections as they close instead of periodic reports");
     auto* o_changed = flag("--changed",
@@ -275,7 +279,7 @@ ParseResult parse_options(int argc, const char* const* argv) {
 
     // CLI11 accepts "--flag=value"; a flag given a value is a mistake here.
     for (const CLI::Option* f : {o_once, o_summary, o_closed, o_changed, o_cleanup, o_check,
-                                 o_verbose, o_no_process, o_resolve, o_all_ifaces}) {
+                                 o_verbose, o_no_process, o_no_health, o_resolve, o_all_ifaces}) {
         for (const auto& value : f->results())
             if (value != "true")
                 return usage(f->get_name() + ": takes no value (got '" + value + "')");
@@ -387,6 +391,7 @@ ParseResult parse_options(int argc, const char* const* argv) {
         return usage(std::string("filter: ") + e.what());
     }
     o.process = o_no_process->count() == 0;
+    o.health = o_no_health->count() == 0;
     o.resolve = o_resolve->count() > 0;
     o.summary = o_summary->count() > 0;
     o.closed_only = o_closed->count() > 0;

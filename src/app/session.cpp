@@ -16,6 +16,7 @@ LoadConfig load_config(const Options& opts, const Features& features) {
     LoadConfig c;
     c.max_flows = opts.max_flows;
     c.tcx = use_tcx(features, opts.attach);
+    c.health = opts.health;
     c.hash_key = opts.test_hash_key;  // set only in test mode (app/cli.cpp); else random
     return c;
 }

@@ -34,6 +34,7 @@ struct Options {
     bool summary = false;  // JSON: a summary record per report; table: a footer line
     std::string filter;    // trailing filter expression ("" = everything)
     bool process = true;   // PROCESS column / pid, comm, cgroup (--no-process)
+    bool health = true;    // connection health in the datapath (--no-health)
     bool resolve = false;  // -r: reverse DNS names in the table
     std::string netns;     // --netns NAME|PATH|PID ("" = our own namespace)
     std::string ipfix;     // --ipfix udp://HOST:PORT | tcp://HOST:PORT ("" = off)

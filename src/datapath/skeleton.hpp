@@ -17,7 +17,8 @@ namespace tcptrack {
 
 struct LoadConfig {
     std::uint32_t max_flows = 65536;
-    bool tcx = false;  // load the classifiers with TCX expected attach types
+    bool tcx = false;    // load the classifiers with TCX expected attach types
+    bool health = true;  // connection health (tcptrack/health.h); off: its map has one entry
     // The hashes' key (tcptrack/store.h): empty = 16 bytes from getrandom() at this load
     // (always, but in tests, which fix it to reproduce collisions).
     std::optional<std::array<std::uint8_t, 16>> hash_key;

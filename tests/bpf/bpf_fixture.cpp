@@ -190,14 +190,14 @@ struct Loaded {
 
 using HashKey = std::optional<std::array<std::uint8_t, 16>>;
 
-// One load per (max_flows, fixed hash key); random keys are drawn once per size.
-Loaded& loaded(std::uint32_t max_flows, const HashKey& key) {
-    static std::map<std::pair<std::uint32_t, HashKey>, Loaded> cache;
-    Loaded& l = cache[{max_flows, key}];
+// One load per (max_flows, fixed hash key, health); random keys are drawn once per size.
+Loaded& loaded(std::uint32_t max_flows, const HashKey& key, bool health) {
+    static std::map<std::tuple<std::uint32_t, HashKey, bool>, Loaded> cache;
+    Loaded& l = cache[{max_flows, key, health}];
     if (!l.skel && l.error.empty()) {
         try {
-            l.skel = std::make_unique<tcptrack::Skeleton>(
-                tcptrack::LoadConfig{.max_flows = max_flows, .tcx = false, .hash_key = key});
+            l.skel = std::make_unique<tcptrack::Skeleton>(tcptrack::LoadConfig{
+                .max_flows = max_flows, .tcx = false, .health = health, .hash_key = key});
             const long page = sysconf(_SC_PAGESIZE);
             const bpf_map* m = (*l.skel)->maps.slots;
             l.slots_len =
@@ -264,12 +264,13 @@ void BpfTest::TearDown() {
     cache_ = nullptr;
 }
 
-void BpfTest::load(std::uint32_t max_flows, std::optional<std::array<std::uint8_t, 16>> key) {
+void BpfTest::load(std::uint32_t max_flows, std::optional<std::array<std::uint8_t, 16>> key,
+                   bool health) {
     if (ring_) ring_buffer__free(ring_);
     ring_ = nullptr;
     skel_ = nullptr;
     slots_ = nullptr;
-    Loaded& l = loaded(max_flows, key);
+    Loaded& l = loaded(max_flows, key, health);
     if (!l.error.empty()) FAIL() << l.error;
     skel_ = l.skel.get();
     slots_ = static_cast<tt_slot*>(l.slots);

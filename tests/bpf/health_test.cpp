@@ -8,7 +8,11 @@
 #include <bpf/bpf.h>
 
 #include <cstdint>
+#include <cstring>
 
+#include "tcptrack/filter_vm.h"  // before the skeleton: its .bss holds struct tt_filter
+#include "tcptrack/store.h"      // before the skeleton: its .rodata holds struct tt_hash_key
+#include "tcptrack.skel.h"
 #include "bpf_fixture.hpp"
 
 namespace tt_test {
@@ -177,6 +181,29 @@ TEST_F(HealthTest, TheCloseEventCarriesHealthAndAReusedTupleStartsClean) {
     const tt_health_side fresh = side(d, true);
     EXPECT_EQ(fresh.retrans, 0u);
     EXPECT_EQ(fresh.nxt, d.cseq);  // only the new SYN seen
+}
+
+// --no-health: the map shrinks to one entry, the step never runs, and every
+// count and close is what it is with health.
+TEST_F(HealthTest, WithoutHealthTheCountsAndClosesAreUnchanged) {
+    ASSERT_NO_FATAL_FAILURE(load(1024, {}, false));
+    EXPECT_EQ(bpf_map__max_entries((*skel_)->maps.health), 1u);
+    Conn c(false, {"10.0.0.1", 40008}, {"10.0.0.2", 80});
+    establish(c);
+    const Packet p = c.c2s(kAck | kPsh, 300);
+    egress(p);
+    egress(p);
+    c.expect.bytes[c.cdir] += p.l3_len;  // the copy: on the wire, not in the payload
+    c.expect.packets[c.cdir] += 1;
+    expect_single(c.key, c.expect, TT_ESTABLISHED, "counted without health");
+    egress(c.c2s(kFin | kAck));
+    ingress(c.s2c(kFin | kAck));
+    egress(c.c2s(kAck));
+    const auto ev = drain_events();
+    ASSERT_EQ(ev.size(), 1u);
+    EXPECT_EQ(totals_of(ev[0]), c.expect);
+    const tt_health none{};
+    EXPECT_EQ(std::memcmp(&ev[0].health, &none, sizeof none), 0);
 }
 
 }  // namespace
