@@ -174,6 +174,28 @@ start_tcptrack() {
     die "tcptrack attached $(tr '\n' ' ' <<<"$ids"), not tcptrack_in and tcptrack_eg"
 }
 
+# start_nohealth ARGS...: a second tcptrack on IF_S with --no-health (the same
+# datapath without connection health), appended after the first one's programs.
+# Sets NH_PID, NH_IN, NH_EG.
+start_nohealth() {
+  local i before ids new
+  before=$("${UTIL[@]}" tcx-ids "$NS_S" "$IF_S")
+  bg_ns "$NS_S" /dev/null "$TMP/nohealth.err" "$TT" -i "$IF_S" --no-health "$@"
+  NH_PID=$BG_PID
+  NH_IN=; NH_EG=
+  for i in $(seq 100); do
+    kill -0 "$NH_PID" 2>/dev/null || die "tcptrack --no-health exited: $(cat "$TMP/nohealth.err")"
+    ids=$("${UTIL[@]}" tcx-ids "$NS_S" "$IF_S")
+    new=$(grep -vxF -f <(printf '%s\n' "$before") <<<"$ids" || true)
+    NH_IN=$(sed -n 's/^tcptrack_in[a-z0-9_]*=//p' <<<"$new")
+    NH_EG=$(sed -n 's/^tcptrack_eg[a-z0-9_]*=//p' <<<"$new")
+    [ -n "$NH_IN" ] && [ -n "$NH_EG" ] && break
+    sleep 0.1
+  done
+  [ -n "$NH_IN" ] && [ -n "$NH_EG" ] || die "tcptrack --no-health did not attach"
+  SEEN_PROGS+=("$NH_IN" "$NH_EG")
+}
+
 # TCP OutSegs (wire segments sent, GSO counted per segment) of a namespace.
 out_segs() {
   ip netns exec "$1" awk '$1 == "Tcp:" { if (!c) { for (i = 1; i <= NF; i++) if ($i == "OutSegs") c = i } else print $c }' /proc/net/snmp
@@ -206,6 +228,7 @@ case "${TTBENCH_SECOND:-parse-only}" in
 esac
 s1_attach() {
   start_tcptrack /dev/null --format json --interval 1 --max-flows "$1" --idle-timeout 3600
+  start_nohealth --format json --interval 1 --max-flows "$1" --idle-timeout 3600
   local kind i out
   for kind in FL PO; do
     out=$TMP/floor-$kind.out
@@ -231,10 +254,13 @@ s1_attach() {
 s1_detach() {
   stop_pid "$PO_PID"
   stop_pid "$FL_PID"
+  stop_pid "$NH_PID"
   stop_pid "$TT_PID"
 }
 
-s1_snap() { "${UTIL[@]}" progstats "$TT_IN" "$TT_EG" "$FL_IN" "$FL_EG" "$PO_IN" "$PO_EG"; }
+s1_snap() {
+  "${UTIL[@]}" progstats "$TT_IN" "$TT_EG" "$FL_IN" "$FL_EG" "$PO_IN" "$PO_EG" "$NH_IN" "$NH_EG"
+}
 
 # s1_begin / s1_end SCENARIO REP GBPS MSGS_PER_S: one measured window; s1_end
 # appends a row to S1_TSV.
@@ -310,6 +336,9 @@ s1_fill() {
   log "  filling tcptrack's maps with $1 flows"
   FILL_MSG=$(ns_s "$FILL" --prog-id "$TT_IN" --count "$1") || die "fill_flows: $FILL_MSG"
   log "  $FILL_MSG"
+  local nh
+  nh=$(ns_s "$FILL" --prog-id "$NH_IN" --count "$1") || die "fill_flows (--no-health): $nh"
+  log "  --no-health: $nh"
 }
 
 # s1_resident: how many live flows the store still holds (fill_flows --count 0).
@@ -375,7 +404,7 @@ section1_runs() {
   {
     echo "## 1. Per-packet datapath cost (bpf_stats)"
     echo
-    echo "tcptrack (\`--format json --interval 1 --max-flows 200000 --idle-timeout 3600 > /dev/null\`; 1M scenarios: a fresh one with \`--max-flows $big_max\`), an empty TCX classifier (bench/empty.bpf.c, returns TCX_NEXT: the floor, i.e. program dispatch + bpf_stats accounting) and $SECOND_DESC attached to the same TCX hooks of the receiver veth in the same runs, run order: $order1(1M: $order2). run_time_ns / run_cnt deltas per program over each run (${dur} s), median of $reps runs. Runs = skbs (a GSO skb is one run); wire segments = TCP OutSegs of the sending namespace (client for ingress, server for egress) over the same window. Requests: bench/reqgen, N connections opened first, then one 100-byte send (TCP_NODELAY) per connection in turn for ${dur} s; the server only reads (its segments are ACKs); only the sending phase is measured. 100k scenarios: \`fill_flows\` ran tcptrack_in via BPF_PROG_TEST_RUN on 100k distinct SYNs first, each a new flow in the slot store (SYN_SENT, never answered: like SYNs to addresses nobody routes) ($fill1; live flows still in the store after the runs, counted from its slots: $res1). 1M scenarios: the same with 1M SYNs ($fill2; live after the runs: $res2; tcptrack peak RSS ${rss} MB; its maps' memlock: $kmem). Last column: CPU of tcptrack's user-space process over the window (a report every second; see section 4 for the cost of one). Issue 9 target: tcptrack/floor ≤ 1.5× per packet."
+    echo "tcptrack (\`--format json --interval 1 --max-flows 200000 --idle-timeout 3600 > /dev/null\`; 1M scenarios: a fresh one with \`--max-flows $big_max\`), the same tcptrack with \`--no-health\` (a second instance, same arguments: the datapath without connection health; its programs are the second tcptrack_in/_eg in the run order), an empty TCX classifier (bench/empty.bpf.c, returns TCX_NEXT: the floor, i.e. program dispatch + bpf_stats accounting) and $SECOND_DESC attached to the same TCX hooks of the receiver veth in the same runs, run order: $order1(1M: $order2). run_time_ns / run_cnt deltas per program over each run (${dur} s), median of $reps runs. Runs = skbs (a GSO skb is one run); wire segments = TCP OutSegs of the sending namespace (client for ingress, server for egress) over the same window. Requests: bench/reqgen, N connections opened first, then one 100-byte send (TCP_NODELAY) per connection in turn for ${dur} s; the server only reads (its segments are ACKs); only the sending phase is measured. 100k scenarios: \`fill_flows\` ran tcptrack_in via BPF_PROG_TEST_RUN on 100k distinct SYNs first, each a new flow in the slot store (SYN_SENT, never answered: like SYNs to addresses nobody routes) ($fill1; live flows still in the store after the runs, counted from its slots: $res1). 1M scenarios: the same with 1M SYNs ($fill2; live after the runs: $res2; tcptrack peak RSS ${rss} MB; its maps' memlock: $kmem). Last column: CPU of tcptrack's user-space process over the window (a report every second; see section 4 for the cost of one). Issue 9 target: tcptrack/floor ≤ 1.5× per packet. Issue 18 target: health adds ≤ 15% (tcptrack / no-health ≤ 1.15); the no-health instance runs second, on packet data the first one already brought into the cache, which if anything overstates health's share."
     echo
     "${UTIL[@]}" s1-table "$S1_TSV"
     echo

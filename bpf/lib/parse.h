@@ -96,12 +96,13 @@ __noinline int tt_walk_ts(struct __sk_buff *skb, __u32 off, __u32 optlen)
 	int i;
 
 	sc = bpf_map_lookup_elem(&opt_scratch, &zero);
-	if (!sc || !skb || optlen > TT_OPT_MAX)
+	if (!sc || !skb || optlen == 0 || optlen > TT_OPT_MAX)
 		return 0;
-	/* A bound the verifier sees on the length register itself (clang
-	 * would fold a plain mask into the check above). */
-	asm volatile("%[n] &= 0x3f" : [n] "+r"(n));
-	if (!n || bpf_skb_load_bytes(skb, off & 0xffff, sc->b, n))
+	/* Bounds the verifier sees on the length register itself, 1 to 64
+	 * (clang would fold plain C into the check above, and 5.10 wants the
+	 * length of a load above 0 by its bounds, not by a test): the same n. */
+	asm volatile("%[n] -= 1; %[n] &= 0x3f; %[n] += 1" : [n] "+r"(n));
+	if (bpf_skb_load_bytes(skb, off & 0xffff, sc->b, n))
 		return 0;
 	/* Indexes masked to the buffer: clang may test one copy of o and index
 	 * with another, so a test alone does not bound it for the verifier. */

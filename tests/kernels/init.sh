@@ -36,6 +36,10 @@ result() { echo "TT-RESULT $1 $2 $3"; }
 step check
 if tcptrack --help 2>&1 | grep -q -- '--check'; then
     tcptrack --check 2>&1 | sed 's/^/TT-CHECK /'
+    # A refused load: the verifier's last words, to fix it from the host.
+    if ! tcptrack --check >/dev/null 2>&1; then
+        tcptrack -v --check 2>&1 | grep -B40 -m1 -E '^(processed|-- END PROG LOAD LOG)' | sed 's/^/TT-VERIFIER /'
+    fi
 else
     echo "TT-CHECK tcptrack has no --check"
 fi
