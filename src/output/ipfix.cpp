@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// --ipfix: see include/tcptrack/ipfix_output.hpp. libfixbuf builds the IPFIX
+// --ipfix: see output/ipfix.hpp. libfixbuf builds the IPFIX
 // messages (templates, sets, sequence numbers) into a memory buffer
 // (fbExporterAllocBuffer, manual mode); we send each message ourselves on a
 // non-blocking socket, so nothing here waits for the collector.
@@ -17,10 +17,13 @@
 
 #include <fixbuf/public.h>
 
+#include <algorithm>
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <deque>
+#include <iterator>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -33,14 +36,28 @@
 namespace tcptrack {
 namespace {
 
+// The health counters exported, in the records' order: a row's cumulative
+// figures (report/report.hpp: SideHealth), sent as deltas.
+constexpr std::uint64_t SideHealth::*kHealthCounters[] = {
+    &SideHealth::retrans, &SideHealth::retrans_bytes, &SideHealth::lost_segments,
+    &SideHealth::dup_acks, &SideHealth::zero_windows};
+constexpr std::size_t kNHealth = std::size(kHealthCounters);
+// A connection's, [client -> server, server -> client][kHealthCounters].
+using HealthCounts = std::array<std::array<std::uint64_t, kNHealth>, 2>;
+
 // Record layouts handed to libfixbuf's transcoder: the internal template lists
-// the same fields in the same order and sizes (packed: no holes).
-#define TT_IPFIX_COMMON_HEAD \
-    std::uint64_t start_ms, end_ms, octets, packets, rev_octets, rev_packets, payload, rev_payload;
-#define TT_IPFIX_COMMON_TAIL                    \
-    std::uint32_t rtt_us;                       \
-    std::uint16_t sport, dport, tcp_flags;      \
-    std::uint8_t proto, end_reason, biflow_dir; \
+// the same fields in the same order and sizes (packed: no holes). [2]: forward
+// (client -> server), reverse.
+#define TT_IPFIX_COMMON_HEAD                                                           \
+    std::uint64_t start_ms, end_ms, octets, packets, rev_octets, rev_packets, payload, \
+        rev_payload;                                                                   \
+    std::uint64_t health[kNHealth][2]; /* deltas, as kHealthCounters */                \
+    std::uint64_t rtt_samples[2];
+#define TT_IPFIX_COMMON_TAIL                                \
+    std::uint32_t rtt_us;                                   \
+    std::uint32_t rtt_min_us[2], srtt_us[2], rtt_max_us[2]; \
+    std::uint16_t sport, dport, tcp_flags;                  \
+    std::uint8_t proto, end_reason, biflow_dir;             \
     fbVarfield_t pod_uid, container_id, node;
 
 struct __attribute__((packed)) RecV4 {
@@ -59,13 +76,32 @@ struct __attribute__((packed)) RecV6 {
         {(char*)"octetDeltaCount", 8, 0}, {(char*)"packetDeltaCount", 8, 0},               \
         {(char*)"reverseOctetDeltaCount", 8, 0}, {(char*)"reversePacketDeltaCount", 8, 0}, \
         {(char*)"tcptrackPayloadOctetDeltaCount", 8, 0},                                   \
-        {(char*)"reverseTcptrackPayloadOctetDeltaCount", 8, 0},
-#define TT_IPFIX_SPEC_TAIL                                                                   \
-    {(char*)"tcptrackHandshakeRttMicroseconds", 4, 0}, {(char*)"sourceTransportPort", 2, 0}, \
-        {(char*)"destinationTransportPort", 2, 0}, {(char*)"tcpControlBits", 2, 0},          \
-        {(char*)"protocolIdentifier", 1, 0}, {(char*)"flowEndReason", 1, 0},                 \
-        {(char*)"biflowDirection", 1, 0}, {(char*)"tcptrackPodUid", FB_IE_VARLEN, 0},        \
-        {(char*)"tcptrackContainerId", FB_IE_VARLEN, 0},                                     \
+        {(char*)"reverseTcptrackPayloadOctetDeltaCount", 8, 0},                            \
+        {(char*)"tcptrackRetransmittedSegmentDeltaCount", 8, 0},                           \
+        {(char*)"reverseTcptrackRetransmittedSegmentDeltaCount", 8, 0},                    \
+        {(char*)"tcptrackRetransmittedOctetDeltaCount", 8, 0},                             \
+        {(char*)"reverseTcptrackRetransmittedOctetDeltaCount", 8, 0},                      \
+        {(char*)"tcptrackLostSegmentDeltaCount", 8, 0},                                    \
+        {(char*)"reverseTcptrackLostSegmentDeltaCount", 8, 0},                             \
+        {(char*)"tcptrackDuplicateAckDeltaCount", 8, 0},                                   \
+        {(char*)"reverseTcptrackDuplicateAckDeltaCount", 8, 0},                            \
+        {(char*)"tcptrackZeroWindowDeltaCount", 8, 0},                                     \
+        {(char*)"reverseTcptrackZeroWindowDeltaCount", 8, 0},                              \
+        {(char*)"tcptrackRttSampleTotalCount", 8, 0},                                      \
+        {(char*)"reverseTcptrackRttSampleTotalCount", 8, 0},
+#define TT_IPFIX_SPEC_TAIL                                                               \
+    {(char*)"tcptrackHandshakeRttMicroseconds", 4, 0},                                   \
+        {(char*)"tcptrackRttMinimumMicroseconds", 4, 0},                                 \
+        {(char*)"reverseTcptrackRttMinimumMicroseconds", 4, 0},                          \
+        {(char*)"tcptrackRttSmoothedMicroseconds", 4, 0},                                \
+        {(char*)"reverseTcptrackRttSmoothedMicroseconds", 4, 0},                         \
+        {(char*)"tcptrackRttMaximumMicroseconds", 4, 0},                                 \
+        {(char*)"reverseTcptrackRttMaximumMicroseconds", 4, 0},                          \
+        {(char*)"sourceTransportPort", 2, 0}, {(char*)"destinationTransportPort", 2, 0}, \
+        {(char*)"tcpControlBits", 2, 0}, {(char*)"protocolIdentifier", 1, 0},            \
+        {(char*)"flowEndReason", 1, 0}, {(char*)"biflowDirection", 1, 0},                \
+        {(char*)"tcptrackPodUid", FB_IE_VARLEN, 0},                                      \
+        {(char*)"tcptrackContainerId", FB_IE_VARLEN, 0},                                 \
         {(char*)"tcptrackNodeName", FB_IE_VARLEN, 0}, FB_IESPEC_NULL
 
 fbInfoElementSpec_t kSpecV4[] = {TT_IPFIX_SPEC_HEAD{(char*)"sourceIPv4Address", 4, 0},
@@ -88,6 +124,39 @@ fbInfoElement_t kOurElements[] = {
                     (char*)"container id of the local socket's process"),
     FB_IE_INIT_FULL("tcptrackNodeName", kIpfixPen, kIpfixIeNodeName, FB_IE_VARLEN, FB_IE_DEFAULT, 0,
                     0, FB_STRING, (char*)"the exporting node (--node-name)"),
+    // Connection health (ipfix.hpp), forward = what the source (client) sent.
+    FB_IE_INIT_FULL("tcptrackRetransmittedSegmentDeltaCount", kIpfixPen, kIpfixIeRetransSegments, 8,
+                    FB_IE_F_ENDIAN | FB_IE_F_REVERSIBLE | FB_IE_DELTACOUNTER | FB_UNITS_PACKETS, 0,
+                    0, FB_UINT_64,
+                    (char*)"TCP segments retransmitted since the previous record (wire segments)"),
+    FB_IE_INIT_FULL("tcptrackRetransmittedOctetDeltaCount", kIpfixPen, kIpfixIeRetransOctets, 8,
+                    FB_IE_F_ENDIAN | FB_IE_F_REVERSIBLE | FB_IE_DELTACOUNTER | FB_UNITS_OCTETS, 0,
+                    0, FB_UINT_64,
+                    (char*)"TCP payload octets sent again since the previous record"),
+    FB_IE_INIT_FULL("tcptrackLostSegmentDeltaCount", kIpfixPen, kIpfixIeLostSegments, 8,
+                    FB_IE_F_ENDIAN | FB_IE_F_REVERSIBLE | FB_IE_DELTACOUNTER | FB_UNITS_PACKETS, 0,
+                    0, FB_UINT_64,
+                    (char*)"TCP segments starting past the next expected sequence number (data "
+                           "not seen here) since the previous record"),
+    FB_IE_INIT_FULL("tcptrackDuplicateAckDeltaCount", kIpfixPen, kIpfixIeDupAcks, 8,
+                    FB_IE_F_ENDIAN | FB_IE_F_REVERSIBLE | FB_IE_DELTACOUNTER | FB_UNITS_PACKETS, 0,
+                    0, FB_UINT_64, (char*)"duplicate TCP ACKs sent since the previous record"),
+    FB_IE_INIT_FULL("tcptrackZeroWindowDeltaCount", kIpfixPen, kIpfixIeZeroWindows, 8,
+                    FB_IE_F_ENDIAN | FB_IE_F_REVERSIBLE | FB_IE_DELTACOUNTER, 0, 0, FB_UINT_64,
+                    (char*)"transitions to an advertised TCP window of zero since the previous "
+                           "record"),
+    FB_IE_INIT_FULL("tcptrackRttMinimumMicroseconds", kIpfixPen, kIpfixIeRttMinUs, 4,
+                    FB_IE_F_ENDIAN | FB_IE_F_REVERSIBLE | FB_UNITS_MICROSECONDS, 0, 0, FB_UINT_32,
+                    (char*)"minimum RTT of the data sent, over the connection so far (0: none)"),
+    FB_IE_INIT_FULL("tcptrackRttSmoothedMicroseconds", kIpfixPen, kIpfixIeSrttUs, 4,
+                    FB_IE_F_ENDIAN | FB_IE_F_REVERSIBLE | FB_UNITS_MICROSECONDS, 0, 0, FB_UINT_32,
+                    (char*)"smoothed RTT of the data sent, at the record's end (0: none)"),
+    FB_IE_INIT_FULL("tcptrackRttMaximumMicroseconds", kIpfixPen, kIpfixIeRttMaxUs, 4,
+                    FB_IE_F_ENDIAN | FB_IE_F_REVERSIBLE | FB_UNITS_MICROSECONDS, 0, 0, FB_UINT_32,
+                    (char*)"maximum RTT of the data sent, over the connection so far (0: none)"),
+    FB_IE_INIT_FULL("tcptrackRttSampleTotalCount", kIpfixPen, kIpfixIeRttSamples, 8,
+                    FB_IE_F_ENDIAN | FB_IE_F_REVERSIBLE | FB_IE_TOTALCOUNTER, 0, 0, FB_UINT_64,
+                    (char*)"RTT samples of the data sent, over the connection so far"),
     FB_IE_NULL};
 
 // flowEndReason (RFC 5102): kLack (lack of resources) ends a half-open flow
@@ -107,9 +176,10 @@ struct Exported {
 class IpfixOutput final : public Output {
    public:
     IpfixOutput(bool tcp, const sockaddr_storage& addr, socklen_t addrlen, double active_s,
-                std::uint64_t& errors, std::string node)
+                std::uint64_t& errors, std::string node, ExportRowOf row_of)
         : errors_(errors),
           node_(std::move(node)),
+          row_of_(row_of ? std::move(row_of) : ExportRowOf(fill_row)),
           tcp_(tcp),
           addr_(addr),
           addrlen_(addrlen),
@@ -173,6 +243,7 @@ class IpfixOutput final : public Output {
    private:
     std::uint64_t& errors_;  // tally.counter("ipfix"): records not delivered
     std::string node_;       // --node-name, on every record
+    ExportRowOf row_of_;     // a sample's row, for its health (fill_row)
     enum class Tcp { Down, Connecting, Up };
 
     void process(const ReportFrame& f, bool at_exit) {
@@ -203,8 +274,14 @@ class IpfixOutput final : public Output {
         }
         // Connections that left without a final sample (none should): forget them.
         if (flows_.size() > f.live) {
-            for (auto it = flows_.begin(); it != flows_.end();)
-                it = it->second.seen != reports_ ? flows_.erase(it) : std::next(it);
+            for (auto it = flows_.begin(); it != flows_.end();) {
+                if (it->second.seen == reports_) {
+                    ++it;
+                    continue;
+                }
+                health_prev_.erase(it->first);
+                it = flows_.erase(it);
+            }
         }
         end();
     }
@@ -319,6 +396,11 @@ class IpfixOutput final : public Output {
         return ns > 0 ? static_cast<std::uint64_t>(ns) / 1000000 : 0;
     }
 
+    // ns as microseconds in an unsigned32 (saturated).
+    static std::uint32_t us32(std::uint64_t ns) {
+        return static_cast<std::uint32_t>(std::min<std::uint64_t>(ns / 1000, UINT32_MAX));
+    }
+
     static std::uint16_t control_bits(const FlowSample& s) {
         if (!s.has_info) return 0;
         const tt_flow_info& i = s.info;
@@ -352,6 +434,20 @@ class IpfixOutput final : public Output {
                             rev_packets = d(s.packets[r], prev.packets[r]);
         const std::uint64_t payload = d(s.payload[c], prev.payload[c]),
                             rev_payload = d(s.payload[r], prev.payload[r]);
+        // Health: the row's cumulative figures (oriented: fwd is the client's),
+        // less those of the previous record (kept only when not all zero).
+        row_of_(row_, s, f.iface(s.key.ifindex), f.now_ns);
+        HealthCounts health{};
+        for (std::size_t i = 0; i < kNHealth; ++i) {
+            health[0][i] = row_.fwd_health.*kHealthCounters[i];
+            health[1][i] = row_.rev_health.*kHealthCounters[i];
+        }
+        auto hp = health_prev_.find(k);
+        HealthCounts health_delta = health;
+        if (hp != health_prev_.end())
+            for (int dir = 0; dir < 2; ++dir)
+                for (std::size_t i = 0; i < kNHealth; ++i)
+                    health_delta[dir][i] = d(health[dir][i], hp->second[dir][i]);
 
         std::uint64_t end_ns = f.now_ns;
         if ((why == kEnd || why == kLack) && s.has_info && s.info.close_ns)
@@ -363,7 +459,13 @@ class IpfixOutput final : public Output {
 
         if (last) {
             if (it != flows_.end()) flows_.erase(it);
+            if (hp != health_prev_.end()) health_prev_.erase(hp);
         } else {
+            const bool any = std::any_of(health.begin(), health.end(), [](const auto& side) {
+                return std::any_of(side.begin(), side.end(),
+                                   [](std::uint64_t v) { return v != 0; });
+            });
+            if (any) health_prev_[k] = health;
             Exported& e = it != flows_.end() ? it->second : flows_[k];
             for (int i = 0; i < 2; ++i) {
                 e.bytes[i] = s.bytes[i];
@@ -391,9 +493,19 @@ class IpfixOutput final : public Output {
             rec.rev_packets = rev_packets;
             rec.payload = payload;
             rec.rev_payload = rev_payload;
-            rec.rtt_us =
-                rtt ? static_cast<std::uint32_t>(std::min<std::uint64_t>(*rtt / 1000, UINT32_MAX))
-                    : 0;
+            for (std::size_t i = 0; i < kNHealth; ++i) {
+                rec.health[i][0] = health_delta[0][i];
+                rec.health[i][1] = health_delta[1][i];
+            }
+            const SideHealth* sides[2] = {&row_.fwd_health, &row_.rev_health};
+            for (int dir = 0; dir < 2; ++dir) {
+                const SideHealth& h = *sides[dir];
+                rec.rtt_samples[dir] = h.rtt_samples;
+                rec.rtt_min_us[dir] = h.rtt_samples ? us32(h.rtt_min_ns) : 0;
+                rec.srtt_us[dir] = h.rtt_samples ? us32(h.srtt_ns) : 0;
+                rec.rtt_max_us[dir] = h.rtt_samples ? us32(h.rtt_max_ns) : 0;
+            }
+            rec.rtt_us = rtt ? us32(*rtt) : 0;
             rec.sport = e.sport;
             rec.dport = e.dport;
             rec.tcp_flags = control_bits(s);
@@ -401,15 +513,15 @@ class IpfixOutput final : public Output {
             rec.end_reason = why;
             rec.biflow_dir = 1;  // initiator: the source is the client
             // Empty strings when the owner is unknown (one template for all).
-            rec.pod_uid = {owner_.pod_uid.size(),
-                           reinterpret_cast<std::uint8_t*>(owner_.pod_uid.data())};
-            rec.container_id = {owner_.container_id.size(),
-                                reinterpret_cast<std::uint8_t*>(owner_.container_id.data())};
+            rec.pod_uid = {row_.pod_uid.size(),
+                           reinterpret_cast<std::uint8_t*>(row_.pod_uid.data())};
+            rec.container_id = {row_.container_id.size(),
+                                reinterpret_cast<std::uint8_t*>(row_.container_id.data())};
             rec.node = {node_.size(), reinterpret_cast<std::uint8_t*>(node_.data())};
         };
-        owner_.pod_uid.clear();
-        owner_.container_id.clear();
-        if (f.enrich) f.enrich(s.ref, owner_);
+        row_.pod_uid.clear();
+        row_.container_id.clear();
+        if (f.enrich) f.enrich(s.ref, row_);
         if (s.key.family == TT_FAMILY_INET) {
             RecV4 rec{};
             fill(rec);
@@ -534,13 +646,17 @@ class IpfixOutput final : public Output {
     std::int64_t wall_ns_ = 0;
     std::uint64_t now_ns_ = 0;
     std::unordered_map<std::uint64_t, Exported> flows_;
+    // The health counters of a flow's previous record, if not all zero (most
+    // connections have none: no room taken for them).
+    std::unordered_map<std::uint64_t, HealthCounts> health_prev_;
     std::unordered_set<std::uint64_t> idle_;
-    FlowRow owner_;  // the enrichers' fields of the sample being exported
+    FlowRow row_;  // the row of the sample being exported, and its enrichers' fields
 };
 
 }  // namespace
 
-std::unique_ptr<Output> make_ipfix_output(const Options& o, ExportTally& tally) {
+std::unique_ptr<Output> make_ipfix_output(const Options& o, ExportTally& tally,
+                                          ExportRowOf row_of) {
     const bool tcp = o.ipfix.rfind("tcp://", 0) == 0;
     const auto hp = parse_host_port(o.ipfix.substr(o.ipfix.find("://") + 3));
     if (!hp) throw Error("--ipfix: must be udp://HOST:PORT or tcp://HOST:PORT");
@@ -560,7 +676,7 @@ std::unique_ptr<Output> make_ipfix_output(const Options& o, ExportTally& tally) 
     const socklen_t len = res->ai_addrlen;
     ::freeaddrinfo(res);
     return std::make_unique<IpfixOutput>(tcp, addr, len, o.ipfix_active_timeout_s,
-                                         tally.counter("ipfix"), o.node_name);
+                                         tally.counter("ipfix"), o.node_name, std::move(row_of));
 }
 
 }  // namespace tcptrack

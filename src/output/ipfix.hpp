@@ -12,10 +12,15 @@
 // report when idle (1), every --ipfix-active-timeout while it lives (2),
 // for every live connection at exit (4), and when a half-open flow is
 // displaced to make room for a new connection (5, lack of resources).
+// Connection health each way (the rows' fwd_health / rev_health: what the
+// client sent, what the server sent) as enterprise elements, forward and
+// reverse: counters as deltas like the bytes, RTT figures as they stand.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <string>
 
 #include "config/options.hpp"
 #include "output/export_tally.hpp"
@@ -39,14 +44,42 @@ inline constexpr std::uint16_t kIpfixIePodUid = 3;
 inline constexpr std::uint16_t kIpfixIeContainerId = 4;
 // string (variable length): --node-name, on every record; empty when none.
 inline constexpr std::uint16_t kIpfixIeNodeName = 5;
+// Connection health, each reversible (RFC 5103: the reverse element is the
+// id | 0x4000, what the server sent; the forward one what the client sent).
+// IANA has no element for any of them. unsigned64, deltaCounter, since the
+// connection's previous record: retransmitted segments (wire segments),
+// retransmitted payload bytes, lost segments (data starting past the next
+// expected sequence: not seen here), duplicate ACKs sent, transitions to an
+// advertised zero window.
+inline constexpr std::uint16_t kIpfixIeRetransSegments = 6;
+inline constexpr std::uint16_t kIpfixIeRetransOctets = 7;
+inline constexpr std::uint16_t kIpfixIeLostSegments = 8;
+inline constexpr std::uint16_t kIpfixIeDupAcks = 9;
+inline constexpr std::uint16_t kIpfixIeZeroWindows = 10;
+// unsigned32, microseconds: the RTT of that side's data (from here to its
+// receiver and back) over the connection's life so far: minimum, smoothed
+// (as at the record's end), maximum; 0 with no sample.
+inline constexpr std::uint16_t kIpfixIeRttMinUs = 11;
+inline constexpr std::uint16_t kIpfixIeSrttUs = 12;
+inline constexpr std::uint16_t kIpfixIeRttMaxUs = 13;
+// unsigned64, totalCounter: the RTT samples behind them, over the connection's life.
+inline constexpr std::uint16_t kIpfixIeRttSamples = 14;
 // Template IDs.
 inline constexpr std::uint16_t kIpfixTemplateV4 = 256;
 inline constexpr std::uint16_t kIpfixTemplateV6 = 257;
 // UDP: templates are re-sent this often (RFC 7011 section 8.4), and on start.
 inline constexpr double kIpfixTemplateRefreshS = 60.0;
 
+// How an exporter reads a sample as a row (its health figures): report/
+// flow_model's fill_row, unless a test hands rows of its own. (The same alias
+// is in output/prometheus.hpp.)
+using ExportRowOf = std::function<void(FlowRow& row, const FlowSample& s, const std::string& iface,
+                                       std::uint64_t now_ns)>;
+
 // Counts its errors (records not delivered) into tally.counter("ipfix").
+// row_of: empty for fill_row.
 // Throws tcptrack::Error (one line) if the collector's address cannot be resolved.
-std::unique_ptr<Output> make_ipfix_output(const Options& opts, ExportTally& tally);
+std::unique_ptr<Output> make_ipfix_output(const Options& opts, ExportTally& tally,
+                                          ExportRowOf row_of = {});
 
 }  // namespace tcptrack

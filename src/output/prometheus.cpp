@@ -32,6 +32,7 @@
 #include <map>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 #include <utility>
 
@@ -57,6 +58,57 @@ const Histogram::BucketBoundaries& rtt_buckets() {
                                                0.0025,   0.005,   0.01,   0.025,   0.05,   0.1,
                                                0.25,     0.5,     1,      2.5,     5,      10};
     return b;
+}
+
+// Connections' smoothed RTTs at their end (the rows' srtt_ns), 10 us to 10 s.
+const Histogram::BucketBoundaries& srtt_buckets() {
+    static const Histogram::BucketBoundaries b{
+        0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+        0.025,   0.05,     0.1,     0.25,   0.5,     1,      2.5,   5,      10};
+    return b;
+}
+
+// The health counters, each by direction: a row's cumulative figures
+// (report/report.hpp: SideHealth; fwd_health is what the client sent).
+struct HealthCounter {
+    const char* name;
+    const char* help;
+    std::uint64_t SideHealth::*field;
+};
+constexpr std::array<HealthCounter, 5> kHealth{{
+    {"tcptrack_retransmitted_segments_total",
+     "Retransmitted TCP segments (wire segments), by the direction they were sent in",
+     &SideHealth::retrans},
+    {"tcptrack_retransmitted_bytes_total",
+     "TCP payload bytes sent again (seen before in the same direction)",
+     &SideHealth::retrans_bytes},
+    {"tcptrack_lost_segments_total",
+     "TCP segments starting past the next expected sequence number: data not seen here (lost "
+     "upstream, or reordered)",
+     &SideHealth::lost_segments},
+    {"tcptrack_duplicate_acks_total", "Duplicate ACKs, by the direction they were sent in",
+     &SideHealth::dup_acks},
+    {"tcptrack_zero_windows_total",
+     "Transitions to an advertised TCP window of zero, by the direction that advertised it",
+     &SideHealth::zero_windows},
+}};
+// A connection's health counters: [client_to_server, server_to_client][kHealth].
+using HealthCounts = std::array<std::array<std::uint64_t, kHealth.size()>, 2>;
+
+HealthCounts health_counts(const FlowRow& r) {
+    HealthCounts c{};
+    for (std::size_t k = 0; k < kHealth.size(); ++k) {
+        c[0][k] = r.fwd_health.*kHealth[k].field;
+        c[1][k] = r.rev_health.*kHealth[k].field;
+    }
+    return c;
+}
+
+bool any(const HealthCounts& c) {
+    for (const auto& d : c)
+        for (const std::uint64_t v : d)
+            if (v) return true;
+    return false;
 }
 
 // The registry behind a lock: a scrape collects whole reports only.
@@ -231,6 +283,8 @@ struct PrometheusOutput::Impl {
     prometheus::Family<Gauge>& store_flows;
     prometheus::Family<Counter>& displaced;
     prometheus::Family<Counter>& untracked_by_reason;
+    prometheus::Family<Histogram>& srtt;
+    std::array<prometheus::Family<Counter>*, kHealth.size()> health{};
 
     // One interface's series.
     struct Iface {
@@ -244,11 +298,15 @@ struct PrometheusOutput::Impl {
         Counter* payload[2]{};
         Counter* packets[2]{};
         Histogram* rtt = nullptr;
+        Histogram* srtt = nullptr;
+        std::array<std::array<Counter*, 2>, kHealth.size()> health{};  // [counter][direction]
         // This report's figures, applied at once under the lock.
         std::array<std::uint64_t, kStates.size()> live{};
         std::uint64_t n_opened = 0, n_fin = 0, n_rst = 0, n_idle = 0, n_displaced = 0;
         std::uint64_t d_wire[2]{}, d_payload[2]{}, d_packets[2]{};
         std::vector<double> rtts;
+        HealthCounts d_health{};
+        std::vector<double> srtts;
     };
     std::map<std::string, Iface> ifaces;
 
@@ -300,6 +358,37 @@ struct PrometheusOutput::Impl {
         }
     };
     BySlot seen, rtt_done;
+
+    // The rows' cumulative health counters at the previous report, by slot,
+    // of the connections that have any (most have none): the next report adds
+    // what they gained since. An entry goes with its connection's end; a
+    // slot's next connection (another generation) starts from zero.
+    struct HealthPrev {
+        std::uint32_t gen = 0;
+        HealthCounts c{};
+    };
+    std::unordered_map<std::uint32_t, HealthPrev> health_prev;
+    ExportRowOf row_of;  // a sample's row (fill_row)
+    FlowRow row;         // its scratch
+
+    // Adds what r's connection gained since the previous report to f; ends: its last.
+    void gained(Iface& f, const SlotRef& ref, const FlowRow& r, bool ends) {
+        const HealthCounts now = health_counts(r);
+        auto it = health_prev.find(ref.slot);
+        const bool known = it != health_prev.end() && it->second.gen == ref.gen;
+        for (int d = 0; d < 2; ++d)
+            for (std::size_t k = 0; k < kHealth.size(); ++k)
+                f.d_health[d][k] += delta(now[d][k], known ? it->second.c[d][k] : 0);
+        if (ends) {
+            if (known) health_prev.erase(it);
+        } else if (any(now)) {
+            health_prev[ref.slot] = HealthPrev{ref.gen, now};
+        }
+    }
+    void forget_health(const SlotRef& ref) {
+        auto it = health_prev.find(ref.slot);
+        if (it != health_prev.end() && it->second.gen == ref.gen) health_prev.erase(it);
+    }
 
     explicit Impl(const std::string& node)
         : node_labels(node.empty() ? prometheus::Labels{} : prometheus::Labels{{"node", node}}),
@@ -376,7 +465,20 @@ struct PrometheusOutput::Impl {
                                         "assured connections) or buckets_full (their index "
                                         "buckets full of assured connections)")
                                   .Labels(node_labels)
-                                  .Register(reg->registry)) {}
+                                  .Register(reg->registry)),
+          srtt(prometheus::BuildHistogram()
+                   .Name("tcptrack_rtt_seconds")
+                   .Help("Smoothed round-trip time of each connection (from the whole connection, "
+                         "not only the handshake), observed once, when it ends")
+                   .Labels(node_labels)
+                   .Register(reg->registry)) {
+        for (std::size_t k = 0; k < kHealth.size(); ++k)
+            health[k] = &prometheus::BuildCounter()
+                             .Name(kHealth[k].name)
+                             .Help(kHealth[k].help)
+                             .Labels(node_labels)
+                             .Register(reg->registry);
+    }
 
     // Called with the lock held (or before the exposer runs).
     Iface& iface(const std::string& name) {
@@ -398,6 +500,10 @@ struct PrometheusOutput::Impl {
             f.packets[d] = &packets.Add({{"interface", name}, {"direction", kDirs[d]}});
         }
         f.rtt = &rtt.Add({{"interface", name}}, rtt_buckets());
+        f.srtt = &srtt.Add({{"interface", name}}, srtt_buckets());
+        for (std::size_t k = 0; k < kHealth.size(); ++k)
+            for (int d = 0; d < 2; ++d)
+                f.health[k][d] = &health[k]->Add({{"interface", name}, {"direction", kDirs[d]}});
         return f;
     }
 
@@ -431,9 +537,10 @@ struct PrometheusOutput::Impl {
 PrometheusOutput::PrometheusOutput(const std::string& listen,
                                    const std::vector<std::string>& ifaces,
                                    const ExportTally* exports, const std::string& node,
-                                   const Health* health)
+                                   const Health* health, ExportRowOf row_of)
     : impl_(std::make_unique<Impl>(node)) {
     impl_->exports = exports;
+    impl_->row_of = row_of ? std::move(row_of) : ExportRowOf(fill_row);
     for (const auto& i : ifaces) impl_->iface(i);
     impl_->errors["ipfix"];
     impl_->errors["prometheus"];
@@ -499,6 +606,8 @@ bool PrometheusOutput::write(const ReportFrame& frame) {
         f.n_opened = f.n_fin = f.n_rst = f.n_idle = f.n_displaced = 0;
         for (int d = 0; d < 2; ++d) f.d_wire[d] = f.d_payload[d] = f.d_packets[d] = 0;
         f.rtts.clear();
+        f.d_health = {};
+        f.srtts.clear();
     }
     // A sample's interface, remembered across the run of samples on the same one.
     std::uint32_t last_ifx = UINT32_MAX;
@@ -521,6 +630,16 @@ bool PrometheusOutput::write(const ReportFrame& frame) {
         } else if (m.rtt_done.add(s.ref)) {
             f.rtts.push_back(static_cast<double>(*rtt) / 1e9);
         }
+    };
+
+    // A sample's row, for its health figures and smoothed RTT.
+    auto row_of = [&](const FlowSample& s) -> const FlowRow& {
+        m.row_of(m.row, s, frame.iface(s.key.ifindex), frame.now_ns);
+        return m.row;
+    };
+    // Each connection's smoothed RTT once, at its end (if it has one).
+    auto observe_srtt = [](const FlowRow& r, Iface& f) {
+        if (r.srtt_ns) f.srtts.push_back(static_cast<double>(*r.srtt_ns) / 1e9);
     };
 
     std::unordered_set<std::uint64_t> idle;
@@ -559,7 +678,10 @@ bool PrometheusOutput::write(const ReportFrame& frame) {
             f.d_payload[d] += delta(s.payload[n], s.prev_payload[n]);
             f.d_packets[d] += delta(s.packets[n], s.prev_packets[n]);
         }
+        const FlowRow& row = row_of(s);
+        m.gained(f, s.ref, row, ends);
         if (final) {
+            observe_srtt(row, f);
             if (displaced(s))  // a half-open flow ended to make room, whatever its state
                 ++f.n_displaced;
             else if (shown_state(s) == State::Reset)
@@ -573,7 +695,10 @@ bool PrometheusOutput::write(const ReportFrame& frame) {
     for (const std::size_t i : idle_at) {  // ended after this report
         const FlowSample& s = samples[i];
         m.seen.remove(s.ref);
-        observe_rtt(s, of(s), true);
+        m.forget_health(s.ref);  // what it gained was added above, if it moved
+        Iface& f = of(s);
+        observe_rtt(s, f, true);
+        observe_srtt(row_of(s), f);
     }
     const ReportStats& st = frame.report.stats;
     if (m.exports)
@@ -595,6 +720,11 @@ bool PrometheusOutput::write(const ReportFrame& frame) {
             if (f.d_packets[d]) f.packets[d]->Increment(static_cast<double>(f.d_packets[d]));
         }
         for (const double v : f.rtts) f.rtt->Observe(v);
+        for (std::size_t k = 0; k < kHealth.size(); ++k)
+            for (int d = 0; d < 2; ++d)
+                if (f.d_health[d][k])
+                    f.health[k][d]->Increment(static_cast<double>(f.d_health[d][k]));
+        for (const double v : f.srtts) f.srtt->Observe(v);
     }
     if (!m.wide_made) m.make_wide(joined(frame.report.ifaces));
     set_total(*m.c_untracked, m.last_untracked, st.untracked);

@@ -19,6 +19,13 @@
 //   tcptrack_store_flows{interface,assurance}                  gauge: assured | unassured
 //   tcptrack_displaced_connections_total{interface}
 //   tcptrack_untracked_connections_by_reason_total{interface,reason}   store_full | buckets_full
+//   tcptrack_retransmitted_segments_total{interface,direction}  connection health (the rows'
+//   tcptrack_retransmitted_bytes_total{interface,direction}     fwd_health / rev_health):
+//   tcptrack_lost_segments_total{interface,direction}           what each direction's sender
+//   tcptrack_duplicate_acks_total{interface,direction}          did, exact deltas from report
+//   tcptrack_zero_windows_total{interface,direction}            to report
+//   tcptrack_rtt_seconds{interface}                             histogram: each connection's
+//                                                               smoothed RTT once, at its end
 //
 // write() turns one report into counter increments (computed first, applied
 // under a lock the scrape takes too), so a scrape sees whole reports only and
@@ -26,6 +33,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -37,6 +45,12 @@
 
 namespace tcptrack {
 
+// How an exporter reads a sample as a row (its health figures, its smoothed
+// RTT): report/flow_model's fill_row, unless a test hands rows of its own.
+// (The same alias is in output/ipfix.hpp.)
+using ExportRowOf = std::function<void(FlowRow& row, const FlowSample& s, const std::string& iface,
+                                       std::uint64_t now_ns)>;
+
 class PrometheusOutput final : public Output {
    public:
     // listen: "ADDR:PORT" ("[ADDR]:PORT" for IPv6; a host name is resolved to
@@ -45,10 +59,11 @@ class PrometheusOutput final : public Output {
     // exports: the exporters' errors, read at each report (may be null).
     // node: --node-name, a `node` label on every series ("" = none).
     // health: what GET /healthz answers (200 "ok" or 503 and why; null: always ok).
+    // row_of: how a sample becomes the row read for health (empty: fill_row).
     // Throws Error (one line) if it cannot listen.
     PrometheusOutput(const std::string& listen, const std::vector<std::string>& ifaces,
                      const ExportTally* exports = nullptr, const std::string& node = "",
-                     const Health* health = nullptr);
+                     const Health* health = nullptr, ExportRowOf row_of = {});
     ~PrometheusOutput() override;
 
     bool write(const ReportFrame& frame) override;

@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "output/ipfix.hpp"
+#include "report/flow_model.hpp"
 #include "sys/error.hpp"
 
 using namespace tcptrack;
@@ -227,7 +228,8 @@ void set_counts(FlowSample& s, std::uint64_t ab_bytes, std::uint64_t ba_bytes, s
 
 // An IPFIX output with the error tally it counts into.
 struct Ipfix {
-    explicit Ipfix(const Options& o) : out(make_ipfix_output(o, tally)) {}
+    explicit Ipfix(const Options& o, ExportRowOf row_of = {})
+        : out(make_ipfix_output(o, tally, std::move(row_of))) {}
     Ipfix(const Ipfix&) = delete;
     Output* operator->() const { return out.get(); }
     std::uint64_t errors() const { return tally.entries().at(0).errors; }
@@ -704,4 +706,144 @@ TEST(Ipfix, NodeNameOnEveryRecord) {
     c2.drain();
     ASSERT_EQ(c2.records.size(), 1u);
     EXPECT_EQ(c2.records[0].str(kIpfixPen, kIpfixIeNodeName), "");
+}
+
+// Connection health: rows with their figures set here (the exporter's
+// row_of), read back from the records as the collector decodes them.
+TEST(Ipfix, HealthEachWayAsDeltasAndRttAsItStands) {
+    std::map<std::uint64_t, std::pair<SideHealth, SideHealth>> health;  // by flow_id: fwd, rev
+    Collector c;
+    Options o;
+    o.ipfix = c.url();
+    o.ipfix_active_timeout_s = 5;
+    Ipfix out(
+        o, [&](FlowRow& row, const FlowSample& s, const std::string& iface, std::uint64_t now_ns) {
+            fill_row(row, s, iface, now_ns);
+            row.fwd_health = health[flow_id(s.ref)].first;
+            row.rev_health = health[flow_id(s.ref)].second;
+        });
+    // Report 1 (t = 1 s): live, under the active timeout: no record yet.
+    Frame f;
+    f.now_ns = 1 * kSec;
+    f.samples = {v4_flow(7, kSec / 2)};
+    set_counts(f.samples[0], 1000, 5000, 10, 8, 600, 4500);
+    f.live = 1;
+    auto& [fwd, rev] = health[flow_id(f.samples[0].ref)];
+    fwd.retrans = 2;
+    fwd.retrans_bytes = 2896;
+    fwd.lost_segments = 1;
+    fwd.rtt_samples = 3;
+    fwd.rtt_min_ns = 150000, fwd.srtt_ns = 210000, fwd.rtt_max_ns = 400000;
+    rev.dup_acks = 4;
+    rev.zero_windows = 1;
+    EXPECT_TRUE(out->write(f.get()));
+    // Report 2 (t = 6 s): a periodic record with everything so far.
+    f.now_ns = 6 * kSec;
+    set_counts(f.samples[0], 3000, 9000, 30, 20, 2000, 8000);
+    fwd.retrans = 5;
+    fwd.retrans_bytes = 7240;
+    fwd.rtt_samples = 9;
+    fwd.srtt_ns = 250400;  // 250.4 us: 250 in whole microseconds
+    rev.dup_acks = 6;
+    rev.rtt_samples = 1;
+    rev.rtt_min_ns = rev.srtt_ns = rev.rtt_max_ns = 9000000;
+    EXPECT_TRUE(out->write(f.get()));
+    // Report 3 (t = 8 s): closed: the rest. Beside it, one seen only at its
+    // close: all its figures at once; and one with none at all.
+    Frame g;
+    g.now_ns = 8 * kSec;
+    g.samples = {v4_flow(7, kSec / 2), v4_flow(8, 7 * kSec), v4_flow(9, 7 * kSec)};
+    for (FlowSample& s : g.samples) {
+        s.finished = true;
+        s.info.state = TT_CLOSED;
+        s.info.fin_mask = 3;
+        s.info.close_ns = 7 * kSec + 500000000;
+    }
+    set_counts(g.samples[0], 3500, 12000, 36, 26, 2300, 10800);
+    fwd.retrans = 6;
+    fwd.retrans_bytes = 8688;
+    fwd.rtt_max_ns = 5000000000ull * 1000;  // 5000 s: saturates at 2^32 - 1 us
+    rev.zero_windows = 3;
+    auto& [fwd8, rev8] = health[flow_id(g.samples[1].ref)];
+    fwd8.dup_acks = 2;
+    rev8.retrans = 11;
+    rev8.retrans_bytes = 15928;
+    rev8.lost_segments = 2;
+    rev8.rtt_samples = 4;
+    rev8.rtt_min_ns = 1000, rev8.srtt_ns = 2000, rev8.rtt_max_ns = 3000;
+    g.live = 0;
+    EXPECT_TRUE(out->write(g.get()));
+    c.drain();
+
+    // The template: every health element under the PEN, forward and reverse.
+    const std::map<std::uint16_t, std::uint16_t> sizes{
+        {kIpfixIeRetransSegments, 8}, {kIpfixIeRetransOctets, 8}, {kIpfixIeLostSegments, 8},
+        {kIpfixIeDupAcks, 8},         {kIpfixIeZeroWindows, 8},   {kIpfixIeRttMinUs, 4},
+        {kIpfixIeSrttUs, 4},          {kIpfixIeRttMaxUs, 4},      {kIpfixIeRttSamples, 8}};
+    for (const std::uint16_t tid : {kIpfixTemplateV4, kIpfixTemplateV6}) {
+        std::map<std::uint16_t, std::uint16_t> got;
+        for (const auto& [field, len] : c.templates.at(tid))
+            if (field.first == kIpfixPen) got[field.second] = len;
+        for (const auto& [id, len] : sizes) {
+            EXPECT_EQ(got[id], len) << tid << " element " << id;
+            EXPECT_EQ(got[id | 0x4000], len) << tid << " reverse element " << id;
+        }
+    }
+
+    ASSERT_EQ(c.records.size(), 4u);
+    const Record& a = c.records[0];  // periodic, slot 7
+    const Record& b = c.records[1];  // final, slot 7
+    const Record& d = c.records[2];  // final, slot 8: its only record
+    const Record& z = c.records[3];  // final, slot 9: no health
+    auto fw = [](const Record& r, std::uint16_t id) { return r.u(kIpfixPen, id); };
+    auto rv = [](const Record& r, std::uint16_t id) { return r.u(kIpfixPen, id | 0x4000); };
+    EXPECT_EQ(a.u(0, kEndReason), 2u);
+    EXPECT_EQ(b.u(0, kEndReason), 3u);
+    // Deltas, forward = the client's: the first record what happened so far, the second the rest.
+    EXPECT_EQ(fw(a, kIpfixIeRetransSegments), 5u);
+    EXPECT_EQ(fw(b, kIpfixIeRetransSegments), 1u);
+    EXPECT_EQ(fw(a, kIpfixIeRetransOctets), 7240u);
+    EXPECT_EQ(fw(b, kIpfixIeRetransOctets), 1448u);
+    EXPECT_EQ(fw(a, kIpfixIeLostSegments), 1u);
+    EXPECT_EQ(fw(b, kIpfixIeLostSegments), 0u);
+    EXPECT_EQ(rv(a, kIpfixIeDupAcks), 6u);
+    EXPECT_EQ(rv(b, kIpfixIeDupAcks), 0u);
+    EXPECT_EQ(fw(a, kIpfixIeDupAcks), 0u);
+    EXPECT_EQ(rv(a, kIpfixIeZeroWindows), 1u);
+    EXPECT_EQ(rv(b, kIpfixIeZeroWindows), 2u);
+    EXPECT_EQ(rv(a, kIpfixIeRetransSegments), 0u);
+    // RTT as it stands at each record, in microseconds; the samples a total.
+    EXPECT_EQ(fw(a, kIpfixIeRttMinUs), 150u);
+    EXPECT_EQ(fw(a, kIpfixIeSrttUs), 250u);
+    EXPECT_EQ(fw(a, kIpfixIeRttMaxUs), 400u);
+    EXPECT_EQ(fw(a, kIpfixIeRttSamples), 9u);
+    EXPECT_EQ(rv(a, kIpfixIeRttMinUs), 9000u);
+    EXPECT_EQ(rv(a, kIpfixIeSrttUs), 9000u);
+    EXPECT_EQ(rv(a, kIpfixIeRttMaxUs), 9000u);
+    EXPECT_EQ(rv(a, kIpfixIeRttSamples), 1u);
+    EXPECT_EQ(fw(b, kIpfixIeRttSamples), 9u);
+    EXPECT_EQ(fw(b, kIpfixIeRttMaxUs), 4294967295u);
+    // The fields around them intact.
+    EXPECT_EQ(a.u(0, kOctets) + b.u(0, kOctets), 3500u);
+    EXPECT_EQ(b.u(kRev, kOctets), 3000u);
+    EXPECT_EQ(b.u(kIpfixPen, kIpfixIePayload | 0x4000), 2800u);
+    EXPECT_EQ(b.u(kIpfixPen, kIpfixIeRttUs), 250u);
+    // Seen only at its close: everything once.
+    EXPECT_EQ(d.u(0, kEndReason), 3u);
+    EXPECT_EQ(fw(d, kIpfixIeDupAcks), 2u);
+    EXPECT_EQ(rv(d, kIpfixIeRetransSegments), 11u);
+    EXPECT_EQ(rv(d, kIpfixIeRetransOctets), 15928u);
+    EXPECT_EQ(rv(d, kIpfixIeLostSegments), 2u);
+    EXPECT_EQ(rv(d, kIpfixIeRttMinUs), 1u);
+    EXPECT_EQ(rv(d, kIpfixIeSrttUs), 2u);
+    EXPECT_EQ(rv(d, kIpfixIeRttMaxUs), 3u);
+    EXPECT_EQ(rv(d, kIpfixIeRttSamples), 4u);
+    EXPECT_EQ(fw(d, kIpfixIeRttSamples), 0u);
+    EXPECT_EQ(fw(d, kIpfixIeSrttUs), 0u);  // no sample: 0
+    // No health: every element there, 0.
+    for (const auto& [id, len] : sizes) {
+        EXPECT_EQ(fw(z, id), 0u) << id;
+        EXPECT_EQ(rv(z, id), 0u) << id;
+    }
+    EXPECT_EQ(out.errors(), 0u);
 }

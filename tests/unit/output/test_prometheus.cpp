@@ -10,11 +10,13 @@
 
 #include <cstring>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "output/prometheus.hpp"
+#include "report/flow_model.hpp"
 #include "sys/clock.hpp"
 #include "sys/error.hpp"
 
@@ -158,6 +160,16 @@ TEST(Prometheus, SeriesExistAtZeroBeforeTheFirstReport) {
               0);
     EXPECT_EQ(series_count(t, "tcptrack_store_flows"), 2u);
     EXPECT_EQ(series_count(t, "tcptrack_untracked_connections_by_reason_total"), 2u);
+    for (const char* n : {"tcptrack_retransmitted_segments_total",
+                          "tcptrack_retransmitted_bytes_total", "tcptrack_lost_segments_total",
+                          "tcptrack_duplicate_acks_total", "tcptrack_zero_windows_total"}) {
+        EXPECT_EQ(value(t, n, with(kEth0L, "direction", "client_to_server")), 0) << n;
+        EXPECT_EQ(value(t, n, with(kEth0L, "direction", "server_to_client")), 0) << n;
+        EXPECT_EQ(series_count(t, n), 2u) << n;
+    }
+    EXPECT_EQ(value(t, "tcptrack_rtt_seconds_count", kEth0L), 0);
+    EXPECT_EQ(value(t, "tcptrack_rtt_seconds_bucket", with(kEth0L, "le", "1e-05")), 0);
+    EXPECT_EQ(value(t, "tcptrack_rtt_seconds_bucket", with(kEth0L, "le", "10")), 0);
 }
 
 TEST(Prometheus, CountsEachConnectionOnceAndSumsDeltas) {
@@ -372,6 +384,154 @@ TEST(Prometheus, LateCloseEventIsNotANewConnection) {
     const std::string t = out.exposition();
     EXPECT_EQ(value(t, "tcptrack_connections_opened_total", kEth0L), 1);
     EXPECT_EQ(value(t, "tcptrack_connections_closed_total", with(kEth0L, "reason", "fin")), 1);
+}
+
+// Connection health: rows with their health figures set here (the exporter's
+// row_of), so the counters' exact deltas and the RTT histogram's single
+// observation per connection are checked against numbers chosen by hand.
+struct HealthRows {
+    struct Figures {
+        SideHealth fwd, rev;
+        std::optional<std::uint64_t> srtt_ns;
+    };
+    std::map<SlotRef, Figures, bool (*)(const SlotRef&, const SlotRef&)> by_ref{
+        [](const SlotRef& a, const SlotRef& b) { return flow_id(a) < flow_id(b); }};
+    Figures& operator[](const SlotRef& r) { return by_ref[r]; }
+    ExportRowOf row_of() {
+        return [this](FlowRow& row, const FlowSample& s, const std::string& iface,
+                      std::uint64_t now_ns) {
+            fill_row(row, s, iface, now_ns);
+            const auto it = by_ref.find(s.ref);
+            const Figures f = it != by_ref.end() ? it->second : Figures{};
+            row.fwd_health = f.fwd;
+            row.rev_health = f.rev;
+            row.srtt_ns = f.srtt_ns;
+        };
+    }
+};
+
+const Labels kC2s0{{"interface", "eth0"}, {"direction", "client_to_server"}};
+const Labels kS2c0{{"interface", "eth0"}, {"direction", "server_to_client"}};
+
+TEST(Prometheus, HealthCountersAddExactDeltasAndRttOncePerConnectionAtItsEnd) {
+    HealthRows h;
+    PrometheusOutput out("", {"eth0", "eth1"}, nullptr, "", nullptr, h.row_of());
+    Feed feed;
+    auto v = [&](const char* name, const Labels& l) { return value(out.exposition(), name, l); };
+
+    // Report 1: A live (client on side B: fwd is still what the client
+    // sent); B first seen already closed: its whole figures, its RTT observed.
+    FlowSample a = sample(kEth0, 1, TT_DIR_BA, TT_ESTABLISHED);
+    counts(a, 1000, 500, 10, 8, 800, 300);
+    h[a.ref].fwd.retrans = 3;
+    h[a.ref].fwd.retrans_bytes = 4000;
+    h[a.ref].fwd.lost_segments = 1;
+    h[a.ref].rev.dup_acks = 5;
+    h[a.ref].rev.zero_windows = 1;
+    h[a.ref].srtt_ns = 2000000;  // 2 ms: not observed while it lives
+    FlowSample b = sample(kEth0, 2, TT_DIR_AB, TT_CLOSED);
+    b.finished = true;
+    counts(b, 300, 300, 3, 3, 100, 100);
+    h[b.ref].fwd.retrans = 2;
+    h[b.ref].fwd.retrans_bytes = 1448;
+    h[b.ref].rev.lost_segments = 4;
+    h[b.ref].srtt_ns = 30000000;  // 30 ms
+    feed.write(out, {a, b}, 1, {0, 1});
+    EXPECT_EQ(v("tcptrack_retransmitted_segments_total", kC2s0), 5);
+    EXPECT_EQ(v("tcptrack_retransmitted_segments_total", kS2c0), 0);
+    EXPECT_EQ(v("tcptrack_retransmitted_bytes_total", kC2s0), 5448);
+    EXPECT_EQ(v("tcptrack_lost_segments_total", kC2s0), 1);
+    EXPECT_EQ(v("tcptrack_lost_segments_total", kS2c0), 4);
+    EXPECT_EQ(v("tcptrack_duplicate_acks_total", kS2c0), 5);
+    EXPECT_EQ(v("tcptrack_duplicate_acks_total", kC2s0), 0);
+    EXPECT_EQ(v("tcptrack_zero_windows_total", kS2c0), 1);
+    EXPECT_EQ(v("tcptrack_rtt_seconds_count", kEth0L), 1);
+    EXPECT_DOUBLE_EQ(v("tcptrack_rtt_seconds_sum", kEth0L), 0.03);
+    EXPECT_EQ(v("tcptrack_rtt_seconds_bucket", with(kEth0L, "le", "0.025")), 0);
+    EXPECT_EQ(v("tcptrack_rtt_seconds_bucket", with(kEth0L, "le", "0.05")), 1);
+
+    // Report 2: A gained 4 retransmissions and a duplicate ACK; C new on eth1,
+    // with no health; E live with some (it will vanish without a final sample).
+    counts(a, 2000, 600, 20, 9, 1600, 300);
+    h[a.ref].fwd.retrans = 7;
+    h[a.ref].fwd.retrans_bytes = 9792;
+    h[a.ref].rev.dup_acks = 6;
+    h[a.ref].srtt_ns = 3000000;
+    FlowSample c = sample(kEth1, 3, TT_DIR_AB, TT_ESTABLISHED);
+    counts(c, 100, 100, 2, 2, 0, 0);
+    h[c.ref].srtt_ns = 100000;  // 100 us
+    FlowSample e = sample(kEth0, 4, TT_DIR_AB, TT_ESTABLISHED);
+    counts(e, 100, 100, 2, 2, 0, 0);
+    h[e.ref].fwd.retrans = 50;
+    feed.write(out, {a, c, e}, 3, {0, 1, 2});
+    EXPECT_EQ(v("tcptrack_retransmitted_segments_total", kC2s0), 5 + 4 + 50);
+    EXPECT_EQ(v("tcptrack_retransmitted_bytes_total", kC2s0), 5448 + 5792);
+    EXPECT_EQ(v("tcptrack_duplicate_acks_total", kS2c0), 6);
+    EXPECT_EQ(v("tcptrack_rtt_seconds_count", kEth0L), 1);  // A still lives
+    EXPECT_EQ(v("tcptrack_rtt_seconds_count", kEth1L), 0);
+
+    // Report 3: nothing moved: nothing added.
+    const std::string before = out.exposition();
+    feed.write(out, {a, c, e}, 3, {});
+    EXPECT_EQ(out.exposition(), before);
+
+    // Report 4: A ends (one more retransmission, a zero window from the
+    // server); C is idle: its last report, having moved (3 lost segments
+    // from the server). Each RTT once, at the end. E's slot holds another
+    // connection now (generation 3): its figures count from zero.
+    FlowSample a_end = a;
+    a_end.finished = true;
+    a_end.info.state = TT_CLOSED;
+    counts(a_end, 2100, 700, 21, 10, 1600, 300);
+    h[a_end.ref].fwd.retrans = 8;
+    h[a_end.ref].rev.zero_windows = 2;
+    h[a_end.ref].srtt_ns = 4000000;  // 4 ms
+    counts(c, 200, 200, 3, 3, 0, 0);
+    h[c.ref].rev.lost_segments = 3;
+    FlowSample e2 = sample(kEth0, 4, TT_DIR_AB, TT_ESTABLISHED);
+    e2.ref.gen = 3;
+    counts(e2, 100, 100, 2, 2, 0, 0);
+    h[e2.ref].fwd.retrans = 2;
+    feed.write(out, {c, e2, a_end}, 2, {0, 1, 2}, {c.ref});
+    EXPECT_EQ(v("tcptrack_retransmitted_segments_total", kC2s0), 59 + 1 + 2);
+    EXPECT_EQ(v("tcptrack_zero_windows_total", kS2c0), 2);
+    EXPECT_EQ(v("tcptrack_lost_segments_total", with(kEth1L, "direction", "server_to_client")), 3);
+    EXPECT_EQ(v("tcptrack_rtt_seconds_count", kEth0L), 2);
+    EXPECT_DOUBLE_EQ(v("tcptrack_rtt_seconds_sum", kEth0L), 0.034);
+    EXPECT_EQ(v("tcptrack_rtt_seconds_bucket", with(kEth0L, "le", "0.005")), 1);
+    EXPECT_EQ(v("tcptrack_rtt_seconds_count", kEth1L), 1);
+    EXPECT_EQ(v("tcptrack_rtt_seconds_bucket", with(kEth1L, "le", "0.0001")), 1);
+    EXPECT_EQ(v("tcptrack_rtt_seconds_bucket", with(kEth1L, "le", "5e-05")), 0);
+
+    // Report 5: A's slot again, a new connection seen only at its close with
+    // figures of its own: all of them, once; no RTT: nothing observed.
+    FlowSample g = sample(kEth0, 1, TT_DIR_AB, TT_RESET);
+    g.ref.gen = 3;
+    g.finished = true;
+    counts(g, 60, 60, 1, 1, 0, 0);
+    h[g.ref].rev.dup_acks = 7;
+    feed.write(out, {e2, g}, 1, {1});
+    EXPECT_EQ(v("tcptrack_duplicate_acks_total", kS2c0), 13);
+    EXPECT_EQ(v("tcptrack_rtt_seconds_count", kEth0L), 2);
+    // The same figures again (a repeated sample) add nothing.
+    feed.write(out, {e2}, 1, {0});
+    EXPECT_EQ(v("tcptrack_retransmitted_segments_total", kC2s0), 62);
+
+    // Bounded series: interface and direction only (le for the histogram's
+    // buckets, whose count is fixed), never a connection's address or port.
+    const std::string t = out.exposition();
+    for (const Series& s : parse(t)) {
+        if (s.name.find("retransmitted") == std::string::npos &&
+            s.name.find("lost_segments") == std::string::npos &&
+            s.name.find("duplicate_acks") == std::string::npos &&
+            s.name.find("zero_windows") == std::string::npos &&
+            s.name.rfind("tcptrack_rtt_seconds", 0) != 0)
+            continue;
+        for (const auto& [k, val] : s.labels)
+            EXPECT_TRUE(k == "interface" || k == "direction" || k == "le") << s.name << " " << k;
+    }
+    EXPECT_EQ(series_count(t, "tcptrack_retransmitted_segments_total"), 4u);  // 2 ifaces x 2 dirs
+    EXPECT_EQ(series_count(t, "tcptrack_rtt_seconds_bucket"), 2u * 20u);      // 19 bounds + Inf
 }
 
 std::string http_get(int port, const std::string& path) {
