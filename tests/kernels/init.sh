@@ -82,6 +82,10 @@ $IP netns add a && $IP netns add b &&
 netrc=$?
 
 summaries() { grep -c '"type":"summary"' /tmp/tt.json 2>/dev/null || echo 0; }
+# TcpRetransSegs of a namespace (the kernel's own count of segments it sent again).
+retrans_segs() {
+    $IP netns exec "$1" awk '$1 == "Tcp:" { if (!c) { for (i = 1; i <= NF; i++) if ($i == "RetransSegs") c = i } else print $c }' /proc/net/snmp
+}
 # wait_for SECONDS COMMAND...: polls COMMAND every 0.1 s while tcptrack runs.
 wait_for() {
     local n=$(($1 * 10))
@@ -132,6 +136,32 @@ else
             fi
             conn_ok="$conn_ok $fam,$cli,$sport,$srv"
         done
+        # Retransmissions against the kernel: netem drops 2% of what the client
+        # sends after tcptrack's egress hook saw it; each end's TcpRetransSegs
+        # delta must equal the retransmitted segments tcptrack counted that way.
+        loss=""
+        if $IP netns exec a /usr/sbin/tc qdisc add dev va root netem loss 2% 2>/tmp/netem.err; then
+            step loss
+            f0=$(retrans_segs a) r0=$(retrans_segs b)
+            $IP netns exec b tt_conn serve 10.9.0.2 5202 "$TT_LOSS_FWD" 11 2>/tmp/srv.err &
+            spid=$!
+            out=$($IP netns exec a tt_conn connect 10.9.0.2 5202 "$TT_LOSS_FWD" 11 2>/tmp/cli.err)
+            crc=$?
+            wait $spid
+            src=$?
+            sport=${out#sport=}
+            if [ $crc -ne 0 ] || [ $src -ne 0 ] || [ -z "$sport" ]; then
+                result conn_loss FAIL "traffic: client rc $crc server rc $src: $(cat /tmp/cli.err /tmp/srv.err | tr '\n' ' ')"
+            elif wait_for "$TT_CLOSE_TIMEOUT" has_closed "$sport"; then
+                wait_for 10 more_summaries $(($(summaries) + 2))
+                loss="$sport $(($(retrans_segs a) - f0)) $(($(retrans_segs b) - r0))"
+            else
+                result conn_loss FAIL "no CLOSED row for port $sport"
+            fi
+            $IP netns exec a /usr/sbin/tc qdisc del dev va root
+        else
+            echo "TT-RESULT conn_loss SKIP no netem: $(head -c 200 /tmp/netem.err | tr '\n' ' ')"
+        fi
     fi
     if kill -0 "$ttpid" 2>/dev/null; then
         kill -INT "$ttpid"
@@ -160,6 +190,15 @@ EOF
             grep "\"sport\":$sport," /tmp/tt.json | sed 's/^/TT-ROW /' | tail -n 5
         fi
     done
+    if [ -n "$loss" ]; then
+        set -- $loss
+        if msg=$(tt_conn check /tmp/tt.json ipv4 10.9.0.1 "$1" 10.9.0.2 5202 "$TT_LOSS_FWD" 11 "$2" "$3" 2>&1); then
+            if [ "$2" -gt 0 ]; then result conn_loss PASS "$msg"; else result conn_loss FAIL "netem made no retransmission: $msg"; fi
+        else
+            result conn_loss FAIL "$msg"
+            grep "\"sport\":$1," /tmp/tt.json | sed 's/^/TT-ROW /' | tail -n 3
+        fi
+    fi
 fi
 
 step done

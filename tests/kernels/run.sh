@@ -44,6 +44,7 @@ tcptrack=$build/tcptrack
 bpf_tests=$build/tests/bpf/bpf_tests
 tt_conn=$build/tests/kernels/tt_conn
 ipbin=$(command -v ip) || skip "iproute2 'ip' not installed"
+tcbin=$(command -v tc) || skip "iproute2 'tc' not installed"
 for f in "$tcptrack" "$bpf_tests" "$tt_conn"; do [ -x "$f" ] || die "$f not built"; done
 
 series=${TCPTRACK_KERNELS:-5.10 6.1 6.12}
@@ -166,9 +167,10 @@ mkdir -p "$root"/{bin,usr/sbin,etc,modules,lib64,lib/x86_64-linux-gnu}
 cp "$busybox" "$root/bin/busybox"
 cp "$tcptrack" "$bpf_tests" "$tt_conn" "$root/bin/"
 cp "$ipbin" "$root/usr/sbin/ip"
+cp "$tcbin" "$root/usr/sbin/tc"
 cp "$here/init.sh" "$root/init"
 chmod 755 "$root/init"
-for b in "$tcptrack" "$bpf_tests" "$ipbin"; do
+for b in "$tcptrack" "$bpf_tests" "$ipbin" "$tcbin"; do
     ldd "$b" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'
 done | sort -u | while read -r lib; do
     mkdir -p "$root$(dirname "$lib")"
@@ -182,6 +184,7 @@ done
     echo "TT_CLOSE_TIMEOUT=20"
     echo "TT_FWD=300007"   # client -> server payload; odd sizes, not multiples of the MSS
     echo "TT_REV=120011"   # server -> client payload
+    echo "TT_LOSS_FWD=2000003"  # conn_loss: client -> server payload under netem loss
     echo "TT_GTEST_FILTER='${TCPTRACK_KERNEL_GTEST_FILTER:-}'"
     [ -n "${TCPTRACK_DISABLE:-}" ] && echo "export TCPTRACK_DISABLE='$TCPTRACK_DISABLE'"
 } >"$root/etc/tt.env"
@@ -213,6 +216,8 @@ modules_cpio() {
         order+=("$name.ko")
     }
     for m in veth sch_ingress cls_bpf; do add_mod "$m" || return 1; done
+    # Loss for the retransmission oracle (init.sh skips it without netem).
+    add_mod sch_netem || echo "sch_netem not in $(basename "$mdir"): conn_loss skipped" >&2
     printf '%s\n' "${order[@]}" >"$mroot/etc/tt.modules"
     (cd "$mroot" && find . -mindepth 1 | sed 's|^\./||' | "$busybox" cpio -o -H newc 2>/dev/null) >"$d/mods.cpio"
 }

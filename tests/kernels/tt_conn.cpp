@@ -10,10 +10,14 @@
 //                                                starts), print "sport=N", send,
 //                                                half-close, read until EOF, check
 //   tt_conn check FILE FAMILY SRC SPORT DST DPORT FWD_PAYLOAD REV_PAYLOAD
+//                 [FWD_RETRANS REV_RETRANS]
 //                                                tcptrack's rows for that connection:
 //                                                exactly one CLOSED row, last, with
 //                                                those payloads each way, oriented
-//                                                client -> server, handshake seen
+//                                                client -> server, handshake seen;
+//                                                with the retransmission counts (the
+//                                                kernel's TcpRetransSegs deltas of
+//                                                each end): fwd_retrans/rev_retrans
 //
 // Every failure prints one "tt_conn: ..." line naming the numbers and exits 1.
 #include <arpa/inet.h>
@@ -178,7 +182,7 @@ std::string canon(const std::string& s) {
     return s;
 }
 
-int check(char** av) {
+int check(char** av, char** retrans) {
     const std::string file = av[0], family = av[1], src = canon(av[2]), dst = canon(av[4]);
     const std::uint64_t sport = num(av[3], "sport"), dport = num(av[5], "dport");
     const std::uint64_t fwd = num(av[6], "fwd_payload"), rev = num(av[7], "rev_payload");
@@ -246,6 +250,17 @@ int check(char** av) {
         fail(id + ": handshake RTT not measured: " + c.value("rtt_ns", nlohmann::json()).dump());
     if (!c.contains("duration_ns") || !c["duration_ns"].is_number_unsigned())
         fail(id + ": duration not measured");
+    if (retrans) {
+        const std::uint64_t want_f = num(retrans[0], "fwd_retrans");
+        const std::uint64_t want_r = num(retrans[1], "rev_retrans");
+        const std::uint64_t got_f = u("fwd_retrans"), got_r = u("rev_retrans");
+        if (got_f != want_f || got_r != want_r)
+            fail(id + ": retransmitted segments fwd " + std::to_string(got_f) + " rev " +
+                 std::to_string(got_r) + ", the kernels' TcpRetransSegs fwd " +
+                 std::to_string(want_f) + " rev " + std::to_string(want_r));
+        std::printf("%s: retransmitted segments fwd %llu rev %llu == TcpRetransSegs; ", id.c_str(),
+                    (unsigned long long)got_f, (unsigned long long)got_r);
+    }
     std::printf("%s: CLOSED once, payload fwd %llu rev %llu, %llu/%llu pkts, %llu/%llu B, rtt %llu ns\n",
                 id.c_str(), (unsigned long long)fp, (unsigned long long)rp, (unsigned long long)fk,
                 (unsigned long long)rk, (unsigned long long)fb, (unsigned long long)rb,
@@ -259,10 +274,12 @@ int main(int argc, char** argv) {
     std::string cmd = argc > 1 ? argv[1] : "";
     if (cmd == "serve" && argc == 6) return serve(argv + 2);
     if (cmd == "connect" && argc == 6) return connect_(argv + 2);
-    if (cmd == "check" && argc == 10) return check(argv + 2);
+    if (cmd == "check" && argc == 10) return check(argv + 2, nullptr);
+    if (cmd == "check" && argc == 12) return check(argv + 2, argv + 10);
     std::fprintf(stderr,
                  "usage: tt_conn serve ADDR PORT EXPECT_RECV SEND\n"
                  "       tt_conn connect ADDR PORT SEND EXPECT_RECV\n"
-                 "       tt_conn check FILE FAMILY SRC SPORT DST DPORT FWD_PAYLOAD REV_PAYLOAD\n");
+                 "       tt_conn check FILE FAMILY SRC SPORT DST DPORT FWD_PAYLOAD REV_PAYLOAD"
+                 " [FWD_RETRANS REV_RETRANS]\n");
     return 2;
 }
