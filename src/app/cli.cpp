@@ -200,9 +200,9 @@ ParseResult parse_options(int argc, const char* const* argv) {
                "With patterns or --all-interfaces: watch at most N interfaces at once "
                "(default 1024)",
                "N");
-    auto* o_sort =
-        scalar("--sort", sort,
-               "Row order, largest first: rate, bytes, packets, age, rtt (default rate)", "KEY");
+    auto* o_sort = scalar(
+        "--sort", sort,
+        "Row order, largest first: rate, bytes, packets, age, rtt, retrans (default rate)", "KEY");
     auto* o_top =
         scalar("--top", top, "At most N rows per report (the header still counts all)", "N");
     auto* o_netns = scalar("--netns", netns,
@@ -353,11 +353,8 @@ ParseResult parse_options(int argc, const char* const* argv) {
         }
         if (o_sort->count() > 0) {
             static constexpr std::pair<const char*, SortKey> keys[] = {
-                {"rate", SortKey::Rate},
-                {"bytes", SortKey::Bytes},
-                {"packets", SortKey::Packets},
-                {"age", SortKey::Age},
-                {"rtt", SortKey::Rtt}};
+                {"rate", SortKey::Rate}, {"bytes", SortKey::Bytes}, {"packets", SortKey::Packets},
+                {"age", SortKey::Age},   {"rtt", SortKey::Rtt},     {"retrans", SortKey::Retrans}};
             o.sort = parse_enum("--sort", sort, keys);
         }
         if (o_top->count() > 0)

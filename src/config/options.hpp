@@ -14,7 +14,7 @@ namespace tcptrack {
 enum class Format { Table, Json, Csv, None };  // None: exporters only (headless)
 enum class AttachMode { Auto, Tcx, Tc };
 // Report order (--sort): busiest first by this key; the rest breaks ties the same way.
-enum class SortKey { Rate, Bytes, Packets, Age, Rtt };
+enum class SortKey { Rate, Bytes, Packets, Age, Rtt, Retrans };
 
 struct Options {
     std::vector<std::string> ifaces;      // -i names and fnmatch patterns; empty: the default route

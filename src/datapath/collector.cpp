@@ -33,29 +33,35 @@ constexpr std::uint32_t kNone = UINT32_MAX;
 constexpr std::uint64_t kLastAckGraceNs = 1000000000;  // both FINs, no final ACK after 1 s
 // Slots mapped at a time: a multiple of 256 slots (11 pages of 176-byte slots)
 // so every window starts on a page and holds whole slots. Only one window is
-// resident at a time, so the store adds ~3 MB to RSS however big it is.
+// resident at a time, so the store adds ~3 MB to RSS however big it is (and
+// the health map, read beside it for the flows that moved, up to 2 MB more).
 constexpr std::uint32_t kWindowSlots = 256 * 64;
 
-// One read-only mmap window of the slot array.
+// One read-only mmap window of an mmapable array map (the slots, the health
+// entries): count elements from element first.
+template <typename T>
 class Window {
    public:
-    Window(int fd, std::uint32_t first, std::uint32_t count) {
+    Window(int fd, std::uint32_t first, std::uint32_t count, const char* what) {
         const long page = sysconf(_SC_PAGESIZE);
-        len_ = (std::size_t{count} * sizeof(tt_slot) + page - 1) / page * page;
+        len_ = (std::size_t{count} * sizeof(T) + page - 1) / page * page;
         p_ = mmap(nullptr, len_, PROT_READ, MAP_SHARED, fd,
-                  static_cast<off_t>(std::size_t{first} * sizeof(tt_slot)));
+                  static_cast<off_t>(std::size_t{first} * sizeof(T)));
         if (p_ == MAP_FAILED)
-            throw Error(fmt::format("cannot mmap the flow store: {}", errno_hint(errno)));
+            throw Error(fmt::format("cannot mmap the {}: {}", what, errno_hint(errno)));
     }
     ~Window() { munmap(p_, len_); }
     Window(const Window&) = delete;
     Window& operator=(const Window&) = delete;
-    const volatile tt_slot* slots() const { return static_cast<const volatile tt_slot*>(p_); }
+    const volatile T* at() const { return static_cast<const volatile T*>(p_); }
 
    private:
     void* p_;
     std::size_t len_;
 };
+// Every window starts on a page in both maps.
+static_assert(kWindowSlots * sizeof(tt_slot) % 4096 == 0 &&
+              kWindowSlots * sizeof(tt_health) % 4096 == 0);
 
 template <typename T>
 T load(const volatile T& v) {
@@ -74,7 +80,7 @@ void fill_from_slot(FlowSample& s, const volatile tt_slot& v) {
     }
 }
 
-void fill_from_event(FlowSample& s, const tt_close_event& ev) {
+void fill_from_event(FlowSample& s, const tt_close_event& ev, std::uint64_t now_ns) {
     s.key = ev.key;
     s.info = ev.info;
     std::memcpy(s.bytes, ev.bytes, sizeof(s.bytes));
@@ -83,12 +89,24 @@ void fill_from_event(FlowSample& s, const tt_close_event& ev) {
     s.ref = SlotRef{ev.slot, ev.gen};
     s.has_info = true;
     s.finished = true;
+    start_health(s.health, s.health_wraps, ev.health, health_end_ms(s, now_ns));
+}
+
+// A live sample's health from the map, unless a new connection took its slot
+// while it was copied (a cleared entry must not read as wrapped counters).
+void refresh_health(FlowSample& s, const volatile tt_health& h, const volatile tt_slot& v,
+                    std::uint64_t now_ns) {
+    tt_health next;
+    copy_health(next, h);
+    if (load(v.gen) != s.ref.gen) return;
+    take_health(s.health, s.health_wraps, next, health_ms(now_ns));
 }
 
 }  // namespace
 
 Collector::Collector(const Skeleton& skel)
     : slots_fd_(bpf_map__fd(skel->maps.slots)),
+      health_fd_(bpf_map__fd(skel->maps.health)),
       store_lock_fd_(bpf_map__fd(skel->maps.store_lock)),
       free_fd_(bpf_map__fd(skel->maps.free_slots)),
       evict_fd_(bpf_map__fd(skel->maps.evict_req)),
@@ -240,7 +258,7 @@ void Collector::take_events(std::uint64_t now_ns) {
     }
     for (const tt_close_event& ev : taken_) {
         FlowSample& s = closed_.emplace_back();
-        fill_from_event(s, ev);
+        fill_from_event(s, ev, now_ns);
         if (ev.reason == TT_CLOSE_REUSED && s.info.state < TT_CLOSED)
             s.info.state = TT_CLOSED;  // replaced by a new SYN: it is over
         s.last_active_ns = now_ns;
@@ -248,10 +266,14 @@ void Collector::take_events(std::uint64_t now_ns) {
         const std::uint32_t p = ev.slot < pos_.size() ? pos_[ev.slot] : kNone;
         if (p != kNone && samples_[p].ref == s.ref) {
             keep_prev(s, samples_[p]);
+            continue_health(s, samples_[p].health, samples_[p].health_wraps, now_ns);
             remove_live(p);
         } else {
             for (const Dead& d : dead_)
-                if (d.ref == s.ref) keep_prev(s, d.last);
+                if (d.ref == s.ref) {
+                    keep_prev(s, d.last);
+                    continue_health(s, d.health, d.health_wraps, now_ns);
+                }
         }
         // A reused or displaced flow's slot carries on with the new connection.
         if (ev.reason == TT_CLOSE_FINISHED) dying_.push_back(ev.slot);
@@ -273,8 +295,10 @@ void Collector::scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns,
     std::size_t ci = 0;  // next entry of cached_ (sorted by slot)
     for (std::uint32_t first = 0; first < used; first += kWindowSlots) {
         const std::uint32_t count = std::min(kWindowSlots, used - first);
-        const Window w(slots_fd_, first, count);
-        const volatile tt_slot* base = w.slots();
+        const Window<tt_slot> w(slots_fd_, first, count, "flow store");
+        const Window<tt_health> hw(health_fd_, first, count, "health map");
+        const volatile tt_slot* base = w.at();
+        const volatile tt_health* health = hw.at();
         for (std::uint32_t i = 0; i < count; ++i) {
             const volatile tt_slot& v = base[i];
             const std::uint32_t slot = first + i;
@@ -288,11 +312,12 @@ void Collector::scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns,
             if (!tt_gen_live(gen)) {
                 if (p != kNone) {
                     const FlowSample& old = samples_[p];
-                    dead_.push_back(Dead{old.ref, old});
+                    dead_.push_back(Dead{old.ref, old, old.health, old.health_wraps});
                     remove_live(p);
                 }
                 continue;
             }
+            bool health_read = true;
             if (p != kNone && samples_[p].ref.gen == gen) {
                 FlowSample& s = samples_[p];
                 const std::uint64_t b0 = load(v.bytes[0]) + extra.bytes[0];
@@ -303,10 +328,15 @@ void Collector::scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns,
                     if (load(v.info.flags) != s.info.flags)
                         std::memcpy(&s.info, const_cast<const tt_flow_info*>(&v.info),
                                     sizeof(s.info));
+                    // A segment's health follows its counts into the map: read
+                    // it once more after the flow stops, for its last segment.
+                    health_read = s.last_active_ns == last_now_;
+                    if (health_read) refresh_health(s, health[i], v, now_ns);
                 } else {
                     keep_prev(s, s);
                     fill_from_slot(s, v);
                     TT_ADD_COUNTS(&s, &extra);
+                    refresh_health(s, health[i], v, now_ns);
                     s.last_active_ns = now_ns;
                     moved.push_back(slot);
                 }
@@ -315,7 +345,7 @@ void Collector::scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns,
                 // closed through the ring).
                 if (p != kNone) {
                     const FlowSample& old = samples_[p];
-                    dead_.push_back(Dead{old.ref, old});
+                    dead_.push_back(Dead{old.ref, old, old.health, old.health_wraps});
                 } else {
                     p = static_cast<std::uint32_t>(live_++);
                     samples_.emplace_back();
@@ -324,6 +354,9 @@ void Collector::scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns,
                 FlowSample& s = samples_[p];
                 fill_from_slot(s, v);
                 TT_ADD_COUNTS(&s, &extra);
+                tt_health first;
+                copy_health(first, health[i]);
+                start_health(s.health, s.health_wraps, first, health_ms(now_ns));
                 // Set before the check: remove_live() finds the sample's pos_
                 // entry through ref (the default ref wrote 16 GiB past pos_ in
                 // the one churn run in 17 that crashed).
@@ -338,7 +371,7 @@ void Collector::scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns,
                 s.finished = false;
                 moved.push_back(slot);
             }
-            const FlowSample& s = samples_[p];
+            FlowSample& s = samples_[p];
             // Its interface is gone: the last ACK of a closed one will not come either.
             const bool gone = on_gone_interface(s.key.ifindex);
             const bool stale_close = s.info.state == TT_CLOSED && s.info.close_ns &&
@@ -346,9 +379,13 @@ void Collector::scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns,
             // Half-open and one-way flows idle out sooner (--unassured-timeout).
             const std::uint64_t limit =
                 (s.info.flags & TT_F_ASSURED) ? idle_limit_ns : unassured_limit_ns;
-            if ((s.info.flags & TT_F_REAP) || stale_close)
+            const bool reap = (s.info.flags & TT_F_REAP) || stale_close;
+            const bool idle = !reap && (now_ns - s.last_active_ns >= limit || gone);
+            // Shown a last time: with the health the map holds now.
+            if ((reap || idle) && !health_read) refresh_health(s, health[i], v, now_ns);
+            if (reap)
                 to_reap.push_back(s.ref);
-            else if (now_ns - s.last_active_ns >= limit || gone)
+            else if (idle)
                 idle_.push_back(s.ref);
         }
     }
@@ -393,6 +430,7 @@ const std::vector<FlowSample>& Collector::collect(std::uint64_t now_ns, std::uin
         changed_.push_back(static_cast<std::uint32_t>(samples_.size()));
         samples_.push_back(s);
     }
+    last_now_ = now_ns;
     return samples_;
 }
 

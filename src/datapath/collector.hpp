@@ -104,7 +104,7 @@ class Collector {
     void read_cache();
     void recheck_cache();
 
-    int slots_fd_, store_lock_fd_, free_fd_, evict_fd_, evict_prog_fd_, stats_fd_;
+    int slots_fd_, health_fd_, store_lock_fd_, free_fd_, evict_fd_, evict_prog_fd_, stats_fd_;
     std::uint32_t nr_cpus_, max_slots_;
     ring_buffer* ring_ = nullptr;
     // The reader thread consumes the ring into events_ (on_event), and so does
@@ -122,6 +122,7 @@ class Collector {
     std::size_t live_ = 0;
     std::size_t assured_ = 0;
     bool collected_ = false;
+    std::uint64_t last_now_ = UINT64_MAX;  // the last collect()'s now_ns
     std::vector<std::uint32_t> changed_;
     std::vector<SlotRef> idle_;
     std::vector<std::uint32_t> gone_ifindexes_;  // end_interfaces(), until the next scan
@@ -130,6 +131,8 @@ class Collector {
     struct Dead {
         SlotRef ref;
         Counts last;
+        tt_health health;  // and its health, for the close event to widen on from
+        HealthWraps health_wraps;
     };
     std::vector<Dead> dead_;
     // Dead slots go back to the kernel a report after they died (no classifier

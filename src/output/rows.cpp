@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string_view>
 #include <vector>
 
@@ -22,6 +23,11 @@ using Json = nlohmann::ordered_json;  // keeps the documented key order
 // Bits/s as an integer for machines; negative or NaN (never expected) become 0.
 std::uint64_t bps_integer(double bps) {
     return bps > 0 ? static_cast<std::uint64_t>(std::llround(bps)) : 0;
+}
+
+// A side's RTT figure, none while it has no RTT sample.
+std::optional<std::uint64_t> rtt_of(const SideHealth& h, std::uint64_t v) {
+    return h.rtt_samples ? std::optional<std::uint64_t>(v) : std::nullopt;
 }
 
 // The row schema, written once: every documented key in order, the kind of
@@ -46,6 +52,32 @@ std::uint64_t bps_integer(double bps) {
     F(rev_bps, Num, bps_integer(r.rev_bps))                                                \
     F(duration_ns, OptNum, r.duration_ns)                                                  \
     F(rtt_ns, OptNum, r.rtt_ns)                                                            \
+    /* connection health: the live RTT, then each way (fwd: what the client sent) */       \
+    F(srtt_ns, OptNum, r.srtt_ns)                                                          \
+    F(fwd_retrans, Num, r.fwd_health.retrans)                                              \
+    F(fwd_retrans_bytes, Num, r.fwd_health.retrans_bytes)                                  \
+    F(fwd_lost_segments, Num, r.fwd_health.lost_segments)                                  \
+    F(fwd_dup_acks, Num, r.fwd_health.dup_acks)                                            \
+    F(fwd_fast_retrans, Num, r.fwd_health.fast_retrans)                                    \
+    F(fwd_zero_windows, Num, r.fwd_health.zero_windows)                                    \
+    F(fwd_zero_window_ns, Num, r.fwd_health.zero_window_ns)                                \
+    F(fwd_rtt_samples, Num, r.fwd_health.rtt_samples)                                      \
+    F(fwd_rtt_min_ns, OptNum, rtt_of(r.fwd_health, r.fwd_health.rtt_min_ns))               \
+    F(fwd_srtt_ns, OptNum, rtt_of(r.fwd_health, r.fwd_health.srtt_ns))                     \
+    F(fwd_rtt_max_ns, OptNum, rtt_of(r.fwd_health, r.fwd_health.rtt_max_ns))               \
+    F(fwd_rtt_last_ns, OptNum, rtt_of(r.fwd_health, r.fwd_health.rtt_last_ns))             \
+    F(rev_retrans, Num, r.rev_health.retrans)                                              \
+    F(rev_retrans_bytes, Num, r.rev_health.retrans_bytes)                                  \
+    F(rev_lost_segments, Num, r.rev_health.lost_segments)                                  \
+    F(rev_dup_acks, Num, r.rev_health.dup_acks)                                            \
+    F(rev_fast_retrans, Num, r.rev_health.fast_retrans)                                    \
+    F(rev_zero_windows, Num, r.rev_health.zero_windows)                                    \
+    F(rev_zero_window_ns, Num, r.rev_health.zero_window_ns)                                \
+    F(rev_rtt_samples, Num, r.rev_health.rtt_samples)                                      \
+    F(rev_rtt_min_ns, OptNum, rtt_of(r.rev_health, r.rev_health.rtt_min_ns))               \
+    F(rev_srtt_ns, OptNum, rtt_of(r.rev_health, r.rev_health.srtt_ns))                     \
+    F(rev_rtt_max_ns, OptNum, rtt_of(r.rev_health, r.rev_health.rtt_max_ns))               \
+    F(rev_rtt_last_ns, OptNum, rtt_of(r.rev_health, r.rev_health.rtt_last_ns))             \
     /* the owning process: none without a local socket */                                  \
     F(pid, OptNum, r.pid)                                                                  \
     F(comm, OptText, r.pid ? &r.comm : nullptr)                                            \
@@ -69,9 +101,10 @@ std::string dump_line(const Json& j) {
 // room for itself; it is then written through a raw pointer with no per-field
 // bounds checks (this loop is most of a report's CPU at 1M flows).
 constexpr std::size_t kChunk = 64 * 1024;
-// Bound on a row's fixed keys and numbers (2 IPv6 addresses, 14 numbers); the
-// interface name is added on top.
-constexpr std::size_t kRowMax = 1024;
+// Bound on a row's fixed keys and numbers (2 IPv6 addresses, 39 numbers of at
+// most 20 digits: about 2 KiB with their keys; test_render checks a row of
+// maximal figures); the interface name and texts are added on top.
+constexpr std::size_t kRowMax = 3072;
 
 class Out {
    public:
@@ -240,6 +273,12 @@ std::string render_json_summary(const Report& report, std::size_t connections,
     j["rtt_min_ns"] = have_rtt ? Json(rtt.min_ns) : Json(nullptr);
     j["rtt_avg_ns"] = have_rtt ? Json(rtt.avg_ns()) : Json(nullptr);
     j["rtt_max_ns"] = have_rtt ? Json(rtt.max_ns) : Json(nullptr);
+    // Connection health: totals over the report's connections, both ways.
+    j["retrans"] = st.retrans;
+    j["retrans_bytes"] = st.retrans_bytes;
+    j["lost_segments"] = st.lost_segments;
+    j["dup_acks"] = st.dup_acks;
+    j["zero_windows"] = st.zero_windows;
     // Store pressure: occupancy, assurance, displacement, refusals by reason.
     j["capacity"] = st.capacity;
     j["assured"] = st.assured;

@@ -35,6 +35,12 @@ std::string joined_ifaces(const Report& r) {
     return join(v, ",");
 }
 
+// "12/0": retransmitted segments each way; "-" when none either way.
+std::string retx_text(const FlowRow& r) {
+    if (!r.fwd_health.retrans && !r.rev_health.retrans) return "-";
+    return fmt::format("{}/{}", r.fwd_health.retrans, r.rev_health.retrans);
+}
+
 }  // namespace
 
 std::string render_table(const Report& report, std::size_t max_rows, const NameLookup& names) {
@@ -62,9 +68,12 @@ std::string render_table(const Report& report, std::size_t max_rows, const NameL
     const bool with_iface = report.ifaces.size() > 1;
     std::vector<std::vector<std::string>> cells;
     std::vector<bool> right;  // numeric columns are right-aligned
-    auto header = std::vector<std::string>{"CONNECTION", "STATE",   "TX",      "TX PKTS", "RX",
-                                           "RX PKTS",    "TX RATE", "RX RATE", "RTT",     "AGE"};
-    right = {false, false, true, true, true, true, true, true, true, true};
+    // RTT: the live smoothed one, else the handshake's; RETX: retransmitted
+    // segments client->server/server->client.
+    auto header =
+        std::vector<std::string>{"CONNECTION", "STATE",   "TX",  "TX PKTS", "RX", "RX PKTS",
+                                 "TX RATE",    "RX RATE", "RTT", "RETX",    "AGE"};
+    right = {false, false, true, true, true, true, true, true, true, true, true};
     if (with_iface) {
         header.insert(header.begin(), "IFACE");
         right.insert(right.begin(), false);
@@ -93,7 +102,8 @@ std::string render_table(const Report& report, std::size_t max_rows, const NameL
             std::to_string(r.rev_packets),
             human_rate(r.fwd_bps),
             human_rate(r.rev_bps),
-            rtt_text(r.rtt_ns),
+            rtt_text(shown_rtt(r)),
+            retx_text(r),
             human_duration(r.duration_ns.value_or(r.age_ns))};
         if (with_iface) c.insert(c.begin(), r.iface);
         if (report.show_process)
@@ -139,9 +149,10 @@ std::string render_table_summary(const Report& report, std::size_t connections,
     return fmt::format(
         "summary: connections {}  store {}/{} (assured {}, unassured {})  displaced {}  "
         "untracked {} (full {}, buckets {})  evicted {}  close-drops {}  closed {}  "
-        "rtt min/avg/max {}{}\n",
+        "retrans {} ({})  lost {}  dup-acks {}  zero-windows {}  rtt min/avg/max {}{}\n",
         connections, st.tracked, st.capacity, st.assured, st.unassured, st.displaced, st.untracked,
         st.untracked_full, st.untracked_buckets, st.evicted, st.close_dropped, st.closed,
+        st.retrans, human_bytes(st.retrans_bytes), st.lost_segments, st.dup_acks, st.zero_windows,
         rtt_figures, export_text);
 }
 

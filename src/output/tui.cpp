@@ -17,6 +17,7 @@
 #include <string_view>
 
 #include "output/table.hpp"
+#include "report/report_builder.hpp"
 
 namespace tcptrack {
 
@@ -37,6 +38,8 @@ const char* sort_name(SortKey k) {
             return "age";
         case SortKey::Rtt:
             return "rtt";
+        case SortKey::Retrans:
+            return "retrans";
     }
     return "?";
 }
@@ -52,31 +55,17 @@ SortKey next_sort(SortKey k) {
         case SortKey::Age:
             return SortKey::Rtt;
         case SortKey::Rtt:
+            return SortKey::Retrans;
+        case SortKey::Retrans:
             return SortKey::Rate;
     }
     return SortKey::Rate;
 }
 
-// The row's value for `key`, largest first, as ReportBuilder orders them (no
-// RTT sorts last), so a new key shows at once, before the next report.
-double sort_value(SortKey key, const FlowRow& r) {
-    switch (key) {
-        case SortKey::Rate:
-            return r.fwd_bps + r.rev_bps;
-        case SortKey::Bytes:
-            return static_cast<double>(r.fwd_bytes + r.rev_bytes);
-        case SortKey::Packets:
-            return static_cast<double>(r.fwd_packets + r.rev_packets);
-        case SortKey::Age:
-            return static_cast<double>(r.age_ns);
-        case SortKey::Rtt:
-            return r.rtt_ns ? static_cast<double>(*r.rtt_ns) : -1.0;
-    }
-    return 0;
-}
-
 void sort_rows(std::vector<FlowRow>& rows, SortKey key) {
-    // Stable: equal rows keep the builder's endpoint order.
+    // ReportBuilder's order (report_builder.hpp: sort_value), so a new key
+    // shows at once, before the next report. Stable: equal rows keep the
+    // builder's endpoint order.
     std::stable_sort(rows.begin(), rows.end(), [key](const FlowRow& a, const FlowRow& b) {
         const double va = sort_value(key, a), vb = sort_value(key, b);
         if (va != vb) return va > vb;
@@ -368,7 +357,8 @@ void Tui::draw_help() {
     const std::vector<std::string> lines = {
         "tcptrack keys",
         "",
-        fmt::format("s      sort by rate, bytes, packets, age, rtt (now {})", sort_name(sort_)),
+        fmt::format("s      sort by rate, bytes, packets, age, rtt, retrans (now {})",
+                    sort_name(sort_)),
         "p      pause / resume the display (counting goes on)",
         "/      edit the filter: Enter applies, Esc cancels",
         "       e.g.  port 443 and not net 10.0.0.0/8",

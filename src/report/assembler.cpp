@@ -34,7 +34,9 @@ ReportAssembler::ReportAssembler(const Options& opts, Collector& collector,
       builder_(names),
       sort_(opts.sort),
       pressure_(start_ns),
-      netns_(opts.netns.empty() ? "" : netns_label(netns_target(opts.netns))) {}
+      netns_(opts.netns.empty() ? "" : netns_label(netns_target(opts.netns))) {
+    builder_.set_health_totals(opts.summary);
+}
 
 void ReportAssembler::add_enricher(Enricher& e) {
     enrichers_.push_back(&e);

@@ -58,6 +58,71 @@ State shown_state(const FlowSample& s) {
     return static_cast<State>(st);
 }
 
+namespace {
+
+// A side's smoothed RTT in ns (srtt8_us is 8 times the RTT in us).
+std::uint64_t srtt_ns_of(const tt_health_side& h) { return std::uint64_t{h.srtt8_us} * 125; }
+
+// live_rtt's rule on (has samples, egress, srtt) for the two sides.
+std::optional<std::uint64_t> pick_rtt(const bool with[2], const bool egress[2],
+                                      const std::uint64_t srtt[2]) {
+    const bool e0 = with[0] && egress[0], e1 = with[1] && egress[1];
+    if (e0 != e1) return e0 ? srtt[0] : srtt[1];
+    if (with[0] && with[1]) return std::max(srtt[0], srtt[1]);
+    if (with[0]) return srtt[0];
+    if (with[1]) return srtt[1];
+    return std::nullopt;
+}
+
+}  // namespace
+
+SideHealth side_health(const FlowSample& s, int side, std::uint64_t now_ns) {
+    const tt_health_side& h = s.health.side[side & 1];
+    const WideSide w = wide_side(s, side, now_ns);
+    SideHealth o;
+    o.retrans = w.retrans;
+    o.retrans_bytes = w.retrans_bytes;
+    o.lost_segments = w.gaps;
+    o.dup_acks = w.dup_acks;
+    o.fast_retrans = w.fast_retrans;
+    o.zero_windows = w.zero_win;
+    o.zero_window_ns = w.zero_win_ms * 1000000;
+    o.zero_window_now = h.flags & TT_H_ZW;
+    o.egress = h.flags & TT_H_EGRESS;
+    o.rtt_samples = w.rtt_samples;
+    if (o.rtt_samples) {
+        o.rtt_min_ns = std::uint64_t{h.rtt_min_us} * 1000;
+        o.srtt_ns = srtt_ns_of(h);
+        o.rtt_max_ns = std::uint64_t{h.rtt_max_us} * 1000;
+        o.rtt_last_ns = std::uint64_t{h.rtt_last_us} * 1000;
+    }
+    return o;
+}
+
+std::optional<std::uint64_t> live_rtt(const SideHealth& a, const SideHealth& b) {
+    const bool with[2] = {a.rtt_samples > 0, b.rtt_samples > 0};
+    const bool egress[2] = {a.egress, b.egress};
+    const std::uint64_t srtt[2] = {a.srtt_ns, b.srtt_ns};
+    return pick_rtt(with, egress, srtt);
+}
+
+std::optional<std::uint64_t> live_rtt(const FlowSample& s) {
+    const bool with[2] = {wide_side(s, 0, 0).rtt_samples > 0, wide_side(s, 1, 0).rtt_samples > 0};
+    const bool egress[2] = {(s.health.side[0].flags & TT_H_EGRESS) != 0,
+                            (s.health.side[1].flags & TT_H_EGRESS) != 0};
+    const std::uint64_t srtt[2] = {srtt_ns_of(s.health.side[0]), srtt_ns_of(s.health.side[1])};
+    return pick_rtt(with, egress, srtt);
+}
+
+std::optional<std::uint64_t> shown_rtt(const FlowSample& s) {
+    if (auto rtt = live_rtt(s)) return rtt;
+    return s.has_info ? handshake_rtt(s.info) : std::nullopt;
+}
+
+std::uint64_t total_retrans(const FlowSample& s) {
+    return wide_side(s, 0, 0).retrans + wide_side(s, 1, 0).retrans;  // now: only for zero windows
+}
+
 void fill_row(FlowRow& r, const FlowSample& s, const std::string& iface, std::uint64_t now_ns) {
     const int fwd = client_side(s), rev = fwd ^ 1;
     const Endpoints e = oriented(s);
@@ -81,6 +146,9 @@ void fill_row(FlowRow& r, const FlowSample& s, const std::string& iface, std::ui
     r.age_ns = 0;
     r.displaced = displaced(s);
     r.ending = ending_of(s);
+    r.fwd_health = side_health(s, fwd, now_ns);
+    r.rev_health = side_health(s, rev, now_ns);
+    r.srtt_ns = live_rtt(r);
     if (s.has_info) {
         r.duration_ns = syn_to_close(s.info, now_ns);
         r.rtt_ns = handshake_rtt(s.info);

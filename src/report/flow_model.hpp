@@ -54,6 +54,31 @@ Ending ending_of(const FlowSample& s);
 // store key on; the row's interface is not part of it: ifindex 0).
 tt_flow_key key_of(const FlowRow& row);
 
+// One side of a sample's connection health (normalised direction `side`), as
+// a row shows it: counters widened, times in ns, a current zero-window stretch
+// counted up to now (a finished flow's: up to its close).
+SideHealth side_health(const FlowSample& s, int side, std::uint64_t now_ns);
+
+// The live RTT a row shows (smoothed): when exactly one side's segments leave
+// through this interface and have RTT samples, that side's (at a host, the
+// round trip to the far end; at a router, the half reached through this
+// interface); otherwise the largest among the sides with samples; none: empty.
+std::optional<std::uint64_t> live_rtt(const SideHealth& a, const SideHealth& b);
+inline std::optional<std::uint64_t> live_rtt(const FlowRow& r) {
+    return live_rtt(r.fwd_health, r.rev_health);
+}
+std::optional<std::uint64_t> live_rtt(const FlowSample& s);
+// The RTT the table shows and --sort rtt orders by: the live one, else the handshake's.
+inline std::optional<std::uint64_t> shown_rtt(const FlowRow& r) {
+    return r.srtt_ns ? r.srtt_ns : r.rtt_ns;
+}
+std::optional<std::uint64_t> shown_rtt(const FlowSample& s);
+// Retransmitted segments both ways (--sort retrans).
+std::uint64_t total_retrans(const FlowSample& s);
+inline std::uint64_t total_retrans(const FlowRow& r) {
+    return r.fwd_health.retrans + r.rev_health.retrans;
+}
+
 // The row of one sample, into an existing row (every field is set; its iface
 // storage is reused). Rates come from rate_of().
 void fill_row(FlowRow& r, const FlowSample& s, const std::string& iface, std::uint64_t now_ns);

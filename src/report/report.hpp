@@ -29,7 +29,6 @@ struct Ending {
     bool operator==(const Ending&) const = default;
 };
 
-// One connection, oriented client -> server (fwd = src -> dst).
 // One side's connection health (tcptrack/health.h), widened to 64 bits: what
 // a row shows for each direction. Named after Wireshark's tcp.analysis fields.
 struct SideHealth {
@@ -47,6 +46,7 @@ struct SideHealth {
     std::uint64_t rtt_min_ns = 0, srtt_ns = 0, rtt_max_ns = 0, rtt_last_ns = 0;
 };
 
+// One connection, oriented client -> server (fwd = src -> dst).
 struct FlowRow {
     std::string iface;
     Family family = Family::V4;
@@ -109,6 +109,10 @@ struct ReportStats {
         0;                     // of `untracked`: the key's two buckets full of assured ones
     std::uint64_t closed = 0;  // connections reported closed in this report
     RttSummary rtt;            // over the rows of this report
+    // Connection health over the report's rows (before --top), both ways, as
+    // each connection's counters stand (--summary).
+    std::uint64_t retrans = 0, retrans_bytes = 0, lost_segments = 0, dup_acks = 0;
+    std::uint64_t zero_windows = 0;
 };
 
 // Rows handed to a renderer one at a time, so a big report never holds them

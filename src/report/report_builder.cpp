@@ -15,24 +15,46 @@ bool ends_less(const Endpoints& a, const Endpoints& b) {
     return a.dport < b.dport;
 }
 
-// The value a row sorts by, largest first. A connection without the value
-// (no RTT measured) sorts after every one with it.
-double sort_value(SortKey key, const FlowSample& s, const Rate& r, std::uint64_t now_ns) {
+// The figures of a connection, from its sample or its row, for sort_value.
+struct SampleFigures {
+    const FlowSample& s;
+    const Rate& r;
+    std::uint64_t now_ns;
+    double rate() const { return r.fwd_bps + r.rev_bps; }
+    std::uint64_t bytes() const { return s.bytes[0] + s.bytes[1]; }
+    std::uint64_t packets() const { return s.packets[0] + s.packets[1]; }
+    std::uint64_t age_ns() const {
+        return s.has_info && now_ns > s.info.first_ns ? now_ns - s.info.first_ns : 0;
+    }
+    std::optional<std::uint64_t> rtt() const { return shown_rtt(s); }
+    std::uint64_t retrans() const { return total_retrans(s); }
+};
+struct RowFigures {
+    const FlowRow& r;
+    double rate() const { return r.fwd_bps + r.rev_bps; }
+    std::uint64_t bytes() const { return r.fwd_bytes + r.rev_bytes; }
+    std::uint64_t packets() const { return r.fwd_packets + r.rev_packets; }
+    std::uint64_t age_ns() const { return r.age_ns; }
+    std::optional<std::uint64_t> rtt() const { return shown_rtt(r); }
+    std::uint64_t retrans() const { return total_retrans(r); }
+};
+
+template <typename F>
+double sort_by(SortKey key, const F& f) {
     switch (key) {
         case SortKey::Rate:
-            return r.fwd_bps + r.rev_bps;
+            return f.rate();
         case SortKey::Bytes:
-            return static_cast<double>(s.bytes[0] + s.bytes[1]);
+            return static_cast<double>(f.bytes());
         case SortKey::Packets:
-            return static_cast<double>(s.packets[0] + s.packets[1]);
+            return static_cast<double>(f.packets());
         case SortKey::Age:
-            return s.has_info && now_ns > s.info.first_ns
-                       ? static_cast<double>(now_ns - s.info.first_ns)
-                       : 0.0;
+            return static_cast<double>(f.age_ns());
         case SortKey::Rtt:
-            if (const auto rtt = s.has_info ? handshake_rtt(s.info) : std::nullopt)
-                return static_cast<double>(*rtt);
+            if (const auto rtt = f.rtt()) return static_cast<double>(*rtt);
             return -1.0;
+        case SortKey::Retrans:
+            return static_cast<double>(f.retrans());
     }
     return 0.0;
 }
@@ -41,6 +63,12 @@ double sort_value(SortKey key, const FlowSample& s, const Rate& r, std::uint64_t
 constexpr std::uint32_t kNotV4 = 0x80000000u;
 
 }  // namespace
+
+double sort_value(SortKey key, const FlowSample& s, const Rate& r, std::uint64_t now_ns) {
+    return sort_by(key, SampleFigures{s, r, now_ns});
+}
+
+double sort_value(SortKey key, const FlowRow& r) { return sort_by(key, RowFigures{r}); }
 
 void ReportBuilder::build(const std::vector<FlowSample>& samples, std::uint64_t now_ns,
                           std::uint64_t elapsed_ns, bool closed_only,
@@ -56,6 +84,15 @@ void ReportBuilder::build(const std::vector<FlowSample>& samples, std::uint64_t 
         if (s.has_info)
             if (const auto rtt = handshake_rtt(s.info)) stats_.rtt.add(*rtt);
         if (closed_only && !ended(s)) return;
+        if (health_totals_)
+            for (int d = 0; d < 2; ++d) {
+                const WideSide h = wide_side(s, d, now_ns);
+                stats_.retrans += h.retrans;
+                stats_.retrans_bytes += h.retrans_bytes;
+                stats_.lost_segments += h.gaps;
+                stats_.dup_acks += h.dup_acks;
+                stats_.zero_windows += h.zero_win;
+            }
         const Rate r = rate_of(s, now_ns, elapsed_ns);
         // IPv4 endpoints packed in the entry (96 bits, same order as ends_less)
         // so sorting ties never reads two samples: at 1M rows that was most of

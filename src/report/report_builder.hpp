@@ -18,6 +18,14 @@
 
 namespace tcptrack {
 
+// The value a connection sorts by (--sort, the view's 's' key), largest first,
+// from its sample (the builder) or its row (the view re-sorting what it shows):
+// one rule for both. A connection without the value (no RTT) sorts after every
+// one with it. rtt: the live smoothed RTT, else the handshake's; retrans:
+// retransmitted segments both ways.
+double sort_value(SortKey key, const FlowSample& s, const Rate& r, std::uint64_t now_ns);
+double sort_value(SortKey key, const FlowRow& r);
+
 class ReportBuilder {
    public:
     // ifindex -> interface name; must outlive the builder.
@@ -35,7 +43,12 @@ class ReportBuilder {
                const std::vector<std::uint32_t>* only = nullptr, SortKey sort = SortKey::Rate,
                std::size_t top = 0);
 
-    // closed and rtt of the rows looked at by the last build (the flow count
+    // --summary's health totals (ReportStats::retrans and the rest): summed
+    // only when asked, as they read every sample's health.
+    void set_health_totals(bool on) { health_totals_ = on; }
+
+    // closed and rtt of the rows looked at by the last build, and the health
+    // totals over its rows (before --top) (the flow count
     // and the datapath's counters are the collector's).
     const ReportStats& stats() const { return stats_; }
     std::size_t size() const { return order_.size(); }
@@ -68,6 +81,7 @@ class ReportBuilder {
     std::vector<Entry> order_;  // kept across reports, like the collector's buffers
     std::vector<const Enricher*> enrichers_;
     ReportStats stats_;
+    bool health_totals_ = false;
 };
 
 }  // namespace tcptrack

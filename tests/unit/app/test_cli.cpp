@@ -54,6 +54,7 @@ TEST(Options, SortAndTop) {
     EXPECT_EQ(ok({"--sort", "packets"}).sort, tcptrack::SortKey::Packets);
     EXPECT_EQ(ok({"--sort", "age"}).sort, tcptrack::SortKey::Age);
     EXPECT_EQ(ok({"--sort=rtt"}).sort, tcptrack::SortKey::Rtt);
+    EXPECT_EQ(ok({"--sort", "retrans"}).sort, tcptrack::SortKey::Retrans);
     EXPECT_EQ(ok({"--top", "10"}).top, 10u);
     EXPECT_EQ(ok({"--top", "5", "--top", "7"}).top, 7u);  // last one wins
     usage_error({"--sort", "speed"}, "--sort");

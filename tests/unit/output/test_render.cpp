@@ -61,6 +61,17 @@ Report fixture() {
     a.duration_ns = 4'520'000'000ull;
     a.rtt_ns = 120'000;
     a.age_ns = 4'000'000'000ull;
+    // The client's data retransmitted and timed at this host; the server's side
+    // has no RTT sample (its RTT keys are null).
+    a.fwd_health.retrans = 12, a.fwd_health.retrans_bytes = 17376;
+    a.fwd_health.lost_segments = 3, a.fwd_health.fast_retrans = 2;
+    a.fwd_health.egress = true;
+    a.fwd_health.rtt_samples = 40, a.fwd_health.rtt_min_ns = 90'000;
+    a.fwd_health.srtt_ns = 110'000, a.fwd_health.rtt_max_ns = 150'000;
+    a.fwd_health.rtt_last_ns = 100'000;
+    a.rev_health.dup_acks = 40, a.rev_health.zero_windows = 1;
+    a.rev_health.zero_window_ns = 250'000'000;
+    a.srtt_ns = 110'000;
 
     FlowRow b;
     b.iface = "eth0";
@@ -101,6 +112,9 @@ Report fixture() {
     r.stats.untracked_buckets = 1;
     r.stats.rtt.add(120'000);
     r.stats.rtt.add(1'200'000);
+    // Row a's health (the builder sums them from the rows).
+    r.stats.retrans = 12, r.stats.retrans_bytes = 17376, r.stats.lost_segments = 3;
+    r.stats.dup_acks = 40, r.stats.zero_windows = 1;
     return r;
 }
 
@@ -120,11 +134,26 @@ std::vector<std::string> lines(const std::string& s) {
 }
 
 const std::vector<std::string> kRowKeys = {
-    "time",        "iface",       "family",    "src",         "sport",       "dst",
-    "dport",       "state",       "fwd_bytes", "fwd_packets", "fwd_payload", "rev_bytes",
-    "rev_packets", "rev_payload", "fwd_bps",   "rev_bps",     "duration_ns", "rtt_ns",
-    "pid",         "comm",        "cgroup",    "netns",       "pod_uid",     "container_id",
-    "displaced",   "end",         "end_by"};
+    "time", "iface", "family", "src", "sport", "dst", "dport", "state", "fwd_bytes", "fwd_packets",
+    "fwd_payload", "rev_bytes", "rev_packets", "rev_payload", "fwd_bps", "rev_bps", "duration_ns",
+    "rtt_ns", "srtt_ns",
+    // Health each way, as the end-to-end tests read them.
+    "fwd_retrans", "fwd_retrans_bytes", "fwd_lost_segments", "fwd_dup_acks", "fwd_fast_retrans",
+    "fwd_zero_windows", "fwd_zero_window_ns", "fwd_rtt_samples", "fwd_rtt_min_ns", "fwd_srtt_ns",
+    "fwd_rtt_max_ns", "fwd_rtt_last_ns", "rev_retrans", "rev_retrans_bytes", "rev_lost_segments",
+    "rev_dup_acks", "rev_fast_retrans", "rev_zero_windows", "rev_zero_window_ns", "rev_rtt_samples",
+    "rev_rtt_min_ns", "rev_srtt_ns", "rev_rtt_max_ns", "rev_rtt_last_ns", "pid", "comm", "cgroup",
+    "netns", "pod_uid", "container_id", "displaced", "end", "end_by"};
+
+// The health keys of a row with none: no live RTT, zeros, null RTT figures.
+const std::string kNoHealthJson =
+    R"("srtt_ns":null,"fwd_retrans":0,"fwd_retrans_bytes":0,"fwd_lost_segments":0,"fwd_dup_acks":0,"fwd_fast_retrans":0,"fwd_zero_windows":0,"fwd_zero_window_ns":0,"fwd_rtt_samples":0,"fwd_rtt_min_ns":null,"fwd_srtt_ns":null,"fwd_rtt_max_ns":null,"fwd_rtt_last_ns":null,"rev_retrans":0,"rev_retrans_bytes":0,"rev_lost_segments":0,"rev_dup_acks":0,"rev_fast_retrans":0,"rev_zero_windows":0,"rev_zero_window_ns":0,"rev_rtt_samples":0,"rev_rtt_min_ns":null,"rev_srtt_ns":null,"rev_rtt_max_ns":null,"rev_rtt_last_ns":null)";
+const std::string kNoHealthCsv = ",0,0,0,0,0,0,0,0,,,,,0,0,0,0,0,0,0,0,,,,";
+// Row a's: the client's side retransmitted and timed, the server's not timed.
+const std::string kHealthJsonA =
+    R"("srtt_ns":110000,"fwd_retrans":12,"fwd_retrans_bytes":17376,"fwd_lost_segments":3,"fwd_dup_acks":0,"fwd_fast_retrans":2,"fwd_zero_windows":0,"fwd_zero_window_ns":0,"fwd_rtt_samples":40,"fwd_rtt_min_ns":90000,"fwd_srtt_ns":110000,"fwd_rtt_max_ns":150000,"fwd_rtt_last_ns":100000,"rev_retrans":0,"rev_retrans_bytes":0,"rev_lost_segments":0,"rev_dup_acks":40,"rev_fast_retrans":0,"rev_zero_windows":1,"rev_zero_window_ns":250000000,"rev_rtt_samples":0,"rev_rtt_min_ns":null,"rev_srtt_ns":null,"rev_rtt_max_ns":null,"rev_rtt_last_ns":null)";
+const std::string kHealthCsvA =
+    "110000,12,17376,3,0,2,0,0,40,90000,110000,150000,100000,0,0,0,40,0,1,250000000,0,,,,";
 
 // clock_hms uses local time: pin the zone for the whole test program.
 class Render : public ::testing::Test {
@@ -229,13 +258,13 @@ TEST_F(Render, TableGolden) {
         "02:49:07  eth0  3 connections  store 3/65536  displaced 5  untracked 2  evicted 1  "
         "close-drops 0  rtt min/avg/max 120us/660us/1.2ms\n"
         "CONNECTION                            STATE              TX  TX PKTS        RX  RX PKTS  "
-        "TX RATE    RX RATE    RTT    AGE\n"
+        "TX RATE    RX RATE    RTT  RETX    AGE\n"
         "10.0.0.1:43512 -> 10.0.0.2:80         ESTABLISHED  3.44 KiB       12  1.20 MiB      870  "
-        "840 b/s  1.23 Kb/s  120us  4.52s\n"
+        "840 b/s  1.23 Kb/s  110us  12/0  4.52s\n"
         "[fd00::1]:51000 -> [fd00::2]:443      CLOSED          512 B        4       0 B        0   "
-        " 0 b/s      0 b/s      -  3m07s\n"
+        " 0 b/s      0 b/s      -     -  3m07s\n"
         "192.168.1.10:5555 -> 192.168.1.20:22  RESET            60 B        1      40 B        1  "
-        "480 b/s      0 b/s  1.2ms  850us\n";
+        "480 b/s      0 b/s  1.2ms     -  850us\n";
     EXPECT_EQ(render_table(fixture()), want);
 }
 
@@ -256,9 +285,9 @@ TEST_F(Render, TableSingularAndColumnsFollowContent) {
               "02:49:07  eth0  1 connection  store 1/1  displaced 0  untracked 0  evicted 0  "
               "close-drops 0  rtt -\n"
               "CONNECTION                     STATE              TX  TX PKTS        RX  RX PKTS  "
-              "TX RATE    RX RATE    RTT    AGE\n"
+              "TX RATE    RX RATE    RTT  RETX    AGE\n"
               "10.0.0.1:43512 -> 10.0.0.2:80  ESTABLISHED  3.44 KiB       12  1.20 MiB      870  "
-              "840 b/s  1.23 Kb/s  120us  4.00s\n");
+              "840 b/s  1.23 Kb/s  110us  12/0  4.00s\n");
 }
 
 TEST_F(Render, TableHeaderCountsConnectionsCutByTop) {
@@ -287,11 +316,17 @@ TEST_F(Render, TableSeveralInterfacesAddsIfaceColumn) {
 
 TEST_F(Render, JsonGolden) {
     const std::string want =
-        R"({"time":"2026-11-24T02:49:07.123Z","iface":"eth0","family":"ipv4","src":"10.0.0.1","sport":43512,"dst":"10.0.0.2","dport":80,"state":"ESTABLISHED","fwd_bytes":3522,"fwd_packets":12,"fwd_payload":2900,"rev_bytes":1258291,"rev_packets":870,"rev_payload":1200000,"fwd_bps":840,"rev_bps":1234,"duration_ns":4520000000,"rtt_ns":120000,"pid":null,"comm":null,"cgroup":null,"netns":null,"pod_uid":null,"container_id":null,"displaced":false,"end":null,"end_by":null})"
+        R"({"time":"2026-11-24T02:49:07.123Z","iface":"eth0","family":"ipv4","src":"10.0.0.1","sport":43512,"dst":"10.0.0.2","dport":80,"state":"ESTABLISHED","fwd_bytes":3522,"fwd_packets":12,"fwd_payload":2900,"rev_bytes":1258291,"rev_packets":870,"rev_payload":1200000,"fwd_bps":840,"rev_bps":1234,"duration_ns":4520000000,"rtt_ns":120000,)" +
+        kHealthJsonA +
+        R"(,"pid":null,"comm":null,"cgroup":null,"netns":null,"pod_uid":null,"container_id":null,"displaced":false,"end":null,"end_by":null})"
         "\n"
-        R"({"time":"2026-11-24T02:49:07.123Z","iface":"eth0","family":"ipv6","src":"fd00::1","sport":51000,"dst":"fd00::2","dport":443,"state":"CLOSED","fwd_bytes":512,"fwd_packets":4,"fwd_payload":0,"rev_bytes":0,"rev_packets":0,"rev_payload":0,"fwd_bps":0,"rev_bps":0,"duration_ns":null,"rtt_ns":null,"pid":null,"comm":null,"cgroup":null,"netns":null,"pod_uid":null,"container_id":null,"displaced":false,"end":"fin","end_by":"client"})"
+        R"({"time":"2026-11-24T02:49:07.123Z","iface":"eth0","family":"ipv6","src":"fd00::1","sport":51000,"dst":"fd00::2","dport":443,"state":"CLOSED","fwd_bytes":512,"fwd_packets":4,"fwd_payload":0,"rev_bytes":0,"rev_packets":0,"rev_payload":0,"fwd_bps":0,"rev_bps":0,"duration_ns":null,"rtt_ns":null,)" +
+        kNoHealthJson +
+        R"(,"pid":null,"comm":null,"cgroup":null,"netns":null,"pod_uid":null,"container_id":null,"displaced":false,"end":"fin","end_by":"client"})"
         "\n"
-        R"({"time":"2026-11-24T02:49:07.123Z","iface":"eth0","family":"ipv4","src":"192.168.1.10","sport":5555,"dst":"192.168.1.20","dport":22,"state":"RESET","fwd_bytes":60,"fwd_packets":1,"fwd_payload":0,"rev_bytes":40,"rev_packets":1,"rev_payload":0,"fwd_bps":480,"rev_bps":0,"duration_ns":850000,"rtt_ns":1200000,"pid":null,"comm":null,"cgroup":null,"netns":null,"pod_uid":null,"container_id":null,"displaced":false,"end":"rst","end_by":"server"})"
+        R"({"time":"2026-11-24T02:49:07.123Z","iface":"eth0","family":"ipv4","src":"192.168.1.10","sport":5555,"dst":"192.168.1.20","dport":22,"state":"RESET","fwd_bytes":60,"fwd_packets":1,"fwd_payload":0,"rev_bytes":40,"rev_packets":1,"rev_payload":0,"fwd_bps":480,"rev_bps":0,"duration_ns":850000,"rtt_ns":1200000,)" +
+        kNoHealthJson +
+        R"(,"pid":null,"comm":null,"cgroup":null,"netns":null,"pod_uid":null,"container_id":null,"displaced":false,"end":"rst","end_by":"server"})"
         "\n";
     EXPECT_EQ(render_json(fixture()), want);
     EXPECT_EQ(render_json(empty_report()), "");
@@ -321,10 +356,89 @@ TEST_F(Render, JsonHugeCountersAndBadIfaceBytes) {
     EXPECT_EQ(j["fwd_bytes"].get<std::uint64_t>(), UINT64_MAX);
 }
 
+// Every number at its widest, IPv6 at its longest: a row's fixed part stays
+// within rows.cpp's kRowMax (3072), which the writer reserves before each row.
+TEST_F(Render, WidestRowFitsTheRowBound) {
+    Report r = fixture();
+    r.rows.resize(1);
+    FlowRow& w = r.rows[0];
+    w.family = Family::V6;
+    w.src = w.dst = v6("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
+    w.sport = w.dport = 65535;
+    w.fwd_bytes = w.fwd_packets = w.fwd_payload = UINT64_MAX;
+    w.rev_bytes = w.rev_packets = w.rev_payload = UINT64_MAX;
+    w.fwd_bps = w.rev_bps = 1.8e19;
+    w.duration_ns = w.rtt_ns = w.srtt_ns = UINT64_MAX;
+    for (SideHealth* h : {&w.fwd_health, &w.rev_health}) {
+        h->retrans = h->retrans_bytes = h->lost_segments = h->dup_acks = UINT64_MAX;
+        h->fast_retrans = h->zero_windows = h->zero_window_ns = h->rtt_samples = UINT64_MAX;
+        h->rtt_min_ns = h->srtt_ns = h->rtt_max_ns = h->rtt_last_ns = UINT64_MAX;
+    }
+    w.pid = UINT32_MAX;
+    w.netns = UINT64_MAX;
+    const std::string line = render_json(r);
+    const auto j = nlohmann::json::parse(line);
+    EXPECT_EQ(j["rev_rtt_last_ns"].get<std::uint64_t>(), UINT64_MAX);
+    EXPECT_LT(line.size(), 3072u - 512u) << line.size();  // with room to spare
+    EXPECT_LT(render_csv(r, false).size(), line.size());
+}
+
+// The health keys: numbers each way, the RTT figures null without a sample.
+TEST_F(Render, HealthKeysEachWayWithNullRtts) {
+    const auto out = lines(render_json(fixture()));
+    ASSERT_EQ(out.size(), 3u);
+    const auto a = nlohmann::json::parse(out[0]), b = nlohmann::json::parse(out[1]);
+    EXPECT_EQ(a["srtt_ns"], 110000);
+    EXPECT_EQ(a["fwd_retrans"], 12);
+    EXPECT_EQ(a["fwd_rtt_samples"], 40);
+    EXPECT_EQ(a["fwd_rtt_min_ns"], 90000);
+    EXPECT_EQ(a["rev_zero_window_ns"], 250000000);
+    for (const char* k : {"rev_rtt_min_ns", "rev_srtt_ns", "rev_rtt_max_ns", "rev_rtt_last_ns"})
+        EXPECT_TRUE(a[k].is_null()) << k;
+    EXPECT_TRUE(b["srtt_ns"].is_null());
+    EXPECT_EQ(b["rev_rtt_samples"], 0);
+    EXPECT_EQ(b["fwd_retrans_bytes"], 0);
+    // An RTT sample of 0 us (a LAN's) is still a figure, not null.
+    Report r = fixture();
+    r.rows.resize(1);
+    r.rows[0].rev_health.rtt_samples = 1;
+    const auto z = nlohmann::json::parse(render_json(r));
+    EXPECT_EQ(z["rev_srtt_ns"], 0);
+    EXPECT_EQ(z["rev_rtt_max_ns"], 0);
+}
+
+// RTT: the live smoothed one, else the handshake's; RETX: client/server segments.
+TEST_F(Render, TableRttAndRetxCells) {
+    Report r = fixture();
+    r.rows.resize(1);
+    FlowRow& a = r.rows[0];
+    const auto cells = [&] {
+        const std::string row = lines(render_table(r))[2];
+        // "... 1.23 Kb/s  <RTT>  <RETX>  4.52s"
+        std::istringstream in(row.substr(row.find("Kb/s") + 4));
+        std::string rtt, retx;
+        in >> rtt >> retx;
+        return rtt + " " + retx;
+    };
+    EXPECT_EQ(cells(), "110us 12/0");
+    a.fwd_health.retrans = 0;
+    a.rev_health.retrans = 7;
+    EXPECT_EQ(cells(), "110us 0/7");
+    a.rev_health.retrans = 0;
+    a.srtt_ns.reset();  // no live sample yet: the handshake's
+    EXPECT_EQ(cells(), "120us -");
+    a.rtt_ns.reset();
+    EXPECT_EQ(cells(), "- -");
+    a.srtt_ns = 25'300'000;
+    a.fwd_health.retrans = 1234;
+    a.rev_health.retrans = 5;
+    EXPECT_EQ(cells(), "25.3ms 1234/5");
+}
+
 TEST_F(Render, SummaryRecord) {
     EXPECT_EQ(
         render_json_summary(fixture()),
-        R"({"type":"summary","time":"2026-11-24T02:49:07.123Z","ifaces":["eth0"],"connections":3,"tracked":3,"untracked":2,"untracked_segments":0,"evicted":1,"close_dropped":0,"close_lost":0,"closed":2,"rtt_min_ns":120000,"rtt_avg_ns":660000,"rtt_max_ns":1200000,"capacity":65536,"assured":2,"unassured":1,"displaced":5,"untracked_full":1,"untracked_buckets":1})"
+        R"({"type":"summary","time":"2026-11-24T02:49:07.123Z","ifaces":["eth0"],"connections":3,"tracked":3,"untracked":2,"untracked_segments":0,"evicted":1,"close_dropped":0,"close_lost":0,"closed":2,"rtt_min_ns":120000,"rtt_avg_ns":660000,"rtt_max_ns":1200000,"retrans":12,"retrans_bytes":17376,"lost_segments":3,"dup_acks":40,"zero_windows":1,"capacity":65536,"assured":2,"unassured":1,"displaced":5,"untracked_full":1,"untracked_buckets":1})"
         "\n");
     Report e = empty_report();
     e.ifaces = {"eth0", "lo"};
@@ -332,22 +446,31 @@ TEST_F(Render, SummaryRecord) {
     e.stats.close_lost = 1;
     EXPECT_EQ(
         render_json_summary(e),
-        R"({"type":"summary","time":"2026-11-24T02:49:07.123Z","ifaces":["eth0","lo"],"connections":0,"tracked":0,"untracked":0,"untracked_segments":0,"evicted":0,"close_dropped":7,"close_lost":1,"closed":0,"rtt_min_ns":null,"rtt_avg_ns":null,"rtt_max_ns":null,"capacity":1024,"assured":0,"unassured":0,"displaced":0,"untracked_full":0,"untracked_buckets":0})"
+        R"({"type":"summary","time":"2026-11-24T02:49:07.123Z","ifaces":["eth0","lo"],"connections":0,"tracked":0,"untracked":0,"untracked_segments":0,"evicted":0,"close_dropped":7,"close_lost":1,"closed":0,"rtt_min_ns":null,"rtt_avg_ns":null,"rtt_max_ns":null,"retrans":0,"retrans_bytes":0,"lost_segments":0,"dup_acks":0,"zero_windows":0,"capacity":1024,"assured":0,"unassured":0,"displaced":0,"untracked_full":0,"untracked_buckets":0})"
         "\n");
 }
 
 TEST_F(Render, CsvGolden) {
     const std::string header =
         "time,iface,family,src,sport,dst,dport,state,fwd_bytes,fwd_packets,fwd_payload,rev_bytes,"
-        "rev_packets,rev_payload,fwd_bps,rev_bps,duration_ns,rtt_ns,pid,comm,cgroup,netns,pod_uid,"
+        "rev_packets,rev_payload,fwd_bps,rev_bps,duration_ns,rtt_ns,srtt_ns,fwd_retrans,"
+        "fwd_retrans_bytes,fwd_lost_segments,fwd_dup_acks,fwd_fast_retrans,fwd_zero_windows,"
+        "fwd_zero_window_ns,fwd_rtt_samples,fwd_rtt_min_ns,fwd_srtt_ns,fwd_rtt_max_ns,"
+        "fwd_rtt_last_ns,rev_retrans,rev_retrans_bytes,rev_lost_segments,rev_dup_acks,"
+        "rev_fast_retrans,rev_zero_windows,rev_zero_window_ns,rev_rtt_samples,rev_rtt_min_ns,"
+        "rev_srtt_ns,rev_rtt_max_ns,rev_rtt_last_ns,pid,comm,cgroup,netns,pod_uid,"
         "container_id,displaced,end,end_by\n";
     const std::string rows =
         "2026-11-24T02:49:07.123Z,eth0,ipv4,10.0.0.1,43512,10.0.0.2,80,ESTABLISHED,3522,12,2900,"
-        "1258291,870,1200000,840,1234,4520000000,120000,,,,,,,false,,\n"
-        "2026-11-24T02:49:07.123Z,eth0,ipv6,fd00::1,51000,fd00::2,443,CLOSED,512,4,0,0,0,0,0,0,,,,,"
-        ",,,,false,fin,client\n"
+        "1258291,870,1200000,840,1234,4520000000,120000," +
+        kHealthCsvA +
+        ",,,,,,,false,,\n"
+        "2026-11-24T02:49:07.123Z,eth0,ipv6,fd00::1,51000,fd00::2,443,CLOSED,512,4,0,0,0,0,0,0,,," +
+        kNoHealthCsv +
+        ",,,,,,,false,fin,client\n"
         "2026-11-24T02:49:07.123Z,eth0,ipv4,192.168.1.10,5555,192.168.1.20,22,RESET,60,1,0,40,1,0,"
-        "480,0,850000,1200000,,,,,,,false,rst,server\n";
+        "480,0,850000,1200000," +
+        kNoHealthCsv + ",,,,,,,false,rst,server\n";
     EXPECT_EQ(render_csv(fixture(), true), header + rows);
     EXPECT_EQ(render_csv(fixture(), false), rows);
     EXPECT_EQ(render_csv(empty_report(), true), header);
@@ -388,7 +511,8 @@ TEST_F(Render, JsonOwnerKeys) {
     ASSERT_EQ(out.size(), 3u);
     EXPECT_NE(
         out[0].find(
-            R"("rtt_ns":120000,"pid":4242,"comm":"curl","cgroup":"/user.slice/session-3.scope","netns":4026531840,"pod_uid":"5f1c4a4e-3c1b-4d2a-9b8e-0a1b2c3d4e5f","container_id":")" +
+            R"("rtt_ns":120000,)" + kHealthJsonA +
+            R"(,"pid":4242,"comm":"curl","cgroup":"/user.slice/session-3.scope","netns":4026531840,"pod_uid":"5f1c4a4e-3c1b-4d2a-9b8e-0a1b2c3d4e5f","container_id":")" +
             std::string(64, 'c') + R"(","displaced":false,"end":null,"end_by":null})"),
         std::string::npos)
         << out[0];
@@ -421,13 +545,15 @@ TEST_F(Render, JsonOwnerKeys) {
 TEST_F(Render, CsvOwnerColumns) {
     const auto out = lines(render_csv(with_owners(), false));
     ASSERT_EQ(out.size(), 3u);
-    EXPECT_TRUE(
-        out[0].ends_with(",120000,4242,curl,/user.slice/session-3.scope,4026531840,"
-                         "5f1c4a4e-3c1b-4d2a-9b8e-0a1b2c3d4e5f," +
-                         std::string(64, 'c') + ",false,,"))
+    EXPECT_TRUE(out[0].ends_with(",120000," + kHealthCsvA +
+                                 ",4242,curl,/user.slice/session-3.scope,4026531840,"
+                                 "5f1c4a4e-3c1b-4d2a-9b8e-0a1b2c3d4e5f," +
+                                 std::string(64, 'c') + ",false,,"))
         << out[0];
-    EXPECT_TRUE(out[1].ends_with(",0,0,,,,,,,,,false,fin,client")) << out[1];
-    EXPECT_TRUE(out[2].ends_with(",1200000,7,\"ssh,\"\"d\"\"\",,,,,false,rst,server")) << out[2];
+    EXPECT_TRUE(out[1].ends_with(",0,0,,," + kNoHealthCsv + ",,,,,,,false,fin,client")) << out[1];
+    EXPECT_TRUE(
+        out[2].ends_with(",1200000," + kNoHealthCsv + ",7,\"ssh,\"\"d\"\"\",,,,,false,rst,server"))
+        << out[2];
 }
 
 TEST_F(Render, TableProcessColumn) {
@@ -453,6 +579,7 @@ TEST_F(Render, TableSummaryLine) {
     EXPECT_EQ(render_table_summary(fixture(), 3),
               "summary: connections 3  store 3/65536 (assured 2, unassured 1)  displaced 5  "
               "untracked 2 (full 1, buckets 1)  evicted 1  close-drops 0  closed 2  "
+              "retrans 12 (16.97 KiB)  lost 3  dup-acks 40  zero-windows 1  "
               "rtt min/avg/max 120us/660us/1.2ms\n");
     Report e = empty_report();
     e.stats.close_dropped = 7;
@@ -462,7 +589,7 @@ TEST_F(Render, TableSummaryLine) {
     EXPECT_EQ(render_table_summary(e, 0),
               "summary: connections 0  store 5/1024 (assured 4, unassured 1)  displaced 0  "
               "untracked 0 (full 0, buckets 0)  evicted 0  close-drops 7  closed 0  "
-              "rtt min/avg/max -\n");
+              "retrans 0 (0 B)  lost 0  dup-acks 0  zero-windows 0  rtt min/avg/max -\n");
 }
 
 // Exporters' errors: in the tally's order, only once an exporter registered.
@@ -476,6 +603,7 @@ TEST_F(Render, SummariesListExportErrors) {
     EXPECT_EQ(render_table_summary(e, 0, &exports),
               "summary: connections 0  store 0/1024 (assured 0, unassured 0)  displaced 0  "
               "untracked 0 (full 0, buckets 0)  evicted 0  close-drops 0  closed 0  "
+              "retrans 0 (0 B)  lost 0  dup-acks 0  zero-windows 0  "
               "rtt min/avg/max -  ipfix-errors 3  other-errors 0\n");
     const std::string record = render_json_summary(e, 0, &exports);
     EXPECT_EQ(record.substr(record.find("\"untracked_buckets\"")),
@@ -509,7 +637,8 @@ TEST_F(Render, DisplacedRowEverywhere) {
     EXPECT_TRUE(nlohmann::json::parse(json)["displaced"].get<bool>());
     EXPECT_TRUE(
         render_csv(r, false).ends_with(",SYN_RECV,3522,12,2900,1258291,870,1200000,840,"
-                                       "1234,4520000000,,,,,,,,true,,\n"))
+                                       "1234,4520000000,," +
+                                       kHealthCsvA + ",,,,,,,true,,\n"))
         << render_csv(r, false);
     // The table shows its state as is (the header counts the displaced ones).
     EXPECT_NE(lines(render_table(r))[2].find("  SYN_RECV  "), std::string::npos);

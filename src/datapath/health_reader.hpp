@@ -1,0 +1,56 @@
+// SPDX-License-Identifier: MIT
+// A flow's connection health (tcptrack/abi.h: struct tt_health) as user space
+// reads it: copied out of the mmapped map, and its wrapping counters (u16 and
+// u32 in the kernel, to keep a side in one cache line) widened to 64 bits from
+// read to read.
+#pragma once
+
+#include <cstdint>
+
+#include "tcptrack/abi.h"
+
+namespace tcptrack {
+
+// What widens one flow's counters: how often each wrapped, and its time at
+// zero window as of the last read. 56 bytes a flow: the 16-bit counters get
+// 32 bits of wraps and the 32-bit ones 16 bits, so every figure has 48 bits
+// (2^48 ms at zero window is 8900 years; 2^48 bytes retransmitted, 256 TiB).
+struct HealthWraps {
+    std::uint32_t gaps[2]{}, fast_retrans[2]{}, zero_win[2]{}, rtt_samples[2]{};
+    std::uint16_t retrans[2]{}, retrans_bytes[2]{}, dup_acks[2]{}, zero_win_ms[2]{};
+    // zero_win_ms with a current stretch included (the field itself goes down
+    // when a stretch starts: see tt_health_side), for the next read's compare.
+    std::uint32_t zw_ms_seen[2]{};
+};
+
+// One side's figures, widened.
+struct WideSide {
+    std::uint64_t retrans = 0, retrans_bytes = 0, dup_acks = 0, zero_win_ms = 0;
+    std::uint64_t gaps = 0, fast_retrans = 0, zero_win = 0, rtt_samples = 0;
+};
+
+// The ms on the datapath's clock (CLOCK_MONOTONIC, as bpf_ktime_get_ns()
+// in ms, modulo 2^32) that ends a current zero-window stretch.
+inline std::uint32_t health_ms(std::uint64_t ns) {
+    return static_cast<std::uint32_t>(ns / 1000000);
+}
+
+// Copies the kernel's entry, which CPUs may be writing: each field one load;
+// a side's ZW flag and zero_win_ms are read again until they agree (a stretch
+// starting or ending between the two loads would misread the field).
+void copy_health(tt_health& out, const volatile tt_health& in);
+
+// The first reading of a flow's health (wraps start at zero).
+void start_health(tt_health& h, HealthWraps& w, const tt_health& first, std::uint32_t end_ms);
+// A later reading: a counter below its previous value wrapped once (a reading
+// between two reads of the same counter cannot have wrapped twice at these
+// rates). A side whose NXT/ACK knowledge went away was cleared for a new
+// connection in the slot: that reading is not this flow's and is ignored.
+// end_ms: ends a current zero-window stretch (now, or a finished flow's close).
+void take_health(tt_health& h, HealthWraps& w, const tt_health& next, std::uint32_t end_ms);
+
+// Side `side` (normalised direction) widened; zero_win_ms includes a current
+// stretch up to end_ms.
+WideSide widen(const tt_health& h, const HealthWraps& w, int side, std::uint32_t end_ms);
+
+}  // namespace tcptrack

@@ -1,0 +1,207 @@
+// SPDX-License-Identifier: MIT
+// Reading connection health (src/datapath/health_reader.cpp, flow_sample.hpp):
+// the kernel's 16- and 32-bit counters widened across wraps from read to read,
+// a finished sample going on from its live one, zero-window time with a
+// current stretch, and a cleared entry that is not the flow's.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "datapath/flow_sample.hpp"
+#include "datapath/health_reader.hpp"
+
+using namespace tcptrack;
+
+namespace {
+
+constexpr std::uint64_t kMs = 1'000'000;
+
+// A health entry whose sides are known (NXT, ACK), as a live flow's are.
+tt_health known() {
+    tt_health h{};
+    for (auto& s : h.side) s.flags = TT_H_NXT | TT_H_ACK;
+    return h;
+}
+
+}  // namespace
+
+TEST(HealthReader, SixteenBitCountersWidenAcrossWraps) {
+    tt_health h{}, next = known();
+    HealthWraps w;
+    next.side[1].gaps = 65530;
+    next.side[1].fast_retrans = 65535;
+    next.side[1].zero_win = 100;
+    next.side[1].rtt_samples = 65000;
+    start_health(h, w, next, 0);
+    EXPECT_EQ(widen(h, w, 1, 0).gaps, 65530u);
+
+    next.side[1].gaps = 5;            // wrapped: 65536 + 5
+    next.side[1].fast_retrans = 0;    // wrapped by one
+    next.side[1].zero_win = 100;      // unchanged: no wrap
+    next.side[1].rtt_samples = 1000;  // wrapped
+    take_health(h, w, next, 0);
+    WideSide s = widen(h, w, 1, 0);
+    EXPECT_EQ(s.gaps, 65536u + 5);
+    EXPECT_EQ(s.fast_retrans, 65536u);
+    EXPECT_EQ(s.zero_win, 100u);
+    EXPECT_EQ(s.rtt_samples, 65536u + 1000);
+
+    next.side[1].gaps = 65535;  // up again, no wrap
+    take_health(h, w, next, 0);
+    EXPECT_EQ(widen(h, w, 1, 0).gaps, 65536u + 65535);
+    next.side[1].gaps = 2;  // the second wrap
+    take_health(h, w, next, 0);
+    EXPECT_EQ(widen(h, w, 1, 0).gaps, 2 * 65536u + 2);
+    // The other side never moved.
+    EXPECT_EQ(widen(h, w, 0, 0).gaps, 0u);
+    EXPECT_EQ(widen(h, w, 0, 0).rtt_samples, 0u);
+}
+
+TEST(HealthReader, ThirtyTwoBitCountersWidenAcrossWraps) {
+    tt_health h{}, next = known();
+    HealthWraps w;
+    next.side[0].retrans = 0xfffffff0u;
+    next.side[0].retrans_bytes = 0xffff0000u;
+    next.side[0].dup_acks = 7;
+    start_health(h, w, next, 0);
+    next.side[0].retrans = 0x10;
+    next.side[0].retrans_bytes = 0x20000;
+    next.side[0].dup_acks = 8;
+    take_health(h, w, next, 0);
+    const WideSide s = widen(h, w, 0, 0);
+    EXPECT_EQ(s.retrans, 0x100000010ull);
+    EXPECT_EQ(s.retrans_bytes, 0x100020000ull);
+    EXPECT_EQ(s.dup_acks, 8u);
+    for (int i = 0; i < 3; ++i) {  // three more wraps of retrans_bytes
+        next.side[0].retrans_bytes = 0xfffffff0u;
+        take_health(h, w, next, 0);
+        next.side[0].retrans_bytes = 1;
+        take_health(h, w, next, 0);
+    }
+    EXPECT_EQ(widen(h, w, 0, 0).retrans_bytes, (4ull << 32) + 1);
+}
+
+// While TT_H_ZW is set the field holds the time so far minus the ms the
+// window went to zero (modulo 2^32): a reader adds its now.
+TEST(HealthReader, ZeroWindowTimeCountsTheCurrentStretch) {
+    tt_health h{}, next = known();
+    HealthWraps w;
+    const std::uint32_t t0 = 5'000'000;  // ms on the monotonic clock
+    next.side[1].zero_win = 1;
+    next.side[1].zero_win_ms = 0u - t0;  // 0 ms so far, at zero since t0
+    next.side[1].flags |= TT_H_ZW;
+    start_health(h, w, next, t0 + 10);
+    EXPECT_EQ(widen(h, w, 1, t0 + 10).zero_win_ms, 10u);
+    EXPECT_EQ(widen(h, w, 1, t0 + 250).zero_win_ms, 250u);  // the stretch goes on
+    // It ends at t0 + 300 (the datapath adds its now and clears ZW).
+    next.side[1].zero_win_ms = 300;
+    next.side[1].flags &= ~TT_H_ZW;
+    take_health(h, w, next, t0 + 400);
+    EXPECT_EQ(widen(h, w, 1, t0 + 900).zero_win_ms, 300u);
+    // A second stretch from t0 + 1000: 300 before it.
+    next.side[1].zero_win = 2;
+    next.side[1].zero_win_ms = 300u - (t0 + 1000);
+    next.side[1].flags |= TT_H_ZW;
+    take_health(h, w, next, t0 + 1100);
+    EXPECT_EQ(widen(h, w, 1, t0 + 1500).zero_win_ms, 800u);
+    EXPECT_EQ(widen(h, w, 1, t0 + 1500).zero_win, 2u);
+}
+
+TEST(HealthReader, ZeroWindowTimeWidensAcrossTwoToThe32Ms) {
+    tt_health h{}, next = known();
+    HealthWraps w;
+    // 2^32 - 256 ms at zero already; a stretch from t0 carries it over 2^32.
+    const std::uint32_t t0 = 1000;
+    next.side[0].zero_win_ms = 0xffffff00u - t0;
+    next.side[0].flags |= TT_H_ZW;
+    start_health(h, w, next, t0 + 0x80);
+    EXPECT_EQ(widen(h, w, 0, t0 + 0x80).zero_win_ms, 0xffffff80u);
+    // Before any new read the total crosses 2^32: widen() sees it alone.
+    EXPECT_EQ(widen(h, w, 0, t0 + 0x200).zero_win_ms, 0x100000100ull);
+    take_health(h, w, next, t0 + 0x200);  // and a read keeps it
+    EXPECT_EQ(widen(h, w, 0, t0 + 0x300).zero_win_ms, 0x100000200ull);
+    // The stretch ended a little before the last read's now (the read raced
+    // the datapath): a step back by 16 ms, not a wrap.
+    next.side[0].zero_win_ms = 0xffffff00u + 0x1f0u;  // ended at t0 + 0x1f0: 0xf0
+    next.side[0].flags &= ~TT_H_ZW;
+    take_health(h, w, next, t0 + 0x400);
+    EXPECT_EQ(widen(h, w, 0, t0 + 0x400).zero_win_ms, 0x1000000f0ull);
+    EXPECT_EQ(w.zero_win_ms[0], 1u);
+}
+
+// A slot's entry cleared for a new connection while it was read (the reuse of
+// a tuple): not this flow's figures, and no wraps from it.
+TEST(HealthReader, AClearedEntryIsIgnored) {
+    tt_health h{}, next = known();
+    HealthWraps w;
+    next.side[0].retrans = 40;
+    next.side[1].dup_acks = 9;
+    start_health(h, w, next, 0);
+    take_health(h, w, tt_health{}, 0);
+    EXPECT_EQ(widen(h, w, 0, 0).retrans, 40u);
+    EXPECT_EQ(widen(h, w, 1, 0).dup_acks, 9u);
+    EXPECT_EQ(w.retrans[0], 0u);
+    // A side never heard from is not "cleared": 0 -> 0 flags are fine.
+    tt_health one = known();
+    one.side[1].flags = 0;
+    tt_health h2{};
+    HealthWraps w2;
+    start_health(h2, w2, one, 0);
+    one.side[0].retrans = 3;
+    take_health(h2, w2, one, 0);
+    EXPECT_EQ(widen(h2, w2, 0, 0).retrans, 3u);
+}
+
+TEST(HealthReader, CopyReadsEveryField) {
+    tt_health src{};
+    auto* bytes = reinterpret_cast<unsigned char*>(&src);
+    for (std::size_t i = 0; i < sizeof src; ++i) bytes[i] = static_cast<unsigned char>(i * 7 + 1);
+    tt_health out{};
+    copy_health(out, src);
+    EXPECT_EQ(std::memcmp(&out, &src, sizeof src), 0);
+}
+
+// A close event's final health goes on from its live sample's wraps.
+TEST(HealthReader, FinishedSampleContinuesTheLiveWidening) {
+    FlowSample live;
+    live.has_info = true;
+    tt_health first = known();
+    first.side[0].retrans = 0xffffff00u;
+    first.side[1].rtt_samples = 65500;
+    start_health(live.health, live.health_wraps, first, 0);
+    tt_health second = first;
+    second.side[0].retrans = 0x10;  // wrapped while live
+    second.side[1].rtt_samples = 65535;
+    take_health(live.health, live.health_wraps, second, 0);
+    ASSERT_EQ(wide_side(live, 0, 0).retrans, 0x100000010ull);
+
+    // The close event: rtt_samples wrapped since the last read, retrans moved on.
+    FlowSample fin;
+    fin.has_info = fin.finished = true;
+    fin.info.close_ns = 9000 * kMs;
+    tt_health last = second;
+    last.side[0].retrans = 0x20;
+    last.side[1].rtt_samples = 3;
+    start_health(fin.health, fin.health_wraps, last, health_end_ms(fin, 9500 * kMs));
+    continue_health(fin, live.health, live.health_wraps, 9500 * kMs);
+    EXPECT_EQ(wide_side(fin, 0, 9500 * kMs).retrans, 0x100000020ull);
+    EXPECT_EQ(wide_side(fin, 1, 9500 * kMs).rtt_samples, 65536u + 3);
+}
+
+// A finished flow's current zero-window stretch ends at its close, not now.
+TEST(HealthReader, FinishedFlowZeroWindowEndsAtItsClose) {
+    FlowSample s;
+    s.has_info = true;
+    tt_health h = known();
+    h.side[1].zero_win = 1;
+    h.side[1].zero_win_ms = 0u - 1000u;  // at zero since 1000 ms
+    h.side[1].flags |= TT_H_ZW;
+    start_health(s.health, s.health_wraps, h, 1500);
+    EXPECT_EQ(wide_side(s, 1, 4000 * kMs).zero_win_ms, 3000u);  // live: up to now
+    s.finished = true;
+    s.info.close_ns = 2500 * kMs;
+    EXPECT_EQ(wide_side(s, 1, 4000 * kMs).zero_win_ms, 1500u);  // up to its close
+    s.info.close_ns = 0;  // finished without a close time (reaped): now
+    EXPECT_EQ(wide_side(s, 1, 4000 * kMs).zero_win_ms, 3000u);
+}
