@@ -15,6 +15,7 @@
 #include <cstring>
 #include <ctime>
 #include <new>
+#include <optional>
 #include <system_error>
 
 #include "tcptrack/abi.h"
@@ -92,12 +93,14 @@ void fill_from_event(FlowSample& s, const tt_close_event& ev, std::uint64_t now_
     start_health(s.health, s.health_wraps, ev.health, health_end_ms(s, now_ns));
 }
 
-// A live sample's health from the map, unless a new connection took its slot
-// while it was copied (a cleared entry must not read as wrapped counters).
-void refresh_health(FlowSample& s, const volatile tt_health& h, const volatile tt_slot& v,
+// A live sample's health from the map (h; none with --no-health), unless a
+// new connection took its slot while it was copied (a cleared entry must not
+// read as wrapped counters).
+void refresh_health(FlowSample& s, const volatile tt_health* h, const volatile tt_slot& v,
                     std::uint64_t now_ns) {
+    if (!h) return;
     tt_health next;
-    copy_health(next, h);
+    copy_health(next, *h);
     if (load(v.gen) != s.ref.gen) return;
     take_health(s.health, s.health_wraps, next, health_ms(now_ns));
 }
@@ -106,7 +109,7 @@ void refresh_health(FlowSample& s, const volatile tt_health& h, const volatile t
 
 Collector::Collector(const Skeleton& skel)
     : slots_fd_(bpf_map__fd(skel->maps.slots)),
-      health_fd_(bpf_map__fd(skel->maps.health)),
+      health_fd_(skel.config().health ? bpf_map__fd(skel->maps.health) : -1),
       store_lock_fd_(bpf_map__fd(skel->maps.store_lock)),
       free_fd_(bpf_map__fd(skel->maps.free_slots)),
       evict_fd_(bpf_map__fd(skel->maps.evict_req)),
@@ -296,11 +299,14 @@ void Collector::scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns,
     for (std::uint32_t first = 0; first < used; first += kWindowSlots) {
         const std::uint32_t count = std::min(kWindowSlots, used - first);
         const Window<tt_slot> w(slots_fd_, first, count, "flow store");
-        const Window<tt_health> hw(health_fd_, first, count, "health map");
+        // --no-health: a map of one entry, nothing to read (samples keep zeros).
+        std::optional<Window<tt_health>> hw;
+        if (health_fd_ >= 0) hw.emplace(health_fd_, first, count, "health map");
         const volatile tt_slot* base = w.at();
-        const volatile tt_health* health = hw.at();
+        const volatile tt_health* health = hw ? hw->at() : nullptr;
         for (std::uint32_t i = 0; i < count; ++i) {
             const volatile tt_slot& v = base[i];
+            const volatile tt_health* h = health ? health + i : nullptr;
             const std::uint32_t slot = first + i;
             const std::uint32_t gen = load(v.gen);
             std::uint32_t p = pos_[slot];
@@ -331,12 +337,12 @@ void Collector::scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns,
                     // A segment's health follows its counts into the map: read
                     // it once more after the flow stops, for its last segment.
                     health_read = s.last_active_ns == last_now_;
-                    if (health_read) refresh_health(s, health[i], v, now_ns);
+                    if (health_read) refresh_health(s, h, v, now_ns);
                 } else {
                     keep_prev(s, s);
                     fill_from_slot(s, v);
                     TT_ADD_COUNTS(&s, &extra);
-                    refresh_health(s, health[i], v, now_ns);
+                    refresh_health(s, h, v, now_ns);
                     s.last_active_ns = now_ns;
                     moved.push_back(slot);
                 }
@@ -354,8 +360,8 @@ void Collector::scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns,
                 FlowSample& s = samples_[p];
                 fill_from_slot(s, v);
                 TT_ADD_COUNTS(&s, &extra);
-                tt_health first;
-                copy_health(first, health[i]);
+                tt_health first{};
+                if (h) copy_health(first, *h);
                 start_health(s.health, s.health_wraps, first, health_ms(now_ns));
                 // Set before the check: remove_live() finds the sample's pos_
                 // entry through ref (the default ref wrote 16 GiB past pos_ in
@@ -382,7 +388,7 @@ void Collector::scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns,
             const bool reap = (s.info.flags & TT_F_REAP) || stale_close;
             const bool idle = !reap && (now_ns - s.last_active_ns >= limit || gone);
             // Shown a last time: with the health the map holds now.
-            if ((reap || idle) && !health_read) refresh_health(s, health[i], v, now_ns);
+            if ((reap || idle) && !health_read) refresh_health(s, h, v, now_ns);
             if (reap)
                 to_reap.push_back(s.ref);
             else if (idle)

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // The production Collector reading the slot store through mmap: exact
 // counters, samples that stay as they were while nothing moved, finished
-// connections reported exactly once, idle flows and forget().
+// connections reported exactly once, idle flows and forget(), connection
+// health read from its map.
 #include <bpf/bpf.h>
 
 #include <algorithm>
@@ -15,7 +16,11 @@
 #include <thread>
 #include <vector>
 
+#include "tcptrack/filter_vm.h"  // before the skeleton: its .bss holds struct tt_filter
+#include "tcptrack/store.h"      // before the skeleton: its .rodata holds struct tt_hash_key
+#include "tcptrack.skel.h"
 #include "bpf_fixture.hpp"
+#include "report/flow_model.hpp"
 
 namespace tt_test {
 namespace {
@@ -34,6 +39,13 @@ std::string describe(const FlowSample& s) {
            " gen " + std::to_string(s.ref.gen) + " finished " + std::to_string(s.finished) +
            " last_active " + std::to_string(s.last_active_ns) + " prev " +
            std::to_string(s.prev_bytes[0]) + "/" + std::to_string(s.prev_bytes[1]);
+}
+
+// A sample's row as the report builds it.
+tcptrack::FlowRow row_of(const FlowSample& s, std::uint64_t now_ns) {
+    tcptrack::FlowRow r;
+    tcptrack::fill_row(r, s, "lo", now_ns);
+    return r;
 }
 
 // Every field of a sample.
@@ -252,6 +264,103 @@ TEST_F(CollectorTest, ManyFlowsInEveryStateAcrossWindowsReadExactly) {
         if (++bad <= 5) ADD_FAILURE() << "second read: " << describe(s);
     }
     EXPECT_EQ(bad, 0);
+}
+
+// Health: read from the mmapped map beside the slot when the flow moves, once
+// more after it stops, widened across a real counter wrap in the datapath,
+// and carried on by the close event's final figures.
+TEST_F(CollectorTest, HealthFromTheMapWidenedAndContinuedByTheCloseEvent) {
+    tcptrack::Collector col = collector();
+    Conn c(false, {"10.8.0.1", 40000}, {"10.8.0.2", 80});
+    establish(c);
+    const auto at = live_slot(c.key);
+    ASSERT_TRUE(at);
+    const int hfd = bpf_map__fd((*skel_)->maps.health);
+    const std::uint32_t slot = at->slot;
+    const auto sample = [&](std::uint64_t now) {
+        const auto& got = col.collect(now, kNeverIdle);
+        EXPECT_EQ(got.size(), 1u);
+        return got.empty() ? FlowSample{} : got[0];
+    };
+    const std::uint64_t t0 = tcptrack::monotonic_ns();
+    FlowSample s = sample(t0);
+    tcptrack::FlowRow row = row_of(s, t0);
+    EXPECT_EQ(row.fwd_health.retrans, 0u);
+    EXPECT_TRUE(row.fwd_health.egress) << "the client's segments went out (egress)";
+    EXPECT_FALSE(row.rev_health.egress);
+    EXPECT_EQ(row.fwd_health.rtt_samples, 1u) << "its data timed by the server's ACK";
+    EXPECT_EQ(row.srtt_ns, row.fwd_health.srtt_ns);
+
+    // The client's retransmission counter about to wrap (u32), then one resent.
+    tt_health h{};
+    ASSERT_EQ(bpf_map_lookup_elem(hfd, &slot, &h), 0);
+    h.side[c.cdir].retrans = 0xffffffffu;
+    h.side[c.cdir].retrans_bytes = 0xfffffff0u;
+    ASSERT_EQ(bpf_map_update_elem(hfd, &slot, &h, BPF_ANY), 0);
+    s = sample(t0 + 1000);  // nothing moved, but it did at the last read: read again
+    EXPECT_EQ(tcptrack::wide_side(s, c.cdir, t0).retrans, 0xffffffffu);
+    const Packet p = c.c2s(kAck | kPsh, 700);
+    egress(p);
+    egress(p);
+    s = sample(t0 + 2000);
+    row = row_of(s, t0 + 2000);
+    EXPECT_EQ(row.fwd_health.retrans, 1ull << 32) << "0xffffffff + 1, wrapped in the kernel";
+    EXPECT_EQ(row.fwd_health.retrans_bytes, 0xfffffff0ull + 700);
+    EXPECT_EQ(row.rev_health.retrans, 0u);
+    EXPECT_EQ(tcptrack::total_retrans(row), 1ull << 32);
+
+    // The server's window goes to zero: a transition, and time that goes on.
+    c.window = 0;
+    ingress(c.s2c(kAck));
+    const std::uint64_t t3 = tcptrack::monotonic_ns();
+    s = sample(t3);
+    row = row_of(s, t3 + 300'000'000);
+    EXPECT_EQ(row.rev_health.zero_windows, 1u);
+    EXPECT_TRUE(row.rev_health.zero_window_now);
+    EXPECT_GE(row.rev_health.zero_window_ns, 299'000'000u);
+    EXPECT_LT(row.rev_health.zero_window_ns, 400'000'000u);
+
+    // Two reads after it stopped moving, the map is no longer read: a change
+    // there (no segment makes one without bytes) is not picked up.
+    sample(t3 + 1000);
+    ASSERT_EQ(bpf_map_lookup_elem(hfd, &slot, &h), 0);
+    h.side[c.cdir ^ 1].dup_acks = 77;
+    ASSERT_EQ(bpf_map_update_elem(hfd, &slot, &h, BPF_ANY), 0);
+    s = sample(t3 + 2000);
+    EXPECT_EQ(tcptrack::wide_side(s, c.cdir ^ 1, t3).dup_acks, 0u);
+
+    // The close event's final health goes on from the live sample's wraps.
+    c.window = 1000;
+    egress(c.c2s(kFin | kAck));
+    ingress(c.s2c(kFin | kAck));
+    egress(c.c2s(kAck));
+    col.poll(0);
+    s = sample(t3 + 3000);
+    ASSERT_TRUE(s.finished);
+    row = row_of(s, t3 + 3000);
+    EXPECT_EQ(row.fwd_health.retrans, 1ull << 32);
+    EXPECT_EQ(row.rev_health.dup_acks, 77u) << "the final figures are the map's";
+    EXPECT_EQ(row.rev_health.zero_windows, 1u);
+    EXPECT_FALSE(row.rev_health.zero_window_now);
+}
+
+// --no-health: the map has one entry; the collector maps none and every
+// sample's health is empty.
+TEST_F(CollectorTest, WithoutHealthSamplesHaveNone) {
+    ASSERT_NO_FATAL_FAILURE(load(1024, {}, false));
+    tcptrack::Collector col = collector();
+    Conn c(false, {"10.8.1.1", 40000}, {"10.8.1.2", 80});
+    establish(c);
+    const Packet p = c.c2s(kAck | kPsh, 100);
+    egress(p);
+    egress(p);
+    const auto& got = col.collect(tcptrack::monotonic_ns(), kNeverIdle);
+    ASSERT_EQ(got.size(), 1u);
+    const tt_health none{};
+    EXPECT_EQ(std::memcmp(&got[0].health, &none, sizeof none), 0);
+    const tcptrack::FlowRow row = row_of(got[0], 0);
+    EXPECT_EQ(tcptrack::total_retrans(row), 0u);
+    EXPECT_FALSE(row.srtt_ns.has_value());
 }
 
 // Idle: a live flow whose counters did not move for the limit. forget() ends
