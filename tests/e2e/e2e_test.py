@@ -30,7 +30,10 @@ KEYS = [
     "time", "iface", "family", "src", "sport", "dst", "dport", "state",
     "fwd_bytes", "fwd_packets", "fwd_payload",
     "rev_bytes", "rev_packets", "rev_payload",
-    "fwd_bps", "rev_bps", "duration_ns", "rtt_ns",
+    "fwd_bps", "rev_bps", "duration_ns", "rtt_ns", "srtt_ns",
+] + [d + k for d in ("fwd_", "rev_") for k in (
+    "retrans", "retrans_bytes", "lost_segments", "dup_acks", "fast_retrans", "zero_windows",
+    "zero_window_ns", "rtt_samples", "rtt_min_ns", "srtt_ns", "rtt_max_ns", "rtt_last_ns")] + [
     "pid", "comm", "cgroup", "netns", "pod_uid", "container_id", "displaced",
     "end", "end_by",
 ]
@@ -126,6 +129,17 @@ class E2EBase(netns.Base):
         for k in ("duration_ns", "rtt_ns"):
             self.assertTrue(row[k] is None or (is_int(row[k]) and row[k] >= 0),
                             "%s=%r in %s" % (k, row[k], row))
+        # Connection health: counters each way; RTT figures null without a sample.
+        for d in ("fwd_", "rev_"):
+            for k in ("retrans", "retrans_bytes", "lost_segments", "dup_acks", "fast_retrans",
+                      "zero_windows", "zero_window_ns", "rtt_samples"):
+                self.assertTrue(is_int(row[d + k]) and row[d + k] >= 0,
+                                "%s=%r in %s" % (d + k, row[d + k], row))
+            for k in ("rtt_min_ns", "srtt_ns", "rtt_max_ns", "rtt_last_ns"):
+                v = row[d + k]
+                self.assertTrue(v is None if row[d + "rtt_samples"] == 0 else is_int(v),
+                                "%s=%r in %s" % (d + k, v, row))
+        self.assertTrue(row["srtt_ns"] is None or is_int(row["srtt_ns"]), row)
         # No store pressure here: nothing is displaced.
         self.assertIs(row["displaced"], False, row)
 
