@@ -25,6 +25,7 @@
 #include "lib/health.h"
 
 #define TC_ACT_UNSPEC (-1)
+#define TT_LOOPBACK_IFINDEX 1 /* LOOPBACK_IFINDEX: lo in every network namespace */
 #define TT_STATE_FLAGS (TT_TCP_SYN | TT_TCP_FIN | TT_TCP_RST)
 
 /*
@@ -138,6 +139,11 @@ static __always_inline int tt_handle(struct __sk_buff *skb, int ingress, int has
 	__u32 ch;
 	int dir, ret;
 
+	/* Loopback hands each segment it sends to its own ingress: counted once,
+	 * at egress (lo is ifindex 1 in every namespace; received there, the
+	 * segment's ingress_ifindex says so, unlike a BPF_PROG_TEST_RUN's). */
+	if (ingress && skb->ingress_ifindex == TT_LOOPBACK_IFINDEX)
+		return TC_ACT_UNSPEC;
 	ret = tt_parse(skb, &p, has_l2);
 	if (ret == TT_PARSE_SHORT) {
 		/* Headers in page fragments: bring them into the linear part (the
