@@ -604,6 +604,8 @@ class TestRtt(HealthBase):
         self.assertEqual(info["timestamps"], timestamps, "TCP_INFO options: %s" % info)
         self.assert_health_keys(row)
         self.assertGreater(row["fwd_rtt_samples"], 0, row)
+        # The row's live RTT is the side leaving through this interface: the client's.
+        self.assertEqual(row["srtt_ns"], row["fwd_srtt_ns"], row)
         # The queue the test made is there (the kernel agrees it is tens of ms).
         self.assertGreater(info["min_rtt_us"], 10000, "the tbf queue made no delay: %s" % info)
         # The kernel's min includes the handshake; tcptrack's only with
