@@ -337,11 +337,11 @@ class TestRetransmissions(HealthBase):
         self.assertEqual(final["rev_retrans_bytes"], 0, final)
         self.assertEqual(final["fwd_lost_segments"], 0, "a gap at the sender's own egress: %s" % final)
         self.assertEqual(final["rev_lost_segments"], 0, final)
-        # The receiver answered the holes with duplicate ACKs; fast
-        # retransmissions are retransmissions (the kernel's TCPFastRetrans
-        # counts recovery-state ones, which RACK may enter before 3 duplicate
-        # ACKs: not the same definition, not compared).
-        self.assertGreater(final["rev_dup_acks"], 0, final)
+        # Fast retransmissions are retransmissions. Not compared with the
+        # kernel's TCPFastRetrans (retransmissions in recovery, which SACK and
+        # RACK enter without 3 duplicate ACKs), nor is a duplicate ACK
+        # required: the receiver reads while it SACKs, so its window moves and
+        # Wireshark's conditions (same window) often count none.
         self.assertLessEqual(final["fwd_fast_retrans"], final["fwd_retrans"], final)
         self.assertEqual(self.mine([r for r in rows if r.get("state") in FINAL_STATES], cport),
                          [final], "one final row")
