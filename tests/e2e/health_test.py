@@ -279,7 +279,7 @@ class TestRetransmissions(HealthBase):
     PORT = 5601
     EVERY = 20        # every 20th data skb (a TSO train of up to ~45 segments) ...
     MAX_DROPS = 10    # ... at most 10 of them
-    TOTAL = 16 << 20  # ~200 data skbs: about 10 drops
+    TOTAL = 16 << 20  # 300-500 data skbs here: the 10 drops all happen
 
     def _retrans(self, family):
         obj = drop_object(self.PORT, self.EVERY, self.MAX_DROPS)
