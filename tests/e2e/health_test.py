@@ -448,6 +448,53 @@ class TestZeroWindow(HealthBase):
         self.assertLessEqual(zw, hi_ns, "zero window longer than the whole exchange: %s" % final)
 
 
+# ------------------------------------------------------------------ loopback
+
+
+class TestLoopback(HealthBase):
+    """On lo every segment crosses both hooks (lo hands what it sends to its
+    own ingress): tcptrack counts it once, so the wire segments both ways ==
+    the namespace's OutSegs delta, and nothing is a retransmission."""
+    PORT = 5603
+
+    def test_loopback_counted_once(self):
+        ns = self.topo.sns
+        proc = self.start_tcptrack("server", "--format", "json", "--interval", "1",
+                                   ifaces=["lo"])
+        self.wait_attached(proc, "server", iface="lo")
+        with in_netns(ns):
+            l = socket.socket()
+            self.addCleanup(l.close)
+            l.bind(("127.0.0.1", self.PORT))
+            l.listen(4)
+            c = socket.create_connection(("127.0.0.1", self.PORT), timeout=10)
+        self.addCleanup(c.close)
+        s, _ = l.accept()
+        self.addCleanup(s.close)
+        before = snmp(ns)["TcpOutSegs"]
+        cport = c.getsockname()[1]
+        c.sendall(b"y" * 300000)
+        c.shutdown(socket.SHUT_WR)
+        self.assertEqual(netns.read_to_eof(s), 300000)
+        s.sendall(b"x" * 1234)
+        s.close()
+        self.assertEqual(netns.read_to_eof(c), 1234)
+        c.close()
+        final = self.final_row(proc, cport)
+        after = snmp(ns)["TcpOutSegs"]
+        self.stop_clean(proc)
+        # The handshake (SYN, SYN-ACK, ACK: connect() returned) came before `before`.
+        segs = final["fwd_packets"] + final["rev_packets"] - 3
+        figures("loopback", [("segments both ways (after the handshake)", segs,
+                              "OutSegs %d" % (after - before)),
+                             ("retrans", final["fwd_retrans"] + final["rev_retrans"], "0")])
+        self.assertEqual(final["fwd_payload"], 300000, final)
+        self.assertEqual(final["rev_payload"], 1234, final)
+        self.assertEqual(segs, after - before, final)
+        self.assertEqual(final["fwd_retrans"] + final["rev_retrans"], 0, final)
+        self.assertEqual(final["fwd_lost_segments"] + final["rev_lost_segments"], 0, final)
+
+
 # ------------------------------------------------------------------ oracle 3: RTT
 
 
