@@ -11,6 +11,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include "tcptrack/abi.h"
+#define TT_HEALTH_CLOCK() bpf_ktime_get_ns()
 #include "tcptrack/health.h"
 #include "maps.h"
 #include "parse.h"
@@ -60,7 +61,8 @@ __noinline int tt_health_seg(__u64 ref, __u64 seq_ack, __u64 ts, __u64 len, __u6
 	g->win = (__u16)misc;
 	g->flags = (__u8)(misc >> 16);
 	g->has_ts = (__u8)(misc >> 24);
-	tt_health_step(h, (ref >> 24) & 1, g, bpf_ktime_get_ns(), (ref >> 25) & 1);
+	g->now_ns = 0; /* read once, and only if a figure needs it */
+	tt_health_step(h, (ref >> 24) & 1, g, (ref >> 25) & 1);
 	return 0;
 }
 

@@ -116,13 +116,17 @@ struct tt_flow_info {
 #define TT_H_SEQ_PROBE 0x10 /* probe: a sequence end awaiting its ACK (no timestamps) */
 #define TT_H_TSV 0x20 /* this side sends timestamps (tsval is known) */
 #define TT_H_EGRESS 0x40 /* this side's segments leave through this interface's egress */
+#define TT_H_WAIT 0x80 /* probe: the peer's RTT probe waits for this side's echo or ACK */
 
 struct tt_health_side {
 	__u32 nxt; /* sequence number after the furthest data (SYN, FIN) sent */
 	__u32 ack; /* last ACK number sent */
 	__u32 tsval; /* last TSval sent */
-	__u32 probe; /* RTT probe of this side's data: a TSval, or a sequence end */
-	__u32 probe_us; /* when the probe passed here (ktime in us, wraps) */
+	/* The peer's RTT probe this side's segments are watched for (TT_H_WAIT):
+	 * its TSval to echo, or (no timestamps) the sequence end to ACK. Kept on
+	 * the echoing side, so a segment reads only its own side's line. */
+	__u32 probe;
+	__u32 probe_us; /* when this side's own probe passed here (ktime in us, wraps) */
 	__u16 win; /* last raw window sent (unscaled: only 0 and equality matter) */
 	__u8 flags; /* TT_H_* */
 	__u8 run; /* duplicate ACKs sent in a row (saturates at 255) */

@@ -47,7 +47,36 @@ struct tt_seg {
 	__u16 win; /* raw, as on the wire */
 	__u8 flags; /* TCP flags (TT_TCP_*) */
 	__u8 has_ts; /* a timestamps option was found */
+	__u64 now_ns; /* when it passed (0: not read yet, see tt_seg_ns) */
 };
+
+/*
+ * The clock, read only when a figure needs it (a probe, a sample, a zero
+ * window's edge): about once a round trip, not on every segment. The
+ * datapath defines it as bpf_ktime_get_ns() (CLOCK_MONOTONIC); elsewhere
+ * segments carry their time.
+ */
+#ifndef TT_HEALTH_CLOCK
+#define TT_HEALTH_CLOCK() 0
+#endif
+
+TT_INLINE __u64 tt_seg_ns(struct tt_seg *g)
+{
+	if (!g->now_ns)
+		g->now_ns = TT_HEALTH_CLOCK();
+	return g->now_ns;
+}
+
+/* The clock in us and ms, as the health record keeps it (wrapping u32). */
+TT_INLINE __u32 tt_seg_us(struct tt_seg *g)
+{
+	return (__u32)(tt_seg_ns(g) / 1000);
+}
+
+TT_INLINE __u32 tt_seg_ms(struct tt_seg *g)
+{
+	return (__u32)(tt_seg_ns(g) / 1000000);
+}
 
 #define TT_H_RUN_FAST 3 /* duplicate ACKs in a row that make a retransmission fast */
 
@@ -69,8 +98,8 @@ TT_INLINE void tt_health_sample(struct tt_health_side *s, __u32 rtt_us)
 }
 
 /* The segment's data against nxt: retransmission, gap or new data. */
-TT_INLINE void tt_health_data(struct tt_health_side *me, const struct tt_health_side *peer,
-			      const struct tt_seg *g, __u32 len, __u32 now_us)
+TT_INLINE void tt_health_data(struct tt_health_side *me, struct tt_health_side *peer,
+			      struct tt_seg *g, __u32 len)
 {
 	__u32 end = g->seq + len, seen, segs, mss;
 
@@ -98,7 +127,10 @@ TT_INLINE void tt_health_data(struct tt_health_side *me, const struct tt_health_
 		me->retrans_bytes += seen < g->payload ? seen : g->payload;
 		if (peer->run >= TT_H_RUN_FAST)
 			me->fast_retrans += segs;
-		me->flags &= ~TT_H_SEQ_PROBE; /* Karn: an ACK now may be for either copy */
+		if (me->flags & TT_H_SEQ_PROBE) { /* Karn: an ACK now may be for either copy */
+			me->flags &= ~TT_H_SEQ_PROBE;
+			peer->flags &= ~TT_H_WAIT;
+		}
 		if ((__s32)(end - me->nxt) > 0)
 			me->nxt = end;
 		return;
@@ -107,95 +139,114 @@ TT_INLINE void tt_health_data(struct tt_health_side *me, const struct tt_health_
 		me->gaps += 1;
 	/* New data. Without timestamps, time it by the ACK that covers it. */
 	if (!(me->flags & (TT_H_TSV | TT_H_SEQ_PROBE)) && g->payload) {
-		me->probe = end;
-		me->probe_us = now_us;
+		me->probe_us = tt_seg_us(g);
 		me->flags |= TT_H_SEQ_PROBE;
+		peer->probe = end; /* the ACK the peer's line waits for */
+		peer->flags |= TT_H_WAIT;
 	}
 	me->nxt = end;
 }
 
 /* The segment's ACK and window: duplicate ACKs, Karn's RTT for the peer's data. */
 TT_INLINE void tt_health_ack(struct tt_health_side *me, struct tt_health_side *peer,
-			     const struct tt_seg *g, __u32 now_us)
+			     struct tt_seg *g)
 {
-	if ((me->flags & TT_H_ACK) && !g->payload &&
-	    !(g->flags & (TT_TCP_SYN | TT_TCP_FIN | TT_TCP_RST)) && g->ack == me->ack &&
-	    g->win == me->win && (peer->flags & TT_H_NXT) && (__s32)(peer->nxt - g->ack) > 0) {
-		me->dup_acks += 1;
-		if (me->run < 255)
-			me->run += 1;
-	} else if (!(me->flags & TT_H_ACK) || g->ack != me->ack) {
-		me->run = 0;
+	/* The peer's line is read only for a candidate duplicate (its nxt). */
+	if ((me->flags & TT_H_ACK) && g->ack == me->ack && g->win == me->win) {
+		if (!g->payload && !(g->flags & (TT_TCP_SYN | TT_TCP_FIN | TT_TCP_RST)) &&
+		    (peer->flags & TT_H_NXT) && (__s32)(peer->nxt - g->ack) > 0) {
+			me->dup_acks += 1;
+			if (me->run < 255)
+				me->run += 1;
+		}
+	} else {
+		if (!(me->flags & TT_H_ACK) || g->ack != me->ack)
+			me->run = 0;
+		me->ack = g->ack;
+		me->win = g->win;
+		me->flags |= TT_H_ACK;
 	}
-	me->ack = g->ack;
-	me->win = g->win;
-	me->flags |= TT_H_ACK;
-	if ((peer->flags & TT_H_SEQ_PROBE) && (__s32)(g->ack - peer->probe) >= 0) {
-		peer->flags &= ~TT_H_SEQ_PROBE;
-		tt_health_sample(peer, now_us - peer->probe_us);
+	/* Karn: the ACK this line waits for (without timestamps) times the peer's data. */
+	if ((me->flags & (TT_H_WAIT | TT_H_TSV)) == TT_H_WAIT && !g->has_ts &&
+	    (__s32)(g->ack - me->probe) >= 0) {
+		me->flags &= ~TT_H_WAIT;
+		if (peer->flags & TT_H_SEQ_PROBE) {
+			peer->flags &= ~TT_H_SEQ_PROBE;
+			tt_health_sample(peer, tt_seg_us(g) - peer->probe_us);
+		}
 	}
 }
 
 /* Timestamps: this side's new TSval starts a probe; its TSecr may end the peer's. */
 TT_INLINE void tt_health_ts(struct tt_health_side *me, struct tt_health_side *peer,
-			    const struct tt_seg *g, __u32 len, __u32 now_us)
+			    struct tt_seg *g, __u32 len)
 {
 	__s32 d;
 	int fresh = !(me->flags & TT_H_TSV) || g->tsval != me->tsval;
 
-	me->tsval = g->tsval;
-	me->flags = (me->flags | TT_H_TSV) & ~TT_H_SEQ_PROBE;
-	/* RFC 7323: TSecr is valid with ACK; 0 is no echo. */
-	if ((g->flags & TT_TCP_ACK) && g->tsecr && (peer->flags & TT_H_TS_PROBE)) {
-		d = (__s32)(g->tsecr - peer->probe);
-		if (d == 0)
-			tt_health_sample(peer, now_us - peer->probe_us);
-		if (d >= 0) /* echoed, or a later TSval was: the probe is over */
-			peer->flags &= ~TT_H_TS_PROBE;
+	if (fresh) {
+		me->tsval = g->tsval;
+		if (!(me->flags & TT_H_TSV)) { /* timestamps from now on: no SEQ/ACK probe */
+			if (me->flags & TT_H_SEQ_PROBE)
+				peer->flags &= ~TT_H_WAIT;
+			me->flags = (me->flags | TT_H_TSV) & ~TT_H_SEQ_PROBE;
+		}
+	}
+	/* RFC 7323: TSecr is valid with ACK; 0 is no echo. The TSval this line
+	 * waits for is in this line: the peer's is read only on a match. */
+	if ((me->flags & TT_H_WAIT) && (g->flags & TT_TCP_ACK) && g->tsecr) {
+		d = (__s32)(g->tsecr - me->probe);
+		if (d >= 0) { /* echoed, or a later TSval was: the probe is over */
+			me->flags &= ~TT_H_WAIT;
+			if (peer->flags & TT_H_TS_PROBE) {
+				peer->flags &= ~TT_H_TS_PROBE;
+				if (d == 0)
+					tt_health_sample(peer, tt_seg_us(g) - peer->probe_us);
+			}
+		}
 	}
 	/* Only data draws a prompt echo (a pure ACK's TSval waits for the
 	 * peer's next send); only the first segment with a TSval marks it. */
 	if (fresh && len && !(me->flags & TT_H_TS_PROBE)) {
-		me->probe = g->tsval;
-		me->probe_us = now_us;
+		me->probe_us = tt_seg_us(g);
 		me->flags |= TT_H_TS_PROBE;
+		peer->probe = g->tsval; /* the echo the peer's line waits for */
+		peer->flags |= TT_H_WAIT;
 	}
 }
 
 /*
- * One segment from side `dir` (normalised direction), now_ns on the clock
- * user space reads as CLOCK_MONOTONIC. egress: it leaves through this
+ * One segment from side `dir` (normalised direction), g->now_ns on the clock
+ * user space reads as CLOCK_MONOTONIC (0: read TT_HEALTH_CLOCK() if needed). egress: it leaves through this
  * interface. Plain stores: a side's segments come one at a time (the sender's
  * socket lock, or its receive queue).
  */
-TT_INLINE void tt_health_step(struct tt_health *h, int dir, const struct tt_seg *g, __u64 now_ns,
-			      int egress)
+TT_INLINE void tt_health_step(struct tt_health *h, int dir, struct tt_seg *g, int egress)
 {
 	struct tt_health_side *me = &h->side[dir & 1], *peer = &h->side[(dir & 1) ^ 1];
-	__u32 now_us = (__u32)(now_ns / 1000), now_ms = (__u32)(now_ns / 1000000);
 	__u32 len =
 		g->payload + ((g->flags & TT_TCP_SYN) ? 1 : 0) + ((g->flags & TT_TCP_FIN) ? 1 : 0);
 
 	if (g->flags & TT_TCP_RST)
 		return;
-	if (egress)
+	if (egress && !(me->flags & TT_H_EGRESS))
 		me->flags |= TT_H_EGRESS;
 	if (len)
-		tt_health_data(me, peer, g, len, now_us);
+		tt_health_data(me, peer, g, len);
 	if (g->flags & TT_TCP_ACK)
-		tt_health_ack(me, peer, g, now_us);
+		tt_health_ack(me, peer, g);
 	if (!(g->flags & TT_TCP_SYN)) { /* a SYN's window is never zero, nor scaled */
 		if (!g->win && !(me->flags & TT_H_ZW)) {
 			me->zero_win += 1;
-			me->zero_win_ms -= now_ms;
+			me->zero_win_ms -= tt_seg_ms(g);
 			me->flags |= TT_H_ZW;
 		} else if (g->win && (me->flags & TT_H_ZW)) {
-			me->zero_win_ms += now_ms;
+			me->zero_win_ms += tt_seg_ms(g);
 			me->flags &= ~TT_H_ZW;
 		}
 	}
 	if (g->has_ts)
-		tt_health_ts(me, peer, g, len, now_us);
+		tt_health_ts(me, peer, g, len);
 }
 
 #endif /* TCPTRACK_HEALTH_H */

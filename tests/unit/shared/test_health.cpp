@@ -47,7 +47,9 @@ class Health : public ::testing::Test {
     tt_health h{};
     std::uint64_t now = 1000 * kMs;
     void step(int side, const Seg& s, int egress = 0) {
-        tt_health_step(&h, side, &s.g, now, egress);
+        tt_seg g = s.g;
+        g.now_ns = now;  // the segment's time (the datapath reads its clock lazily)
+        tt_health_step(&h, side, &g, egress);
     }
     const tt_health_side& of(int side) const { return h.side[side]; }
     // Client data already flowing: client nxt = seq, server acked it.
