@@ -217,9 +217,9 @@ TT_INLINE void tt_health_ts(struct tt_health_side *me, struct tt_health_side *pe
 
 /*
  * One segment from side `dir` (normalised direction), g->now_ns on the clock
- * user space reads as CLOCK_MONOTONIC (0: read TT_HEALTH_CLOCK() if needed). egress: it leaves through this
- * interface. Plain stores: a side's segments come one at a time (the sender's
- * socket lock, or its receive queue).
+ * user space reads as CLOCK_MONOTONIC (0: read TT_HEALTH_CLOCK() if needed). egress: it leaves
+ * through this interface. Plain stores: a side's segments come one at a time (the sender's socket
+ * lock, or its receive queue).
  */
 TT_INLINE void tt_health_step(struct tt_health *h, int dir, struct tt_seg *g, int egress)
 {
