@@ -40,7 +40,7 @@
 __noinline int tt_step(__u32 cpu, __u32 dirflags, __u32 idx, __u32 gen)
 {
 	struct tt_slow_arg *a = tt_slow_arg(cpu);
-	const struct tt_pkt *p;
+	struct tt_pkt *p;
 	struct tt_close_event *ev;
 	struct tt_slot_lock *lk;
 	struct tt_slot *s;

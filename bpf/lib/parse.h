@@ -11,6 +11,9 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "tcptrack/abi.h"
+/* The datapath's clock for the health step, which a segment carries (struct tt_seg). */
+#define TT_HEALTH_CLOCK() bpf_ktime_get_ns()
+#include "tcptrack/health.h"
 
 #define ETH_HLEN 14
 #define ETH_P_IP 0x0800
@@ -35,16 +38,25 @@
 struct tt_pkt {
 	struct tt_flow_key key; /* addr_a/port_a = source until normalised */
 	__u32 l3_bytes; /* bytes on the wire at L3, all segments */
-	__u32 payload; /* TCP payload, all segments */
-	__u32 segs;
-	__u32 seq;
-	__u32 ack_seq;
-	__u32 tsval; /* timestamps option (has_ts) */
-	__u32 tsecr;
-	__u16 win; /* raw window */
-	__u8 tcp_flags;
-	__u8 has_ts;
+	/* The TCP header's facts, laid out as the health step's segment (seg),
+	 * so the step runs on the packet record itself, nothing copied. */
+	union {
+		struct tt_seg seg;
+		struct {
+			__u32 seq;
+			__u32 ack_seq;
+			__u32 payload; /* TCP payload, all segments */
+			__u32 segs;
+			__u32 tsval; /* timestamps option (has_ts) */
+			__u32 tsecr;
+			__u16 win; /* raw window */
+			__u8 tcp_flags;
+			__u8 has_ts;
+			__u64 now_ns; /* 0 until the health step reads the clock */
+		};
+	};
 };
+TT_STATIC_ASSERT(sizeof(struct tt_seg) == 40, "tt_pkt's TCP facts are a struct tt_seg");
 
 struct tt_vlan_hdr {
 	__be16 tci;
@@ -184,6 +196,7 @@ static __always_inline int tt_parse_tcp(struct __sk_buff *skb, void *data, void 
 	p->tcp_flags = ((__u8 *)th)[13];
 	p->win = bpf_ntohs(th->window);
 	p->has_ts = 0;
+	p->now_ns = 0;
 
 	/* A GSO/GRO skb carries gso_segs wire segments, each with its own headers. */
 	segs = skb->gso_segs;
