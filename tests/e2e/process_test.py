@@ -303,7 +303,8 @@ class ProcessAttribution(unittest.TestCase):
         self.assertGreaterEqual(len(summaries), len(headers) - 1, lines[-20:])
         self.assertRegex(summaries[-1], r"^summary: connections 4  store 4/\d+ \(assured 4, "
                          r"unassured 0\)  displaced 0  untracked 0 \(full 0, buckets 0\)  "
-                         r"evicted 0  close-drops 0  closed 0  rtt min/avg/max \S+/\S+/\S+$")
+                         r"evicted 0  close-drops 0  closed 0  retrans \d+ \(\d+ B\)  lost \d+  "
+                         r"dup-acks \d+  zero-windows \d+  rtt min/avg/max \S+/\S+/\S+$")
         # Sizes are labelled in 1024s.
         self.assertTrue(any(re.search(r"\d KiB|\d MiB", l) for l in lines), lines[-10:])
         self.assertFalse(any(re.search(r"\d (KB|MB|GB) ", l) for l in lines), lines[-10:])
