@@ -5,7 +5,7 @@
 # tests/packaging/completion_test.sh fails when an option of --help is missing here.
 
 _tcptrack_options='-h --help -i --interface --interval --count --format --attach
-    --max-flows --max-interfaces --all-interfaces --idle-timeout --unassured-timeout --sort --top --netns --once --summary --no-process
+    --max-flows --max-interfaces --all-interfaces --idle-timeout --unassured-timeout --sort --top --netns --once --summary --no-process --no-health
     -r --resolve --closed --changed --cleanup --check -v --verbose --version
     --prometheus --ipfix --ipfix-active-timeout --node-name'
 # Words of the filter expression (tcptrack(8) FILTERS).
@@ -39,7 +39,7 @@ _tcptrack() {
         return
         ;;
     --sort)
-        mapfile -t COMPREPLY < <(compgen -W 'rate bytes packets age rtt' -- "$cur")
+        mapfile -t COMPREPLY < <(compgen -W 'rate bytes packets age rtt retrans' -- "$cur")
         return
         ;;
     --netns)

@@ -40,7 +40,7 @@ expect "csv json none table" --format ""
 expect "json" --format = j
 expect "json" --format = "j"
 expect "auto tc tcx" --attach ""
-expect "rate rtt" --sort r
+expect "rate retrans rtt" --sort r
 expect "" --top ""
 expect "" --interval ""
 expect "" --unassured-timeout ""
