@@ -30,6 +30,22 @@ std::optional<std::uint64_t> rtt_of(const SideHealth& h, std::uint64_t v) {
     return h.rtt_samples ? std::optional<std::uint64_t>(v) : std::nullopt;
 }
 
+// One side's health keys (side: fwd or rev; h: its SideHealth), the same
+// list each way.
+#define TT_SIDE_HEALTH_FIELDS(F, side, h)                 \
+    F(side##_retrans, Num, h.retrans)                     \
+    F(side##_retrans_bytes, Num, h.retrans_bytes)         \
+    F(side##_lost_segments, Num, h.lost_segments)         \
+    F(side##_dup_acks, Num, h.dup_acks)                   \
+    F(side##_fast_retrans, Num, h.fast_retrans)           \
+    F(side##_zero_windows, Num, h.zero_windows)           \
+    F(side##_zero_window_ns, Num, h.zero_window_ns)       \
+    F(side##_rtt_samples, Num, h.rtt_samples)             \
+    F(side##_rtt_min_ns, OptNum, rtt_of(h, h.rtt_min_ns)) \
+    F(side##_srtt_ns, OptNum, rtt_of(h, h.srtt_ns))       \
+    F(side##_rtt_max_ns, OptNum, rtt_of(h, h.rtt_max_ns)) \
+    F(side##_rtt_last_ns, OptNum, rtt_of(h, h.rtt_last_ns))
+
 // The row schema, written once: every documented key in order, the kind of
 // its value and where the value comes from (the row `r`, the report's `time`).
 // The JSON writer, the CSV header and the CSV writer all expand this list.
@@ -54,30 +70,8 @@ std::optional<std::uint64_t> rtt_of(const SideHealth& h, std::uint64_t v) {
     F(rtt_ns, OptNum, r.rtt_ns)                                                            \
     /* connection health: the live RTT, then each way (fwd: what the client sent) */       \
     F(srtt_ns, OptNum, r.srtt_ns)                                                          \
-    F(fwd_retrans, Num, r.fwd_health.retrans)                                              \
-    F(fwd_retrans_bytes, Num, r.fwd_health.retrans_bytes)                                  \
-    F(fwd_lost_segments, Num, r.fwd_health.lost_segments)                                  \
-    F(fwd_dup_acks, Num, r.fwd_health.dup_acks)                                            \
-    F(fwd_fast_retrans, Num, r.fwd_health.fast_retrans)                                    \
-    F(fwd_zero_windows, Num, r.fwd_health.zero_windows)                                    \
-    F(fwd_zero_window_ns, Num, r.fwd_health.zero_window_ns)                                \
-    F(fwd_rtt_samples, Num, r.fwd_health.rtt_samples)                                      \
-    F(fwd_rtt_min_ns, OptNum, rtt_of(r.fwd_health, r.fwd_health.rtt_min_ns))               \
-    F(fwd_srtt_ns, OptNum, rtt_of(r.fwd_health, r.fwd_health.srtt_ns))                     \
-    F(fwd_rtt_max_ns, OptNum, rtt_of(r.fwd_health, r.fwd_health.rtt_max_ns))               \
-    F(fwd_rtt_last_ns, OptNum, rtt_of(r.fwd_health, r.fwd_health.rtt_last_ns))             \
-    F(rev_retrans, Num, r.rev_health.retrans)                                              \
-    F(rev_retrans_bytes, Num, r.rev_health.retrans_bytes)                                  \
-    F(rev_lost_segments, Num, r.rev_health.lost_segments)                                  \
-    F(rev_dup_acks, Num, r.rev_health.dup_acks)                                            \
-    F(rev_fast_retrans, Num, r.rev_health.fast_retrans)                                    \
-    F(rev_zero_windows, Num, r.rev_health.zero_windows)                                    \
-    F(rev_zero_window_ns, Num, r.rev_health.zero_window_ns)                                \
-    F(rev_rtt_samples, Num, r.rev_health.rtt_samples)                                      \
-    F(rev_rtt_min_ns, OptNum, rtt_of(r.rev_health, r.rev_health.rtt_min_ns))               \
-    F(rev_srtt_ns, OptNum, rtt_of(r.rev_health, r.rev_health.srtt_ns))                     \
-    F(rev_rtt_max_ns, OptNum, rtt_of(r.rev_health, r.rev_health.rtt_max_ns))               \
-    F(rev_rtt_last_ns, OptNum, rtt_of(r.rev_health, r.rev_health.rtt_last_ns))             \
+    TT_SIDE_HEALTH_FIELDS(F, fwd, r.fwd_health)                                            \
+    TT_SIDE_HEALTH_FIELDS(F, rev, r.rev_health)                                            \
     /* the owning process: none without a local socket */                                  \
     F(pid, OptNum, r.pid)                                                                  \
     F(comm, OptText, r.pid ? &r.comm : nullptr)                                            \
