@@ -86,16 +86,18 @@ class IpfixBase(netns.Base):
         files = sorted(f for f in glob.glob(os.path.join(tmp, "**", "nfcapd.*"), recursive=True)
                        if not f.endswith(".current") and "nfcapd.current" not in f)
         self.assertTrue(files, "nfcapd wrote no file in %s: %s" % (tmp, os.listdir(tmp)))
-        recs = []
-        for f in files:
+        recs, csv = [], []
+        for f in files:  # nfcapd rotates on 5-minute boundaries: a run can span two files
             out = subprocess.run([NFDUMP, "-r", f, "-o", "json"], capture_output=True, text=True,
                                  timeout=30)
             self.assertEqual(out.returncode, 0, out.stderr)
-            text = out.stdout.strip()
-            if text:
+            # A file without records prints "[", "No matching flows", "]": not JSON.
+            text = "\n".join(l for l in out.stdout.splitlines() if l.strip() != "No matching flows")
+            if text.strip():
                 recs += json.loads(text)
-            self.csv = subprocess.run([NFDUMP, "-r", f, "-o", "csv"], capture_output=True,
-                                      text=True, timeout=30).stdout
+            csv.append(subprocess.run([NFDUMP, "-r", f, "-o", "csv"], capture_output=True,
+                                      text=True, timeout=30).stdout)
+        self.csv = "".join(csv)
         return recs
 
     def start_tcptrack_root(self, *args):
