@@ -73,6 +73,7 @@ __noinline int tt_step(__u32 cpu, __u32 dirflags, __u32 idx, __u32 gen)
 			tt_health(idx, dir, ingress, p); /* the new connection's SYN */
 		return ret;
 	}
+	tt_note_owner(&s->info, dir, a->cgroup);
 	if (act & TT_ACT_FINISHED) {
 		ev->info = s->info;
 		ev->gen = gen;
@@ -230,6 +231,10 @@ static __always_inline int tt_handle(struct __sk_buff *skb, int ingress, int has
 			return TC_ACT_UNSPEC;
 		a->p = p;
 		a->l = l;
+		/* Only here, on the few lifecycle segments: a sending local socket
+		 * (at egress, or a veth peer's) names the connection's cgroup while
+		 * it exists, for connections gone before user space could look. */
+		a->cgroup = tt_owner_on ? (__u32)bpf_skb_cgroup_id(skb) : 0;
 		tt_slow(cpu, (__u32)dir | (ingress ? 2u : 0u));
 	}
 	return TC_ACT_UNSPEC;

@@ -158,7 +158,12 @@ struct tt_lookup {
 struct tt_slow_arg {
 	struct tt_pkt p;
 	struct tt_lookup l;
+	__u32 cgroup; /* the sending socket's cgroup v2 id (low 32 bits), 0 if none */
 };
+
+/* bpf_skb_cgroup_id is probed (CONFIG_SOCK_CGROUP_DATA): without it the
+ * verifier never sees the call (user space clears this before the load). */
+const volatile __u32 tt_owner_on = 1;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

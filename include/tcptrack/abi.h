@@ -91,10 +91,15 @@ struct tt_flow_info {
 	__u8 fin_mask; /* bit (1 << side): side sent a FIN */
 	__u8 ack_mask; /* bit (1 << side): side's FIN was acknowledged */
 	__u8 end; /* who ended it: TT_END_FIN(side) | TT_END_RST(side) */
-	__u8 pad;
+	__u8 owner_side; /* side + 1 whose socket owner_cgroup names; 0: none */
 	__u32 syn_seq;
 	__u32 fin_seq[2]; /* sequence number carried by each side's FIN */
-	__u32 pad2;
+	/* The cgroup v2 of a socket seen sending a lifecycle segment
+	 * (bpf_skb_cgroup_id's low 32 bits: the cgroup directory's inode), so a
+	 * connection keeps an owner after its socket is gone. The end process
+	 * attribution prefers wins (the client if its SYN left here, else the
+	 * server: tt_owner_side); the other end's only while none is seen. */
+	__u32 owner_cgroup;
 	__u64 first_ns; /* first packet seen: identifies this generation of the tuple */
 	__u64 syn_ns;
 	__u64 synack_ns;

@@ -87,6 +87,25 @@ TT_INLINE void tt_info_init(struct tt_flow_info *f, __u8 dir, __u8 tcp_flags, __
 	tt_note_base(f, dir, tcp_flags, seq);
 }
 
+/* The end whose owner a connection is shown with: the client when its SYN
+ * left through this host, else the server (user space's sock_diag asks in
+ * the same order). */
+TT_INLINE __u8 tt_owner_side(const struct tt_flow_info *f)
+{
+	return (f->flags & TT_F_LOCAL_CLIENT) ? f->client : f->client ^ 1;
+}
+
+/* Records the cgroup of a segment's sending socket (0: none) for side `dir`. */
+TT_INLINE void tt_note_owner(struct tt_flow_info *f, __u8 dir, __u32 cgroup)
+{
+	if (!cgroup || f->owner_side == dir + 1)
+		return;
+	if (f->owner_cgroup && dir != tt_owner_side(f))
+		return; /* keep the preferred end's, or the first seen */
+	f->owner_cgroup = cgroup;
+	f->owner_side = dir + 1;
+}
+
 /* Actions the caller takes after tt_lifecycle_step. */
 #define TT_ACT_SETTLED 0x1 /* established and no FIN: plain segments may skip the state map */
 #define TT_ACT_FIN 0x2 /* first FIN: every CPU must look at the state map again */

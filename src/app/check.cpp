@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "tcptrack/store.h"
+#include "app/session.hpp"
 #include "datapath/features.hpp"
 #include "datapath/skeleton.hpp"
 #include "output/format.hpp"
@@ -26,11 +27,9 @@ std::string verdict(const Options& opts, const Features& f, const Privileges& pr
     if (std::string why = f.blocker(); !why.empty()) return why;
     try {
         for (const auto& name : opts.ifaces) lookup_interface(name);
-        const bool tcx = use_tcx(f, opts.attach);
-        // A small table proves the programs pass this kernel's verifier.
-        LoadConfig cfg;
+        // The run's own programs, with a small table, prove they pass this kernel's verifier.
+        LoadConfig cfg = load_config(opts, f);
         cfg.max_flows = 1024;
-        cfg.tcx = tcx;
         Skeleton trial(cfg);
         load_line = "ok (classifiers and maps loaded, then unloaded)";
     } catch (const Error& e) {

@@ -5,23 +5,23 @@
 #include <cstdio>
 
 #include "app/outputs.hpp"
+#include "enrich/cgroup_paths.hpp"
 #include "enrich/system_owners.hpp"
 #include "sys/clock.hpp"
 #include "sys/error.hpp"
 
 namespace tcptrack {
-namespace {
 
 LoadConfig load_config(const Options& opts, const Features& features) {
     LoadConfig c;
     c.max_flows = opts.max_flows;
     c.tcx = use_tcx(features, opts.attach);
     c.health = opts.health;
+    // Only process attribution reads it; the kernel may lack the helper.
+    c.owner_cgroup = opts.process && features.has(FeatureId::SkbCgroupId);
     c.hash_key = opts.test_hash_key;  // set only in test mode (app/cli.cpp); else random
     return c;
 }
-
-}  // namespace
 
 Session::Session(const Options& opts, const std::vector<Interface>& ifaces,
                  const Features& features, std::vector<std::unique_ptr<Output>> exporters,
@@ -54,8 +54,13 @@ void Session::add_enrichers() {
     if (!opts_.process) return;
     try {
         auto system = std::make_shared<SystemOwners>();
-        enrichers_.push_back(
-            std::make_unique<ProcessCache>([system](std::vector<OwnerQuery>& q) { (*system)(q); }));
+        CgroupOwner by_cgroup;
+        if (skel_.config().owner_cgroup) {
+            auto cgroups = std::make_shared<CgroupOwners>(CgroupPaths::system());
+            by_cgroup = [cgroups](std::uint32_t id) { return (*cgroups)(id, monotonic_ns()); };
+        }
+        enrichers_.push_back(std::make_unique<ProcessCache>(
+            [system](std::vector<OwnerQuery>& q) { (*system)(q); }, std::move(by_cgroup)));
     } catch (const Error& e) {
         std::fprintf(stderr, "tcptrack: %s\n", e.what());
     }

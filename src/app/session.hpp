@@ -27,6 +27,10 @@
 
 namespace tcptrack {
 
+// What the classifiers are loaded with for these options on this kernel (the
+// session's load, and --check's trial load).
+LoadConfig load_config(const Options& opts, const Features& features);
+
 class Session final : public Controls {
    public:
     // Loads and attaches (throws Error with nothing left attached). `exports`

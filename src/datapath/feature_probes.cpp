@@ -87,6 +87,9 @@ Features probe_all() {
         from_libbpf(libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, nullptr), "ringbuf map");
     f[FeatureId::Mmap] = probe_mmap();
     f[FeatureId::Tcx] = probe_tcx();
+    f[FeatureId::SkbCgroupId] = from_libbpf(
+        libbpf_probe_bpf_helper(BPF_PROG_TYPE_SCHED_CLS, BPF_FUNC_skb_cgroup_id, nullptr),
+        "bpf_skb_cgroup_id in sched_cls");
     return f;
 }
 

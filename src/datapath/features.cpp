@@ -20,6 +20,9 @@ const std::vector<FeatureSpec>& feature_specs() {
         {FeatureId::Mmap, "mmap", "mmapable BPF arrays (BPF_F_MMAPABLE, Linux 5.5)", true, ""},
         {FeatureId::Tcx, "tcx", "TCX links (Linux 6.6, libbpf 1.3)", false,
          "attaches with legacy tc (clsact qdisc + filters)"},
+        {FeatureId::SkbCgroupId, "skb-cgroup-id",
+         "bpf_skb_cgroup_id in classifiers (Linux 4.18, CONFIG_SOCK_CGROUP_DATA)", false,
+         "a connection whose socket is gone before the next report has no owner"},
     };
     return specs;
 }

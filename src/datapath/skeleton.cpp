@@ -96,6 +96,7 @@ Skeleton::Skeleton(const LoadConfig& cfg) : cfg_(cfg) {
     // Without health the verifier drops its code (a constant) and the map shrinks to one entry.
     skel_->rodata->tt_health_on = cfg.health ? 1 : 0;
     bpf_map__set_max_entries(skel_->maps.health, cfg.health ? geo_.slots : 1);
+    skel_->rodata->tt_owner_on = cfg.owner_cgroup ? 1 : 0;
     bpf_map__set_max_entries(skel_->maps.flow_index, geo_.index_buckets);
     bpf_map__set_max_entries(skel_->maps.slot_locks, geo_.lock_stripes);
     bpf_map__set_max_entries(skel_->maps.free_slots, geo_.free_queue);

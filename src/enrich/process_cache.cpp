@@ -37,11 +37,14 @@ void ProcessCache::update(const std::vector<FlowSample>& samples,
         if (s.finished) {
             gone.insert(flow_id(s.ref));
             forget_next_.push_back(flow_id(s.ref));
+            // Opened and closed between two reports, or never found: its socket is gone.
+            if (s.has_info) adopt_cgroup_owner(flow_id(s.ref), s.info.owner_cgroup);
             continue;
         }
         // New: first seen at this report.
         if (is_new(s) && !owners_.count(flow_id(s.ref)))
-            pending_.push_back(Pending{s.ref, query_of(s), 0});
+            pending_.push_back(
+                Pending{s.ref, query_of(s), s.has_info ? s.info.owner_cgroup : 0u, 0});
     }
     for (const SlotRef& r : idle) {
         gone.insert(flow_id(r));
@@ -69,7 +72,10 @@ void ProcessCache::update(const std::vector<FlowSample>& samples,
                 owners_[flow_id(p.ref)] = q.owner;
                 continue;
             }
-            if (q.result == OwnerQuery::Result::Retry && ++p.tries >= kMaxTries) continue;
+            if (q.result == OwnerQuery::Result::Retry && ++p.tries >= kMaxTries) {
+                adopt_cgroup_owner(flow_id(p.ref), p.cgroup_id);
+                continue;
+            }
             pending_[keep++] = std::move(p);
         }
         pending_.resize(keep);
@@ -89,9 +95,17 @@ void ProcessCache::update(const std::vector<FlowSample>& samples,
     }
 }
 
+void ProcessCache::adopt_cgroup_owner(std::uint64_t id, std::uint32_t cgroup_id) {
+    if (!by_cgroup_ || cgroup_id == 0 || owners_.count(id)) return;
+    if (auto o = by_cgroup_(cgroup_id)) owners_[id] = std::move(o);
+}
+
 void ProcessCache::fill(const SlotRef& ref, FlowRow& row) const {
     if (const Owner* o = find(ref)) {
-        row.pid = o->pid;
+        if (o->pid)
+            row.pid = o->pid;
+        else
+            row.pid.reset();
         row.comm = o->comm;
         row.cgroup = o->cgroup;
         row.pod_uid = o->pod_uid;

@@ -43,13 +43,19 @@ struct OwnerQuery {
 };
 // Answers a batch of queries (sets result and owner of each).
 using OwnerLookup = std::function<void(std::vector<OwnerQuery>&)>;
+// The owner the datapath recorded (tt_flow_info.owner_cgroup, never 0 here):
+// cgroup, pod and container, no process. nullptr when the id names nothing.
+using CgroupOwner = std::function<std::shared_ptr<const Owner>(std::uint32_t cgroup_id)>;
 
 class ProcessCache final : public Enricher {
    public:
     // Reports a not-found connection is tried on before it is given up.
     static constexpr std::uint8_t kMaxTries = 3;
 
-    explicit ProcessCache(OwnerLookup lookup) : lookup_(std::move(lookup)) {}
+    // `by_cgroup` (optional) answers for connections sock_diag cannot: ended
+    // before their first report, or never found while they lived.
+    explicit ProcessCache(OwnerLookup lookup, CgroupOwner by_cgroup = {})
+        : lookup_(std::move(lookup)), by_cgroup_(std::move(by_cgroup)) {}
 
     // Once per report, after collect(): looks up the connections new in this
     // report (changed, live, first seen now) and the pending ones; forgets the
@@ -64,7 +70,7 @@ class ProcessCache final : public Enricher {
         return it == owners_.end() ? nullptr : it->second.get();
     }
     // Sets the row's pid, comm, cgroup, pod_uid, container_id and netns (empty when no owner is
-    // known).
+    // known; pid and comm also when only the datapath's cgroup is).
     void fill(const SlotRef& ref, FlowRow& row) const override;
 
     std::size_t known() const { return owners_.size(); }
@@ -75,10 +81,14 @@ class ProcessCache final : public Enricher {
     struct Pending {
         SlotRef ref;
         OwnerQuery query;
+        std::uint32_t cgroup_id = 0;  // the datapath's, if it recorded one
         std::uint8_t tries = 0;
     };
+    // The datapath's owner of a connection sock_diag did not answer for.
+    void adopt_cgroup_owner(std::uint64_t id, std::uint32_t cgroup_id);
 
     OwnerLookup lookup_;
+    CgroupOwner by_cgroup_;
     std::unordered_map<std::uint64_t, std::shared_ptr<const Owner>> owners_;
     std::vector<Pending> pending_;
     std::vector<std::uint64_t> forget_next_;  // shown a last time in this report

@@ -49,40 +49,41 @@ std::optional<std::uint64_t> rtt_of(const SideHealth& h, std::uint64_t v) {
 // The row schema, written once: every documented key in order, the kind of
 // its value and where the value comes from (the row `r`, the report's `time`).
 // The JSON writer, the CSV header and the CSV writer all expand this list.
-#define TT_ROW_FIELDS(F)                                                                   \
-    F(time, Str, time)                                                                     \
-    F(iface, Name, r.iface)                                                                \
-    F(family, Str, r.family == Family::V6 ? "ipv6" : "ipv4")                               \
-    F(src, Addr, r.src)                                                                    \
-    F(sport, Num, r.sport)                                                                 \
-    F(dst, Addr, r.dst)                                                                    \
-    F(dport, Num, r.dport)                                                                 \
-    F(state, Str, state_name(r.state))                                                     \
-    F(fwd_bytes, Num, r.fwd_bytes)                                                         \
-    F(fwd_packets, Num, r.fwd_packets)                                                     \
-    F(fwd_payload, Num, r.fwd_payload)                                                     \
-    F(rev_bytes, Num, r.rev_bytes)                                                         \
-    F(rev_packets, Num, r.rev_packets)                                                     \
-    F(rev_payload, Num, r.rev_payload)                                                     \
-    F(fwd_bps, Num, bps_integer(r.fwd_bps))                                                \
-    F(rev_bps, Num, bps_integer(r.rev_bps))                                                \
-    F(duration_ns, OptNum, r.duration_ns)                                                  \
-    F(rtt_ns, OptNum, r.rtt_ns)                                                            \
-    /* connection health: the live RTT, then each way (fwd: what the client sent) */       \
-    F(srtt_ns, OptNum, r.srtt_ns)                                                          \
-    TT_SIDE_HEALTH_FIELDS(F, fwd, r.fwd_health)                                            \
-    TT_SIDE_HEALTH_FIELDS(F, rev, r.rev_health)                                            \
-    /* the owning process: none without a local socket */                                  \
-    F(pid, OptNum, r.pid)                                                                  \
-    F(comm, OptText, r.pid ? &r.comm : nullptr)                                            \
-    F(cgroup, OptText, r.pid && !r.cgroup.empty() ? &r.cgroup : nullptr)                   \
-    F(netns, OptNum, r.pid ? r.netns : std::nullopt)                                       \
-    F(pod_uid, OptText, r.pid && !r.pod_uid.empty() ? &r.pod_uid : nullptr)                \
-    F(container_id, OptText, r.pid && !r.container_id.empty() ? &r.container_id : nullptr) \
-    /* a half-open flow's last row, ended to make room */                                  \
-    F(displaced, Bool, r.displaced)                                                        \
-    /* the first FIN or the RST seen, and the end that sent it */                          \
-    F(end, OptText, end_name(r.ending))                                                    \
+#define TT_ROW_FIELDS(F)                                                               \
+    F(time, Str, time)                                                                 \
+    F(iface, Name, r.iface)                                                            \
+    F(family, Str, r.family == Family::V6 ? "ipv6" : "ipv4")                           \
+    F(src, Addr, r.src)                                                                \
+    F(sport, Num, r.sport)                                                             \
+    F(dst, Addr, r.dst)                                                                \
+    F(dport, Num, r.dport)                                                             \
+    F(state, Str, state_name(r.state))                                                 \
+    F(fwd_bytes, Num, r.fwd_bytes)                                                     \
+    F(fwd_packets, Num, r.fwd_packets)                                                 \
+    F(fwd_payload, Num, r.fwd_payload)                                                 \
+    F(rev_bytes, Num, r.rev_bytes)                                                     \
+    F(rev_packets, Num, r.rev_packets)                                                 \
+    F(rev_payload, Num, r.rev_payload)                                                 \
+    F(fwd_bps, Num, bps_integer(r.fwd_bps))                                            \
+    F(rev_bps, Num, bps_integer(r.rev_bps))                                            \
+    F(duration_ns, OptNum, r.duration_ns)                                              \
+    F(rtt_ns, OptNum, r.rtt_ns)                                                        \
+    /* connection health: the live RTT, then each way (fwd: what the client sent) */   \
+    F(srtt_ns, OptNum, r.srtt_ns)                                                      \
+    TT_SIDE_HEALTH_FIELDS(F, fwd, r.fwd_health)                                        \
+    TT_SIDE_HEALTH_FIELDS(F, rev, r.rev_health)                                        \
+    /* the owning process: none without a local socket; a connection gone before */    \
+    /* user space looked has only the cgroup the datapath saw (no pid, comm, netns) */ \
+    F(pid, OptNum, r.pid)                                                              \
+    F(comm, OptText, r.pid ? &r.comm : nullptr)                                        \
+    F(cgroup, OptText, !r.cgroup.empty() ? &r.cgroup : nullptr)                        \
+    F(netns, OptNum, r.pid ? r.netns : std::nullopt)                                   \
+    F(pod_uid, OptText, !r.pod_uid.empty() ? &r.pod_uid : nullptr)                     \
+    F(container_id, OptText, !r.container_id.empty() ? &r.container_id : nullptr)      \
+    /* a half-open flow's last row, ended to make room */                              \
+    F(displaced, Bool, r.displaced)                                                    \
+    /* the first FIN or the RST seen, and the end that sent it */                      \
+    F(end, OptText, end_name(r.ending))                                                \
     F(end_by, OptText, end_by_name(r.ending))
 
 // Interface names are bytes from the kernel: never let a bad one throw.

@@ -41,6 +41,15 @@ std::string retx_text(const FlowRow& r) {
     return fmt::format("{}/{}", r.fwd_health.retrans, r.rev_health.retrans);
 }
 
+// "curl/4242"; for a connection gone before its process could be looked up,
+// the container the datapath saw ("ctr:" and 12 hex digits, as docker and
+// crictl shorten it); "-" when none is known.
+std::string process_text(const FlowRow& r) {
+    if (r.pid) return fmt::format("{}/{}", printable(r.comm), *r.pid);
+    if (!r.container_id.empty()) return "ctr:" + r.container_id.substr(0, 12);
+    return "-";
+}
+
 }  // namespace
 
 std::string render_table(const Report& report, std::size_t max_rows, const NameLookup& names) {
@@ -106,8 +115,7 @@ std::string render_table(const Report& report, std::size_t max_rows, const NameL
             retx_text(r),
             human_duration(r.duration_ns.value_or(r.age_ns))};
         if (with_iface) c.insert(c.begin(), r.iface);
-        if (report.show_process)
-            c.push_back(r.pid ? fmt::format("{}/{}", printable(r.comm), *r.pid) : "-");
+        if (report.show_process) c.push_back(process_text(r));
         cells.push_back(std::move(c));
     }
 

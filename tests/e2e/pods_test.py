@@ -87,6 +87,50 @@ while True:
 """
 
 
+# Short connections: both peers wait for a line on stdin (by then they are in
+# their cgroups, so their sockets are born there; the client's line is the
+# server's port), then the server accepts and
+# answers each request, and the client opens N connections one after another,
+# each alive for a few milliseconds, and prints their source ports.
+SHORT = r"""
+import json, socket, sys, time
+role, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+print(json.dumps({"ready": True}), flush=True)
+line = sys.stdin.readline()  # the client's is the server's port
+if role == "server":
+    l = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    l.bind((host, port))
+    l.listen(64)
+    print(json.dumps({"port": l.getsockname()[1]}), flush=True)
+    while True:
+        c, _ = l.accept()
+        got = b""
+        while len(got) < 100:
+            got += c.recv(100 - len(got))
+        c.sendall(b"r" * 1000)
+        c.close()
+else:
+    port, n, sports, lived = int(line), int(sys.argv[4]), [], []
+    for _ in range(n):
+        t = time.monotonic()
+        c = socket.create_connection((host, port), timeout=20)
+        sports.append(c.getsockname()[1])
+        c.sendall(b"q" * 100)
+        got = b""
+        while len(got) < 1000:
+            b = c.recv(1000)
+            if not b:
+                break
+            got += b
+        time.sleep(0.01)  # a 10 ms connection
+        c.close()
+        lived.append(time.monotonic() - t)
+        time.sleep(0.005)
+    print(json.dumps({"sports": sports, "max_life_s": max(lived)}), flush=True)
+"""
+
+
 class Pods(unittest.TestCase):
     maxDiff = None
 
@@ -236,6 +280,86 @@ class Pods(unittest.TestCase):
                                  "%s (%s): %s" % (ns, how, r))
             print("pods_test: %s (%s): pid %d pod_uid %s container_id %s netns %d"
                   % (ns, how, pid, uid, cid[:12], ino), flush=True)
+
+
+    def test_connections_gone_before_a_report_keep_their_pod(self):
+        """10 ms connections, opened and closed between two reports: their
+        sockets are gone when user space looks, so only the cgroup the
+        classifiers recorded (bpf_skb_cgroup_id on lifecycle segments) can
+        name their pod; each end's instance must name its own pod. Forced
+        off (TCPTRACK_DISABLE=skb-cgroup-id), the same rows have no owner."""
+        n = 20
+        uid_a, uid_b = str(uuid.uuid4()), str(uuid.uuid4())
+        id_a, id_b = os.urandom(32).hex(), os.urandom(32).hex()
+        cg_a = self.mkcgroup("kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod%s"
+                             ".slice/cri-containerd-%s.scope" % (uid_a.replace("-", "_"), id_a))
+        cg_b = self.mkcgroup("kubepods/besteffort/pod%s/%s" % (uid_b, id_b))
+        dev = {self.c: "ttpodc0", self.s: "ttpods0"}
+        args = ["--interval", "2", "--format", "json"]
+        inst = {(ns, off): self.start([netns.binary(), "--netns", ns, "-i", dev[ns], *args],
+                                      env=dict(os.environ, TCPTRACK_DISABLE="skb-cgroup-id")
+                                      if off else None)
+                for ns in (self.c, self.s) for off in (False, True)}
+        deadline = time.monotonic() + START_TIMEOUT
+        for ns in (self.c, self.s):
+            while True:
+                out = run(["ip", "netns", "exec", ns, "bpftool", "net", "show", "dev",
+                           dev[ns]]).stdout
+                mine = [l for l in out.splitlines() if "tcptrack" in l]
+                if len(mine) >= 4:  # two instances, ingress and egress each
+                    break
+                dead = [p.stderr_text() for (n_, _), p in inst.items() if n_ == ns and not p.running()]
+                if dead or time.monotonic() > deadline:
+                    self.fail("tcptrack not attached to %s in %s: %s" % (dev[ns], ns, dead))
+                time.sleep(0.2)
+
+        server = self.start(["ip", "netns", "exec", self.s, sys.executable, "-c", SHORT, "server",
+                             "10.93.0.2", "0"], stdin=True)
+        client = self.start(["ip", "netns", "exec", self.c, sys.executable, "-c", SHORT, "client",
+                             "10.93.0.2", "0", str(n)], stdin=True)
+        for p, cg in ((server, cg_b), (client, cg_a)):
+            p.wait_for(lambda ls: any('"ready"' in l for l in ls), 20, "peer ready")
+            with open(os.path.join(cg, "cgroup.procs"), "w") as f:
+                f.write("%d\n" % p.pid)
+        server.p.stdin.write("go\n")
+        server.p.stdin.flush()
+        sport = server.wait_for(lambda ls: next((json.loads(l)["port"] for l in ls
+                                                 if '"port"' in l), None), 20, "server port")
+        client.p.stdin.write("%d\n" % sport)
+        client.p.stdin.flush()
+        done = client.wait_for(lambda ls: next((json.loads(l) for l in ls if '"sports"' in l),
+                                               None), 60, "client done")
+        self.assertEqual(len(done["sports"]), n)
+
+        def rows(p):
+            got, _, _ = parse_json_lines(p.lines())
+            return {r["sport"]: r for _, r in got
+                    if r["dport"] == sport and r["sport"] in done["sports"]
+                    and r["state"] in netns.FINAL_STATES}
+
+        for (ns, off), p in inst.items():
+            p.wait_for(lambda _, p=p: len(rows(p)) == n, 30,
+                       "the %d connections ended in %s%s" % (n, ns, " (forced off)" if off else ""))
+            p.signal(2)
+        for (ns, off), p in inst.items():
+            self.assertEqual(p.wait(20), 0, "%s: %s" % (ns, p.stderr_text()))
+        want = {self.c: (client.pid, uid_a, id_a), self.s: (None, uid_b, id_b)}
+        for (ns, off), p in inst.items():
+            got = rows(p)
+            pid, uid, cid = want[ns]
+            owned = [r for r in got.values() if r["pod_uid"] is not None]
+            for r in owned:  # whatever found it: the right pod, never the other end's
+                self.assertEqual((r["pod_uid"], r["container_id"], r["cgroup"]), (uid, cid, cid), r)
+                self.assertIn(r["pid"], (None, client.pid if ns == self.c else server.pid), r)
+            if not off:
+                self.assertEqual(len(owned), n, "every connection named: %s" % sorted((r["sport"], r["pod_uid"]) for r in got.values()))
+            else:  # only what sock_diag caught alive at a report
+                self.assertLessEqual(len(owned), n // 2, sorted((r["sport"], r["pod_uid"], r["pid"]) for r in got.values()))
+                for r in owned:
+                    self.assertIsNotNone(r["pid"], r)
+            print("pods_test: %d connections of at most %.0f ms, %s%s: %d named %s, %d with a pid"
+                  % (n, done["max_life_s"] * 1000, ns, " forced off" if off else "", len(owned),
+                     uid[:8], sum(1 for r in owned if r["pid"] is not None)), flush=True)
 
 
 tearDownModule = netns.tear_down_module  # what the prefix set above left

@@ -133,7 +133,9 @@ TEST(DisableList, RejectsUnknownMandatoryAndRetiredNames) {
         parse_disable_list("iter,tcx");
         FAIL() << "expected an error";
     } catch (const std::invalid_argument& e) {
-        EXPECT_STREQ(e.what(), "TCPTRACK_DISABLE: unknown optional feature 'iter' (known: tcx)");
+        EXPECT_STREQ(
+            e.what(),
+            "TCPTRACK_DISABLE: unknown optional feature 'iter' (known: tcx, skb-cgroup-id)");
     }
 }
 
@@ -166,7 +168,8 @@ TEST(FeatureSpecs, NamesAndWhichAreMandatory) {
     std::vector<std::pair<std::string, bool>> got;
     for (const auto& s : feature_specs()) got.emplace_back(s.name, s.mandatory);
     const std::vector<std::pair<std::string, bool>> want = {
-        {"btf", true}, {"sched_cls", true}, {"ringbuf", true}, {"mmap", true}, {"tcx", false}};
+        {"btf", true},  {"sched_cls", true}, {"ringbuf", true},
+        {"mmap", true}, {"tcx", false},      {"skb-cgroup-id", false}};
     EXPECT_EQ(got, want);
 }
 

@@ -66,6 +66,31 @@ Flow established() {
 
 }  // namespace
 
+// The owner's cgroup: the end process attribution prefers (the client when its
+// SYN left here, else the server) wins; the other end's stands only meanwhile.
+TEST(Owner, PreferredEndWinsOtherEndOnlyMeanwhile) {
+    tt_flow_info local{};  // the client is on this host: its SYN left through egress
+    tt_info_init(&local, C, SYN, 1000, 1, /*ingress=*/0);
+    EXPECT_EQ(tt_owner_side(&local), C);
+    tt_note_owner(&local, C, 0);  // no socket on this segment: nothing
+    EXPECT_EQ(local.owner_cgroup, 0u);
+    tt_note_owner(&local, C, 41);
+    tt_note_owner(&local, S, 52);  // a veth peer's server socket: not the preferred end
+    tt_note_owner(&local, C, 43);  // the same end again: the first stays
+    EXPECT_EQ(local.owner_cgroup, 41u);
+    EXPECT_EQ(local.owner_side, C + 1);
+
+    tt_flow_info remote{};  // the client's SYN came in: the server is the end shown
+    tt_info_init(&remote, C, SYN, 1000, 1, /*ingress=*/1);
+    EXPECT_EQ(tt_owner_side(&remote), S);
+    tt_note_owner(&remote, C, 41);  // the client's socket, kept across a veth: meanwhile
+    EXPECT_EQ(remote.owner_cgroup, 41u);
+    tt_note_owner(&remote, S, 52);  // the server's SYN-ACK: the preferred end replaces it
+    tt_note_owner(&remote, C, 43);
+    EXPECT_EQ(remote.owner_cgroup, 52u);
+    EXPECT_EQ(remote.owner_side, S + 1);
+}
+
 TEST(FlowKey, Ipv4BothDirectionsShareKey) {
     expect_same_key(key4("10.0.0.1", 43512, "10.0.0.2", 80),
                     key4("10.0.0.2", 80, "10.0.0.1", 43512));
