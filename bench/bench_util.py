@@ -5,6 +5,7 @@ Each subcommand reads files written by run.sh and prints either a few
 shell-friendly values or a markdown table on stdout.
 """
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -253,8 +254,8 @@ def mem_model(m, cpus, sz):
     arraymap.c array_map_mem_usage, hashtab.c htab_map_mem_usage (preallocated, not LRU),
     queue_stack_maps.c queue_stack_map_mem_usage, ringbuf.c ringbuf_map_mem_usage."""
     t, k, v, n, fl = m["type"], m["bytes_key"], m["bytes_value"], m["max_entries"], m.get("flags", 0)
-    if m["name"] == PER_CPU_ARRAY_NAME:  # a plain array of nr_cpus x TT_CACHE_ENTRIES
-        n = n // m["possible_cpus"] * cpus
+    if m["name"] == PER_CPU_ARRAY_NAME:  # a plain array of nr_cpus x entries per CPU
+        n = cache_entries_per_cpu(m["max_flows"], cpus) * cpus
     if t == "array":
         if fl & MMAPABLE:
             return page_align(sz["bpf_array"]) + page_align(n * r8(v))
@@ -281,6 +282,17 @@ TARGET_B_PER_FLOW = 200
 TARGET_AT = 1000000
 # The per-CPU counter cache (tcptrack/store.h): sized by CPUs, not by flows.
 PER_CPU_ARRAY_NAME = "flow_cache"
+
+
+def cache_entries_per_cpu(max_flows, cpus):
+    """The per-CPU cache's entries for --max-flows on `cpus` CPUs: asked of the
+    store's own rule (StoreGeometry::for_flows, through report_cost)."""
+    tool = os.environ.get("TTBENCH_GEOMETRY_TOOL")
+    if not tool:
+        raise SystemExit("TTBENCH_GEOMETRY_TOOL (bench/report_cost) is not set")
+    out = subprocess.run([tool, "--cache-entries-per-cpu", str(max_flows), str(cpus)],
+                         capture_output=True, text=True, check=True).stdout
+    return int(out)
 
 
 def cmd_s7_table(path):
@@ -356,9 +368,10 @@ def cmd_s7_table(path):
         print(f"Target (issue 9): ≤ {TARGET_B_PER_FLOW} B per max-flow in total at --max-flows "
               f"{TARGET_AT:,}, independent of the CPU count, any per-CPU part bounded: "
               + ", ".join(f"{x:,.1f} B on {c} CPUs" for x, c in zip(flow_part, cpus))
-              + f" without the per-CPU counter cache (`{PER_CPU_ARRAY_NAME}`), which adds "
-              + (f"{cache_b[0] / p0 / 2**10:,.0f} KiB per CPU whatever --max-flows is "
-                 if cache else "nothing ")
+              + f" without the per-CPU counter cache (`{PER_CPU_ARRAY_NAME}`, sized from "
+              + "--max-flows and the CPU count), which adds "
+              + (", ".join(f"{b / c / 2**10:,.0f} KiB per CPU on {c}" for b, c in zip(cache_b, cpus))
+                 + " " if cache else "nothing ")
               + "(with it: " + ", ".join(f"{x:,.1f} B on {c} CPUs" for x, c in zip(per, cpus))
               + f") — **{'met' if ok else 'MISSED'}**.")
     for mf in mfs:

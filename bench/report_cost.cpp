@@ -165,6 +165,15 @@ int main(int argc, char** argv) {
     int reports = 3;  // >= 1
     std::string mode = "fresh", output = "all";
     unsigned threads = std::max(1u, std::thread::hardware_concurrency());
+    // The per-CPU cache's size for --max-flows F on C CPUs (bench_util.py
+    // projects section 7's memory with it: the store's own rule, not a copy).
+    if (argc == 4 && std::string(argv[1]) == "--cache-entries-per-cpu") {
+        const auto g =
+            tcptrack::StoreGeometry::for_flows(static_cast<std::uint32_t>(std::atol(argv[2])),
+                                               static_cast<std::uint32_t>(std::atol(argv[3])));
+        std::printf("%u\n", g.cache_entries_per_cpu());
+        return 0;
+    }
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         if (i + 1 < argc && a == "--flows")

@@ -34,6 +34,7 @@ BUILD=$(realpath -m "${1:-./build}")
 SECTIONS=${TTBENCH_SECTIONS:-"3 1 6 2 4 5 7"}  # 3 first: iftop (pcap) has been seen to stall after the long bulk runs
 RESULTS=$(realpath -m "${TTBENCH_RESULTS:-$HERE/results.md}")
 UTIL=(python3 "$HERE/bench_util.py")
+export TTBENCH_GEOMETRY_TOOL=$BUILD/bench/report_cost  # the store's sizes for other CPU counts
 
 log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "error: $*"; exit 1; }

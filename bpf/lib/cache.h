@@ -26,7 +26,9 @@ static __always_inline void tt_account_cached(struct tt_cache_entry *e, const st
 
 static __always_inline struct tt_cache_entry *tt_cache_at(__u32 cpu, __u32 ch, __u32 way)
 {
-	__u32 ci = cpu * TT_CACHE_ENTRIES + tt_cache_index(ch) + (way & (TT_CACHE_WAYS - 1));
+	__u32 bits = tt_cache_bits;
+	__u32 ci = (cpu << bits) * TT_CACHE_WAYS + tt_cache_index(ch, bits) +
+		   (way & (TT_CACHE_WAYS - 1));
 
 	return bpf_map_lookup_elem(&flow_cache, &ci);
 }

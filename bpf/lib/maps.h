@@ -21,8 +21,10 @@
 const volatile __u32 tt_max_slots = TT_DEFAULT_FLOWS;
 const volatile __u32 tt_index_mask = TT_DEFAULT_FLOWS / 8 - 1;
 const volatile __u32 tt_lock_mask = TT_DEFAULT_FLOWS / 16 - 1;
-/* Possible CPUs: the per-CPU cache has nr_cpus x TT_CACHE_ENTRIES entries. */
+/* Possible CPUs: the per-CPU cache has nr_cpus x (WAYS << tt_cache_bits) entries. */
 const volatile __u32 tt_nr_cpus = 1;
+/* Per-CPU cache sets = 1 << tt_cache_bits (tcptrack/store.h), set by user space. */
+const volatile __u32 tt_cache_bits = TT_CACHE_SET_BITS_MAX;
 
 /* One slot per flow; user space mmaps it and reads it as plain memory. */
 struct {
@@ -42,11 +44,11 @@ struct {
 	__type(value, struct tt_health);
 } health SEC(".maps");
 
-/* Per-CPU counter cache (tcptrack/store.h): nr_cpus x TT_CACHE_ENTRIES, set before load. */
+/* Per-CPU counter cache (tcptrack/store.h): nr_cpus x (WAYS << tt_cache_bits), set before load. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(max_entries, TT_CACHE_ENTRIES);
+	__uint(max_entries, TT_CACHE_WAYS << TT_CACHE_SET_BITS_MAX);
 	__type(key, __u32);
 	__type(value, struct tt_cache_entry);
 } flow_cache SEC(".maps");

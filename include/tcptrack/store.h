@@ -75,14 +75,17 @@ struct tt_slot {
  * and moves an entry's counts into the slot ("folds" it, under the slot's
  * lock) when another flow takes the entry, and at the flow's close. Totals
  * are a slot plus the entries holding its (slot, gen), combined with
- * TT_ADD_COUNTS. The cache is an mmapable array of nr_cpus x TT_CACHE_ENTRIES
- * entries: 512 KiB per CPU, whatever the number of flows. Two ways per set:
- * with one, a fifth of 1,000 busy flows shared an entry with another and
- * moved counts into their slots on every other segment.
+ * TT_ADD_COUNTS. The cache is an mmapable array of nr_cpus x (WAYS << bits)
+ * entries, bits set at load from --max-flows and the CPU count (src/datapath
+ * StoreGeometry): a CPU gets about as many entries as flows per CPU, from
+ * 128 (8 KiB) to 8,192 (512 KiB), so neither memory nor the collector's scan
+ * grows with CPUs a host's flows do not need. Two ways per set: with one, a
+ * fifth of 1,000 busy flows shared an entry with another and moved counts
+ * into their slots on every other segment.
  */
 #define TT_CACHE_WAYS 2
-#define TT_CACHE_SETS 4096
-#define TT_CACHE_ENTRIES (TT_CACHE_SETS * TT_CACHE_WAYS)
+#define TT_CACHE_SET_BITS_MIN 6 /* 64 sets: 128 entries per CPU */
+#define TT_CACHE_SET_BITS_MAX 12 /* 4,096 sets: 8,192 entries per CPU */
 
 struct tt_cache_entry {
 	__u32 slot;
@@ -113,10 +116,10 @@ struct tt_cache_entry {
 			(dst)->payload[1] = (src)->payload[1]; \
 	} while (0)
 
-/* A flow's cache entries on every CPU: cpu * TT_CACHE_ENTRIES + this + way. */
-TT_INLINE __u32 tt_cache_index(__u32 h)
+/* A flow's cache entries on every CPU: cpu * (WAYS << set_bits) + this + way. */
+TT_INLINE __u32 tt_cache_index(__u32 h, __u32 set_bits)
 {
-	return ((h * 0x9E3779B1) >> 20 & (TT_CACHE_SETS - 1)) * TT_CACHE_WAYS;
+	return ((h * 0x9E3779B1) >> (32 - set_bits)) * TT_CACHE_WAYS;
 }
 
 struct tt_index_bucket {

@@ -43,18 +43,19 @@ std::string verdict(const Options& opts, const Features& f, const Privileges& pr
 // kernel memory (slots and their health, index buckets, lock stripes, free queue; the per-CPU
 // counter cache apart, as it does not grow with the flows).
 std::string store_lines(const Options& opts) {
-    const StoreGeometry g = StoreGeometry::for_flows(opts.max_flows);
+    const int cpus = libbpf_num_possible_cpus();
+    const StoreGeometry g =
+        StoreGeometry::for_flows(opts.max_flows, cpus > 0 ? static_cast<std::uint32_t>(cpus) : 1);
     const std::uint64_t per_slot = sizeof(tt_slot) + (opts.health ? sizeof(tt_health) : 0);
     const std::uint64_t kernel = std::uint64_t{g.slots} * per_slot +
                                  std::uint64_t{g.index_buckets} * sizeof(tt_index_bucket) +
                                  std::uint64_t{g.lock_stripes} * sizeof(tt_slot_lock) +
                                  std::uint64_t{g.free_queue} * sizeof(std::uint32_t);
-    const int cpus = libbpf_num_possible_cpus();
     std::string out = fmt::format(
         "{:<15}{} flows (--max-flows), {} index buckets x {}: {} of kernel memory, + {} per "
         "CPU{}\n",
         "capacity", g.slots, g.index_buckets, TT_INDEX_WAYS, human_bytes(kernel),
-        human_bytes(std::uint64_t{TT_CACHE_ENTRIES} * sizeof(tt_cache_entry)),
+        human_bytes(std::uint64_t{g.cache_entries_per_cpu()} * sizeof(tt_cache_entry)),
         cpus > 0 ? fmt::format(" ({} CPUs)", cpus) : std::string());
     out += fmt::format("{:<15}{}\n", "hash", "SipHash-1-3, key from getrandom() at each load");
     out += fmt::format(

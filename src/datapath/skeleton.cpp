@@ -59,13 +59,24 @@ void set_libbpf_verbose(bool verbose) {
     libbpf_set_print(libbpf_print);
 }
 
-StoreGeometry StoreGeometry::for_flows(std::uint32_t max_flows) {
+StoreGeometry StoreGeometry::for_flows(std::uint32_t max_flows, std::uint32_t cpus) {
     StoreGeometry g{};
     g.slots = std::max<std::uint32_t>(max_flows, 1);
     g.index_buckets = pow2_at_least((g.slots + 7) / 8);
     g.lock_stripes = std::clamp<std::uint32_t>(pow2_at_least(g.slots / 16), 64, 65536);
     // Every slot fits: a push-back after a lost insert race can never fail.
     g.free_queue = g.slots;
+    // A CPU's cache entries: twice its share of the flows (RSS and the
+    // senders' CPUs spread them, unevenly), as a power of two, within the
+    // clamp: at most 4 x 64 B per flow in all, whatever the CPU count, and
+    // the 512 KiB per CPU of a fixed-size cache only where flows need it.
+    const std::uint32_t n = std::max(cpus, 1u);
+    const std::uint64_t per_cpu = (2 * std::uint64_t{g.slots} + n - 1) / n;
+    const std::uint32_t sets = pow2_at_least((per_cpu + TT_CACHE_WAYS - 1) / TT_CACHE_WAYS);
+    std::uint32_t bits = 0;
+    while ((1u << bits) < sets) ++bits;
+    g.cache_set_bits =
+        std::clamp<std::uint32_t>(bits, TT_CACHE_SET_BITS_MIN, TT_CACHE_SET_BITS_MAX);
     return g;
 }
 
@@ -88,7 +99,7 @@ Skeleton::Skeleton(const LoadConfig& cfg) : cfg_(cfg) {
         throw Error(fmt::format("--max-flows {} is more than the store's {} slots", cfg.max_flows,
                                 TT_MAX_SLOTS));
     }
-    geo_ = StoreGeometry::for_flows(cfg.max_flows);
+    geo_ = StoreGeometry::for_flows(cfg.max_flows, nr_cpus_);
     skel_->rodata->tt_max_slots = geo_.slots;
     skel_->rodata->tt_index_mask = geo_.index_buckets - 1;
     skel_->rodata->tt_lock_mask = geo_.lock_stripes - 1;
@@ -102,7 +113,8 @@ Skeleton::Skeleton(const LoadConfig& cfg) : cfg_(cfg) {
     bpf_map__set_max_entries(skel_->maps.free_slots, geo_.free_queue);
     skel_->rodata->tt_nr_cpus = nr_cpus_;
     set_hash_key(cfg);
-    bpf_map__set_max_entries(skel_->maps.flow_cache, nr_cpus_ * TT_CACHE_ENTRIES);
+    skel_->rodata->tt_cache_bits = geo_.cache_set_bits;
+    bpf_map__set_max_entries(skel_->maps.flow_cache, nr_cpus_ * geo_.cache_entries_per_cpu());
     bpf_map__set_max_entries(skel_->maps.filter_arg, nr_cpus_);
     bpf_map__set_max_entries(skel_->maps.slow_arg, nr_cpus_);
 

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 
+#include "tcptrack/store.h"
 #include "attach/attach.hpp"
 #include "datapath/features.hpp"
 
@@ -28,11 +29,13 @@ struct LoadConfig {
 // Sizes of the slot store's maps for a flow limit (tcptrack/store.h): the one
 // place they are derived, for the loader, the benchmarks and the tests.
 struct StoreGeometry {
-    std::uint32_t slots;          // one per flow
-    std::uint32_t index_buckets;  // power of two >= slots / 8: a table at most half full
-    std::uint32_t lock_stripes;   // power of two, about slots / 16
-    std::uint32_t free_queue;     // recycled slots the kernel can hold at once: all of them
-    static StoreGeometry for_flows(std::uint32_t max_flows);
+    std::uint32_t slots;           // one per flow
+    std::uint32_t index_buckets;   // power of two >= slots / 8: a table at most half full
+    std::uint32_t lock_stripes;    // power of two, about slots / 16
+    std::uint32_t free_queue;      // recycled slots the kernel can hold at once: all of them
+    std::uint32_t cache_set_bits;  // per-CPU counter cache: 1 << bits sets of TT_CACHE_WAYS
+    std::uint32_t cache_entries_per_cpu() const { return TT_CACHE_WAYS << cache_set_bits; }
+    static StoreGeometry for_flows(std::uint32_t max_flows, std::uint32_t cpus);
 };
 
 class Skeleton {

@@ -309,7 +309,8 @@ void BpfTest::reset() {
     used = std::min(used, skel_->geometry().slots);
     std::memset(slots_, 0, std::size_t{used} * sizeof(tt_slot));
     std::memset(cache_, 0,
-                std::size_t{skel_->nr_cpus()} * TT_CACHE_ENTRIES * sizeof(tt_cache_entry));
+                std::size_t{skel_->nr_cpus()} * skel_->geometry().cache_entries_per_cpu() *
+                    sizeof(tt_cache_entry));
 
     zero_array(maps.flow_index);
     const std::uint32_t zero = 0;
@@ -377,10 +378,12 @@ tt_slot BpfTest::slot(std::uint32_t idx) {
     std::memcpy(&s, &slots_[idx], sizeof(s));
     if (!tt_gen_live(s.gen)) return s;
     const tt_hash_key hk = hash_key();
-    const std::uint32_t at = tt_cache_index(tt_cache_hash(&s.key, &hk));
+    const std::uint32_t bits = skel_->geometry().cache_set_bits;
+    const std::uint32_t at = tt_cache_index(tt_cache_hash(&s.key, &hk), bits);
     for (std::uint32_t cpu = 0; cpu < skel_->nr_cpus(); ++cpu) {
         for (std::uint32_t way = 0; way < TT_CACHE_WAYS; ++way) {
-            const tt_cache_entry& e = cache_[std::size_t{cpu} * TT_CACHE_ENTRIES + at + way];
+            const tt_cache_entry& e =
+                cache_[std::size_t{cpu} * skel_->geometry().cache_entries_per_cpu() + at + way];
             if (e.slot != idx || e.gen != s.gen) continue;
             TT_ADD_COUNTS(&s, &e);
             s.reached[0] |= e.reached[0];

@@ -107,8 +107,8 @@ TEST(KeyHash, TheKeyDecidesWhereAFlowGoes) {
     for (const auto& k : keys) {
         same_bucket += tt_bucket1(tt_index_hash(&k, &kKey), kMask) ==
                        tt_bucket1(tt_index_hash(&k, &other), kMask);
-        same_cache +=
-            tt_cache_index(tt_cache_hash(&k, &kKey)) == tt_cache_index(tt_cache_hash(&k, &other));
+        same_cache += tt_cache_index(tt_cache_hash(&k, &kKey), TT_CACHE_SET_BITS_MAX) ==
+                      tt_cache_index(tt_cache_hash(&k, &other), TT_CACHE_SET_BITS_MAX);
     }
     EXPECT_LT(same_bucket, 20u);
     EXPECT_LT(same_cache, 40u);  // 4096 sets: ~5 by chance
