@@ -84,35 +84,37 @@ HOOKS = (("ingress", 0), ("egress", 1))
 
 def cmd_s1_table(tsv):
     """Rows: scen rep gbps, (run_time_ns run_cnt) of tt_in tt_eg fl_in fl_eg po_in po_eg
-    nh_in nh_eg (tcptrack --no-health), segs_c segs_s, tcptrack user-space CPU %, app
-    messages/s (request scenarios, else empty)."""
+    nh_in nh_eg (tcptrack --no-health) sd_in sd_eg (seed anchor) ln_in ln_eg (one-line
+    floor), segs_c segs_s, tcptrack user-space CPU %, app messages/s (request
+    scenarios, else empty)."""
     runs = defaultdict(list)
     order = []
     with open(tsv) as f:
         for line in f:
             p = line.rstrip("\n").split("\t")
-            if len(p) < 23:
+            if len(p) < 31:
                 continue
             scen = p[0]
             if scen not in runs:
                 order.append(scen)
-            v = [float(x) for x in p[2:22]]
-            v.append(float(p[22]) if p[22] else None)
+            v = [float(x) for x in p[2:30]]
+            v.append(float(p[30]) if p[30] else None)
             runs[scen].append(v)
     print("| Scenario | Hook | Runs (skbs) | Wire segs / run | tcptrack ns/run "
-          "| no-health ns/run | parse-only ns/run "
-          "| floor ns/run | tcptrack/floor | tcptrack/no-health | no-health/floor "
+          "| no-health ns/run | parse-only ns/run | seed ns/run | line ns/run "
+          "| floor ns/run | tcptrack/floor | tcptrack/line | tcptrack/seed | seed/floor "
+          "| line/floor | tcptrack/no-health | no-health/floor "
           "| tcptrack/parse-only | parse-only/floor "
           "| tcptrack − floor ns/run | tcptrack − parse-only ns/run | tcptrack ns / wire seg "
           "| Gbit/s | tcptrack user CPU % |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|" + "---:|" * 22)
     notes = []
     groups = []
     for scen in order:
         reps = runs[scen]
         # Bimodal runs (the sender coalesced into GSO trains in some runs and not in
         # others): a median across them mixes two regimes, so show each run.
-        spr = [v[17] / v[2] for v in reps if v[2]]
+        spr = [v[25] / v[2] for v in reps if v[2]]
         if len(spr) > 1 and max(spr) > 2 * min(spr):
             groups += [(f"{scen}, run {i + 1} of {len(reps)}", [v]) for i, v in enumerate(reps)]
             notes.append(f"{scen}: the runs differ in kind (ingress wire segments per skb "
@@ -126,37 +128,45 @@ def cmd_s1_table(tsv):
             per = []
             for v in reps:
                 gbps = v[0]
-                prog = [(v[1 + 2 * k], v[2 + 2 * k]) for k in range(8)]  # tt in/eg, fl, po, nh
-                segs = [v[17], v[18]]  # client OutSegs (arrive on ingress), server OutSegs (egress)
+                prog = [(v[1 + 2 * k], v[2 + 2 * k]) for k in range(12)]  # tt, fl, po, nh, sd, ln
+                segs = [v[25], v[26]]  # client OutSegs (arrive on ingress), server OutSegs (egress)
                 hs = (0, 1) if hook == "both" else ((0,) if hook == "ingress" else (1,))
                 tot = lambda base: (sum(prog[base + h][0] for h in hs),
                                     sum(prog[base + h][1] for h in hs))
                 (t_ns, t_cnt), (f_ns, f_cnt), (p_ns, p_cnt) = tot(0), tot(2), tot(4)
                 n_ns, n_cnt = tot(6)
+                (d_ns, d_cnt), (l_ns, l_cnt) = tot(8), tot(10)
                 s = sum(segs[h] for h in hs)
-                if t_cnt == 0 or f_cnt == 0 or p_cnt == 0 or n_cnt == 0:
+                if 0 in (t_cnt, f_cnt, p_cnt, n_cnt, d_cnt, l_cnt):
                     continue
                 tpr, fpr, ppr, npr = t_ns / t_cnt, f_ns / f_cnt, p_ns / p_cnt, n_ns / n_cnt
+                dpr, lpr = d_ns / d_cnt, l_ns / l_cnt
                 per.append(dict(cnt=t_cnt, segs=s / t_cnt, tt=tpr, fl=fpr, po=ppr, nh=npr,
+                                sd=dpr, ln=lpr, r_tl=tpr / lpr, r_ts=tpr / dpr, r_sf=dpr / fpr,
+                                r_lf=lpr / fpr,
                                 r_tf=tpr / fpr, r_tn=tpr / npr, r_nf=npr / fpr,
                                 r_tp=tpr / ppr, r_pf=ppr / fpr,
                                 d_tf=tpr - fpr, d_tp=tpr - ppr,
-                                per_seg=t_ns / s if s else None, gbps=gbps, cpu=v[19],
-                                cnt_mismatch=not (t_cnt == f_cnt == p_cnt == n_cnt)))
+                                per_seg=t_ns / s if s else None, gbps=gbps, cpu=v[27],
+                                cnt_mismatch=not (t_cnt == f_cnt == p_cnt == n_cnt == d_cnt
+                                                  == l_cnt)))
             if not per:
-                print(f"| {scen} | {hook} | 0 |" + " |" * 15)
+                print(f"| {scen} | {hook} | 0 |" + " |" * 21)
                 continue
             m = lambda k: med([r[k] for r in per])
             mism = " (!)" if any(r["cnt_mismatch"] for r in per) else ""
             print(f"| {scen} | {hook} | {fmt(int(m('cnt')))}{mism} | {fmt(m('segs'), 2)} | "
-                  f"{fmt(m('tt'))} | {fmt(m('nh'))} | {fmt(m('po'))} | {fmt(m('fl'))} | "
-                  f"**{fmt(m('r_tf'), 2)}×** | **{fmt(m('r_tn'), 2)}×** | {fmt(m('r_nf'), 2)}× | "
+                  f"{fmt(m('tt'))} | {fmt(m('nh'))} | {fmt(m('po'))} | {fmt(m('sd'))} | "
+                  f"{fmt(m('ln'))} | {fmt(m('fl'))} | "
+                  f"**{fmt(m('r_tf'), 2)}×** | **{fmt(m('r_tl'), 2)}×** | **{fmt(m('r_ts'), 2)}×** | "
+                  f"{fmt(m('r_sf'), 2)}× | {fmt(m('r_lf'), 2)}× | "
+                  f"**{fmt(m('r_tn'), 2)}×** | {fmt(m('r_nf'), 2)}× | "
                   f"**{fmt(m('r_tp'), 2)}×** | {fmt(m('r_pf'), 2)}× | {fmt(m('d_tf'))} | "
                   f"{fmt(m('d_tp'))} | {fmt(m('per_seg'), 2)} | {fmt(m('gbps'), 2)} | "
                   f"{fmt(m('cpu'), 0)} |")
     for scen in order:
         reps = runs[scen]
-        mps = [v[20] for v in reps if v[20] is not None]
+        mps = [v[28] for v in reps if v[28] is not None]
         if mps:
             notes.append(f"{scen}: {fmt(med(mps), 0)} messages/s (median of {len(mps)}), "
                          f"runs of {', '.join(fmt(x, 0) for x in mps)}.")
@@ -165,7 +175,7 @@ def cmd_s1_table(tsv):
         for n in notes:
             print(f"- {n}")
     print()
-    print("(!) = the four programs' run counts differ in some run (they share the hooks, "
+    print("(!) = the six programs' run counts differ in some run (they share the hooks, "
           "so they should not).")
 
 

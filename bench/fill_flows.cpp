@@ -119,6 +119,7 @@ long count_live(int prog_fd, long& used) {
 
 int main(int argc, char** argv) {
     long prog_id = -1, count = 100000, base = 0;
+    bool no_count = false;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         if (i + 1 < argc && a == "--prog-id")
@@ -127,8 +128,11 @@ int main(int argc, char** argv) {
             count = std::atol(argv[++i]);
         else if (i + 1 < argc && a == "--base")
             base = std::atol(argv[++i]);
+        else if (a == "--no-count")  // another program than tcptrack_in (bench/anchors.bpf.c)
+            no_count = true;
         else {
-            std::fprintf(stderr, "usage: %s [--prog-id ID] [--count N] [--base B]\n", argv[0]);
+            std::fprintf(stderr, "usage: %s [--prog-id ID] [--count N] [--base B] [--no-count]\n",
+                         argv[0]);
             return 2;
         }
     }
@@ -155,6 +159,12 @@ int main(int argc, char** argv) {
     }
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (no_count) {
+        std::printf("fill_flows: ran %ld SYNs (%ld failed) in %.2fs (%.0f/s)\n", ok, failed, secs,
+                    ok / (secs > 0 ? secs : 1));
+        close(fd);
+        return 0;  // an anchor that is full just stops counting new flows
+    }
     long used = -1;
     const long live = count_live(fd, used);
     std::printf(

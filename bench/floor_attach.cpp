@@ -1,12 +1,15 @@
 // SPDX-License-Identifier: MIT
 // Attaches the empty classifier (empty.bpf.c), or with --parse-only the
 // parse-only one (parse_only.bpf.c), or with --store-proto shared|delta the
-// prototype store of store_proto.bpf.c, with TCX links to ingress and egress of
+// prototype store of store_proto.bpf.c, or with --anchor seed|line one of issue
+// 20's anchors (anchors.bpf.c; --flows N sizes the seed's hash like
+// tcptrack's --max-flows), with TCX links to ingress and egress of
 // one interface (appended after whatever is attached there), prints the
 // program ids, and holds the links until SIGINT/SIGTERM. TCX links die with
 // the process, so nothing is left behind.
 //
-//   floor_attach [--parse-only | --store-proto shared|delta] IFNAME|IFINDEX
+//   floor_attach [--parse-only | --store-proto shared|delta |
+//                 --anchor seed|line [--flows N]] IFNAME|IFINDEX
 //   -> "ingress_id=N egress_id=M" on stdout once attached
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -16,8 +19,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <utility>
 
+#include "anchors.skel.h"
 #include "empty.skel.h"
 #include "parse_only.skel.h"
 #include "store_proto.skel.h"
@@ -78,6 +83,40 @@ int run(int ifindex, const sigset_t& set, Open open, Load load, Destroy destroy,
 }  // namespace
 
 int main(int argc, char** argv) {
+    // --anchor seed|line [--flows N]
+    if (argc >= 4 && std::strcmp(argv[1], "--anchor") == 0) {
+        const std::string kind = argv[2];
+        const long flows =
+            argc == 6 && std::strcmp(argv[3], "--flows") == 0 ? std::atol(argv[4]) : 0;
+        if ((kind != "seed" && kind != "line") || (argc != 4 && flows <= 0)) {
+            std::fprintf(stderr, "usage: %s --anchor seed|line [--flows N] IFNAME|IFINDEX\n",
+                         argv[0]);
+            return 2;
+        }
+        const int ifindex = static_cast<int>(if_nametoindex(argv[argc - 1]));
+        if (ifindex <= 0) {
+            std::fprintf(stderr, "floor_attach: no interface %s\n", argv[argc - 1]);
+            return 1;
+        }
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGTERM);
+        sigaddset(&set, SIGHUP);
+        pthread_sigmask(SIG_BLOCK, &set, nullptr);
+        return run<anchors_bpf>(
+            ifindex, set, [] { return anchors_bpf__open(); },
+            [flows](anchors_bpf* s) {
+                if (flows > 0)
+                    bpf_map__set_max_entries(s->maps.seed_flows, static_cast<__u32>(flows));
+                return anchors_bpf__load(s);
+            },
+            [](anchors_bpf* s) { anchors_bpf__destroy(s); },
+            [kind](anchors_bpf* s) {
+                return kind == "seed" ? std::pair{s->progs.ttbench_sd_in, s->progs.ttbench_sd_eg}
+                                      : std::pair{s->progs.ttbench_ln_in, s->progs.ttbench_ln_eg};
+            });
+    }
     const bool parse_only = argc == 3 && std::strcmp(argv[1], "--parse-only") == 0;
     const char* proto = argc == 4 && std::strcmp(argv[1], "--store-proto") == 0 ? argv[2] : nullptr;
     const bool proto_ok =

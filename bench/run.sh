@@ -213,9 +213,11 @@ emit() { tee -a "$RESULTS.tmp"; }  # markdown: stdout + results file
 } | emit
 
 # ================================================================== 1. datapath cost
-# s1_attach MAX_FLOWS: tcptrack, then the empty floor, then the parse-only
-# classifier, appended to IF_S's TCX hooks in that order (the run order).
-# Sets TT_*, FL_IN/FL_EG/FL_PID, PO_IN/PO_EG/PO_PID and S1_ORDER.
+# s1_attach MAX_FLOWS: tcptrack, then the empty floor, the parse-only
+# classifier and issue 20's anchors (bench/anchors.bpf.c: the seed-style
+# shared hash, sized MAX_FLOWS, and the one-line floor), appended to IF_S's
+# TCX hooks in that order (the run order).
+# Sets TT_*, FL_*, PO_*, SD_*, LN_* (_IN/_EG/_PID) and S1_ORDER.
 # TTBENCH_SECOND=proto-shared|proto-delta puts bench/store_proto.bpf.c (a
 # candidate store for issue 9) in the parse-only classifier's place: its
 # columns then measure the prototype (request-style scenarios only are
@@ -231,11 +233,15 @@ s1_attach() {
   start_tcptrack /dev/null --format json --interval 1 --max-flows "$1" --idle-timeout 3600
   start_nohealth --format json --interval 1 --max-flows "$1" --idle-timeout 3600
   local kind i out
-  for kind in FL PO; do
+  for kind in FL PO SD LN; do
     out=$TMP/floor-$kind.out
     : >"$out"
-    if [ $kind = FL ]; then bg_ns "$NS_S" "$out" "$TMP/floor.err" "$FLOOR" "$IF_S"
-    else bg_ns "$NS_S" "$out" "$TMP/floor.err" "$FLOOR" "${SECOND_ARGS[@]}" "$IF_S"; fi
+    case $kind in
+      FL) bg_ns "$NS_S" "$out" "$TMP/floor.err" "$FLOOR" "$IF_S" ;;
+      PO) bg_ns "$NS_S" "$out" "$TMP/floor.err" "$FLOOR" "${SECOND_ARGS[@]}" "$IF_S" ;;
+      SD) bg_ns "$NS_S" "$out" "$TMP/floor.err" "$FLOOR" --anchor seed --flows "$1" "$IF_S" ;;
+      LN) bg_ns "$NS_S" "$out" "$TMP/floor.err" "$FLOOR" --anchor line "$IF_S" ;;
+    esac
     printf -v "${kind}_PID" '%s' "$BG_PID"
     for i in $(seq 100); do
       grep -q ingress_id "$out" && break
@@ -253,6 +259,8 @@ s1_attach() {
 }
 
 s1_detach() {
+  stop_pid "$LN_PID"
+  stop_pid "$SD_PID"
   stop_pid "$PO_PID"
   stop_pid "$FL_PID"
   stop_pid "$NH_PID"
@@ -260,7 +268,8 @@ s1_detach() {
 }
 
 s1_snap() {
-  "${UTIL[@]}" progstats "$TT_IN" "$TT_EG" "$FL_IN" "$FL_EG" "$PO_IN" "$PO_EG" "$NH_IN" "$NH_EG"
+  "${UTIL[@]}" progstats "$TT_IN" "$TT_EG" "$FL_IN" "$FL_EG" "$PO_IN" "$PO_EG" "$NH_IN" "$NH_EG" \
+    "$SD_IN" "$SD_EG" "$LN_IN" "$LN_EG"
 }
 
 # s1_begin / s1_end SCENARIO REP GBPS MSGS_PER_S: one measured window; s1_end
@@ -340,6 +349,12 @@ s1_fill() {
   local nh
   nh=$(ns_s "$FILL" --prog-id "$NH_IN" --count "$1") || die "fill_flows (--no-health): $nh"
   log "  --no-health: $nh"
+  local kind
+  for kind in SD LN; do  # the anchors hold them too (the line floor keeps what fits)
+    local v=${kind}_IN
+    nh=$(ns_s "$FILL" --prog-id "${!v}" --count "$1" --no-count) || die "fill_flows ($kind): $nh"
+    log "  $kind: $nh"
+  done
 }
 
 # s1_resident: how many live flows the store still holds (fill_flows --count 0).
@@ -405,7 +420,7 @@ section1_runs() {
   {
     echo "## 1. Per-packet datapath cost (bpf_stats)"
     echo
-    echo "tcptrack (\`--format json --interval 1 --max-flows 200000 --idle-timeout 3600 > /dev/null\`; 1M scenarios: a fresh one with \`--max-flows $big_max\`), the same tcptrack with \`--no-health\` (a second instance, same arguments: the datapath without connection health; its programs are the second tcptrack_in/_eg in the run order), an empty TCX classifier (bench/empty.bpf.c, returns TCX_NEXT: the floor, i.e. program dispatch + bpf_stats accounting) and $SECOND_DESC attached to the same TCX hooks of the receiver veth in the same runs, run order: $order1(1M: $order2). run_time_ns / run_cnt deltas per program over each run (${dur} s), median of $reps runs. Runs = skbs (a GSO skb is one run); wire segments = TCP OutSegs of the sending namespace (client for ingress, server for egress) over the same window. Requests: bench/reqgen, N connections opened first, then one 100-byte send (TCP_NODELAY) per connection in turn for ${dur} s; the server only reads (its segments are ACKs); only the sending phase is measured. 100k scenarios: \`fill_flows\` ran tcptrack_in via BPF_PROG_TEST_RUN on 100k distinct SYNs first, each a new flow in the slot store (SYN_SENT, never answered: like SYNs to addresses nobody routes) ($fill1; live flows still in the store after the runs, counted from its slots: $res1). 1M scenarios: the same with 1M SYNs ($fill2; live after the runs: $res2; tcptrack peak RSS ${rss} MB; its maps' memlock: $kmem). Last column: CPU of tcptrack's user-space process over the window (a report every second; see section 4 for the cost of one). Issue 9 target: tcptrack/floor ≤ 1.5× per packet. Issue 18 target: health adds ≤ 15% (tcptrack / no-health ≤ 1.15); the no-health instance runs second, on packet data the first one already brought into the cache, which if anything overstates health's share."
+    echo "tcptrack (\`--format json --interval 1 --max-flows 200000 --idle-timeout 3600 > /dev/null\`; 1M scenarios: a fresh one with \`--max-flows $big_max\`), the same tcptrack with \`--no-health\` (a second instance, same arguments: the datapath without connection health; its programs are the second tcptrack_in/_eg in the run order), an empty TCX classifier (bench/empty.bpf.c, returns TCX_NEXT: the floor, i.e. program dispatch + bpf_stats accounting), $SECOND_DESC, and issue 20's two anchors (bench/anchors.bpf.c, each after tcptrack's own parse and key normalisation: \`seed\`, the naive design, one shared BPF hash map sized like tcptrack's --max-flows, looked up or inserted per segment, two atomic adds, no lifecycle, no payload, no health; \`line\`, the one-line floor, a per-CPU direct-mapped table of 8,192 64-byte entries holding the key and counters, a colliding flow taking the line: one line of flow state per segment and nothing else) attached to the same TCX hooks of the receiver veth in the same runs, run order: $order1(1M: $order2). run_time_ns / run_cnt deltas per program over each run (${dur} s), median of $reps runs. Runs = skbs (a GSO skb is one run); wire segments = TCP OutSegs of the sending namespace (client for ingress, server for egress) over the same window. Requests: bench/reqgen, N connections opened first, then one 100-byte send (TCP_NODELAY) per connection in turn for ${dur} s; the server only reads (its segments are ACKs); only the sending phase is measured. 100k scenarios: \`fill_flows\` ran tcptrack_in via BPF_PROG_TEST_RUN on 100k distinct SYNs first, each a new flow in the slot store (SYN_SENT, never answered: like SYNs to addresses nobody routes) ($fill1; live flows still in the store after the runs, counted from its slots: $res1). 1M scenarios: the same with 1M SYNs ($fill2; live after the runs: $res2; tcptrack peak RSS ${rss} MB; its maps' memlock: $kmem). Last column: CPU of tcptrack's user-space process over the window (a report every second; see section 4 for the cost of one). Issue 9 target: tcptrack/floor ≤ 1.5× per packet. Issue 20 targets: request-style tcptrack/line ≤ 1.2× and below seed; bulk and small segments tcptrack/floor ≤ 2.0× and below seed. Issue 18 target: health adds ≤ 15% (tcptrack / no-health ≤ 1.15); the no-health instance runs second, on packet data the first one already brought into the cache, which if anything overstates health's share."
     echo
     "${UTIL[@]}" s1-table "$S1_TSV"
     echo
