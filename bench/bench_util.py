@@ -674,6 +674,187 @@ def cmd_s5_table(log, tt_json, server_port, request, reply, churn_summary):
               f"fwd_payload {ex['fwd_payload']} rev_payload {ex['rev_payload']}.")
 
 
+# ---------------------------------------------------------------- section 8 / footprint
+
+FP_PROJECT_CPUS = 64  # the map memory is also shown for a node with this many CPUs
+
+
+def proc_status(pid):
+    """VmRSS, VmHWM, RssAnon, RssFile, RssShmem of /proc/PID/status, in kB."""
+    out = {}
+    for line in open(f"/proc/{pid}/status"):
+        k, _, v = line.partition(":")
+        if k in ("VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem"):
+            out[k] = int(v.split()[0])
+    return out
+
+
+def proc_cpu_ticks(pid):
+    """utime + stime of the whole process (every thread), in clock ticks."""
+    stat = open(f"/proc/{pid}/stat").read()
+    f = stat[stat.rindex(")") + 2:].split()  # fields from 3 on (the name may hold spaces)
+    return int(f[11]) + int(f[12])          # fields 14 and 15
+
+
+def scrape(url):
+    """(seconds, bytes, {metric: sum of its samples}) of one GET of /metrics."""
+    import time
+    import urllib.request
+    t0 = time.monotonic()
+    with urllib.request.urlopen(url, timeout=10) as r:
+        body = r.read()
+    dt = time.monotonic() - t0
+    sums = defaultdict(float)
+    for line in body.decode(errors="replace").splitlines():
+        m = re.match(r'([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})? (\S+)$', line)
+        if not m:
+            continue
+        st = re.search(r'state="([A-Z_]+)"', m.group(2) or "")
+        for key in [m.group(1)] + ([f"{m.group(1)}|{st.group(1)}"] if st else []):
+            sums[key] += float(m.group(3))
+    return dt, len(body), sums
+
+
+def maps_memory(pid, project_cpus):
+    """(memlock bytes of the process's maps, the same on `project_cpus` CPUs)."""
+    p0 = possible_cpus()
+    sz, _ = kernel_struct_sizes()
+    total = proj = 0
+    for i in proc_map_ids(pid):
+        m = map_show(i)
+        m["possible_cpus"] = p0
+        ml = int(m.get("bytes_memlock", 0))
+        total += ml
+        model = mem_model(m, p0, sz)
+        proj += ml if model is None else ml + mem_model(m, project_cpus, sz) - model
+    return total, proj
+
+
+def cmd_fp_wait_healthz(url, seconds):
+    """Waits until GET url answers 200 (tcptrack reports and watches every matching
+    interface); exit 1 after `seconds`."""
+    import time
+    import urllib.error
+    import urllib.request
+    end = time.monotonic() + float(seconds)
+    last = ""
+    while time.monotonic() < end:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except urllib.error.HTTPError as e:
+            last = e.read().decode(errors="replace").strip()
+        except OSError as e:
+            last = str(e)
+        time.sleep(0.2)
+    raise SystemExit(f"{url} not 200 within {seconds} s: {last}")
+
+
+
+def cmd_fp_wait_attached(prefix, count, seconds):
+    """Waits until `count` interfaces named PREFIX* (in this network namespace) have a
+    tcptrack classifier on both hooks; exit 1 after `seconds`. (/healthz is not enough:
+    it answers 200 before the first report, when patterns are not attached yet.)"""
+    import time
+    end = time.monotonic() + float(seconds)
+    n = 0
+    while time.monotonic() < end:
+        out = subprocess.run(["bpftool", "net", "show", "-j"], check=True, capture_output=True,
+                             text=True).stdout
+        hooks = defaultdict(set)
+        for entry in json.loads(out):
+            for t in entry.get("tc", []):
+                if t.get("devname", "").startswith(prefix) and t.get("name", "").startswith(
+                        "tcptrack_"):
+                    hooks[t["devname"]].add(t.get("kind", ""))
+        n = sum(1 for k in hooks.values() if len(k) >= 2)
+        if n >= int(count):
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"{n} of {count} {prefix}* interfaces attached after {seconds} s")
+
+
+def cmd_fp_measure(pid, url, interval, warmup, window, *meta):
+    """tcptrack's footprint over a window: one JSON line. Scrapes `url` once per
+    `interval` (as Prometheus would) through the warm-up and the window; CPU is
+    utime + stime over the window against the monotonic clock; RSS sampled at
+    each scrape. `meta`: key=value pairs copied into the line."""
+    import time
+    hz = __import__("os").sysconf("SC_CLK_TCK")
+    interval, warmup, window = float(interval), float(warmup), float(window)
+    start = time.monotonic()
+    nxt = start
+    while time.monotonic() < start + warmup:     # warm-up: the same scrapes, not counted
+        _, _, sums = scrape(url)
+        print(f"warm-up {time.monotonic() - start:5.1f} s: tracked "
+              f"{int(sums.get('tcptrack_store_flows', 0))}, RSS {proc_status(pid)['VmRSS']} kB",
+              file=sys.stderr)
+        nxt += interval
+        time.sleep(max(0.0, nxt - time.monotonic()))
+    c0, t0 = proc_cpu_ticks(pid), time.monotonic()
+    rss, scr_s, scr_b, tracked = [], [], [], []
+    nxt = t0
+    while True:
+        dt, nb, sums = scrape(url)
+        tracked.append(int(sums.get("tcptrack_store_flows", 0)))
+        scr_s.append(dt)
+        scr_b.append(nb)
+        rss.append(proc_status(pid)["VmRSS"])
+        nxt += interval
+        if nxt >= t0 + window:
+            break
+        time.sleep(max(0.0, nxt - time.monotonic()))
+    time.sleep(max(0.0, t0 + window - time.monotonic()))
+    c1, t1 = proc_cpu_ticks(pid), time.monotonic()
+    st = proc_status(pid)
+    kmem, kmem_proj = maps_memory(pid, FP_PROJECT_CPUS)
+    cpu_pct = 100.0 * (c1 - c0) / hz / (t1 - t0)
+    out = dict(kv.split("=", 1) for kv in meta)
+    out.update(cpu_s=(c1 - c0) / hz, wall_s=t1 - t0, cpu_pct=cpu_pct,
+               rss_kb_median=med(rss), rss_kb_max=max(rss), hwm_kb=st["VmHWM"],
+               anon_kb=st.get("RssAnon"), file_kb=st.get("RssFile"),
+               shmem_kb=st.get("RssShmem"), kmem=kmem, kmem_proj=kmem_proj,
+               project_cpus=FP_PROJECT_CPUS, cpus=possible_cpus(),
+               scrapes=len(scr_s), scrape_ms=1000 * med(scr_s), scrape_kb=med(scr_b) / 1024,
+               tracked=tracked[-1], tracked_min=min(tracked),
+               established=int(sums.get("tcptrack_connections|ESTABLISHED", 0)),
+               untracked=int(sums.get("tcptrack_untracked_connections_total", 0)))
+    print(json.dumps(out))
+
+
+
+def cmd_fp_table(path):
+    rows = [json.loads(l) for l in open(path) if l.strip()]
+    if not rows:
+        return
+    pc = rows[0]["project_cpus"]
+    cpus = rows[0]["cpus"]
+    mib = lambda kb: kb / 1024
+    print("| Scenario | Connections | Tracked (store) | Interfaces | Traffic | RSS MiB "
+          "| Peak RSS MiB | anon MiB | CPU % of one core | millicores "
+          f"| Maps MiB ({cpus} CPUs) | Maps MiB ({pc} CPUs) | Peak RSS + maps MiB ({cpus} / {pc} CPUs) "
+          "| /metrics KiB, ms |")
+    print("|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        hwm = mib(r["hwm_kb"])
+        km, kp = r["kmem"] / 2**20, r["kmem_proj"] / 2**20
+        print(f"| {r['scenario']} | {int(r['connections']):,} | {r['tracked']:,} "
+              f"| {int(r['interfaces']):,} | {r['traffic']} | {mib(r['rss_kb_median']):,.1f} "
+              f"| {hwm:,.1f} | {mib(r['anon_kb']):,.1f} | {r['cpu_pct']:.2f} "
+              f"| {r['cpu_pct'] * 10:,.1f} | {km:,.1f} | {kp:,.1f} "
+              f"| {hwm + km:,.0f} / {hwm + kp:,.0f} | {r['scrape_kb']:,.1f}, {r['scrape_ms']:,.1f} |")
+    print()
+    for r in rows:
+        print(f"- {r['scenario']}: `{r['args']}`; window {r['wall_s']:.1f} s "
+              f"({r['cpu_s']:.2f} CPU s, {r['scrapes']} scrapes); RSS {mib(r['rss_kb_median']):,.1f} "
+              f"MiB median, {mib(r['rss_kb_max']):,.1f} max in the window; at its end "
+              f"anon {mib(r['anon_kb']):,.1f} / file {mib(r['file_kb']):,.1f} / shmem "
+              f"{mib(r['shmem_kb']):,.1f} MiB; tracked {r['tracked_min']:,}–{r['tracked']:,} "
+              f"in the window, ESTABLISHED {r['established']:,} at its end, "
+              f"untracked {r['untracked']:,}; load generator: {r.get('gen', '?')}.")
+
+
 def main():
     if len(sys.argv) < 2:
         raise SystemExit("usage: bench_util.py COMMAND ARGS...")

@@ -7,16 +7,19 @@
 //       Accepts any number of connections and reads and discards everything
 //       (epoll). Prints "listening" once bound, and on SIGINT/SIGTERM
 //       "accepted=N bytes=B".
-//   reqgen client --connect ADDR --port P [--connections N] [--size S]
-//                 [--duration SECONDS] [--control]
-//       Opens N connections (TCP_NODELAY), prints "ready connections=N", then
-//       for SECONDS round-robins one S-byte send() over them (MSG_DONTWAIT: a
-//       full send buffer skips that connection's turn and counts it as
-//       `blocked`) and prints "done writes=W bytes=B blocked=K seconds=T
-//       rate=W/s". With --control it waits for a line on stdin before sending
-//       and for end of stdin before closing the connections, so a caller can
-//       take measurements around the sending phase only (setup and teardown
-//       segments outside it). Exits on its own after SECONDS + 120 s at most.
+//   reqgen client --connect ADDR[,ADDR...] --port P [--connections N] [--size S]
+//                 [--duration SECONDS] [--rate R] [--control]
+//       Opens N connections (TCP_NODELAY; with several addresses, connection
+//       i to the (i mod count)th), prints "ready connections=N", then for
+//       SECONDS round-robins one S-byte send() over them (MSG_DONTWAIT: a full
+//       send buffer skips that connection's turn and counts it as `blocked`):
+//       as fast as it can or, with --rate, R sends per second in all (paced
+//       on the clock: each connection sends every N/R s). Then it prints "done
+//       writes=W bytes=B blocked=K seconds=T rate=W/s". With --control it
+//       waits for a line on stdin before sending and for end of stdin before
+//       closing the connections, so a caller can take measurements around the
+//       sending phase only (setup and teardown segments outside it). Exits on
+//       its own after SECONDS + 120 s at most.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -33,6 +36,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "sockaddr.hpp"
@@ -47,6 +52,7 @@ struct Args {
     long connections = 2;
     std::size_t size = 100;
     double duration = 3;
+    double rate = 0;  // sends per second over all connections; 0 = as fast as possible
     bool control = false;
 };
 
@@ -130,12 +136,21 @@ bool wait_stdin(int timeout_ms, bool want_eof) {
 
 int client(const Args& a) {
     std::signal(SIGPIPE, SIG_IGN);
-    socklen_t len = 0;
-    const sockaddr_storage ss = make_addr("reqgen", a.addr, a.port, len);
+    // --connect A,B,...: connection i goes to address i mod count.
+    std::vector<std::pair<sockaddr_storage, socklen_t>> dsts;
+    for (std::size_t from = 0;;) {
+        const std::size_t comma = a.addr.find(',', from);
+        socklen_t len = 0;
+        const auto ss = make_addr("reqgen", a.addr.substr(from, comma - from), a.port, len);
+        dsts.emplace_back(ss, len);
+        if (comma == std::string::npos) break;
+        from = comma + 1;
+    }
     std::vector<int> fds;
     fds.reserve(static_cast<std::size_t>(a.connections));
     const timeval tmo{5, 0};
     for (long i = 0; i < a.connections; ++i) {
+        const auto& [ss, len] = dsts[static_cast<std::size_t>(i) % dsts.size()];
         const int fd = socket(ss.ss_family, SOCK_STREAM, 0);
         const int one = 1;
         if (fd < 0 || setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0 ||
@@ -158,19 +173,40 @@ int client(const Args& a) {
     const auto t0 = Clock::now();
     const auto deadline =
         t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(a.duration));
+    // Returns false on a send error.
+    auto send_one = [&](int fd) {
+        const ssize_t w = send(fd, msg.data(), msg.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (w > 0) {
+            ++writes;
+            bytes += static_cast<unsigned long long>(w);
+        } else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            ++blocked;
+        } else if (w < 0 && errno != EINTR) {
+            std::fprintf(stderr, "reqgen client: send: %s\n", std::strerror(errno));
+            return false;
+        }
+        return true;
+    };
     bool over = false;
+    if (a.rate > 0) {
+        // Paced: send number k is due at t0 + k / rate; sleep until the next one is.
+        unsigned long long k = 0;
+        for (;;) {
+            const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
+            const auto due = static_cast<unsigned long long>(elapsed * a.rate) + 1;
+            for (; k < due; ++k)
+                if (!send_one(fds[k % fds.size()])) return 1;
+            const auto next = t0 + std::chrono::duration_cast<Clock::duration>(
+                                       std::chrono::duration<double>(k / a.rate));
+            if (next >= deadline) break;
+            std::this_thread::sleep_until(next);
+        }
+        std::this_thread::sleep_until(deadline);
+        over = true;
+    }
     while (!over) {
         for (std::size_t i = 0; i < fds.size(); ++i) {
-            const ssize_t w = send(fds[i], msg.data(), msg.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-            if (w > 0) {
-                ++writes;
-                bytes += static_cast<unsigned long long>(w);
-            } else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-                ++blocked;
-            } else if (w < 0 && errno != EINTR) {
-                std::fprintf(stderr, "reqgen client: send: %s\n", std::strerror(errno));
-                return 1;
-            }
+            if (!send_one(fds[i])) return 1;
             if ((i & 63) == 63 && Clock::now() >= deadline) {
                 over = true;
                 break;
@@ -215,6 +251,8 @@ int main(int argc, char** argv) {
             a.size = static_cast<std::size_t>(std::atol(next()));
         else if (k == "--duration")
             a.duration = std::atof(next());
+        else if (k == "--rate")
+            a.rate = std::atof(next());
         else if (k == "--control")
             a.control = true;
         else {

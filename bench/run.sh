@@ -17,6 +17,9 @@
 #   6. classifier cost without traffic (PROG_TEST_RUN)
 #   7. kernel memory (memlock) of tcptrack's maps for --max-flows 65,536 and 1M,
 #      projected to 64 and 128 CPUs
+#   8. footprint as a Kubernetes node agent (bench/footprint.sh, its own "ttfp-"
+#      namespaces): RSS, CPU and map memory of tcptrack run as the DaemonSet runs
+#      it, idle, at 1,000 and 100,000 connections and with 100 interfaces
 # Markdown tables go to stdout and to bench/results.md; progress goes to stderr.
 # Everything it starts is stopped by PID, the namespaces are deleted and
 # kernel.bpf_stats_enabled is restored on any exit (trap).
@@ -31,7 +34,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$HERE")
 BUILD=$(realpath -m "${1:-./build}")
-SECTIONS=${TTBENCH_SECTIONS:-"3 1 6 2 4 5 7"}  # 3 first: iftop (pcap) has been seen to stall after the long bulk runs
+SECTIONS=${TTBENCH_SECTIONS:-"3 1 6 2 4 5 7 8"}  # 3 first: iftop (pcap) has been seen to stall after the long bulk runs
 RESULTS=$(realpath -m "${TTBENCH_RESULTS:-$HERE/results.md}")
 UTIL=(python3 "$HERE/bench_util.py")
 export TTBENCH_GEOMETRY_TOOL=$BUILD/bench/report_cost  # the store's sizes for other CPU counts
@@ -631,6 +634,12 @@ section7() {
     "${UTIL[@]}" s7-table "$tsv"
     echo
   } | emit
+}
+
+# ================================================================== 8. footprint
+section8() {
+  log "section 8: footprint as a node agent (bench/footprint.sh)"
+  "$HERE/footprint.sh" "$BUILD" | emit
 }
 
 for s in $SECTIONS; do "section$s"; done

@@ -6,13 +6,16 @@ section, which is where the rule is written: its capability table is the
 exact list to add (everything else dropped), its mount table the exact
 volume mounts. Also: host network, no host PID, the image entry, the
 arguments the README gives, the metrics port in the args, the container
-port, both probes and the scrape annotations; privileged/ has privileged:
-true and no capability list; podmonitor/ adds a PodMonitor on that port.
+port, both probes and the scrape annotations; the resources follow from the
+README's measured footprint table by the rule written beside it;
+privileged/ has privileged: true and no capability list; podmonitor/ adds a
+PodMonitor on that port.
 
 Usage: manifests_test.py --source-dir SRC. No root; exit 77 without kubectl.
 """
 
 import argparse
+import math
 import os
 import re
 import shutil
@@ -46,6 +49,45 @@ def documented_caps():
 
 def documented_mounts():
     return sorted(re.findall(r"^\| `(/[^`]+)` \|", readme_section(), re.M))
+
+
+def footprint_table():
+    """The README's measured footprint (bench/footprint.sh): {scenario: {column: cell}}."""
+    sec = readme_section()
+    m = re.search(r"^(\| scenario \|.*)\n\|[-:| ]+\|\n((?:\|.*\n)+)", sec, re.M)
+    assert m, "README.md's Kubernetes section has no footprint table (| scenario | ...)"
+    cols = [c.strip() for c in m.group(1).strip("|").split("|")]
+    rows = {}
+    for line in m.group(2).splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        rows[cells[0]] = dict(zip(cols, cells))
+    return rows
+
+
+def number(cell):
+    return float(cell.replace(",", "").replace("*", ""))
+
+
+def footprint_row(rows, name):
+    found = [r for k, r in rows.items() if k.startswith(name)]
+    assert len(found) == 1, "README footprint table: %d rows named %r" % (len(found), name)
+    return found[0]
+
+
+def measured_resources():
+    """The rule the README states under its footprint table:
+    requests: CPU = the 1,000-connection millicores rounded up to 10m; memory = its
+    RSS + maps (64 CPUs) rounded up to 8 MiB. Limit: memory = 1.5 x the
+    100,000-connection peak RSS + maps (64 CPUs), rounded up to 64 MiB. No CPU limit."""
+    rows = footprint_table()
+    k1 = footprint_row(rows, "1,000 connections")
+    k100 = footprint_row(rows, "100,000 connections")
+    maps = "maps MiB, 64 CPUs"
+    cpu = max(10, math.ceil(number(k1["millicores"]) / 10) * 10)
+    req = math.ceil((number(k1["RSS MiB"]) + number(k1[maps])) / 8) * 8
+    lim = math.ceil(1.5 * (number(k100["peak RSS MiB"]) + number(k100[maps])) / 64) * 64
+    return {"requests": {"cpu": "%dm" % cpu, "memory": "%dMi" % req},
+            "limits": {"memory": "%dMi" % lim}}
 
 
 def render(overlay):
@@ -135,9 +177,7 @@ class Manifests(unittest.TestCase):
         self.assertEqual(ann["prometheus.io/scrape"], "true")
         self.assertEqual(ann["prometheus.io/port"], str(PORT))
         self.assertEqual(ann["prometheus.io/path"], "/metrics")
-        res = c["resources"]
-        self.assertIn("memory", res["limits"])
-        self.assertIn("cpu", res["requests"])
+        self.assertEqual(c["resources"], measured_resources())
         sel = ds["spec"]["selector"]["matchLabels"]
         labels = ds["spec"]["template"]["metadata"]["labels"]
         self.assertTrue(sel.items() <= labels.items(), (sel, labels))
