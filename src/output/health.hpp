@@ -1,10 +1,9 @@
 // SPDX-License-Identifier: MIT
 // Whether this tcptrack is doing its job, for --prometheus's /healthz: the
 // run updates it every interval, the exporter's HTTP threads read it. Healthy
-// while reports keep coming (a stuck loop shows as a stale report) and every
-// interface that should be watched is (none refused by --max-interfaces or an
-// attach error); interfaces someone detached are put back at each check, and a
-// failure to do so ends the run.
+// from the first report on, while reports keep coming (a stuck loop shows as a stale report) and
+// every interface that should be watched is (none refused by --max-interfaces or an attach error);
+// interfaces someone detached are put back at each check, and a failure to do so ends the run.
 #pragma once
 
 #include <cstdint>
@@ -26,11 +25,15 @@ class Health {
         const std::lock_guard<std::mutex> g(mu_);
         last_ns_ = now_ns;
         not_watched_ = not_watched;
+        reported_ = true;
     }
     // "" when healthy, else what is wrong, one line per reason.
     std::string problems(std::uint64_t now_ns) const {
         const std::lock_guard<std::mutex> g(mu_);
         std::string why;
+        // Not ready before the first report: -i patterns and --all-interfaces
+        // attach what matches during the first interval.
+        if (!reported_) why += "starting: no report yet\n";
         if (now_ns > last_ns_ && now_ns - last_ns_ > max_age_ns_)
             why += "no report for " + std::to_string((now_ns - last_ns_) / 1000000000ull) + " s\n";
         if (not_watched_)
@@ -45,6 +48,7 @@ class Health {
     const std::uint64_t max_age_ns_;
     std::uint64_t last_ns_;
     std::size_t not_watched_ = 0;
+    bool reported_ = false;
 };
 
 }  // namespace tcptrack

@@ -26,6 +26,7 @@ import tempfile
 import time
 import unittest
 import urllib.parse
+import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -201,6 +202,20 @@ class TestPrometheus(PrometheusBase):
             body = self.wait_value(prom, prom_port, expr, want)
             print("prometheus: %s -> %s" % (expr, json.dumps(body["data"]["result"])), flush=True)
 
+        rc = self.stop(track, signal.SIGINT)
+        self.assertEqual(rc, 0, "tcptrack exit status; stderr: %s" % track.stderr_text())
+
+    def test_not_ready_before_the_first_report(self):
+        """/healthz is 503 "starting" until the first report (patterns attach
+        during the first interval), though /metrics already answers."""
+        port = free_port()
+        track = self.start_tcptrack_root("--format", "none", "--interval", "30",
+                                         "--prometheus", "127.0.0.1:%d" % port)
+        self.wait_metrics(port, track)
+        with self.assertRaises(urllib.error.HTTPError) as cm:
+            http_get("http://127.0.0.1:%d/healthz" % port)
+        self.assertEqual(cm.exception.code, 503)
+        self.assertEqual(cm.exception.read().decode(), "starting: no report yet\n")
         rc = self.stop(track, signal.SIGINT)
         self.assertEqual(rc, 0, "tcptrack exit status; stderr: %s" % track.stderr_text())
 

@@ -572,7 +572,11 @@ TEST(Prometheus, HealthzFollowsTheRun) {
     Health health(60'000'000'000ull, t0);
     PrometheusOutput out("127.0.0.1:0", {"eth0"}, nullptr, "", &health);
     ASSERT_GT(out.port(), 0);
-    std::string resp = http_get(out.port(), "/healthz");
+    std::string resp = http_get(out.port(), "/healthz");  // not ready before the first report
+    EXPECT_TRUE(resp.starts_with("HTTP/1.1 503 Service Unavailable")) << resp;
+    EXPECT_NE(resp.find("starting: no report yet"), std::string::npos) << resp;
+    health.update(monotonic_ns(), 0);
+    resp = http_get(out.port(), "/healthz");
     EXPECT_TRUE(resp.starts_with("HTTP/1.1 200 OK")) << resp;
     EXPECT_TRUE(resp.ends_with("\r\n\r\nok\n")) << resp;
     health.update(monotonic_ns(), 2);  // two interfaces refused
@@ -587,8 +591,8 @@ TEST(Prometheus, HealthzFollowsTheRun) {
 
 TEST(Prometheus, HealthIsStaleWithoutReports) {
     const Health fresh(10'000'000'000ull, 1'000'000'000ull);
-    EXPECT_EQ(fresh.problems(5'000'000'000ull), "");
-    EXPECT_EQ(fresh.problems(12'000'000'000ull), "no report for 11 s\n");
+    EXPECT_EQ(fresh.problems(5'000'000'000ull), "starting: no report yet\n");
+    EXPECT_EQ(fresh.problems(12'000'000'000ull), "starting: no report yet\nno report for 11 s\n");
     Health h(10'000'000'000ull, 0);
     h.update(100'000'000'000ull, 1);
     EXPECT_EQ(h.problems(100'000'000'000ull),
