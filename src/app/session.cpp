@@ -49,7 +49,8 @@ Session::Session(const Options& opts, const std::vector<Interface>& ifaces,
 }
 
 // Process attribution (sock_diag + /proc) in this process's network
-// namespace; without sock_diag the rows just have no owner.
+// namespace, and beyond a flow's interface for a socket not there; without
+// sock_diag the rows just have no owner.
 void Session::add_enrichers() {
     if (!opts_.process) return;
     try {
@@ -60,7 +61,8 @@ void Session::add_enrichers() {
             by_cgroup = [cgroups](std::uint32_t id) { return (*cgroups)(id, monotonic_ns()); };
         }
         enrichers_.push_back(std::make_unique<ProcessCache>(
-            [system](std::vector<OwnerQuery>& q) { (*system)(q); }, std::move(by_cgroup)));
+            [system](std::vector<OwnerQuery>& q) { (*system)(q); }, std::move(by_cgroup),
+            [system] { system->release_idle(); }));
     } catch (const Error& e) {
         std::fprintf(stderr, "tcptrack: %s\n", e.what());
     }

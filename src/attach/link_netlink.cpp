@@ -4,9 +4,11 @@
 #include <fmt/format.h>
 #include <libmnl/libmnl.h>
 #include <linux/if_link.h>
+#include <linux/net_namespace.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 
 #include <cerrno>
 #include <cstring>
@@ -113,6 +115,102 @@ std::vector<LinkEvent> LinkEvents::read(bool& lost) {
              h = NLMSG_NEXT(h, len))
             if (auto e = parse_link(h)) out.push_back(std::move(*e));
     }
+}
+
+namespace {
+
+struct PeerAttrs {
+    std::optional<int> nsid;
+    int link = 0;
+};
+
+int peer_attr(const nlattr* a, void* data) {
+    auto* p = static_cast<PeerAttrs*>(data);
+    if (mnl_attr_get_type(a) == IFLA_LINK_NETNSID && mnl_attr_validate(a, MNL_TYPE_U32) == 0)
+        p->nsid = static_cast<int>(mnl_attr_get_u32(a));
+    else if (mnl_attr_get_type(a) == IFLA_LINK && mnl_attr_validate(a, MNL_TYPE_U32) == 0)
+        p->link = static_cast<int>(mnl_attr_get_u32(a));
+    return MNL_CB_OK;
+}
+
+int nsid_attr(const nlattr* a, void* data) {
+    if (mnl_attr_get_type(a) == NETNSA_NSID && mnl_attr_validate(a, MNL_TYPE_U32) == 0)
+        *static_cast<int*>(data) = static_cast<int>(mnl_attr_get_u32(a));
+    return MNL_CB_OK;
+}
+
+}  // namespace
+
+std::optional<LinkPeer> parse_link_peer(const nlmsghdr* nlh) {
+    if (nlh->nlmsg_type != RTM_NEWLINK || nlh->nlmsg_len < NLMSG_LENGTH(sizeof(ifinfomsg)))
+        return std::nullopt;
+    PeerAttrs a;
+    mnl_attr_parse(nlh, sizeof(ifinfomsg), peer_attr, &a);
+    // Negative: the peer's namespace has no id here (NETNSA_NSID_NOT_ASSIGNED).
+    if (!a.nsid || *a.nsid < 0) return std::nullopt;
+    return LinkPeer{*a.nsid, a.link};
+}
+
+std::optional<int> parse_nsid(const nlmsghdr* nlh) {
+    if (nlh->nlmsg_type != RTM_NEWNSID || nlh->nlmsg_len < NLMSG_LENGTH(sizeof(rtgenmsg)))
+        return std::nullopt;
+    int id = NETNSA_NSID_NOT_ASSIGNED;
+    mnl_attr_parse(nlh, sizeof(rtgenmsg), nsid_attr, &id);
+    if (id < 0) return std::nullopt;
+    return id;
+}
+
+NetnsIds::NetnsIds() : fd_(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE)) {
+    if (!fd_) failed("cannot open a netlink socket");
+    const timeval tv{1, 0};  // never hang a report on a lost answer
+    setsockopt(fd_.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+}
+
+template <class Parse>
+bool NetnsIds::ask(nlmsghdr* req, Parse parse) {
+    req->nlmsg_seq = ++seq_;
+    if (send(fd_.get(), req, req->nlmsg_len, 0) < 0) return false;
+    alignas(nlmsghdr) char buf[32768];
+    for (;;) {
+        const ssize_t n = recv(fd_.get(), buf, sizeof(buf), 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return false;  // timed out
+        int len = static_cast<int>(n);
+        for (auto* h = reinterpret_cast<const nlmsghdr*>(buf); mnl_nlmsg_ok(h, len);
+             h = mnl_nlmsg_next(h, &len)) {
+            if (h->nlmsg_seq != seq_) continue;  // a late answer to an earlier, timed-out request
+            if (h->nlmsg_type == NLMSG_ERROR) return false;
+            parse(h);
+            return true;
+        }
+    }
+}
+
+std::optional<LinkPeer> NetnsIds::link_peer(int ifindex) {
+    alignas(nlmsghdr) char buf[MNL_ALIGN(sizeof(nlmsghdr)) + MNL_ALIGN(sizeof(ifinfomsg))] = {};
+    nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
+    nlh->nlmsg_type = RTM_GETLINK;
+    nlh->nlmsg_flags = NLM_F_REQUEST;
+    auto* ifi = static_cast<ifinfomsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifinfomsg)));
+    ifi->ifi_family = AF_UNSPEC;
+    ifi->ifi_index = ifindex;
+    std::optional<LinkPeer> out;
+    ask(nlh, [&](const nlmsghdr* h) { out = parse_link_peer(h); });
+    return out;
+}
+
+std::optional<int> NetnsIds::nsid_of(int nsfd) {
+    alignas(nlmsghdr) char buf[MNL_ALIGN(sizeof(nlmsghdr)) + MNL_ALIGN(sizeof(rtgenmsg)) +
+                               MNL_ATTR_HDRLEN + MNL_ALIGN(sizeof(std::uint32_t))] = {};
+    nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
+    nlh->nlmsg_type = RTM_GETNSID;
+    nlh->nlmsg_flags = NLM_F_REQUEST;
+    auto* g = static_cast<rtgenmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(rtgenmsg)));
+    g->rtgen_family = AF_UNSPEC;
+    mnl_attr_put_u32(nlh, NETNSA_FD, static_cast<std::uint32_t>(nsfd));
+    std::optional<int> out;
+    ask(nlh, [&](const nlmsghdr* h) { out = parse_nsid(h); });
+    return out;
 }
 
 }  // namespace tcptrack

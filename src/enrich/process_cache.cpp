@@ -80,6 +80,7 @@ void ProcessCache::update(const std::vector<FlowSample>& samples,
         }
         pending_.resize(keep);
     }
+    if (upkeep_) upkeep_();
 
     // Connections whose end was never reported (a close event lost with the
     // ring full) would stay forever: sweep against the live samples when the

@@ -26,7 +26,8 @@ struct Owner {
     std::string cgroup;  // container id if evident, else the cgroup v2 path; "" if none
     std::string pod_uid, container_id;  // enrich/pod.hpp, from the same /proc/PID/cgroup read
     // The network namespace (nsfs inode) of the socket: the one sock_diag
-    // asked in, tcptrack's own or --netns's. Empty if unknown.
+    // found it in, the attach namespace (tcptrack's own or --netns's) or the
+    // one beyond the flow's interface (a pod's). Empty if unknown.
     std::optional<std::uint64_t> netns;
 };
 
@@ -46,6 +47,9 @@ using OwnerLookup = std::function<void(std::vector<OwnerQuery>&)>;
 // The owner the datapath recorded (tt_flow_info.owner_cgroup, never 0 here):
 // cgroup, pod and container, no process. nullptr when the id names nothing.
 using CgroupOwner = std::function<std::shared_ptr<const Owner>(std::uint32_t cgroup_id)>;
+// Runs once per report after the lookups, if any: the owner side lets go of
+// what it no longer needs (peer namespaces).
+using OwnerUpkeep = std::function<void()>;
 
 class ProcessCache final : public Enricher {
    public:
@@ -54,8 +58,10 @@ class ProcessCache final : public Enricher {
 
     // `by_cgroup` (optional) answers for connections sock_diag cannot: ended
     // before their first report, or never found while they lived.
-    explicit ProcessCache(OwnerLookup lookup, CgroupOwner by_cgroup = {})
-        : lookup_(std::move(lookup)), by_cgroup_(std::move(by_cgroup)) {}
+    explicit ProcessCache(OwnerLookup lookup, CgroupOwner by_cgroup = {}, OwnerUpkeep upkeep = {})
+        : lookup_(std::move(lookup)),
+          by_cgroup_(std::move(by_cgroup)),
+          upkeep_(std::move(upkeep)) {}
 
     // Once per report, after collect(): looks up the connections new in this
     // report (changed, live, first seen now) and the pending ones; forgets the
@@ -89,6 +95,7 @@ class ProcessCache final : public Enricher {
 
     OwnerLookup lookup_;
     CgroupOwner by_cgroup_;
+    OwnerUpkeep upkeep_;
     std::unordered_map<std::uint64_t, std::shared_ptr<const Owner>> owners_;
     std::vector<Pending> pending_;
     std::vector<std::uint64_t> forget_next_;  // shown a last time in this report

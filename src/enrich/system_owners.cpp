@@ -1,16 +1,11 @@
 // SPDX-License-Identifier: MIT
-// The system side of process attribution: sock_diag for the socket inode,
-// a /proc scan for its process, /proc/PID/comm and cgroup for the rest.
+// The system side of process attribution: sock_diag for the socket inode (in
+// the attach namespace, else beyond the flow's interface), a /proc scan for
+// its process, /proc/PID/comm and cgroup for the rest.
 #include "enrich/system_owners.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <libmnl/libmnl.h>
-#include <linux/inet_diag.h>
-#include <linux/netlink.h>
-#include <linux/sock_diag.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -21,9 +16,9 @@
 #include <cstring>
 #include <unordered_set>
 
-#include "datapath/collector.hpp"
 #include "enrich/pod.hpp"
 #include "enrich/procfs.hpp"
+#include "sys/clock.hpp"
 #include "sys/error.hpp"
 
 namespace tcptrack {
@@ -45,113 +40,64 @@ SocketTuple flipped(const SocketTuple& t) {
     return SocketTuple{t.family, t.remote, t.local, t.rport, t.lport, t.ifindex};
 }
 
-}  // namespace
-
-SystemOwners::SystemOwners() {
-    nl_ = mnl_socket_open2(NETLINK_SOCK_DIAG, SOCK_CLOEXEC);
-    if (!nl_ || mnl_socket_bind(nl_, 0, MNL_SOCKET_AUTOPID) < 0) {
-        const int err = errno;
-        if (nl_) mnl_socket_close(nl_);
-        nl_ = nullptr;
-        throw Error(
-            fmt::format("process lookup: cannot open a sock_diag socket: {} (use --no-process)",
-                        std::strerror(err)));
+// The inode of each connection's socket at either end (0: neither has one
+// there); `tuples` holds the end to try first.
+void either_end(SockDiag& diag, const std::vector<SocketTuple>& tuples,
+                std::vector<std::uint64_t>& inodes) {
+    if (tuples.size() > SystemOwners::kDumpAbove) {
+        // One dump answers both orderings.
+        std::vector<SocketTuple> both = tuples;
+        for (const SocketTuple& t : tuples) both.push_back(flipped(t));
+        std::vector<std::uint64_t> all;
+        diag.inodes_dump(both, all);
+        inodes.resize(tuples.size());
+        for (std::size_t i = 0; i < tuples.size(); ++i)
+            inodes[i] = all[i] ? all[i] : all[tuples.size() + i];
+        return;
     }
-    // Answers to a batch of exact requests queue up here before we read them:
-    // room for a batch (an answer that does not fit is dropped by the kernel).
-    const int fd = mnl_socket_get_fd(nl_);
-    const int size = 4 << 20;
-    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) != 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
-    const timeval tv{1, 0};  // never hang a report on a lost answer
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    // sock_diag answers from the namespace this socket was made in (after
-    // --netns): every socket it finds lives there.
+    diag.inodes_exact(tuples, inodes);
+    std::vector<SocketTuple> other;
+    std::vector<std::size_t> which;
+    for (std::size_t i = 0; i < tuples.size(); ++i)
+        if (!inodes[i]) {
+            other.push_back(flipped(tuples[i]));
+            which.push_back(i);
+        }
+    if (other.empty()) return;
+    std::vector<std::uint64_t> more;
+    diag.inodes_exact(other, more);
+    for (std::size_t k = 0; k < which.size(); ++k) inodes[which[k]] = more[k];
+}
+
+std::optional<std::uint64_t> own_netns() {
     struct stat st {};
     if (stat("/proc/thread-self/ns/net", &st) == 0 || stat("/proc/self/ns/net", &st) == 0)
-        netns_ = static_cast<std::uint64_t>(st.st_ino);
+        return static_cast<std::uint64_t>(st.st_ino);
+    return std::nullopt;
 }
 
-SystemOwners::~SystemOwners() {
-    if (nl_) mnl_socket_close(nl_);
-}
-
-bool SystemOwners::exchange(const std::vector<std::uint8_t>& req, std::uint32_t first_seq,
-                            std::size_t answers, DiagAnswer& out) {
-    if (mnl_socket_sendto(nl_, req.data(), req.size()) < 0) return false;
-    std::vector<std::uint8_t> buf(MNL_SOCKET_BUFFER_SIZE * 4);
-    std::size_t got = 0;
-    while (got < answers) {
-        const ssize_t n = mnl_socket_recvfrom(nl_, buf.data(), buf.size());
-        if (n <= 0) return false;  // timeout or error: the rest count as not found
-        const std::size_t before = out.sockets.size() + out.errors.size();
-        DiagAnswer a;
-        decode_diag(buf.data(), static_cast<std::size_t>(n), a);
-        // Late answers to an earlier, timed-out batch are ignored.
-        for (const DiagSocket& s : a.sockets)
-            if (s.seq - first_seq < answers) out.sockets.push_back(s);
-        for (const auto& e : a.errors)
-            if (e.first - first_seq < answers) out.errors.push_back(e);
-        got += out.sockets.size() + out.errors.size() - before;
-    }
-    return true;
-}
-
-bool SystemOwners::dump(Family family, DiagAnswer& out) {
-    std::vector<std::uint8_t> req;
-    const std::uint32_t seq = seq_++;
-    diag_request(req, seq, family, nullptr);
-    if (mnl_socket_sendto(nl_, req.data(), req.size()) < 0) return false;
-    std::vector<std::uint8_t> buf(MNL_SOCKET_BUFFER_SIZE * 4);
-    for (;;) {
-        const ssize_t n = mnl_socket_recvfrom(nl_, buf.data(), buf.size());
-        if (n <= 0) return false;
-        DiagAnswer a;
-        decode_diag(buf.data(), static_cast<std::size_t>(n), a);
-        for (const DiagSocket& s : a.sockets)
-            if (s.seq == seq) out.sockets.push_back(s);
-        for (const auto& e : a.errors)
-            if (e.first == seq) return false;
-        if (a.done) return true;
+SockDiag home_diag() {
+    try {
+        return SockDiag();
+    } catch (const Error& e) {
+        throw Error(fmt::format("process lookup: {} (use --no-process)", e.what()));
     }
 }
 
-void SystemOwners::inodes_exact(const std::vector<SocketTuple>& tuples,
-                                std::vector<std::uint64_t>& out) {
-    // Up to kBatch requests in one datagram: sock_diag answers each in turn.
-    constexpr std::size_t kBatch = 64;
-    out.assign(tuples.size(), 0);
-    std::vector<std::uint8_t> req;
-    for (std::size_t at = 0; at < tuples.size(); at += kBatch) {
-        const std::size_t n = std::min(kBatch, tuples.size() - at);
-        const std::uint32_t first = seq_;
-        seq_ += static_cast<std::uint32_t>(n);
-        req.clear();
-        for (std::size_t i = 0; i < n; ++i)
-            diag_request(req, first + static_cast<std::uint32_t>(i), tuples[at + i].family,
-                         &tuples[at + i]);
-        DiagAnswer a;
-        exchange(req, first, n, a);
-        for (const DiagSocket& s : a.sockets) {
-            const std::size_t i = at + (s.seq - first);
-            // An exact lookup falls back to a listening socket: only the very
-            // 4-tuple counts.
-            if (s.tuple == tuples[i]) out[i] = s.inode;
-        }
-    }
-}
+}  // namespace
 
-void SystemOwners::inodes_dump(const std::vector<SocketTuple>& tuples,
-                               std::vector<std::uint64_t>& out) {
-    out.assign(tuples.size(), 0);
-    DiagAnswer a;
-    dump(Family::V4, a);
-    dump(Family::V6, a);  // holds the IPv4-mapped ones too
-    std::unordered_map<SocketTuple, std::uint64_t, SocketTupleHash> by_tuple;
-    by_tuple.reserve(a.sockets.size());
-    for (const DiagSocket& s : a.sockets) by_tuple.emplace(s.tuple, s.inode);
-    for (std::size_t i = 0; i < tuples.size(); ++i)
-        if (const auto it = by_tuple.find(tuples[i]); it != by_tuple.end()) out[i] = it->second;
+SystemOwners::SystemOwners() : diag_(home_diag()), netns_(own_netns()) {
+    // sock_diag answers from the namespace its socket was made in (after
+    // --netns): every socket it finds lives there. Interfaces' peers and
+    // nsids are asked here too, where the flows' ifindexes mean something.
+    try {
+        ids_ = std::make_unique<NetnsIds>();
+    } catch (const Error&) {
+        return;  // no rtnetlink: the attach namespace only
+    }
+    NetnsIds* ids = ids_.get();
+    peers_ = std::make_unique<PeerNamespaces>(
+        each_netns_file, [ids](int fd) { return ids->nsid_of(fd); }, netns_.value_or(0));
 }
 
 std::size_t SystemOwners::scan_proc() {
@@ -195,8 +141,10 @@ std::size_t SystemOwners::scan_proc() {
     return links;
 }
 
-std::shared_ptr<const Owner> SystemOwners::owner_of(std::uint32_t pid) {
-    if (const auto it = pid_owner_.find(pid); it != pid_owner_.end()) return it->second;
+std::shared_ptr<const Owner> SystemOwners::owner_of(std::uint32_t pid,
+                                                    std::optional<std::uint64_t> netns) {
+    const auto key = std::make_pair(pid, netns);
+    if (const auto it = pid_owner_.find(key); it != pid_owner_.end()) return it->second;
     const int dir = open(fmt::format("/proc/{}", pid).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dir < 0) return nullptr;
     auto o = std::make_shared<Owner>();
@@ -210,9 +158,81 @@ std::shared_ptr<const Owner> SystemOwners::owner_of(std::uint32_t pid) {
     PodRef pod = pod_of(cg);
     o->pod_uid = std::move(pod.pod_uid);
     o->container_id = std::move(pod.container_id);
-    o->netns = netns_;
-    pid_owner_[pid] = o;
+    o->netns = netns;
+    pid_owner_[key] = o;
     return o;
+}
+
+void SystemOwners::peer_inodes(const std::vector<OwnerQuery>& queries,
+                               const std::vector<SocketTuple>& tuples,
+                               std::vector<std::uint64_t>& inodes,
+                               std::vector<std::optional<std::uint64_t>>& netns,
+                               std::vector<char>& wait) {
+    if (!peers_) return;
+    // Each interface of a miss asked once per report: a NIC has no peer, a veth
+    // into another namespace has one.
+    std::unordered_map<std::uint32_t, std::optional<LinkPeer>> links;
+    for (std::size_t i = 0; i < queries.size(); ++i)
+        if (!inodes[i] && queries[i].conn.ifindex)
+            links.emplace(queries[i].conn.ifindex, std::nullopt);
+    if (links.empty()) return;
+    std::vector<int> nsids;
+    for (auto& [ifindex, peer] : links) {
+        ++peer_stats_.links;
+        if ((peer = ids_->link_peer(static_cast<int>(ifindex)))) nsids.push_back(peer->nsid);
+    }
+    if (nsids.empty()) return;
+    const std::uint64_t now = monotonic_ns();
+    const bool complete = peers_->want(nsids, now);
+
+    std::unordered_map<int, std::vector<std::size_t>> by_nsid;
+    for (std::size_t i = 0; i < queries.size(); ++i)
+        if (!inodes[i] && queries[i].conn.ifindex)
+            if (const auto& peer = links[queries[i].conn.ifindex]) by_nsid[peer->nsid].push_back(i);
+    for (const auto& [nsid, which] : by_nsid) {
+        PeerNamespaces::Peer* p = peers_->get(nsid, now);
+        if (!p) {  // not found, or not looked for yet
+            if (!complete)
+                for (const std::size_t i : which) wait[i] = 1;
+            continue;
+        }
+        if (!p->diag) {
+            try {
+                p->diag = std::make_unique<SockDiag>(p->ns.get());
+            } catch (const Error&) {
+                continue;
+            }
+        }
+        std::vector<SocketTuple> there;
+        there.reserve(which.size());
+        for (const std::size_t i : which) {
+            there.push_back(tuples[i]);
+            // A socket bound to the interface is bound to the peer's end there.
+            there.back().ifindex = static_cast<std::uint32_t>(links[tuples[i].ifindex]->ifindex);
+        }
+        std::vector<std::uint64_t> found;
+        either_end(*p->diag, there, found);
+        peer_stats_.queries += which.size();
+        for (std::size_t k = 0; k < which.size(); ++k)
+            if (found[k]) {
+                inodes[which[k]] = found[k];
+                netns[which[k]] = p->inode;
+                ++peer_stats_.found;
+            }
+    }
+}
+
+void SystemOwners::release_idle() {
+    if (peers_) peers_->release_idle(monotonic_ns());
+}
+
+SystemOwners::PeerStats SystemOwners::peer_stats() const {
+    PeerStats s = peer_stats_;
+    if (peers_) {
+        s.scans = peers_->scans();
+        s.held = peers_->held();
+    }
+    return s;
 }
 
 void SystemOwners::operator()(std::vector<OwnerQuery>& queries) {
@@ -221,30 +241,11 @@ void SystemOwners::operator()(std::vector<OwnerQuery>& queries) {
     tuples.reserve(queries.size());
     for (const OwnerQuery& q : queries) tuples.push_back(q.local_client ? q.conn : flipped(q.conn));
     std::vector<std::uint64_t> inodes;
-    if (queries.size() > kDumpAbove) {
-        // One dump answers both orderings.
-        std::vector<SocketTuple> both = tuples;
-        for (const SocketTuple& t : tuples) both.push_back(flipped(t));
-        std::vector<std::uint64_t> all;
-        inodes_dump(both, all);
-        inodes.resize(queries.size());
-        for (std::size_t i = 0; i < queries.size(); ++i)
-            inodes[i] = all[i] ? all[i] : all[queries.size() + i];
-    } else {
-        inodes_exact(tuples, inodes);
-        std::vector<SocketTuple> other;
-        std::vector<std::size_t> which;
-        for (std::size_t i = 0; i < queries.size(); ++i)
-            if (!inodes[i]) {
-                other.push_back(flipped(tuples[i]));
-                which.push_back(i);
-            }
-        if (!other.empty()) {
-            std::vector<std::uint64_t> more;
-            inodes_exact(other, more);
-            for (std::size_t k = 0; k < which.size(); ++k) inodes[which[k]] = more[k];
-        }
-    }
+    either_end(diag_, tuples, inodes);
+    // Only the misses look beyond their interface.
+    std::vector<std::optional<std::uint64_t>> netns(queries.size(), netns_);
+    std::vector<char> wait(queries.size(), 0);
+    peer_inodes(queries, tuples, inodes, netns, wait);
 
     // Inode -> pid; an unknown inode (a socket newer than the last scan) asks
     // for a rescan, at most once per max(1 s, 20 x its cost): a scan reads
@@ -254,7 +255,7 @@ void SystemOwners::operator()(std::vector<OwnerQuery>& queries) {
         for (std::size_t i = 0; i < queries.size(); ++i) {
             OwnerQuery& q = queries[i];
             if (q.result == OwnerQuery::Result::Found) continue;
-            q.result = OwnerQuery::Result::Retry;
+            q.result = wait[i] ? OwnerQuery::Result::Wait : OwnerQuery::Result::Retry;
             if (!inodes[i]) continue;
             const auto it = inode_pid_.find(inodes[i]);
             if (it == inode_pid_.end()) {
@@ -262,7 +263,7 @@ void SystemOwners::operator()(std::vector<OwnerQuery>& queries) {
                 if (!final_try) q.result = OwnerQuery::Result::Wait;
                 continue;
             }
-            if ((q.owner = owner_of(it->second))) q.result = OwnerQuery::Result::Found;
+            if ((q.owner = owner_of(it->second, netns[i]))) q.result = OwnerQuery::Result::Found;
         }
         return unknown;
     };

@@ -101,23 +101,28 @@ void enter_netns(const std::string& arg) {
     if (setns(fd.get(), CLONE_NEWNET) != 0) throw Error(netns_error(t, errno));
 }
 
+int socket_in_netns(int nsfd, int domain, int type, int protocol) {
+    struct stat there {
+    }, here{};
+    if (nsfd < 0 || ::fstat(nsfd, &there) != 0 || ::stat("/proc/thread-self/ns/net", &here) != 0 ||
+        (there.st_ino == here.st_ino && there.st_dev == here.st_dev))
+        return ::socket(domain, type, protocol);
+    const Fd cur(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+    if (!cur || ::setns(nsfd, CLONE_NEWNET) != 0) return -1;
+    const int fd = ::socket(domain, type, protocol);
+    ::setns(cur.get(), CLONE_NEWNET);
+    return fd;
+}
+
+unsigned long long netns_inode(int nsfd) {
+    struct stat st {};
+    return nsfd >= 0 && ::fstat(nsfd, &st) == 0 ? static_cast<unsigned long long>(st.st_ino) : 0;
+}
+
 HomeNetns::HomeNetns() : ns_(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)) {}
 
 int HomeNetns::socket(int domain, int type, int protocol) const {
-    struct stat home {
-    }, here{};
-    if (!ns_ || ::fstat(ns_.get(), &home) != 0 || ::stat("/proc/thread-self/ns/net", &here) != 0 ||
-        (home.st_ino == here.st_ino && home.st_dev == here.st_dev))
-        return ::socket(domain, type, protocol);
-    const int cur = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-    if (cur < 0 || ::setns(ns_.get(), CLONE_NEWNET) != 0) {
-        if (cur >= 0) ::close(cur);
-        return -1;
-    }
-    const int fd = ::socket(domain, type, protocol);
-    ::setns(cur, CLONE_NEWNET);
-    ::close(cur);
-    return fd;
+    return socket_in_netns(ns_.get(), domain, type, protocol);
 }
 
 }  // namespace tcptrack

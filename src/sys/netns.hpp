@@ -44,13 +44,21 @@ Fd open_netns(const NetnsTarget& t);
 // Opens and enters it on the calling thread (CAP_SYS_ADMIN); throws Error.
 void enter_netns(const std::string& arg);
 
+// socket(2) in the network namespace open at `nsfd`: in place while the
+// calling thread is already there, else entered for the call and left again
+// (CAP_SYS_ADMIN). A socket keeps the namespace it was made in. -1 on failure.
+int socket_in_netns(int nsfd, int domain, int type, int protocol);
+
+// The nsfs inode of the namespace open at `nsfd` (what `ls -iL /proc/PID/ns/net`
+// and the rows' `netns` show); 0 when it cannot be read.
+unsigned long long netns_inode(int nsfd);
+
 // The namespace the calling thread is in when this is made (tcptrack's own,
 // before --netns), kept so sockets made later still belong there.
 class HomeNetns {
    public:
     HomeNetns();  // never fails: without the file, socket() makes them in place
-    // socket(2) in the home namespace: in place while the calling thread is
-    // still there, else entered for the call and left again. -1 on failure.
+    // socket_in_netns() of the home namespace.
     int socket(int domain, int type, int protocol) const;
 
    private:

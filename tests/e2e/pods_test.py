@@ -19,9 +19,19 @@ runs in each namespace (where the sockets live: `ip netns exec`, and
 the pid, the pod UID (dashed), the container id, cgroup (the container id,
 its meaning unchanged) and netns (the inode of that namespace, not the host's).
 
-Everything made (processes, namespaces, cgroup directories) goes at the end,
-on failure too. Usage: pods_test.py [--binary PATH] [unittest args]. Needs
-root and a cgroup v2 hierarchy; exits 77 otherwise.
+A second case (HostVeths) runs tcptrack in the host's (root) namespace, no
+--netns, on the host-side veths of two pod namespaces joined by a bridge, as
+a CNI bridge plugin lays them out (tcptrack -i 'veth*' on a node). The
+sockets of a pod-to-pod connection (IPv4 and IPv6) live in the pods'
+namespaces, which tcptrack finds beyond each veth (its link netns): the rows
+on each pod's veth name that pod's process and namespace. A pod's connection
+to a host-network process (in a kubelet cgroup too) is named from the host's
+namespace, as before. Its namespaces and interfaces are named ttpeer-PID-*
+and ttpeerXXXX* (XXXX: the PID in hex).
+
+Everything made (processes, namespaces, interfaces, cgroup directories) goes
+at the end, on failure too. Usage: pods_test.py [--binary PATH] [unittest
+args]. Needs root and a cgroup v2 hierarchy; exits 77 otherwise.
 """
 
 import json
@@ -62,7 +72,7 @@ PEER = r"""
 import json, os, socket, sys, threading, time
 role, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
 if role == "server":
-    l = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    l = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     l.bind((host, port))
     l.listen(4)
@@ -362,7 +372,194 @@ class Pods(unittest.TestCase):
                      uid[:8], sum(1 for r in owned if r["pid"] is not None)), flush=True)
 
 
-tearDownModule = netns.tear_down_module  # what the prefix set above left
+# The root-namespace case's names: namespaces ttpeer-PID-a/b, interfaces in the
+# root namespace ttpeerXXXXa/b (host sides of the pods' veths) and ttpeerXXXXbr.
+PEER_NS = "ttpeer-%d-" % os.getpid()
+PEER_IF = "ttpeer%04x" % (os.getpid() & 0xffff)
+
+
+def remove_peer_leftovers():
+    """Deletes, by name, what the root-namespace case may have left."""
+    left = []
+    for ns in os.listdir("/run/netns") if os.path.isdir("/run/netns") else []:
+        if ns.startswith(PEER_NS):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)
+            left.append(ns)
+    for dev in os.listdir("/sys/class/net"):
+        if dev.startswith(PEER_IF):
+            subprocess.run(["ip", "link", "del", dev], capture_output=True, timeout=20)
+            left.append(dev)
+    return left
+
+
+class HostVeths(unittest.TestCase):
+    """tcptrack in the root namespace on pods' host-side veths."""
+    maxDiff = None
+    NET = "10.97.0."  # pods .1 and .2, the bridge (the host) .254
+    NET6 = "fd00:97::"  # pods ::1 and ::2
+    # Cgroup directories and processes as Pods makes them (ROOT/ttpod-PID-cg/...).
+    mkcgroup, remove_cgroups, start = Pods.mkcgroup, Pods.remove_cgroups, Pods.start
+
+    def setUp(self):
+        self.root = v2_root()
+        self.cgdirs = []  # made, outermost first
+        self.addCleanup(self.remove_cgroups)
+        self.ns = {"a": PEER_NS + "a", "b": PEER_NS + "b"}
+        self.host_if = {"a": PEER_IF + "a", "b": PEER_IF + "b"}
+        self.bridge = PEER_IF + "br"
+        self.addCleanup(self.remove_topology)
+        run(["ip", "link", "add", self.bridge, "type", "bridge"])
+        run(["ip", "addr", "add", self.NET + "254/24", "dev", self.bridge])
+        run(["ip", "link", "set", self.bridge, "up"])
+        for k, addr, addr6 in (("a", self.NET + "1/24", self.NET6 + "1/64"),
+                               ("b", self.NET + "2/24", self.NET6 + "2/64")):
+            ns, hif = self.ns[k], self.host_if[k]
+            run(["ip", "netns", "add", ns])
+            run(["ip", "-n", ns, "link", "set", "lo", "up"])
+            # As a CNI plugin does: made here, the pod's end moved into its namespace.
+            run(["ip", "link", "add", hif, "type", "veth", "peer", "name", "eth0", "netns", ns])
+            run(["ip", "link", "set", hif, "master", self.bridge])
+            run(["ip", "link", "set", hif, "up"])
+            run(["ip", "-n", ns, "addr", "add", addr, "dev", "eth0"])
+            run(["ip", "-n", ns, "-6", "addr", "add", addr6, "dev", "eth0", "nodad"])
+            run(["ip", "-n", ns, "link", "set", "eth0", "up"])
+        deadline = time.monotonic() + 10
+        for ns, dev in [(None, h) for h in self.host_if.values()] + \
+                [(n, "eth0") for n in self.ns.values()]:
+            while "LOWER_UP" not in run((["ip", "-n", ns] if ns else ["ip"])
+                                        + ["link", "show", "dev", dev]).stdout:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("%s in %s did not come up" % (dev, ns or "root"))
+                time.sleep(0.05)
+
+    def remove_topology(self):
+        remove_peer_leftovers()  # by name: whatever got made before a failure
+
+    def move(self, p, cg):
+        """Moves process p into cgroup directory cg and checks it is there."""
+        with open(os.path.join(cg, "cgroup.procs"), "w") as f:
+            f.write("%d\n" % p.pid)
+        with open("/proc/%d/cgroup" % p.pid) as f:
+            text = f.read()
+        self.assertIn("0::" + cg[len(self.root):] + "\n", text, "the peer's v2 cgroup")
+
+    def wait_attached(self, p, ns, devs):
+        """Until p's programs are on both hooks of each device (in namespace ns, or
+        the root one for None)."""
+        deadline = time.monotonic() + START_TIMEOUT
+        for dev in devs:
+            while True:
+                cmd = ["bpftool", "net", "show", "dev", dev]
+                out = run((["ip", "netns", "exec", ns] if ns else []) + cmd).stdout
+                mine = [l for l in out.splitlines() if "tcptrack" in l]
+                if any("ingress" in l for l in mine) and any("egress" in l for l in mine):
+                    break
+                if not p.running() or time.monotonic() > deadline:
+                    self.fail("tcptrack not attached to %s: %s" % (dev, p.stderr_text()))
+                time.sleep(0.2)
+
+    def peer(self, ns, role, host, port=0, **kw):
+        """A PEER in namespace ns (None: the root one); its ready line."""
+        cmd = (["ip", "netns", "exec", ns] if ns else []) + \
+            [sys.executable, "-c", PEER, role, host, str(port)]
+        p = self.start(cmd, **kw)
+        ready = p.wait_for(lambda ls: next((json.loads(l) for l in ls if '"ready"' in l), None),
+                           20, "%s ready" % role)
+        self.assertEqual(ready["pid"], p.pid, "the peer runs under the pid we started")
+        return p, ready
+
+    @staticmethod
+    def connect(client):
+        client.p.stdin.write("go\n")
+        client.p.stdin.flush()
+        return client.wait_for(lambda ls: next((json.loads(l) for l in ls
+                                                if '"connected"' in l), None), 20,
+                               "client connected")
+
+    def test_sockets_behind_host_side_veths(self):
+        uid = {k: str(uuid.uuid4()) for k in ("a", "b", "host")}
+        cid = {k: os.urandom(32).hex() for k in ("a", "b", "host")}
+        cg = {
+            "a": self.mkcgroup("kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod%s"
+                               ".slice/cri-containerd-%s.scope"
+                               % (uid["a"].replace("-", "_"), cid["a"])),
+            "b": self.mkcgroup("kubepods/burstable/pod%s/%s" % (uid["b"], cid["b"])),
+            # A hostNetwork pod: a kubelet cgroup, the host's namespace.
+            "host": self.mkcgroup("kubepods/besteffort/pod%s/%s" % (uid["host"], cid["host"])),
+        }
+        # From the root namespace, no --netns: one veth by name, one by pattern.
+        tt = self.start([netns.binary(), "-i", self.host_if["a"], "-i", PEER_IF + "[b]",
+                         "--interval", "0.5", "--format", "json"])
+        self.wait_attached(tt, None, self.host_if.values())
+
+        # Pod a's clients to pod b's servers over the bridge (IPv4, IPv6); pod b's
+        # client to the host-network server on the bridge's address.
+        srv_b, rb = self.peer(self.ns["b"], "server", self.NET + "2")
+        srv_b6, rb6 = self.peer(self.ns["b"], "server", self.NET6 + "2")
+        srv_h, rh = self.peer(None, "server", self.NET + "254")
+        cli_a, _ = self.peer(self.ns["a"], "client", self.NET + "2", rb["port"], stdin=True)
+        cli_a6, _ = self.peer(self.ns["a"], "client", self.NET6 + "2", rb6["port"], stdin=True)
+        cli_b, _ = self.peer(self.ns["b"], "client", self.NET + "254", rh["port"], stdin=True)
+        for p, k in ((srv_b, "b"), (srv_b6, "b"), (cli_a, "a"), (cli_a6, "a"), (cli_b, "b"),
+                     (srv_h, "host")):
+            self.move(p, cg[k])
+        ca, ca6, cb = self.connect(cli_a), self.connect(cli_a6), self.connect(cli_b)
+        a_to_b = (self.NET + "1", ca["sport"], self.NET + "2", rb["port"])
+        a_to_b6 = (self.NET6 + "1", ca6["sport"], self.NET6 + "2", rb6["port"])
+        b_to_host = (self.NET + "2", cb["sport"], self.NET + "254", rh["port"])
+
+        def ino(path):
+            return os.stat(path).st_ino
+
+        def comm(p):
+            with open("/proc/%d/comm" % p.pid) as f:
+                return f.read().strip()
+
+        def owner(p, k, netns_path):
+            return {"pid": p.pid, "comm": comm(p), "pod_uid": uid[k], "container_id": cid[k],
+                    "cgroup": cid[k], "netns": ino(netns_path)}
+
+        # What each row on each interface must name: the socket behind that veth
+        # (its pod's namespace), or the host's own when it is in the root namespace.
+        want = {
+            (a_to_b, self.host_if["a"]): owner(cli_a, "a", "/proc/%d/ns/net" % cli_a.pid),
+            (a_to_b, self.host_if["b"]): owner(srv_b, "b", "/proc/%d/ns/net" % srv_b.pid),
+            (a_to_b6, self.host_if["a"]): owner(cli_a6, "a", "/proc/%d/ns/net" % cli_a6.pid),
+            (a_to_b6, self.host_if["b"]): owner(srv_b6, "b", "/proc/%d/ns/net" % srv_b6.pid),
+            (b_to_host, self.host_if["b"]): owner(srv_h, "host", "/proc/self/ns/net"),
+        }
+        # The oracle's namespaces are what the test made.
+        self.assertEqual(ino("/proc/%d/ns/net" % cli_a.pid), ino("/run/netns/" + self.ns["a"]))
+        self.assertEqual(ino("/proc/%d/ns/net" % srv_b.pid), ino("/run/netns/" + self.ns["b"]))
+        self.assertNotEqual(ino("/proc/self/ns/net"), ino("/run/netns/" + self.ns["b"]))
+
+        def rows(conn, dev):
+            got, _, _ = parse_json_lines(tt.lines())
+            return [r for _, r in got if r["iface"] == dev
+                    and (r["src"], r["sport"], r["dst"], r["dport"]) == conn]
+
+        tt.wait_for(lambda _: all(any(r["pid"] is not None for r in rows(c, d)) for c, d in want),
+                    30, "the owners of every connection on every veth")
+        tt.signal(2)
+        self.assertEqual(tt.wait(20), 0, tt.stderr_text())
+        for (conn, dev), w in want.items():
+            got = rows(conn, dev)
+            # Looked up once (while the /proc scan waits, rows have none yet), then kept.
+            first = next(i for i, r in enumerate(got) if r["pid"] is not None)
+            for r in got[first:]:
+                self.assertEqual({k: r[k] for k in w}, w, "%s on %s: %s" % (conn, dev, r))
+            print("pods_test: %s %d -> %s %d on %s: %s/%d pod_uid %s netns %d"
+                  % (conn + (dev, w["comm"], w["pid"], w["pod_uid"], w["netns"])), flush=True)
+
+
+def tearDownModule():
+    """What either prefix left."""
+    left = remove_peer_leftovers()
+    netns.tear_down_module()
+    if left:
+        raise AssertionError("left behind by the tests: %s" % left)
+
+
 
 if __name__ == "__main__":
     if os.geteuid() == 0 and v2_root() is None:

@@ -10,8 +10,10 @@ transfers between processes whose pids the test knows and whose comm it sets
   * tcptrack in the server namespace: the server process (the accepted
     socket), including an IPv4 client of a dual-stack listener (an
     IPv4-mapped IPv6 socket);
-  * tcptrack in the router namespace: forwarded traffic, no local socket:
-    pid, comm and cgroup are null;
+  * tcptrack in the router namespace on its veth to the client: forwarded
+    traffic, no socket in the router's namespace, so the client's socket is
+    found beyond the veth (its link netns, the client's namespace): the
+    client process, with that namespace's netns;
   * the table shows "comm/pid" in a PROCESS column; --no-process gives nulls
     and no column.
 
@@ -241,10 +243,10 @@ class ProcessAttribution(unittest.TestCase):
                                  for c in conn)
 
         # Each JSON instance: a few reports with every connection, owners looked up.
-        for key in ("client", "server"):
+        for key in ("client", "server", "router"):
             inst[key][2].wait_for(owned(inst[key][2], everything), 30,
                                   "owners of all connections from the %s side" % key)
-        for key in ("router", "off"):
+        for key in ("off",):
             inst[key][2].wait_for(lambda _, p=inst[key][2]: all(len(rows_of(p, c)) >= 3
                                                                  for c in everything),
                                   30, "three reports with every connection (%s)" % key)
@@ -257,7 +259,10 @@ class ProcessAttribution(unittest.TestCase):
         for name, (ns, dev, p) in inst.items():
             self.assertEqual(p.wait(20), 0, "%s instance: %s" % (name, p.stderr_text()))
 
-        for side, key, idx in (("client", "client", 5), ("server", "server", 6)):
+        # The router's sockets: none of its own; beyond ttpr0, the client's namespace.
+        sock_ns = {"client": ch.c, "server": ch.s, "router": ch.c}
+        for side, key, idx in (("client", "client", 5), ("server", "server", 6),
+                               ("router", "router", 5)):
             for conn in everything:
                 comm, pid = conn[idx]
                 rows = rows_of(inst[key][2], conn)
@@ -265,8 +270,8 @@ class ProcessAttribution(unittest.TestCase):
                 # The lookup is for new connections; retried until found, then cached:
                 # once found, every later row has it.
                 first = next(i for i, r in enumerate(rows) if r["pid"] is not None)
-                # The socket lives in the instance's namespace (tcptrack runs there).
-                ns_ino = os.stat("/run/netns/" + inst[key][0]).st_ino
+                # The socket's namespace: the instance's, or the one beyond its veth.
+                ns_ino = os.stat("/run/netns/" + sock_ns[key]).st_ino
                 for r in rows[first:]:
                     self.assertEqual((r["pid"], r["comm"], r["cgroup"], r["netns"]),
                                      (pid, comm, expected_cgroup(pid), ns_ino),
@@ -277,8 +282,8 @@ class ProcessAttribution(unittest.TestCase):
                 if conn is not mid:
                     self.assertEqual((rows[-1]["src"], rows[-1]["sport"]), conn[1:3], rows[-1])
 
-        # Forwarded traffic and --no-process: the keys are there, null.
-        for key in ("router", "off"):
+        # --no-process: the keys are there, null.
+        for key in ("off",):
             for conn in everything:
                 rows = rows_of(inst[key][2], conn)
                 self.assertTrue(rows, "%s: no rows for %s" % (key, conn[:5]))

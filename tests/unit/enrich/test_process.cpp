@@ -7,6 +7,7 @@
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
+#include <net/if.h>
 #include <netinet/in.h>
 
 #include <cstring>
@@ -435,6 +436,27 @@ TEST_F(CacheTest, NeverLooksUpConnectionsFirstSeenFinished) {
     EXPECT_TRUE(fake->calls.empty());
 }
 
+TEST(ProcessCacheUpkeep, RunsEveryReportWithOrWithoutLookups) {
+    int lookups = 0, upkeeps = 0;
+    ProcessCache cache(
+        [&](std::vector<OwnerQuery>& qs) {
+            ++lookups;
+            for (OwnerQuery& q : qs) {
+                q.result = OwnerQuery::Result::Found;
+                q.owner = std::make_shared<Owner>();
+            }
+        },
+        {}, [&] { ++upkeeps; });
+    std::vector<FlowSample> samples = {sample(0, 40000)};
+    std::vector<std::uint32_t> changed = {0};
+    cache.update(samples, changed, {}, 1);
+    EXPECT_EQ((std::pair{lookups, upkeeps}), (std::pair{1, 1}));
+    // Nothing new: no lookup, the upkeep still runs (peer namespaces are let go of).
+    cache.update({}, {}, {}, 0);
+    cache.update({}, {}, {}, 0);
+    EXPECT_EQ((std::pair{lookups, upkeeps}), (std::pair{1, 3}));
+}
+
 TEST_F(CacheTest, SweepsEntriesWhoseEndWasNeverReported) {
     // More owners than live flows (close events lost): swept against the live ones.
     for (std::uint32_t i = 0; i < 1100; ++i) {
@@ -612,6 +634,35 @@ TEST(SystemOwners, TriesTheOtherEndWhenTheHintedOneHasNoFile) {
     (*sys)(qs);
     ASSERT_EQ(qs[0].result, OwnerQuery::Result::Found);
     EXPECT_EQ(qs[0].owner->pid, static_cast<std::uint32_t>(getpid()));
+}
+
+TEST(SystemOwners, OnlyMissesLookBeyondTheirInterface) {
+    auto sys = system_owners();
+    if (!sys) GTEST_SKIP() << "no sock_diag here";
+    Loop lp(AF_INET, "127.0.0.1", AF_INET, "127.0.0.1");
+    ASSERT_TRUE(lp.ok());
+    const std::uint32_t lo = if_nametoindex("lo");
+    // Found here: no peer lookup at all.
+    std::vector<OwnerQuery> found = {
+        loop_query(Family::V4, "127.0.0.1", lp.cport, "127.0.0.1", lp.lport, true)};
+    found[0].conn.ifindex = lo;
+    (*sys)(found);
+    ASSERT_EQ(found[0].result, OwnerQuery::Result::Found);
+    EXPECT_EQ(sys->peer_stats().links, 0u);
+    // Two misses on one interface: it is asked for its peer once; lo has none,
+    // so no namespace is asked and none is scanned for.
+    std::vector<OwnerQuery> misses = {
+        loop_query(Family::V4, "127.0.0.1", 1, "127.0.0.1", 2, true),
+        loop_query(Family::V4, "127.0.0.1", 3, "127.0.0.1", 4, false)};
+    for (OwnerQuery& q : misses) q.conn.ifindex = lo;
+    (*sys)(misses);
+    EXPECT_EQ(misses[0].result, OwnerQuery::Result::Retry);
+    EXPECT_EQ(misses[1].result, OwnerQuery::Result::Retry);
+    const SystemOwners::PeerStats st = sys->peer_stats();
+    EXPECT_EQ(st.links, 1u);
+    EXPECT_EQ(st.queries, 0u);
+    EXPECT_EQ(st.scans, 0u);
+    EXPECT_EQ(st.held, 0u);
 }
 
 TEST(SystemOwners, DualStackListenersAcceptedSocketAsIPv4) {

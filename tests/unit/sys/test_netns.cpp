@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: MIT
 // sys/netns: --netns argument forms, their errors, the checks on opening one,
-// and sockets made in the home namespace. No root needed (nothing here enters one).
+// and sockets made in the home namespace or one open at an fd. No root needed
+// (nothing here enters one).
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -108,6 +111,25 @@ TEST(Netns, HomeSocketIsMadeInPlaceWhileStillHome) {
     const int fd = home.socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     ASSERT_GE(fd, 0) << std::strerror(errno);
     close(fd);
+}
+
+TEST(Netns, SocketInTheNamespaceAlreadyInIsMadeInPlace) {
+    const Fd own(open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+    ASSERT_TRUE(own);
+    for (const int nsfd : {own.get(), -1}) {  // -1: no namespace given, here
+        const int fd = socket_in_netns(nsfd, AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        ASSERT_GE(fd, 0) << std::strerror(errno);
+        close(fd);
+    }
+}
+
+TEST(Netns, InodeOfAnOpenNamespace) {
+    const Fd own(open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC));
+    ASSERT_TRUE(own);
+    struct stat st {};
+    ASSERT_EQ(stat("/proc/self/ns/net", &st), 0);
+    EXPECT_EQ(netns_inode(own.get()), static_cast<unsigned long long>(st.st_ino));
+    EXPECT_EQ(netns_inode(-1), 0u);
 }
 
 }  // namespace
