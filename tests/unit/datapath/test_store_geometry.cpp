@@ -31,10 +31,13 @@ TEST(StoreGeometry, CacheFollowsFlowsPerCpuWithinItsClamp) {
     // In all: 8 MiB at the default flows on 128 CPUs (a fixed cache: 64 MiB),
     // and at most 4 x 64 B per flow above the floor, whatever the CPUs.
     EXPECT_EQ(cache_bytes(65536, 128), 8u << 20);
-    for (std::uint32_t cpus : {1u, 2u, 3u, 48u, 64u, 96u, 128u, 256u})
-        for (std::uint32_t flows : {10000u, 65536u, 100000u, 1000000u})
-            if (flows / cpus >= 64)
+    for (std::uint32_t cpus : {1u, 2u, 3u, 48u, 64u, 96u, 128u, 256u}) {
+        for (std::uint32_t flows : {10000u, 65536u, 100000u, 1000000u}) {
+            if (flows / cpus >= 64) {
                 EXPECT_LE(cache_bytes(flows, cpus), 4ull * 64 * flows) << flows << " on " << cpus;
+            }
+        }
+    }
 }
 
 }  // namespace
