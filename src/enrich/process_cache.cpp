@@ -9,6 +9,15 @@
 
 namespace tcptrack {
 
+namespace {
+
+// The datapath's recorded owner (owner_side: its key side + 1) is the client's socket.
+bool cgroup_owner_client(const FlowSample& s) {
+    return s.has_info && s.info.owner_side == client_side(s) + 1;
+}
+
+}  // namespace
+
 OwnerQuery query_of(const FlowSample& s) {
     const Endpoints e = oriented(s);
     OwnerQuery q;
@@ -38,13 +47,14 @@ void ProcessCache::update(const std::vector<FlowSample>& samples,
             gone.insert(flow_id(s.ref));
             forget_next_.push_back(flow_id(s.ref));
             // Opened and closed between two reports, or never found: its socket is gone.
-            if (s.has_info) adopt_cgroup_owner(flow_id(s.ref), s.info.owner_cgroup);
+            if (s.has_info)
+                adopt_cgroup_owner(flow_id(s.ref), s.info.owner_cgroup, cgroup_owner_client(s));
             continue;
         }
         // New: first seen at this report.
         if (is_new(s) && !owners_.count(flow_id(s.ref)))
-            pending_.push_back(
-                Pending{s.ref, query_of(s), s.has_info ? s.info.owner_cgroup : 0u, 0});
+            pending_.push_back(Pending{s.ref, query_of(s), s.has_info ? s.info.owner_cgroup : 0u,
+                                       cgroup_owner_client(s), 0});
     }
     for (const SlotRef& r : idle) {
         gone.insert(flow_id(r));
@@ -69,11 +79,11 @@ void ProcessCache::update(const std::vector<FlowSample>& samples,
             Pending& p = pending_[i];
             const OwnerQuery& q = batch_[i];
             if (q.result == OwnerQuery::Result::Found && q.owner) {
-                owners_[flow_id(p.ref)] = q.owner;
+                owners_[flow_id(p.ref)] = Known{q.owner, q.owner_client};
                 continue;
             }
             if (q.result == OwnerQuery::Result::Retry && ++p.tries >= kMaxTries) {
-                adopt_cgroup_owner(flow_id(p.ref), p.cgroup_id);
+                adopt_cgroup_owner(flow_id(p.ref), p.cgroup_id, p.cgroup_client);
                 continue;
             }
             pending_[keep++] = std::move(p);
@@ -96,13 +106,16 @@ void ProcessCache::update(const std::vector<FlowSample>& samples,
     }
 }
 
-void ProcessCache::adopt_cgroup_owner(std::uint64_t id, std::uint32_t cgroup_id) {
+void ProcessCache::adopt_cgroup_owner(std::uint64_t id, std::uint32_t cgroup_id, bool client) {
     if (!by_cgroup_ || cgroup_id == 0 || owners_.count(id)) return;
-    if (auto o = by_cgroup_(cgroup_id)) owners_[id] = std::move(o);
+    if (auto o = by_cgroup_(cgroup_id)) owners_[id] = Known{std::move(o), client};
 }
 
 void ProcessCache::fill(const SlotRef& ref, FlowRow& row) const {
-    if (const Owner* o = find(ref)) {
+    const auto it = owners_.empty() ? owners_.end() : owners_.find(flow_id(ref));
+    if (it != owners_.end()) {
+        const Owner* o = it->second.owner.get();
+        row.owner_client = it->second.client;
         if (o->pid)
             row.pid = o->pid;
         else
@@ -113,6 +126,7 @@ void ProcessCache::fill(const SlotRef& ref, FlowRow& row) const {
         row.container_id = o->container_id;
         row.netns = o->netns;
     } else {
+        row.owner_client = false;
         row.pid.reset();
         row.comm.clear();
         row.cgroup.clear();

@@ -41,6 +41,7 @@ struct OwnerQuery {
         Found,
     } result = Result::Retry;
     std::shared_ptr<const Owner> owner;
+    bool owner_client = false;  // with Found: the owner's socket is the client's end
 };
 // Answers a batch of queries (sets result and owner of each).
 using OwnerLookup = std::function<void(std::vector<OwnerQuery>&)>;
@@ -73,10 +74,10 @@ class ProcessCache final : public Enricher {
     const Owner* find(const SlotRef& ref) const {
         if (owners_.empty()) return nullptr;
         const auto it = owners_.find(flow_id(ref));
-        return it == owners_.end() ? nullptr : it->second.get();
+        return it == owners_.end() ? nullptr : it->second.owner.get();
     }
-    // Sets the row's pid, comm, cgroup, pod_uid, container_id and netns (empty when no owner is
-    // known; pid and comm also when only the datapath's cgroup is).
+    // Sets the row's pid, comm, cgroup, pod_uid, container_id, netns and owner_client (empty
+    // when no owner is known; pid and comm also when only the datapath's cgroup is).
     void fill(const SlotRef& ref, FlowRow& row) const override;
 
     std::size_t known() const { return owners_.size(); }
@@ -88,15 +89,22 @@ class ProcessCache final : public Enricher {
         SlotRef ref;
         OwnerQuery query;
         std::uint32_t cgroup_id = 0;  // the datapath's, if it recorded one
+        bool cgroup_client = false;   // ... of the client's socket
         std::uint8_t tries = 0;
     };
     // The datapath's owner of a connection sock_diag did not answer for.
-    void adopt_cgroup_owner(std::uint64_t id, std::uint32_t cgroup_id);
+    void adopt_cgroup_owner(std::uint64_t id, std::uint32_t cgroup_id, bool client);
+
+    // An owner is shared by its process's connections; its end is each connection's own.
+    struct Known {
+        std::shared_ptr<const Owner> owner;
+        bool client = false;
+    };
 
     OwnerLookup lookup_;
     CgroupOwner by_cgroup_;
     OwnerUpkeep upkeep_;
-    std::unordered_map<std::uint64_t, std::shared_ptr<const Owner>> owners_;
+    std::unordered_map<std::uint64_t, Known> owners_;
     std::vector<Pending> pending_;
     std::vector<std::uint64_t> forget_next_;  // shown a last time in this report
     std::vector<OwnerQuery> batch_;

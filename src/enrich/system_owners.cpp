@@ -41,9 +41,11 @@ SocketTuple flipped(const SocketTuple& t) {
 }
 
 // The inode of each connection's socket at either end (0: neither has one
-// there); `tuples` holds the end to try first.
+// there); `tuples` holds the end to try first. other_end[i]: found at the
+// other end (the socket is that end's).
 void either_end(SockDiag& diag, const std::vector<SocketTuple>& tuples,
-                std::vector<std::uint64_t>& inodes) {
+                std::vector<std::uint64_t>& inodes, std::vector<char>& other_end) {
+    other_end.assign(tuples.size(), 0);
     if (tuples.size() > SystemOwners::kDumpAbove) {
         // One dump answers both orderings.
         std::vector<SocketTuple> both = tuples;
@@ -51,8 +53,10 @@ void either_end(SockDiag& diag, const std::vector<SocketTuple>& tuples,
         std::vector<std::uint64_t> all;
         diag.inodes_dump(both, all);
         inodes.resize(tuples.size());
-        for (std::size_t i = 0; i < tuples.size(); ++i)
+        for (std::size_t i = 0; i < tuples.size(); ++i) {
+            other_end[i] = !all[i] && all[tuples.size() + i];
             inodes[i] = all[i] ? all[i] : all[tuples.size() + i];
+        }
         return;
     }
     diag.inodes_exact(tuples, inodes);
@@ -66,7 +70,10 @@ void either_end(SockDiag& diag, const std::vector<SocketTuple>& tuples,
     if (other.empty()) return;
     std::vector<std::uint64_t> more;
     diag.inodes_exact(other, more);
-    for (std::size_t k = 0; k < which.size(); ++k) inodes[which[k]] = more[k];
+    for (std::size_t k = 0; k < which.size(); ++k) {
+        inodes[which[k]] = more[k];
+        other_end[which[k]] = more[k] != 0;
+    }
 }
 
 std::optional<std::uint64_t> own_netns() {
@@ -167,7 +174,7 @@ void SystemOwners::peer_inodes(const std::vector<OwnerQuery>& queries,
                                const std::vector<SocketTuple>& tuples,
                                std::vector<std::uint64_t>& inodes,
                                std::vector<std::optional<std::uint64_t>>& netns,
-                               std::vector<char>& wait) {
+                               std::vector<char>& wait, std::vector<char>& other_end) {
     if (!peers_) return;
     // Each interface of a miss asked once per report: a NIC has no peer, a veth
     // into another namespace has one.
@@ -211,11 +218,13 @@ void SystemOwners::peer_inodes(const std::vector<OwnerQuery>& queries,
             there.back().ifindex = static_cast<std::uint32_t>(links[tuples[i].ifindex]->ifindex);
         }
         std::vector<std::uint64_t> found;
-        either_end(*p->diag, there, found);
+        std::vector<char> other;
+        either_end(*p->diag, there, found, other);
         peer_stats_.queries += which.size();
         for (std::size_t k = 0; k < which.size(); ++k)
             if (found[k]) {
                 inodes[which[k]] = found[k];
+                other_end[which[k]] = other[k];
                 netns[which[k]] = p->inode;
                 ++peer_stats_.found;
             }
@@ -241,11 +250,15 @@ void SystemOwners::operator()(std::vector<OwnerQuery>& queries) {
     tuples.reserve(queries.size());
     for (const OwnerQuery& q : queries) tuples.push_back(q.local_client ? q.conn : flipped(q.conn));
     std::vector<std::uint64_t> inodes;
-    either_end(diag_, tuples, inodes);
+    std::vector<char> other_end;  // found with the other ordering: the other end's socket
+    either_end(diag_, tuples, inodes, other_end);
     // Only the misses look beyond their interface.
     std::vector<std::optional<std::uint64_t>> netns(queries.size(), netns_);
     std::vector<char> wait(queries.size(), 0);
-    peer_inodes(queries, tuples, inodes, netns, wait);
+    peer_inodes(queries, tuples, inodes, netns, wait, other_end);
+    // tuples[i] has the client local when local_client.
+    for (std::size_t i = 0; i < queries.size(); ++i)
+        queries[i].owner_client = queries[i].local_client != (other_end[i] != 0);
 
     // Inode -> pid; an unknown inode (a socket newer than the last scan) asks
     // for a rescan, at most once per max(1 s, 20 x its cost): a scan reads

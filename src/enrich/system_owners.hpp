@@ -72,10 +72,12 @@ class SystemOwners {
    private:
     std::shared_ptr<const Owner> owner_of(std::uint32_t pid, std::optional<std::uint64_t> netns);
     // The misses' sockets in the namespaces beyond their interfaces: fills
-    // inodes and netns; wait[i] when that namespace's scan had to wait.
+    // inodes, netns and other_end (found at the other end); wait[i] when that
+    // namespace's scan had to wait.
     void peer_inodes(const std::vector<OwnerQuery>& queries, const std::vector<SocketTuple>& tuples,
                      std::vector<std::uint64_t>& inodes,
-                     std::vector<std::optional<std::uint64_t>>& netns, std::vector<char>& wait);
+                     std::vector<std::optional<std::uint64_t>>& netns, std::vector<char>& wait,
+                     std::vector<char>& other_end);
 
     SockDiag diag_;
     std::optional<std::uint64_t> netns_;  // the attach namespace, where diag_ asks

@@ -73,6 +73,9 @@ struct FlowRow {
     std::string container_id;  // 64-hex container id from the cgroup; "" if none
     // The socket's network namespace (nsfs inode, as `ls -iL /proc/PID/ns/net`).
     std::optional<std::uint64_t> netns;
+    // With pid: the owner's socket is the client's end (fwd is what it sent),
+    // else the server's. Not a row field (the exporters' per-pod direction).
+    bool owner_client = false;
     // Final row of an unassured (half-open) flow that a new connection displaced.
     bool displaced = false;
     Ending ending;  // None while no FIN or RST was seen

@@ -129,6 +129,7 @@ struct FallbackTest : ::testing::Test {
 TEST_F(FallbackTest, ConnectionEndedBeforeItsFirstReportKeepsItsPod) {
     std::vector<FlowSample> samples = {sample(0, 77), sample(1, 0), sample(2, 5)};
     for (auto& s : samples) s.finished = true;
+    samples[0].info.owner_side = TT_DIR_AB + 1;  // side A's socket: the client's (info.client)
     cache.update(samples, {0, 1, 2}, idle, 0);
     EXPECT_EQ(lookups, 0);    // sock_diag is not asked for sockets that are gone
     EXPECT_EQ(by_cgroup, 2);  // not for the one without an id
@@ -138,6 +139,7 @@ TEST_F(FallbackTest, ConnectionEndedBeforeItsFirstReportKeepsItsPod) {
     EXPECT_EQ(row.container_id, kCid);
     EXPECT_EQ(row.pid, std::nullopt);  // no process: only the cgroup is known
     EXPECT_EQ(row.comm, "");
+    EXPECT_TRUE(row.owner_client);   // the per-pod series' direction
     cache.fill(SlotRef{2, 1}, row);  // an id that names nothing
     EXPECT_EQ(row.pod_uid, "");
     // Forgotten after its last row, as any owner.
@@ -147,6 +149,7 @@ TEST_F(FallbackTest, ConnectionEndedBeforeItsFirstReportKeepsItsPod) {
 
 TEST_F(FallbackTest, NeverFoundWhileLiveFallsBackWhenGivenUp) {
     std::vector<FlowSample> samples = {sample(0, 77)};
+    samples[0].info.owner_side = TT_DIR_BA + 1;  // the server's socket
     cache.update(samples, {0}, idle, 1);
     for (int i = 1; i < ProcessCache::kMaxTries; ++i) {
         EXPECT_EQ(cache.find(SlotRef{0, 1}), nullptr);
@@ -156,6 +159,10 @@ TEST_F(FallbackTest, NeverFoundWhileLiveFallsBackWhenGivenUp) {
     EXPECT_EQ(lookups, int(ProcessCache::kMaxTries));
     ASSERT_NE(cache.find(SlotRef{0, 1}), nullptr);
     EXPECT_EQ(cache.find(SlotRef{0, 1})->pod_uid, kUid);
+    FlowRow row;
+    row.owner_client = true;
+    cache.fill(SlotRef{0, 1}, row);
+    EXPECT_FALSE(row.owner_client);
 }
 
 }  // namespace

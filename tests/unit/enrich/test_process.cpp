@@ -256,6 +256,7 @@ struct FakeLookup {
                 q.owner = std::make_shared<Owner>(Owner{it->second, "curl", "/user.slice",
                                                         "0e9c7f6a-1b2c-4d3e-8f9a-0b1c2d3e4f5a",
                                                         std::string(64, 'a'), 4026532000u});
+                q.owner_client = q.conn.lport % 2 == 0;  // per connection, not per owner
             } else {
                 q.result = OwnerQuery::Result::Retry;
             }
@@ -299,10 +300,14 @@ TEST_F(CacheTest, LooksUpOnlyNewConnections) {
     EXPECT_EQ(row.pod_uid, "0e9c7f6a-1b2c-4d3e-8f9a-0b1c2d3e4f5a");
     EXPECT_EQ(row.container_id, std::string(64, 'a'));
     EXPECT_EQ(row.netns, 4026532000u);
+    EXPECT_TRUE(row.owner_client);
     cache.fill(SlotRef{1, 1}, row);
     EXPECT_EQ(row.pid, 322u);
+    EXPECT_FALSE(row.owner_client);
+    cache.fill(SlotRef{0, 1}, row);
     cache.fill(SlotRef{1, 3}, row);  // another generation of that slot
     EXPECT_EQ(row.pid, std::nullopt);
+    EXPECT_FALSE(row.owner_client);
     EXPECT_EQ(row.comm, "");
     EXPECT_EQ(row.pod_uid, "");  // every owner field cleared
     EXPECT_EQ(row.container_id, "");
@@ -607,6 +612,9 @@ TEST(SystemOwners, FindsThisProcessBothWaysIPv4AndIPv6) {
         loop_query(Family::V6, "::1", v6loop.cport, "::1", v6loop.lport, false),
     };
     (*sys)(qs);
+    // The hinted end first: the client's socket for the first, the server's for the second.
+    EXPECT_TRUE(qs[0].owner_client);
+    EXPECT_FALSE(qs[1].owner_client);
     for (const OwnerQuery& q : qs) {
         ASSERT_EQ(q.result, OwnerQuery::Result::Found);
         EXPECT_EQ(q.owner->pid, static_cast<std::uint32_t>(getpid()));
@@ -634,6 +642,7 @@ TEST(SystemOwners, TriesTheOtherEndWhenTheHintedOneHasNoFile) {
     (*sys)(qs);
     ASSERT_EQ(qs[0].result, OwnerQuery::Result::Found);
     EXPECT_EQ(qs[0].owner->pid, static_cast<std::uint32_t>(getpid()));
+    EXPECT_FALSE(qs[0].owner_client);  // found as the server's socket (per-pod direction)
 }
 
 TEST(SystemOwners, OnlyMissesLookBeyondTheirInterface) {
