@@ -7,7 +7,7 @@
 _tcptrack_options='-h --help -i --interface --interval --count --format --attach
     --max-flows --max-interfaces --all-interfaces --idle-timeout --unassured-timeout --sort --top --netns --once --summary --no-process --no-health
     -r --resolve --closed --changed --cleanup --check -v --verbose --version
-    --prometheus --ipfix --ipfix-active-timeout --node-name'
+    --prometheus --prometheus-pods --ipfix --ipfix-active-timeout --node-name'
 # Words of the filter expression (tcptrack(8) FILTERS).
 _tcptrack_filter_words='host net port portrange src dst and or not'
 

@@ -220,6 +220,11 @@ ParseResult parse_options(int argc, const char* const* argv) {
     auto* o_prometheus =
         scalar("--prometheus", prometheus, "Serve Prometheus metrics on http://ADDR:PORT/metrics",
                "ADDR:PORT");
+    auto* o_prom_pods =
+        app.add_flag("--prometheus-pods")
+            ->description(
+                "Prometheus: also per-pod byte and connection counters (label pod_uid) of the "
+                "pods on this node, at most 1024 pods (needs --prometheus, not --no-process)");
     auto* o_node = scalar("--node-name", node_name,
                           "Name this node on every IPFIX record and Prometheus series "
                           "(default: $NODE_NAME, else the host name)",
@@ -278,8 +283,9 @@ ParseResult parse_options(int argc, const char* const* argv) {
     }
 
     // CLI11 accepts "--flag=value"; a flag given a value is a mistake here.
-    for (const CLI::Option* f : {o_once, o_summary, o_closed, o_changed, o_cleanup, o_check,
-                                 o_verbose, o_no_process, o_no_health, o_resolve, o_all_ifaces}) {
+    for (const CLI::Option* f :
+         {o_once, o_summary, o_closed, o_changed, o_cleanup, o_check, o_verbose, o_no_process,
+          o_no_health, o_resolve, o_all_ifaces, o_prom_pods}) {
         for (const auto& value : f->results())
             if (value != "true")
                 return usage(f->get_name() + ": takes no value (got '" + value + "')");
@@ -374,6 +380,17 @@ ParseResult parse_options(int argc, const char* const* argv) {
         if (o_prometheus->count() > 0) {
             check_endpoint("--prometheus", prometheus, false);
             o.prometheus = prometheus;
+        }
+        // Per-pod series come from the owners' cgroups: nothing to serve them
+        // on without --prometheus, nothing to label them with without owners.
+        if (o_prom_pods->count() > 0) {
+            if (o.prometheus.empty())
+                throw UsageError("--prometheus-pods: needs --prometheus ADDR:PORT");
+            if (o_no_process->count() > 0)
+                throw UsageError(
+                    "--prometheus-pods: needs process attribution (cannot be used with "
+                    "--no-process)");
+            o.prometheus_pods = true;
         }
         o.node_name = o_node->count() > 0 ? node_name : default_node_name();
         check_node_name(o.node_name);

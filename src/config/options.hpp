@@ -42,7 +42,10 @@ struct Options {
     // --node-name: names this node on every IPFIX record and Prometheus
     // series (default $NODE_NAME, else the host name; "" in tests: none).
     std::string node_name;
-    std::string prometheus;            // --prometheus ADDR:PORT ("" = off)
+    std::string prometheus;  // --prometheus ADDR:PORT ("" = off)
+    // --prometheus-pods: per-pod series of the pods on this node (capped; see
+    // output/prometheus.hpp: PodSeriesLimits). Needs --prometheus and process attribution.
+    bool prometheus_pods = false;
     bool closed_only = false;          // --closed: log connections as they close
     bool changed_only = false;         // --changed: rows only for new, moved or closed ones
     SortKey sort = SortKey::Rate;      // --sort

@@ -124,6 +124,27 @@ class Locked final : public prometheus::Collectable {
 
 std::uint64_t delta(std::uint64_t now, std::uint64_t prev) { return now > prev ? now - prev : 0; }
 
+// What a connection's bytes and packets grew by since the previous report,
+// [client_to_server, server_to_client]: the one rule every byte and packet
+// counter adds (the interfaces' and the pods'). whole: all of its counts, for
+// a connection counted somewhere for the first time (a sample's prev_* are
+// meaningful only in the report's changed ones).
+struct Moved {
+    std::uint64_t wire[2]{}, payload[2]{}, packets[2]{};
+};
+Moved moved(const FlowSample& s, bool whole) {
+    Moved m;
+    const int c2s = client_side(s);
+    const int dirs[2] = {c2s, c2s ^ 1};  // client_to_server, server_to_client
+    for (int d = 0; d < 2; ++d) {
+        const int n = dirs[d];
+        m.wire[d] = delta(s.bytes[n], whole ? 0 : s.prev_bytes[n]);
+        m.payload[d] = delta(s.payload[n], whole ? 0 : s.prev_payload[n]);
+        m.packets[d] = delta(s.packets[n], whole ? 0 : s.prev_packets[n]);
+    }
+    return m;
+}
+
 // Counters are monotonic: a cumulative value is applied as what it grew by.
 void set_total(Counter& c, std::uint64_t& last, std::uint64_t now) {
     if (now > last) c.Increment(static_cast<double>(now - last));
@@ -359,6 +380,161 @@ struct PrometheusOutput::Impl {
     };
     BySlot seen, rtt_done;
 
+    // --prometheus-pods: series per pod, made when its first connection is
+    // counted and removed once it has none left and none ended for idle_ns.
+    PodSeriesLimits pods;
+    prometheus::Family<Counter>* pod_bytes = nullptr;
+    prometheus::Family<Counter>* pod_opened = nullptr;
+    prometheus::Family<Counter>* pod_closed = nullptr;
+    Counter* pod_dropped = nullptr;
+    std::uint64_t n_pod_dropped = 0;  // this report's
+    struct Pod {
+        Counter* bytes[2][2]{};  // [sent, received][wire, payload]; made under the lock
+        Counter* opened = nullptr;
+        Counter* closed = nullptr;
+        std::uint64_t live = 0;     // its counted connections not ended (entries in pod_conns)
+        std::uint64_t last_ns = 0;  // when one of them last moved or ended
+        struct Pending {
+            std::uint64_t bytes[2][2]{};
+            std::uint64_t opened = 0, closed = 0;
+        } pending;  // this report's, applied under the lock
+    };
+    std::unordered_map<std::string, Pod> pod;  // by pod_uid (nodes: stable Pod*)
+    // By slot, the connections counted in a pod (or refused one: pod null)
+    // and not ended; a connection's pod is the one it was first counted in.
+    struct PodConn {
+        std::uint32_t gen = 0;
+        Pod* pod = nullptr;
+    };
+    std::unordered_map<std::uint32_t, PodConn> pod_conns;
+
+    // Adds a connection's bytes to its pod, from the pod's socket's view:
+    // it sent client_to_server if it is the client's end.
+    static void add_bytes(Pod& p, const Moved& mv, bool owner_client) {
+        const int sent = owner_client ? 0 : 1;
+        p.pending.bytes[0][0] += mv.wire[sent];
+        p.pending.bytes[0][1] += mv.payload[sent];
+        p.pending.bytes[1][0] += mv.wire[sent ^ 1];
+        p.pending.bytes[1][1] += mv.payload[sent ^ 1];
+    }
+
+    // A connection's part in its pod's series: from the first report that
+    // knows its pod (all its counts so far, so an owner found late loses
+    // nothing) to its end. mv: what it moved by in this report (null: an
+    // idle end, nothing moved). Beyond max_pods: dropped, counted once.
+    void count_pod(const FlowSample& s, const FlowRow& row, const Moved* mv, bool ends,
+                   std::uint64_t now) {
+        auto it = pod_conns.find(s.ref.slot);
+        if (it != pod_conns.end() && it->second.gen != s.ref.gen) {
+            // The slot's previous connection ended unreported (a lost close event).
+            if (Pod* old = it->second.pod) {
+                ++old->pending.closed;
+                --old->live;
+                old->last_ns = now;
+            }
+            pod_conns.erase(it);
+            it = pod_conns.end();
+        }
+        if (it != pod_conns.end()) {
+            Pod* p = it->second.pod;
+            if (ends) pod_conns.erase(it);
+            if (!p) return;  // refused at its first report
+            add_bytes(*p, mv ? *mv : Moved{}, row.owner_client);
+            if (ends) {
+                ++p->pending.closed;
+                --p->live;
+            }
+            p->last_ns = now;
+            return;
+        }
+        if (row.pod_uid.empty()) return;  // not a pod's, or its owner is not known (yet)
+        auto pit = pod.find(row.pod_uid);
+        if (pit == pod.end()) {
+            if (pod.size() >= pods.max_pods) {
+                ++n_pod_dropped;
+                if (!ends) pod_conns[s.ref.slot] = PodConn{s.ref.gen, nullptr};
+                return;
+            }
+            pit = pod.emplace(row.pod_uid, Pod{}).first;
+        }
+        Pod& p = pit->second;
+        add_bytes(p, moved(s, true), row.owner_client);
+        ++p.pending.opened;
+        if (ends)
+            ++p.pending.closed;
+        else {
+            ++p.live;
+            pod_conns[s.ref.slot] = PodConn{s.ref.gen, &p};
+        }
+        p.last_ns = now;
+    }
+
+    // Called with the lock held: this report's figures; series made for new
+    // pods and removed for pods idle long enough.
+    void apply_pods(std::uint64_t now) {
+        static constexpr const char* kPodDirs[2] = {"sent", "received"};
+        static constexpr const char* kKinds[2] = {"wire", "payload"};
+        if (n_pod_dropped) pod_dropped->Increment(static_cast<double>(n_pod_dropped));
+        n_pod_dropped = 0;
+        for (auto it = pod.begin(); it != pod.end();) {
+            const std::string& uid = it->first;
+            Pod& p = it->second;
+            if (!p.opened) {
+                for (int d = 0; d < 2; ++d)
+                    for (int k = 0; k < 2; ++k)
+                        p.bytes[d][k] = &pod_bytes->Add(
+                            {{"pod_uid", uid}, {"direction", kPodDirs[d]}, {"kind", kKinds[k]}});
+                p.opened = &pod_opened->Add({{"pod_uid", uid}});
+                p.closed = &pod_closed->Add({{"pod_uid", uid}});
+            }
+            for (int d = 0; d < 2; ++d)
+                for (int k = 0; k < 2; ++k)
+                    if (p.pending.bytes[d][k])
+                        p.bytes[d][k]->Increment(static_cast<double>(p.pending.bytes[d][k]));
+            if (p.pending.opened) p.opened->Increment(static_cast<double>(p.pending.opened));
+            if (p.pending.closed) p.closed->Increment(static_cast<double>(p.pending.closed));
+            if (p.live == 0 && now >= p.last_ns && now - p.last_ns >= pods.idle_ns) {
+                for (auto& d : p.bytes)
+                    for (Counter* c : d) pod_bytes->Remove(c);
+                pod_opened->Remove(p.opened);
+                pod_closed->Remove(p.closed);
+                it = pod.erase(it);
+            } else {
+                ++it;
+            }
+        }
+    }
+
+    void make_pod_families() {
+        pod_bytes = &prometheus::BuildCounter()
+                         .Name("tcptrack_pod_bytes_total")
+                         .Help(
+                             "Bytes of the connections of a pod on this node, sent or "
+                             "received by its socket: wire (IP packets) or payload (TCP data)")
+                         .Labels(node_labels)
+                         .Register(reg->registry);
+        pod_opened = &prometheus::BuildCounter()
+                          .Name("tcptrack_pod_connections_opened_total")
+                          .Help(
+                              "Connections of a pod on this node, counted from the first "
+                              "report that knew their owner")
+                          .Labels(node_labels)
+                          .Register(reg->registry);
+        pod_closed = &prometheus::BuildCounter()
+                          .Name("tcptrack_pod_connections_closed_total")
+                          .Help("Connections of a pod on this node that ended")
+                          .Labels(node_labels)
+                          .Register(reg->registry);
+        pod_dropped = &prometheus::BuildCounter()
+                           .Name("tcptrack_pod_connections_dropped_total")
+                           .Help(
+                               "Connections of pods not counted per pod: the most pods with "
+                               "series (--prometheus-pods' cap) had series already")
+                           .Labels(node_labels)
+                           .Register(reg->registry)
+                           .Add({});
+    }
+
     // The rows' cumulative health counters at the previous report, by slot,
     // of the connections that have any (most have none): the next report adds
     // what they gained since. An entry goes with its connection's end; a
@@ -537,9 +713,11 @@ struct PrometheusOutput::Impl {
 PrometheusOutput::PrometheusOutput(const std::string& listen,
                                    const std::vector<std::string>& ifaces,
                                    const ExportTally* exports, const std::string& node,
-                                   const Health* health, ExportRowOf row_of)
+                                   const Health* health, ExportRowOf row_of, PodSeriesLimits pods)
     : impl_(std::make_unique<Impl>(node)) {
     impl_->exports = exports;
+    impl_->pods = pods;
+    if (pods.enabled) impl_->make_pod_families();  // none without the flag (cardinality)
     impl_->row_of = row_of ? std::move(row_of) : ExportRowOf(fill_row);
     for (const auto& i : ifaces) impl_->iface(i);
     impl_->errors["ipfix"];
@@ -644,6 +822,17 @@ bool PrometheusOutput::write(const ReportFrame& frame) {
 
     std::unordered_set<std::uint64_t> idle;
     for (const SlotRef& r : frame.idle) idle.insert(flow_id(r));
+    // --prometheus-pods: the row's owner fields (pod_uid) from the enrichers.
+    auto enriched = [&](const FlowSample& s, FlowRow& row) -> const FlowRow& {
+        row.pod_uid.clear();
+        row.pid.reset();
+        if (frame.enrich) frame.enrich(s.ref, row);
+        return row;
+    };
+    std::unordered_set<std::uint64_t> pod_idle_done;  // idle ones counted with the changed
+
+    if (m.pods.enabled)
+        for (auto& [uid, p] : m.pod) p.pending = {};
 
     const auto& samples = frame.samples;
     std::vector<std::size_t> idle_at;  // live samples whose last report this is
@@ -670,16 +859,18 @@ bool PrometheusOutput::write(const ReportFrame& frame) {
         } else if (m.seen.add(s.ref) && fresh) {
             ++f.n_opened;
         }
-        const int c2s = client_side(s);
-        const int dirs[2] = {c2s, c2s ^ 1};  // client_to_server, server_to_client
+        const Moved mv = moved(s, false);
         for (int d = 0; d < 2; ++d) {
-            const int n = dirs[d];
-            f.d_wire[d] += delta(s.bytes[n], s.prev_bytes[n]);
-            f.d_payload[d] += delta(s.payload[n], s.prev_payload[n]);
-            f.d_packets[d] += delta(s.packets[n], s.prev_packets[n]);
+            f.d_wire[d] += mv.wire[d];
+            f.d_payload[d] += mv.payload[d];
+            f.d_packets[d] += mv.packets[d];
         }
         const FlowRow& row = row_of(s);
         m.gained(f, s.ref, row, ends);
+        if (m.pods.enabled) {
+            m.count_pod(s, enriched(s, m.row), &mv, ends, frame.now_ns);
+            if (!final && ends) pod_idle_done.insert(key);
+        }
         if (final) {
             observe_srtt(row, f);
             if (displaced(s))  // a half-open flow ended to make room, whatever its state
@@ -699,6 +890,8 @@ bool PrometheusOutput::write(const ReportFrame& frame) {
         Iface& f = of(s);
         observe_rtt(s, f, true);
         observe_srtt(row_of(s), f);
+        if (m.pods.enabled && !pod_idle_done.count(flow_id(s.ref)))
+            m.count_pod(s, enriched(s, m.row), nullptr, true, frame.now_ns);
     }
     const ReportStats& st = frame.report.stats;
     if (m.exports)
@@ -737,6 +930,7 @@ bool PrometheusOutput::write(const ReportFrame& frame) {
     set_total(*m.c_untracked_full, m.last_untracked_full, st.untracked_full);
     set_total(*m.c_untracked_buckets, m.last_untracked_buckets, st.untracked_buckets);
     m.apply_errors();
+    if (m.pods.enabled) m.apply_pods(frame.now_ns);
     return true;
 }
 
@@ -753,8 +947,10 @@ int PrometheusOutput::port() const {
 std::unique_ptr<Output> make_prometheus_output(const Options& opts,
                                                const std::vector<std::string>& ifaces,
                                                const ExportTally& exports, const Health& health) {
+    PodSeriesLimits pods;
+    pods.enabled = opts.prometheus_pods;
     return std::make_unique<PrometheusOutput>(opts.prometheus, ifaces, &exports, opts.node_name,
-                                              &health);
+                                              &health, ExportRowOf{}, pods);
 }
 
 }  // namespace tcptrack

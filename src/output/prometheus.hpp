@@ -27,11 +27,21 @@
 //   tcptrack_rtt_seconds{interface}                             histogram: each connection's
 //                                                               smoothed RTT once, at its end
 //
+// With --prometheus-pods (PodSeriesLimits), per pod on this node (a connection
+// whose local socket's owner is in a pod: its row's pod_uid), no interface label:
+//
+//   tcptrack_pod_bytes_total{pod_uid,direction,kind}            sent | received (the pod's
+//                                                               socket's view), wire | payload
+//   tcptrack_pod_connections_opened_total{pod_uid}              first counted for the pod
+//   tcptrack_pod_connections_closed_total{pod_uid}              counted connections ended
+//   tcptrack_pod_connections_dropped_total                      not counted: max_pods reached
+//
 // write() turns one report into counter increments (computed first, applied
 // under a lock the scrape takes too), so a scrape sees whole reports only and
 // the tracing never waits for more than applying a few dozen numbers.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -51,6 +61,18 @@ namespace tcptrack {
 using ExportRowOf = std::function<void(FlowRow& row, const FlowSample& s, const std::string& iface,
                                        std::uint64_t now_ns)>;
 
+// --prometheus-pods: per-pod series, bounded so a node never grows them
+// without limit: at most max_pods pods have series at once (a connection of
+// another pod is counted in tcptrack_pod_connections_dropped_total instead),
+// and a pod's series go idle_ns after its last counted connection ended.
+struct PodSeriesLimits {
+    static constexpr std::size_t kMaxPods = 1024;  // kubelet's --max-pods is 110 by default
+    static constexpr std::uint64_t kIdleNs = 300'000'000'000;  // 5 minutes
+    bool enabled = false;
+    std::size_t max_pods = kMaxPods;
+    std::uint64_t idle_ns = kIdleNs;
+};
+
 class PrometheusOutput final : public Output {
    public:
     // listen: "ADDR:PORT" ("[ADDR]:PORT" for IPv6; a host name is resolved to
@@ -60,10 +82,12 @@ class PrometheusOutput final : public Output {
     // node: --node-name, a `node` label on every series ("" = none).
     // health: what GET /healthz answers (200 "ok" or 503 and why; null: always ok).
     // row_of: how a sample becomes the row read for health (empty: fill_row).
-    // Throws Error (one line) if it cannot listen.
+    // pods: the per-pod series (off by default); their pod_uid comes from the
+    // frame's enrichers. Throws Error (one line) if it cannot listen.
     PrometheusOutput(const std::string& listen, const std::vector<std::string>& ifaces,
                      const ExportTally* exports = nullptr, const std::string& node = "",
-                     const Health* health = nullptr, ExportRowOf row_of = {});
+                     const Health* health = nullptr, ExportRowOf row_of = {},
+                     PodSeriesLimits pods = {});
     ~PrometheusOutput() override;
 
     bool write(const ReportFrame& frame) override;

@@ -29,6 +29,15 @@ to a host-network process (in a kubelet cgroup too) is named from the host's
 namespace, as before. Its namespaces and interfaces are named ttpeer-PID-*
 and ttpeerXXXX* (XXXX: the PID in hex).
 
+PodSeries (--prometheus-pods): the same two pods, the client making a few
+long connections and ten short ones (gone before a report: named by the
+classifiers' cgroup) that send known payloads each way (the oracle); tcptrack
+from the host with --netns into the server's namespace serves /metrics here: the server pod's tcptrack_pod_bytes_total equals what
+the sockets sent (payload) and what tcptrack's own final rows count (wire),
+its opened and closed counts equal the connections, no other pod has series;
+an instance without the flag, watching the same traffic, has no pod series.
+Its namespaces and cgroups are named ttppod-PID-... (not ttpod-).
+
 Everything made (processes, namespaces, interfaces, cgroup directories) goes
 at the end, on failure too. Usage: pods_test.py [--binary PATH] [unittest
 args]. Needs root and a cgroup v2 hierarchy; exits 77 otherwise.
@@ -36,10 +45,13 @@ args]. Needs root and a cgroup v2 hierarchy; exits 77 otherwise.
 
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
 import time
 import unittest
+import urllib.request
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -48,6 +60,7 @@ from netns import Proc, parse_json_lines, run  # noqa: E402
 
 PREFIX = "ttpod-%d-" % os.getpid()
 netns.set_prefix(PREFIX)
+SERIES_PREFIX = "ttppod-%d-" % os.getpid()  # PodSeries' own names
 START_TIMEOUT = 120.0  # a loaded 2-CPU machine takes tens of seconds to load and attach
 
 
@@ -141,14 +154,16 @@ else:
 """
 
 
-class Pods(unittest.TestCase):
+class PodsBase(unittest.TestCase):
+    """Two namespaces joined by a veth pair, and cgroups made for pods."""
     maxDiff = None
+    prefix = PREFIX  # of the namespaces and the cgroup parent
 
     def setUp(self):
         self.root = v2_root()
         self.cgdirs = []  # made, outermost first
         self.addCleanup(self.remove_cgroups)
-        self.c, self.s = PREFIX + "c", PREFIX + "s"
+        self.c, self.s = self.prefix + "c", self.prefix + "s"
         self.made_ns = []
         self.addCleanup(self.remove_namespaces)
         for ns in (self.c, self.s):
@@ -196,7 +211,7 @@ class Pods(unittest.TestCase):
     def mkcgroup(self, rel):
         """Makes ROOT/ttpod-PID/REL, each level recorded for the cleanup."""
         path = self.root
-        for part in ["%scg" % PREFIX] + rel.split("/"):
+        for part in ["%scg" % self.prefix] + rel.split("/"):
             path = os.path.join(path, part)
             if not os.path.isdir(path):
                 os.mkdir(path)
@@ -208,8 +223,8 @@ class Pods(unittest.TestCase):
         self.addCleanup(p.kill)
         return p
 
-    # ------------------------------------------------------------- the test
 
+class Pods(PodsBase):
     def test_pod_and_container_of_each_end(self):
         uid_a, uid_b = str(uuid.uuid4()), str(uuid.uuid4())
         id_a, id_b = os.urandom(32).hex(), os.urandom(32).hex()
@@ -398,7 +413,8 @@ class HostVeths(unittest.TestCase):
     NET = "10.97.0."  # pods .1 and .2, the bridge (the host) .254
     NET6 = "fd00:97::"  # pods ::1 and ::2
     # Cgroup directories and processes as Pods makes them (ROOT/ttpod-PID-cg/...).
-    mkcgroup, remove_cgroups, start = Pods.mkcgroup, Pods.remove_cgroups, Pods.start
+    mkcgroup, remove_cgroups, start = PodsBase.mkcgroup, PodsBase.remove_cgroups, PodsBase.start
+    prefix = PREFIX
 
     def setUp(self):
         self.root = v2_root()
@@ -552,10 +568,266 @@ class HostVeths(unittest.TestCase):
                   % (conn + (dev, w["comm"], w["pid"], w["pod_uid"], w["netns"])), flush=True)
 
 
+# Connections with known payloads: the client sends sizes[i][0] bytes, shuts
+# its side, and reads to EOF; the server reads to EOF, sends sizes[i][1] bytes
+# and closes. The client opens them all, says so, and sends only on a line on
+# stdin (once tcptrack knows the server's owner: a connection's owner is
+# looked up while it is open, and on a busy machine the /proc rescan it may
+# need comes seconds apart, so all are opened at once).
+EXACT = r"""
+import json, os, socket, sys
+role, host, port, sizes = sys.argv[1], sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4])
+short = json.loads(sys.argv[5])  # then these, one by one, each closed at once
+def drain(c):
+    n = 0
+    while True:
+        b = c.recv(65536)
+        if not b:
+            return n
+        n += len(b)
+if role == "server":
+    print(json.dumps({"ready": True, "pid": os.getpid()}), flush=True)
+    sys.stdin.readline()  # in its pod's cgroup now: a socket keeps the one it is born in
+    l = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    l.bind((host, port))
+    l.listen(4)
+    print(json.dumps({"port": l.getsockname()[1]}), flush=True)
+    conns = [l.accept()[0] for _ in sizes]
+    for i, (c, (up, down)) in enumerate(zip(conns, sizes)):
+        got = drain(c)
+        c.sendall(b"s" * down)
+        c.close()
+        print(json.dumps({"served": i, "got": got}), flush=True)
+    for i, (up, down) in enumerate(short):
+        c, _ = l.accept()
+        got = drain(c)
+        c.sendall(b"s" * down)
+        c.close()
+        print(json.dumps({"served_short": i, "got": got}), flush=True)
+    sys.stdin.readline()  # stays (and stays in its pod) until told
+else:
+    print(json.dumps({"ready": True, "pid": os.getpid()}), flush=True)
+    sys.stdin.readline()
+    conns = [socket.create_connection((host, port), timeout=20) for _ in sizes]
+    for i, c in enumerate(conns):
+        print(json.dumps({"connected": i, "sport": c.getsockname()[1]}), flush=True)
+    sys.stdin.readline()
+    for i, (c, (up, down)) in enumerate(zip(conns, sizes)):
+        c.sendall(b"c" * up)
+        c.shutdown(socket.SHUT_WR)
+        got = drain(c)
+        c.close()
+        print(json.dumps({"done": i, "got": got}), flush=True)
+    sports = []
+    for up, down in short:
+        c = socket.create_connection((host, port), timeout=20)
+        sports.append(c.getsockname()[1])
+        c.sendall(b"c" * up)
+        c.shutdown(socket.SHUT_WR)
+        got = drain(c)
+        c.close()
+        assert got == down, (got, down)
+    print(json.dumps({"short": sports}), flush=True)
+    sys.stdin.readline()
+"""
+
+
+def free_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def scrape(port):
+    """{(name, frozenset(labels)): value} of tcptrack's /metrics."""
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as r:
+        text = r.read().decode()
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$', line)
+        if not m or line.startswith("#"):
+            continue
+        labels = frozenset(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="([^"]*)"', m.group(2) or ""))
+        out[(m.group(1), labels)] = float(m.group(3))
+    return out, text
+
+
+class PodSeries(PodsBase):
+    prefix = SERIES_PREFIX
+
+    def test_per_pod_counters_match_what_the_sockets_sent(self):
+        uid_a, uid_b = str(uuid.uuid4()), str(uuid.uuid4())
+        id_a, id_b = os.urandom(32).hex(), os.urandom(32).hex()
+        cg_a = self.mkcgroup("kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod%s"
+                             ".slice/cri-containerd-%s.scope" % (uid_a.replace("-", "_"), id_a))
+        cg_b = self.mkcgroup("kubepods/burstable/pod%s/%s" % (uid_b, id_b))
+        # (client -> server, server -> client) payload bytes of each connection.
+        sizes = [(12345, 67890), (1, 300000), (250000, 0)]
+        # Then short ones, gone before a report sees them open (usually): their
+        # pod comes from the cgroup the classifiers recorded.
+        short = [(100 + i, 1000 + 7 * i) for i in range(10)]
+
+        # From the host, into the server's namespace: the server's sockets are
+        # attributed there, the client's (in the other namespace) are not.
+        node = SERIES_PREFIX + "node"
+        with_port, without_port = free_port(), free_port()
+        base = [netns.binary(), "--netns", self.s, "-i", "ttpods0", "--interval", "0.5",
+                "--node-name", node]
+        pods = self.start(base + ["--format", "json", "--prometheus",
+                                  "127.0.0.1:%d" % with_port, "--prometheus-pods"])
+        plain = self.start(base + ["--format", "none", "--prometheus",
+                                   "127.0.0.1:%d" % without_port])
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            out = run(["ip", "netns", "exec", self.s, "bpftool", "net", "show", "dev",
+                       "ttpods0"]).stdout
+            mine = [l for l in out.splitlines() if "tcptrack" in l]
+            if sum("ingress" in l for l in mine) >= 2 and sum("egress" in l for l in mine) >= 2:
+                break
+            for p in (pods, plain):
+                if not p.running():
+                    self.fail("tcptrack exited: %s" % p.stderr_text())
+            if time.monotonic() > deadline:
+                self.fail("two tcptracks not attached to ttpods0: %s" % out)
+            time.sleep(0.2)
+
+        server = self.start(["ip", "netns", "exec", self.s, sys.executable, "-c", EXACT, "server",
+                             "10.93.0.2", "0", json.dumps(sizes), json.dumps(short)], stdin=True)
+        server.wait_for(lambda ls: any('"ready"' in l for l in ls), 20, "server ready")
+        with open(os.path.join(cg_b, "cgroup.procs"), "w") as f:
+            f.write("%d\n" % server.pid)
+
+        def tell(p):
+            p.p.stdin.write("go\n")
+            p.p.stdin.flush()
+
+        # Its listener (and so the sockets it accepts) born in pod B's cgroup.
+        tell(server)
+        sready = server.wait_for(lambda ls: next((json.loads(l) for l in ls if '"port"' in l),
+                                                 None), 20, "server listening")
+        client = self.start(["ip", "netns", "exec", self.c, sys.executable, "-c", EXACT, "client",
+                             "10.93.0.2", str(sready["port"]), json.dumps(sizes), json.dumps(short)],
+                            stdin=True)
+        client.wait_for(lambda ls: any('"ready"' in l for l in ls), 20, "client ready")
+        with open(os.path.join(cg_a, "cgroup.procs"), "w") as f:
+            f.write("%d\n" % client.pid)
+
+        def rows_of(sport):
+            got, _, _ = parse_json_lines(pods.lines())
+            return [r for _, r in got if (r["src"], r["sport"], r["dst"], r["dport"])
+                    == ("10.93.0.1", sport, "10.93.0.2", sready["port"])]
+
+        tell(client)
+        sports = [client.wait_for(lambda ls, i=i: next((json.loads(l)["sport"] for l in ls
+                                                        if '"connected": %d,' % i in l), None),
+                                  20, "connection %d open" % i) for i in range(len(sizes))]
+        # Their server ends attributed to pod B while open (a busy machine
+        # rescans /proc up to tens of seconds apart), then the data.
+        pods.wait_for(lambda _: all(any(r["pod_uid"] == uid_b for r in rows_of(sp))
+                                    for sp in sports), 90, "connections attributed to pod B")
+        tell(client)
+        for i in range(len(sizes)):
+            done = client.wait_for(lambda ls, i=i: next((json.loads(l) for l in ls
+                                                         if '"done": %d,' % i in l), None),
+                                   30, "connection %d done" % i)
+            self.assertEqual(done["got"], sizes[i][1])
+        for i in range(len(sizes)):
+            served = server.wait_for(lambda ls, i=i: next((json.loads(l) for l in ls
+                                                           if '"served": %d,' % i in l), None),
+                                     20, "connection %d served" % i)
+            self.assertEqual(served["got"], sizes[i][0])
+        short_sports = client.wait_for(lambda ls: next((json.loads(l)["short"] for l in ls
+                                                        if '"short"' in l), None),
+                                       30, "the short connections done")
+        every = list(zip(sports, sizes)) + list(zip(short_sports, short))
+
+        # tcptrack's own final rows (wire bytes, the owner) of every connection.
+        def finals(_):
+            got = {}
+            for sp, _ in every:
+                ends = [r for r in rows_of(sp) if r["state"] in ("CLOSED", "RESET")]
+                if not ends:
+                    return None
+                got[sp] = ends[-1]
+            return got
+        final = pods.wait_for(finals, 30, "final rows of the connections")
+        for sp, size in every:
+            r = final[sp]
+            self.assertEqual((r["fwd_payload"], r["rev_payload"]), tuple(size), r)
+            self.assertEqual(r["pod_uid"], uid_b, "the server pod's connection: %s" % r)
+        print("pods_test: %d short connections, %d named by their cgroup only (no pid)"
+              % (len(short), sum(final[sp]["pid"] is None for sp in short_sports)), flush=True)
+
+        up = sum(u for _, (u, _) in every)
+        down = sum(d for _, (_, d) in every)
+        nl = ("node", node)
+        want = {
+            ("tcptrack_pod_bytes_total", frozenset({nl, ("pod_uid", uid_b), ("direction", "received"),
+                                                    ("kind", "payload")})): up,
+            ("tcptrack_pod_bytes_total", frozenset({nl, ("pod_uid", uid_b), ("direction", "sent"),
+                                                    ("kind", "payload")})): down,
+            ("tcptrack_pod_bytes_total", frozenset({nl, ("pod_uid", uid_b), ("direction", "received"),
+                                                    ("kind", "wire")})):
+                sum(r["fwd_bytes"] for r in final.values()),
+            ("tcptrack_pod_bytes_total", frozenset({nl, ("pod_uid", uid_b), ("direction", "sent"),
+                                                    ("kind", "wire")})):
+                sum(r["rev_bytes"] for r in final.values()),
+            ("tcptrack_pod_connections_opened_total", frozenset({nl, ("pod_uid", uid_b)})):
+                len(every),
+            ("tcptrack_pod_connections_closed_total", frozenset({nl, ("pod_uid", uid_b)})):
+                len(every),
+            ("tcptrack_pod_connections_dropped_total", frozenset({nl})): 0,
+        }
+        deadline = time.monotonic() + 20
+        while True:
+            got, text = scrape(with_port)
+            mine = {k: got.get(k) for k in want}
+            if mine == want:
+                break
+            if time.monotonic() > deadline:
+                self.assertEqual(mine, want, text)
+            time.sleep(0.25)
+        # Pod B only: the server's end is the one shown (the client's SYN came in).
+        uids = {dict(k[1]).get("pod_uid") for k in got} - {None}
+        self.assertEqual(uids, {uid_b}, text)
+        for k, v in sorted(want.items()):
+            print("pods_test: %s{%s} %d" % (k[0], ",".join("%s=%s" % x for x in sorted(k[1])
+                                                           if x[0] != "node"), v), flush=True)
+
+        # Without the flag: the same traffic, no pod series at all.
+        deadline = time.monotonic() + 20
+        while True:
+            got, text = scrape(without_port)
+            key = ("tcptrack_bytes_total", frozenset({nl, ("interface", "ttpods0"),
+                                                      ("direction", "client_to_server"),
+                                                      ("kind", "payload")}))
+            if got.get(key) == up:
+                break
+            if time.monotonic() > deadline:
+                self.fail("the instance without --prometheus-pods never counted %d: %s"
+                          % (up, text))
+            time.sleep(0.25)
+        self.assertNotIn("pod_uid", text)
+        self.assertNotIn("tcptrack_pod_", text)
+
+        for p in (pods, plain):
+            p.signal(2)
+        for p in (pods, plain):
+            self.assertEqual(p.wait(20), 0, p.stderr_text())
+
+
 def tearDownModule():
-    """What either prefix left."""
+    """What any prefix left."""
     left = remove_peer_leftovers()
     netns.tear_down_module()
+    # PodSeries' namespaces, by name.
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    for ns in [l.split()[0] for l in out.splitlines() if l.startswith(SERIES_PREFIX)]:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)
+        left.append(ns)
     if left:
         raise AssertionError("left behind by the tests: %s" % left)
 

@@ -61,6 +61,9 @@ expect "net not" -i lo n
 # After "--" words starting with '-' are the filter's, not options.
 expect "" -- -
 expect "--once" --on
+# A flag, not a value: after it the next option (or the filter) completes.
+expect "--prometheus --prometheus-pods" --prometheus
+expect "--prometheus-pods" --prometheus 127.0.0.1:9464 --prometheus-
 
 if [ "$fails" -gt 0 ]; then
     echo "$fails completion check(s) failed"

@@ -193,6 +193,19 @@ TEST(Options, ExportersAndHeadless) {
     usage_error({"--ipfix-active-timeout", "0"}, "--ipfix-active-timeout");
 }
 
+TEST(Options, PrometheusPodsNeedsPrometheusAndOwners) {
+    EXPECT_FALSE(ok({"--prometheus", "127.0.0.1:9100"}).prometheus_pods);  // off by default
+    EXPECT_TRUE(ok({"--prometheus", "127.0.0.1:9100", "--prometheus-pods"}).prometheus_pods);
+    EXPECT_TRUE(ok({"--prometheus-pods", "--prometheus", "127.0.0.1:9100"}).prometheus_pods);
+    EXPECT_EQ(parse({"--prometheus-pods"}).err,
+              "tcptrack: --prometheus-pods: needs --prometheus ADDR:PORT");
+    usage_error({"--prometheus-pods"}, "--prometheus-pods");
+    usage_error({"--prometheus-pods", "--ipfix", "udp://127.0.0.1:4739"}, "--prometheus");
+    usage_error({"--prometheus", "127.0.0.1:9100", "--prometheus-pods", "--no-process"},
+                "--no-process");
+    usage_error({"--prometheus", "127.0.0.1:9100", "--prometheus-pods=yes"}, "takes no value");
+}
+
 TEST(Options, IntervalRejects) {
     for (const char* bad : {"0", "-1", "nan", "NaN", "inf", "-inf", "1e400", "1e-400", "2x", "abc",
                             "", " 2", "0x10", "+2", "0.0", "1e9"}) {

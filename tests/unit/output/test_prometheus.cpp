@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <functional>
 #include <map>
 #include <optional>
 #include <sstream>
@@ -106,18 +107,16 @@ void counts(FlowSample& s, std::uint64_t c2s_bytes, std::uint64_t s2c_bytes, std
 struct Feed {
     std::map<std::uint32_t, std::string> names{{kEth0, "eth0"}, {kEth1, "eth1"}};
     Report report;
+    std::uint64_t now_ns = 1000000000;
+    std::function<void(const SlotRef&, FlowRow&)> enrich;  // the enrichers' fields (pod_uid)
     Feed() { report.ifaces = {"eth0", "eth1"}; }
 
     void write(PrometheusOutput& out, const std::vector<FlowSample>& samples, std::size_t live,
                const std::vector<std::uint32_t>& changed, const std::vector<SlotRef>& idle = {}) {
-        const ReportFrame f{report,
-                            [] { return RowSource([](FlowRow&) -> const FlowRow* { return nullptr; }); },
-                            samples,
-                            live,
-                            changed,
-                            idle,
-                            1000000000,
-                            names};
+        const auto no_rows = [] {
+            return RowSource([](FlowRow&) -> const FlowRow* { return nullptr; });
+        };
+        const ReportFrame f{report, no_rows, samples, live, changed, idle, now_ns, names, enrich};
         ASSERT_TRUE(out.write(f));
     }
 };
@@ -655,6 +654,232 @@ TEST(Prometheus, NodeNameLabelsEverySeries) {
     EXPECT_EQ(value(t, "tcptrack_connections_opened_total", with(kEth0L, "node", "node-7")), 0);
     // Without a name: no node label at all (the other tests' series).
     EXPECT_EQ(PrometheusOutput("", {"eth0"}).exposition().find("node="), std::string::npos);
+}
+
+}  // namespace
+}  // namespace tcptrack
+
+namespace tcptrack {
+namespace {
+
+// --prometheus-pods: rows' owners set here (the frame's enrichers), by slot.
+struct PodOwners {
+    struct Owner {
+        std::string pod_uid;
+        bool client = false;  // the owner's socket is the client's end
+    };
+    std::map<std::uint32_t, Owner> by_slot;
+    std::function<void(const SlotRef&, FlowRow&)> enrich() {
+        return [this](const SlotRef& r, FlowRow& row) {
+            const auto it = by_slot.find(r.slot);
+            row.pod_uid = it != by_slot.end() ? it->second.pod_uid : "";
+            row.owner_client = it != by_slot.end() && it->second.client;
+            if (it != by_slot.end()) row.pid = 1000 + r.slot;
+        };
+    }
+};
+
+const std::string kPodA = "0e9c7f6a-1b2c-4d3e-8f9a-0b1c2d3e4f5a";
+const std::string kPodB = "1f0d8e7b-2c3d-4e5f-9a0b-1c2d3e4f5a6b";
+const std::string kPodC = "2a1e9f8c-3d4e-4f5a-8b1c-2d3e4f5a6b7c";
+
+Labels pod_l(const std::string& uid, const char* dir = nullptr, const char* kind = nullptr) {
+    Labels l{{"pod_uid", uid}};
+    if (dir) l["direction"] = dir;
+    if (kind) l["kind"] = kind;
+    return l;
+}
+
+PodSeriesLimits pods_on(std::size_t max_pods = PodSeriesLimits::kMaxPods,
+                        std::uint64_t idle_ns = PodSeriesLimits::kIdleNs) {
+    PodSeriesLimits p;
+    p.enabled = true;
+    p.max_pods = max_pods;
+    p.idle_ns = idle_ns;
+    return p;
+}
+
+std::size_t pod_series(const std::string& text, const std::string& uid) {
+    std::size_t n = 0;
+    for (const Series& s : parse(text))
+        n += s.labels.count("pod_uid") && s.labels.at("pod_uid") == uid;
+    return n;
+}
+
+TEST(PrometheusPods, NoPodSeriesWithoutTheFlag) {
+    PodOwners owners;
+    owners.by_slot[1] = {kPodA, true};
+    PrometheusOutput out("", {"eth0"});
+    Feed feed;
+    feed.enrich = owners.enrich();
+    FlowSample a = sample(kEth0, 1, TT_DIR_AB, TT_ESTABLISHED);
+    counts(a, 100, 60, 2, 1, 10, 5);
+    feed.write(out, {a}, 1, {0});
+    const std::string t = out.exposition();
+    EXPECT_EQ(t.find("tcptrack_pod_"), std::string::npos) << t;
+    EXPECT_EQ(t.find("pod_uid"), std::string::npos) << t;
+    EXPECT_EQ(value(t, "tcptrack_bytes_total", kC2sWire0), 100);  // the rest as ever
+    // With the flag and before any pod: only the dropped counter, at 0.
+    PrometheusOutput on("", {"eth0"}, nullptr, "", nullptr, {}, pods_on());
+    const std::string t0 = on.exposition();
+    EXPECT_EQ(value(t0, "tcptrack_pod_connections_dropped_total", {}), 0);
+    EXPECT_EQ(t0.find("pod_uid"), std::string::npos) << t0;
+}
+
+TEST(PrometheusPods, ExactBytesFromThePodsViewAndConnectionsAcrossReports) {
+    PodOwners owners;
+    owners.by_slot[1] = {kPodA, true};   // A's client socket
+    owners.by_slot[2] = {kPodA, false};  // A's server socket
+    owners.by_slot[3] = {kPodB, false};
+    // slot 4: no owner (not a pod's)
+    PrometheusOutput out("", {"eth0", "eth1"}, nullptr, "node-7", nullptr, {}, pods_on());
+    Feed feed;
+    feed.enrich = owners.enrich();
+    auto v = [&](const Labels& l, const char* name = "tcptrack_pod_bytes_total") {
+        return value(out.exposition(), name, with(l, "node", "node-7"));
+    };
+
+    // Report 1: a (A client) and b (A server) new; c (B) new; d no pod.
+    FlowSample a = sample(kEth0, 1, TT_DIR_BA, TT_ESTABLISHED);
+    counts(a, 1000, 600, 2, 1, 900, 500);
+    FlowSample b = sample(kEth1, 2, TT_DIR_AB, TT_ESTABLISHED);
+    counts(b, 70, 4000, 1, 3, 20, 3900);
+    FlowSample c = sample(kEth0, 3, TT_DIR_AB, TT_ESTABLISHED);
+    counts(c, 50, 40, 1, 1, 0, 0);
+    FlowSample d = sample(kEth0, 4, TT_DIR_AB, TT_ESTABLISHED);
+    counts(d, 9999, 9999, 9, 9, 9000, 9000);
+    feed.write(out, {a, b, c, d}, 4, {0, 1, 2, 3});
+    // A: sent = a's client_to_server + b's server_to_client; received the others.
+    EXPECT_EQ(v(pod_l(kPodA, "sent", "wire")), 1000 + 4000);
+    EXPECT_EQ(v(pod_l(kPodA, "sent", "payload")), 900 + 3900);
+    EXPECT_EQ(v(pod_l(kPodA, "received", "wire")), 600 + 70);
+    EXPECT_EQ(v(pod_l(kPodA, "received", "payload")), 500 + 20);
+    EXPECT_EQ(v(pod_l(kPodA), "tcptrack_pod_connections_opened_total"), 2);
+    EXPECT_EQ(v(pod_l(kPodA), "tcptrack_pod_connections_closed_total"), 0);
+    EXPECT_EQ(v(pod_l(kPodB, "sent", "wire")), 40);  // B is the server
+    EXPECT_EQ(v(pod_l(kPodB, "received", "wire")), 50);
+    EXPECT_EQ(series_count(out.exposition(), "tcptrack_pod_bytes_total"), 8u);  // 2 pods x 4
+    EXPECT_EQ(v({}, "tcptrack_pod_connections_dropped_total"), 0);
+
+    // Report 2: a moves; b ends (final sample); c quiet; e (B, found late: its
+    // owner known only now, its earlier counts not new) counts whole.
+    counts(a, 1500, 700, 3, 2, 1400, 600);
+    b.finished = true;
+    b.info.state = TT_CLOSED;
+    counts(b, 100, 4100, 2, 4, 20, 3900);
+    FlowSample e = sample(kEth0, 5, TT_DIR_AB, TT_ESTABLISHED);
+    counts(e, 300, 200, 3, 2, 100, 50);
+    counts(e, 330, 220, 4, 3, 110, 60);  // prev 300/200: moved by 30/20 in this report
+    owners.by_slot[5] = {kPodB, true};
+    feed.write(out, {a, c, d, e, b}, 4, {0, 3, 4});
+    EXPECT_EQ(v(pod_l(kPodA, "sent", "wire")), 1500 + 4100);
+    EXPECT_EQ(v(pod_l(kPodA, "sent", "payload")), 1400 + 3900);
+    EXPECT_EQ(v(pod_l(kPodA, "received", "wire")), 700 + 100);
+    EXPECT_EQ(v(pod_l(kPodA, "received", "payload")), 600 + 20);
+    EXPECT_EQ(v(pod_l(kPodA), "tcptrack_pod_connections_opened_total"), 2);
+    EXPECT_EQ(v(pod_l(kPodA), "tcptrack_pod_connections_closed_total"), 1);
+    EXPECT_EQ(v(pod_l(kPodB, "sent", "wire")), 40 + 330);
+    EXPECT_EQ(v(pod_l(kPodB, "received", "wire")), 50 + 220);
+    EXPECT_EQ(v(pod_l(kPodB, "sent", "payload")), 110);
+    EXPECT_EQ(v(pod_l(kPodB), "tcptrack_pod_connections_opened_total"), 2);
+
+    // Report 3: c idles out (shown a last time, unchanged); e ends with a RST.
+    e.finished = true;
+    e.info.state = TT_RESET;
+    counts(e, 400, 220, 5, 3, 150, 60);
+    feed.write(out, {a, c, d, e}, 3, {3}, {c.ref});
+    EXPECT_EQ(v(pod_l(kPodB), "tcptrack_pod_connections_closed_total"), 2);
+    EXPECT_EQ(v(pod_l(kPodB, "sent", "wire")), 40 + 400);
+    EXPECT_EQ(v(pod_l(kPodB, "sent", "payload")), 150);
+    // A final report with nothing new changes nothing.
+    feed.write(out, {a, d}, 2, {});
+    EXPECT_EQ(v(pod_l(kPodB), "tcptrack_pod_connections_closed_total"), 2);
+    EXPECT_EQ(v(pod_l(kPodA, "sent", "wire")), 1500 + 4100);
+    // The interfaces' series are unchanged by the pods' (one delta rule for both).
+    EXPECT_EQ(value(out.exposition(), "tcptrack_bytes_total", with(kC2sWire0, "node", "node-7")),
+              1500 + 50 + 9999 + (400 - 300));
+}
+
+TEST(PrometheusPods, CapOnPodsCountsTheRestAsDroppedAndIdlePodsGo) {
+    PodOwners owners;
+    owners.by_slot[1] = {kPodA, true};
+    owners.by_slot[2] = {kPodB, true};
+    owners.by_slot[3] = {kPodC, true};
+    owners.by_slot[4] = {kPodC, true};
+    // At most 2 pods; a pod's series go 10 s after its last connection ended.
+    PrometheusOutput out("", {"eth0"}, nullptr, "", nullptr, {}, pods_on(2, 10000000000));
+    Feed feed;
+    feed.enrich = owners.enrich();
+    FlowSample a = sample(kEth0, 1, TT_DIR_AB, TT_ESTABLISHED);
+    counts(a, 10, 10, 1, 1, 0, 0);
+    FlowSample b = sample(kEth0, 2, TT_DIR_AB, TT_ESTABLISHED);
+    counts(b, 20, 20, 1, 1, 0, 0);
+    FlowSample c = sample(kEth0, 3, TT_DIR_AB, TT_ESTABLISHED);
+    counts(c, 30, 30, 1, 1, 0, 0);
+    feed.now_ns = 1000000000;
+    feed.write(out, {a, b, c}, 3, {0, 1, 2});
+    std::string t = out.exposition();
+    EXPECT_EQ(pod_series(t, kPodA), 6u);  // 4 bytes, opened, closed
+    EXPECT_EQ(pod_series(t, kPodB), 6u);
+    EXPECT_EQ(pod_series(t, kPodC), 0u);  // over the cap
+    EXPECT_EQ(value(t, "tcptrack_pod_connections_dropped_total", {}), 1);
+
+    // c moves again: still not counted (once dropped, its whole life); b ends.
+    counts(c, 35, 35, 2, 2, 0, 0);
+    b.finished = true;
+    b.info.state = TT_CLOSED;
+    feed.now_ns = 2000000000;
+    feed.write(out, {a, c, b}, 2, {1, 2});
+    t = out.exposition();
+    EXPECT_EQ(pod_series(t, kPodC), 0u);
+    EXPECT_EQ(value(t, "tcptrack_pod_connections_dropped_total", {}), 1);
+    EXPECT_EQ(value(t, "tcptrack_pod_connections_closed_total", pod_l(kPodB)), 1);
+
+    // 9 s later B's series are still there; a's pod has a live connection.
+    feed.now_ns = 11000000000;
+    feed.write(out, {a, c}, 2, {});
+    EXPECT_EQ(pod_series(out.exposition(), kPodB), 6u);
+    // 10 s after: B's go; A's stay (live), however long.
+    feed.now_ns = 12000000000;
+    feed.write(out, {a, c}, 2, {});
+    t = out.exposition();
+    EXPECT_EQ(pod_series(t, kPodB), 0u);
+    EXPECT_EQ(pod_series(t, kPodA), 6u);
+    feed.now_ns = 100000000000;
+    feed.write(out, {a, c}, 2, {});
+    EXPECT_EQ(pod_series(out.exposition(), kPodA), 6u);
+
+    // Room again: C's next connection gets series (c, dropped, stays out).
+    FlowSample d = sample(kEth0, 4, TT_DIR_AB, TT_ESTABLISHED);
+    counts(d, 40, 44, 1, 1, 0, 0);
+    counts(c, 36, 36, 3, 3, 0, 0);
+    feed.write(out, {a, c, d}, 3, {1, 2});
+    t = out.exposition();
+    EXPECT_EQ(value(t, "tcptrack_pod_bytes_total", pod_l(kPodC, "sent", "wire")), 40);
+    EXPECT_EQ(value(t, "tcptrack_pod_connections_opened_total", pod_l(kPodC)), 1);
+    EXPECT_EQ(value(t, "tcptrack_pod_connections_dropped_total", {}), 1);
+    EXPECT_EQ(series_count(t, "tcptrack_pod_connections_opened_total"), 2u);  // never above 2
+}
+
+TEST(PrometheusPods, ASlotsNextConnectionEndsAnUnreportedOne) {
+    // A close event lost: the slot's next generation shows the old one ended.
+    PodOwners owners;
+    owners.by_slot[1] = {kPodA, false};
+    PrometheusOutput out("", {"eth0"}, nullptr, "", nullptr, {}, pods_on(8, 1));
+    Feed feed;
+    feed.enrich = owners.enrich();
+    FlowSample a = sample(kEth0, 1, TT_DIR_AB, TT_ESTABLISHED);
+    counts(a, 10, 10, 1, 1, 0, 0);
+    feed.write(out, {a}, 1, {0});
+    FlowSample a2 = sample(kEth0, 1, TT_DIR_AB, TT_ESTABLISHED);
+    a2.ref.gen = 3;
+    counts(a2, 5, 7, 1, 1, 0, 0);
+    feed.now_ns += 1000000000;
+    feed.write(out, {a2}, 1, {0});
+    const std::string t = out.exposition();
+    EXPECT_EQ(value(t, "tcptrack_pod_connections_opened_total", pod_l(kPodA)), 2);
+    EXPECT_EQ(value(t, "tcptrack_pod_connections_closed_total", pod_l(kPodA)), 1);
+    EXPECT_EQ(value(t, "tcptrack_pod_bytes_total", pod_l(kPodA, "received", "wire")), 15);
 }
 
 }  // namespace
