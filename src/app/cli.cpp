@@ -6,6 +6,7 @@
 #include "tcptrack/store.h"
 #include "attach/interface_select.hpp"
 #include "datapath/filter.hpp"
+#include "output/prometheus.hpp"
 #include "sys/host_port.hpp"
 
 #include <CLI/CLI.hpp>
@@ -220,11 +221,12 @@ ParseResult parse_options(int argc, const char* const* argv) {
     auto* o_prometheus =
         scalar("--prometheus", prometheus, "Serve Prometheus metrics on http://ADDR:PORT/metrics",
                "ADDR:PORT");
-    auto* o_prom_pods =
-        app.add_flag("--prometheus-pods")
-            ->description(
-                "Prometheus: also per-pod byte and connection counters (label pod_uid) of the "
-                "pods on this node, at most 1024 pods (needs --prometheus, not --no-process)");
+    auto* o_prom_pods = app.add_flag("--prometheus-pods")
+                            ->description(
+                                "Prometheus: also per-pod byte and connection counters (label "
+                                "pod_uid) of the pods on this node, at most " +
+                                std::to_string(PodSeriesLimits::kMaxPods) +
+                                " pods (needs --prometheus, not --no-process)");
     auto* o_node = scalar("--node-name", node_name,
                           "Name this node on every IPFIX record and Prometheus series "
                           "(default: $NODE_NAME, else the host name)",
