@@ -715,14 +715,15 @@ def scrape(url):
     return dt, len(body), sums
 
 
-def maps_memory(pid, project_cpus):
-    """(memlock bytes of the process's maps, the same on `project_cpus` CPUs)."""
+def maps_memory(pid, project_cpus, max_flows):
+    """(memlock bytes of the process's maps, the same on `project_cpus` CPUs);
+    max_flows: its --max-flows (the per-CPU cache is sized from it)."""
     p0 = possible_cpus()
     sz, _ = kernel_struct_sizes()
     total = proj = 0
     for i in proc_map_ids(pid):
         m = map_show(i)
-        m["possible_cpus"] = p0
+        m["possible_cpus"], m["max_flows"] = p0, max_flows
         ml = int(m.get("bytes_memlock", 0))
         total += ml
         model = mem_model(m, p0, sz)
@@ -808,9 +809,10 @@ def cmd_fp_measure(pid, url, interval, warmup, window, *meta):
     time.sleep(max(0.0, t0 + window - time.monotonic()))
     c1, t1 = proc_cpu_ticks(pid), time.monotonic()
     st = proc_status(pid)
-    kmem, kmem_proj = maps_memory(pid, FP_PROJECT_CPUS)
-    cpu_pct = 100.0 * (c1 - c0) / hz / (t1 - t0)
     out = dict(kv.split("=", 1) for kv in meta)
+    flows = re.search(r"--max-flows (\d+)", out.get("args", ""))
+    kmem, kmem_proj = maps_memory(pid, FP_PROJECT_CPUS, int(flows.group(1)) if flows else 65536)
+    cpu_pct = 100.0 * (c1 - c0) / hz / (t1 - t0)
     out.update(cpu_s=(c1 - c0) / hz, wall_s=t1 - t0, cpu_pct=cpu_pct,
                rss_kb_median=med(rss), rss_kb_max=max(rss), hwm_kb=st["VmHWM"],
                anon_kb=st.get("RssAnon"), file_kb=st.get("RssFile"),
