@@ -91,7 +91,7 @@ struct tt_flow_info {
 	__u8 fin_mask; /* bit (1 << side): side sent a FIN */
 	__u8 ack_mask; /* bit (1 << side): side's FIN was acknowledged */
 	__u8 end; /* who ended it: TT_END_FIN(side) | TT_END_RST(side) */
-	__u8 owner_side; /* side + 1 whose socket owner_cgroup names; 0: none */
+	__u8 owner_side; /* the side whose socket owner_cgroup names (when not 0) */
 	__u32 syn_seq;
 	__u32 fin_seq[2]; /* sequence number carried by each side's FIN */
 	/* The cgroup v2 of a socket seen sending a lifecycle segment

@@ -95,15 +95,18 @@ TT_INLINE __u8 tt_owner_side(const struct tt_flow_info *f)
 	return (f->flags & TT_F_LOCAL_CLIENT) ? f->client : f->client ^ 1;
 }
 
-/* Records the cgroup of a segment's sending socket (0: none) for side `dir`. */
+/* Records the cgroup of a segment's sending socket (0: none) for side `dir`.
+ * (No dir + 1 here: Linux 6.12's verifier loses dir's bounds through such a
+ * linked register and then refuses the [dir] indexing that follows.) */
 TT_INLINE void tt_note_owner(struct tt_flow_info *f, __u8 dir, __u32 cgroup)
 {
-	if (!cgroup || f->owner_side == dir + 1)
+	if (!cgroup)
 		return;
-	if (f->owner_cgroup && dir != tt_owner_side(f))
-		return; /* keep the preferred end's, or the first seen */
+	/* Keep the first one seen of an end, and the preferred end's. */
+	if (f->owner_cgroup && (f->owner_side == dir || dir != tt_owner_side(f)))
+		return;
 	f->owner_cgroup = cgroup;
-	f->owner_side = dir + 1;
+	f->owner_side = dir;
 }
 
 /* Actions the caller takes after tt_lifecycle_step. */

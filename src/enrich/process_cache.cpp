@@ -11,9 +11,9 @@ namespace tcptrack {
 
 namespace {
 
-// The datapath's recorded owner (owner_side: its key side + 1) is the client's socket.
+// The datapath's recorded owner (owner_side: its key side) is the client's socket.
 bool cgroup_owner_client(const FlowSample& s) {
-    return s.has_info && s.info.owner_side == client_side(s) + 1;
+    return s.has_info && s.info.owner_cgroup && s.info.owner_side == client_side(s);
 }
 
 }  // namespace

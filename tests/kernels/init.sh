@@ -37,8 +37,13 @@ step check
 if tcptrack --help 2>&1 | grep -q -- '--check'; then
     tcptrack --check 2>&1 | sed 's/^/TT-CHECK /'
     # A refused load: the verifier's last words, to fix it from the host.
-    if ! tcptrack --check >/dev/null 2>&1; then
-        tcptrack -v --check 2>&1 | grep -B40 -m1 -E '^(processed|-- END PROG LOAD LOG)' | sed 's/^/TT-VERIFIER /'
+    if tcptrack --check 2>&1 | grep -q 'load.*failed'; then
+        tcptrack -v --check >/tmp/tt-verifier.log 2>&1
+        grep -n -E 'processed [0-9]+ insns|END PROG LOAD LOG|is not allowed' /tmp/tt-verifier.log |
+            head -n 1 | cut -d: -f1 >/tmp/tt-verifier.at
+        at=$(cat /tmp/tt-verifier.at)
+        [ -n "$at" ] || at=$(wc -l </tmp/tt-verifier.log)
+        head -n "$at" /tmp/tt-verifier.log | tail -n 60 | sed 's/^/TT-VERIFIER /'
     fi
 else
     echo "TT-CHECK tcptrack has no --check"

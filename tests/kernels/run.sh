@@ -272,7 +272,7 @@ run_kernel() {
     done < <(grep -a '^TT-COUNT ' "$log")
     pass=$((pass + $(grep -ac '^TT-RESULT [^ ]* PASS' "$log")))
     fail=$((fail + $(grep -ac '^TT-RESULT [^ ]* FAIL' "$log")))
-    grep -a -E '^TT-(CHECK|TCPTRACK-ERR|ROW)' "$log" | sed 's/^/  /'
+    grep -a -E '^TT-(CHECK|TCPTRACK-ERR|ROW|VERIFIER)' "$log" | sed 's/^/  /'
     # BPF tier: the failed tests (at most 8 named) and their distinct reasons, counted.
     grep -a -E '^TT-BPF \[  FAILED  \] [^ ]+(, where .*)? \([0-9]+ ms\)$' "$log" | awk '
         { n++; sub(/,$/, "", $5); if (n <= 8) names = names " " $5 } END { if (n) print "  bpf_tests failed (" n "):" names (n > 8 ? " ..." : "") }'

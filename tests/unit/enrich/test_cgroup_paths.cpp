@@ -129,7 +129,7 @@ struct FallbackTest : ::testing::Test {
 TEST_F(FallbackTest, ConnectionEndedBeforeItsFirstReportKeepsItsPod) {
     std::vector<FlowSample> samples = {sample(0, 77), sample(1, 0), sample(2, 5)};
     for (auto& s : samples) s.finished = true;
-    samples[0].info.owner_side = TT_DIR_AB + 1;  // side A's socket: the client's (info.client)
+    samples[0].info.owner_side = TT_DIR_AB;  // side A's socket: the client's (info.client)
     cache.update(samples, {0, 1, 2}, idle, 0);
     EXPECT_EQ(lookups, 0);    // sock_diag is not asked for sockets that are gone
     EXPECT_EQ(by_cgroup, 2);  // not for the one without an id
@@ -149,7 +149,7 @@ TEST_F(FallbackTest, ConnectionEndedBeforeItsFirstReportKeepsItsPod) {
 
 TEST_F(FallbackTest, NeverFoundWhileLiveFallsBackWhenGivenUp) {
     std::vector<FlowSample> samples = {sample(0, 77)};
-    samples[0].info.owner_side = TT_DIR_BA + 1;  // the server's socket
+    samples[0].info.owner_side = TT_DIR_BA;  // the server's socket
     cache.update(samples, {0}, idle, 1);
     for (int i = 1; i < ProcessCache::kMaxTries; ++i) {
         EXPECT_EQ(cache.find(SlotRef{0, 1}), nullptr);

@@ -78,7 +78,7 @@ TEST(Owner, PreferredEndWinsOtherEndOnlyMeanwhile) {
     tt_note_owner(&local, S, 52);  // a veth peer's server socket: not the preferred end
     tt_note_owner(&local, C, 43);  // the same end again: the first stays
     EXPECT_EQ(local.owner_cgroup, 41u);
-    EXPECT_EQ(local.owner_side, C + 1);
+    EXPECT_EQ(local.owner_side, C);
 
     tt_flow_info remote{};  // the client's SYN came in: the server is the end shown
     tt_info_init(&remote, C, SYN, 1000, 1, /*ingress=*/1);
@@ -88,7 +88,7 @@ TEST(Owner, PreferredEndWinsOtherEndOnlyMeanwhile) {
     tt_note_owner(&remote, S, 52);  // the server's SYN-ACK: the preferred end replaces it
     tt_note_owner(&remote, C, 43);
     EXPECT_EQ(remote.owner_cgroup, 52u);
-    EXPECT_EQ(remote.owner_side, S + 1);
+    EXPECT_EQ(remote.owner_side, S);
 }
 
 TEST(FlowKey, Ipv4BothDirectionsShareKey) {
