@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""deploy/kubernetes, rendered: `kubectl kustomize` of base/, privileged/ and
-podmonitor/, and the DaemonSet checked against the README's "Kubernetes"
+"""deploy/kubernetes, rendered: `kubectl kustomize` of base/, privileged/,
+podmonitor/ and pods/, and the DaemonSet checked against the README's "Kubernetes"
 section, which is where the rule is written: its capability table is the
 exact list to add (everything else dropped), its mount table the exact
 volume mounts. Also: host network, no host PID, the image entry, the
@@ -9,7 +9,8 @@ arguments the README gives, the metrics port in the args, the container
 port, both probes and the scrape annotations; the resources follow from the
 README's measured footprint table by the rule written beside it;
 privileged/ has privileged: true and no capability list; podmonitor/ adds a
-PodMonitor on that port.
+PodMonitor on that port; pods/ adds exactly the README's "pods/ adds" table
+(host PID, capabilities, the cgroup mount) and the arguments it names.
 
 Usage: manifests_test.py --source-dir SRC. No root; exit 77 without kubectl.
 """
@@ -49,6 +50,15 @@ def documented_caps():
 
 def documented_mounts():
     return sorted(re.findall(r"^\| `(/[^`]+)` \|", readme_section(), re.M))
+
+
+def pods_additions():
+    """The README's "pods/ adds" table: (host settings, capabilities, mount paths)."""
+    rows = re.findall(r"^\| pods/: `([^`]+)`", readme_section(), re.M)
+    caps = sorted(r[len("CAP_"):] for r in rows if r.startswith("CAP_"))
+    mounts = sorted(r for r in rows if r.startswith("/"))
+    host = sorted(r for r in rows if not r.startswith(("CAP_", "/")))
+    return host, caps, mounts
 
 
 def footprint_table():
@@ -110,6 +120,7 @@ class Manifests(unittest.TestCase):
         cls.base = render("base")
         cls.privileged = render("privileged")
         cls.podmonitor = render("podmonitor")
+        cls.pods = render("pods")
 
     def container(self, docs):
         ds = one(docs, "DaemonSet")
@@ -193,6 +204,35 @@ class Manifests(unittest.TestCase):
         self.assertIs(sc["readOnlyRootFilesystem"], True)
         _, b = self.container(self.base)
         for k in ("args", "ports", "volumeMounts", "image", "readinessProbe", "livenessProbe"):
+            self.assertEqual(c[k], b[k], k)
+
+    def test_pods_overlay(self):
+        ds, c = self.container(self.pods)
+        _, b = self.container(self.base)
+        host, caps, mounts = pods_additions()
+        self.assertEqual(host, ["hostPID: true"])
+        self.assertIs(ds["spec"]["template"]["spec"]["hostPID"], True)
+        sc = c["securityContext"]
+        self.assertEqual(sc["capabilities"]["drop"], ["ALL"])
+        self.assertEqual(sorted(sc["capabilities"]["add"]), sorted(documented_caps() + caps))
+        self.assertEqual(caps, ["DAC_READ_SEARCH", "SYS_ADMIN", "SYS_PTRACE"])
+        got = {m["mountPath"]: m for m in c["volumeMounts"]}
+        self.assertEqual(sorted(got), sorted(documented_mounts() + mounts))
+        vols = {v["name"]: v for v in ds["spec"]["template"]["spec"]["volumes"]}
+        for path in mounts:
+            self.assertIs(got[path].get("readOnly"), True, path)
+            self.assertEqual(vols[got[path]["name"]]["hostPath"]["path"], path)
+        # Process attribution on, per-pod series, pod interfaces by pattern, not the uplink.
+        args = c["args"]
+        self.assertNotIn("--no-process", args)
+        self.assertIn("--prometheus-pods", args)
+        self.assertNotIn("--all-interfaces", args)
+        pats = [args[i + 1] for i, a in enumerate(args) if a == "-i"]
+        self.assertEqual(pats, ["veth*", "cali*", "lxc*", "eni*", "azv*", "gke*"])
+        for pat in pats:
+            self.assertIn("`%s`" % pat, readme_section())
+        self.assertEqual(args[args.index("--prometheus") + 1], "0.0.0.0:%d" % PORT)
+        for k in ("image", "ports", "readinessProbe", "livenessProbe", "resources", "env"):
             self.assertEqual(c[k], b[k], k)
 
     def test_podmonitor_overlay(self):
