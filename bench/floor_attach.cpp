@@ -84,46 +84,19 @@ int run(int ifindex, const sigset_t& set, Open open, Load load, Destroy destroy,
 
 int main(int argc, char** argv) {
     // --anchor seed|line [--flows N]
-    if (argc >= 4 && std::strcmp(argv[1], "--anchor") == 0) {
-        const std::string kind = argv[2];
-        const long flows =
-            argc == 6 && std::strcmp(argv[3], "--flows") == 0 ? std::atol(argv[4]) : 0;
-        if ((kind != "seed" && kind != "line") || (argc != 4 && flows <= 0)) {
-            std::fprintf(stderr, "usage: %s --anchor seed|line [--flows N] IFNAME|IFINDEX\n",
-                         argv[0]);
-            return 2;
-        }
-        const int ifindex = static_cast<int>(if_nametoindex(argv[argc - 1]));
-        if (ifindex <= 0) {
-            std::fprintf(stderr, "floor_attach: no interface %s\n", argv[argc - 1]);
-            return 1;
-        }
-        sigset_t set;
-        sigemptyset(&set);
-        sigaddset(&set, SIGINT);
-        sigaddset(&set, SIGTERM);
-        sigaddset(&set, SIGHUP);
-        pthread_sigmask(SIG_BLOCK, &set, nullptr);
-        return run<anchors_bpf>(
-            ifindex, set, [] { return anchors_bpf__open(); },
-            [flows](anchors_bpf* s) {
-                if (flows > 0)
-                    bpf_map__set_max_entries(s->maps.seed_flows, static_cast<__u32>(flows));
-                return anchors_bpf__load(s);
-            },
-            [](anchors_bpf* s) { anchors_bpf__destroy(s); },
-            [kind](anchors_bpf* s) {
-                return kind == "seed" ? std::pair{s->progs.ttbench_sd_in, s->progs.ttbench_sd_eg}
-                                      : std::pair{s->progs.ttbench_ln_in, s->progs.ttbench_ln_eg};
-            });
-    }
+    const bool anchor = argc >= 4 && std::strcmp(argv[1], "--anchor") == 0;
+    const std::string kind = anchor ? argv[2] : "";
+    const long flows =
+        anchor && argc == 6 && std::strcmp(argv[3], "--flows") == 0 ? std::atol(argv[4]) : 0;
+    const bool anchor_ok = anchor && (kind == "seed" || kind == "line") && (argc == 4 || flows > 0);
     const bool parse_only = argc == 3 && std::strcmp(argv[1], "--parse-only") == 0;
     const char* proto = argc == 4 && std::strcmp(argv[1], "--store-proto") == 0 ? argv[2] : nullptr;
     const bool proto_ok =
         proto && (std::strcmp(proto, "shared") == 0 || std::strcmp(proto, "delta") == 0);
-    if (argc != 2 && !parse_only && !proto_ok) {
+    if (argc != 2 && !parse_only && !proto_ok && !anchor_ok) {
         std::fprintf(stderr,
-                     "usage: %s [--parse-only | --store-proto shared|delta] IFNAME|IFINDEX\n",
+                     "usage: %s [--parse-only | --store-proto shared|delta | --anchor seed|line "
+                     "[--flows N]] IFNAME|IFINDEX\n",
                      argv[0]);
         return 2;
     }
@@ -143,6 +116,19 @@ int main(int argc, char** argv) {
     sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
 
+    if (anchor_ok)
+        return run<anchors_bpf>(
+            ifindex, set, [] { return anchors_bpf__open(); },
+            [flows](anchors_bpf* s) {
+                if (flows > 0)
+                    bpf_map__set_max_entries(s->maps.seed_flows, static_cast<__u32>(flows));
+                return anchors_bpf__load(s);
+            },
+            [](anchors_bpf* s) { anchors_bpf__destroy(s); },
+            [kind](anchors_bpf* s) {
+                return kind == "seed" ? std::pair{s->progs.ttbench_sd_in, s->progs.ttbench_sd_eg}
+                                      : std::pair{s->progs.ttbench_ln_in, s->progs.ttbench_ln_eg};
+            });
     if (proto_ok) {
         const bool delta = std::strcmp(proto, "delta") == 0;
         return run<store_proto_bpf>(

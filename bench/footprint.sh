@@ -63,16 +63,9 @@ TSV=$TMP/footprint.jsonl
 PIDS=()
 NETNS_MADE=()
 
-stop_pid() {  # stop_pid PID [SIGNAL]: signal, wait up to 10 s, then SIGKILL; forget it
-  local pid=$1 sig=${2:-INT} i
-  kill -"$sig" "$pid" 2>/dev/null || true
-  for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-  local keep=() p
-  for p in "${PIDS[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
-  PIDS=("${keep[@]}")
-}
+STOP_PID_WAIT=100  # tcptrack with 100,000 connections takes longer to stop
+# shellcheck source=bench/common.sh
+source "$HERE/common.sh"  # stop_pid
 
 cleanup() {
   local rc=$? p ns

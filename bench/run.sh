@@ -80,16 +80,8 @@ SEEN_PROGS=()    # BPF program ids we attached (checked for removal at the end)
 TMUX_SOCK=ttbench-$SUF
 NETNS_MADE=0
 
-stop_pid() {  # stop_pid PID [SIGNAL]: signal, wait up to 5 s, then SIGKILL; forget it
-  local pid=$1 sig=${2:-INT} i
-  kill -"$sig" "$pid" 2>/dev/null || true
-  for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-  local keep=() p
-  for p in "${PIDS[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
-  PIDS=("${keep[@]}")
-}
+# shellcheck source=bench/common.sh
+source "$HERE/common.sh"  # stop_pid
 
 cleanup() {
   local rc=$? p
