@@ -210,14 +210,6 @@ class Scraper:
         self.thread.join(10)
 
 
-def free_tcp_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 class TestChurnAll(netns.Base):
     def setUp(self):
         if not os.access(CHURN, os.X_OK):
@@ -243,7 +235,7 @@ class TestChurnAll(netns.Base):
     def test_every_output_under_churn(self):
         sink = IpfixSink()
         self.addCleanup(sink.drain, 0, 1)
-        prom_port = free_tcp_port()
+        prom_port = netns.free_port()
         tt = self.start([netns.binary(), "--netns", self.topo.sns, "-i", self.topo.sif,
                          "--format", "json", "--closed", "--summary", "--interval", "0.5",
                          # Room for a few seconds of connections even when a sanitizer

@@ -42,14 +42,6 @@ NFDUMP = shutil.which("nfdump") or "/usr/bin/nfdump"
 DEADLINE = 30.0
 
 
-def free_udp_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def canon(family, addr):
     return socket.inet_ntop(netns.family_const(family), socket.inet_pton(netns.family_const(family), addr))
 
@@ -64,7 +56,7 @@ class IpfixBase(netns.Base):
         """nfcapd on the root's loopback; returns (proc, dir, port) once it listens."""
         tmp = tempfile.mkdtemp(prefix="tt-ipfix-")
         self.addCleanup(shutil.rmtree, tmp, True)
-        port = free_udp_port()
+        port = netns.free_port(socket.SOCK_DGRAM)
         proc = self.start([NFCAPD, "-w", tmp, "-b", "127.0.0.1", "-p", str(port)])
         self.addCleanup(proc.kill)
         deadline = time.monotonic() + 10
@@ -211,7 +203,7 @@ class TestIpfix(IpfixBase):
                          (got, row))
 
     def test_collector_down(self):
-        port = free_udp_port()  # nothing listens there
+        port = netns.free_port(socket.SOCK_DGRAM)  # nothing listens there
         tt = self.start_tcptrack_root("--format", "json", "--interval", "0.2", "--summary",
                                       "--ipfix", "udp://127.0.0.1:%d" % port)
         self.wait_attached(tt, "server")

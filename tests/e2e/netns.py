@@ -300,6 +300,15 @@ def recv_exact(sock, n):
     return got
 
 
+def free_port(kind=socket.SOCK_STREAM):
+    """A loopback port nothing listens on now (TCP, or kind=socket.SOCK_DGRAM)."""
+    s = socket.socket(socket.AF_INET, kind)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 def read_to_eof(sock):
     total = 0
     while True:

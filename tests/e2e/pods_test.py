@@ -46,7 +46,6 @@ args]. Needs root and a cgroup v2 hierarchy; exits 77 otherwise.
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -633,14 +632,6 @@ else:
 """
 
 
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def scrape(port):
     """{(name, frozenset(labels)): value} of tcptrack's /metrics."""
     with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as r:
@@ -673,7 +664,7 @@ class PodSeries(PodsBase):
         # From the host, into the server's namespace: the server's sockets are
         # attributed there, the client's (in the other namespace) are not.
         node = SERIES_PREFIX + "node"
-        with_port, without_port = free_port(), free_port()
+        with_port, without_port = netns.free_port(), netns.free_port()
         base = [netns.binary(), "--netns", self.s, "-i", "ttpods0", "--interval", "0.5",
                 "--node-name", node]
         pods = self.start(base + ["--format", "json", "--prometheus",

@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,14 +37,6 @@ netns.set_prefix("tt-prom-%d-" % os.getpid())
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 DEADLINE = 60.0  # Prometheus 2.42 answers the first sample ~5 s after it started
-
-
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def http_get(url, timeout=5):
@@ -109,7 +100,7 @@ class TestPrometheus(PrometheusBase):
             f.write("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
                     "scrape_configs:\n  - job_name: tcptrack\n    static_configs:\n"
                     "      - targets: ['127.0.0.1:%d']\n" % target_port)
-        port = free_port()
+        port = netns.free_port()
         proc = self.start([PROMETHEUS, "--config.file=" + cfg,
                            "--storage.tsdb.path=" + os.path.join(tmp, "data"),
                            "--web.listen-address=127.0.0.1:%d" % port])
@@ -145,7 +136,7 @@ class TestPrometheus(PrometheusBase):
             time.sleep(0.5)
 
     def test_counts_through_prometheus(self):
-        port = free_port()
+        port = netns.free_port()
         track = self.start_tcptrack_root("--format", "json", "--interval", "1",
                                          "--prometheus", "127.0.0.1:%d" % port)
         self.wait_attached(track, "server")
@@ -208,7 +199,7 @@ class TestPrometheus(PrometheusBase):
     def test_not_ready_before_the_first_report(self):
         """/healthz is 503 "starting" until the first report (patterns attach
         during the first interval), though /metrics already answers."""
-        port = free_port()
+        port = netns.free_port()
         track = self.start_tcptrack_root("--format", "none", "--interval", "30",
                                          "--prometheus", "127.0.0.1:%d" % port)
         self.wait_metrics(port, track)
@@ -220,7 +211,7 @@ class TestPrometheus(PrometheusBase):
         self.assertEqual(rc, 0, "tcptrack exit status; stderr: %s" % track.stderr_text())
 
     def test_headless_promtool(self):
-        port = free_port()
+        port = netns.free_port()
         track = self.start_tcptrack_root("--format", "none", "--interval", "1",
                                          "--prometheus", "127.0.0.1:%d" % port)
         self.wait_attached(track, "server")
