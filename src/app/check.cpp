@@ -41,7 +41,7 @@ std::string verdict(const Options& opts, const Features& f, const Privileges& pr
 
 // The store --max-flows would make (skeleton.cpp sizes it): slots, index,
 // kernel memory (slots and their health, index buckets, lock stripes, free queue; the per-CPU
-// counter cache apart, as it does not grow with the flows).
+// counter cache apart, sized per CPU from the flows and the CPU count).
 std::string store_lines(const Options& opts) {
     const int cpus = libbpf_num_possible_cpus();
     const StoreGeometry g =

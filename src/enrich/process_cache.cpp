@@ -112,10 +112,9 @@ void ProcessCache::adopt_cgroup_owner(std::uint64_t id, std::uint32_t cgroup_id,
 }
 
 void ProcessCache::fill(const SlotRef& ref, FlowRow& row) const {
-    const auto it = owners_.empty() ? owners_.end() : owners_.find(flow_id(ref));
-    if (it != owners_.end()) {
-        const Owner* o = it->second.owner.get();
-        row.owner_client = it->second.client;
+    if (const Known* k = known_of(ref)) {
+        const Owner* o = k->owner.get();
+        row.owner_client = k->client;
         if (o->pid)
             row.pid = o->pid;
         else

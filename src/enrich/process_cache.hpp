@@ -72,9 +72,8 @@ class ProcessCache final : public Enricher {
                 const std::vector<SlotRef>& idle, std::size_t live) override;
     // The owner of a connection, or nullptr.
     const Owner* find(const SlotRef& ref) const {
-        if (owners_.empty()) return nullptr;
-        const auto it = owners_.find(flow_id(ref));
-        return it == owners_.end() ? nullptr : it->second.owner.get();
+        const Known* k = known_of(ref);
+        return k ? k->owner.get() : nullptr;
     }
     // Sets the row's pid, comm, cgroup, pod_uid, container_id, netns and owner_client (empty
     // when no owner is known; pid and comm also when only the datapath's cgroup is).
@@ -100,6 +99,11 @@ class ProcessCache final : public Enricher {
         std::shared_ptr<const Owner> owner;
         bool client = false;
     };
+    const Known* known_of(const SlotRef& ref) const {
+        if (owners_.empty()) return nullptr;
+        const auto it = owners_.find(flow_id(ref));
+        return it == owners_.end() ? nullptr : &it->second;
+    }
 
     OwnerLookup lookup_;
     CgroupOwner by_cgroup_;
