@@ -131,7 +131,7 @@ struct tt_health_side {
 	 * its TSval to echo, or (no timestamps) the sequence end to ACK. Kept on
 	 * the echoing side, so a segment reads only its own side's line. */
 	__u32 probe;
-	__u32 probe_us; /* when this side's own probe passed here (ktime in us, wraps) */
+	__u32 probe_us; /* when this side's last probe passed here (ktime in us, wraps) */
 	__u16 win; /* last raw window sent (unscaled: only 0 and equality matter) */
 	__u8 flags; /* TT_H_* */
 	__u8 run; /* duplicate ACKs sent in a row (saturates at 255) */

@@ -29,7 +29,8 @@
  *    flight per side); without timestamps, from a new data segment to the
  *    first peer ACK covering it, dropped if that side retransmitted
  *    meanwhile (Karn). At an interface this is the round trip from here to
- *    the side's receiver and back.
+ *    the side's receiver and back. A side starts a probe at most once per
+ *    TT_HEALTH_PROBE_GAP_US (below).
  */
 #ifndef TCPTRACK_HEALTH_H
 #define TCPTRACK_HEALTH_H
@@ -60,6 +61,11 @@ struct tt_seg {
 #define TT_HEALTH_CLOCK() 0
 #endif
 
+/* A cheaper reading of the same clock, up to a tick (1-10 ms) behind. */
+#ifndef TT_HEALTH_COARSE_CLOCK
+#define TT_HEALTH_COARSE_CLOCK() TT_HEALTH_CLOCK()
+#endif
+
 TT_INLINE __u64 tt_seg_ns(struct tt_seg *g)
 {
 	if (!g->now_ns)
@@ -80,6 +86,19 @@ TT_INLINE __u32 tt_seg_ms(struct tt_seg *g)
 
 #define TT_H_RUN_FAST 3 /* duplicate ACKs in a row that make a retransmission fast */
 
+/*
+ * RTT probes are rate-limited per side, like ePPing's: a side starts a new
+ * probe only this many us after its last one started (0: one per round
+ * trip). A probe is the one part of health that touches both sides' state
+ * (its start marks the peer's, its echo or ACK is seen on the peer's
+ * segments), so where every exchange would be a probe (request-style
+ * traffic, a round trip far shorter than the time between requests) it is
+ * most of what health costs. The datapath sets it at load (--rtt-rate-limit).
+ */
+#ifndef TT_HEALTH_PROBE_GAP_US
+#define TT_HEALTH_PROBE_GAP_US 0
+#endif
+
 TT_INLINE void tt_health_sample(struct tt_health_side *s, __u32 rtt_us)
 {
 	s->rtt_last_us = rtt_us;
@@ -95,6 +114,21 @@ TT_INLINE void tt_health_sample(struct tt_health_side *s, __u32 rtt_us)
 		s->srtt8_us = s->srtt8_us - (s->srtt8_us >> 3) + rtt_us;
 	}
 	s->rtt_samples += 1;
+}
+
+/*
+ * Whether side me may start a probe now: probe_us is when its last one
+ * started (0: none yet; a wrap 71 minutes on delays one probe at most). The
+ * coarse clock may read up to a tick before probe_us: signed, that is not due.
+ */
+TT_INLINE int tt_probe_due(const struct tt_health_side *me, const struct tt_seg *g)
+{
+	__u32 gap = TT_HEALTH_PROBE_GAP_US, now_us;
+
+	if (!gap || !me->probe_us)
+		return 1;
+	now_us = (__u32)((g->now_ns ? g->now_ns : TT_HEALTH_COARSE_CLOCK()) / 1000);
+	return (__s32)(now_us - me->probe_us) >= (__s32)gap;
 }
 
 /* The segment's data against nxt: retransmission, gap or new data. */
@@ -138,7 +172,7 @@ TT_INLINE void tt_health_data(struct tt_health_side *me, struct tt_health_side *
 	if (g->seq != me->nxt)
 		me->gaps += 1;
 	/* New data. Without timestamps, time it by the ACK that covers it. */
-	if (!(me->flags & (TT_H_TSV | TT_H_SEQ_PROBE)) && g->payload) {
+	if (!(me->flags & (TT_H_TSV | TT_H_SEQ_PROBE)) && g->payload && tt_probe_due(me, g)) {
 		me->probe_us = tt_seg_us(g);
 		me->flags |= TT_H_SEQ_PROBE;
 		peer->probe = end; /* the ACK the peer's line waits for */
@@ -207,7 +241,7 @@ TT_INLINE void tt_health_ts(struct tt_health_side *me, struct tt_health_side *pe
 	}
 	/* Only data draws a prompt echo (a pure ACK's TSval waits for the
 	 * peer's next send); only the first segment with a TSval marks it. */
-	if (fresh && len && !(me->flags & TT_H_TS_PROBE)) {
+	if (fresh && len && !(me->flags & TT_H_TS_PROBE) && tt_probe_due(me, g)) {
 		me->probe_us = tt_seg_us(g);
 		me->flags |= TT_H_TS_PROBE;
 		peer->probe = g->tsval; /* the echo the peer's line waits for */

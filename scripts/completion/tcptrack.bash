@@ -5,7 +5,7 @@
 # tests/packaging/completion_test.sh fails when an option of --help is missing here.
 
 _tcptrack_options='-h --help -i --interface --interval --count --format --attach
-    --max-flows --max-interfaces --all-interfaces --idle-timeout --unassured-timeout --sort --top --netns --once --summary --no-process --no-health
+    --max-flows --max-interfaces --all-interfaces --idle-timeout --unassured-timeout --sort --top --netns --once --summary --no-process --no-health --rtt-rate-limit
     -r --resolve --closed --changed --cleanup --check -v --verbose --version
     --prometheus --prometheus-pods --ipfix --ipfix-active-timeout --node-name'
 # Words of the filter expression (tcptrack(8) FILTERS).
@@ -54,7 +54,7 @@ _tcptrack() {
         fi
         return
         ;;
-    --interval | --count | --max-flows | --max-interfaces | --idle-timeout | --unassured-timeout | --top | --ipfix-active-timeout)
+    --interval | --count | --max-flows | --max-interfaces | --idle-timeout | --unassured-timeout | --rtt-rate-limit | --top | --ipfix-active-timeout)
         return # a number
         ;;
     --prometheus)

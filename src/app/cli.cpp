@@ -164,7 +164,7 @@ ParseResult parse_options(int argc, const char* const* argv) {
     std::vector<std::string> ifaces;
     std::string interval, count, format, attach, max_flows, idle_timeout, sort, top, netns;
     std::string ipfix, ipfix_active, prometheus, unassured_timeout, test_hash_key, max_ifaces;
-    std::string node_name;
+    std::string node_name, rtt_rate_limit;
 
     app.add_option("-i,--interface", ifaces,
                    "Interface to watch, or a shell pattern ('veth*', quoted) for every "
@@ -196,6 +196,11 @@ ParseResult parse_options(int argc, const char* const* argv) {
                "Forget half-open and one-way flows idle this long (default 30, at most "
                "--idle-timeout)",
                "SECONDS");
+    auto* o_rtt_limit =
+        scalar("--rtt-rate-limit", rtt_rate_limit,
+               "Start a live-RTT probe on each side of a connection at most every MS "
+               "milliseconds (default 10; 0: every round trip)",
+               "MS");
     auto* o_max_ifaces =
         scalar("--max-interfaces", max_ifaces,
                "With patterns or --all-interfaces: watch at most N interfaces at once "
@@ -345,6 +350,11 @@ ParseResult parse_options(int argc, const char* const* argv) {
         } else {
             o.unassured_timeout_s = std::min(o.unassured_timeout_s, o.idle_timeout_s);
         }
+        if (o_rtt_limit->count() > 0)
+            o.rtt_rate_limit_us = static_cast<std::uint32_t>(
+                parse_integer("--rtt-rate-limit", rtt_rate_limit, 0, 60000,
+                              "must be an integer from 0 to 60000 (milliseconds)") *
+                1000);
         if (o_test_key->count() > 0) o.test_hash_key = parse_hash_key(test_hash_key);
         if (o_count->count() > 0)
             o.count = parse_integer("--count", count, 1, UINT64_MAX, "must be an integer >= 1");

@@ -35,9 +35,12 @@ struct Options {
     std::string filter;    // trailing filter expression ("" = everything)
     bool process = true;   // PROCESS column / pid, comm, cgroup (--no-process)
     bool health = true;    // connection health in the datapath (--no-health)
-    bool resolve = false;  // -r: reverse DNS names in the table
-    std::string netns;     // --netns NAME|PATH|PID ("" = our own namespace)
-    std::string ipfix;     // --ipfix udp://HOST:PORT | tcp://HOST:PORT ("" = off)
+    // --rtt-rate-limit MS: a side of a connection starts an RTT probe at most
+    // this often (tcptrack/health.h: TT_HEALTH_PROBE_GAP_US); 0: every round trip.
+    std::uint32_t rtt_rate_limit_us = 10000;
+    bool resolve = false;                  // -r: reverse DNS names in the table
+    std::string netns;                     // --netns NAME|PATH|PID ("" = our own namespace)
+    std::string ipfix;                     // --ipfix udp://HOST:PORT | tcp://HOST:PORT ("" = off)
     double ipfix_active_timeout_s = 60.0;  // --ipfix-active-timeout: long-lived flows' records
     // --node-name: names this node on every IPFIX record and Prometheus
     // series (default $NODE_NAME, else the host name; "" in tests: none).

@@ -18,9 +18,10 @@ namespace tcptrack {
 
 struct LoadConfig {
     std::uint32_t max_flows = 65536;
-    bool tcx = false;           // load the classifiers with TCX expected attach types
-    bool health = true;         // connection health (tcptrack/health.h); off: its map has one entry
-    bool owner_cgroup = false;  // lifecycle segments record their socket's cgroup (probed)
+    bool tcx = false;    // load the classifiers with TCX expected attach types
+    bool health = true;  // connection health (tcptrack/health.h); off: its map has one entry
+    std::uint32_t rtt_gap_us = 10000;  // RTT probe rate limit per side (--rtt-rate-limit)
+    bool owner_cgroup = false;         // lifecycle segments record their socket's cgroup (probed)
     // The hashes' key (tcptrack/store.h): empty = 16 bytes from getrandom() at this load
     // (always, but in tests, which fix it to reproduce collisions).
     std::optional<std::array<std::uint8_t, 16>> hash_key;

@@ -158,9 +158,11 @@ class BpfTest : public ::testing::Test {
     // The skeleton for this --max-flows (e.g. 4 for the store-full tests),
     // reset. Use as ASSERT_NO_FATAL_FAILURE(load(4)).
     // key: a fixed hash key (else a random one, drawn once per size).
-    // health: false loads it as --no-health does.
+    // health: false loads it as --no-health does. rtt_gap_us: the RTT probe
+    // rate limit (--rtt-rate-limit); 0 here, so crafted exchanges microseconds
+    // apart each get their probe.
     void load(std::uint32_t max_flows, std::optional<std::array<std::uint8_t, 16>> key = {},
-              bool health = true);
+              bool health = true, std::uint32_t rtt_gap_us = 0);
 
     // The production collector (the ring's consumer from then on: close
     // events it reads do not reach drain_events(), and the reverse).

@@ -61,6 +61,28 @@ TEST_F(HealthTest, TimestampsInTheSynLayoutAndLinuxsLayoutBothGiveRtt) {
     EXPECT_FALSE(side(c, false).flags & TT_H_EGRESS);
 }
 
+// --rtt-rate-limit: a side starts a probe at most once per gap. Here the gap
+// (1 s) is far longer than the test: after the SYN's probe, new TSvals with
+// data start none, and their echoes make no sample; with no limit, each does.
+TEST_F(HealthTest, ProbesAreRateLimitedPerSide) {
+    for (const std::uint32_t gap_us : {0u, 1000000u}) {
+        ASSERT_NO_FATAL_FAILURE(load(65536, {}, true, gap_us));
+        Conn c(false, {"10.0.0.1", 40100}, {"10.0.0.2", 80});
+        handshake_ts(c);
+        ASSERT_EQ(side(c, true).rtt_samples, 1u) << "gap " << gap_us;
+        for (std::uint32_t i = 0; i < 3; ++i) {
+            c.options = ts_option(102 + i, 5000 + i);
+            egress(c.c2s(kAck | kPsh, 100));
+            c.options = ts_option(5001 + i, 102 + i);
+            ingress(c.s2c(kAck));
+        }
+        const tt_health_side cs = side(c, true);
+        EXPECT_EQ(cs.rtt_samples, gap_us ? 1u : 4u) << "gap " << gap_us;
+        EXPECT_EQ(cs.retrans, 0u);
+        EXPECT_EQ(cs.nxt, c.cseq) << "the rest of health is not rate-limited";
+    }
+}
+
 TEST_F(HealthTest, WithoutTimestampsTheAckTimesTheDataUnlessItWasResent) {
     Conn c(false, {"10.0.0.1", 40001}, {"10.0.0.2", 80});
     establish(c);

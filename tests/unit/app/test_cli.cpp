@@ -226,6 +226,15 @@ TEST(Options, IdleTimeoutRejects) {
         usage_error({"--idle-timeout", bad}, std::string("--idle-timeout: '") + bad + "'");
 }
 
+TEST(Options, RttRateLimit) {
+    EXPECT_EQ(ok({}).rtt_rate_limit_us, 10000u);  // ePPing-style: one probe per 10 ms at most
+    EXPECT_EQ(ok({"--rtt-rate-limit", "0"}).rtt_rate_limit_us, 0u);  // every round trip
+    EXPECT_EQ(ok({"--rtt-rate-limit", "250"}).rtt_rate_limit_us, 250000u);
+    EXPECT_EQ(ok({"--rtt-rate-limit=60000"}).rtt_rate_limit_us, 60000000u);
+    for (const char* bad : {"-1", "60001", "1.5", "x", ""})
+        usage_error({"--rtt-rate-limit", bad}, std::string("--rtt-rate-limit: '") + bad + "'");
+}
+
 TEST(Options, UnassuredTimeout) {
     EXPECT_DOUBLE_EQ(ok({"--unassured-timeout", "5"}).unassured_timeout_s, 5.0);
     EXPECT_DOUBLE_EQ(ok({"--unassured-timeout=0.5"}).unassured_timeout_s, 0.5);

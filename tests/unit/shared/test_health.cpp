@@ -7,6 +7,11 @@
 #include <cstring>
 
 #include "tcptrack/abi.h"
+
+// The RTT probe rate limit (the datapath's --rtt-rate-limit), in us: 0 but in
+// the test of the limit itself.
+static __u32 g_probe_gap_us = 0;
+#define TT_HEALTH_PROBE_GAP_US g_probe_gap_us
 #include "tcptrack/health.h"
 
 namespace {
@@ -58,6 +63,38 @@ class Health : public ::testing::Test {
         step(S, Seg(ACK, sseq, cseq + 100));
     }
 };
+
+// Requests every 4 ms, each echoed 1 ms later, under a 10 ms rate limit:
+// a side starts a probe only once 10 ms have passed since its last one, so
+// one exchange in three is timed; the rest of health sees every segment.
+TEST_F(Health, ProbesStartAtMostOncePerRateLimit) {
+    struct Gap {
+        explicit Gap(__u32 us) { g_probe_gap_us = us; }
+        ~Gap() { g_probe_gap_us = 0; }
+    } gap(10000);
+    __u32 cseq = 1000, tsv = 100;
+    for (int i = 0; i < 9; ++i, cseq += 100, tsv += 4) {
+        step(C, Seg(ACK, cseq, 5000, 100).ts(tsv, 7000 + i));
+        now += 1 * kMs;
+        step(S, Seg(ACK, 5000, cseq + 100).ts(7001 + i, tsv));
+        now += 3 * kMs;
+    }
+    // Exchanges at 0, 4, 8, 12, 16, 20, 24, 28, 32 ms: probes at 0, 12, 24 ms.
+    EXPECT_EQ(of(C).rtt_samples, 3u);
+    EXPECT_EQ(of(C).rtt_min_us, 1000u);
+    EXPECT_EQ(of(C).rtt_max_us, 1000u);
+    EXPECT_EQ(of(C).nxt, cseq);
+    EXPECT_EQ(of(C).retrans, 0u);
+    // No limit: every exchange is timed.
+    g_probe_gap_us = 0;
+    for (int i = 0; i < 3; ++i, cseq += 100, tsv += 4) {
+        step(C, Seg(ACK, cseq, 5000, 100).ts(tsv, 8000 + i));
+        now += 1 * kMs;
+        step(S, Seg(ACK, 5000, cseq + 100).ts(8001 + i, tsv));
+        now += 3 * kMs;
+    }
+    EXPECT_EQ(of(C).rtt_samples, 6u);
+}
 
 TEST_F(Health, InOrderDataIsNeitherRetransmissionNorGap) {
     established(1000, 5000);
