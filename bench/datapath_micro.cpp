@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Also the index hash's candidates (bench/hash_cost.bpf.c: parse-only plus one
-// hash) against parse-only. TTMICRO_HASH=1: only that table.
+// hash) against parse-only. TTMICRO_HASH=1: only that table; TTMICRO_FILTER=1:
+// only the filter's.
 // Per-packet cost of the classifier on one CPU via BPF_PROG_TEST_RUN with
 // `repeat`: an A/B tool for datapath changes (no bpf_stats, no traffic).
 // Prints ns/run for tcptrack_in on established (settled) flows' data segments
@@ -17,6 +18,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -107,6 +110,59 @@ void fill(int fd, int n) {
 
 }  // namespace
 
+// The capture filter: what checking it costs a kept segment (sets, and any
+// expression of up to 16 leaves, in the tables; past 16 distinct tests the
+// interpreter), and what a filtered-out segment costs (parse + filter, no map).
+void filter_table(tcptrack::Skeleton& skel, int fd, int floor_fd, int po_fd) {
+    std::printf(
+        "\n| Filter (IPv4 established data, one flow) | ops | form | tcptrack_in ns/run | "
+        "ratio to empty | ratio to parse-only |\n|---|---:|---|---:|---:|---:|\n");
+    // TTMICRO_INTERPRET=1: every filter in the interpreter (the form before the tables).
+    const bool interpret = std::getenv("TTMICRO_INTERPRET") != nullptr;
+    const Packet kept = seg(false, true, kAck | kPsh, 1001, 5001, 1448, 42000);
+    const double f = median_ns(floor_fd, kept), po_t = median_ns(po_fd, kept);
+    std::string ports = "port 1", hosts = "host 10.0.1.1", nets;
+    for (int p = 2; p <= 31; ++p) ports += " or port " + std::to_string(p);
+    ports += " or port 443";
+    for (int h = 2; h <= 31; ++h) hosts += " or host 10.0.1." + std::to_string(h);
+    hosts += " or host 10.0.0.2";
+    for (int n = 11; n <= 25; ++n)
+        nets += "net " + std::to_string(n) + ".0.0.0/" + std::to_string(8 + 4 * (n % 4)) + " or ";
+    nets += "net 2001:db8::/32 or net 10.0.0.0/24";
+    std::string interp = "port 1";  // and-ed leaves do not fold
+    for (int p = 2; p <= 17; ++p) interp += " and port " + std::to_string(p);
+    const std::pair<const char*, std::string> cases[] = {
+        {"none", ""},
+        {"`port 443` (kept)", "port 443"},
+        {"`port 80` (filtered out)", "port 80"},
+        {"`src net 10.0.0.0/8 and dst port 443 and not host 10.9.9.9` (kept)",
+         "src net 10.0.0.0/8 and dst port 443 and not host 10.9.9.9"},
+        {"`port 1 or ... or port 31 or port 443` (kept at the last leaf)", ports},
+        {"32 hosts or-ed, kept at the last", hosts},
+        {"17 nets or-ed (/8, /12, /16, /20, /24, one IPv6), kept at the last", nets},
+        {"16 leaves, src/dst, 8 and-ed pairs or-ed, kept at the last pair",
+         "(src host 10.0.0.9 or dst net 192.0.2.0/24) and (dst port 22 or src net 10.9.0.0/16) "
+         "or (host 2001:db8::1 and port 8443) or (src portrange 8000-8999 and dst host "
+         "10.9.9.9) or (net 172.16.0.0/12 and dst port 80) or (host 10.0.0.7 and src port "
+         "40000) or (net fd00::/8 and port 0) or (src net 10.0.0.0/24 and dst port 443)"},
+        {"17 distinct tests (`port 1 and port 2 ... and port 17`: the interpreter), filtered out",
+         interp},
+    };
+    for (const auto& [what, expr] : cases) {
+        const auto flt = std::make_unique<tt_filter>(tcptrack::compile_filter(expr));
+        if (interpret) flt->table = 0;
+        skel.set_filter(*flt);
+        settle(fd, false, 42000);
+        const double t = median_ns(fd, kept);
+        std::printf("| %s | %u | %s | %.1f | %.2fx | %.2fx |\n", what, flt->n,
+                    flt->n == 0  ? "-"
+                    : flt->table ? "tables"
+                                 : "interpreter",
+                    t, t / f, t / po_t);
+    }
+    skel.set_filter(tt_filter{});
+}
+
 int main() {
     cpu_set_t set;
     CPU_ZERO(&set);
@@ -125,6 +181,12 @@ int main() {
     empty_bpf* empty = empty_bpf__open_and_load();
     if (!po || !empty) return 1;
     const int floor_fd = bpf_program__fd(empty->progs.ttbench_fl_in);
+    // TTMICRO_FILTER=1: only the filter table.
+    if (std::getenv("TTMICRO_FILTER")) {
+        filter_table(skel, bpf_program__fd(skel->progs.tcptrack_in), floor_fd,
+                     bpf_program__fd(po->progs.ttbench_po_in));
+        return 0;
+    }
     // The index hash's candidates, each on the parsed key (issue 16), keyed at random.
     {
         hash_cost_bpf* hc = hash_cost_bpf__open();
@@ -205,35 +267,7 @@ int main() {
             }
         }
     }
-    // The capture filter: what checking it costs a kept segment (by program
-    // length), and what a filtered-out segment costs (parse + filter, no map).
-    {
-        std::printf(
-            "\n| Filter (IPv4 established data, one flow) | ops | tcptrack_in ns/run | "
-            "ratio to empty | ratio to parse-only |\n|---|---:|---:|---:|---:|\n");
-        const int fd = progs[0];
-        const Packet kept = seg(false, true, kAck | kPsh, 1001, 5001, 1448, 42000);
-        const double f = median_ns(floor_fd, kept), po_t = median_ns(po_fd, kept);
-        std::string longest = "port 1";
-        for (int p = 2; p <= 31; ++p) longest += " or port " + std::to_string(p);
-        longest += " or port 443";
-        const std::pair<const char*, std::string> cases[] = {
-            {"none", ""},
-            {"`port 443` (kept)", "port 443"},
-            {"`port 80` (filtered out)", "port 80"},
-            {"`src net 10.0.0.0/8 and dst port 443 and not host 10.9.9.9` (kept)",
-             "src net 10.0.0.0/8 and dst port 443 and not host 10.9.9.9"},
-            {"`port 1 or ... or port 31 or port 443` (kept at the last leaf)", longest},
-        };
-        for (const auto& [what, expr] : cases) {
-            const tt_filter flt = tcptrack::compile_filter(expr);
-            skel.set_filter(flt);
-            settle(fd, false, 42000);
-            const double t = median_ns(fd, kept);
-            std::printf("| %s | %u | %.1f | %.2fx | %.2fx |\n", what, flt.n, t, t / f, t / po_t);
-        }
-        skel.set_filter(tt_filter{});
-    }
+    filter_table(skel, progs[0], floor_fd, po_fd);
     // Two CPUs at once on one flow, one direction each (data one way, ACKs the
     // other, as a request/response connection is handled): what sharing the
     // flow's counters across CPUs costs, beside one CPU alone.

@@ -11,11 +11,30 @@
 
 /*
  * The capture filter ("port 443 and not net 10.0.0.0/8"), compiled by user
- * space (src/datapath/filter.cpp) into a postfix program the classifiers run on the
- * normalised key before they touch any flow map. Leaves test one side of the
- * key; AND/OR/NOT combine the results on a one-bit-per-entry stack held in a
- * u64. A connection's packets all share one normalised key, so a connection is
- * either counted whole or not at all.
+ * space (src/datapath/filter.cpp) into a postfix program (op[]: leaves test one
+ * side of the key; AND/OR/NOT combine the results on a one-bit-per-entry stack
+ * held in a u64), and from that into tables the classifiers look up on the
+ * normalised key before they touch any flow map. A connection's packets all
+ * share one normalised key, so a connection is either counted whole or not at
+ * all.
+ *
+ * The tables: the expression's distinct tests ("atoms", at most
+ * TT_FILTER_MAX_ATOMS) are evaluated once into a bitmask, and the bitmask
+ * indexes the expression's truth table (one bit per assignment of the atoms,
+ * computed by user space). Leaves OR-ed together of one kind (address or
+ * port) on one side fold into one atom that tests a set, and so do AND-ed
+ * negated ones (not a and not b = not (a or b)):
+ *  - ports: port[] maps every port (indexed in network order, as the key holds
+ *    it) to the port atoms it is in: one load per end of the key;
+ *  - addresses: each (family, prefix length) the atoms use is a class; the
+ *    address masked to the class's length is looked up in addr[], a hash table
+ *    without collisions (user space picks the multipliers): one probe per
+ *    class and end of the key.
+ * src/dst ("atoms tested on end a, or end b") hold when either direction of
+ * the connection matches, so the classifiers look the truth table up twice:
+ * with the key's ends as they are, and swapped. An expression with more atoms
+ * than the tables take, or whose prefixes find no collision-free hash, runs
+ * in the interpreter (tt_filter_run_ops) instead.
  */
 #define TT_FILTER_MAX_OPS 64
 
@@ -41,9 +60,38 @@ struct tt_filter_op {
 	__u32 mask[4];
 };
 
+#define TT_FILTER_MAX_ATOMS 16
+#define TT_FILTER_MAX_CLASSES 32 /* (family, prefix length) pairs; 32 leaves at most */
+#define TT_FILTER_ADDR_BITS 7
+#define TT_FILTER_ADDR_SLOTS (1 << TT_FILTER_ADDR_BITS)
+#define TT_FILTER_NO_CLASS 0xff /* an empty addr[] slot */
+
+/* A (family, prefix length) of the address atoms. */
+struct tt_filter_class {
+	__u32 mask[4]; /* network order */
+	__u32 salt; /* added to the hash, so equal networks of two classes differ */
+	__u8 family; /* TT_FAMILY_INET / TT_FAMILY_INET6 */
+	__u8 pad[3];
+};
+
+/* A network of one class, and the address atoms it is in. */
+struct tt_filter_addr {
+	__u32 net[4]; /* network order, masked */
+	__u16 atoms;
+	__u8 cls; /* index into cls[]; TT_FILTER_NO_CLASS when empty */
+	__u8 pad[5];
+};
+
 struct tt_filter {
 	__u32 n; /* ops in use; 0 = no filter */
-	__u32 pad;
+	__u32 table; /* 1: the tables below hold the filter; 0: run op[] */
+	__u16 side_a, side_b; /* the atoms that test end a, end b (either end: both) */
+	__u32 ncls; /* classes in use */
+	__u32 mul[4]; /* the address hash's multiplier per word */
+	struct tt_filter_class cls[TT_FILTER_MAX_CLASSES];
+	struct tt_filter_addr addr[TT_FILTER_ADDR_SLOTS];
+	__u64 truth[(1 << TT_FILTER_MAX_ATOMS) / 64]; /* bit m: the verdict for atoms m */
+	__u16 port[65536]; /* by port in network order: the port atoms it is in */
 	struct tt_filter_op op[TT_FILTER_MAX_OPS];
 };
 
@@ -76,8 +124,11 @@ TT_INLINE __u64 tt_filter_port_miss(const struct tt_filter_op *o, __u32 p)
 	return ((__u64)(__u32)(o->hi - o->lo) - (__u64)(__u32)(p - o->lo)) >> 63;
 }
 
-/* 1 when the connection with this normalised key passes the filter. */
-TT_INLINE int tt_filter_match(const struct tt_filter *f, const struct tt_flow_key *k)
+/*
+ * The interpreter: 1 when the connection passes the postfix program op[] (the
+ * form the filter takes when it does not fit the tables below).
+ */
+TT_INLINE int tt_filter_run_ops(const struct tt_filter *f, const struct tt_flow_key *k)
 {
 	__u32 pa = tt_port_host(k->port_a), pb = tt_port_host(k->port_b);
 	__u64 stack = 0;
@@ -122,11 +173,96 @@ TT_INLINE int tt_filter_match(const struct tt_filter *f, const struct tt_flow_ke
 			break;
 		}
 	}
-	return f->n == 0 || (stack & 1);
+	return stack & 1;
+}
+
+/*
+ * The slot of addr[] where the address w masked to class cl would be: an IPv6
+ * class hashes the four words, an IPv4 one the first (the rest are zero).
+ */
+TT_INLINE __u32 tt_filter_addr_slot(const struct tt_filter *f, const struct tt_filter_class *cl,
+				    const __u32 *w)
+{
+	__u32 x = (w[0] & cl->mask[0]) * f->mul[0] + cl->salt;
+
+	if (cl->family == TT_FAMILY_INET6)
+		x += (w[1] & cl->mask[1]) * f->mul[1] + (w[2] & cl->mask[2]) * f->mul[2] +
+		     (w[3] & cl->mask[3]) * f->mul[3];
+	return x >> (32 - TT_FILTER_ADDR_BITS);
+}
+
+/* The address atoms of class c (IPv4) that the address w is in. */
+TT_INLINE __u32 tt_filter_addr4_atoms(const struct tt_filter *f, const struct tt_filter_class *cl,
+				      __u32 c, const __u32 *w)
+{
+	__u32 x = (w[0] & cl->mask[0]) * f->mul[0] + cl->salt;
+	const struct tt_filter_addr *e = &f->addr[x >> (32 - TT_FILTER_ADDR_BITS)];
+
+	return (((w[0] & cl->mask[0]) ^ e->net[0]) | (e->cls ^ c)) ? 0 : e->atoms;
+}
+
+/* The address atoms of class c (IPv6) that the address w is in. */
+TT_INLINE __u32 tt_filter_addr6_atoms(const struct tt_filter *f, const struct tt_filter_class *cl,
+				      __u32 c, const __u32 *w)
+{
+	const struct tt_filter_addr *e = &f->addr[tt_filter_addr_slot(f, cl, w)];
+	__u32 miss = ((w[0] & cl->mask[0]) ^ e->net[0]) | ((w[1] & cl->mask[1]) ^ e->net[1]) |
+		     ((w[2] & cl->mask[2]) ^ e->net[2]) | ((w[3] & cl->mask[3]) ^ e->net[3]) |
+		     (e->cls ^ c);
+
+	return miss ? 0 : e->atoms;
+}
+
+TT_INLINE __u64 tt_filter_truth(const struct tt_filter *f, __u32 m)
+{
+	return f->truth[(m & 0xffff) >> 6] >> (m & 63);
+}
+
+/* The tables: 1 when the connection with this normalised key passes. */
+TT_INLINE int tt_filter_run_table(const struct tt_filter *f, const struct tt_flow_key *k)
+{
+	__u32 a[4], b[4], m, s, c;
+	__u32 ma = f->port[k->port_a], mb = f->port[k->port_b];
+
+	__builtin_memcpy(a, k->addr_a, sizeof(a));
+	__builtin_memcpy(b, k->addr_b, sizeof(b));
+#ifdef __clang__
+#pragma clang loop unroll(disable)
+#endif
+	for (c = 0; c < TT_FILTER_MAX_CLASSES; c++) {
+		const struct tt_filter_class *cl = &f->cls[c];
+
+		if (c >= f->ncls)
+			break;
+		if (cl->family != k->family)
+			continue;
+		if (k->family == TT_FAMILY_INET) {
+			ma |= tt_filter_addr4_atoms(f, cl, c, a);
+			mb |= tt_filter_addr4_atoms(f, cl, c, b);
+		} else {
+			ma |= tt_filter_addr6_atoms(f, cl, c, a);
+			mb |= tt_filter_addr6_atoms(f, cl, c, b);
+		}
+	}
+	m = (ma & f->side_a) | (mb & f->side_b); /* the key's ends as they are */
+	s = (mb & f->side_a) | (ma & f->side_b); /* and swapped: the other direction */
+	return (tt_filter_truth(f, m) | tt_filter_truth(f, s)) & 1;
+}
+
+/* 1 when the connection with this normalised key passes the filter. */
+TT_INLINE int tt_filter_match(const struct tt_filter *f, const struct tt_flow_key *k)
+{
+	if (f->n == 0)
+		return 1;
+	return f->table ? tt_filter_run_table(f, k) : tt_filter_run_ops(f, k);
 }
 
 TT_STATIC_ASSERT(sizeof(struct tt_filter_op) == 40, "filter op layout is shared with user space");
-TT_STATIC_ASSERT(sizeof(struct tt_filter) == 8 + 40 * TT_FILTER_MAX_OPS,
+TT_STATIC_ASSERT(sizeof(struct tt_filter_class) == 24, "filter layout is shared with user space");
+TT_STATIC_ASSERT(sizeof(struct tt_filter_addr) == 24, "filter layout is shared with user space");
+TT_STATIC_ASSERT(sizeof(struct tt_filter) == 32 + 24 * TT_FILTER_MAX_CLASSES +
+						     24 * TT_FILTER_ADDR_SLOTS + 8192 + 131072 +
+						     40 * TT_FILTER_MAX_OPS,
 		 "filter layout is shared with user space");
 
 #endif /* TCPTRACK_FILTER_VM_H */

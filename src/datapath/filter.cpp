@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // The filter expression: tokenise, parse (recursive descent, tcpdump's
-// precedence: not > and > or), and emit the postfix program of tcptrack/filter_vm.h.
+// precedence: not > and > or), emit the postfix program of tcptrack/filter_vm.h,
+// and lower it into the tables the classifiers look up (atoms, truth table).
 #include "datapath/filter.hpp"
 
 #include <arpa/inet.h>
@@ -8,7 +9,12 @@
 #include <algorithm>
 #include <charconv>
 #include <cstring>
+#include <iterator>
+#include <map>
+#include <memory>
 #include <optional>
+#include <random>
+#include <tuple>
 #include <vector>
 
 namespace tcptrack {
@@ -223,6 +229,241 @@ class Parser {
     bool directional_ = false;
 };
 
+// ---- Lowering the postfix program into the tables (tcptrack/filter_vm.h) ----
+
+// The expression as a tree: n-ary AND/OR, NOT, and leaves; leaves OR-ed (or
+// negated and AND-ed) together of one kind on one side become one set atom.
+struct Node {
+    enum Type { Leaf, And, Or, Not, Atom } type = Leaf;
+    std::vector<int> kids;
+    tt_filter_op leaf{};
+    int atom = -1;
+};
+
+// What an atom tests: one kind (address or port) on one side, a set of leaves.
+struct AtomKey {
+    bool port = false;
+    std::uint8_t side = 0;
+    std::vector<std::vector<std::uint8_t>> members;  // leaves' bytes, sorted, unique
+    bool operator<(const AtomKey& o) const {
+        return std::tie(port, side, members) < std::tie(o.port, o.side, o.members);
+    }
+};
+
+class Lowering {
+   public:
+    explicit Lowering(const std::vector<tt_filter_op>& prog) {
+        std::vector<int> st;
+        for (const tt_filter_op& op : prog) {
+            Node n;
+            if (op.code == TT_FOP_ADDR || op.code == TT_FOP_PORT) {
+                n.leaf = op;
+            } else if (op.code == TT_FOP_NOT) {
+                n.type = Node::Not;
+                n.kids = {st.back()};
+                st.pop_back();
+            } else {
+                n.type = op.code == TT_FOP_AND ? Node::And : Node::Or;
+                n.kids = {st[st.size() - 2], st.back()};
+                st.resize(st.size() - 2);
+            }
+            st.push_back(add(n));
+        }
+        root_ = fold(st.back());
+    }
+
+    // Fills f's tables; false when the expression does not fit them.
+    bool fill(tt_filter& f) const {
+        if (atoms_.size() > TT_FILTER_MAX_ATOMS) return false;
+        for (std::size_t j = 0; j < atoms_.size(); ++j) {
+            const AtomKey& a = atoms_[j];
+            const auto bit = static_cast<std::uint16_t>(1u << j);
+            if (a.side & TT_FSIDE_A) f.side_a |= bit;
+            if (a.side & TT_FSIDE_B) f.side_b |= bit;
+            if (!a.port) continue;
+            for (const auto& m : a.members) {
+                tt_filter_op op;
+                std::memcpy(&op, m.data(), sizeof(op));
+                for (std::uint32_t p = op.lo; p <= op.hi; ++p)
+                    f.port[htons(static_cast<std::uint16_t>(p))] |= bit;
+            }
+        }
+        if (!fill_addresses(f)) return false;
+        truth(f);
+        f.table = 1;
+        return true;
+    }
+
+   private:
+    int add(const Node& n) {
+        nodes_.push_back(n);
+        return static_cast<int>(nodes_.size() - 1);
+    }
+    static std::vector<std::uint8_t> bytes_of(tt_filter_op op) {
+        op.side = 0;
+        std::vector<std::uint8_t> b(sizeof(op));
+        std::memcpy(b.data(), &op, sizeof(op));
+        return b;
+    }
+    int atom(bool port, std::uint8_t side, std::vector<std::vector<std::uint8_t>> members) {
+        std::sort(members.begin(), members.end());
+        members.erase(std::unique(members.begin(), members.end()), members.end());
+        AtomKey k{port, side, std::move(members)};
+        auto [it, fresh] = index_.try_emplace(k, static_cast<int>(atoms_.size()));
+        if (fresh) atoms_.push_back(k);
+        Node n;
+        n.type = Node::Atom;
+        n.atom = it->second;
+        return add(n);
+    }
+    // The kids of nested nodes of one type, flattened: a or (b or c) = a or b or c.
+    void flatten(int i, Node::Type t, std::vector<int>& out) const {
+        const Node& n = nodes_[i];
+        if (n.type == t)
+            for (int k : n.kids) flatten(k, t, out);
+        else
+            out.push_back(i);
+    }
+    int fold(int i) {
+        const Node n = nodes_[i];
+        if (n.type == Node::Leaf)
+            return atom(n.leaf.code == TT_FOP_PORT, n.leaf.side, {bytes_of(n.leaf)});
+        if (n.type == Node::Not) {
+            Node out;
+            out.type = Node::Not;
+            out.kids = {fold(n.kids[0])};
+            return add(out);
+        }
+        // OR: leaves of one kind and side make one set. AND: so do negated
+        // leaves (not a and not b = not (a or b)).
+        std::vector<int> kids;
+        flatten(i, n.type, kids);
+        const bool negated = n.type == Node::And;
+        std::map<std::pair<bool, std::uint8_t>, std::vector<std::vector<std::uint8_t>>> sets;
+        Node out;
+        out.type = n.type;
+        for (int k : kids) {
+            const Node& kid = nodes_[k];
+            const Node* leaf =
+                negated ? (kid.type == Node::Not ? &nodes_[kid.kids[0]] : nullptr) : &kid;
+            if (leaf && leaf->type == Node::Leaf)
+                sets[{leaf->leaf.code == TT_FOP_PORT, leaf->leaf.side}].push_back(
+                    bytes_of(leaf->leaf));
+            else
+                out.kids.push_back(fold(k));
+        }
+        for (auto& [what, members] : sets) {
+            int a = atom(what.first, what.second, std::move(members));
+            if (negated) {
+                Node no;
+                no.type = Node::Not;
+                no.kids = {a};
+                a = add(no);
+            }
+            out.kids.push_back(a);
+        }
+        return add(out);
+    }
+
+    // addr[]: every (class, network) of the address atoms in a slot of its own.
+    bool fill_addresses(tt_filter& f) const {
+        struct Net {
+            std::uint8_t cls;
+            __u32 net[4];
+            std::uint16_t atoms;
+        };
+        std::vector<Net> nets;
+        for (std::size_t j = 0; j < atoms_.size(); ++j) {
+            if (atoms_[j].port) continue;
+            for (const auto& m : atoms_[j].members) {
+                tt_filter_op op;
+                std::memcpy(&op, m.data(), sizeof(op));
+                std::uint32_t c = 0;
+                while (c < f.ncls && !(f.cls[c].family == op.family &&
+                                       std::memcmp(f.cls[c].mask, op.mask, sizeof(op.mask)) == 0))
+                    ++c;
+                if (c == f.ncls) {
+                    if (c == TT_FILTER_MAX_CLASSES) return false;
+                    f.cls[c].family = op.family;
+                    std::memcpy(f.cls[c].mask, op.mask, sizeof(op.mask));
+                    ++f.ncls;
+                }
+                auto same = std::find_if(nets.begin(), nets.end(), [&](const Net& n) {
+                    return n.cls == c && std::memcmp(n.net, op.net, sizeof(op.net)) == 0;
+                });
+                if (same == nets.end()) {
+                    nets.push_back(Net{static_cast<std::uint8_t>(c), {}, 0});
+                    std::memcpy(nets.back().net, op.net, sizeof(op.net));
+                    same = nets.end() - 1;
+                }
+                same->atoms |= static_cast<std::uint16_t>(1u << j);
+            }
+        }
+        // Multipliers with no two networks in one slot: with at most 32 of
+        // them in 128 slots, about one draw in 50 (fixed seed: the same
+        // expression gives the same tables).
+        std::mt19937 rng(20);
+        for (int attempt = 0; attempt < 100000; ++attempt) {
+            for (auto& m : f.mul) m = rng() | 1;
+            for (std::uint32_t c = 0; c < f.ncls; ++c) f.cls[c].salt = rng();
+            std::uint64_t used[TT_FILTER_ADDR_SLOTS / 64] = {};
+            bool clash = false;
+            for (const Net& n : nets) {
+                const std::uint32_t s = tt_filter_addr_slot(&f, &f.cls[n.cls], n.net);
+                clash = clash || (used[s / 64] >> (s % 64) & 1);
+                used[s / 64] |= 1ull << (s % 64);
+            }
+            if (clash) continue;
+            for (auto& e : f.addr) e.cls = TT_FILTER_NO_CLASS;
+            for (const Net& n : nets) {
+                tt_filter_addr& e = f.addr[tt_filter_addr_slot(&f, &f.cls[n.cls], n.net)];
+                std::memcpy(e.net, n.net, sizeof(e.net));
+                e.cls = n.cls;
+                e.atoms = n.atoms;
+            }
+            return true;
+        }
+        return false;
+    }
+
+    // truth[]: the tree evaluated for 64 assignments of the atoms at a time.
+    void truth(tt_filter& f) const {
+        static constexpr std::uint64_t low[6] = {0xaaaaaaaaaaaaaaaaull, 0xccccccccccccccccull,
+                                                 0xf0f0f0f0f0f0f0f0ull, 0xff00ff00ff00ff00ull,
+                                                 0xffff0000ffff0000ull, 0xffffffff00000000ull};
+        for (std::uint32_t w = 0; w < std::size(f.truth); ++w) {
+            auto eval = [&](auto& self, int i) -> std::uint64_t {
+                const Node& n = nodes_[i];
+                switch (n.type) {
+                    case Node::Atom:
+                        return n.atom < 6 ? low[n.atom] : (w >> (n.atom - 6) & 1) ? ~0ull : 0;
+                    case Node::Not:
+                        return ~self(self, n.kids[0]);
+                    case Node::And: {
+                        std::uint64_t v = ~0ull;
+                        for (int k : n.kids) v &= self(self, k);
+                        return v;
+                    }
+                    case Node::Or: {
+                        std::uint64_t v = 0;
+                        for (int k : n.kids) v |= self(self, k);
+                        return v;
+                    }
+                    case Node::Leaf:
+                        break;
+                }
+                return 0;  // folded away: never reached
+            };
+            f.truth[w] = eval(eval, root_);
+        }
+    }
+
+    std::vector<Node> nodes_;
+    std::vector<AtomKey> atoms_;
+    std::map<AtomKey, int> index_;
+    int root_ = -1;
+};
+
 }  // namespace
 
 tt_filter compile_filter(std::string_view expr) {
@@ -231,6 +472,7 @@ tt_filter compile_filter(std::string_view expr) {
     if (toks.empty()) return f;
     Parser parser(std::move(toks));
     std::vector<tt_filter_op> prog = parser.parse();
+    const Lowering lowering(prog);
     // src/dst name the ends of one direction; a connection passes when either
     // of its directions does, so both see the same verdict: E or E(a<->b).
     if (parser.directional()) {
@@ -247,6 +489,10 @@ tt_filter compile_filter(std::string_view expr) {
                           " terms and operators (src/dst count twice)");
     std::copy(prog.begin(), prog.end(), f.op);
     f.n = static_cast<std::uint32_t>(prog.size());
+    // The tables hold the expression as parsed (they look src/dst up both
+    // ways themselves); one that does not fit them runs in the interpreter.
+    auto tables = std::make_unique<tt_filter>(f);
+    if (lowering.fill(*tables)) f = *tables;
     return f;
 }
 

@@ -165,5 +165,71 @@ TEST_F(FilterTest, LongestProgramRunsToTheEnd) {
     EXPECT_EQ(got[0].second, last.expect);
 }
 
+using FilterTableTest = FilterTest;
+
+// Sets in the tables: 32 hosts, and nets of several prefix lengths and both
+// families, each one atom; the classifiers keep exactly the members.
+TEST_F(FilterTableTest, LargeHostAndNetSets) {
+    std::string hosts = "host 10.0.1.1";
+    for (int h = 2; h <= 32; ++h) hosts += " or host 10.0.1." + std::to_string(h);
+    const tt_filter f = tcptrack::compile_filter(hosts);
+    ASSERT_EQ(f.table, 1u);
+    skel_->set_filter(f);
+    Conn first(false, {"10.0.1.1", 40000}, {"192.0.2.1", 80});
+    Conn last(false, {"192.0.2.1", 40001}, {"10.0.1.32", 80});
+    Conn past(false, {"10.0.1.33", 40002}, {"192.0.2.1", 80});
+    talk(first);
+    talk(last);
+    talk(past);
+    EXPECT_EQ(flows().size(), 2u);
+
+    clear_maps();
+    const tt_filter nets = tcptrack::compile_filter(
+        "net 11.0.0.0/8 or net 172.16.0.0/12 or net 192.168.0.0/16 or net 10.1.2.0/24 or net "
+        "2001:db8::/32 or net fd00::/8");
+    ASSERT_EQ(nets.table, 1u);
+    skel_->set_filter(nets);
+    Conn in8(false, {"11.200.0.1", 40000}, {"8.8.8.8", 443});
+    Conn in12(false, {"8.8.8.8", 40000}, {"172.31.255.254", 443});
+    Conn in24(false, {"10.1.2.200", 40000}, {"8.8.8.8", 443});
+    Conn in6(true, {"fd12::1", 40000}, {"2001:db9::1", 443});
+    Conn out24(false, {"10.1.3.1", 40000}, {"8.8.8.8", 443});
+    Conn out12(false, {"172.32.0.1", 40000}, {"8.8.8.8", 443});
+    Conn out6(true, {"2001:db9::1", 40000}, {"fe80::1", 443});
+    for (Conn* c : {&in8, &in12, &in24, &in6, &out24, &out12, &out6}) talk(*c);
+    const auto got = flows();
+    ASSERT_EQ(got.size(), 4u);
+    for (const auto& [key, t] : got)
+        EXPECT_TRUE(key == in8.key || key == in12.key || key == in24.key || key == in6.key);
+}
+
+// Sixteen distinct tests with src/dst in the tables, and seventeen in the
+// interpreter: the same connections kept.
+TEST_F(FilterTableTest, SixteenTestsInTheTablesSeventeenInTheInterpreter) {
+    const std::string e16 =
+        "(src host 10.0.0.9 or dst net 192.0.2.0/24) and (dst port 22 or src net 10.9.0.0/16) "
+        "or (host 2001:db8::1 and port 8443) or (src portrange 8000-8999 and dst host "
+        "10.9.9.9) or (net 172.16.0.0/12 and dst port 80) or (host 10.0.0.7 and src port "
+        "40000) or (net fd00::/8 and port 0) or (src net 10.0.0.0/24 and dst port 443)";
+    std::string e17 = "port 1";
+    for (int p = 2; p <= 17; ++p) e17 += " and port " + std::to_string(p);
+    e17 += " or net 192.0.2.0/24 and net 10.9.0.0/16 and port 22";  // within 64 ops: no src/dst
+    for (const std::string& e : {e16, e17}) {
+        SCOPED_TRACE(e);
+        clear_maps();
+        const tt_filter f = tcptrack::compile_filter(e);
+        ASSERT_EQ(f.table, e == e16 ? 1u : 0u);
+        skel_->set_filter(f);
+        // Kept by the first pair: dst 192.0.2.0/24 and src 10.9.0.0/16 (and port 22).
+        Conn keep(false, {"10.9.1.1", 40000}, {"192.0.2.5", 22});
+        Conn drop(false, {"10.9.1.1", 40001}, {"192.0.3.5", 22});
+        talk(keep);
+        talk(drop);
+        const auto got = flows();
+        ASSERT_EQ(got.size(), 1u);
+        EXPECT_EQ(got[0].first, keep.key);
+    }
+}
+
 }  // namespace
 }  // namespace tt_test
