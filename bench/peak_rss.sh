@@ -3,8 +3,8 @@
 # Peak RSS (VmHWM) of the real tcptrack binary holding N flows (issue 20): a
 # tcptrack on one end of a veth pair in a throwaway namespace, its slot store
 # filled with N distinct SYNs through its own classifier (bench/fill_flows,
-# BPF_PROG_TEST_RUN), then left to print REPORTS reports (the first sees
-# every flow new). Prints a markdown table: one row per set of arguments.
+# BPF_PROG_TEST_RUN) while tcptrack is stopped (SIGSTOP), then left to print
+# REPORTS reports: the first sees every flow new. Prints a markdown table: one row per set of arguments.
 #
 #   sudo bench/peak_rss.sh [BUILD_DIR [TCPTRACK ARGS...]]   (env: FLOWS=1000000 REPORTS=3)
 set -euo pipefail
@@ -49,7 +49,10 @@ for e in json.load(sys.stdin):
   sleep 1.5
   local before fill
   before=$(kb VmHWM)
+  # Stopped while filling, so its next report sees every flow new at once.
+  kill -STOP "$PID"
   fill=$("$FILL" --prog-id "$id" --count "$FLOWS")
+  kill -CONT "$PID"
   sleep $((REPORTS + 1))
   printf '| `%s` | %s | %.0f | %.0f | %.0f |\n' "$*" "${fill##*holds }" "$((before / 1024))" \
     "$(($(kb VmRSS) / 1024))" "$(($(kb VmHWM) / 1024))"
