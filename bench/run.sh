@@ -565,6 +565,10 @@ section4() {
     echo
     "${UTIL[@]}" s4-table "$tsv"
     echo
+    echo "Peak RSS of the real binary at 1M flows (bench/peak_rss.sh): a tcptrack on a veth in its own namespace, stopped (SIGSTOP) while bench/fill_flows puts 1M SYN flows through its classifier, then 3 reports; the first sees every flow new. Issue 20 target: VmHWM ≤ 256 MB."
+    echo
+    "$HERE/peak_rss.sh" "$BUILD"
+    echo
   } | emit
 }
 

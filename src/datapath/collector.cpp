@@ -90,7 +90,7 @@ void fill_from_event(FlowSample& s, const tt_close_event& ev, std::uint64_t now_
     s.ref = SlotRef{ev.slot, ev.gen};
     s.has_info = true;
     s.finished = true;
-    start_health(s.health, s.health_wraps, ev.health, health_end_ms(s, now_ns));
+    start_health(s, ev.health, health_end_ms(s, now_ns));
 }
 
 // A live sample's health from the map (h; none with --no-health), unless a
@@ -102,7 +102,7 @@ void refresh_health(FlowSample& s, const volatile tt_health* h, const volatile t
     tt_health next;
     copy_health(next, *h);
     if (load(v.gen) != s.ref.gen) return;
-    take_health(s.health, s.health_wraps, next, health_ms(now_ns));
+    take_health(s, next, health_ms(now_ns));
 }
 
 }  // namespace
@@ -245,7 +245,7 @@ void Collector::remove_live(std::uint32_t pos) {
     const std::uint32_t last = static_cast<std::uint32_t>(live_ - 1);
     pos_[samples_[pos].ref.slot] = kNone;
     if (pos != last) {
-        samples_[pos] = samples_[last];
+        samples_[pos] = std::move(samples_[last]);
         pos_[samples_[pos].ref.slot] = pos;
     }
     --live_;
@@ -269,7 +269,7 @@ void Collector::take_events(std::uint64_t now_ns) {
         const std::uint32_t p = ev.slot < pos_.size() ? pos_[ev.slot] : kNone;
         if (p != kNone && samples_[p].ref == s.ref) {
             keep_prev(s, samples_[p]);
-            continue_health(s, samples_[p].health, samples_[p].health_wraps, now_ns);
+            continue_health(s, samples_[p].health, samples_[p].health_wraps.get(), now_ns);
             remove_live(p);
         } else {
             for (const Dead& d : dead_)
@@ -318,7 +318,7 @@ void Collector::scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns,
             if (!tt_gen_live(gen)) {
                 if (p != kNone) {
                     const FlowSample& old = samples_[p];
-                    dead_.push_back(Dead{old.ref, old, old.health, old.health_wraps});
+                    dead_.push_back(Dead{old.ref, old, old.health, old.health_wraps.get()});
                     remove_live(p);
                 }
                 continue;
@@ -351,7 +351,7 @@ void Collector::scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns,
                 // closed through the ring).
                 if (p != kNone) {
                     const FlowSample& old = samples_[p];
-                    dead_.push_back(Dead{old.ref, old, old.health, old.health_wraps});
+                    dead_.push_back(Dead{old.ref, old, old.health, old.health_wraps.get()});
                 } else {
                     p = static_cast<std::uint32_t>(live_++);
                     samples_.emplace_back();
@@ -362,7 +362,7 @@ void Collector::scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns,
                 TT_ADD_COUNTS(&s, &extra);
                 tt_health first{};
                 if (h) copy_health(first, *h);
-                start_health(s.health, s.health_wraps, first, health_ms(now_ns));
+                start_health(s, first, health_ms(now_ns));
                 // Set before the check: remove_live() finds the sample's pos_
                 // entry through ref (the default ref wrote 16 GiB past pos_ in
                 // the one churn run in 17 that crashed).

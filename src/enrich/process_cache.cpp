@@ -40,7 +40,12 @@ void ProcessCache::update(const std::vector<FlowSample>& samples,
     forget_next_.clear();
 
     std::unordered_set<std::uint64_t> gone;  // finished or idle now: no more lookups
-    batch_.clear();
+    // Room for the new ones first: at a million new connections a doubling
+    // vector would hold two copies of its queries for a moment.
+    std::size_t fresh = 0;
+    for (const std::uint32_t i : changed) fresh += !samples[i].finished && is_new(samples[i]);
+    pending_.reserve(pending_.size() + fresh);
+    queries_.reserve(pending_.size() + fresh);
     for (const std::uint32_t i : changed) {
         const FlowSample& s = samples[i];
         if (s.finished) {
@@ -52,43 +57,58 @@ void ProcessCache::update(const std::vector<FlowSample>& samples,
             continue;
         }
         // New: first seen at this report.
-        if (is_new(s) && !owners_.count(flow_id(s.ref)))
-            pending_.push_back(Pending{s.ref, query_of(s), s.has_info ? s.info.owner_cgroup : 0u,
-                                       cgroup_owner_client(s), 0});
+        if (is_new(s) && !owners_.count(flow_id(s.ref))) {
+            pending_.push_back(
+                Pending{s.ref, s.has_info ? s.info.owner_cgroup : 0u, cgroup_owner_client(s), 0});
+            queries_.push_back(query_of(s));
+        }
     }
     for (const SlotRef& r : idle) {
         gone.insert(flow_id(r));
         forget_next_.push_back(flow_id(r));
     }
+    // Keeps pending_[i] (and its query) where keep(i) says so, in order.
+    const auto retain = [this](auto keep) {
+        std::size_t kept = 0;
+        for (std::size_t i = 0; i < pending_.size(); ++i) {
+            if (!keep(i)) continue;
+            if (kept != i) {
+                pending_[kept] = pending_[i];
+                queries_[kept] = std::move(queries_[i]);
+            }
+            ++kept;
+        }
+        pending_.resize(kept);
+        queries_.resize(kept);
+    };
     if (!gone.empty())
-        pending_.erase(
-            std::remove_if(pending_.begin(), pending_.end(),
-                           [&](const Pending& p) { return gone.count(flow_id(p.ref)) > 0; }),
-            pending_.end());
+        retain([&](std::size_t i) { return gone.count(flow_id(pending_[i].ref)) == 0; });
 
     if (!pending_.empty()) {
-        for (Pending& p : pending_) {
-            p.query.result = OwnerQuery::Result::Retry;
-            p.query.owner.reset();
-            batch_.push_back(p.query);
+        for (OwnerQuery& q : queries_) {
+            q.result = OwnerQuery::Result::Retry;
+            q.owner.reset();
         }
-        lookups_ += batch_.size();
-        lookup_(batch_);
-        std::size_t keep = 0;
-        for (std::size_t i = 0; i < pending_.size(); ++i) {
+        lookups_ += queries_.size();
+        lookup_(queries_);
+        retain([&](std::size_t i) {
             Pending& p = pending_[i];
-            const OwnerQuery& q = batch_[i];
+            const OwnerQuery& q = queries_[i];
             if (q.result == OwnerQuery::Result::Found && q.owner) {
                 owners_[flow_id(p.ref)] = Known{q.owner, q.owner_client};
-                continue;
+                return false;
             }
             if (q.result == OwnerQuery::Result::Retry && ++p.tries >= kMaxTries) {
                 adopt_cgroup_owner(flow_id(p.ref), p.cgroup_id, p.cgroup_client);
-                continue;
+                return false;
             }
-            pending_[keep++] = std::move(p);
+            return true;
+        });
+        // Given up or found: the room a burst of new connections took goes too.
+        if (pending_.capacity() > 2 * pending_.size() + 4096) {
+            pending_.shrink_to_fit();
+            queries_.shrink_to_fit();
         }
-        pending_.resize(keep);
     }
     if (upkeep_) upkeep_();
 

@@ -84,9 +84,11 @@ class ProcessCache final : public Enricher {
     std::uint64_t lookups() const { return lookups_; }  // queries handed to the lookup
 
    private:
+    // A connection still being looked up; its query is queries_[i] beside
+    // pending_[i], so the lookup answers them in place (a million new
+    // connections at one report are not copied into a second batch).
     struct Pending {
         SlotRef ref;
-        OwnerQuery query;
         std::uint32_t cgroup_id = 0;  // the datapath's, if it recorded one
         bool cgroup_client = false;   // ... of the client's socket
         std::uint8_t tries = 0;
@@ -110,8 +112,8 @@ class ProcessCache final : public Enricher {
     OwnerUpkeep upkeep_;
     std::unordered_map<std::uint64_t, Known> owners_;
     std::vector<Pending> pending_;
+    std::vector<OwnerQuery> queries_;         // pending_[i]'s query
     std::vector<std::uint64_t> forget_next_;  // shown a last time in this report
-    std::vector<OwnerQuery> batch_;
     std::uint64_t lookups_ = 0;
 };
 

@@ -27,6 +27,10 @@ struct SocketTuple {
                rport == o.rport;
     }
 };
+// The same connection seen from its other end.
+inline SocketTuple flipped(const SocketTuple& t) {
+    return SocketTuple{t.family, t.remote, t.local, t.rport, t.lport, t.ifindex};
+}
 struct SocketTupleHash {
     std::size_t operator()(const SocketTuple& t) const;
 };

@@ -107,17 +107,26 @@ void SockDiag::inodes_exact(const std::vector<SocketTuple>& tuples,
     }
 }
 
-void SockDiag::inodes_dump(const std::vector<SocketTuple>& tuples,
-                           std::vector<std::uint64_t>& out) {
+void SockDiag::inodes_dump(const std::vector<SocketTuple>& tuples, std::vector<std::uint64_t>& out,
+                           std::vector<char>* other_end) {
     out.assign(tuples.size(), 0);
+    if (other_end) other_end->assign(tuples.size(), 0);
     DiagAnswer a;
     dump(Family::V4, a);
     dump(Family::V6, a);  // holds the IPv4-mapped ones too
     std::unordered_map<SocketTuple, std::uint64_t, SocketTupleHash> by_tuple;
     by_tuple.reserve(a.sockets.size());
     for (const DiagSocket& s : a.sockets) by_tuple.emplace(s.tuple, s.inode);
-    for (std::size_t i = 0; i < tuples.size(); ++i)
-        if (const auto it = by_tuple.find(tuples[i]); it != by_tuple.end()) out[i] = it->second;
+    for (std::size_t i = 0; i < tuples.size(); ++i) {
+        if (const auto it = by_tuple.find(tuples[i]); it != by_tuple.end()) {
+            out[i] = it->second;
+        } else if (other_end) {
+            if (const auto o = by_tuple.find(flipped(tuples[i])); o != by_tuple.end()) {
+                out[i] = o->second;
+                (*other_end)[i] = 1;
+            }
+        }
+    }
 }
 
 }  // namespace tcptrack

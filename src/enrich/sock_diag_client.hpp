@@ -23,9 +23,13 @@ class SockDiag {
     SockDiag& operator=(const SockDiag&) = delete;
 
     // Socket inodes of these tuples (0: not found), asked one by one (exact,
-    // in batches of 64 per datagram) or from one dump per family.
+    // in batches of 64 per datagram) or from one dump per family. With
+    // `other_end`, a tuple not found is tried with its ends swapped (the
+    // socket at the other end): other_end[i] says which answered, and a
+    // million tuples are not copied a second time to ask for both.
     void inodes_exact(const std::vector<SocketTuple>& tuples, std::vector<std::uint64_t>& out);
-    void inodes_dump(const std::vector<SocketTuple>& tuples, std::vector<std::uint64_t>& out);
+    void inodes_dump(const std::vector<SocketTuple>& tuples, std::vector<std::uint64_t>& out,
+                     std::vector<char>* other_end = nullptr);
 
    private:
     bool exchange(const std::vector<std::uint8_t>& req, std::uint32_t first_seq,

@@ -36,10 +36,6 @@ std::string read_small(int dirfd, const char* path) {
     return out;
 }
 
-SocketTuple flipped(const SocketTuple& t) {
-    return SocketTuple{t.family, t.remote, t.local, t.rport, t.lport, t.ifindex};
-}
-
 // The inode of each connection's socket at either end (0: neither has one
 // there); `tuples` holds the end to try first. other_end[i]: found at the
 // other end (the socket is that end's).
@@ -47,16 +43,7 @@ void either_end(SockDiag& diag, const std::vector<SocketTuple>& tuples,
                 std::vector<std::uint64_t>& inodes, std::vector<char>& other_end) {
     other_end.assign(tuples.size(), 0);
     if (tuples.size() > SystemOwners::kDumpAbove) {
-        // One dump answers both orderings.
-        std::vector<SocketTuple> both = tuples;
-        for (const SocketTuple& t : tuples) both.push_back(flipped(t));
-        std::vector<std::uint64_t> all;
-        diag.inodes_dump(both, all);
-        inodes.resize(tuples.size());
-        for (std::size_t i = 0; i < tuples.size(); ++i) {
-            other_end[i] = !all[i] && all[tuples.size() + i];
-            inodes[i] = all[i] ? all[i] : all[tuples.size() + i];
-        }
+        diag.inodes_dump(tuples, inodes, &other_end);  // one dump answers both orderings
         return;
     }
     diag.inodes_exact(tuples, inodes);

@@ -169,11 +169,11 @@ TEST(HealthReader, FinishedSampleContinuesTheLiveWidening) {
     tt_health first = known();
     first.side[0].retrans = 0xffffff00u;
     first.side[1].rtt_samples = 65500;
-    start_health(live.health, live.health_wraps, first, 0);
+    start_health(live, first, 0);
     tt_health second = first;
     second.side[0].retrans = 0x10;  // wrapped while live
     second.side[1].rtt_samples = 65535;
-    take_health(live.health, live.health_wraps, second, 0);
+    take_health(live, second, 0);
     ASSERT_EQ(wide_side(live, 0, 0).retrans, 0x100000010ull);
 
     // The close event: rtt_samples wrapped since the last read, retrans moved on.
@@ -183,8 +183,8 @@ TEST(HealthReader, FinishedSampleContinuesTheLiveWidening) {
     tt_health last = second;
     last.side[0].retrans = 0x20;
     last.side[1].rtt_samples = 3;
-    start_health(fin.health, fin.health_wraps, last, health_end_ms(fin, 9500 * kMs));
-    continue_health(fin, live.health, live.health_wraps, 9500 * kMs);
+    start_health(fin, last, health_end_ms(fin, 9500 * kMs));
+    continue_health(fin, live.health, live.health_wraps.get(), 9500 * kMs);
     EXPECT_EQ(wide_side(fin, 0, 9500 * kMs).retrans, 0x100000020ull);
     EXPECT_EQ(wide_side(fin, 1, 9500 * kMs).rtt_samples, 65536u + 3);
 }
@@ -197,7 +197,7 @@ TEST(HealthReader, FinishedFlowZeroWindowEndsAtItsClose) {
     h.side[1].zero_win = 1;
     h.side[1].zero_win_ms = 0u - 1000u;  // at zero since 1000 ms
     h.side[1].flags |= TT_H_ZW;
-    start_health(s.health, s.health_wraps, h, 1500);
+    start_health(s, h, 1500);
     EXPECT_EQ(wide_side(s, 1, 4000 * kMs).zero_win_ms, 3000u);  // live: up to now
     s.finished = true;
     s.info.close_ns = 2500 * kMs;
