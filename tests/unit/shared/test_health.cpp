@@ -72,13 +72,16 @@ TEST_F(Health, ProbesStartAtMostOncePerRateLimit) {
         explicit Gap(__u32 us) { g_probe_gap_us = us; }
         ~Gap() { g_probe_gap_us = 0; }
     } gap(10000);
-    __u32 cseq = 1000, tsv = 100;
-    for (int i = 0; i < 9; ++i, cseq += 100, tsv += 4) {
-        step(C, Seg(ACK, cseq, 5000, 100).ts(tsv, 7000 + i));
-        now += 1 * kMs;
-        step(S, Seg(ACK, 5000, cseq + 100).ts(7001 + i, tsv));
-        now += 3 * kMs;
-    }
+    __u32 cseq = 1000, tsv = 100, secr = 7000;
+    const auto exchanges = [&](int n) {
+        for (int i = 0; i < n; ++i, cseq += 100, tsv += 4, ++secr) {
+            step(C, Seg(ACK, cseq, 5000, 100).ts(tsv, secr));
+            now += 1 * kMs;
+            step(S, Seg(ACK, 5000, cseq + 100).ts(secr + 1, tsv));
+            now += 3 * kMs;
+        }
+    };
+    exchanges(9);
     // Exchanges at 0, 4, 8, 12, 16, 20, 24, 28, 32 ms: probes at 0, 12, 24 ms.
     EXPECT_EQ(of(C).rtt_samples, 3u);
     EXPECT_EQ(of(C).rtt_min_us, 1000u);
@@ -87,12 +90,7 @@ TEST_F(Health, ProbesStartAtMostOncePerRateLimit) {
     EXPECT_EQ(of(C).retrans, 0u);
     // No limit: every exchange is timed.
     g_probe_gap_us = 0;
-    for (int i = 0; i < 3; ++i, cseq += 100, tsv += 4) {
-        step(C, Seg(ACK, cseq, 5000, 100).ts(tsv, 8000 + i));
-        now += 1 * kMs;
-        step(S, Seg(ACK, 5000, cseq + 100).ts(8001 + i, tsv));
-        now += 3 * kMs;
-    }
+    exchanges(3);
     EXPECT_EQ(of(C).rtt_samples, 6u);
 }
 
