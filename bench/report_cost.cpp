@@ -19,7 +19,7 @@
 // each row, + write) for the median report.
 //
 //   report_cost --flows N [--reports R] [--mode fresh|idle|changed] [--output all|changed]
-//               [--threads T]
+//               [--threads T] [--render-threads W]
 //     fresh    (default) R reports from the fill on: the first sees every flow new
 //     idle     one unmeasured report first, then R reports with nothing changed
 //              in the store since the previous one (flows resident, all idle)
@@ -30,6 +30,9 @@
 //              changed: rows only for new, moved or finished flows (--changed)
 //     --threads T: threads running the fill and the segments between reports
 //              (default: one per CPU; none of them runs while a report is measured)
+//     --render-threads W: render_json's worker threads (default: tcptrack's,
+//              render_threads(): one per CPU, at most 8; 1: on the report's thread).
+//              CPU time counts every thread; wall time shows what they save.
 //   In idle/changed mode the unmeasured first report's CPU is printed as first_cpu_ms.
 // Prints one line of key=value pairs for bench/run.sh.
 #include <sys/resource.h>
@@ -165,6 +168,7 @@ int main(int argc, char** argv) {
     int reports = 3;  // >= 1
     std::string mode = "fresh", output = "all";
     unsigned threads = std::max(1u, std::thread::hardware_concurrency());
+    RenderOptions render_opts{render_threads()};
     // The per-CPU cache's size for --max-flows F on C CPUs (bench_util.py
     // projects section 7's memory with it: the store's own rule, not a copy).
     if (argc == 4 && std::string(argv[1]) == "--cache-entries-per-cpu") {
@@ -186,10 +190,12 @@ int main(int argc, char** argv) {
             output = argv[++i];
         else if (i + 1 < argc && a == "--threads")
             threads = static_cast<unsigned>(std::max(1, std::atoi(argv[++i])));
+        else if (i + 1 < argc && a == "--render-threads")
+            render_opts.threads = static_cast<unsigned>(std::max(1, std::atoi(argv[++i])));
         else {
             std::fprintf(stderr,
                          "usage: %s --flows N [--reports R] [--mode fresh|idle|changed] "
-                         "[--output all|changed] [--threads T]\n",
+                         "[--output all|changed] [--threads T] [--render-threads W]\n",
                          argv[0]);
             return 2;
         }
@@ -254,15 +260,18 @@ int main(int argc, char** argv) {
             const double c_build = cpu_ms();
             // Streamed in chunks, as the JSON output prints it (fwrite there, write here).
             std::size_t out_bytes = 0;
-            render_json(rep.time, builder.rows(), [&](std::string_view chunk) {
-                out_bytes += chunk.size();
-                for (std::size_t off = 0; off < chunk.size();) {
-                    const ssize_t w = write(devnull, chunk.data() + off, chunk.size() - off);
-                    if (w <= 0) return false;
-                    off += static_cast<std::size_t>(w);
-                }
-                return true;
-            });
+            render_json(
+                rep.time, builder.table(),
+                [&](std::string_view chunk) {
+                    out_bytes += chunk.size();
+                    for (std::size_t off = 0; off < chunk.size();) {
+                        const ssize_t w = write(devnull, chunk.data() + off, chunk.size() - off);
+                        if (w <= 0) return false;
+                        off += static_cast<std::size_t>(w);
+                    }
+                    return true;
+                },
+                render_opts);
             const double c1 = cpu_ms(), w1 = wall_ms();
             // Not timed: how many rows had a non-zero rate (display order is busiest first).
             rows_moving = 0;
@@ -309,10 +318,12 @@ int main(int argc, char** argv) {
         std::sort(ws.begin(), ws.end());
         std::printf(
             "mode=%s output=%s flows=%u refused=%llu live=%zu rows=%zu rows_moving=%zu threads=%u "
+            "render_threads=%u "
             "fill_ms=%.0f bump_ms=%.0f first_cpu_ms=%.2f cpu_ms_median=%.2f "
             "wall_ms_median=%.2f cpu_ms_all=",
             mode.c_str(), output.c_str(), n, static_cast<unsigned long long>(refused), live,
-            rows_seen, rows_moving, threads, fill_ms, bump_ms, first_cpu, med, ws[ws.size() / 2]);
+            rows_seen, rows_moving, threads, render_opts.threads, fill_ms, bump_ms, first_cpu, med,
+            ws[ws.size() / 2]);
         for (std::size_t i = 0; i < cpu.size(); ++i) std::printf("%s%.2f", i ? "/" : "", cpu[i]);
         std::printf(" collect_ms=%.2f build_ms=%.2f render_ms=%.2f", p_collect[mi], p_build[mi],
                     p_render[mi]);

@@ -5,12 +5,17 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <condition_variable>
 #include <cstring>
+#include <exception>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "output/format.hpp"
@@ -94,7 +99,8 @@ std::string dump_line(const Json& j) {
 // Rows are rendered into a 64 KiB buffer handed to the sink whenever it fills,
 // so a million-row report never exists as one string. Each row first makes
 // room for itself; it is then written through a raw pointer with no per-field
-// bounds checks (this loop is most of a report's CPU at 1M flows).
+// bounds checks (this loop is most of a report's CPU at 1M flows). Without a
+// sink the buffer only grows: a parallel render's chunk of rows.
 constexpr std::size_t kChunk = 64 * 1024;
 // Bound on a row's fixed keys and numbers (2 IPv6 addresses, 39 numbers of at
 // most 20 digits: about 2 KiB with their keys; test_render checks a row of
@@ -103,7 +109,8 @@ constexpr std::size_t kRowMax = 3072;
 
 class Out {
    public:
-    explicit Out(const TextSink& sink) : sink_(sink), buf_(kChunk + kRowMax) {}
+    // sink nullptr: keep everything (text()).
+    explicit Out(const TextSink* sink) : sink_(sink), buf_(kHead + kChunk + kRowMax) {}
     // Before each row: room for kRowMax + `extra` more bytes (and mid-row
     // before a text of `extra` bytes: what is written stays).
     void begin_row(std::size_t extra) {
@@ -121,7 +128,13 @@ class Out {
         p_ += s.size();
     }
     void put(char c) { *p_++ = c; }
-    void num(std::uint64_t v) { p_ = std::to_chars(p_, p_ + 20, v).ptr; }
+    void num(std::uint64_t v) {
+        if (v < 10) {  // most health counters: no call
+            *p_++ = static_cast<char>('0' + v);
+            return;
+        }
+        p_ = std::to_chars(p_, p_ + 20, v).ptr;
+    }
     void addr(Family family, const Address& a) {
         if (family == Family::V4) {  // by hand: glibc's inet_ntop formats IPv4 with sprintf
             for (int i = 0; i < 4; ++i) {
@@ -133,20 +146,39 @@ class Out {
         char text[INET6_ADDRSTRLEN];
         put(inet_ntop(AF_INET6, a.data(), text, sizeof text) ? std::string_view(text) : "?");
     }
+    // Fields are written with their separator first, the first field's
+    // included, so each key is one literal (",\"key\":"), with no per-field
+    // test: JSON overwrites the row's first byte with its '{'; CSV writes the
+    // row from one byte before (over the last byte of the row before, or the
+    // buffer's spare head byte) and gives that byte back after the row.
+    // Offsets, not pointers: a text in the row may move the buffer.
+    std::size_t pos() const { return static_cast<std::size_t>(p_ - buf_.data()); }
+    void patch(std::size_t at, char c) { buf_[at] = c; }
+    std::size_t open_row() {
+        const std::size_t at = pos();
+        saved_ = buf_[at - 1];
+        --p_;
+        return at;
+    }
+    void close_row(std::size_t at) { buf_[at - 1] = saved_; }
     // After each row: pass the text on once a chunk is full. False: the sink gave up.
-    bool row_done() { return size() < kChunk || flush(); }
+    bool row_done() { return !sink_ || size() < kChunk || flush(); }
     bool flush() {
-        const bool ok = size() == 0 || sink_(std::string_view(buf_.data(), size()));
-        p_ = buf_.data();
+        const bool ok = size() == 0 || (*sink_)(text());
+        p_ = buf_.data() + kHead;
         return ok;
     }
+    std::string_view text() const { return {buf_.data() + kHead, size()}; }
+    void clear() { p_ = buf_.data() + kHead; }
 
    private:
-    std::size_t size() const { return static_cast<std::size_t>(p_ - buf_.data()); }
+    static constexpr std::size_t kHead = 1;  // open_row's byte before the first row
+    std::size_t size() const { return static_cast<std::size_t>(p_ - buf_.data()) - kHead; }
 
-    const TextSink& sink_;
+    const TextSink* sink_;
     std::vector<char> buf_;
-    char* p_ = buf_.data();
+    char* p_ = buf_.data() + kHead;
+    char saved_ = 0;
 };
 
 // The escaped form of one name, cached: rows of a report share a few interfaces.
@@ -197,55 +229,217 @@ std::string csv_field(const std::string& s) {
     return out + '"';
 }
 
-}  // namespace
-
-bool render_json(std::chrono::system_clock::time_point when, const RowSource& rows,
-                 const TextSink& sink) {
-    // Keys are fixed, so rows are written by hand from TT_ROW_FIELDS.
-    const std::string time = rfc3339_utc(when);
-    NameCache iface(json_string);
-    std::string text;
-    Out o(sink);
-    const FlowRow* row = nullptr;
-    const auto Str = [&](std::string_view v) {
-        o.put('"');
-        o.put(v);
-        o.put('"');
-    };
-    const auto Name = [&](const std::string& v) { o.put(iface.get(v)); };
-    const auto Addr = [&](const Address& a) {
-        o.put('"');
-        o.addr(row->family, a);
-        o.put('"');
-    };
-    const auto Num = [&](std::uint64_t v) { o.num(v); };
-    const auto Bool = [&](bool v) {
-        v ? o.put(std::string_view("true")) : o.put(std::string_view("false"));
-    };
-    const auto OptNum = [&](const auto& v) { v ? o.num(*v) : o.put("null"); };
-    const auto OptText = [&](const std::string* v) {
-        if (!v) return o.put("null");
-        text = json_text(*v);
-        o.begin_row(text.size());
-        o.put(text);
-    };
-    FlowRow scratch;
-    while ((row = rows(scratch))) {
-        const FlowRow& r = *row;
-        o.begin_row(time.size() + iface.get(r.iface).size());
-        o.put('{');
-        std::string_view sep = "";
+// One JSON row (NDJSON line) of a report.
+class JsonRow {
+   public:
+    explicit JsonRow(const std::string& time) : time_(time) {}
+    void write(Out& o, const FlowRow& r) {
+        o.begin_row(time_.size() + iface_.get(r.iface).size());
+        const std::size_t at = o.pos();
+        const auto Str = [&](std::string_view v) {
+            o.put('"');
+            o.put(v);
+            o.put('"');
+        };
+        const auto Name = [&](const std::string& v) { o.put(iface_.get(v)); };
+        const auto Addr = [&](const Address& a) {
+            o.put('"');
+            o.addr(r.family, a);
+            o.put('"');
+        };
+        const auto Num = [&](std::uint64_t v) { o.num(v); };
+        const auto Bool = [&](bool v) { v ? o.put("true") : o.put("false"); };
+        const auto OptNum = [&](const auto& v) { v ? o.num(*v) : o.put("null"); };
+        const auto OptText = [&](const std::string* v) {
+            if (!v) return o.put("null");
+            text_ = json_text(*v);
+            o.begin_row(text_.size());
+            o.put(text_);
+        };
+        const std::string& time = time_;
 #define TT_JSON_FIELD(key, kind, value) \
-    o.put(sep);                         \
-    sep = ",";                          \
-    o.put("\"" #key "\":");             \
+    o.put(",\"" #key "\":");            \
     kind(value);
         TT_ROW_FIELDS(TT_JSON_FIELD)
 #undef TT_JSON_FIELD
+        o.patch(at, '{');
         o.put("}\n");
+    }
+
+   private:
+    const std::string& time_;
+    NameCache iface_{json_string};
+    std::string text_;
+};
+
+// One CSV row of a report.
+class CsvRow {
+   public:
+    explicit CsvRow(const std::string& time) : time_(time) {}
+    void write(Out& o, const FlowRow& r) {
+        o.begin_row(time_.size() + iface_.get(r.iface).size());
+        const std::size_t at = o.open_row();
+        const auto Str = [&](std::string_view v) { o.put(v); };
+        const auto Name = [&](const std::string& v) { o.put(iface_.get(v)); };
+        const auto Addr = [&](const Address& a) { o.addr(r.family, a); };
+        const auto Num = [&](std::uint64_t v) { o.num(v); };
+        const auto Bool = [&](bool v) { v ? o.put("true") : o.put("false"); };
+        const auto OptNum = [&](const auto& v) {  // empty when unknown
+            if (v) o.num(*v);
+        };
+        const auto OptText = [&](const std::string* v) {
+            if (!v) return;
+            text_ = csv_field(*v);
+            o.begin_row(text_.size());
+            o.put(text_);
+        };
+        const std::string& time = time_;
+#define TT_CSV_FIELD(key, kind, value) \
+    o.put(',');                        \
+    kind(value);
+        TT_ROW_FIELDS(TT_CSV_FIELD)
+#undef TT_CSV_FIELD
+        o.close_row(at);
+        o.put('\n');
+    }
+
+   private:
+    const std::string& time_;
+    NameCache iface_{csv_field};
+    std::string text_;
+};
+
+std::string csv_header() {
+    std::string h;
+#define TT_CSV_KEY(key, kind, value) h += "," #key;
+    TT_ROW_FIELDS(TT_CSV_KEY)
+#undef TT_CSV_KEY
+    return h.substr(1) + '\n';
+}
+
+// Rows from a RowSource, in order, on this thread.
+template <typename Writer>
+bool render_serial(const RowSource& rows, std::string_view head, Writer& w, const TextSink& sink) {
+    Out o(&sink);
+    o.begin_row(head.size());
+    o.put(head);
+    FlowRow scratch;
+    while (const FlowRow* row = rows(scratch)) {
+        w.write(o, *row);
         if (!o.row_done()) return false;
     }
     return o.flush();
+}
+
+// Rows from a RowTable: chunks of opts.chunk_rows rows rendered by up to
+// opts.threads worker threads, each into its own buffer, handed to the sink
+// in order by this thread (the same bytes as render_serial). At most two
+// chunks per worker are in flight, which bounds the memory.
+template <typename Writer>
+bool render_parallel(const RowTable& rows, std::string_view head, const std::string& time,
+                     const TextSink& sink, const RenderOptions& opts) {
+    const std::size_t per = std::max<std::size_t>(1, opts.chunk_rows);
+    const std::size_t chunks = (rows.size + per - 1) / per;
+    const std::size_t workers = std::min<std::size_t>(opts.threads, chunks);
+    if (workers <= 1) {
+        Writer w(time);
+        std::size_t i = 0;
+        const RowSource serial = [&](FlowRow& scratch) {
+            return i < rows.size ? rows.row(i++, scratch) : nullptr;
+        };
+        return render_serial(serial, head, w, sink);
+    }
+    struct Slot {
+        Out out{nullptr};
+        std::size_t chunk = 0;  // the chunk it may hold next
+        bool ready = false;     // out holds that chunk
+    };
+    const std::size_t nslots = 2 * workers;
+    std::vector<Slot> slots(nslots);
+    for (std::size_t s = 0; s < nslots; ++s) slots[s].chunk = s;
+    std::mutex mu;
+    std::condition_variable cv;
+    std::size_t next = 0;  // the next chunk to render
+    bool stop = false;
+    std::exception_ptr failed;
+    auto work = [&] {
+        Writer w(time);
+        FlowRow scratch;
+        try {
+            for (;;) {
+                std::size_t k;
+                Slot* slot;
+                {
+                    std::unique_lock<std::mutex> g(mu);
+                    if (stop || next == chunks) return;
+                    k = next++;
+                    slot = &slots[k % nslots];
+                    cv.wait(g, [&] { return stop || slot->chunk == k; });
+                    if (stop) return;
+                }
+                slot->out.clear();
+                const std::size_t end = std::min(rows.size, (k + 1) * per);
+                for (std::size_t i = k * per; i < end; ++i)
+                    w.write(slot->out, *rows.row(i, scratch));
+                {
+                    const std::lock_guard<std::mutex> g(mu);
+                    slot->ready = true;
+                }
+                cv.notify_all();
+            }
+        } catch (...) {
+            const std::lock_guard<std::mutex> g(mu);
+            if (!failed) failed = std::current_exception();
+            stop = true;
+            cv.notify_all();
+        }
+    };
+    std::vector<std::thread> pool;
+    pool.reserve(workers);
+    for (std::size_t t = 0; t < workers; ++t) pool.emplace_back(work);
+    bool ok = head.empty() || sink(head);
+    for (std::size_t k = 0; ok && k < chunks; ++k) {
+        Slot& slot = slots[k % nslots];
+        {
+            std::unique_lock<std::mutex> g(mu);
+            cv.wait(g, [&] { return stop || slot.ready; });
+            if (!slot.ready) break;  // a worker failed
+        }
+        ok = sink(slot.out.text());
+        {
+            const std::lock_guard<std::mutex> g(mu);
+            slot.ready = false;
+            slot.chunk = k + nslots;
+            if (!ok) stop = true;
+        }
+        cv.notify_all();
+    }
+    {
+        const std::lock_guard<std::mutex> g(mu);
+        stop = true;
+    }
+    cv.notify_all();
+    for (auto& t : pool) t.join();
+    if (failed) std::rethrow_exception(failed);
+    return ok;
+}
+
+}  // namespace
+
+unsigned render_threads() {
+    return std::clamp(std::thread::hardware_concurrency(), 1u, kMaxRenderThreads);
+}
+
+bool render_json(std::chrono::system_clock::time_point when, const RowSource& rows,
+                 const TextSink& sink) {
+    const std::string time = rfc3339_utc(when);
+    JsonRow w(time);
+    return render_serial(rows, "", w, sink);
+}
+
+bool render_json(std::chrono::system_clock::time_point when, const RowTable& rows,
+                 const TextSink& sink, const RenderOptions& opts) {
+    return render_parallel<JsonRow>(rows, "", rfc3339_utc(when), sink, opts);
 }
 
 std::string render_json_summary(const Report& report, std::size_t connections,
@@ -291,53 +485,14 @@ std::string render_json_summary(const Report& report, std::size_t connections,
 
 bool render_csv(std::chrono::system_clock::time_point when, const RowSource& rows, bool header,
                 const TextSink& sink) {
-    Out o(sink);
-    std::string_view sep = "";
-    if (header) {
-        o.begin_row(0);
-#define TT_CSV_KEY(key, kind, value) \
-    o.put(sep);                      \
-    sep = ",";                       \
-    o.put(#key);
-        TT_ROW_FIELDS(TT_CSV_KEY)
-#undef TT_CSV_KEY
-        o.put('\n');
-    }
     const std::string time = rfc3339_utc(when);
-    NameCache iface(csv_field);
-    std::string text;
-    const FlowRow* row = nullptr;
-    const auto Str = [&](std::string_view v) { o.put(v); };
-    const auto Name = [&](const std::string& v) { o.put(iface.get(v)); };
-    const auto Addr = [&](const Address& a) { o.addr(row->family, a); };
-    const auto Num = [&](std::uint64_t v) { o.num(v); };
-    const auto Bool = [&](bool v) {
-        v ? o.put(std::string_view("true")) : o.put(std::string_view("false"));
-    };
-    const auto OptNum = [&](const auto& v) {  // empty when unknown
-        if (v) o.num(*v);
-    };
-    const auto OptText = [&](const std::string* v) {
-        if (!v) return;
-        text = csv_field(*v);
-        o.begin_row(text.size());
-        o.put(text);
-    };
-    FlowRow scratch;
-    while ((row = rows(scratch))) {
-        const FlowRow& r = *row;
-        o.begin_row(time.size() + iface.get(r.iface).size());
-        sep = "";
-#define TT_CSV_FIELD(key, kind, value) \
-    o.put(sep);                        \
-    sep = ",";                         \
-    kind(value);
-        TT_ROW_FIELDS(TT_CSV_FIELD)
-#undef TT_CSV_FIELD
-        o.put('\n');
-        if (!o.row_done()) return false;
-    }
-    return o.flush();
+    CsvRow w(time);
+    return render_serial(rows, header ? csv_header() : "", w, sink);
+}
+
+bool render_csv(std::chrono::system_clock::time_point when, const RowTable& rows, bool header,
+                const TextSink& sink, const RenderOptions& opts) {
+    return render_parallel<CsvRow>(rows, header ? csv_header() : "", rfc3339_utc(when), sink, opts);
 }
 
 }  // namespace tcptrack

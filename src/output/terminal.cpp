@@ -81,7 +81,8 @@ class JsonOutput final : public Output {
     bool write(const ReportFrame& f) override {
         const Report& r = f.report;
         return flushed(
-            render_json(r.time, f.rows(), put_stdout) &&
+            (f.table ? render_json(r.time, f.table(), put_stdout, render_opts_)
+                     : render_json(r.time, f.rows(), put_stdout)) &&
             (!summary_ || put_stdout(render_json_summary(r, r.stats.connections, &exports_))));
     }
     const char* name() const override { return "json"; }
@@ -89,12 +90,15 @@ class JsonOutput final : public Output {
    private:
     const bool summary_;
     const ExportTally& exports_;
+    const RenderOptions render_opts_{render_threads()};
 };
 
 class CsvOutput final : public Output {
    public:
     bool write(const ReportFrame& f) override {
-        const bool ok = render_csv(f.report.time, f.rows(), first_, put_stdout);
+        const bool ok = f.table
+                            ? render_csv(f.report.time, f.table(), first_, put_stdout, render_opts_)
+                            : render_csv(f.report.time, f.rows(), first_, put_stdout);
         first_ = false;
         return flushed(ok);
     }
@@ -102,6 +106,7 @@ class CsvOutput final : public Output {
 
    private:
     bool first_ = true;  // the header row once
+    const RenderOptions render_opts_{render_threads()};
 };
 
 class ViewOutput final : public Output {

@@ -88,6 +88,7 @@ const ReportFrame& ReportAssembler::assemble(std::uint64_t now, std::uint64_t el
         f.enrich = [this](const SlotRef& ref, FlowRow& row) {
             for (const Enricher* e : enrichers_) e->fill(ref, row);
         };
+    f.table = [this] { return builder_.table(); };
     frame_.emplace(std::move(f));
     return *frame_;
 }

@@ -22,7 +22,8 @@ class Enricher {
     virtual void update(const std::vector<FlowSample>& samples,
                         const std::vector<std::uint32_t>& changed, const std::vector<SlotRef>& idle,
                         std::size_t live) = 0;
-    // Sets this enricher's fields of a connection's row (left empty when unknown).
+    // Sets this enricher's fields of a connection's row (left empty when
+    // unknown). Called from several rendering threads at once between updates.
     virtual void fill(const SlotRef& ref, FlowRow& row) const = 0;
 };
 

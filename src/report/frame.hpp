@@ -37,6 +37,9 @@ struct ReportFrame {
     // The enrichers' fields of a sample's row (pid, comm, cgroup, pod_uid,
     // ...), for exporters that read samples; empty: no enrichers.
     std::function<void(const SlotRef&, FlowRow&)> enrich = {};
+    // The same rows as `rows`, by index (renderers split them among threads);
+    // empty: only `rows`.
+    std::function<RowTable()> table = {};
 };
 
 }  // namespace tcptrack

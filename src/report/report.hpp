@@ -121,6 +121,13 @@ struct ReportStats {
 // Rows handed to a renderer one at a time, so a big report never holds them
 // all: returns the next row (possibly built in `scratch`), nullptr after the last.
 using RowSource = std::function<const FlowRow*(FlowRow& scratch)>;
+// The same rows by index, for renderers that split a report among threads:
+// row(i, scratch) for i < size returns row i (possibly built in `scratch`)
+// and may be called from several threads at once, each with its own scratch.
+struct RowTable {
+    std::size_t size = 0;
+    std::function<const FlowRow*(std::size_t i, FlowRow& scratch)> row;
+};
 
 // -r: a host name for an address if one is known, else nothing (the number is shown).
 using NameLookup = std::function<std::optional<std::string>(Family, const Address&)>;

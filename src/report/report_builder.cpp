@@ -161,21 +161,29 @@ void ReportBuilder::row(std::size_t i, FlowRow& out) const {
     for (const Enricher* e : enrichers_) e->fill(s.ref, out);
 }
 
+namespace {
+// Display order jumps around the samples: rows fetch a few ahead so
+// rendering does not wait on memory.
+constexpr std::size_t kAhead = 16;
+}  // namespace
+
+RowTable ReportBuilder::table() const {
+    return {order_.size(), [this](std::size_t i, FlowRow& scratch) -> const FlowRow* {
+                if (i + kAhead < order_.size()) {
+                    const char* p = reinterpret_cast<const char*>(
+                        &(*samples_)[order_[i + kAhead].sample & ~kNotV4]);
+                    for (std::size_t off = 0; off < sizeof(FlowSample); off += 64)
+                        __builtin_prefetch(p + off);
+                    __builtin_prefetch(p + sizeof(FlowSample) - 1);
+                }
+                row(i, scratch);
+                return &scratch;
+            }};
+}
+
 RowSource ReportBuilder::rows() const {
-    constexpr std::size_t kAhead = 16;
-    return [this, i = std::size_t{0}](FlowRow& scratch) mutable -> const FlowRow* {
-        if (i == order_.size()) return nullptr;
-        // Display order jumps around the samples: fetch a few rows ahead so
-        // rendering does not wait on memory.
-        if (i + kAhead < order_.size()) {
-            const char* p =
-                reinterpret_cast<const char*>(&(*samples_)[order_[i + kAhead].sample & ~kNotV4]);
-            for (std::size_t off = 0; off < sizeof(FlowSample); off += 64)
-                __builtin_prefetch(p + off);
-            __builtin_prefetch(p + sizeof(FlowSample) - 1);
-        }
-        row(i++, scratch);
-        return &scratch;
+    return [t = table(), i = std::size_t{0}](FlowRow& scratch) mutable -> const FlowRow* {
+        return i < t.size ? t.row(i++, scratch) : nullptr;
     };
 }
 

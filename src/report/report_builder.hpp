@@ -58,6 +58,8 @@ class ReportBuilder {
     void row(std::size_t i, FlowRow& out) const;
     // Every row in display order, for render_json/render_csv.
     RowSource rows() const;
+    // The same by index (RowTable: safe from several threads, as row() is).
+    RowTable table() const;
     // Fields from outside the datapath (process attribution): each enricher
     // fills its fields of every row (none: they stay empty, as with --no-process).
     void add_enricher(const Enricher& e) { enrichers_.push_back(&e); }

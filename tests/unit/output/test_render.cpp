@@ -689,6 +689,84 @@ TEST_F(Render, StreamingMatchesStringAndStopsWhenSinkFails) {
     EXPECT_EQ(calls, 1u);
 }
 
+// Rows by index over a report's rows (what ReportBuilder::table() gives the outputs).
+RowTable table_of(const Report& r) {
+    return {r.rows.size(), [&rows = r.rows](std::size_t i, FlowRow&) { return &rows[i]; }};
+}
+
+// `n` rows of every kind the fixtures hold (IPv4/IPv6, owners, long texts
+// that grow the buffer mid-row, odd interface names), each a little different.
+Report many_rows(std::size_t n) {
+    const Report base = fixture(), owners = with_owners();
+    Report r = base;
+    r.rows.clear();
+    for (std::size_t i = 0; i < n; ++i) {
+        const Report& from = i % 2 ? owners : base;
+        FlowRow row = from.rows[i % from.rows.size()];
+        row.fwd_bytes += i;
+        row.sport = static_cast<std::uint16_t>(i);
+        if (i % 7 == 3) row.cgroup = std::string(5000 + i % 300, 'g');  // > kRowMax
+        if (i % 11 == 5) row.iface = "e,\"x\xff";
+        r.rows.push_back(std::move(row));
+    }
+    return r;
+}
+
+std::string json_of(const Report& r, const RenderOptions& o) {
+    std::string out;
+    EXPECT_TRUE(render_json(
+        r.time, table_of(r), [&](std::string_view s) { return out.append(s), true; }, o));
+    return out;
+}
+std::string csv_of(const Report& r, bool header, const RenderOptions& o) {
+    std::string out;
+    EXPECT_TRUE(render_csv(
+        r.time, table_of(r), header, [&](std::string_view s) { return out.append(s), true; }, o));
+    return out;
+}
+
+TEST_F(Render, ParallelMatchesSerialByteForByte) {
+    const Report r = many_rows(2500);
+    const std::string json = render_json(r), csv = render_csv(r, true), rows = render_csv(r, false);
+    for (const unsigned threads : {1u, 2u, 3u, 8u})
+        for (const std::size_t chunk : {std::size_t{1}, std::size_t{7}, std::size_t{1024}}) {
+            const RenderOptions o{threads, chunk};
+            EXPECT_EQ(json_of(r, o), json) << threads << " threads, chunks of " << chunk;
+            EXPECT_EQ(csv_of(r, true, o), csv) << threads << " threads, chunks of " << chunk;
+            EXPECT_EQ(csv_of(r, false, o), rows) << threads << " threads, chunks of " << chunk;
+        }
+}
+
+TEST_F(Render, ParallelChunkBoundaries) {
+    constexpr std::size_t kRows = 16;  // rows per chunk
+    for (const std::size_t n : {std::size_t{0}, std::size_t{1}, kRows - 1, kRows, kRows + 1,
+                                2 * kRows - 1, 2 * kRows, 9 * kRows + 1}) {
+        const Report r = many_rows(n);
+        for (const unsigned threads : {2u, 4u}) {
+            const RenderOptions o{threads, kRows};
+            EXPECT_EQ(json_of(r, o), render_json(r)) << n << " rows, " << threads << " threads";
+            EXPECT_EQ(csv_of(r, true, o), render_csv(r, true)) << n << " rows";
+            EXPECT_EQ(csv_of(r, false, o), render_csv(r, false)) << n << " rows";
+        }
+    }
+}
+
+TEST_F(Render, ParallelStopsWhenSinkFails) {
+    const Report r = many_rows(5000);
+    for (const unsigned threads : {1u, 4u}) {
+        std::size_t calls = 0;
+        EXPECT_FALSE(render_json(
+            r.time, table_of(r), [&](std::string_view) { return ++calls, false; },
+            RenderOptions{threads, 64}));
+        EXPECT_EQ(calls, 1u);
+        calls = 0;  // the header is the first write
+        EXPECT_FALSE(render_csv(
+            r.time, table_of(r), true, [&](std::string_view) { return ++calls < 3; },
+            RenderOptions{threads, 64}));
+        EXPECT_EQ(calls, 3u);
+    }
+}
+
 // ------------------------------------------------ ReportBuilder (streamed rows)
 
 #include <algorithm>
