@@ -18,12 +18,17 @@
 /*
  * The same clock as of the last tick, for the probe rate limit, which reads
  * it on every new TSval with data: bpf_ktime_get_ns() costs ~35 ns in a VM
- * here, the coarse one a load (Linux 5.11; the fine clock before, chosen by
- * CO-RE against the running kernel's helpers).
+ * here, the coarse one a load. Linux 5.11: user space probes it
+ * (ktime-coarse, set here before load), and a CO-RE check of the running
+ * kernel's helpers keeps the call out of an older kernel's verifier whatever
+ * that says; else the fine clock.
  */
+const volatile __u32 tt_coarse_on = 0;
+
 static __always_inline __u64 tt_coarse_ns(void)
 {
-	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_ktime_get_coarse_ns))
+	if (tt_coarse_on &&
+	    bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_ktime_get_coarse_ns))
 		return bpf_ktime_get_coarse_ns();
 	return bpf_ktime_get_ns();
 }

@@ -18,6 +18,7 @@ LoadConfig load_config(const Options& opts, const Features& features) {
     c.tcx = use_tcx(features, opts.attach);
     c.health = opts.health;
     c.rtt_gap_us = opts.rtt_rate_limit_us;
+    c.coarse_clock = features.has(FeatureId::KtimeCoarse);
     // Only process attribution reads it; the kernel may lack the helper.
     c.owner_cgroup = opts.process && features.has(FeatureId::SkbCgroupId);
     c.hash_key = opts.test_hash_key;  // set only in test mode (app/cli.cpp); else random

@@ -90,6 +90,9 @@ Features probe_all() {
     f[FeatureId::SkbCgroupId] = from_libbpf(
         libbpf_probe_bpf_helper(BPF_PROG_TYPE_SCHED_CLS, BPF_FUNC_skb_cgroup_id, nullptr),
         "bpf_skb_cgroup_id in sched_cls");
+    f[FeatureId::KtimeCoarse] = from_libbpf(
+        libbpf_probe_bpf_helper(BPF_PROG_TYPE_SCHED_CLS, BPF_FUNC_ktime_get_coarse_ns, nullptr),
+        "bpf_ktime_get_coarse_ns in sched_cls");
     return f;
 }
 

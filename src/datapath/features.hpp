@@ -29,7 +29,7 @@ KernelVersion parse_kernel_release(std::string_view release);
 // The oldest kernel every mandatory piece is held to (tests/unit/test_floor.cpp).
 inline constexpr KernelVersion kKernelFloor{5, 10, 0};
 
-enum class FeatureId { Btf, SchedCls, RingBuf, Mmap, Tcx, SkbCgroupId, Count };
+enum class FeatureId { Btf, SchedCls, RingBuf, Mmap, Tcx, SkbCgroupId, KtimeCoarse, Count };
 
 // The one list of probed features: what each is, whether tcptrack needs it,
 // and what it does without it.

@@ -107,6 +107,7 @@ Skeleton::Skeleton(const LoadConfig& cfg) : cfg_(cfg) {
     // Without health the verifier drops its code (a constant) and the map shrinks to one entry.
     skel_->rodata->tt_health_on = cfg.health ? 1 : 0;
     skel_->rodata->tt_rtt_gap_us = cfg.rtt_gap_us;
+    skel_->rodata->tt_coarse_on = cfg.coarse_clock ? 1 : 0;
     bpf_map__set_max_entries(skel_->maps.health, cfg.health ? geo_.slots : 1);
     skel_->rodata->tt_owner_on = cfg.owner_cgroup ? 1 : 0;
     bpf_map__set_max_entries(skel_->maps.flow_index, geo_.index_buckets);

@@ -190,19 +190,21 @@ struct Loaded {
 
 using HashKey = std::optional<std::array<std::uint8_t, 16>>;
 
-// One load per (max_flows, fixed hash key, health, RTT rate limit); random keys are drawn
-// once per size.
-Loaded& loaded(std::uint32_t max_flows, const HashKey& key, bool health, std::uint32_t rtt_gap_us) {
-    static std::map<std::tuple<std::uint32_t, HashKey, bool, std::uint32_t>, Loaded> cache;
-    Loaded& l = cache[{max_flows, key, health, rtt_gap_us}];
+// One load per (max_flows, fixed hash key, health, RTT rate limit, its clock); random keys
+// are drawn once per size.
+Loaded& loaded(std::uint32_t max_flows, const HashKey& key, bool health, std::uint32_t rtt_gap_us,
+               bool coarse_clock) {
+    static std::map<std::tuple<std::uint32_t, HashKey, bool, std::uint32_t, bool>, Loaded> cache;
+    Loaded& l = cache[{max_flows, key, health, rtt_gap_us, coarse_clock}];
     if (!l.skel && l.error.empty()) {
         try {
-            l.skel =
-                std::make_unique<tcptrack::Skeleton>(tcptrack::LoadConfig{.max_flows = max_flows,
-                                                                          .tcx = false,
-                                                                          .health = health,
-                                                                          .rtt_gap_us = rtt_gap_us,
-                                                                          .hash_key = key});
+            const tcptrack::LoadConfig cfg{.max_flows = max_flows,
+                                           .tcx = false,
+                                           .health = health,
+                                           .rtt_gap_us = rtt_gap_us,
+                                           .coarse_clock = coarse_clock,
+                                           .hash_key = key};
+            l.skel = std::make_unique<tcptrack::Skeleton>(cfg);
             const long page = sysconf(_SC_PAGESIZE);
             const bpf_map* m = (*l.skel)->maps.slots;
             l.slots_len =
@@ -270,12 +272,12 @@ void BpfTest::TearDown() {
 }
 
 void BpfTest::load(std::uint32_t max_flows, std::optional<std::array<std::uint8_t, 16>> key,
-                   bool health, std::uint32_t rtt_gap_us) {
+                   bool health, std::uint32_t rtt_gap_us, bool coarse_clock) {
     if (ring_) ring_buffer__free(ring_);
     ring_ = nullptr;
     skel_ = nullptr;
     slots_ = nullptr;
-    Loaded& l = loaded(max_flows, key, health, rtt_gap_us);
+    Loaded& l = loaded(max_flows, key, health, rtt_gap_us, coarse_clock);
     if (!l.error.empty()) FAIL() << l.error;
     skel_ = l.skel.get();
     slots_ = static_cast<tt_slot*>(l.slots);

@@ -160,9 +160,10 @@ class BpfTest : public ::testing::Test {
     // key: a fixed hash key (else a random one, drawn once per size).
     // health: false loads it as --no-health does. rtt_gap_us: the RTT probe
     // rate limit (--rtt-rate-limit); 0 here, so crafted exchanges microseconds
-    // apart each get their probe.
+    // apart each get their probe. coarse_clock: false makes the limit read
+    // the fine clock, as on a kernel without bpf_ktime_get_coarse_ns.
     void load(std::uint32_t max_flows, std::optional<std::array<std::uint8_t, 16>> key = {},
-              bool health = true, std::uint32_t rtt_gap_us = 0);
+              bool health = true, std::uint32_t rtt_gap_us = 0, bool coarse_clock = true);
 
     // The production collector (the ring's consumer from then on: close
     // events it reads do not reach drain_events(), and the reverse).

@@ -64,9 +64,13 @@ TEST_F(HealthTest, TimestampsInTheSynLayoutAndLinuxsLayoutBothGiveRtt) {
 // --rtt-rate-limit: a side starts a probe at most once per gap. Here the gap
 // (1 s) is far longer than the test: after the SYN's probe, new TSvals with
 // data start none, and their echoes make no sample; with no limit, each does.
-TEST_F(HealthTest, ProbesAreRateLimitedPerSide) {
+// The limit's clock both ways: the coarse one, and the fine one a kernel
+// without it (5.10, or TCPTRACK_DISABLE=ktime-coarse) uses.
+class RateLimitTest : public HealthTest, public ::testing::WithParamInterface<bool> {};
+
+TEST_P(RateLimitTest, ProbesAreRateLimitedPerSide) {
     for (const std::uint32_t gap_us : {0u, 1000000u}) {
-        ASSERT_NO_FATAL_FAILURE(load(65536, {}, true, gap_us));
+        ASSERT_NO_FATAL_FAILURE(load(65536, {}, true, gap_us, GetParam()));
         Conn c(false, {"10.0.0.1", 40100}, {"10.0.0.2", 80});
         handshake_ts(c);
         ASSERT_EQ(side(c, true).rtt_samples, 1u) << "gap " << gap_us;
@@ -82,6 +86,11 @@ TEST_F(HealthTest, ProbesAreRateLimitedPerSide) {
         EXPECT_EQ(cs.nxt, c.cseq) << "the rest of health is not rate-limited";
     }
 }
+
+INSTANTIATE_TEST_SUITE_P(Clock, RateLimitTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& p) {
+                             return p.param ? "Coarse" : "Fine";
+                         });
 
 TEST_F(HealthTest, WithoutTimestampsTheAckTimesTheDataUnlessItWasResent) {
     Conn c(false, {"10.0.0.1", 40001}, {"10.0.0.2", 80});

@@ -592,7 +592,7 @@ class TestCheck(E2EBase):
                     self.assertEqual(p.stdout, "")
                     self.assertEqual(p.stderr.splitlines(),
                                      ["tcptrack: TCPTRACK_DISABLE: unknown optional feature '%s' "
-                                      "(known: tcx, skb-cgroup-id)" % name])
+                                      "(known: tcx, skb-cgroup-id, ktime-coarse)" % name])
         self.assertEqual(self.tcptrack_lines("server"), [])
 
 

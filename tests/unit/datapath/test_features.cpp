@@ -135,7 +135,8 @@ TEST(DisableList, RejectsUnknownMandatoryAndRetiredNames) {
     } catch (const std::invalid_argument& e) {
         EXPECT_STREQ(
             e.what(),
-            "TCPTRACK_DISABLE: unknown optional feature 'iter' (known: tcx, skb-cgroup-id)");
+            "TCPTRACK_DISABLE: unknown optional feature 'iter' (known: tcx, skb-cgroup-id, "
+            "ktime-coarse)");
     }
 }
 
@@ -168,8 +169,8 @@ TEST(FeatureSpecs, NamesAndWhichAreMandatory) {
     std::vector<std::pair<std::string, bool>> got;
     for (const auto& s : feature_specs()) got.emplace_back(s.name, s.mandatory);
     const std::vector<std::pair<std::string, bool>> want = {
-        {"btf", true},  {"sched_cls", true}, {"ringbuf", true},
-        {"mmap", true}, {"tcx", false},      {"skb-cgroup-id", false}};
+        {"btf", true},  {"sched_cls", true},      {"ringbuf", true},      {"mmap", true},
+        {"tcx", false}, {"skb-cgroup-id", false}, {"ktime-coarse", false}};
     EXPECT_EQ(got, want);
 }
 

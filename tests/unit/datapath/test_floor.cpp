@@ -63,12 +63,14 @@ constexpr int kHelperRingbufReserve = 131;       // 5.8
 constexpr int kHelperMapLookupPercpuElem = 195;  // 5.19
 
 // Helpers newer than the floor that the datapath calls only behind a CO-RE
-// check of the running kernel's enum bpf_func_id (bpf_core_enum_value_exists):
-// on an older kernel libbpf makes the check a constant 0, and the verifier
-// never walks the call. The kernel matrix loads the object on Linux 5.10,
-// which is what proves the guard.
+// check of the running kernel's enum bpf_func_id (bpf_core_enum_value_exists)
+// and a probed .rodata switch: on an older kernel both make the check a
+// constant 0, and the verifier never walks the call. The kernel matrix loads the object on
+// Linux 5.10, which is what proves the guard.
 const std::map<int, const char*> kCoreGuardedHelpers = {
-    {160, "bpf_ktime_get_coarse_ns (5.11): the RTT probe rate limit's clock (bpf/lib/parse.h)"},
+    {160,
+     "bpf_ktime_get_coarse_ns (5.11): the RTT probe rate limit's clock, probed "
+     "(ktime-coarse) and CO-RE-guarded (bpf/lib/parse.h)"},
 };
 
 // What one function's own instructions need beyond `lim`; calls into
