@@ -347,8 +347,12 @@ class TestFlood(AttackBase):
         check(beyond // 2 <= last["displaced"] <= flood_in,
               "displaced %d, SYNs beyond capacity %d (received %d)" % (last["displaced"], beyond, flood_in))
         # Issue 16: "only when nothing unassured can be taken is the new one
-        # untracked"; the store holds nothing but unassured flows here.
-        check(last["untracked"] <= flood_in // 100,
+        # untracked"; the store holds nothing but unassured flows here. A
+        # displacement also waits for room in the close ring (a displaced flow
+        # is never lost), which a sanitizer build drains slower: 1.5 % of the
+        # SYNs were refused meanwhile there once, so it gets 5 %.
+        untracked_bound = flood_in // (20 if netns.sanitized() else 100)
+        check(last["untracked"] <= untracked_bound,
               "the flood shows as untracked connections: untracked %d (untracked_full %d, "
               "untracked_buckets %d) of %d SYNs while the store held %d assured flows"
               % (last["untracked"], last["untracked_full"], last["untracked_buckets"], flood_in,

@@ -167,9 +167,12 @@ class SafetyBase(netns.Base):
         p.close_clean()
         return p.cport, port
 
-    def wait_final(self, track, cport, timeout=10):
+    def wait_final(self, track, cport, timeout=10, iface=None):
+        """The final row of the connection from client port cport (on iface,
+        when given: two namespaces' clients may draw the same port)."""
         return self.wait_rows(
             track, lambda rows, _: next((r for r in rows if r["sport"] == cport
+                                         and (iface is None or r["iface"] == iface)
                                          and r["state"] in FINAL_STATES), None),
             timeout, "final row for client port %d" % cport)
 
@@ -467,14 +470,14 @@ class TestTwoInterfaces(SafetyBase):
         self.wait_attached(track, self.SIDE, iface=s0)
         self.wait_attached(track, self.SIDE, iface=s1)
         c1, _ = self.exact_tcp("ipv4", 1000, 2000, pair=1)
-        self.wait_final(track, c1)
+        self.wait_final(track, c1, iface=s1)
         run(["ip", "-n", self.topo.sns, "link", "del", s1])
         track.wait_for(lambda ls: any(s1 in l for l in ls), 10, "a stderr line about %s" % s1,
                        stream="err")
         time.sleep(0.5)
         self.assertTrue(track.running(), "tcptrack exited although %s is still watched" % s0)
         cport, port = self.exact_tcp("ipv4", 4321, 8765, pair=0)
-        row = self.wait_final(track, cport)
+        row = self.wait_final(track, cport, iface=s0)
         self.assertEqual((row["iface"], row["state"], row["fwd_payload"], row["rev_payload"]),
                          (s0, "CLOSED", 4321, 8765), row)
         rc = self.stop(track)
