@@ -48,11 +48,6 @@ class SparseWraps {
         else
             p_ = std::make_unique<HealthWraps>(w);
     }
-    // Changes them in place (kept from now on, even if all zero).
-    HealthWraps& edit() {
-        if (!p_) p_ = std::make_unique<HealthWraps>();
-        return *p_;
-    }
 
    private:
     static constexpr HealthWraps kNone{};

@@ -178,7 +178,9 @@ TEST(HealthRows, LiveRttPicksTheEgressSideElseTheLargest) {
     EXPECT_EQ(both(s), 300'000u);
     // A count that wrapped to 0 still has samples.
     s.health.side[TT_DIR_AB].rtt_samples = 0;
-    s.health_wraps.edit().rtt_samples[TT_DIR_AB] = 1;
+    HealthWraps w;
+    w.rtt_samples[TT_DIR_AB] = 1;
+    s.health_wraps.set(w);
     EXPECT_EQ(both(s), 300'000u);
 
     // On SideHealth directly.
@@ -202,7 +204,9 @@ TEST(HealthRows, SortRetransAndLiveRtt) {
     v[1].health.side[0].retrans = 2;
     v[1].health.side[1].retrans = 2;  // 4 in all
     v[2].health.side[1].retrans = 0xfffffff0u;
-    v[2].health_wraps.edit().retrans[1] = 1;  // widened past 2^32: first
+    HealthWraps w;
+    w.retrans[1] = 1;  // widened past 2^32: first
+    v[2].health_wraps.set(w);
     const Built r = build(v, SortKey::Retrans);
     EXPECT_EQ(sports(r), (std::vector<std::uint16_t>{40002, 40001, 40000, 40003}));
     EXPECT_EQ(total_retrans(r.rows[0]), 0x1fffffff0ull);
@@ -239,7 +243,9 @@ TEST(HealthRows, SummaryTotals) {
     v[0].health.side[1].retrans = 1, v[0].health.side[1].retrans_bytes = 100;
     v[0].health.side[1].dup_acks = 9, v[0].health.side[0].gaps = 2;
     v[1].health.side[1].zero_win = 4, v[1].health.side[0].dup_acks = 1;
-    v[1].health_wraps.edit().retrans_bytes[0] = 1;  // 2^32 bytes
+    HealthWraps w;
+    w.retrans_bytes[0] = 1;  // 2^32 bytes
+    v[1].health_wraps.set(w);
     v[2].health.side[0].retrans = 10, v[2].health.side[1].gaps = 1;
     v[2].finished = true;
     v[2].info.state = TT_CLOSED;
