@@ -18,7 +18,10 @@ inc=$work/root/usr/include
 lib=$(find "$work/root" -name libbpf.a | head -n 1)
 grep -q 'LIBBPF_MINOR_VERSION 1$' "$inc/bpf/libbpf_version.h" || skip "bookworm's libbpf-dev is not 1.1 here"
 
-cmake -S "$src" -B build -DTCPTRACK_BENCH=OFF -DLIBBPF_INCLUDE_DIR="$inc" -DLIBBPF_LIBRARY="$lib" >/dev/null
+# Build type None (no -O, no -g): what is checked is that it builds and works on
+# 1.1's API, and an optimised build took three minutes of CI.
+cmake -S "$src" -B build -DCMAKE_BUILD_TYPE=None -DTCPTRACK_BENCH=OFF \
+    -DLIBBPF_INCLUDE_DIR="$inc" -DLIBBPF_LIBRARY="$lib" >/dev/null
 grep -q 'TCPTRACK_HAVE_TCX=0' build/CMakeFiles/tt_attach.dir/flags.make
 cmake --build build -j"$(nproc)" --target tcptrack unit_tests bpf_tests >/dev/null
 build/tests/unit/unit_tests --gtest_brief=1
