@@ -199,7 +199,7 @@ ParseResult parse_options(int argc, const char* const* argv) {
     auto* o_rtt_limit =
         scalar("--rtt-rate-limit", rtt_rate_limit,
                "Start a live-RTT probe on each side of a connection at most every MS "
-               "milliseconds (default 10; 0: every round trip)",
+               "milliseconds (default 100; 0: every round trip)",
                "MS");
     auto* o_max_ifaces =
         scalar("--max-interfaces", max_ifaces,

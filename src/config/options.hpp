@@ -37,7 +37,7 @@ struct Options {
     bool health = true;    // connection health in the datapath (--no-health)
     // --rtt-rate-limit MS: a side of a connection starts an RTT probe at most
     // this often (tcptrack/health.h: TT_HEALTH_PROBE_GAP_US); 0: every round trip.
-    std::uint32_t rtt_rate_limit_us = 10000;
+    std::uint32_t rtt_rate_limit_us = 100000;
     bool resolve = false;                  // -r: reverse DNS names in the table
     std::string netns;                     // --netns NAME|PATH|PID ("" = our own namespace)
     std::string ipfix;                     // --ipfix udp://HOST:PORT | tcp://HOST:PORT ("" = off)

@@ -227,7 +227,7 @@ TEST(Options, IdleTimeoutRejects) {
 }
 
 TEST(Options, RttRateLimit) {
-    EXPECT_EQ(ok({}).rtt_rate_limit_us, 10000u);  // ePPing-style: one probe per 10 ms at most
+    EXPECT_EQ(ok({}).rtt_rate_limit_us, 100000u);  // ePPing's default: a probe per 100 ms at most
     EXPECT_EQ(ok({"--rtt-rate-limit", "0"}).rtt_rate_limit_us, 0u);  // every round trip
     EXPECT_EQ(ok({"--rtt-rate-limit", "250"}).rtt_rate_limit_us, 250000u);
     EXPECT_EQ(ok({"--rtt-rate-limit=60000"}).rtt_rate_limit_us, 60000000u);
