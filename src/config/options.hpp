@@ -16,6 +16,11 @@ enum class AttachMode { Auto, Tcx, Tc };
 // Report order (--sort): busiest first by this key; the rest breaks ties the same way.
 enum class SortKey { Rate, Bytes, Packets, Age, Rtt, Retrans };
 
+// Defaults the loader's LoadConfig (datapath/skeleton.hpp) shares, so tools that
+// load without options (benches, tests) get what tcptrack does.
+inline constexpr std::uint32_t kDefaultMaxFlows = 65536;
+inline constexpr std::uint32_t kDefaultRttRateLimitUs = 100000;  // ePPing's 100 ms
+
 struct Options {
     std::vector<std::string> ifaces;      // -i names and fnmatch patterns; empty: the default route
     bool all_interfaces = false;          // --all-interfaces (attach/interface_select.hpp)
@@ -24,8 +29,8 @@ struct Options {
     std::optional<std::uint64_t> count;   // reports to print; --once = 1
     Format format = Format::Table;
     AttachMode attach = AttachMode::Auto;
-    std::uint32_t max_flows = 65536;  // >= 1
-    double idle_timeout_s = 60.0;     // > 0
+    std::uint32_t max_flows = kDefaultMaxFlows;  // >= 1
+    double idle_timeout_s = 60.0;                // > 0
     double unassured_timeout_s =
         30.0;  // --unassured-timeout: half-open/one-way flows idle out sooner
     // --test-hash-key HEX (32 hex digits): a fixed index hash key, only with
@@ -37,7 +42,7 @@ struct Options {
     bool health = true;    // connection health in the datapath (--no-health)
     // --rtt-rate-limit MS: a side of a connection starts an RTT probe at most
     // this often (tcptrack/health.h: TT_HEALTH_PROBE_GAP_US); 0: every round trip.
-    std::uint32_t rtt_rate_limit_us = 100000;
+    std::uint32_t rtt_rate_limit_us = kDefaultRttRateLimitUs;
     bool resolve = false;                  // -r: reverse DNS names in the table
     std::string netns;                     // --netns NAME|PATH|PID ("" = our own namespace)
     std::string ipfix;                     // --ipfix udp://HOST:PORT | tcp://HOST:PORT ("" = off)

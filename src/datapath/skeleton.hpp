@@ -9,6 +9,7 @@
 
 #include "tcptrack/store.h"
 #include "attach/attach.hpp"
+#include "config/options.hpp"
 #include "datapath/features.hpp"
 
 struct tcptrack_bpf;
@@ -17,12 +18,13 @@ struct tt_filter;
 namespace tcptrack {
 
 struct LoadConfig {
-    std::uint32_t max_flows = 65536;
+    std::uint32_t max_flows = kDefaultMaxFlows;
     bool tcx = false;    // load the classifiers with TCX expected attach types
     bool health = true;  // connection health (tcptrack/health.h); off: its map has one entry
-    std::uint32_t rtt_gap_us = 100000;  // RTT probe rate limit per side (--rtt-rate-limit)
-    bool coarse_clock = true;           // the limit reads bpf_ktime_get_coarse_ns (probed, 5.11)
-    bool owner_cgroup = false;          // lifecycle segments record their socket's cgroup (probed)
+    std::uint32_t rtt_gap_us =
+        kDefaultRttRateLimitUs;  // RTT probe rate limit per side (--rtt-rate-limit)
+    bool coarse_clock = true;    // the limit reads bpf_ktime_get_coarse_ns (probed, 5.11)
+    bool owner_cgroup = false;   // lifecycle segments record their socket's cgroup (probed)
     // The hashes' key (tcptrack/store.h): empty = 16 bytes from getrandom() at this load
     // (always, but in tests, which fix it to reproduce collisions).
     std::optional<std::array<std::uint8_t, 16>> hash_key;

@@ -458,12 +458,13 @@ TEST_F(CollectorTest, FlowEndingDuringItsFirstCopyIsTakenNextTime) {
     });
     // At least 3 s, and until enough connections and reports have overlapped: an
     // emulated kernel-matrix guest makes them slower (at most 60 s).
+    constexpr std::uint64_t kMade = 1000, kReports = 100;
     const auto start = std::chrono::steady_clock::now();
     std::uint64_t reports = 0;
     const auto more = [&] {
         const auto t = std::chrono::steady_clock::now() - start;
         if (t >= std::chrono::seconds(60)) return false;
-        return t < std::chrono::seconds(3) || made.load() <= 1000u || reports <= 100u;
+        return t < std::chrono::seconds(3) || made.load() <= kMade || reports <= kReports;
     };
     while (more() && !HasFatalFailure()) {
         const auto& got = col.collect(tcptrack::monotonic_ns(), kNeverIdle);
@@ -478,8 +479,8 @@ TEST_F(CollectorTest, FlowEndingDuringItsFirstCopyIsTakenNextTime) {
     }
     stop = true;
     writer.join();
-    EXPECT_GT(made.load(), 1000u);
-    EXPECT_GT(reports, 100u);
+    EXPECT_GT(made.load(), kMade);
+    EXPECT_GT(reports, kReports);
 }
 
 }  // namespace
