@@ -62,10 +62,13 @@ struct Frame {
     }
 
     // One run of the classifier on this frame; false if the syscall failed.
-    bool run(int prog_fd) const {
+    // ns (if given) gets the run's own time as the kernel measured it.
+    bool run(int prog_fd, std::uint64_t* ns = nullptr) const {
         LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = &b, .data_size_in = static_cast<__u32>(len),
                     .repeat = 1);
-        return bpf_prog_test_run_opts(prog_fd, &opts) == 0;
+        if (bpf_prog_test_run_opts(prog_fd, &opts) != 0) return false;
+        if (ns) *ns += opts.duration;
+        return true;
     }
 
     static std::uint16_t csum(const void* data, std::size_t n) {

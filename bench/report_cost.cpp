@@ -19,7 +19,8 @@
 // each row, + write) for the median report.
 //
 //   report_cost --flows N [--reports R] [--mode fresh|idle|changed] [--output all|changed]
-//               [--threads T] [--render-threads W]
+//               [--threads T] [--render-threads W] [--max-flows M] [--cpus C [--full-cache]]
+//               [--close]
 //     fresh    (default) R reports from the fill on: the first sees every flow new
 //     idle     one unmeasured report first, then R reports with nothing changed
 //              in the store since the previous one (flows resident, all idle)
@@ -34,7 +35,19 @@
 //              render_threads(): one per CPU, at most 8; 1: on the report's thread).
 //              CPU time counts every thread; wall time shows what they save.
 //   In idle/changed mode the unmeasured first report's CPU is printed as first_cpu_ms.
+//     --max-flows M: the store's size (default N + 1,024)
+//     --cpus C: the per-CPU counter cache sized for, and walked by the reports and
+//              the closes as on, a host of C CPUs (LoadConfig::cache_cpus); the fill
+//              and segments still run on this host's CPUs, so only their entries fill
+//     --full-cache: every CPU's entries hold flows (copies of this host's CPUs'
+//              entries: their counts show C times over), as on a C-CPU host whose
+//              every CPU saw as many flows as this one's
+//     --close: after the reports, every flow ends (FIN each way, last ACK) through
+//              tcptrack_in on one thread; close_us (median) and close_p90_us =
+//              the classifier's own time (BPF_PROG_TEST_RUN's) for each last
+//              ACK: the close event and the fold of the CPUs' entries
 // Prints one line of key=value pairs for bench/run.sh.
+#include <sys/mman.h>
 #include <sys/resource.h>
 
 #include <bpf/bpf.h>
@@ -149,6 +162,41 @@ std::size_t fill(int prog, std::uint32_t n, unsigned threads) {
     });
 }
 
+// Each flow ends, after fill() and no bump(): FIN each way and the last ACK,
+// on one thread. Returns the classifier's own time (as the kernel measured
+// the run) for each last ACK, the segment that ends its connection: the
+// close event and the fold of the CPUs' entries. Empty if a run failed.
+std::vector<double> finish(int prog, std::uint32_t n) {
+    using namespace ttbench;
+    Frame f;
+    std::vector<double> ns;
+    for (std::uint32_t i = 0; i < n; ++i) {
+        const Conn c = conn(i);
+        const std::uint32_t cs = c.cisn + 1 + static_cast<std::uint32_t>(c.size),
+                            ss = c.sisn + 1 + static_cast<std::uint32_t>(c.reply);
+        std::uint64_t t = 0;
+        if (!f.set(c.client, c.cport, kServer, kServerPort, cs, ss, kFin | kAck, 0).run(prog) ||
+            !f.set(kServer, kServerPort, c.client, c.cport, ss, cs + 1, kFin | kAck, 0).run(prog) ||
+            !f.set(c.client, c.cport, kServer, kServerPort, cs + 1, ss + 1, kAck, 0).run(prog, &t))
+            return {};
+        ns.push_back(static_cast<double>(t));
+    }
+    return ns;
+}
+
+// Fills every CPU past this host's with copies of this host's CPUs' entries.
+void fill_cache(const Skeleton& skel) {
+    const std::size_t per = skel.geometry().cache_entries_per_cpu();
+    const std::size_t len = std::size_t{skel.cache_cpus()} * per * sizeof(tt_cache_entry);
+    void* m = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED,
+                   bpf_map__fd(skel->maps.flow_cache), 0);
+    if (m == MAP_FAILED) throw Error(std::string("mmap flow_cache: ") + std::strerror(errno));
+    auto* e = static_cast<tt_cache_entry*>(m);
+    for (std::uint32_t cpu = skel.nr_cpus(); cpu < skel.cache_cpus(); ++cpu)
+        std::memcpy(e + cpu * per, e + (cpu % skel.nr_cpus()) * per, per * sizeof(*e));
+    munmap(m, len);
+}
+
 // Data segment number `round` (>= 1) from each client: every flow moves.
 std::size_t bump(int prog, std::uint32_t n, unsigned threads, std::uint32_t round) {
     using namespace ttbench;
@@ -167,6 +215,8 @@ int main(int argc, char** argv) {
     std::uint32_t n = 1000;
     int reports = 3;  // >= 1
     std::string mode = "fresh", output = "all";
+    std::uint32_t max_flows = 0, cpus = 0;
+    bool full_cache = false, close_all = false;
     unsigned threads = std::max(1u, std::thread::hardware_concurrency());
     RenderOptions render_opts{render_threads()};
     // The per-CPU cache's size for --max-flows F on C CPUs (bench_util.py
@@ -192,10 +242,19 @@ int main(int argc, char** argv) {
             threads = static_cast<unsigned>(std::max(1, std::atoi(argv[++i])));
         else if (i + 1 < argc && a == "--render-threads")
             render_opts.threads = static_cast<unsigned>(std::max(1, std::atoi(argv[++i])));
+        else if (i + 1 < argc && a == "--max-flows")
+            max_flows = static_cast<std::uint32_t>(std::atol(argv[++i]));
+        else if (i + 1 < argc && a == "--cpus")
+            cpus = static_cast<std::uint32_t>(std::atol(argv[++i]));
+        else if (a == "--full-cache")
+            full_cache = true;
+        else if (a == "--close")
+            close_all = true;
         else {
             std::fprintf(stderr,
                          "usage: %s --flows N [--reports R] [--mode fresh|idle|changed] "
-                         "[--output all|changed] [--threads T] [--render-threads W]\n",
+                         "[--output all|changed] [--threads T] [--render-threads W] "
+                         "[--max-flows M] [--cpus C [--full-cache]] [--close]\n",
                          argv[0]);
             return 2;
         }
@@ -208,12 +267,21 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "report_cost: --output must be all or changed\n");
         return 2;
     }
+    if (close_all && mode == "changed") {
+        std::fprintf(stderr, "report_cost: --close needs --mode fresh or idle\n");
+        return 2;
+    }
+    if (max_flows && max_flows < n) {
+        std::fprintf(stderr, "report_cost: --max-flows must be at least --flows\n");
+        return 2;
+    }
     const bool warmup = mode != "fresh";
     const bool changed_only = output == "changed";
     try {
         set_libbpf_verbose(false);
         LoadConfig cfg;
-        cfg.max_flows = n + 1024;
+        cfg.max_flows = max_flows ? max_flows : n + 1024;
+        cfg.cache_cpus = cpus;
         Skeleton skel(cfg);
         const int prog = bpf_program__fd(skel->progs.tcptrack_in);
         const double f0 = wall_ms();
@@ -221,6 +289,7 @@ int main(int argc, char** argv) {
             throw Error("BPF_PROG_TEST_RUN failed " + std::to_string(bad) +
                         " times: " + std::strerror(errno));
         const double fill_ms = wall_ms() - f0;
+        if (full_cache) fill_cache(skel);
         const double rss_before = rss_mb(false);
 
         Collector collector(skel);
@@ -309,6 +378,26 @@ int main(int argc, char** argv) {
             json_bytes = out_bytes;
         }
         close(devnull);
+        double close_us = 0, close_p90_us = 0;
+        if (close_all) {
+            std::vector<double> ns = finish(prog, n);
+            if (ns.size() != n)
+                throw Error(std::string("BPF_PROG_TEST_RUN failed: ") + std::strerror(errno));
+            // Median and 90th percentile: a run that an interrupt (the close
+            // event's wakeup among them) lands in is counted, not averaged in.
+            std::sort(ns.begin(), ns.end());
+            if (n) {
+                close_us = ns[n / 2] / 1e3;
+                close_p90_us = ns[n * 9 / 10] / 1e3;
+            }
+            // Not timed: every connection ended (a report takes the close events).
+            std::size_t ended = 0;
+            for (const FlowSample& s : collector.collect(monotonic_ns(), idle_limit))
+                ended += s.finished && s.info.state == TT_CLOSED;
+            if (ended != expect)
+                throw Error(std::to_string(ended) + " of " + std::to_string(expect) +
+                            " connections ended CLOSED after --close");
+        }
         std::vector<std::size_t> idx(cpu.size());
         for (std::size_t i = 0; i < idx.size(); ++i) idx[i] = i;
         std::sort(idx.begin(), idx.end(), [&](auto x, auto y) { return cpu[x] < cpu[y]; });
@@ -331,9 +420,17 @@ int main(int argc, char** argv) {
         // the collector and builder keep between reports; peak: ru_maxrss.
         std::printf(
             " rss_before_mb=%.1f rss_end_mb=%.1f peak_rss_mb=%.1f json_mb=%.1f "
-            "ns_per_flow=%.0f\n",
+            "ns_per_flow=%.0f",
             rss_before, rss_mb(false), rss_mb(true), json_bytes / 1048576.0,
             n ? med * 1e6 / n : 0.0);
+        // The counter cache: the CPUs it is sized for, its entries in all and its memory.
+        const std::size_t entries =
+            std::size_t{skel.cache_cpus()} * skel.geometry().cache_entries_per_cpu();
+        std::printf(" max_flows=%u cache_cpus=%u full_cache=%d cache_entries=%zu cache_mib=%.1f",
+                    skel.geometry().slots, skel.cache_cpus(), full_cache ? 1 : 0, entries,
+                    entries * sizeof(tt_cache_entry) / 1048576.0);
+        if (close_all) std::printf(" close_us=%.2f close_p90_us=%.2f", close_us, close_p90_us);
+        std::printf("\n");
         // Every flow is a row, except in --changed output when nothing moved.
         const bool none_changed = mode == "idle" || (mode == "fresh" && reports > 1);
         const std::size_t want = changed_only && none_changed ? 0 : expect;

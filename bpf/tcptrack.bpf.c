@@ -205,6 +205,8 @@ static __always_inline int tt_handle(struct __sk_buff *skb, int ingress, int has
 				way = bpf_get_prandom_u32() & 1;
 		}
 		e = tt_cache_at(cpu, ch, way);
+		if (e && !tt_mark_cpu(s, l.idx, gen, cpu))
+			e = NULL;
 		if (e && e->gen)
 			tt_fold(e, e->slot, e->gen, l.idx, gen, ch);
 		else if (e) {

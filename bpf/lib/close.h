@@ -91,7 +91,7 @@ static __always_inline void tt_finish(struct tt_close_event *ev, struct tt_slot 
 	rec->slot = idx;
 	rec->gen = gen;
 	if (tt_kill(idx, gen))
-		bpf_ringbuf_submit(rec, 0);
+		tt_close_submit(rec);
 	else
 		bpf_ringbuf_discard(rec, 0);
 }
@@ -149,6 +149,7 @@ static __always_inline int tt_reuse(const struct tt_pkt *p, __u32 dirflags, __u3
 	s->payload[0] = s->payload[1] = 0;
 	s->reached[0] = s->reached[1] = 0;
 	s->settled = 0;
+	s->cpus = 0;
 	tt_info_init(&s->info, dir, p->tcp_flags, p->seq, now, (dirflags >> 1) & 1);
 	s->gen = gen + 2;
 	tt_account(s, dir, p);
@@ -162,7 +163,7 @@ static __always_inline int tt_reuse(const struct tt_pkt *p, __u32 dirflags, __u3
 	ev->slot = idx;
 	ev->gen = gen;
 	__builtin_memcpy(rec, ev, sizeof(*rec));
-	bpf_ringbuf_submit(rec, 0);
+	tt_close_submit(rec);
 	return TT_STEP_DONE;
 }
 

@@ -92,10 +92,25 @@ struct {
 } evict_req SEC(".maps");
 
 /* Finished connections with their final counters, so none is lost between polls. */
+#define TT_CLOSE_RING_BYTES (1 << 21)
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 21);
+	__uint(max_entries, TT_CLOSE_RING_BYTES);
 } closed_events SEC(".maps");
+
+/*
+ * Hands a close event to user space, waking its reader only once the ring is
+ * a quarter full: the reader looks every 50 ms anyway (Collector::drain), and
+ * a wakeup per close (an interrupt to the reader's CPU) made the closing
+ * segment's run about 20 us instead of 2 on this VM.
+ */
+static __always_inline void tt_close_submit(void *rec)
+{
+	__u64 queued = bpf_ringbuf_query(&closed_events, BPF_RB_AVAIL_DATA);
+
+	bpf_ringbuf_submit(rec, queued > TT_CLOSE_RING_BYTES / 4 ? BPF_RB_FORCE_WAKEUP
+								 : BPF_RB_NO_WAKEUP);
+}
 
 /* Room to build a close event: too big for the 512-byte BPF stack next to the parser's state. */
 struct {

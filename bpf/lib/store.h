@@ -412,7 +412,7 @@ __noinline int tt_displace(__u32 cpu)
 	if (!ev->info.close_ns)
 		ev->info.close_ns = bpf_ktime_get_ns();
 	__builtin_memcpy(rec, ev, sizeof(*rec));
-	bpf_ringbuf_submit(rec, 0);
+	tt_close_submit(rec);
 	tt_stat_inc(TT_STAT_DISPLACED);
 	return victim;
 }
@@ -426,6 +426,7 @@ static __always_inline void tt_slot_init(struct tt_slot *s, const struct tt_pkt 
 	s->payload[0] = s->payload[1] = 0;
 	s->settled = 0;
 	s->reached[0] = s->reached[1] = 0;
+	s->cpus = 0;
 	tt_info_init(&s->info, dirflags & 1, p->tcp_flags, p->seq, bpf_ktime_get_ns(),
 		     (dirflags >> 1) & 1);
 }

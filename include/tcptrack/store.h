@@ -55,7 +55,12 @@ struct tt_slot {
 	__u32 gen; /* odd: live; even: dead or never used */
 	__u8 settled; /* established, no FIN: plain segments skip the lock */
 	__u8 reached[2]; /* payload[dir] has been set */
-	__u8 pad[5];
+	__u8 pad;
+	/* Bit (cpu % 32): that CPU may hold a cache entry of this generation, so
+	 * a close folds only those CPUs' entries, not every CPU's. Set under the
+	 * slot's lock before a CPU's first entry names the flow (written once per
+	 * CPU, not per segment), cleared for a new flow. */
+	__u32 cpus;
 	struct tt_flow_info info; /* changed only under the slot's lock */
 	__u64 bytes[2]; /* L3 bytes on the wire: IP header + TCP header + payload */
 	__u64 packets[2]; /* wire segments (GSO/GRO counted as gso_segs) */
@@ -84,6 +89,7 @@ struct tt_slot {
  * into their slots on every other segment.
  */
 #define TT_CACHE_WAYS 2
+#define TT_MAX_CPUS 1024 /* bound of the datapath's loops over CPUs: the loader refuses more */
 #define TT_CACHE_SET_BITS_MIN 6 /* 64 sets: 128 entries per CPU */
 #define TT_CACHE_SET_BITS_MAX 12 /* 4,096 sets: 8,192 entries per CPU */
 

@@ -94,12 +94,18 @@ Skeleton::Skeleton(const LoadConfig& cfg) : cfg_(cfg) {
         throw Error(fmt::format("cannot count CPUs: {}", errno_hint(-ncpus)));
     }
     nr_cpus_ = static_cast<std::uint32_t>(ncpus);
+    if (nr_cpus_ > TT_MAX_CPUS) {
+        tcptrack_bpf__destroy(skel_);
+        throw Error(fmt::format("this host has {} possible CPUs; tcptrack supports at most {}",
+                                nr_cpus_, TT_MAX_CPUS));
+    }
     if (cfg.max_flows > TT_MAX_SLOTS) {
         tcptrack_bpf__destroy(skel_);
         throw Error(fmt::format("--max-flows {} is more than the store's {} slots", cfg.max_flows,
                                 TT_MAX_SLOTS));
     }
-    geo_ = StoreGeometry::for_flows(cfg.max_flows, nr_cpus_);
+    cache_cpus_ = std::clamp<std::uint32_t>(cfg.cache_cpus, nr_cpus_, TT_MAX_CPUS);
+    geo_ = StoreGeometry::for_flows(cfg.max_flows, cache_cpus_);
     skel_->rodata->tt_max_slots = geo_.slots;
     skel_->rodata->tt_index_mask = geo_.index_buckets - 1;
     skel_->rodata->tt_lock_mask = geo_.lock_stripes - 1;
@@ -113,10 +119,10 @@ Skeleton::Skeleton(const LoadConfig& cfg) : cfg_(cfg) {
     bpf_map__set_max_entries(skel_->maps.flow_index, geo_.index_buckets);
     bpf_map__set_max_entries(skel_->maps.slot_locks, geo_.lock_stripes);
     bpf_map__set_max_entries(skel_->maps.free_slots, geo_.free_queue);
-    skel_->rodata->tt_nr_cpus = nr_cpus_;
+    skel_->rodata->tt_nr_cpus = cache_cpus_;
     set_hash_key(cfg);
     skel_->rodata->tt_cache_bits = geo_.cache_set_bits;
-    bpf_map__set_max_entries(skel_->maps.flow_cache, nr_cpus_ * geo_.cache_entries_per_cpu());
+    bpf_map__set_max_entries(skel_->maps.flow_cache, cache_cpus_ * geo_.cache_entries_per_cpu());
     bpf_map__set_max_entries(skel_->maps.filter_arg, nr_cpus_);
     bpf_map__set_max_entries(skel_->maps.slow_arg, nr_cpus_);
 

@@ -28,6 +28,11 @@ struct LoadConfig {
     // The hashes' key (tcptrack/store.h): empty = 16 bytes from getrandom() at this load
     // (always, but in tests, which fix it to reproduce collisions).
     std::optional<std::array<std::uint8_t, 16>> hash_key;
+    // The per-CPU counter cache sized, and walked by closes and reports, as on
+    // a host with this many CPUs (0 or fewer than this host's: this host's).
+    // For the benchmarks, which measure a 64- or 128-CPU host's cache here;
+    // the classifiers still use only this host's CPUs' entries.
+    std::uint32_t cache_cpus = 0;
 };
 
 // Sizes of the slot store's maps for a flow limit (tcptrack/store.h): the one
@@ -52,7 +57,8 @@ class Skeleton {
 
     tcptrack_bpf* get() const { return skel_; }
     tcptrack_bpf* operator->() const { return skel_; }
-    std::uint32_t nr_cpus() const { return nr_cpus_; }
+    std::uint32_t nr_cpus() const { return nr_cpus_; }        // possible CPUs: per-CPU maps' values
+    std::uint32_t cache_cpus() const { return cache_cpus_; }  // CPUs the counter cache has room for
     const LoadConfig& config() const { return cfg_; }
     const StoreGeometry& geometry() const { return geo_; }
     // Installs the capture filter (n = 0: none) in the running classifiers:
@@ -70,6 +76,7 @@ class Skeleton {
     tcptrack_bpf* skel_ = nullptr;
     std::array<std::uint8_t, 16> hash_key_{};
     std::uint32_t nr_cpus_ = 1;
+    std::uint32_t cache_cpus_ = 1;
     LoadConfig cfg_;
     StoreGeometry geo_;
 };

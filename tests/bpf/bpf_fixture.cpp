@@ -190,12 +190,14 @@ struct Loaded {
 
 using HashKey = std::optional<std::array<std::uint8_t, 16>>;
 
-// One load per (max_flows, fixed hash key, health, RTT rate limit, its clock); random keys
-// are drawn once per size.
+// One load per (max_flows, fixed hash key, health, RTT rate limit, its clock, cache CPUs);
+// random keys are drawn once per size.
 Loaded& loaded(std::uint32_t max_flows, const HashKey& key, bool health, std::uint32_t rtt_gap_us,
-               bool coarse_clock) {
-    static std::map<std::tuple<std::uint32_t, HashKey, bool, std::uint32_t, bool>, Loaded> cache;
-    Loaded& l = cache[{max_flows, key, health, rtt_gap_us, coarse_clock}];
+               bool coarse_clock, std::uint32_t cache_cpus) {
+    static std::map<std::tuple<std::uint32_t, HashKey, bool, std::uint32_t, bool, std::uint32_t>,
+                    Loaded>
+        cache;
+    Loaded& l = cache[{max_flows, key, health, rtt_gap_us, coarse_clock, cache_cpus}];
     if (!l.skel && l.error.empty()) {
         try {
             const tcptrack::LoadConfig cfg{.max_flows = max_flows,
@@ -203,7 +205,8 @@ Loaded& loaded(std::uint32_t max_flows, const HashKey& key, bool health, std::ui
                                            .health = health,
                                            .rtt_gap_us = rtt_gap_us,
                                            .coarse_clock = coarse_clock,
-                                           .hash_key = key};
+                                           .hash_key = key,
+                                           .cache_cpus = cache_cpus};
             l.skel = std::make_unique<tcptrack::Skeleton>(cfg);
             const long page = sysconf(_SC_PAGESIZE);
             const bpf_map* m = (*l.skel)->maps.slots;
@@ -272,12 +275,13 @@ void BpfTest::TearDown() {
 }
 
 void BpfTest::load(std::uint32_t max_flows, std::optional<std::array<std::uint8_t, 16>> key,
-                   bool health, std::uint32_t rtt_gap_us, bool coarse_clock) {
+                   bool health, std::uint32_t rtt_gap_us, bool coarse_clock,
+                   std::uint32_t cache_cpus) {
     if (ring_) ring_buffer__free(ring_);
     ring_ = nullptr;
     skel_ = nullptr;
     slots_ = nullptr;
-    Loaded& l = loaded(max_flows, key, health, rtt_gap_us, coarse_clock);
+    Loaded& l = loaded(max_flows, key, health, rtt_gap_us, coarse_clock, cache_cpus);
     if (!l.error.empty()) FAIL() << l.error;
     skel_ = l.skel.get();
     slots_ = static_cast<tt_slot*>(l.slots);
@@ -316,7 +320,7 @@ void BpfTest::reset() {
     used = std::min(used, skel_->geometry().slots);
     std::memset(slots_, 0, std::size_t{used} * sizeof(tt_slot));
     std::memset(cache_, 0,
-                std::size_t{skel_->nr_cpus()} * skel_->geometry().cache_entries_per_cpu() *
+                std::size_t{skel_->cache_cpus()} * skel_->geometry().cache_entries_per_cpu() *
                     sizeof(tt_cache_entry));
 
     zero_array(maps.flow_index);
@@ -376,6 +380,14 @@ std::uint32_t BpfTest::next_fresh() {
     return std::min(l.next_fresh, skel_->geometry().slots);
 }
 
+tt_cache_entry& BpfTest::cache_entry(std::uint32_t cpu, const tt_flow_key& key, std::uint32_t way) {
+    const tt_hash_key hk = hash_key();
+    const std::uint32_t at =
+        tt_cache_index(tt_cache_hash(&key, &hk), skel_->geometry().cache_set_bits);
+    return cache_[std::size_t{cpu} * skel_->geometry().cache_entries_per_cpu() + at +
+                  (way & (TT_CACHE_WAYS - 1))];
+}
+
 // The slot with the counts CPUs still cache for it added (tcptrack/store.h:
 // TT_ADD_COUNTS), as user space sees a flow: a flow's counts, wherever they sit.
 tt_slot BpfTest::slot(std::uint32_t idx) {
@@ -384,13 +396,9 @@ tt_slot BpfTest::slot(std::uint32_t idx) {
     if (idx >= skel_->geometry().slots) return s;
     std::memcpy(&s, &slots_[idx], sizeof(s));
     if (!tt_gen_live(s.gen)) return s;
-    const tt_hash_key hk = hash_key();
-    const std::uint32_t bits = skel_->geometry().cache_set_bits;
-    const std::uint32_t at = tt_cache_index(tt_cache_hash(&s.key, &hk), bits);
-    for (std::uint32_t cpu = 0; cpu < skel_->nr_cpus(); ++cpu) {
+    for (std::uint32_t cpu = 0; cpu < skel_->cache_cpus(); ++cpu) {
         for (std::uint32_t way = 0; way < TT_CACHE_WAYS; ++way) {
-            const tt_cache_entry& e =
-                cache_[std::size_t{cpu} * skel_->geometry().cache_entries_per_cpu() + at + way];
+            const tt_cache_entry& e = cache_entry(cpu, s.key, way);
             if (e.slot != idx || e.gen != s.gen) continue;
             TT_ADD_COUNTS(&s, &e);
             s.reached[0] |= e.reached[0];

@@ -162,8 +162,10 @@ class BpfTest : public ::testing::Test {
     // rate limit (--rtt-rate-limit); 0 here, so crafted exchanges microseconds
     // apart each get their probe. coarse_clock: false makes the limit read
     // the fine clock, as on a kernel without bpf_ktime_get_coarse_ns.
+    // cache_cpus: the counter cache sized for that many CPUs (LoadConfig::cache_cpus).
     void load(std::uint32_t max_flows, std::optional<std::array<std::uint8_t, 16>> key = {},
-              bool health = true, std::uint32_t rtt_gap_us = 0, bool coarse_clock = true);
+              bool health = true, std::uint32_t rtt_gap_us = 0, bool coarse_clock = true,
+              std::uint32_t cache_cpus = 0);
 
     // The production collector (the ring's consumer from then on: close
     // events it reads do not reach drain_events(), and the reverse).
@@ -189,6 +191,9 @@ class BpfTest : public ::testing::Test {
     }
     // Index entries (both buckets of the key) that point at this slot.
     int index_entries(const tt_flow_key& key, std::uint32_t slot);
+
+    // The counter cache entry of this CPU and way where key's flow would sit (writable).
+    tt_cache_entry& cache_entry(std::uint32_t cpu, const tt_flow_key& key, std::uint32_t way);
 
     std::vector<tt_close_event> drain_events();
     tt_health health(std::uint32_t slot);  // the slot's health entry

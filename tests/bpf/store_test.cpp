@@ -479,5 +479,53 @@ TEST_F(StoreTest, CollectorForgetEndsFlowsAndRecyclesTheirSlots) {
     EXPECT_FALSE(got[0].finished);
 }
 
+// --- Per-CPU cache ---------------------------------------------------------------
+
+// A close folds the cache entries of the CPUs its slot names (bit cpu % 32),
+// here on a cache sized for 64 CPUs (LoadConfig::cache_cpus). This host
+// counts on CPUs 0 and 1; entries for CPUs 33 and 34 are planted as a 64-CPU
+// host's CPUs would have filled them. CPU 33 shares CPU 1's bit, so its counts
+// reach the close event; CPU 34's bit was never set, so its entry is not read.
+TEST_F(StoreTest, CloseFoldsTheCacheEntriesOfTheCpusItsSlotNames) {
+    CpuPin pin;
+    if (!pin.allowed({0, 1})) GTEST_SKIP() << "needs CPUs 0 and 1";
+    ASSERT_NO_FATAL_FAILURE(load(65536, {}, true, 0, true, 64));
+    if (skel_->nr_cpus() > 33)
+        GTEST_SKIP() << "plants entries for CPUs 33 and 34, which this host has";
+    ASSERT_EQ(skel_->cache_cpus(), 64u);
+    Conn c(false, {"10.0.9.1", 40000}, {"10.0.9.2", 80});
+    ASSERT_TRUE(pin.to(0));
+    establish(c);  // settled data on CPU 0: its entry
+    ASSERT_TRUE(pin.to(1));
+    egress(c.c2s(kAck | kPsh, 5));  // and CPU 1's
+    const auto at = live_slot(c.key);
+    ASSERT_TRUE(at);
+    EXPECT_EQ(slot(at->slot).cpus, 0x3u) << "CPUs 0 and 1 took entries";
+
+    const tt_hash_key hk = hash_key();
+    for (std::uint32_t cpu : {33u, 34u}) {
+        tt_cache_entry& e = cache_entry(cpu, c.key, 0);
+        e = tt_cache_entry{};
+        e.slot = at->slot;
+        e.gen = at->s.gen;
+        e.hash = tt_cache_hash(&c.key, &hk);
+        e.bytes[0] = 1000;
+        e.packets[0] = 10;
+    }
+    ASSERT_TRUE(pin.to(0));
+    egress(c.c2s(kFin | kAck));
+    ingress(c.s2c(kFin | kAck));
+    egress(c.c2s(kAck));
+    Totals want = c.expect;
+    want.bytes[0] += 1000;  // CPU 33's
+    want.packets[0] += 10;
+    const auto ev = drain_events();
+    ASSERT_EQ(ev.size(), 1u);
+    EXPECT_EQ(totals_of(ev[0]), want);
+    EXPECT_EQ(cache_entry(33, c.key, 0).gen, 0u) << "CPU 33's entry folded and emptied";
+    EXPECT_EQ(cache_entry(34, c.key, 0).gen, at->s.gen) << "CPU 34's entry not read";
+    EXPECT_EQ(cache_entry(34, c.key, 0).bytes[0], 1000u);
+}
+
 }  // namespace
 }  // namespace tt_test
