@@ -435,6 +435,22 @@ def cmd_s4_table(path):
           + ("All met." if not missed else "Missed: " + "; ".join(missed) + "."))
 
 
+def cmd_s4_cpus_table(path):
+    rows = [dict(x.split("=", 1) for x in line.split()) for line in open(path) if line.strip()]
+    print("| --max-flows | Flows | CPUs | Cache entries | Cache MiB | Entries holding flows "
+          "| Collect ms | CPU ms / report | Peak RSS MB | Close µs, mean / median / p90 |")
+    print("|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|")
+    for kv in rows:
+        held = "every CPU's (planted)" if kv["full_cache"] == "1" else "this host's CPUs'"
+        close = (f"{float(kv['close_mean_us']):.2f} / {float(kv['close_us']):.2f} / "
+                 f"{float(kv['close_p90_us']):.2f}"
+                 if "close_us" in kv else "")
+        print(f"| {int(kv['max_flows']):,} | {int(kv['flows']):,} | {kv['cache_cpus']} | "
+              f"{int(kv['cache_entries']):,} | {float(kv['cache_mib']):.1f} | {held} | "
+              f"{float(kv['collect_ms']):.2f} | {float(kv['cpu_ms_median']):,.1f} | "
+              f"{float(kv['peak_rss_mb']):,.1f} | {close} |")
+
+
 # ---------------------------------------------------------------- tcptrack JSON
 
 def read_ndjson(path):

@@ -43,9 +43,9 @@
 //              entries: their counts show C times over), as on a C-CPU host whose
 //              every CPU saw as many flows as this one's
 //     --close: after the reports, every flow ends (FIN each way, last ACK) through
-//              tcptrack_in on one thread; close_us (median) and close_p90_us =
-//              the classifier's own time (BPF_PROG_TEST_RUN's) for each last
-//              ACK: the close event and the fold of the CPUs' entries
+//              tcptrack_in on one thread; close_us (median), close_p90_us and
+//              close_mean_us = the classifier's own time (BPF_PROG_TEST_RUN's)
+//              for each last ACK: the close event and the fold of the CPUs' entries
 // Prints one line of key=value pairs for bench/run.sh.
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -378,7 +378,7 @@ int main(int argc, char** argv) {
             json_bytes = out_bytes;
         }
         close(devnull);
-        double close_us = 0, close_p90_us = 0;
+        double close_us = 0, close_p90_us = 0, close_mean_us = 0;
         if (close_all) {
             std::vector<double> ns = finish(prog, n);
             if (ns.size() != n)
@@ -386,7 +386,9 @@ int main(int argc, char** argv) {
             // Median and 90th percentile: a run that an interrupt (the close
             // event's wakeup among them) lands in is counted, not averaged in.
             std::sort(ns.begin(), ns.end());
+            for (double x : ns) close_mean_us += x / 1e3;
             if (n) {
+                close_mean_us /= n;
                 close_us = ns[n / 2] / 1e3;
                 close_p90_us = ns[n * 9 / 10] / 1e3;
             }
@@ -429,7 +431,9 @@ int main(int argc, char** argv) {
         std::printf(" max_flows=%u cache_cpus=%u full_cache=%d cache_entries=%zu cache_mib=%.1f",
                     skel.geometry().slots, skel.cache_cpus(), full_cache ? 1 : 0, entries,
                     entries * sizeof(tt_cache_entry) / 1048576.0);
-        if (close_all) std::printf(" close_us=%.2f close_p90_us=%.2f", close_us, close_p90_us);
+        if (close_all)
+            std::printf(" close_us=%.2f close_p90_us=%.2f close_mean_us=%.2f", close_us,
+                        close_p90_us, close_mean_us);
         std::printf("\n");
         // Every flow is a row, except in --changed output when nothing moved.
         const bool none_changed = mode == "idle" || (mode == "fresh" && reports > 1);

@@ -565,11 +565,35 @@ section4() {
     echo
     "${UTIL[@]}" s4-table "$tsv"
     echo
+    section4_cpus
     echo "Peak RSS of the real binary at 1M flows (bench/peak_rss.sh): a tcptrack on a veth in its own namespace, stopped (SIGSTOP) while bench/fill_flows puts 1M SYN flows through its classifier, then 3 reports; the first sees every flow new. Issue 20 target: VmHWM ≤ 256 MB."
     echo
     "$HERE/peak_rss.sh" "$BUILD"
     echo
   } | emit
+}
+
+# The per-CPU counter cache on bigger hosts: sized for C CPUs here (report_cost --cpus).
+section4_cpus() {
+  local tsv=$TMP/s4c.txt mf n c line extra
+  : >"$tsv"
+  for spec in "65536 1000" "1000000 1000" "1000000 1000000"; do
+    read -r mf n <<<"$spec"
+    for c in 2 64 128; do
+      extra=(--close)
+      [ "$n" -gt 1000 ] && extra=(--full-cache)
+      line=$("$COST" --flows $n --max-flows $mf --cpus $c --reports 3 --mode idle \
+        --output all "${extra[@]}") || die "report_cost --flows $n --max-flows $mf --cpus $c failed"
+      log "  $line"
+      echo "$line" >>"$tsv"
+    done
+  done
+  echo "### The counter cache at 2, 64 and 128 CPUs"
+  echo
+  echo "The same report, idle, every row, with the per-CPU counter cache sized, and walked by the reports and the closes, as on a host of C CPUs (\`report_cost --cpus C\`: LoadConfig::cache_cpus; the classifiers here still count on this host's $(nproc) CPUs). Its size comes from --max-flows and C (2 × max-flows / C entries per CPU, 128 to 8,192). With 1M flows, \`--full-cache\` plants copies of this host's CPUs' entries in every other CPU's, as on a host whose every CPU counted as many flows (their counts show C times over). Collect = the collector's scan of the cache and the slots; peak RSS includes the cache's mapping. Close: after the reports, 1,000 connections end (FIN each way, last ACK) through tcptrack_in on one thread; the closing ACK's own run time (BPF_PROG_TEST_RUN's), mean, median and 90th percentile: the close event and the fold of the CPUs' entries."
+  echo
+  "${UTIL[@]}" s4-cpus-table "$tsv"
+  echo
 }
 
 # ================================================================== 6. PROG_TEST_RUN micro

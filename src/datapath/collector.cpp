@@ -206,7 +206,9 @@ int Collector::on_event(void* ctx, void* data, std::size_t size) {
 // The ring is read all the time, not only between reports: while a report is
 // built and printed (a slow terminal, a full pipe, 100,000 rows) the datapath
 // goes on queueing closes, and displacing a half-open flow needs room there.
-// Its signals are blocked: they go to the main thread.
+// Its signals are blocked: they go to the main thread. It looks every 50 ms:
+// the datapath wakes it sooner only once the ring is a quarter full
+// (tt_close_submit, bpf/lib/maps.h), not at every close.
 void Collector::drain() {
     sigset_t all;
     sigfillset(&all);
