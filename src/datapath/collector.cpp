@@ -90,7 +90,7 @@ void fill_from_event(FlowSample& s, const tt_close_event& ev, std::uint64_t now_
     s.ref = SlotRef{ev.slot, ev.gen};
     s.has_info = true;
     s.finished = true;
-    start_health(s, ev.health, health_end_ms(s, now_ns));
+    start_health(s, figures_of(ev.health), health_end_ms(s, now_ns));
 }
 
 // A live sample's health from the map (h; none with --no-health), unless a
@@ -99,7 +99,7 @@ void fill_from_event(FlowSample& s, const tt_close_event& ev, std::uint64_t now_
 void refresh_health(FlowSample& s, const volatile tt_health* h, const volatile tt_slot& v,
                     std::uint64_t now_ns) {
     if (!h) return;
-    tt_health next;
+    HealthFigures next;
     copy_health(next, *h);
     if (load(v.gen) != s.ref.gen) return;
     take_health(s, next, health_ms(now_ns));
@@ -362,7 +362,7 @@ void Collector::scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns,
                 FlowSample& s = samples_[p];
                 fill_from_slot(s, v);
                 TT_ADD_COUNTS(&s, &extra);
-                tt_health first{};
+                HealthFigures first{};
                 if (h) copy_health(first, *h);
                 start_health(s, first, health_ms(now_ns));
                 // Set before the check: remove_live() finds the sample's pos_

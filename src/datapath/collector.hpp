@@ -131,7 +131,7 @@ class Collector {
     struct Dead {
         SlotRef ref;
         Counts last;
-        tt_health health;  // and its health, for the close event to widen on from
+        HealthFigures health;  // and its health, for the close event to widen on from
         HealthWraps health_wraps;
     };
     std::vector<Dead> dead_;

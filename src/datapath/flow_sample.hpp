@@ -72,10 +72,10 @@ struct FlowSample {
     std::uint64_t prev_payload[2]{};
     std::uint64_t last_active_ns = 0;
     SlotRef ref{UINT32_MAX, 0};
-    // Connection health as last read (the slot's entry of the health map, or
-    // the close event's), and what widens its counters from read to read
-    // (datapath/health_reader.hpp): 128 + 8 bytes a flow (the wraps apart).
-    tt_health health{};
+    // Connection health as last read (the figures of the slot's entry of the
+    // health map, or of the close event's), and what widens its counters from
+    // read to read (datapath/health_reader.hpp): 88 + 8 bytes a flow (the wraps apart).
+    HealthFigures health{};
     SparseWraps health_wraps;
 };
 
@@ -86,22 +86,22 @@ inline std::uint32_t health_end_ms(const FlowSample& s, std::uint64_t now_ns) {
 }
 // A finished sample (a close event's) goes on widening from what its live
 // sample had read (`was`, `wraps`), so the wraps seen so far are kept.
-inline void continue_health(FlowSample& fin, const tt_health& was, const HealthWraps& wraps,
+inline void continue_health(FlowSample& fin, const HealthFigures& was, const HealthWraps& wraps,
                             std::uint64_t now_ns) {
-    const tt_health last = fin.health;
+    const HealthFigures last = fin.health;
     fin.health = was;
     HealthWraps w = wraps;
     take_health(fin.health, w, last, health_end_ms(fin, now_ns));
     fin.health_wraps.set(w);
 }
 // The first reading of a sample's health (tcptrack/health_reader.hpp).
-inline void start_health(FlowSample& s, const tt_health& first, std::uint32_t end_ms) {
+inline void start_health(FlowSample& s, const HealthFigures& first, std::uint32_t end_ms) {
     HealthWraps w;
     start_health(s.health, w, first, end_ms);
     s.health_wraps.set(w);
 }
 // A later reading of a sample's health.
-inline void take_health(FlowSample& s, const tt_health& next, std::uint32_t end_ms) {
+inline void take_health(FlowSample& s, const HealthFigures& next, std::uint32_t end_ms) {
     HealthWraps w = s.health_wraps.get();
     take_health(s.health, w, next, end_ms);
     s.health_wraps.set(w);

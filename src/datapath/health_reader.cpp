@@ -10,7 +10,7 @@ T load(const volatile T& v) {
 }
 
 // zero_win_ms with a current stretch counted up to end_ms (modulo 2^32).
-std::uint32_t zw_ms(const tt_health_side& s, std::uint32_t end_ms) {
+std::uint32_t zw_ms(const SideFigures& s, std::uint32_t end_ms) {
     return s.zero_win_ms + ((s.flags & TT_H_ZW) ? end_ms : 0);
 }
 
@@ -35,52 +35,61 @@ std::uint64_t wide(std::uint32_t raw, W wraps) {
     return std::uint64_t{wraps} << 32 | raw;
 }
 
+// One side's figures, from the kernel's entry (T: volatile while CPUs write it).
+template <typename T>
+void copy_figures(SideFigures& s, T& v) {
+    s.retrans = load(v.retrans);
+    s.retrans_bytes = load(v.retrans_bytes);
+    s.dup_acks = load(v.dup_acks);
+    s.srtt8_us = load(v.srtt8_us);
+    s.rtt_min_us = load(v.rtt_min_us);
+    s.rtt_max_us = load(v.rtt_max_us);
+    s.rtt_last_us = load(v.rtt_last_us);
+    s.gaps = load(v.gaps);
+    s.fast_retrans = load(v.fast_retrans);
+    s.zero_win = load(v.zero_win);
+    s.rtt_samples = load(v.rtt_samples);
+    s.flags = load(v.flags);
+    s.zero_win_ms = load(v.zero_win_ms);
+}
+
 }  // namespace
 
-void copy_health(tt_health& out, const volatile tt_health& in) {
+HealthFigures figures_of(const tt_health& h) {
+    HealthFigures f;
+    for (int d = 0; d < 2; ++d) copy_figures(f.side[d], h.side[d]);
+    return f;
+}
+
+void copy_health(HealthFigures& out, const volatile tt_health& in) {
     for (int d = 0; d < 2; ++d) {
         const volatile tt_health_side& v = in.side[d];
-        tt_health_side& s = out.side[d];
-        s.nxt = load(v.nxt);
-        s.ack = load(v.ack);
-        s.tsval = load(v.tsval);
-        s.probe = load(v.probe);
-        s.probe_us = load(v.probe_us);
-        s.win = load(v.win);
-        s.run = load(v.run);
-        s.retrans = load(v.retrans);
-        s.retrans_bytes = load(v.retrans_bytes);
-        s.dup_acks = load(v.dup_acks);
-        s.srtt8_us = load(v.srtt8_us);
-        s.rtt_min_us = load(v.rtt_min_us);
-        s.rtt_max_us = load(v.rtt_max_us);
-        s.rtt_last_us = load(v.rtt_last_us);
-        s.gaps = load(v.gaps);
-        s.fast_retrans = load(v.fast_retrans);
-        s.zero_win = load(v.zero_win);
-        s.rtt_samples = load(v.rtt_samples);
+        SideFigures& s = out.side[d];
+        copy_figures(s, v);
         // The datapath changes zero_win_ms and the ZW flag one after the
         // other: take a pair that two reads agree on (a few tries at most).
         for (int tries = 0; tries < 4; ++tries) {
+            if (load(v.flags) == s.flags && load(v.zero_win_ms) == s.zero_win_ms) break;
             s.flags = load(v.flags);
             s.zero_win_ms = load(v.zero_win_ms);
-            if (load(v.flags) == s.flags && load(v.zero_win_ms) == s.zero_win_ms) break;
         }
     }
 }
 
-void start_health(tt_health& h, HealthWraps& w, const tt_health& first, std::uint32_t end_ms) {
+void start_health(HealthFigures& h, HealthWraps& w, const HealthFigures& first,
+                  std::uint32_t end_ms) {
     h = first;
     w = HealthWraps{};
     for (int d = 0; d < 2; ++d) w.zw_ms_seen[d] = zw_ms(h.side[d], end_ms);
 }
 
-void take_health(tt_health& h, HealthWraps& w, const tt_health& next, std::uint32_t end_ms) {
+void take_health(HealthFigures& h, HealthWraps& w, const HealthFigures& next,
+                 std::uint32_t end_ms) {
     constexpr std::uint8_t kKnown = TT_H_NXT | TT_H_ACK;  // never cleared while the flow lives
     for (int d = 0; d < 2; ++d)
         if ((h.side[d].flags & kKnown) & ~next.side[d].flags) return;
     for (int d = 0; d < 2; ++d) {
-        const tt_health_side &a = h.side[d], &b = next.side[d];
+        const SideFigures &a = h.side[d], &b = next.side[d];
         count_wrap(a.retrans, b.retrans, w.retrans[d]);
         count_wrap(a.retrans_bytes, b.retrans_bytes, w.retrans_bytes[d]);
         count_wrap(a.dup_acks, b.dup_acks, w.dup_acks[d]);
@@ -95,9 +104,9 @@ void take_health(tt_health& h, HealthWraps& w, const tt_health& next, std::uint3
     h = next;
 }
 
-WideSide widen(const tt_health& h, const HealthWraps& w, int side, std::uint32_t end_ms) {
+WideSide widen(const HealthFigures& h, const HealthWraps& w, int side, std::uint32_t end_ms) {
     const int d = side & 1;
-    const tt_health_side& s = h.side[d];
+    const SideFigures& s = h.side[d];
     WideSide o;
     o.retrans = wide(s.retrans, w.retrans[d]);
     o.retrans_bytes = wide(s.retrans_bytes, w.retrans_bytes[d]);

@@ -61,7 +61,7 @@ State shown_state(const FlowSample& s) {
 namespace {
 
 // A side's smoothed RTT in ns (srtt8_us is 8 times the RTT in us).
-std::uint64_t srtt_ns_of(const tt_health_side& h) { return std::uint64_t{h.srtt8_us} * 125; }
+std::uint64_t srtt_ns_of(const SideFigures& h) { return std::uint64_t{h.srtt8_us} * 125; }
 
 // live_rtt's rule on (has samples, egress, srtt) for the two sides.
 std::optional<std::uint64_t> pick_rtt(const bool with[2], const bool egress[2],
@@ -77,7 +77,7 @@ std::optional<std::uint64_t> pick_rtt(const bool with[2], const bool egress[2],
 }  // namespace
 
 SideHealth side_health(const FlowSample& s, int side, std::uint64_t now_ns) {
-    const tt_health_side& h = s.health.side[side & 1];
+    const SideFigures& h = s.health.side[side & 1];
     const WideSide w = wide_side(s, side, now_ns);
     SideHealth o;
     o.retrans = w.retrans;

@@ -17,9 +17,9 @@ namespace {
 
 constexpr std::uint64_t kMs = 1'000'000;
 
-// A health entry whose sides are known (NXT, ACK), as a live flow's are.
-tt_health known() {
-    tt_health h{};
+// A health reading whose sides are known (NXT, ACK), as a live flow's are.
+HealthFigures known() {
+    HealthFigures h{};
     for (auto& s : h.side) s.flags = TT_H_NXT | TT_H_ACK;
     return h;
 }
@@ -27,7 +27,7 @@ tt_health known() {
 }  // namespace
 
 TEST(HealthReader, SixteenBitCountersWidenAcrossWraps) {
-    tt_health h{}, next = known();
+    HealthFigures h{}, next = known();
     HealthWraps w;
     next.side[1].gaps = 65530;
     next.side[1].fast_retrans = 65535;
@@ -59,7 +59,7 @@ TEST(HealthReader, SixteenBitCountersWidenAcrossWraps) {
 }
 
 TEST(HealthReader, ThirtyTwoBitCountersWidenAcrossWraps) {
-    tt_health h{}, next = known();
+    HealthFigures h{}, next = known();
     HealthWraps w;
     next.side[0].retrans = 0xfffffff0u;
     next.side[0].retrans_bytes = 0xffff0000u;
@@ -85,7 +85,7 @@ TEST(HealthReader, ThirtyTwoBitCountersWidenAcrossWraps) {
 // While TT_H_ZW is set the field holds the time so far minus the ms the
 // window went to zero (modulo 2^32): a reader adds its now.
 TEST(HealthReader, ZeroWindowTimeCountsTheCurrentStretch) {
-    tt_health h{}, next = known();
+    HealthFigures h{}, next = known();
     HealthWraps w;
     const std::uint32_t t0 = 5'000'000;  // ms on the monotonic clock
     next.side[1].zero_win = 1;
@@ -109,7 +109,7 @@ TEST(HealthReader, ZeroWindowTimeCountsTheCurrentStretch) {
 }
 
 TEST(HealthReader, ZeroWindowTimeWidensAcrossTwoToThe32Ms) {
-    tt_health h{}, next = known();
+    HealthFigures h{}, next = known();
     HealthWraps w;
     // 2^32 - 256 ms at zero already; a stretch from t0 carries it over 2^32.
     const std::uint32_t t0 = 1000;
@@ -133,19 +133,19 @@ TEST(HealthReader, ZeroWindowTimeWidensAcrossTwoToThe32Ms) {
 // A slot's entry cleared for a new connection while it was read (the reuse of
 // a tuple): not this flow's figures, and no wraps from it.
 TEST(HealthReader, AClearedEntryIsIgnored) {
-    tt_health h{}, next = known();
+    HealthFigures h{}, next = known();
     HealthWraps w;
     next.side[0].retrans = 40;
     next.side[1].dup_acks = 9;
     start_health(h, w, next, 0);
-    take_health(h, w, tt_health{}, 0);
+    take_health(h, w, HealthFigures{}, 0);
     EXPECT_EQ(widen(h, w, 0, 0).retrans, 40u);
     EXPECT_EQ(widen(h, w, 1, 0).dup_acks, 9u);
     EXPECT_EQ(w.retrans[0], 0u);
     // A side never heard from is not "cleared": 0 -> 0 flags are fine.
-    tt_health one = known();
+    HealthFigures one = known();
     one.side[1].flags = 0;
-    tt_health h2{};
+    HealthFigures h2{};
     HealthWraps w2;
     start_health(h2, w2, one, 0);
     one.side[0].retrans = 3;
@@ -153,24 +153,42 @@ TEST(HealthReader, AClearedEntryIsIgnored) {
     EXPECT_EQ(widen(h2, w2, 0, 0).retrans, 3u);
 }
 
-TEST(HealthReader, CopyReadsEveryField) {
+// Every figure and the flags, from the kernel's entry and from a close event's.
+TEST(HealthReader, CopyReadsEveryFigure) {
     tt_health src{};
     auto* bytes = reinterpret_cast<unsigned char*>(&src);
     for (std::size_t i = 0; i < sizeof src; ++i) bytes[i] = static_cast<unsigned char>(i * 7 + 1);
-    tt_health out{};
+    HealthFigures out;
     copy_health(out, src);
-    EXPECT_EQ(std::memcmp(&out, &src, sizeof src), 0);
+    for (int d = 0; d < 2; ++d) {
+        const tt_health_side& k = src.side[d];
+        const SideFigures& f = out.side[d];
+        EXPECT_EQ(f.retrans, k.retrans);
+        EXPECT_EQ(f.retrans_bytes, k.retrans_bytes);
+        EXPECT_EQ(f.dup_acks, k.dup_acks);
+        EXPECT_EQ(f.zero_win_ms, k.zero_win_ms);
+        EXPECT_EQ(f.srtt8_us, k.srtt8_us);
+        EXPECT_EQ(f.rtt_min_us, k.rtt_min_us);
+        EXPECT_EQ(f.rtt_max_us, k.rtt_max_us);
+        EXPECT_EQ(f.rtt_last_us, k.rtt_last_us);
+        EXPECT_EQ(f.gaps, k.gaps);
+        EXPECT_EQ(f.fast_retrans, k.fast_retrans);
+        EXPECT_EQ(f.zero_win, k.zero_win);
+        EXPECT_EQ(f.rtt_samples, k.rtt_samples);
+        EXPECT_EQ(f.flags, k.flags);
+    }
+    EXPECT_EQ(figures_of(src), out);
 }
 
 // A close event's final health goes on from its live sample's wraps.
 TEST(HealthReader, FinishedSampleContinuesTheLiveWidening) {
     FlowSample live;
     live.has_info = true;
-    tt_health first = known();
+    HealthFigures first = known();
     first.side[0].retrans = 0xffffff00u;
     first.side[1].rtt_samples = 65500;
     start_health(live, first, 0);
-    tt_health second = first;
+    HealthFigures second = first;
     second.side[0].retrans = 0x10;  // wrapped while live
     second.side[1].rtt_samples = 65535;
     take_health(live, second, 0);
@@ -180,7 +198,7 @@ TEST(HealthReader, FinishedSampleContinuesTheLiveWidening) {
     FlowSample fin;
     fin.has_info = fin.finished = true;
     fin.info.close_ns = 9000 * kMs;
-    tt_health last = second;
+    HealthFigures last = second;
     last.side[0].retrans = 0x20;
     last.side[1].rtt_samples = 3;
     start_health(fin, last, health_end_ms(fin, 9500 * kMs));
@@ -193,7 +211,7 @@ TEST(HealthReader, FinishedSampleContinuesTheLiveWidening) {
 TEST(HealthReader, FinishedFlowZeroWindowEndsAtItsClose) {
     FlowSample s;
     s.has_info = true;
-    tt_health h = known();
+    HealthFigures h = known();
     h.side[1].zero_win = 1;
     h.side[1].zero_win_ms = 0u - 1000u;  // at zero since 1000 ms
     h.side[1].flags |= TT_H_ZW;

@@ -38,7 +38,7 @@ FlowSample flow(std::uint16_t client_port, std::uint8_t client) {
 
 // RTT figures for one side (us), as the datapath keeps them.
 void timed(FlowSample& s, int side, std::uint32_t srtt_us, bool egress, std::uint16_t n = 10) {
-    tt_health_side& h = s.health.side[side];
+    SideFigures& h = s.health.side[side];
     h.srtt8_us = srtt_us * 8;
     h.rtt_min_us = srtt_us / 2;
     h.rtt_max_us = srtt_us * 2;
@@ -96,7 +96,7 @@ TEST(HealthRows, OrientedLikeTheByteCounters) {
 
 TEST(HealthRows, UnitsAndFlags) {
     FlowSample s = flow(40000, TT_DIR_BA);  // the client is side B
-    tt_health_side& c = s.health.side[TT_DIR_BA];
+    SideFigures& c = s.health.side[TT_DIR_BA];
     c.srtt8_us = 1001;  // 125.125 us
     c.rtt_min_us = 90;
     c.rtt_max_us = 400;
@@ -127,7 +127,7 @@ TEST(HealthRows, UnitsAndFlags) {
 // A server whose window is at zero now: the time so far counts up to now.
 TEST(HealthRows, ZeroWindowWithAnOngoingStretch) {
     FlowSample s = flow(40000, TT_DIR_AB);
-    tt_health_side& srv = s.health.side[TT_DIR_BA];
+    SideFigures& srv = s.health.side[TT_DIR_BA];
     srv.zero_win = 3;
     const std::uint32_t went_ms = 1500;  // at zero since 1.5 s, after 200 ms earlier
     srv.zero_win_ms = 200u - went_ms;
