@@ -109,19 +109,29 @@ void SockDiag::inodes_exact(const std::vector<SocketTuple>& tuples,
 
 void SockDiag::inodes_dump(const std::vector<SocketTuple>& tuples, std::vector<std::uint64_t>& out,
                            std::vector<char>* other_end) {
-    out.assign(tuples.size(), 0);
-    if (other_end) other_end->assign(tuples.size(), 0);
+    inodes_dump(
+        tuples.size(), [&](std::size_t i) { return tuples[i]; }, out, other_end);
+}
+
+void SockDiag::inodes_dump(std::size_t n, const std::function<SocketTuple(std::size_t)>& tuple_at,
+                           std::vector<std::uint64_t>& out, std::vector<char>* other_end) {
+    out.assign(n, 0);
+    if (other_end) other_end->assign(n, 0);
     DiagAnswer a;
     dump(Family::V4, a);
     dump(Family::V6, a);  // holds the IPv4-mapped ones too
     std::unordered_map<SocketTuple, std::uint64_t, SocketTupleHash> by_tuple;
     by_tuple.reserve(a.sockets.size());
-    for (const DiagSocket& s : a.sockets) by_tuple.emplace(s.tuple, s.inode);
-    for (std::size_t i = 0; i < tuples.size(); ++i) {
-        if (const auto it = by_tuple.find(tuples[i]); it != by_tuple.end()) {
+    // A socket without a file (orphaned, TIME_WAIT) is no answer: the other
+    // end is tried, as after an exact request.
+    for (const DiagSocket& s : a.sockets)
+        if (s.inode) by_tuple.emplace(s.tuple, s.inode);
+    for (std::size_t i = 0; i < n; ++i) {
+        const SocketTuple t = tuple_at(i);
+        if (const auto it = by_tuple.find(t); it != by_tuple.end()) {
             out[i] = it->second;
         } else if (other_end) {
-            if (const auto o = by_tuple.find(flipped(tuples[i])); o != by_tuple.end()) {
+            if (const auto o = by_tuple.find(flipped(t)); o != by_tuple.end()) {
                 out[i] = o->second;
                 (*other_end)[i] = 1;
             }

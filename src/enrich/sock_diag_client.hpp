@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "enrich/sock_diag.hpp"
@@ -30,6 +31,10 @@ class SockDiag {
     void inodes_exact(const std::vector<SocketTuple>& tuples, std::vector<std::uint64_t>& out);
     void inodes_dump(const std::vector<SocketTuple>& tuples, std::vector<std::uint64_t>& out,
                      std::vector<char>* other_end = nullptr);
+    // The same for n tuples made one at a time by tuple_at(i): a million new
+    // connections are asked without a vector of their tuples (44 MB).
+    void inodes_dump(std::size_t n, const std::function<SocketTuple(std::size_t)>& tuple_at,
+                     std::vector<std::uint64_t>& out, std::vector<char>* other_end = nullptr);
 
    private:
     bool exchange(const std::vector<std::uint8_t>& req, std::uint32_t first_seq,

@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <functional>
 #include <unordered_set>
 
 #include "enrich/pod.hpp"
@@ -36,20 +37,25 @@ std::string read_small(int dirfd, const char* path) {
     return out;
 }
 
-// The inode of each connection's socket at either end (0: neither has one
-// there); `tuples` holds the end to try first. other_end[i]: found at the
-// other end (the socket is that end's).
-void either_end(SockDiag& diag, const std::vector<SocketTuple>& tuples,
+// The inode of each of n connections' sockets at either end (0: neither has
+// one there); tuple_at(i) makes the end to try first. other_end[i]: found at
+// the other end (the socket is that end's). Many are answered from dumps
+// without a vector of their tuples; a few are asked one by one.
+void either_end(SockDiag& diag, std::size_t n,
+                const std::function<SocketTuple(std::size_t)>& tuple_at,
                 std::vector<std::uint64_t>& inodes, std::vector<char>& other_end) {
-    other_end.assign(tuples.size(), 0);
-    if (tuples.size() > SystemOwners::kDumpAbove) {
-        diag.inodes_dump(tuples, inodes, &other_end);  // one dump answers both orderings
+    other_end.assign(n, 0);
+    if (n > SystemOwners::kDumpAbove) {
+        diag.inodes_dump(n, tuple_at, inodes, &other_end);  // one dump answers both orderings
         return;
     }
+    std::vector<SocketTuple> tuples;
+    tuples.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) tuples.push_back(tuple_at(i));
     diag.inodes_exact(tuples, inodes);
     std::vector<SocketTuple> other;
     std::vector<std::size_t> which;
-    for (std::size_t i = 0; i < tuples.size(); ++i)
+    for (std::size_t i = 0; i < n; ++i)
         if (!inodes[i]) {
             other.push_back(flipped(tuples[i]));
             which.push_back(i);
@@ -62,6 +68,9 @@ void either_end(SockDiag& diag, const std::vector<SocketTuple>& tuples,
         other_end[which[k]] = more[k] != 0;
     }
 }
+
+// The end of query q to try first: the client's when its SYN left through this host.
+SocketTuple first_end(const OwnerQuery& q) { return q.local_client ? q.conn : flipped(q.conn); }
 
 std::optional<std::uint64_t> own_netns() {
     struct stat st {};
@@ -158,7 +167,6 @@ std::shared_ptr<const Owner> SystemOwners::owner_of(std::uint32_t pid,
 }
 
 void SystemOwners::peer_inodes(const std::vector<OwnerQuery>& queries,
-                               const std::vector<SocketTuple>& tuples,
                                std::vector<std::uint64_t>& inodes,
                                std::vector<std::optional<std::uint64_t>>& netns,
                                std::vector<char>& wait, std::vector<char>& other_end) {
@@ -197,16 +205,15 @@ void SystemOwners::peer_inodes(const std::vector<OwnerQuery>& queries,
                 continue;
             }
         }
-        std::vector<SocketTuple> there;
-        there.reserve(which.size());
-        for (const std::size_t i : which) {
-            there.push_back(tuples[i]);
+        const auto there = [&](std::size_t k) {
+            SocketTuple t = first_end(queries[which[k]]);
             // A socket bound to the interface is bound to the peer's end there.
-            there.back().ifindex = static_cast<std::uint32_t>(links[tuples[i].ifindex]->ifindex);
-        }
+            t.ifindex = static_cast<std::uint32_t>(links[t.ifindex]->ifindex);
+            return t;
+        };
         std::vector<std::uint64_t> found;
         std::vector<char> other;
-        either_end(*p->diag, there, found, other);
+        either_end(*p->diag, which.size(), there, found, other);
         peer_stats_.queries += which.size();
         for (std::size_t k = 0; k < which.size(); ++k)
             if (found[k]) {
@@ -233,17 +240,16 @@ SystemOwners::PeerStats SystemOwners::peer_stats() const {
 
 void SystemOwners::operator()(std::vector<OwnerQuery>& queries) {
     // The socket's own end first: the client's when its SYN left through this host.
-    std::vector<SocketTuple> tuples;
-    tuples.reserve(queries.size());
-    for (const OwnerQuery& q : queries) tuples.push_back(q.local_client ? q.conn : flipped(q.conn));
     std::vector<std::uint64_t> inodes;
     std::vector<char> other_end;  // found with the other ordering: the other end's socket
-    either_end(diag_, tuples, inodes, other_end);
+    either_end(
+        diag_, queries.size(), [&](std::size_t i) { return first_end(queries[i]); }, inodes,
+        other_end);
     // Only the misses look beyond their interface.
     std::vector<std::optional<std::uint64_t>> netns(queries.size(), netns_);
     std::vector<char> wait(queries.size(), 0);
-    peer_inodes(queries, tuples, inodes, netns, wait, other_end);
-    // tuples[i] has the client local when local_client.
+    peer_inodes(queries, inodes, netns, wait, other_end);
+    // first_end() has the client local when local_client.
     for (std::size_t i = 0; i < queries.size(); ++i)
         queries[i].owner_client = queries[i].local_client != (other_end[i] != 0);
 

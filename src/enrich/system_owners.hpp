@@ -74,8 +74,7 @@ class SystemOwners {
     // The misses' sockets in the namespaces beyond their interfaces: fills
     // inodes, netns and other_end (found at the other end); wait[i] when that
     // namespace's scan had to wait.
-    void peer_inodes(const std::vector<OwnerQuery>& queries, const std::vector<SocketTuple>& tuples,
-                     std::vector<std::uint64_t>& inodes,
+    void peer_inodes(const std::vector<OwnerQuery>& queries, std::vector<std::uint64_t>& inodes,
                      std::vector<std::optional<std::uint64_t>>& netns, std::vector<char>& wait,
                      std::vector<char>& other_end);
 

@@ -626,6 +626,47 @@ TEST(SystemOwners, FindsThisProcessBothWaysIPv4AndIPv6) {
     }
 }
 
+// More new connections than kDumpAbove in one report: answered from one dump
+// per family, each from the end it hints first or else the other (also when
+// the hinted end lingers without a file), as the exact requests answer a
+// few; connections without a socket are not found.
+TEST(SystemOwners, ManyConnectionsAreAnsweredFromADumpBothWays) {
+    auto sys = system_owners();
+    if (!sys) GTEST_SKIP() << "no sock_diag here";
+    Loop v4loop(AF_INET, "127.0.0.1", AF_INET, "127.0.0.1");
+    Loop v6loop(AF_INET6, "::1", AF_INET6, "::1");
+    Loop orphan(AF_INET, "127.0.0.1", AF_INET, "127.0.0.1");
+    ASSERT_TRUE(v4loop.ok() && v6loop.ok() && orphan.ok());
+    orphan.c.reset();  // its client end in FIN_WAIT2, without a file (inode 0)
+    EXPECT_GT(sys->scan_proc(), 3u);
+    std::vector<OwnerQuery> qs;
+    // Nobody's: a flood of SYNs from addresses this host has no socket for.
+    for (std::uint16_t i = 0; qs.size() <= SystemOwners::kDumpAbove; ++i)
+        qs.push_back(loop_query(Family::V4, "198.18.0.1", static_cast<std::uint16_t>(1000 + i),
+                                "127.0.0.1", v4loop.lport, false));
+    const std::size_t v4c = qs.size(), v4s = v4c + 1, v6c = v4c + 2, v6s = v4c + 3, orph = v4c + 4;
+    qs.push_back(loop_query(Family::V4, "127.0.0.1", v4loop.cport, "127.0.0.1", v4loop.lport,
+                            true));  // the client's end hinted: found there
+    qs.push_back(loop_query(Family::V4, "127.0.0.1", v4loop.cport, "127.0.0.1", v4loop.lport,
+                            false));  // the server's end hinted: found there
+    qs.push_back(loop_query(Family::V6, "::1", v6loop.cport, "::1", v6loop.lport, true));
+    qs.push_back(loop_query(Family::V6, "::1", v6loop.cport, "::1", v6loop.lport, false));
+    qs.push_back(loop_query(Family::V4, "127.0.0.1", orphan.cport, "127.0.0.1", orphan.lport,
+                            true));  // hinted end without a file: the server's answers
+    (*sys)(qs);
+    for (std::size_t i = 0; i < v4c; ++i)
+        ASSERT_NE(qs[i].result, OwnerQuery::Result::Found) << "query " << i;
+    for (const std::size_t i : {v4c, v4s, v6c, v6s, orph}) {
+        ASSERT_EQ(qs[i].result, OwnerQuery::Result::Found) << "query " << i;
+        EXPECT_EQ(qs[i].owner->pid, static_cast<std::uint32_t>(getpid()));
+    }
+    EXPECT_TRUE(qs[v4c].owner_client);
+    EXPECT_FALSE(qs[v4s].owner_client);
+    EXPECT_TRUE(qs[v6c].owner_client);
+    EXPECT_FALSE(qs[v6s].owner_client);
+    EXPECT_FALSE(qs[orph].owner_client) << "found as the server's socket, at the other end";
+}
+
 TEST(SystemOwners, TriesTheOtherEndWhenTheHintedOneHasNoFile) {
     auto sys = system_owners();
     if (!sys) GTEST_SKIP() << "no sock_diag here";
