@@ -187,7 +187,7 @@ std::vector<double> finish(int prog, std::uint32_t n) {
 // Fills every CPU past this host's with copies of this host's CPUs' entries.
 void fill_cache(const Skeleton& skel) {
     const std::size_t per = skel.geometry().cache_entries_per_cpu();
-    const std::size_t len = std::size_t{skel.cache_cpus()} * per * sizeof(tt_cache_entry);
+    const std::size_t len = skel.cache_entries() * sizeof(tt_cache_entry);
     void* m = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED,
                    bpf_map__fd(skel->maps.flow_cache), 0);
     if (m == MAP_FAILED) throw Error(std::string("mmap flow_cache: ") + std::strerror(errno));
@@ -426,8 +426,7 @@ int main(int argc, char** argv) {
             rss_before, rss_mb(false), rss_mb(true), json_bytes / 1048576.0,
             n ? med * 1e6 / n : 0.0);
         // The counter cache: the CPUs it is sized for, its entries in all and its memory.
-        const std::size_t entries =
-            std::size_t{skel.cache_cpus()} * skel.geometry().cache_entries_per_cpu();
+        const std::size_t entries = skel.cache_entries();
         std::printf(" max_flows=%u cache_cpus=%u full_cache=%d cache_entries=%zu cache_mib=%.1f",
                     skel.geometry().slots, skel.cache_cpus(), full_cache ? 1 : 0, entries,
                     entries * sizeof(tt_cache_entry) / 1048576.0);

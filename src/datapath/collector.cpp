@@ -117,7 +117,7 @@ Collector::Collector(const Skeleton& skel)
       stats_fd_(bpf_map__fd(skel->maps.stats)),
       nr_cpus_(skel.nr_cpus()),
       max_slots_(skel.geometry().slots) {
-    cache_entries_ = std::size_t{skel.cache_cpus()} * skel.geometry().cache_entries_per_cpu();
+    cache_entries_ = skel.cache_entries();
     const long page = sysconf(_SC_PAGESIZE);
     cache_len_ = (cache_entries_ * sizeof(tt_cache_entry) + page - 1) / page * page;
     void* c =

@@ -122,7 +122,7 @@ Skeleton::Skeleton(const LoadConfig& cfg) : cfg_(cfg) {
     skel_->rodata->tt_nr_cpus = cache_cpus_;
     set_hash_key(cfg);
     skel_->rodata->tt_cache_bits = geo_.cache_set_bits;
-    bpf_map__set_max_entries(skel_->maps.flow_cache, cache_cpus_ * geo_.cache_entries_per_cpu());
+    bpf_map__set_max_entries(skel_->maps.flow_cache, static_cast<std::uint32_t>(cache_entries()));
     bpf_map__set_max_entries(skel_->maps.filter_arg, nr_cpus_);
     bpf_map__set_max_entries(skel_->maps.slow_arg, nr_cpus_);
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 
@@ -29,7 +30,8 @@ struct LoadConfig {
     // (always, but in tests, which fix it to reproduce collisions).
     std::optional<std::array<std::uint8_t, 16>> hash_key;
     // The per-CPU counter cache sized, and walked by closes and reports, as on
-    // a host with this many CPUs (0 or fewer than this host's: this host's).
+    // a host with this many CPUs (0 or fewer than this host's: this host's; at
+    // most TT_MAX_CPUS).
     // For the benchmarks, which measure a 64- or 128-CPU host's cache here;
     // the classifiers still use only this host's CPUs' entries.
     std::uint32_t cache_cpus = 0;
@@ -59,6 +61,10 @@ class Skeleton {
     tcptrack_bpf* operator->() const { return skel_; }
     std::uint32_t nr_cpus() const { return nr_cpus_; }        // possible CPUs: per-CPU maps' values
     std::uint32_t cache_cpus() const { return cache_cpus_; }  // CPUs the counter cache has room for
+    // Entries of the counter cache in all: cache_cpus() x the geometry's per CPU.
+    std::size_t cache_entries() const {
+        return std::size_t{cache_cpus_} * geo_.cache_entries_per_cpu();
+    }
     const LoadConfig& config() const { return cfg_; }
     const StoreGeometry& geometry() const { return geo_; }
     // Installs the capture filter (n = 0: none) in the running classifiers:

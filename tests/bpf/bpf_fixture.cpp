@@ -319,9 +319,7 @@ void BpfTest::reset() {
     ASSERT_EQ(errno, ENOENT) << "draining free_slots: " << std::strerror(errno);
     used = std::min(used, skel_->geometry().slots);
     std::memset(slots_, 0, std::size_t{used} * sizeof(tt_slot));
-    std::memset(cache_, 0,
-                std::size_t{skel_->cache_cpus()} * skel_->geometry().cache_entries_per_cpu() *
-                    sizeof(tt_cache_entry));
+    std::memset(cache_, 0, skel_->cache_entries() * sizeof(tt_cache_entry));
 
     zero_array(maps.flow_index);
     const std::uint32_t zero = 0;
