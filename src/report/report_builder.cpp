@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: MIT
 #include "report/report_builder.hpp"
 
+#include "report/radix_order.hpp"
+#include "sys/huge_pages.hpp"
+
 #include <algorithm>
 #include <cstring>
 
@@ -77,7 +80,10 @@ void ReportBuilder::build(const std::vector<FlowSample>& samples, std::uint64_t 
     now_ns_ = now_ns;
     stats_ = ReportStats{};
     order_.clear();
+    const std::size_t had = order_.capacity();
     order_.reserve(only ? only->size() : samples.size());
+    if (order_.capacity() != had)
+        advise_huge_pages(order_.data(), order_.capacity() * sizeof(Entry));
     auto look = [&](std::uint32_t i) {
         const FlowSample& s = samples[i];
         if (s.finished) ++stats_.closed;
@@ -143,7 +149,11 @@ void ReportBuilder::build(const std::vector<FlowSample>& samples, std::uint64_t 
                           order_.end(), before);
         order_.resize(top);
     } else {
-        std::sort(order_.begin(), order_.end(), before);
+        // Largest key, then most bytes, first: both words descending.
+        const auto word = [](const Entry& e, int w) {
+            return ~(w == 0 ? ordered_bits(e.key) : e.bytes);
+        };
+        radix_order(order_.data(), order_.data() + order_.size(), 2, word, before);
     }
 }
 
