@@ -24,7 +24,6 @@
 #include "tcptrack.skel.h"
 #include "datapath/skeleton.hpp"
 #include "sys/error.hpp"
-#include "sys/huge_pages.hpp"
 #include "sys/privileges.hpp"
 
 namespace tcptrack {
@@ -132,7 +131,6 @@ Collector::Collector(const Skeleton& skel)
     try {
         samples_.reserve(max_slots_);
         pos_.reserve(max_slots_);
-        advise_huge_pages(samples_.data(), samples_.capacity() * sizeof(FlowSample));
     } catch (const std::bad_alloc&) {
         // Grows as needed instead.
     }

@@ -1,11 +1,10 @@
 // SPDX-License-Identifier: MIT
 #include "report/report_builder.hpp"
 
-#include "report/radix_order.hpp"
-#include "sys/huge_pages.hpp"
-
 #include <algorithm>
 #include <cstring>
+
+#include "report/radix_order.hpp"
 
 namespace tcptrack {
 namespace {
@@ -80,10 +79,7 @@ void ReportBuilder::build(const std::vector<FlowSample>& samples, std::uint64_t 
     now_ns_ = now_ns;
     stats_ = ReportStats{};
     order_.clear();
-    const std::size_t had = order_.capacity();
     order_.reserve(only ? only->size() : samples.size());
-    if (order_.capacity() != had)
-        advise_huge_pages(order_.data(), order_.capacity() * sizeof(Entry));
     auto look = [&](std::uint32_t i) {
         const FlowSample& s = samples[i];
         if (s.finished) ++stats_.closed;
