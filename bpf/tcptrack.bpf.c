@@ -159,33 +159,31 @@ static __always_inline int tt_handle(struct __sk_buff *skb, int ingress, int has
 		return TC_ACT_UNSPEC;
 	p.key.ifindex = skb->ifindex;
 	dir = tt_key_normalise(&p.key);
-	/* Before any flow map: filtered-out traffic costs no entry and is never "untracked". */
 	cpu = bpf_get_smp_processor_id();
 	sel = tt_filter_sel;
-	if (sel) {
-		struct tt_filter_arg *a = bpf_map_lookup_elem(&filter_arg, &cpu);
-
-		if (a) {
-			a->key = p.key;
-			if (!tt_filter_pass(cpu, sel))
-				return TC_ACT_UNSPEC;
-		}
-	}
 	ch = tt_cache_hash_k(&p.key);
 
-	/* Fastest path: one of this CPU's two cache entries holds the flow, settled. */
+	/* Fastest path: one of this CPU's two cache entries holds the flow,
+	 * settled; the capture filter kept it (its verdict is in the slot). */
 	if (!(p.tcp_flags & TT_STATE_FLAGS)) {
 		e = tt_cache_at(cpu, ch, 0);
-		if (!tt_cache_hit(e, ch, &p, dir)) {
+		s = tt_cache_hit(e, ch, &p);
+		if (!s) {
 			e = tt_cache_at(cpu, ch, 1);
-			if (!tt_cache_hit(e, ch, &p, dir))
-				e = NULL;
+			s = tt_cache_hit(e, ch, &p);
 		}
-		if (e) {
+		if (s && e) {
+			if (!tt_filter_keeps(cpu, sel, s, &p.key))
+				return TC_ACT_UNSPEC;
+			tt_account_cached(e, s, dir, &p);
 			tt_health(e->slot, dir, ingress, &p);
 			return TC_ACT_UNSPEC;
 		}
 	}
+	/* Before any flow map is written: filtered-out traffic costs no entry
+	 * and is never "untracked". */
+	if (sel && !tt_filter_check(cpu, sel, &p.key))
+		return TC_ACT_UNSPEC;
 
 	/* The keyed hash only here: where the index places the flow. */
 	l.h = tt_index_hash_k(&p.key);
@@ -197,6 +195,8 @@ static __always_inline int tt_handle(struct __sk_buff *skb, int ingress, int has
 		 * change the lifecycle. */
 		__u32 gen = l.gen, way;
 
+		if (sel && s->fsel != (__u8)sel)
+			s->fsel = (__u8)sel; /* kept: judged above */
 		e = tt_cache_at(cpu, ch, 0);
 		way = e && !e->gen ? 0 : 1;
 		if (way) {

@@ -109,21 +109,20 @@ static __always_inline void tt_fold_all(__u32 slot, __u32 gen, __u32 ch)
 	}
 }
 
-/* Counts the segment into this cache entry if it holds the packet's flow, settled. */
-static __always_inline int tt_cache_hit(struct tt_cache_entry *e, __u32 ch, const struct tt_pkt *p,
-					int dir)
+/* The slot of the packet's flow, settled, if this cache entry holds it; else NULL. */
+static __always_inline struct tt_slot *tt_cache_hit(struct tt_cache_entry *e, __u32 ch,
+						    const struct tt_pkt *p)
 {
 	struct tt_slot *s;
 	__u32 si;
 
 	if (!e || !e->gen || e->hash != ch)
-		return 0;
+		return NULL;
 	si = e->slot;
 	s = bpf_map_lookup_elem(&slots, &si);
 	if (!s || s->gen != e->gen || !s->settled || !tt_key_eq(&s->key, &p->key))
-		return 0;
-	tt_account_cached(e, s, dir, p);
-	return 1;
+		return NULL;
+	return s;
 }
 
 #endif /* TCPTRACK_BPF_CACHE_H */

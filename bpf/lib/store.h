@@ -427,6 +427,7 @@ static __always_inline void tt_slot_init(struct tt_slot *s, const struct tt_pkt 
 	s->settled = 0;
 	s->reached[0] = s->reached[1] = 0;
 	s->cpus = 0;
+	s->fsel = 0;
 	tt_info_init(&s->info, dirflags & 1, p->tcp_flags, p->seq, bpf_ktime_get_ns(),
 		     (dirflags >> 1) & 1);
 }

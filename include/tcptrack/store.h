@@ -55,7 +55,11 @@ struct tt_slot {
 	__u32 gen; /* odd: live; even: dead or never used */
 	__u8 settled; /* established, no FIN: plain segments skip the lock */
 	__u8 reached[2]; /* payload[dir] has been set */
-	__u8 pad;
+	/* The low byte of tt_filter_sel (bpf/lib/filter.h) when this flow last
+	 * passed the capture filter: while it is the current one, its segments
+	 * skip the filter (a flow is kept or not by its key alone). 0: never
+	 * (no selector has a low byte of 0). */
+	__u8 fsel;
 	/* Bit (cpu % 32): that CPU may hold a cache entry of this generation, so
 	 * a close folds only those CPUs' entries, not every CPU's. Set under the
 	 * slot's lock before a CPU's first entry names the flow (written once per

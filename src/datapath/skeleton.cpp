@@ -184,6 +184,10 @@ Skeleton::~Skeleton() {
 
 void Skeleton::set_filter(const tt_filter& f) {
     auto* bss = skel_->bss;
+    // Every change counts, removing the filter too, so the selector of the
+    // next filter differs from every recent one (bit 0: the copy in use).
+    ++filter_changes_;
+    if ((filter_changes_ & 0x7f) == 0) ++filter_changes_;  // a low byte of 0 is no filter's
     if (f.n == 0) {
         __atomic_store_n(&bss->tt_filter_sel, 0u, __ATOMIC_RELEASE);
         return;
@@ -191,9 +195,9 @@ void Skeleton::set_filter(const tt_filter& f) {
     // Edits come at human speed, so a classifier still running the idle copy
     // from the change before last has long finished with it.
     const std::uint32_t cur = __atomic_load_n(&bss->tt_filter_sel, __ATOMIC_ACQUIRE);
-    const std::uint32_t next = cur == 1 ? 1 : 0;
+    const std::uint32_t next = cur ? (cur & 1) ^ 1 : 0;
     std::memcpy(&bss->tt_filters[next], &f, sizeof(f));
-    __atomic_store_n(&bss->tt_filter_sel, next + 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&bss->tt_filter_sel, filter_changes_ << 1 | next, __ATOMIC_RELEASE);
 }
 
 Programs Skeleton::programs(bool has_l2) const {

@@ -2,9 +2,13 @@
 // The capture filter in the classifiers: matching connections counted exactly,
 // others leave no trace in any flow map and are never "untracked"; IPv4 and
 // IPv6; src/dst keep whole connections; a live change takes effect at once.
+#include <cstdint>
 #include <string>
 #include <vector>
 
+#include "tcptrack/filter_vm.h"  // before the skeleton: its .bss holds struct tt_filter
+#include "tcptrack/store.h"      // before the skeleton: its .rodata holds struct tt_hash_key
+#include "tcptrack.skel.h"
 #include "bpf_fixture.hpp"
 #include "datapath/filter.hpp"
 
@@ -146,6 +150,50 @@ TEST_F(FilterTest, LiveChangeTakesEffectAtOnce) {
     Conn d(false, {"10.0.0.1", 40003}, {"10.0.0.2", 22});
     talk(d);
     EXPECT_EQ(flows().size(), 3u);
+}
+
+// A kept connection's verdict is stamped in its slot (tt_slot.fsel: the
+// selector's low byte) at its first settled segment, so later segments skip
+// the filter; every change of filter has a new selector, so the connection is
+// judged again: counted on while the new filter keeps it, not from the first
+// segment it leaves it out. Selectors never have a low byte of 0 (a new
+// slot's "never judged").
+TEST_F(FilterTest, KeptVerdictStampedInTheSlotAndJudgedAgainAtEachChange) {
+    const auto sel_byte = [&] {
+        return static_cast<std::uint8_t>(
+            __atomic_load_n(&(*skel_)->bss->tt_filter_sel, __ATOMIC_ACQUIRE));
+    };
+    const auto stamp = [&](const tt_flow_key& key) {
+        const auto s = live_slot(key);
+        return s ? s->s.fsel : std::uint8_t{0};
+    };
+    set("port 80");
+    Conn a(false, {"10.0.0.1", 40000}, {"10.0.0.2", 80});
+    talk(a);
+    egress(a.c2s(kAck | kPsh, 10));  // settled: counted through this CPU's cache entry
+    ASSERT_NE(sel_byte(), 0);
+    EXPECT_EQ(stamp(a.key), sel_byte()) << "the verdict was not stamped";
+
+    set("port 80 or port 443");  // still kept: counted, and stamped with the new selector
+    const std::uint8_t before = stamp(a.key);
+    ASSERT_NE(sel_byte(), before);
+    egress(a.c2s(kAck | kPsh, 20));
+    EXPECT_EQ(stamp(a.key), sel_byte());
+    expect_single(a.key, a.expect, TT_ESTABLISHED, "kept by both filters: every segment counted");
+
+    set("port 443");  // left out: not counted, not stamped
+    const Totals kept = a.expect;
+    egress(a.c2s(kAck | kPsh, 30));
+    a.expect = kept;
+    EXPECT_NE(stamp(a.key), sel_byte());
+    expect_single(a.key, a.expect, TT_ESTABLISHED, "left out from the change on");
+
+    for (int i = 0; i < 600; ++i) {  // wraps the selector's low byte several times
+        set(i % 2 ? "port 80" : "");
+        if (i % 2) {
+            ASSERT_NE(sel_byte(), 0) << "change " << i;
+        }
+    }
 }
 
 // The longest program the classifiers take runs to its last op.
