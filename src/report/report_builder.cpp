@@ -80,6 +80,7 @@ void ReportBuilder::build(const std::vector<FlowSample>& samples, std::uint64_t 
     stats_ = ReportStats{};
     order_.clear();
     order_.reserve(only ? only->size() : samples.size());
+    bool all_v4 = true;
     auto look = [&](std::uint32_t i) {
         const FlowSample& s = samples[i];
         if (s.finished) ++stats_.closed;
@@ -111,6 +112,7 @@ void ReportBuilder::build(const std::vector<FlowSample>& samples, std::uint64_t 
             e.ends_lo = (dst & 0xffff) << 16 | ep.dport;
         } else {
             e.sample |= kNotV4;
+            all_v4 = false;
         }
         order_.push_back(e);
     };
@@ -146,10 +148,21 @@ void ReportBuilder::build(const std::vector<FlowSample>& samples, std::uint64_t 
         order_.resize(top);
     } else {
         // Largest key, then most bytes, first: both words descending.
-        const auto word = [](const Entry& e, int w) {
-            return ~(w == 0 ? ordered_bits(e.key) : e.bytes);
+        // Then, when every row is IPv4, the packed endpoints and the sample:
+        // the whole order, with no comparison left but in the smallest runs.
+        const auto word = [](const Entry& e, int w) -> std::uint64_t {
+            switch (w) {
+                case 0:
+                    return ~ordered_bits(e.key);
+                case 1:
+                    return ~e.bytes;
+                case 2:
+                    return e.ends_hi;
+                default:
+                    return std::uint64_t{e.ends_lo} << 32 | e.sample;
+            }
         };
-        radix_order(order_.data(), order_.data() + order_.size(), 2, word, before);
+        radix_order(order_.data(), order_.data() + order_.size(), all_v4 ? 4 : 2, word, before);
     }
 }
 

@@ -572,6 +572,52 @@ TEST(FlowModelBuilder, BusiestFirstThenBytesThenEndpoints) {
     EXPECT_EQ(sports(build(rev, 20 * kSec, 2 * kSec, false)), sports(b));
 }
 
+// Thousands of rows with long runs of equal rates and bytes (the radix sort's
+// words, then std::sort inside runs), IPv4 alone (the endpoints are radix
+// words too) and mixed with IPv6: every neighbouring pair of rows is in the
+// documented order, and every sample is a row once.
+TEST(FlowModelBuilder, ManyRowsTiedOnRateAndBytesStillInOrder) {
+    for (const bool with_v6 : {false, true}) {
+        SCOPED_TRACE(with_v6 ? "IPv4 and IPv6" : "IPv4 only");
+        std::vector<FlowSample> v;
+        for (std::uint32_t i = 0; i < 4000; ++i) {
+            char a[64], b[64];
+            const bool v6 = with_v6 && i % 7 == 0;
+            std::snprintf(a, sizeof a, v6 ? "2001:db8::%x" : "10.0.%u.%u", (i * 37) % 5, i % 3);
+            std::snprintf(b, sizeof b, v6 ? "2001:db8:1::%x" : "10.1.%u.%u", i % 11, (i / 5) % 4);
+            const auto pa = static_cast<std::uint16_t>(40000 + (i * 7919) % 9);
+            const std::uint64_t bytes = 100 * (i % 13);  // 13 byte counts: long ties
+            tt_flow_key k = tt_test::flow_key(v6 ? AF_INET6 : AF_INET, a, pa, b, 443, 2);
+            tt_key_normalise(&k);
+            FlowSample s = counted(k, TT_DIR_AB, bytes, bytes / 2, 1, 1);
+            // A third moved now (rates from 3 prev values), the rest idle (rate 0).
+            v.push_back(i % 3 ? moved(s, bytes - 100 * (i % 2), 0, 20 * kSec)
+                              : moved(s, 0, 0, 12 * kSec));
+            s.key.ifindex = 3;  // now and then the same connection on a second interface
+            if (i % 97 == 0) v.push_back(moved(s, 0, 0, 12 * kSec));
+        }
+        const Built b = build(v, 20 * kSec, 2 * kSec, false);
+        ASSERT_EQ(b.rows.size(), v.size());
+        const auto ends_cmp = [](const FlowRow& x, const FlowRow& y) {
+            if (const int c = std::memcmp(x.src.data(), y.src.data(), 16)) return c;
+            if (x.sport != y.sport) return x.sport < y.sport ? -1 : 1;
+            if (const int c = std::memcmp(x.dst.data(), y.dst.data(), 16)) return c;
+            return x.dport == y.dport ? 0 : x.dport < y.dport ? -1 : 1;
+        };
+        for (std::size_t i = 0; i + 1 < b.rows.size(); ++i) {
+            const FlowRow &x = b.rows[i], &y = b.rows[i + 1];
+            const double rx = x.fwd_bps + x.rev_bps, ry = y.fwd_bps + y.rev_bps;
+            ASSERT_GE(rx, ry) << "row " << i;
+            if (rx != ry) continue;
+            const std::uint64_t bx = x.fwd_bytes + x.rev_bytes, by = y.fwd_bytes + y.rev_bytes;
+            ASSERT_GE(bx, by) << "row " << i;
+            if (bx == by) {
+                ASSERT_LE(ends_cmp(x, y), 0) << "row " << i;
+            }
+        }
+    }
+}
+
 TEST(FlowModelBuilder, OnlyLooksAtTheGivenSamples) {
     // --changed: the collector's changed() indexes (here the two that moved).
     const std::vector<FlowSample> v = five();
