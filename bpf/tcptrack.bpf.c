@@ -195,8 +195,8 @@ static __always_inline int tt_handle(struct __sk_buff *skb, int ingress, int has
 		 * change the lifecycle. */
 		__u32 gen = l.gen, way;
 
-		if (sel && s->fsel != (__u8)sel)
-			s->fsel = (__u8)sel; /* kept: judged above */
+		if (sel)
+			tt_filter_stamp(s, sel); /* kept: judged above */
 		e = tt_cache_at(cpu, ch, 0);
 		way = e && !e->gen ? 0 : 1;
 		if (way) {

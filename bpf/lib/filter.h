@@ -19,8 +19,8 @@
  * classifier never runs a half-written program.
  */
 struct tt_filter tt_filters[2];
-/* 0: no filter; else bit 0 is the copy in use and the rest count the changes
- * (src/datapath/skeleton.cpp), so every change has a selector of its own
+/* 0: no filter; else bit 0 is the copy in use and the rest count the filters installed
+ * (src/datapath/skeleton.cpp), so each has a selector of its own
  * (its low byte never 0: see tt_slot.fsel). */
 volatile __u32 tt_filter_sel;
 
@@ -49,6 +49,14 @@ static __always_inline int tt_filter_check(__u32 cpu, __u32 sel, const struct tt
 	return tt_filter_pass(cpu, sel);
 }
 
+/* Records in slot s that its flow passed the filter selected by sel (not 0):
+ * written only when it changes, the slot's read-mostly line stays clean. */
+static __always_inline void tt_filter_stamp(struct tt_slot *s, __u32 sel)
+{
+	if (s->fsel != (__u8)sel)
+		s->fsel = (__u8)sel;
+}
+
 /*
  * Whether a segment of the flow in slot s is kept. The verdict depends on the
  * key alone, so it is evaluated once per flow and filter and stamped in the
@@ -64,7 +72,7 @@ static __always_inline int tt_filter_keeps(__u32 cpu, __u32 sel, struct tt_slot 
 		return 1;
 	if (!tt_filter_check(cpu, sel, k))
 		return 0;
-	s->fsel = (__u8)sel;
+	tt_filter_stamp(s, sel);
 	return 1;
 }
 

@@ -184,14 +184,15 @@ Skeleton::~Skeleton() {
 
 void Skeleton::set_filter(const tt_filter& f) {
     auto* bss = skel_->bss;
-    // Every change counts, removing the filter too, so the selector of the
-    // next filter differs from every recent one (bit 0: the copy in use).
-    ++filter_changes_;
-    if ((filter_changes_ & 0x7f) == 0) ++filter_changes_;  // a low byte of 0 is no filter's
     if (f.n == 0) {
         __atomic_store_n(&bss->tt_filter_sel, 0u, __ATOMIC_RELEASE);
         return;
     }
+    // Each filter installed counts, so its selector differs from the last
+    // 127's (bit 0: the copy in use) and the flows' stamps are judged again;
+    // a low byte of 0 is skipped: it is a new slot's "never judged".
+    ++filter_changes_;
+    if ((filter_changes_ & 0x7f) == 0) ++filter_changes_;
     // Edits come at human speed, so a classifier still running the idle copy
     // from the change before last has long finished with it.
     const std::uint32_t cur = __atomic_load_n(&bss->tt_filter_sel, __ATOMIC_ACQUIRE);

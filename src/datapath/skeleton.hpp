@@ -68,9 +68,9 @@ class Skeleton {
     const LoadConfig& config() const { return cfg_; }
     const StoreGeometry& geometry() const { return geo_; }
     // Installs the capture filter (n = 0: none) in the running classifiers:
-    // the copy not in use is written, then selected with a selector no change
-    // before had in its low byte for the last 127 changes, so the verdicts
-    // stamped in the flows' slots (tt_slot.fsel) are judged again.
+    // the copy not in use is written, then selected with a selector whose low
+    // byte none of the last 127 filters had, so the verdicts stamped in the
+    // flows' slots (tt_slot.fsel) are judged again.
     void set_filter(const tt_filter& f);
     // The loaded classifiers for a device with (or without) an L2 header.
     Programs programs(bool has_l2) const;
@@ -83,7 +83,7 @@ class Skeleton {
 
     tcptrack_bpf* skel_ = nullptr;
     std::array<std::uint8_t, 16> hash_key_{};
-    std::uint32_t filter_changes_ = 0;  // tt_filter_sel's count of changes
+    std::uint32_t filter_changes_ = 0;  // filters installed: tt_filter_sel's upper bits
     std::uint32_t nr_cpus_ = 1;
     std::uint32_t cache_cpus_ = 1;
     LoadConfig cfg_;
