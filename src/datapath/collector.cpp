@@ -243,6 +243,11 @@ void Collector::recycle() {
     dying_.erase(dying_.begin(), dying_.begin() + static_cast<std::ptrdiff_t>(pushed));
 }
 
+const FlowSample* Collector::find(const SlotRef& ref) const {
+    const std::uint32_t p = ref.slot < pos_.size() ? pos_[ref.slot] : kNone;
+    return p != kNone && p < live_ && samples_[p].ref == ref ? &samples_[p] : nullptr;
+}
+
 void Collector::remove_live(std::uint32_t pos) {
     const std::uint32_t last = static_cast<std::uint32_t>(live_ - 1);
     pos_[samples_[pos].ref.slot] = kNone;

@@ -74,6 +74,8 @@ class Collector {
     // Live flows idle for idle_limit_ns at the last collect() (unassured ones:
     // unassured_limit_ns, default the same): shown this once, then to be forgotten.
     const std::vector<SlotRef>& idle() const { return idle_; }
+    // The live sample of this flow at the last collect(), or nullptr.
+    const FlowSample* find(const SlotRef& ref) const;
     // Live flows in the store at the last collect(), and how many of them are
     // assured (tcptrack/abi.h: TT_F_ASSURED); the store holds capacity() at most.
     std::size_t live() const { return live_; }

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <memory>
 
 #include "tcptrack/abi.h"
@@ -22,6 +23,11 @@ struct SlotRef {
 // A flow's identity for the run, one number: slot and generation (a slot's
 // next connection has another generation).
 inline std::uint64_t flow_id(const SlotRef& r) { return std::uint64_t{r.slot} << 32 | r.gen; }
+
+struct FlowSample;
+// A live flow's sample by its flow, or nullptr if it is not live now (the
+// collector answers from its slot's position, in constant time).
+using SampleFinder = std::function<const FlowSample*(const SlotRef&)>;
 
 // A flow's HealthWraps, kept apart from its sample: they stay all zero for
 // nearly every flow (no counter wrapped, never at zero window), so a sample

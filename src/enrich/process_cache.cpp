@@ -34,18 +34,13 @@ OwnerQuery query_of(const FlowSample& s) {
 
 void ProcessCache::update(const std::vector<FlowSample>& samples,
                           const std::vector<std::uint32_t>& changed,
-                          const std::vector<SlotRef>& idle, std::size_t live) {
+                          const std::vector<SlotRef>& idle, std::size_t live,
+                          const SampleFinder& find) {
     // Rows of the previous report have been printed: its last showings go.
     for (const std::uint64_t k : forget_next_) owners_.erase(k);
     forget_next_.clear();
 
     std::unordered_set<std::uint64_t> gone;  // finished or idle now: no more lookups
-    // Room for the new ones first: at a million new connections a doubling
-    // vector would hold two copies of its queries for a moment.
-    std::size_t fresh = 0;
-    for (const std::uint32_t i : changed) fresh += !samples[i].finished && is_new(samples[i]);
-    pending_.reserve(pending_.size() + fresh);
-    queries_.reserve(pending_.size() + fresh);
     for (const std::uint32_t i : changed) {
         const FlowSample& s = samples[i];
         if (s.finished) {
@@ -57,58 +52,48 @@ void ProcessCache::update(const std::vector<FlowSample>& samples,
             continue;
         }
         // New: first seen at this report.
-        if (is_new(s) && !owners_.count(flow_id(s.ref))) {
-            pending_.push_back(
-                Pending{s.ref, s.has_info ? s.info.owner_cgroup : 0u, cgroup_owner_client(s), 0});
-            queries_.push_back(query_of(s));
-        }
+        if (is_new(s) && !owners_.count(flow_id(s.ref))) pending_.push_back(Pending{s.ref, 0});
     }
     for (const SlotRef& r : idle) {
         gone.insert(flow_id(r));
         forget_next_.push_back(flow_id(r));
     }
-    // Keeps pending_[i] (and its query) where keep(i) says so, in order.
-    const auto retain = [this](auto keep) {
-        std::size_t kept = 0;
-        for (std::size_t i = 0; i < pending_.size(); ++i) {
-            if (!keep(i)) continue;
-            if (kept != i) {
-                pending_[kept] = pending_[i];
-                queries_[kept] = std::move(queries_[i]);
-            }
-            ++kept;
-        }
-        pending_.resize(kept);
-        queries_.resize(kept);
-    };
     if (!gone.empty())
-        retain([&](std::size_t i) { return gone.count(flow_id(pending_[i].ref)) == 0; });
+        std::erase_if(pending_, [&](const Pending& p) { return gone.count(flow_id(p.ref)) != 0; });
 
     if (!pending_.empty()) {
-        for (OwnerQuery& q : queries_) {
-            q.result = OwnerQuery::Result::Retry;
-            q.owner.reset();
+        // This report's batch: the oldest pending connections still live.
+        const std::size_t n = std::min(pending_.size(), kLookupBatch);
+        std::vector<const FlowSample*> of;
+        of.reserve(n);
+        std::vector<OwnerQuery> queries;
+        queries.reserve(n);
+        for (std::size_t i = 0; i < n; ++i) {
+            const FlowSample* s = find(pending_[i].ref);
+            of.push_back(s);
+            if (s) queries.push_back(query_of(*s));
         }
-        lookups_ += queries_.size();
-        lookup_(queries_);
-        retain([&](std::size_t i) {
-            Pending& p = pending_[i];
-            const OwnerQuery& q = queries_[i];
-            if (q.result == OwnerQuery::Result::Found && q.owner) {
+        lookups_ += queries.size();
+        lookup_(queries);
+        // Those still pending go behind the rest, which are due next.
+        std::vector<Pending> again;
+        for (std::size_t i = 0, k = 0; i < n; ++i) {
+            const FlowSample* s = of[i];
+            if (!s) continue;  // no longer live (its end is reported, or it was reaped)
+            Pending p = pending_[i];
+            const OwnerQuery& q = queries[k++];
+            if (q.result == OwnerQuery::Result::Found && q.owner)
                 owners_[flow_id(p.ref)] = Known{q.owner, q.owner_client};
-                return false;
-            }
-            if (q.result == OwnerQuery::Result::Retry && ++p.tries >= kMaxTries) {
-                adopt_cgroup_owner(flow_id(p.ref), p.cgroup_id, p.cgroup_client);
-                return false;
-            }
-            return true;
-        });
-        // Given up or found: the room a burst of new connections took goes too.
-        if (pending_.capacity() > 2 * pending_.size() + 4096) {
-            pending_.shrink_to_fit();
-            queries_.shrink_to_fit();
+            else if (q.result == OwnerQuery::Result::Retry && ++p.tries >= kMaxTries)
+                adopt_cgroup_owner(flow_id(p.ref), s->has_info ? s->info.owner_cgroup : 0u,
+                                   cgroup_owner_client(*s));
+            else
+                again.push_back(p);
         }
+        pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(n));
+        pending_.insert(pending_.end(), again.begin(), again.end());
+        // The room a burst of new connections took goes with it.
+        if (pending_.capacity() > 2 * pending_.size() + 4096) pending_.shrink_to_fit();
     }
     if (upkeep_) upkeep_();
 

@@ -64,12 +64,20 @@ class ProcessCache final : public Enricher {
           by_cgroup_(std::move(by_cgroup)),
           upkeep_(std::move(upkeep)) {}
 
+    // Connections looked up at one report at most. A burst of more new ones
+    // (a million at once) waits its turn, oldest first, so neither a report's
+    // lookups nor their memory grow with the burst: pending ones cost a
+    // Pending each, and their queries are made from their samples when due.
+    static constexpr std::size_t kLookupBatch = 65536;
+
     // Once per report, after collect(): looks up the connections new in this
-    // report (changed, live, first seen now) and the pending ones; forgets the
-    // ones shown for the last time in the previous report (finished, idle).
-    // `live` is collect()'s count of live samples (samples[0, live)).
+    // report (changed, live, first seen now) and the pending ones, up to
+    // kLookupBatch; forgets the ones shown for the last time in the previous
+    // report (finished, idle). `live` is collect()'s count of live samples
+    // (samples[0, live)); `find` gives a pending connection's sample.
     void update(const std::vector<FlowSample>& samples, const std::vector<std::uint32_t>& changed,
-                const std::vector<SlotRef>& idle, std::size_t live) override;
+                const std::vector<SlotRef>& idle, std::size_t live,
+                const SampleFinder& find) override;
     // The owner of a connection, or nullptr.
     const Owner* find(const SlotRef& ref) const {
         const Known* k = known_of(ref);
@@ -84,14 +92,10 @@ class ProcessCache final : public Enricher {
     std::uint64_t lookups() const { return lookups_; }  // queries handed to the lookup
 
    private:
-    // A connection still being looked up; its query is queries_[i] beside
-    // pending_[i], so the lookup answers them in place (a million new
-    // connections at one report are not copied into a second batch).
+    // A connection still to be looked up (its query is made from its sample).
     struct Pending {
         SlotRef ref;
-        std::uint32_t cgroup_id = 0;  // the datapath's, if it recorded one
-        bool cgroup_client = false;   // ... of the client's socket
-        std::uint8_t tries = 0;
+        std::uint32_t tries = 0;
     };
     // The datapath's owner of a connection sock_diag did not answer for.
     void adopt_cgroup_owner(std::uint64_t id, std::uint32_t cgroup_id, bool client);
@@ -111,8 +115,7 @@ class ProcessCache final : public Enricher {
     CgroupOwner by_cgroup_;
     OwnerUpkeep upkeep_;
     std::unordered_map<std::uint64_t, Known> owners_;
-    std::vector<Pending> pending_;
-    std::vector<OwnerQuery> queries_;         // pending_[i]'s query
+    std::vector<Pending> pending_;            // oldest first
     std::vector<std::uint64_t> forget_next_;  // shown a last time in this report
     std::uint64_t lookups_ = 0;
 };

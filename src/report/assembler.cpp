@@ -57,8 +57,9 @@ const ReportFrame& ReportAssembler::assemble(std::uint64_t now, std::uint64_t el
     const auto& samples =
         collector_.collect(now, static_cast<std::uint64_t>(opts_.idle_timeout_s * 1e9),
                            static_cast<std::uint64_t>(opts_.unassured_timeout_s * 1e9));
+    const SampleFinder find = [this](const SlotRef& r) { return collector_.find(r); };
     for (Enricher* e : enrichers_)
-        e->update(samples, collector_.changed(), collector_.idle(), collector_.live());
+        e->update(samples, collector_.changed(), collector_.idle(), collector_.live(), find);
     if (filter_) filter_->after_collect();
     // --closed and --changed rows are all among the changed samples: the
     // report then costs what changed, not what is resident.

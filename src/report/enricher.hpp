@@ -18,10 +18,11 @@ class Enricher {
     virtual ~Enricher() = default;
     // Once per report, after collect(): `samples` as collect() returned them
     // (samples[0, live) live), `changed` the indexes of those new, moved or
-    // finished, `idle` the live ones shown for the last time.
+    // finished, `idle` the live ones shown for the last time; `find` a live
+    // sample by its flow.
     virtual void update(const std::vector<FlowSample>& samples,
                         const std::vector<std::uint32_t>& changed, const std::vector<SlotRef>& idle,
-                        std::size_t live) = 0;
+                        std::size_t live, const SampleFinder& find) = 0;
     // Sets this enricher's fields of a connection's row (left empty when
     // unknown). Called from several rendering threads at once between updates.
     virtual void fill(const SlotRef& ref, FlowRow& row) const = 0;

@@ -11,6 +11,7 @@
 
 #include "enrich/cgroup_paths.hpp"
 #include "enrich/process_cache.hpp"
+#include "sample_finder.hpp"
 
 namespace tcptrack {
 namespace {
@@ -130,7 +131,7 @@ TEST_F(FallbackTest, ConnectionEndedBeforeItsFirstReportKeepsItsPod) {
     std::vector<FlowSample> samples = {sample(0, 77), sample(1, 0), sample(2, 5)};
     for (auto& s : samples) s.finished = true;
     samples[0].info.owner_side = TT_DIR_AB;  // side A's socket: the client's (info.client)
-    cache.update(samples, {0, 1, 2}, idle, 0);
+    cache.update(samples, {0, 1, 2}, idle, 0, finder_of(samples, 0));
     EXPECT_EQ(lookups, 0);    // sock_diag is not asked for sockets that are gone
     EXPECT_EQ(by_cgroup, 2);  // not for the one without an id
     FlowRow row;
@@ -143,18 +144,18 @@ TEST_F(FallbackTest, ConnectionEndedBeforeItsFirstReportKeepsItsPod) {
     cache.fill(SlotRef{2, 1}, row);  // an id that names nothing
     EXPECT_EQ(row.pod_uid, "");
     // Forgotten after its last row, as any owner.
-    cache.update({}, {}, idle, 0);
+    cache.update({}, {}, idle, 0, finder_of(samples, 0));
     EXPECT_EQ(cache.known(), 0u);
 }
 
 TEST_F(FallbackTest, NeverFoundWhileLiveFallsBackWhenGivenUp) {
     std::vector<FlowSample> samples = {sample(0, 77)};
     samples[0].info.owner_side = TT_DIR_BA;  // the server's socket
-    cache.update(samples, {0}, idle, 1);
+    cache.update(samples, {0}, idle, 1, finder_of(samples, 1));
     for (int i = 1; i < ProcessCache::kMaxTries; ++i) {
         EXPECT_EQ(cache.find(SlotRef{0, 1}), nullptr);
         std::memcpy(samples[0].prev_bytes, samples[0].bytes, sizeof samples[0].bytes);
-        cache.update(samples, {}, idle, 1);
+        cache.update(samples, {}, idle, 1, finder_of(samples, 1));
     }
     EXPECT_EQ(lookups, int(ProcessCache::kMaxTries));
     ASSERT_NE(cache.find(SlotRef{0, 1}), nullptr);

@@ -18,6 +18,7 @@
 #include "enrich/procfs.hpp"
 #include "enrich/sock_diag.hpp"
 #include "enrich/system_owners.hpp"
+#include "sample_finder.hpp"
 
 namespace tcptrack {
 namespace {
@@ -271,7 +272,9 @@ struct CacheTest : ::testing::Test {
     std::vector<std::uint32_t> changed;
     std::vector<SlotRef> idle;
 
-    void report() { cache.update(samples, changed, idle, samples.size()); }
+    void report() {
+        cache.update(samples, changed, idle, samples.size(), finder_of(samples, samples.size()));
+    }
     // The next report: every sample seen before, none changed.
     void quiet() {
         for (auto& s : samples) std::memcpy(s.prev_bytes, s.bytes, sizeof s.bytes);
@@ -369,6 +372,44 @@ TEST_F(CacheTest, FoundOnARetry) {
     EXPECT_EQ(fake->calls.size(), 2u);  // found: asked no more
 }
 
+TEST_F(CacheTest, ABurstIsLookedUpABatchAReportOldestFirst) {
+    // More new connections than one report looks up: the rest wait their turn,
+    // and those not found go behind them.
+    const std::size_t batch = ProcessCache::kLookupBatch;
+    const auto port_of = [batch](std::size_t i) {  // distinct for the three after the batch
+        return static_cast<std::uint16_t>(i < batch ? 1 + i % 65000 : 65001 + (i - batch));
+    };
+    for (std::size_t i = 0; i < batch + 3; ++i) {
+        samples.push_back(sample(static_cast<std::uint32_t>(i), port_of(i)));
+        changed.push_back(static_cast<std::uint32_t>(i));
+    }
+    report();
+    ASSERT_EQ(fake->calls.size(), 1u);
+    EXPECT_EQ(fake->calls[0].size(), batch);
+    EXPECT_EQ(fake->calls[0][0].conn.lport, port_of(0));
+    EXPECT_EQ(cache.pending(), batch + 3);  // none found
+
+    // The three left out come first now, then the first batch again.
+    for (std::size_t i = batch; i < batch + 3; ++i) fake->pid_of_port[port_of(i)] = 7;
+    quiet();
+    report();
+    ASSERT_EQ(fake->calls.size(), 2u);
+    ASSERT_EQ(fake->calls[1].size(), batch);
+    for (std::size_t k = 0; k < 3; ++k) EXPECT_EQ(fake->calls[1][k].conn.lport, port_of(batch + k));
+    EXPECT_EQ(fake->calls[1][3].conn.lport, port_of(0));
+    ASSERT_NE(cache.find(SlotRef{static_cast<std::uint32_t>(batch), 1}), nullptr);
+    EXPECT_EQ(cache.find(SlotRef{static_cast<std::uint32_t>(batch), 1})->pid, 7u);
+    EXPECT_EQ(cache.pending(), batch);  // the three found
+
+    // A pending connection no longer live is dropped unasked.
+    samples.resize(batch - 1);
+    quiet();
+    report();
+    ASSERT_EQ(fake->calls.size(), 3u);
+    EXPECT_EQ(fake->calls[2].size(), batch - 1);
+    EXPECT_EQ(cache.lookups(), 3 * batch - 1);
+}
+
 TEST_F(CacheTest, WaitingForARescanCostsNoTry) {
     fake->wait_ports = {40000};
     samples = {sample(0, 40000)};
@@ -403,7 +444,7 @@ TEST_F(CacheTest, ForgetsFinishedAndIdleConnectionsAfterTheirLastRow) {
     samples.push_back(closed);
     changed = {2};
     idle = {SlotRef{1, 1}};
-    cache.update(samples, changed, idle, 2);
+    cache.update(samples, changed, idle, 2, finder_of(samples, 2));
     // Shown this once more, with their owners.
     EXPECT_EQ(cache.find(SlotRef{0, 1})->pid, 1u);
     EXPECT_EQ(cache.find(SlotRef{1, 1})->pid, 2u);
@@ -437,7 +478,7 @@ TEST_F(CacheTest, NeverLooksUpConnectionsFirstSeenFinished) {
     s.finished = true;
     samples = {s};
     changed = {0};
-    cache.update(samples, changed, idle, 0);
+    cache.update(samples, changed, idle, 0, finder_of(samples, 0));
     EXPECT_TRUE(fake->calls.empty());
 }
 
@@ -454,11 +495,11 @@ TEST(ProcessCacheUpkeep, RunsEveryReportWithOrWithoutLookups) {
         {}, [&] { ++upkeeps; });
     std::vector<FlowSample> samples = {sample(0, 40000)};
     std::vector<std::uint32_t> changed = {0};
-    cache.update(samples, changed, {}, 1);
+    cache.update(samples, changed, {}, 1, finder_of(samples, 1));
     EXPECT_EQ((std::pair{lookups, upkeeps}), (std::pair{1, 1}));
     // Nothing new: no lookup, the upkeep still runs (peer namespaces are let go of).
-    cache.update({}, {}, {}, 0);
-    cache.update({}, {}, {}, 0);
+    cache.update({}, {}, {}, 0, finder_of(samples, 0));
+    cache.update({}, {}, {}, 0, finder_of(samples, 0));
     EXPECT_EQ((std::pair{lookups, upkeeps}), (std::pair{1, 3}));
 }
 
