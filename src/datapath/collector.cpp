@@ -276,13 +276,13 @@ void Collector::take_events(std::uint64_t now_ns) {
         const std::uint32_t p = ev.slot < pos_.size() ? pos_[ev.slot] : kNone;
         if (p != kNone && samples_[p].ref == s.ref) {
             keep_prev(s, samples_[p]);
-            continue_health(s, samples_[p].health, samples_[p].health_wraps.get(), now_ns);
+            continue_health(s, samples_[p].health, now_ns);
             remove_live(p);
         } else {
             for (const Dead& d : dead_)
                 if (d.ref == s.ref) {
                     keep_prev(s, d.last);
-                    continue_health(s, d.health, d.health_wraps, now_ns);
+                    continue_health(s, d.health, now_ns);
                 }
         }
         // A reused or displaced flow's slot carries on with the new connection.
@@ -325,7 +325,7 @@ void Collector::scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns,
             if (!tt_gen_live(gen)) {
                 if (p != kNone) {
                     const FlowSample& old = samples_[p];
-                    dead_.push_back(Dead{old.ref, old, old.health, old.health_wraps.get()});
+                    dead_.push_back(Dead{old.ref, old, old.health});
                     remove_live(p);
                 }
                 continue;
@@ -358,7 +358,7 @@ void Collector::scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns,
                 // closed through the ring).
                 if (p != kNone) {
                     const FlowSample& old = samples_[p];
-                    dead_.push_back(Dead{old.ref, old, old.health, old.health_wraps.get()});
+                    dead_.push_back(Dead{old.ref, old, old.health});
                 } else {
                     p = static_cast<std::uint32_t>(live_++);
                     samples_.emplace_back();

@@ -133,8 +133,7 @@ class Collector {
     struct Dead {
         SlotRef ref;
         Counts last;
-        HealthFigures health;  // and its health, for the close event to widen on from
-        HealthWraps health_wraps;
+        SampleHealth health;  // and its health, for the close event to widen on from
     };
     std::vector<Dead> dead_;
     // Dead slots go back to the kernel a report after they died (no classifier

@@ -6,7 +6,6 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
-#include <memory>
 
 #include "tcptrack/abi.h"
 #include "tcptrack/store.h"
@@ -29,37 +28,6 @@ struct FlowSample;
 // collector answers from its slot's position, in constant time).
 using SampleFinder = std::function<const FlowSample*(const SlotRef&)>;
 
-// A flow's HealthWraps, kept apart from its sample: they stay all zero for
-// nearly every flow (no counter wrapped, never at zero window), so a sample
-// carries a pointer (8 bytes) instead of 56 (48 MB at 1M flows). Copies copy
-// the wraps.
-class SparseWraps {
-   public:
-    SparseWraps() = default;
-    SparseWraps(const SparseWraps& o) { set(o.get()); }
-    SparseWraps& operator=(const SparseWraps& o) {
-        if (this != &o) set(o.get());
-        return *this;
-    }
-    SparseWraps(SparseWraps&&) noexcept = default;
-    SparseWraps& operator=(SparseWraps&&) noexcept = default;
-    // The wraps (all zero when none are kept).
-    const HealthWraps& get() const { return p_ ? *p_ : kNone; }
-    // Keeps w (nothing when it is all zero).
-    void set(const HealthWraps& w) {
-        if (std::memcmp(&w, &kNone, sizeof w) == 0)
-            p_.reset();
-        else if (p_)
-            *p_ = w;
-        else
-            p_ = std::make_unique<HealthWraps>(w);
-    }
-
-   private:
-    static constexpr HealthWraps kNone{};
-    std::unique_ptr<HealthWraps> p_;
-};
-
 // One connection as read from the store or from a close event.
 struct FlowSample {
     tt_flow_key key{};
@@ -79,10 +47,9 @@ struct FlowSample {
     std::uint64_t last_active_ns = 0;
     SlotRef ref{UINT32_MAX, 0};
     // Connection health as last read (the figures of the slot's entry of the
-    // health map, or of the close event's), and what widens its counters from
-    // read to read (datapath/health_reader.hpp): 88 + 8 bytes a flow (the wraps apart).
-    HealthFigures health{};
-    SparseWraps health_wraps;
+    // health map, or of the close event's), with what widens its counters
+    // from read to read (datapath/health_reader.hpp: 48 bytes a flow).
+    SampleHealth health;
 };
 
 // When a current zero-window stretch of this sample ends: now for a live flow,
@@ -91,30 +58,31 @@ inline std::uint32_t health_end_ms(const FlowSample& s, std::uint64_t now_ns) {
     return health_ms(s.finished && s.has_info && s.info.close_ns ? s.info.close_ns : now_ns);
 }
 // A finished sample (a close event's) goes on widening from what its live
-// sample had read (`was`, `wraps`), so the wraps seen so far are kept.
-inline void continue_health(FlowSample& fin, const HealthFigures& was, const HealthWraps& wraps,
-                            std::uint64_t now_ns) {
-    const HealthFigures last = fin.health;
-    fin.health = was;
-    HealthWraps w = wraps;
-    take_health(fin.health, w, last, health_end_ms(fin, now_ns));
-    fin.health_wraps.set(w);
+// sample had read (`was`), so the wraps seen so far are kept.
+inline void continue_health(FlowSample& fin, const SampleHealth& was, std::uint64_t now_ns) {
+    const HealthFigures last = fin.health.figures();
+    HealthFigures h = was.figures();
+    HealthWraps w = was.wraps();
+    take_health(h, w, last, health_end_ms(fin, now_ns));
+    fin.health.set(h, w);
 }
 // The first reading of a sample's health (tcptrack/health_reader.hpp).
 inline void start_health(FlowSample& s, const HealthFigures& first, std::uint32_t end_ms) {
+    HealthFigures h;
     HealthWraps w;
-    start_health(s.health, w, first, end_ms);
-    s.health_wraps.set(w);
+    start_health(h, w, first, end_ms);
+    s.health.set(h, w);
 }
 // A later reading of a sample's health.
 inline void take_health(FlowSample& s, const HealthFigures& next, std::uint32_t end_ms) {
-    HealthWraps w = s.health_wraps.get();
-    take_health(s.health, w, next, end_ms);
-    s.health_wraps.set(w);
+    HealthFigures h = s.health.figures();
+    HealthWraps w = s.health.wraps();
+    take_health(h, w, next, end_ms);
+    s.health.set(h, w);
 }
 // One side of the sample's health (normalised direction), widened.
 inline WideSide wide_side(const FlowSample& s, int side, std::uint64_t now_ns) {
-    return widen(s.health, s.health_wraps.get(), side, health_end_ms(s, now_ns));
+    return widen(s.health.side(side), s.health.wraps(), side, health_end_ms(s, now_ns));
 }
 
 }  // namespace tcptrack

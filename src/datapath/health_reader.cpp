@@ -105,8 +105,11 @@ void take_health(HealthFigures& h, HealthWraps& w, const HealthFigures& next,
 }
 
 WideSide widen(const HealthFigures& h, const HealthWraps& w, int side, std::uint32_t end_ms) {
+    return widen(h.side[side & 1], w, side, end_ms);
+}
+
+WideSide widen(const SideFigures& s, const HealthWraps& w, int side, std::uint32_t end_ms) {
     const int d = side & 1;
-    const SideFigures& s = h.side[d];
     WideSide o;
     o.retrans = wide(s.retrans, w.retrans[d]);
     o.retrans_bytes = wide(s.retrans_bytes, w.retrans_bytes[d]);
@@ -119,6 +122,68 @@ WideSide widen(const HealthFigures& h, const HealthWraps& w, int side, std::uint
     const std::uint32_t zw_wraps = w.zero_win_ms[d] + (zw_wrapped(w.zw_ms_seen[d], zw) ? 1 : 0);
     o.zero_win_ms = std::uint64_t{zw_wraps} << 32 | zw;
     return o;
+}
+
+SampleHealth& SampleHealth::operator=(const SampleHealth& o) {
+    if (this == &o) return *this;
+    rtt_[0] = o.rtt_[0];
+    rtt_[1] = o.rtt_[1];
+    if (!o.rare_)
+        rare_.reset();
+    else if (rare_)
+        *rare_ = *o.rare_;
+    else
+        rare_ = std::make_unique<Rare>(*o.rare_);
+    return *this;
+}
+
+SideFigures SampleHealth::side(int side) const {
+    const int d = side & 1;
+    const Rtt& r = rtt_[d];
+    SideFigures s;
+    s.srtt8_us = r.srtt8_us;
+    s.rtt_min_us = r.rtt_min_us;
+    s.rtt_max_us = r.rtt_max_us;
+    s.rtt_last_us = r.rtt_last_us;
+    s.rtt_samples = r.rtt_samples;
+    s.flags = r.flags;
+    if (rare_) {
+        const Counters& c = rare_->side[d];
+        s.retrans = c.retrans;
+        s.retrans_bytes = c.retrans_bytes;
+        s.dup_acks = c.dup_acks;
+        s.zero_win_ms = c.zero_win_ms;
+        s.gaps = c.gaps;
+        s.fast_retrans = c.fast_retrans;
+        s.zero_win = c.zero_win;
+    }
+    return s;
+}
+
+HealthFigures SampleHealth::figures() const { return HealthFigures{{side(0), side(1)}}; }
+
+const HealthWraps& SampleHealth::wraps() const {
+    static const HealthWraps kNone{};
+    return rare_ ? rare_->wraps : kNone;
+}
+
+void SampleHealth::set(const HealthFigures& h, const HealthWraps& w) {
+    Counters c[2];
+    for (int d = 0; d < 2; ++d) {
+        const SideFigures& s = h.side[d];
+        rtt_[d] =
+            Rtt{s.srtt8_us, s.rtt_min_us, s.rtt_max_us, s.rtt_last_us, s.rtt_samples, s.flags};
+        c[d] = Counters{s.retrans, s.retrans_bytes, s.dup_acks, s.zero_win_ms,
+                        s.gaps,    s.fast_retrans,  s.zero_win};
+    }
+    if (c[0] == Counters{} && c[1] == Counters{} && w == HealthWraps{}) {
+        rare_.reset();
+        return;
+    }
+    if (!rare_) rare_ = std::make_unique<Rare>();
+    rare_->side[0] = c[0];
+    rare_->side[1] = c[1];
+    rare_->wraps = w;
 }
 
 }  // namespace tcptrack

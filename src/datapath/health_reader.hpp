@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 
 #include "tcptrack/abi.h"
 
@@ -40,6 +41,7 @@ struct HealthWraps {
     // zero_win_ms with a current stretch included (the field itself goes down
     // when a stretch starts: see tt_health_side), for the next read's compare.
     std::uint32_t zw_ms_seen[2]{};
+    bool operator==(const HealthWraps&) const = default;
 };
 
 // One side's figures, widened.
@@ -72,5 +74,56 @@ void take_health(HealthFigures& h, HealthWraps& w, const HealthFigures& next, st
 // Side `side` (normalised direction) widened; zero_win_ms includes a current
 // stretch up to end_ms.
 WideSide widen(const HealthFigures& h, const HealthWraps& w, int side, std::uint32_t end_ms);
+// The same from that side's figures alone.
+WideSide widen(const SideFigures& s, const HealthWraps& w, int side, std::uint32_t end_ms);
+
+// A flow's health as a sample keeps it from read to read: each side's RTT
+// figures and flags in place (nearly every flow has RTT samples), and the
+// counters with their wraps apart, behind a pointer, only while one of them
+// is not zero (retransmissions, gaps, duplicate ACKs, zero windows: the
+// unhealthy few). 48 bytes a flow instead of 96 (the figures and a pointer
+// to the wraps): 46 MB less at a million flows. Copies copy the counters.
+class SampleHealth {
+   public:
+    SampleHealth() = default;
+    SampleHealth(const SampleHealth& o) { *this = o; }
+    SampleHealth& operator=(const SampleHealth& o);
+    SampleHealth(SampleHealth&&) noexcept = default;
+    SampleHealth& operator=(SampleHealth&&) noexcept = default;
+
+    HealthFigures figures() const;
+    SideFigures side(int d) const;
+    const HealthWraps& wraps() const;
+    std::uint8_t flags(int d) const { return rtt_[d & 1].flags; }
+    void set(const HealthFigures& h, const HealthWraps& w);
+    // Changes figures and wraps through f(HealthFigures&, HealthWraps&).
+    template <typename F>
+    void edit(F f) {
+        HealthFigures h = figures();
+        HealthWraps w = wraps();
+        f(h, w);
+        set(h, w);
+    }
+    // Whether the counters are kept apart (some are not zero).
+    bool has_counters() const { return rare_ != nullptr; }
+
+   private:
+    struct Rtt {
+        std::uint32_t srtt8_us = 0, rtt_min_us = 0, rtt_max_us = 0, rtt_last_us = 0;
+        std::uint16_t rtt_samples = 0;
+        std::uint8_t flags = 0;
+    };
+    struct Counters {
+        std::uint32_t retrans = 0, retrans_bytes = 0, dup_acks = 0, zero_win_ms = 0;
+        std::uint16_t gaps = 0, fast_retrans = 0, zero_win = 0;
+        bool operator==(const Counters&) const = default;
+    };
+    struct Rare {
+        Counters side[2];
+        HealthWraps wraps;
+    };
+    Rtt rtt_[2];
+    std::unique_ptr<Rare> rare_;
+};
 
 }  // namespace tcptrack

@@ -77,8 +77,8 @@ std::optional<std::uint64_t> pick_rtt(const bool with[2], const bool egress[2],
 }  // namespace
 
 SideHealth side_health(const FlowSample& s, int side, std::uint64_t now_ns) {
-    const SideFigures& h = s.health.side[side & 1];
-    const WideSide w = wide_side(s, side, now_ns);
+    const SideFigures h = s.health.side(side);
+    const WideSide w = widen(h, s.health.wraps(), side, health_end_ms(s, now_ns));
     SideHealth o;
     o.retrans = w.retrans;
     o.retrans_bytes = w.retrans_bytes;
@@ -107,10 +107,12 @@ std::optional<std::uint64_t> live_rtt(const SideHealth& a, const SideHealth& b) 
 }
 
 std::optional<std::uint64_t> live_rtt(const FlowSample& s) {
-    const bool with[2] = {wide_side(s, 0, 0).rtt_samples > 0, wide_side(s, 1, 0).rtt_samples > 0};
-    const bool egress[2] = {(s.health.side[0].flags & TT_H_EGRESS) != 0,
-                            (s.health.side[1].flags & TT_H_EGRESS) != 0};
-    const std::uint64_t srtt[2] = {srtt_ns_of(s.health.side[0]), srtt_ns_of(s.health.side[1])};
+    const SideFigures h[2] = {s.health.side(0), s.health.side(1)};
+    const HealthWraps& w = s.health.wraps();
+    const bool with[2] = {h[0].rtt_samples || w.rtt_samples[0],
+                          h[1].rtt_samples || w.rtt_samples[1]};
+    const bool egress[2] = {(h[0].flags & TT_H_EGRESS) != 0, (h[1].flags & TT_H_EGRESS) != 0};
+    const std::uint64_t srtt[2] = {srtt_ns_of(h[0]), srtt_ns_of(h[1])};
     return pick_rtt(with, egress, srtt);
 }
 

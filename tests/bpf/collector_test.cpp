@@ -356,7 +356,7 @@ TEST_F(CollectorTest, WithoutHealthSamplesHaveNone) {
     egress(p);
     const auto& got = col.collect(tcptrack::monotonic_ns(), kNeverIdle);
     ASSERT_EQ(got.size(), 1u);
-    EXPECT_EQ(got[0].health, tcptrack::HealthFigures{});
+    EXPECT_EQ(got[0].health.figures(), tcptrack::HealthFigures{});
     const tcptrack::FlowRow row = row_of(got[0], 0);
     EXPECT_EQ(tcptrack::total_retrans(row), 0u);
     EXPECT_FALSE(row.srtt_ns.has_value());

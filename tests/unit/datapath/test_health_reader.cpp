@@ -202,7 +202,7 @@ TEST(HealthReader, FinishedSampleContinuesTheLiveWidening) {
     last.side[0].retrans = 0x20;
     last.side[1].rtt_samples = 3;
     start_health(fin, last, health_end_ms(fin, 9500 * kMs));
-    continue_health(fin, live.health, live.health_wraps.get(), 9500 * kMs);
+    continue_health(fin, live.health, 9500 * kMs);
     EXPECT_EQ(wide_side(fin, 0, 9500 * kMs).retrans, 0x100000020ull);
     EXPECT_EQ(wide_side(fin, 1, 9500 * kMs).rtt_samples, 65536u + 3);
 }
@@ -222,4 +222,54 @@ TEST(HealthReader, FinishedFlowZeroWindowEndsAtItsClose) {
     EXPECT_EQ(wide_side(s, 1, 4000 * kMs).zero_win_ms, 1500u);  // up to its close
     s.info.close_ns = 0;  // finished without a close time (reaped): now
     EXPECT_EQ(wide_side(s, 1, 4000 * kMs).zero_win_ms, 3000u);
+}
+
+// A sample keeps the counters apart only while one is not zero; every figure
+// and wrap reads back as set, and copies are deep.
+TEST(HealthReader, SampleHealthKeepsCountersApartOnlyWhenSomeAreNotZero) {
+    HealthFigures h = known();
+    for (int d = 0; d < 2; ++d) {
+        h.side[d].srtt8_us = 800 + d;
+        h.side[d].rtt_min_us = 90 + d;
+        h.side[d].rtt_max_us = 400 + d;
+        h.side[d].rtt_last_us = 130 + d;
+        h.side[d].rtt_samples = static_cast<std::uint16_t>(7 + d);
+    }
+    SampleHealth s;
+    s.set(h, HealthWraps{});
+    EXPECT_FALSE(s.has_counters());  // a healthy flow: RTT figures only
+    EXPECT_EQ(s.figures(), h);
+
+    h.side[1].retrans = 3, h.side[1].retrans_bytes = 4000, h.side[0].dup_acks = 5;
+    h.side[0].zero_win_ms = 6, h.side[1].gaps = 7, h.side[1].fast_retrans = 8;
+    h.side[0].zero_win = 9;
+    HealthWraps w;
+    w.retrans[1] = 2;
+    s.set(h, w);
+    EXPECT_TRUE(s.has_counters());
+    EXPECT_EQ(s.figures(), h);
+    EXPECT_EQ(s.wraps(), w);
+    EXPECT_EQ(s.side(1).retrans, 3u);
+
+    SampleHealth copy = s;  // deep: changing one leaves the other
+    HealthFigures h2 = h;
+    h2.side[1].retrans = 10;
+    s.set(h2, w);
+    EXPECT_EQ(copy.figures(), h);
+    EXPECT_EQ(s.figures(), h2);
+
+    // A wrap alone keeps them apart too; all zero again lets them go.
+    HealthFigures rtt_only = h;
+    for (auto& side : rtt_only.side)
+        side.retrans = side.retrans_bytes = side.dup_acks = side.zero_win_ms = 0,
+        side.gaps = side.fast_retrans = side.zero_win = 0;
+    HealthWraps samples_wrapped;
+    samples_wrapped.rtt_samples[0] = 1;
+    s.set(rtt_only, samples_wrapped);
+    EXPECT_TRUE(s.has_counters());
+    EXPECT_EQ(s.wraps(), samples_wrapped);
+    s.set(rtt_only, HealthWraps{});
+    EXPECT_FALSE(s.has_counters());
+    EXPECT_EQ(s.figures(), rtt_only);
+    EXPECT_EQ(s.wraps(), HealthWraps{});
 }

@@ -19,6 +19,15 @@ namespace {
 
 constexpr std::uint64_t kMs = 1'000'000, kSec = 1000 * kMs;
 
+// Changes one side's figures of a sample (which keeps them compactly).
+template <typename F>
+void with_side(FlowSample& s, int side, F f) {
+    s.health.edit([&](HealthFigures& h, HealthWraps&) { f(h.side[side & 1]); });
+}
+void set_wraps(FlowSample& s, const HealthWraps& w) {
+    s.health.edit([&](HealthFigures&, HealthWraps& x) { x = w; });
+}
+
 // A live, handshake-seen flow; side `client` opened it from client_port (its
 // row's sport) to port 80.
 FlowSample flow(std::uint16_t client_port, std::uint8_t client) {
@@ -32,19 +41,21 @@ FlowSample flow(std::uint16_t client_port, std::uint8_t client) {
     s.info.state = TT_ESTABLISHED;
     s.info.first_ns = kSec;
     s.bytes[0] = s.bytes[1] = 1000;
-    for (auto& h : s.health.side) h.flags = TT_H_NXT | TT_H_ACK;
+    for (int d = 0; d < 2; ++d)
+        with_side(s, d, [](SideFigures& h) { h.flags = TT_H_NXT | TT_H_ACK; });
     return s;
 }
 
 // RTT figures for one side (us), as the datapath keeps them.
 void timed(FlowSample& s, int side, std::uint32_t srtt_us, bool egress, std::uint16_t n = 10) {
-    SideFigures& h = s.health.side[side];
-    h.srtt8_us = srtt_us * 8;
-    h.rtt_min_us = srtt_us / 2;
-    h.rtt_max_us = srtt_us * 2;
-    h.rtt_last_us = srtt_us + 1;
-    h.rtt_samples = n;
-    if (egress) h.flags |= TT_H_EGRESS;
+    with_side(s, side, [&](SideFigures& h) {
+        h.srtt8_us = srtt_us * 8;
+        h.rtt_min_us = srtt_us / 2;
+        h.rtt_max_us = srtt_us * 2;
+        h.rtt_last_us = srtt_us + 1;
+        h.rtt_samples = n;
+        if (egress) h.flags |= TT_H_EGRESS;
+    });
 }
 
 struct Built {
@@ -78,10 +89,10 @@ TEST(HealthRows, OrientedLikeTheByteCounters) {
     for (std::uint8_t client : {std::uint8_t{TT_DIR_AB}, std::uint8_t{TT_DIR_BA}}) {
         FlowSample s = flow(40000, client);
         s.bytes[client] = 5000;  // the client's bytes
-        s.health.side[client].retrans = 7;
-        s.health.side[client].retrans_bytes = 7000;
-        s.health.side[client ^ 1].dup_acks = 21;
-        s.health.side[client ^ 1].gaps = 2;
+        with_side(s, client, [&](SideFigures& h) { h.retrans = 7; });
+        with_side(s, client, [&](SideFigures& h) { h.retrans_bytes = 7000; });
+        with_side(s, client ^ 1, [&](SideFigures& h) { h.dup_acks = 21; });
+        with_side(s, client ^ 1, [&](SideFigures& h) { h.gaps = 2; });
         const FlowRow r = make_row(s, "eth0", 2 * kSec);
         EXPECT_EQ(r.fwd_bytes, 5000u) << "client on side " << int(client);
         EXPECT_EQ(r.fwd_health.retrans, 7u);
@@ -96,15 +107,16 @@ TEST(HealthRows, OrientedLikeTheByteCounters) {
 
 TEST(HealthRows, UnitsAndFlags) {
     FlowSample s = flow(40000, TT_DIR_BA);  // the client is side B
-    SideFigures& c = s.health.side[TT_DIR_BA];
-    c.srtt8_us = 1001;  // 125.125 us
-    c.rtt_min_us = 90;
-    c.rtt_max_us = 400;
-    c.rtt_last_us = 130;
-    c.rtt_samples = 3;
-    c.fast_retrans = 4;
-    c.zero_win = 2;
-    c.flags |= TT_H_EGRESS;
+    with_side(s, TT_DIR_BA, [](SideFigures& c) {
+        c.srtt8_us = 1001;  // 125.125 us
+        c.rtt_min_us = 90;
+        c.rtt_max_us = 400;
+        c.rtt_last_us = 130;
+        c.rtt_samples = 3;
+        c.fast_retrans = 4;
+        c.zero_win = 2;
+        c.flags |= TT_H_EGRESS;
+    });
     const FlowRow r = make_row(s, "eth0", 2 * kSec);
     EXPECT_EQ(r.fwd_health.srtt_ns, 125125u);
     EXPECT_EQ(r.fwd_health.rtt_min_ns, 90000u);
@@ -118,7 +130,7 @@ TEST(HealthRows, UnitsAndFlags) {
     EXPECT_EQ(r.rev_health.rtt_samples, 0u);
     EXPECT_EQ(r.srtt_ns, 125125u);
     // Without samples the RTT figures stay 0 whatever the entry holds.
-    s.health.side[TT_DIR_BA].rtt_samples = 0;
+    with_side(s, TT_DIR_BA, [&](SideFigures& h) { h.rtt_samples = 0; });
     const FlowRow none = make_row(s, "eth0", 2 * kSec);
     EXPECT_EQ(none.fwd_health.srtt_ns, 0u);
     EXPECT_FALSE(none.srtt_ns.has_value());
@@ -127,11 +139,12 @@ TEST(HealthRows, UnitsAndFlags) {
 // A server whose window is at zero now: the time so far counts up to now.
 TEST(HealthRows, ZeroWindowWithAnOngoingStretch) {
     FlowSample s = flow(40000, TT_DIR_AB);
-    SideFigures& srv = s.health.side[TT_DIR_BA];
-    srv.zero_win = 3;
     const std::uint32_t went_ms = 1500;  // at zero since 1.5 s, after 200 ms earlier
-    srv.zero_win_ms = 200u - went_ms;
-    srv.flags |= TT_H_ZW;
+    with_side(s, TT_DIR_BA, [&](SideFigures& srv) {
+        srv.zero_win = 3;
+        srv.zero_win_ms = 200u - went_ms;
+        srv.flags |= TT_H_ZW;
+    });
     FlowRow r = make_row(s, "eth0", 4 * kSec);
     EXPECT_TRUE(r.rev_health.zero_window_now);
     EXPECT_FALSE(r.fwd_health.zero_window_now);
@@ -164,23 +177,23 @@ TEST(HealthRows, LiveRttPicksTheEgressSideElseTheLargest) {
     timed(s, TT_DIR_BA, 5000, false);
     EXPECT_EQ(both(s), 300'000u);
     // The egress side without a sample yet: the largest of those with one.
-    s.health.side[TT_DIR_AB].rtt_samples = 0;
+    with_side(s, TT_DIR_AB, [&](SideFigures& h) { h.rtt_samples = 0; });
     EXPECT_EQ(both(s), 5'000'000u);
     // Both egress (not on one interface, but the rule holds): the largest.
     timed(s, TT_DIR_AB, 300, true);
-    s.health.side[TT_DIR_BA].flags |= TT_H_EGRESS;
+    with_side(s, TT_DIR_BA, [&](SideFigures& h) { h.flags |= TT_H_EGRESS; });
     EXPECT_EQ(both(s), 5'000'000u);
     // Neither egress: the largest.
-    for (auto& h : s.health.side) h.flags &= ~TT_H_EGRESS;
+    for (int d = 0; d < 2; ++d) with_side(s, d, [](SideFigures& h) { h.flags &= ~TT_H_EGRESS; });
     EXPECT_EQ(both(s), 5'000'000u);
     // One side only.
-    s.health.side[TT_DIR_BA].rtt_samples = 0;
+    with_side(s, TT_DIR_BA, [&](SideFigures& h) { h.rtt_samples = 0; });
     EXPECT_EQ(both(s), 300'000u);
     // A count that wrapped to 0 still has samples.
-    s.health.side[TT_DIR_AB].rtt_samples = 0;
+    with_side(s, TT_DIR_AB, [&](SideFigures& h) { h.rtt_samples = 0; });
     HealthWraps w;
     w.rtt_samples[TT_DIR_AB] = 1;
-    s.health_wraps.set(w);
+    set_wraps(s, w);
     EXPECT_EQ(both(s), 300'000u);
 
     // On SideHealth directly.
@@ -200,13 +213,13 @@ TEST(HealthRows, LiveRttPicksTheEgressSideElseTheLargest) {
 TEST(HealthRows, SortRetransAndLiveRtt) {
     std::vector<FlowSample> v = {flow(40000, TT_DIR_AB), flow(40001, TT_DIR_AB),
                                  flow(40002, TT_DIR_BA), flow(40003, TT_DIR_AB)};
-    v[0].health.side[0].retrans = 3;
-    v[1].health.side[0].retrans = 2;
-    v[1].health.side[1].retrans = 2;  // 4 in all
-    v[2].health.side[1].retrans = 0xfffffff0u;
+    with_side(v[0], 0, [&](SideFigures& h) { h.retrans = 3; });
+    with_side(v[1], 0, [&](SideFigures& h) { h.retrans = 2; });
+    with_side(v[1], 1, [&](SideFigures& h) { h.retrans = 2; });  // 4 in all
+    with_side(v[2], 1, [&](SideFigures& h) { h.retrans = 0xfffffff0u; });
     HealthWraps w;
     w.retrans[1] = 1;  // widened past 2^32: first
-    v[2].health_wraps.set(w);
+    set_wraps(v[2], w);
     const Built r = build(v, SortKey::Retrans);
     EXPECT_EQ(sports(r), (std::vector<std::uint16_t>{40002, 40001, 40000, 40003}));
     EXPECT_EQ(total_retrans(r.rows[0]), 0x1fffffff0ull);
@@ -239,14 +252,19 @@ TEST(HealthRows, SortRetransAndLiveRtt) {
 TEST(HealthRows, SummaryTotals) {
     std::vector<FlowSample> v = {flow(40000, TT_DIR_AB), flow(40001, TT_DIR_BA),
                                  flow(40002, TT_DIR_AB)};
-    v[0].health.side[0].retrans = 5, v[0].health.side[0].retrans_bytes = 7000;
-    v[0].health.side[1].retrans = 1, v[0].health.side[1].retrans_bytes = 100;
-    v[0].health.side[1].dup_acks = 9, v[0].health.side[0].gaps = 2;
-    v[1].health.side[1].zero_win = 4, v[1].health.side[0].dup_acks = 1;
+    with_side(v[0], 0, [&](SideFigures& h) { h.retrans = 5; });
+    with_side(v[0], 0, [&](SideFigures& h) { h.retrans_bytes = 7000; });
+    with_side(v[0], 1, [&](SideFigures& h) { h.retrans = 1; });
+    with_side(v[0], 1, [&](SideFigures& h) { h.retrans_bytes = 100; });
+    with_side(v[0], 1, [&](SideFigures& h) { h.dup_acks = 9; });
+    with_side(v[0], 0, [&](SideFigures& h) { h.gaps = 2; });
+    with_side(v[1], 1, [&](SideFigures& h) { h.zero_win = 4; });
+    with_side(v[1], 0, [&](SideFigures& h) { h.dup_acks = 1; });
     HealthWraps w;
     w.retrans_bytes[0] = 1;  // 2^32 bytes
-    v[1].health_wraps.set(w);
-    v[2].health.side[0].retrans = 10, v[2].health.side[1].gaps = 1;
+    set_wraps(v[1], w);
+    with_side(v[2], 0, [&](SideFigures& h) { h.retrans = 10; });
+    with_side(v[2], 1, [&](SideFigures& h) { h.gaps = 1; });
     v[2].finished = true;
     v[2].info.state = TT_CLOSED;
     const ReportStats st = build(v, SortKey::Rate, true).stats;
