@@ -69,11 +69,18 @@ T load(const volatile T& v) {
     return v;
 }
 
+// A slot's info, which the kernel may be writing (the caller checks the gen).
+FlowInfo info_of(const volatile tt_slot& v) {
+    tt_flow_info i;
+    std::memcpy(&i, const_cast<const tt_flow_info*>(&v.info), sizeof(i));
+    return i;
+}
+
 // Copies what a sample shows from a slot the kernel may be writing: counters
 // are single loads; key and info are copied whole (the caller checks the gen).
 void fill_from_slot(FlowSample& s, const volatile tt_slot& v) {
     std::memcpy(&s.key, const_cast<const tt_flow_key*>(&v.key), sizeof(s.key));
-    std::memcpy(&s.info, const_cast<const tt_flow_info*>(&v.info), sizeof(s.info));
+    s.info = info_of(v);
     for (int d = 0; d < 2; ++d) {
         s.bytes[d] = load(v.bytes[d]);
         s.packets[d] = load(v.packets[d]);
@@ -275,13 +282,13 @@ void Collector::take_events(std::uint64_t now_ns) {
         // Its bytes at the last report give the final interval's rate.
         const std::uint32_t p = ev.slot < pos_.size() ? pos_[ev.slot] : kNone;
         if (p != kNone && samples_[p].ref == s.ref) {
-            keep_prev(s, samples_[p]);
+            s.set_prev(samples_[p].counts());
             continue_health(s, samples_[p].health, now_ns);
             remove_live(p);
         } else {
             for (const Dead& d : dead_)
                 if (d.ref == s.ref) {
-                    keep_prev(s, d.last);
+                    s.set_prev(d.last);
                     continue_health(s, d.health, now_ns);
                 }
         }
@@ -325,7 +332,7 @@ void Collector::scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns,
             if (!tt_gen_live(gen)) {
                 if (p != kNone) {
                     const FlowSample& old = samples_[p];
-                    dead_.push_back(Dead{old.ref, old, old.health});
+                    dead_.push_back(Dead{old.ref, old.counts(), old.health});
                     remove_live(p);
                 }
                 continue;
@@ -338,17 +345,16 @@ void Collector::scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns,
                 if (b0 == s.bytes[0] && b1 == s.bytes[1]) {
                     // Every counted segment adds bytes: nothing moved. But flags
                     // change without one (REAP, a reused tuple's old connection).
-                    if (load(v.info.flags) != s.info.flags)
-                        std::memcpy(&s.info, const_cast<const tt_flow_info*>(&v.info),
-                                    sizeof(s.info));
+                    if (load(v.info.flags) != s.info.flags) s.info = info_of(v);
                     // A segment's health follows its counts into the map: read
                     // it once more after the flow stops, for its last segment.
                     health_read = s.last_active_ns == last_now_;
                     if (health_read) refresh_health(s, h, v, now_ns);
                 } else {
-                    keep_prev(s, s);
+                    const Counts before = s.counts();
                     fill_from_slot(s, v);
                     TT_ADD_COUNTS(&s, &extra);
+                    s.set_prev(before);
                     refresh_health(s, h, v, now_ns);
                     s.last_active_ns = now_ns;
                     moved.push_back(slot);
@@ -358,7 +364,7 @@ void Collector::scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns,
                 // closed through the ring).
                 if (p != kNone) {
                     const FlowSample& old = samples_[p];
-                    dead_.push_back(Dead{old.ref, old, old.health});
+                    dead_.push_back(Dead{old.ref, old.counts(), old.health});
                 } else {
                     p = static_cast<std::uint32_t>(live_++);
                     samples_.emplace_back();
@@ -378,7 +384,7 @@ void Collector::scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns,
                     remove_live(p);
                     continue;
                 }
-                keep_prev(s, Counts{});
+                s.set_prev(Counts{});
                 s.last_active_ns = now_ns;
                 s.has_info = true;
                 s.finished = false;

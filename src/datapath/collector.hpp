@@ -31,22 +31,6 @@ struct DatapathStats {
     std::uint64_t untracked_buckets = 0;
 };
 
-// A flow's counters at one report (the prev_* of the next changed sample).
-struct Counts {
-    std::uint64_t bytes[2]{}, packets[2]{}, payload[2]{};
-    Counts() = default;
-    Counts(const FlowSample& s) {  // NOLINT: implicit on purpose
-        std::memcpy(bytes, s.bytes, sizeof(bytes));
-        std::memcpy(packets, s.packets, sizeof(packets));
-        std::memcpy(payload, s.payload, sizeof(payload));
-    }
-};
-inline void keep_prev(FlowSample& s, const Counts& c) {
-    std::memcpy(s.prev_bytes, c.bytes, sizeof(s.prev_bytes));
-    std::memcpy(s.prev_packets, c.packets, sizeof(s.prev_packets));
-    std::memcpy(s.prev_payload, c.payload, sizeof(s.prev_payload));
-}
-
 class Collector {
    public:
     explicit Collector(const Skeleton& skel);

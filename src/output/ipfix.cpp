@@ -403,7 +403,7 @@ class IpfixOutput final : public Output {
 
     static std::uint16_t control_bits(const FlowSample& s) {
         if (!s.has_info) return 0;
-        const tt_flow_info& i = s.info;
+        const FlowInfo& i = s.info;
         std::uint16_t b = 0;
         if (i.flags & TT_F_SYN_SEEN) b |= TT_TCP_SYN;
         if (i.fin_mask) b |= TT_TCP_FIN;

@@ -138,9 +138,9 @@ Moved moved(const FlowSample& s, bool whole) {
     const int dirs[2] = {c2s, c2s ^ 1};  // client_to_server, server_to_client
     for (int d = 0; d < 2; ++d) {
         const int n = dirs[d];
-        m.wire[d] = delta(s.bytes[n], whole ? 0 : s.prev_bytes[n]);
-        m.payload[d] = delta(s.payload[n], whole ? 0 : s.prev_payload[n]);
-        m.packets[d] = delta(s.packets[n], whole ? 0 : s.prev_packets[n]);
+        m.wire[d] = delta(s.bytes[n], whole ? 0 : s.prev_bytes(n));
+        m.payload[d] = delta(s.payload[n], whole ? 0 : s.prev_payload(n));
+        m.packets[d] = delta(s.packets[n], whole ? 0 : s.prev_packets(n));
     }
     return m;
 }

@@ -34,7 +34,7 @@ Endpoints oriented(const FlowSample& s) {
             host_port(a ? s.key.port_a : s.key.port_b), host_port(a ? s.key.port_b : s.key.port_a)};
 }
 
-std::optional<std::uint64_t> handshake_rtt(const tt_flow_info& info) {
+std::optional<std::uint64_t> handshake_rtt(const FlowInfo& info) {
     // At the client, SYN -> SYN-ACK; at the server, SYN-ACK -> ACK.
     if (info.flags & TT_F_LOCAL_CLIENT) {
         if (info.syn_ns && info.synack_ns > info.syn_ns) return info.synack_ns - info.syn_ns;
@@ -44,7 +44,7 @@ std::optional<std::uint64_t> handshake_rtt(const tt_flow_info& info) {
     return std::nullopt;
 }
 
-std::optional<std::uint64_t> syn_to_close(const tt_flow_info& info, std::uint64_t now_ns) {
+std::optional<std::uint64_t> syn_to_close(const FlowInfo& info, std::uint64_t now_ns) {
     if (!(info.flags & TT_F_SYN_SEEN) || !info.syn_ns) return std::nullopt;
     const std::uint64_t end = info.close_ns ? info.close_ns : now_ns;
     return end > info.syn_ns ? end - info.syn_ns : 0;
@@ -164,7 +164,7 @@ Rate rate_of(const FlowSample& s, std::uint64_t now_ns, std::uint64_t elapsed_ns
     if (!elapsed_ns || s.last_active_ns != now_ns) return r;
     const double secs = static_cast<double>(elapsed_ns) / 1e9;
     auto rate = [&](int d) {
-        const std::uint64_t b = s.bytes[d], p = s.prev_bytes[d];
+        const std::uint64_t b = s.bytes[d], p = s.prev_bytes(d);
         return b > p ? static_cast<double>(b - p) * 8.0 / secs : 0.0;
     };
     const int c = client_side(s);

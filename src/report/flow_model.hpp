@@ -24,8 +24,8 @@ struct Endpoints {
     std::uint16_t sport, dport;
 };
 Endpoints oriented(const FlowSample& s);
-std::optional<std::uint64_t> handshake_rtt(const tt_flow_info& info);
-std::optional<std::uint64_t> syn_to_close(const tt_flow_info& info, std::uint64_t now_ns);
+std::optional<std::uint64_t> handshake_rtt(const FlowInfo& info);
+std::optional<std::uint64_t> syn_to_close(const FlowInfo& info, std::uint64_t now_ns);
 // The state shown: CLOSED only once final (while the last ACK is due it is CLOSING).
 State shown_state(const FlowSample& s);
 // The final sample of an unassured (half-open or one-way) flow that a new
@@ -43,8 +43,8 @@ inline bool ended(const FlowRow& r) { return ended(r.state, r.displaced); }
 // New since the last report: the collector kept no counts for it then (every
 // prev_* is zero; a flow seen at the last report has counted segments).
 inline bool is_new(const FlowSample& s) {
-    return !s.prev_bytes[0] && !s.prev_bytes[1] && !s.prev_packets[0] && !s.prev_packets[1] &&
-           !s.prev_payload[0] && !s.prev_payload[1];
+    return !s.prev_bytes(0) && !s.prev_bytes(1) && !s.prev_packets(0) && !s.prev_packets(1) &&
+           !s.prev_payload(0) && !s.prev_payload(1);
 }
 
 // The first FIN or the RST the datapath saw, oriented (by_client).

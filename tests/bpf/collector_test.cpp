@@ -38,7 +38,7 @@ std::string describe(const FlowSample& s) {
            " state " + std::to_string(s.info.state) + " slot " + std::to_string(s.ref.slot) +
            " gen " + std::to_string(s.ref.gen) + " finished " + std::to_string(s.finished) +
            " last_active " + std::to_string(s.last_active_ns) + " prev " +
-           std::to_string(s.prev_bytes[0]) + "/" + std::to_string(s.prev_bytes[1]);
+           std::to_string(s.prev_bytes(0)) + "/" + std::to_string(s.prev_bytes(1));
 }
 
 // A sample's row as the report builds it.
@@ -51,8 +51,8 @@ tcptrack::FlowRow row_of(const FlowSample& s, std::uint64_t now_ns) {
 // Every field of a sample.
 bool same_sample(const FlowSample& a, const FlowSample& b) {
     return a.key == b.key && std::memcmp(&a.info, &b.info, sizeof(a.info)) == 0 &&
-           totals_of(a) == totals_of(b) && a.prev_bytes[0] == b.prev_bytes[0] &&
-           a.prev_bytes[1] == b.prev_bytes[1] && a.last_active_ns == b.last_active_ns &&
+           totals_of(a) == totals_of(b) && a.prev_bytes(0) == b.prev_bytes(0) &&
+           a.prev_bytes(1) == b.prev_bytes(1) && a.last_active_ns == b.last_active_ns &&
            a.ref == b.ref && a.has_info == b.has_info && a.finished == b.finished;
 }
 
@@ -71,12 +71,12 @@ TEST_F(CollectorTest, ExactCountersThenUnchangedSampleThenFinishedExactlyOnce) {
     EXPECT_TRUE(first.has_info);
     EXPECT_FALSE(first.finished);
     EXPECT_EQ(first.info.state, TT_ESTABLISHED);
-    EXPECT_EQ(std::memcmp(&first.info, &at->s.info, sizeof(first.info)), 0);
+    EXPECT_EQ(first.info, tcptrack::FlowInfo(at->s.info));
     EXPECT_EQ(totals_of(first), c.expect);
     EXPECT_EQ(first.ref, (SlotRef{at->slot, at->s.gen}));
     EXPECT_EQ(first.last_active_ns, t1);
-    EXPECT_EQ(first.prev_bytes[0], 0u);
-    EXPECT_EQ(first.prev_bytes[1], 0u);
+    EXPECT_EQ(first.prev_bytes(0), 0u);
+    EXPECT_EQ(first.prev_bytes(1), 0u);
     EXPECT_EQ(col.changed(), std::vector<std::uint32_t>{0});
     EXPECT_EQ(col.live(), 1u);
     EXPECT_TRUE(col.idle().empty());
@@ -96,8 +96,8 @@ TEST_F(CollectorTest, ExactCountersThenUnchangedSampleThenFinishedExactlyOnce) {
     EXPECT_EQ(col.changed(), std::vector<std::uint32_t>{0});
     EXPECT_EQ(totals_of(got[0]), c.expect);
     EXPECT_EQ(got[0].last_active_ns, t3);
-    EXPECT_EQ(got[0].prev_bytes[0], first.bytes[0]);
-    EXPECT_EQ(got[0].prev_bytes[1], first.bytes[1]);
+    EXPECT_EQ(got[0].prev_bytes(0), first.bytes[0]);
+    EXPECT_EQ(got[0].prev_bytes(1), first.bytes[1]);
     EXPECT_EQ(got[0].ref, first.ref);
     const FlowSample moved = got[0];
 
@@ -113,9 +113,9 @@ TEST_F(CollectorTest, ExactCountersThenUnchangedSampleThenFinishedExactlyOnce) {
     EXPECT_EQ(totals_of(got[0]), c.expect);
     EXPECT_EQ(got[0].ref, first.ref);
     EXPECT_EQ(got[0].last_active_ns, t4);
-    EXPECT_EQ(got[0].prev_bytes[0], moved.bytes[0])
+    EXPECT_EQ(got[0].prev_bytes(0), moved.bytes[0])
         << "the final interval starts at the last report";
-    EXPECT_EQ(got[0].prev_bytes[1], moved.bytes[1]);
+    EXPECT_EQ(got[0].prev_bytes(1), moved.bytes[1]);
     EXPECT_EQ(col.changed(), std::vector<std::uint32_t>{0});
     EXPECT_EQ(col.live(), 0u);
 
@@ -237,8 +237,7 @@ TEST_F(CollectorTest, ManyFlowsInEveryStateAcrossWindowsReadExactly) {
             live.emplace(s.ref.slot, s);
             const auto st = store.find(s.ref.slot);
             ok = ok && st != store.end() && st->second.s.gen == s.ref.gen &&
-                 st->second.s.key == s.key &&
-                 std::memcmp(&st->second.s.info, &s.info, sizeof(s.info)) == 0 &&
+                 st->second.s.key == s.key && tcptrack::FlowInfo(st->second.s.info) == s.info &&
                  totals_of(st->second.s) == totals_of(s);
         }
         if (ok) continue;

@@ -175,8 +175,8 @@ TEST_F(StoreTest, PortReuseAfterFinishedGetsNewSlotOrGenerationAndNoOldCounts) {
     const tcptrack::FlowSample& live = by_finished[false];
     EXPECT_EQ(live.ref, (SlotRef{at_c->slot, at_c->s.gen}));
     EXPECT_EQ(totals_of(live), c.expect);
-    EXPECT_EQ(live.prev_bytes[0], 0u);
-    EXPECT_EQ(live.prev_bytes[1], 0u);
+    EXPECT_EQ(live.prev_bytes(0), 0u);
+    EXPECT_EQ(live.prev_bytes(1), 0u);
     EXPECT_EQ(stat(TT_STAT_REUSED), 0u);
 }
 

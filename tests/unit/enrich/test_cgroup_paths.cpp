@@ -154,7 +154,7 @@ TEST_F(FallbackTest, NeverFoundWhileLiveFallsBackWhenGivenUp) {
     cache.update(samples, {0}, idle, 1, finder_of(samples, 1));
     for (int i = 1; i < ProcessCache::kMaxTries; ++i) {
         EXPECT_EQ(cache.find(SlotRef{0, 1}), nullptr);
-        std::memcpy(samples[0].prev_bytes, samples[0].bytes, sizeof samples[0].bytes);
+        samples[0].set_prev(samples[0].counts());
         cache.update(samples, {}, idle, 1, finder_of(samples, 1));
     }
     EXPECT_EQ(lookups, int(ProcessCache::kMaxTries));

@@ -277,7 +277,7 @@ struct CacheTest : ::testing::Test {
     }
     // The next report: every sample seen before, none changed.
     void quiet() {
-        for (auto& s : samples) std::memcpy(s.prev_bytes, s.bytes, sizeof s.bytes);
+        for (auto& s : samples) s.set_prev(s.counts());
         changed.clear();
         idle.clear();
     }

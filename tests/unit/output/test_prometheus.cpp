@@ -96,12 +96,11 @@ FlowSample sample(std::uint32_t ifindex, std::uint32_t slot, int client, std::ui
 void counts(FlowSample& s, std::uint64_t c2s_bytes, std::uint64_t s2c_bytes, std::uint64_t c2s_pk,
             std::uint64_t s2c_pk, std::uint64_t c2s_pl, std::uint64_t s2c_pl) {
     const int c = s.info.client, r = c ^ 1;
-    s.prev_bytes[c] = s.bytes[c], s.prev_bytes[r] = s.bytes[r];
-    s.prev_packets[c] = s.packets[c], s.prev_packets[r] = s.packets[r];
-    s.prev_payload[c] = s.payload[c], s.prev_payload[r] = s.payload[r];
+    const Counts before = s.counts();
     s.bytes[c] = c2s_bytes, s.bytes[r] = s2c_bytes;
     s.packets[c] = c2s_pk, s.packets[r] = s2c_pk;
     s.payload[c] = c2s_pl, s.payload[r] = s2c_pl;
+    s.set_prev(before);
 }
 
 struct Feed {
@@ -377,8 +376,7 @@ TEST(Prometheus, LateCloseEventIsNotANewConnection) {
     FlowSample a_end = a;
     a_end.finished = true;
     a_end.info.state = TT_CLOSED;
-    a_end.prev_bytes[0] = a_end.prev_bytes[1] = 0;  // no previous counts known
-    a_end.prev_packets[0] = a_end.prev_packets[1] = 0;
+    a_end.set_prev(Counts{});  // no previous counts known
     feed.write(out, {a_end}, 0, {0});
     const std::string t = out.exposition();
     EXPECT_EQ(value(t, "tcptrack_connections_opened_total", kEth0L), 1);

@@ -826,21 +826,22 @@ class CollectorSim {
         for (auto& s : cur) {
             const auto id = key_bytes(s.key);
             const auto it = seen_.find(id);
+            Counts prev;
             if (it == seen_.end()) {
-                s.prev_bytes[0] = s.prev_bytes[1] = 0;
                 s.last_active_ns = now;
             } else if (s.finished || s.bytes[0] != it->second.bytes[0] ||
                        s.bytes[1] != it->second.bytes[1]) {
-                s.prev_bytes[0] = it->second.bytes[0], s.prev_bytes[1] = it->second.bytes[1];
+                prev.bytes[0] = it->second.bytes[0], prev.bytes[1] = it->second.bytes[1];
                 s.last_active_ns = now;
             } else {
-                s.prev_bytes[0] = it->second.prev[0], s.prev_bytes[1] = it->second.prev[1];
+                prev.bytes[0] = it->second.prev[0], prev.bytes[1] = it->second.prev[1];
                 s.last_active_ns = it->second.last_active_ns;
             }
+            s.set_prev(prev);
             // Finished flows are shown once; absent ones are gone (a new one next time).
             if (!s.finished)
                 next[id] = Seen{
-                    {s.bytes[0], s.bytes[1]}, {s.prev_bytes[0], s.prev_bytes[1]}, s.last_active_ns};
+                    {s.bytes[0], s.bytes[1]}, {s.prev_bytes(0), s.prev_bytes(1)}, s.last_active_ns};
         }
         seen_ = std::move(next);
     }
@@ -867,8 +868,8 @@ std::vector<FlowRow> reference_rows(const std::vector<FlowSample>& samples, std:
         if (s.last_active_ns == now) {
             const int c = client_side(s);
             const double secs = static_cast<double>(elapsed) / 1e9;
-            r.fwd_bps = static_cast<double>(s.bytes[c] - s.prev_bytes[c]) * 8.0 / secs;
-            r.rev_bps = static_cast<double>(s.bytes[c ^ 1] - s.prev_bytes[c ^ 1]) * 8.0 / secs;
+            r.fwd_bps = static_cast<double>(s.bytes[c] - s.prev_bytes(c)) * 8.0 / secs;
+            r.rev_bps = static_cast<double>(s.bytes[c ^ 1] - s.prev_bytes(c ^ 1)) * 8.0 / secs;
         }
         rows.push_back(r);
     }

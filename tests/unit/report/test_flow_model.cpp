@@ -394,8 +394,10 @@ TEST(FlowModelKey, SameKeyComparesEveryField) {
 // report (prev), and when they were last seen moving.
 FlowSample moved(FlowSample s, std::uint64_t prev_ab, std::uint64_t prev_ba,
                  std::uint64_t last_active_ns) {
-    s.prev_bytes[TT_DIR_AB] = prev_ab;
-    s.prev_bytes[TT_DIR_BA] = prev_ba;
+    tcptrack::Counts prev;
+    prev.bytes[TT_DIR_AB] = prev_ab;
+    prev.bytes[TT_DIR_BA] = prev_ba;
+    s.set_prev(prev);
     s.last_active_ns = last_active_ns;
     return s;
 }
@@ -744,4 +746,47 @@ TEST(FlowModelEnding, FirstFinAndRstOrientedByClient) {
     }
     FlowSample unknown;  // no info (a test's bare sample): nothing to tell
     EXPECT_EQ(tcptrack::ending_of(unknown), tcptrack::Ending{});
+}
+
+// ------------------------------------------------------------------ PrevCounts
+
+// The previous counters read back exactly whatever they are: zero (a new
+// flow) whatever the current ones, a growth that fits 32 bits, one of 2^32 or
+// more, one below its previous value; copies are deep.
+TEST(FlowSamplePrev, EveryPreviousCountReadsBackExactly) {
+    FlowSample s;
+    s.bytes[0] = 5000, s.packets[1] = 7, s.payload[0] = 1ull << 40;
+    for (int d = 0; d < 2; ++d) {  // a default sample: all zero
+        EXPECT_EQ(s.prev_bytes(d), 0u);
+        EXPECT_EQ(s.prev_packets(d), 0u);
+        EXPECT_EQ(s.prev_payload(d), 0u);
+    }
+    EXPECT_TRUE(is_new(s));
+    const auto check = [&](const tcptrack::Counts& p) {
+        s.set_prev(p);
+        for (int d = 0; d < 2; ++d) {
+            EXPECT_EQ(s.prev_bytes(d), p.bytes[d]) << d;
+            EXPECT_EQ(s.prev_packets(d), p.packets[d]) << d;
+            EXPECT_EQ(s.prev_payload(d), p.payload[d]) << d;
+        }
+    };
+    tcptrack::Counts p;
+    p.bytes[0] = 4000, p.packets[1] = 6, p.payload[0] = (1ull << 40) - 1000;  // small growth
+    check(p);
+    EXPECT_FALSE(is_new(s));
+    p.payload[0] = (1ull << 40) - (1ull << 33);  // grew by 2^33 in one interval
+    check(p);
+    p.payload[0] = 1;
+    p.bytes[1] = 9;  // above the current count (0)
+    check(p);
+    const FlowSample copy = s;  // deep: the copy keeps its own whole counts
+    tcptrack::Counts q;
+    q.bytes[0] = 4999;
+    check(q);
+    EXPECT_EQ(copy.prev_bytes(1), 9u);
+    EXPECT_EQ(copy.prev_payload(0), 1u);
+    FlowSample moved_to = std::move(s);
+    EXPECT_EQ(moved_to.prev_bytes(0), 4999u);
+    check(tcptrack::Counts{});
+    EXPECT_TRUE(is_new(s));
 }
