@@ -139,6 +139,7 @@ SampleHealth& SampleHealth::operator=(const SampleHealth& o) {
 
 SideFigures SampleHealth::side(int side) const {
     const int d = side & 1;
+    if (rare_) return rare_->figures.side[d];
     const Rtt& r = rtt_[d];
     SideFigures s;
     s.srtt8_us = r.srtt8_us;
@@ -147,16 +148,6 @@ SideFigures SampleHealth::side(int side) const {
     s.rtt_last_us = r.rtt_last_us;
     s.rtt_samples = r.rtt_samples;
     s.flags = r.flags;
-    if (rare_) {
-        const Counters& c = rare_->side[d];
-        s.retrans = c.retrans;
-        s.retrans_bytes = c.retrans_bytes;
-        s.dup_acks = c.dup_acks;
-        s.zero_win_ms = c.zero_win_ms;
-        s.gaps = c.gaps;
-        s.fast_retrans = c.fast_retrans;
-        s.zero_win = c.zero_win;
-    }
     return s;
 }
 
@@ -168,22 +159,20 @@ const HealthWraps& SampleHealth::wraps() const {
 }
 
 void SampleHealth::set(const HealthFigures& h, const HealthWraps& w) {
-    Counters c[2];
+    bool counted = w != HealthWraps{};
     for (int d = 0; d < 2; ++d) {
         const SideFigures& s = h.side[d];
         rtt_[d] =
             Rtt{s.srtt8_us, s.rtt_min_us, s.rtt_max_us, s.rtt_last_us, s.rtt_samples, s.flags};
-        c[d] = Counters{s.retrans, s.retrans_bytes, s.dup_acks, s.zero_win_ms,
-                        s.gaps,    s.fast_retrans,  s.zero_win};
+        counted = counted || s.retrans || s.retrans_bytes || s.dup_acks || s.zero_win_ms ||
+                  s.gaps || s.fast_retrans || s.zero_win;
     }
-    if (c[0] == Counters{} && c[1] == Counters{} && w == HealthWraps{}) {
+    if (!counted)
         rare_.reset();
-        return;
-    }
-    if (!rare_) rare_ = std::make_unique<Rare>();
-    rare_->side[0] = c[0];
-    rare_->side[1] = c[1];
-    rare_->wraps = w;
+    else if (rare_)
+        *rare_ = Rare{h, w};
+    else
+        rare_ = std::make_unique<Rare>(Rare{h, w});
 }
 
 }  // namespace tcptrack

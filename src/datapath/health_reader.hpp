@@ -78,11 +78,11 @@ WideSide widen(const HealthFigures& h, const HealthWraps& w, int side, std::uint
 WideSide widen(const SideFigures& s, const HealthWraps& w, int side, std::uint32_t end_ms);
 
 // A flow's health as a sample keeps it from read to read: each side's RTT
-// figures and flags in place (nearly every flow has RTT samples), and the
-// counters with their wraps apart, behind a pointer, only while one of them
-// is not zero (retransmissions, gaps, duplicate ACKs, zero windows: the
-// unhealthy few). 48 bytes a flow instead of 96 (the figures and a pointer
-// to the wraps): 46 MB less at a million flows. Copies copy the counters.
+// figures and flags in place (nearly every flow has RTT samples), and all
+// its figures with their wraps apart, behind a pointer, only while a counter
+// or a wrap is not zero (retransmissions, gaps, duplicate ACKs, zero
+// windows: the unhealthy few). 48 bytes a flow instead of 96 (the figures
+// and a pointer to the wraps): 46 MB less at a million flows. Copies are deep.
 class SampleHealth {
    public:
     SampleHealth() = default;
@@ -113,13 +113,9 @@ class SampleHealth {
         std::uint16_t rtt_samples = 0;
         std::uint8_t flags = 0;
     };
-    struct Counters {
-        std::uint32_t retrans = 0, retrans_bytes = 0, dup_acks = 0, zero_win_ms = 0;
-        std::uint16_t gaps = 0, fast_retrans = 0, zero_win = 0;
-        bool operator==(const Counters&) const = default;
-    };
+    // A flow with counters keeps its figures whole (the RTT ones twice).
     struct Rare {
-        Counters side[2];
+        HealthFigures figures;
         HealthWraps wraps;
     };
     Rtt rtt_[2];
