@@ -193,8 +193,8 @@ void Collector::read_cache() {
 void Collector::recheck_cache() {
     for (const Cached& c : cached_) {
         if (load(cache_[c.at].seq) == c.seq) continue;
-        const std::uint32_t p = c.slot < pos_.size() ? pos_[c.slot] : kNone;
-        if (p == kNone || samples_[p].ref.gen != c.gen) continue;
+        const std::uint32_t p = live_pos(SlotRef{c.slot, c.gen});
+        if (p == kNone) continue;
         FlowSample& s = samples_[p];
         for (int d = 0; d < 2; ++d) {
             s.bytes[d] -= std::min(s.bytes[d], c.bytes[d]);
@@ -250,9 +250,14 @@ void Collector::recycle() {
     dying_.erase(dying_.begin(), dying_.begin() + static_cast<std::ptrdiff_t>(pushed));
 }
 
-const FlowSample* Collector::find(const SlotRef& ref) const {
+std::uint32_t Collector::live_pos(const SlotRef& ref) const {
     const std::uint32_t p = ref.slot < pos_.size() ? pos_[ref.slot] : kNone;
-    return p != kNone && p < live_ && samples_[p].ref == ref ? &samples_[p] : nullptr;
+    return p != kNone && p < live_ && samples_[p].ref == ref ? p : kNone;
+}
+
+const FlowSample* Collector::find(const SlotRef& ref) const {
+    const std::uint32_t p = live_pos(ref);
+    return p == kNone ? nullptr : &samples_[p];
 }
 
 void Collector::remove_live(std::uint32_t pos) {
@@ -280,8 +285,8 @@ void Collector::take_events(std::uint64_t now_ns) {
             s.info.state = TT_CLOSED;  // replaced by a new SYN: it is over
         s.last_active_ns = now_ns;
         // Its bytes at the last report give the final interval's rate.
-        const std::uint32_t p = ev.slot < pos_.size() ? pos_[ev.slot] : kNone;
-        if (p != kNone && samples_[p].ref == s.ref) {
+        const std::uint32_t p = live_pos(s.ref);
+        if (p != kNone) {
             s.set_prev(samples_[p].counts());
             continue_health(s, samples_[p].health, now_ns);
             remove_live(p);
@@ -420,8 +425,8 @@ void Collector::scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns,
     std::vector<SlotRef> ended;
     evict(to_reap, &ended);
     for (const SlotRef& r : ended) {
-        const std::uint32_t p = pos_[r.slot];
-        if (p == kNone || samples_[p].ref != r) continue;
+        const std::uint32_t p = live_pos(r);
+        if (p == kNone) continue;
         FlowSample s = samples_[p];
         s.finished = true;
         closed_.push_back(s);

@@ -81,6 +81,8 @@ class Collector {
     void take_events(std::uint64_t now_ns);
     void scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns, std::uint64_t unassured_limit_ns);
     void remove_live(std::uint32_t pos);
+    // A live flow's position in samples_, or kNone.
+    std::uint32_t live_pos(const SlotRef& ref) const;
     bool on_gone_interface(std::uint32_t ifindex) const;
     // Ends these generations through the datapath's eviction program; those it
     // ended go to `ended` (if given) and are recycled a report later.

@@ -128,13 +128,17 @@ SampleHealth& SampleHealth::operator=(const SampleHealth& o) {
     if (this == &o) return *this;
     rtt_[0] = o.rtt_[0];
     rtt_[1] = o.rtt_[1];
-    if (!o.rare_)
+    keep(o.rare_.get());
+    return *this;
+}
+
+void SampleHealth::keep(const Rare* r) {
+    if (!r)
         rare_.reset();
     else if (rare_)
-        *rare_ = *o.rare_;
+        *rare_ = *r;
     else
-        rare_ = std::make_unique<Rare>(*o.rare_);
-    return *this;
+        rare_ = std::make_unique<Rare>(*r);
 }
 
 SideFigures SampleHealth::side(int side) const {
@@ -167,12 +171,12 @@ void SampleHealth::set(const HealthFigures& h, const HealthWraps& w) {
         counted = counted || s.retrans || s.retrans_bytes || s.dup_acks || s.zero_win_ms ||
                   s.gaps || s.fast_retrans || s.zero_win;
     }
-    if (!counted)
-        rare_.reset();
-    else if (rare_)
-        *rare_ = Rare{h, w};
-    else
-        rare_ = std::make_unique<Rare>(Rare{h, w});
+    if (!counted) {  // the healthy many: nothing to copy
+        keep(nullptr);
+        return;
+    }
+    const Rare whole{h, w};
+    keep(&whole);
 }
 
 }  // namespace tcptrack

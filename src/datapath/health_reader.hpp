@@ -118,6 +118,8 @@ class SampleHealth {
         HealthFigures figures;
         HealthWraps wraps;
     };
+    // Keeps a copy of *r apart (its room reused), or nothing.
+    void keep(const Rare* r);
     Rtt rtt_[2];
     std::unique_ptr<Rare> rare_;
 };

@@ -63,17 +63,6 @@ namespace {
 // A side's smoothed RTT in ns (srtt8_us is 8 times the RTT in us).
 std::uint64_t srtt_ns_of(const SideFigures& h) { return std::uint64_t{h.srtt8_us} * 125; }
 
-// live_rtt's rule on (has samples, egress, srtt) for the two sides.
-std::optional<std::uint64_t> pick_rtt(const bool with[2], const bool egress[2],
-                                      const std::uint64_t srtt[2]) {
-    const bool e0 = with[0] && egress[0], e1 = with[1] && egress[1];
-    if (e0 != e1) return e0 ? srtt[0] : srtt[1];
-    if (with[0] && with[1]) return std::max(srtt[0], srtt[1]);
-    if (with[0]) return srtt[0];
-    if (with[1]) return srtt[1];
-    return std::nullopt;
-}
-
 }  // namespace
 
 SideHealth side_health(const FlowSample& s, int side, std::uint64_t now_ns) {
@@ -101,19 +90,18 @@ SideHealth side_health(const FlowSample& s, int side, std::uint64_t now_ns) {
 
 std::optional<std::uint64_t> live_rtt(const SideHealth& a, const SideHealth& b) {
     const bool with[2] = {a.rtt_samples > 0, b.rtt_samples > 0};
-    const bool egress[2] = {a.egress, b.egress};
-    const std::uint64_t srtt[2] = {a.srtt_ns, b.srtt_ns};
-    return pick_rtt(with, egress, srtt);
+    const bool e0 = with[0] && a.egress, e1 = with[1] && b.egress;
+    if (e0 != e1) return e0 ? a.srtt_ns : b.srtt_ns;
+    if (with[0] && with[1]) return std::max(a.srtt_ns, b.srtt_ns);
+    if (with[0]) return a.srtt_ns;
+    if (with[1]) return b.srtt_ns;
+    return std::nullopt;
 }
 
 std::optional<std::uint64_t> live_rtt(const FlowSample& s) {
-    const SideFigures h[2] = {s.health.side(0), s.health.side(1)};
-    const HealthWraps& w = s.health.wraps();
-    const bool with[2] = {h[0].rtt_samples || w.rtt_samples[0],
-                          h[1].rtt_samples || w.rtt_samples[1]};
-    const bool egress[2] = {(h[0].flags & TT_H_EGRESS) != 0, (h[1].flags & TT_H_EGRESS) != 0};
-    const std::uint64_t srtt[2] = {srtt_ns_of(h[0]), srtt_ns_of(h[1])};
-    return pick_rtt(with, egress, srtt);
+    // The same rule on the sides a row would show (their zero-window time,
+    // which depends on now, plays no part).
+    return live_rtt(side_health(s, 0, 0), side_health(s, 1, 0));
 }
 
 std::optional<std::uint64_t> shown_rtt(const FlowSample& s) {
