@@ -77,9 +77,14 @@ FlowInfo info_of(const volatile tt_slot& v) {
 }
 
 // Copies what a sample shows from a slot the kernel may be writing: counters
-// are single loads; key and info are copied whole (the caller checks the gen).
-void fill_from_slot(FlowSample& s, const volatile tt_slot& v) {
-    std::memcpy(&s.key, const_cast<const tt_flow_key*>(&v.key), sizeof(s.key));
+// are single loads; the info is copied whole (the caller checks the gen), and
+// so is the key of a new flow (constant while the slot holds it).
+void fill_from_slot(FlowSample& s, const volatile tt_slot& v, bool is_new) {
+    if (is_new) {
+        tt_flow_key k;
+        std::memcpy(&k, const_cast<const tt_flow_key*>(&v.key), sizeof(k));
+        s.key = k;
+    }
     s.info = info_of(v);
     for (int d = 0; d < 2; ++d) {
         s.bytes[d] = load(v.bytes[d]);
@@ -357,7 +362,7 @@ void Collector::scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns,
                     if (health_read) refresh_health(s, h, v, now_ns);
                 } else {
                     const Counts before = s.counts();
-                    fill_from_slot(s, v);
+                    fill_from_slot(s, v, false);
                     TT_ADD_COUNTS(&s, &extra);
                     s.set_prev(before);
                     refresh_health(s, h, v, now_ns);
@@ -376,7 +381,7 @@ void Collector::scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns,
                     pos_[slot] = p;
                 }
                 FlowSample& s = samples_[p];
-                fill_from_slot(s, v);
+                fill_from_slot(s, v, true);
                 TT_ADD_COUNTS(&s, &extra);
                 HealthFigures first{};
                 if (h) copy_health(first, *h);
@@ -397,7 +402,7 @@ void Collector::scan(std::uint64_t now_ns, std::uint64_t idle_limit_ns,
             }
             FlowSample& s = samples_[p];
             // Its interface is gone: the last ACK of a closed one will not come either.
-            const bool gone = on_gone_interface(s.key.ifindex);
+            const bool gone = on_gone_interface(s.key.ifindex());
             const bool stale_close = s.info.state == TT_CLOSED && s.info.close_ns &&
                                      (gone || now_ns > s.info.close_ns + kLastAckGraceNs);
             // Half-open and one-way flows idle out sooner (--unassured-timeout).

@@ -3,6 +3,7 @@
 // from a close event, with its counts at the previous report.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <cstring>
 #include <functional>
@@ -138,11 +139,54 @@ class PrevCounts {
     const Counts* whole_ = &kZero;
 };
 
+// A sample's flow key: tt_flow_key's fields in 17 bytes for IPv4 (its
+// addresses inline) instead of 44; an IPv6 flow's addresses are kept apart
+// (32 bytes). Reads give the whole tt_flow_key (get()) or one field.
+class SampleKey {
+   public:
+    SampleKey() : v4_{0, 0} {}
+    SampleKey(const tt_flow_key& k) : v4_{0, 0} { set(k); }  // NOLINT: implicit, as a copy
+    SampleKey(const SampleKey& o) : v4_{0, 0} { *this = o; }
+    SampleKey& operator=(const SampleKey& o);
+    SampleKey(SampleKey&& o) noexcept;
+    SampleKey& operator=(SampleKey&& o) noexcept;
+    SampleKey& operator=(const tt_flow_key& k) {
+        set(k);
+        return *this;
+    }
+    ~SampleKey() { release(); }
+
+    tt_flow_key get() const;
+    operator tt_flow_key() const { return get(); }  // NOLINT: implicit, as its value
+    std::uint8_t family() const { return family_; }
+    std::uint32_t ifindex() const { return ifindex_; }
+    std::uint16_t port_a() const { return port_a_; }  // network byte order
+    std::uint16_t port_b() const { return port_b_; }
+    // Side A's (0) or B's (1) address as in tt_flow_key: IPv4 in its first 4 bytes.
+    std::array<std::uint8_t, 16> addr(int side) const;
+    bool operator==(const SampleKey& o) const;
+    bool operator==(const tt_flow_key& k) const { return *this == SampleKey(k); }
+
+   private:
+    using V6 = std::array<std::uint8_t, 32>;  // addr_a, addr_b
+    void set(const tt_flow_key& k);
+    void release();
+    union {
+        std::uint32_t v4_[2];  // family_ != TT_FAMILY_INET6: addr_a's and addr_b's first 4 bytes
+        V6* v6_;               // TT_FAMILY_INET6: owned
+    };
+    std::uint16_t port_a_ = 0, port_b_ = 0;
+    std::uint32_t ifindex_ = 0;
+    std::uint8_t family_ = 0;
+};
+
 // One connection as read from the store or from a close event.
 struct FlowSample {
-    tt_flow_key key{};
+    // The key's and the info's tail padding hold the small fields after them.
+    [[no_unique_address]] SampleKey key;
     bool has_info = false;  // info is known (always, from the store; tests may leave it out)
     bool finished = false;  // came from a close event or is being reaped: final
+    SlotRef ref{UINT32_MAX, 0};
     FlowInfo info;
     std::uint64_t bytes[2]{};  // indexed by normalised direction (TT_DIR_AB / TT_DIR_BA)
     std::uint64_t packets[2]{};
@@ -165,7 +209,6 @@ struct FlowSample {
     PrevCounts prev;
     // When the counters were last seen moving (the report's time).
     std::uint64_t last_active_ns = 0;
-    SlotRef ref{UINT32_MAX, 0};
     // Connection health as last read (the figures of the slot's entry of the
     // health map, or of the close event's), with what widens its counters
     // from read to read (datapath/health_reader.hpp: 48 bytes a flow).

@@ -21,13 +21,13 @@ bool cgroup_owner_client(const FlowSample& s) {
 OwnerQuery query_of(const FlowSample& s) {
     const Endpoints e = oriented(s);
     OwnerQuery q;
-    q.conn.family = s.key.family == TT_FAMILY_INET6 ? Family::V6 : Family::V4;
+    q.conn.family = s.key.family() == TT_FAMILY_INET6 ? Family::V6 : Family::V4;
     const std::size_t alen = q.conn.family == Family::V6 ? 16 : 4;
-    std::memcpy(q.conn.local.data(), e.src, alen);
-    std::memcpy(q.conn.remote.data(), e.dst, alen);
+    std::memcpy(q.conn.local.data(), e.src.data(), alen);
+    std::memcpy(q.conn.remote.data(), e.dst.data(), alen);
     q.conn.lport = e.sport;
     q.conn.rport = e.dport;
-    q.conn.ifindex = s.key.ifindex;
+    q.conn.ifindex = s.key.ifindex();
     q.local_client = s.has_info && (s.info.flags & TT_F_LOCAL_CLIENT);
     return q;
 }

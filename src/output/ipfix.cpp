@@ -436,7 +436,7 @@ class IpfixOutput final : public Output {
                             rev_payload = d(s.payload[r], prev.payload[r]);
         // Health: the row's cumulative figures (oriented: fwd is the client's),
         // less those of the previous record (kept only when not all zero).
-        row_of_(row_, s, f.iface(s.key.ifindex), f.now_ns);
+        row_of_(row_, s, f.iface(s.key.ifindex()), f.now_ns);
         HealthCounts health{};
         for (std::size_t i = 0; i < kNHealth; ++i) {
             health[0][i] = row_.fwd_health.*kHealthCounters[i];
@@ -522,20 +522,20 @@ class IpfixOutput final : public Output {
         row_.pod_uid.clear();
         row_.container_id.clear();
         if (f.enrich) f.enrich(s.ref, row_);
-        if (s.key.family == TT_FAMILY_INET) {
+        if (s.key.family() == TT_FAMILY_INET) {
             RecV4 rec{};
             fill(rec);
             std::uint32_t a, b;
-            std::memcpy(&a, e.src, 4);
-            std::memcpy(&b, e.dst, 4);
+            std::memcpy(&a, e.src.data(), 4);
+            std::memcpy(&b, e.dst.data(), 4);
             rec.src = ntohl(a);
             rec.dst = ntohl(b);
             append(kIpfixTemplateV4, reinterpret_cast<std::uint8_t*>(&rec), sizeof rec);
         } else {
             RecV6 rec{};
             fill(rec);
-            std::memcpy(rec.src, e.src, 16);
-            std::memcpy(rec.dst, e.dst, 16);
+            std::memcpy(rec.src, e.src.data(), 16);
+            std::memcpy(rec.dst, e.dst.data(), 16);
             append(kIpfixTemplateV6, reinterpret_cast<std::uint8_t*>(&rec), sizeof rec);
         }
     }

@@ -791,10 +791,10 @@ bool PrometheusOutput::write(const ReportFrame& frame) {
     std::uint32_t last_ifx = UINT32_MAX;
     Iface* last_f = nullptr;
     auto of = [&](const FlowSample& s) -> Iface& {
-        if (s.key.ifindex != last_ifx || !last_f) {
+        if (s.key.ifindex() != last_ifx || !last_f) {
             const std::lock_guard<std::mutex> g(m.reg->mutex);
-            last_f = &m.iface(frame.iface(s.key.ifindex));
-            last_ifx = s.key.ifindex;
+            last_f = &m.iface(frame.iface(s.key.ifindex()));
+            last_ifx = s.key.ifindex();
         }
         return *last_f;
     };
@@ -812,7 +812,7 @@ bool PrometheusOutput::write(const ReportFrame& frame) {
 
     // A sample's row, for its health figures and smoothed RTT.
     auto row_of = [&](const FlowSample& s) -> const FlowRow& {
-        m.row_of(m.row, s, frame.iface(s.key.ifindex), frame.now_ns);
+        m.row_of(m.row, s, frame.iface(s.key.ifindex()), frame.now_ns);
         return m.row;
     };
     // Each connection's smoothed RTT once, at its end (if it has one).

@@ -22,16 +22,16 @@ bool looks_like_server_port(std::uint16_t port, std::uint16_t other) {
 
 int client_side(const FlowSample& s) {
     if (s.has_info && !(s.info.flags & TT_F_MIDSTREAM)) return s.info.client;
-    const std::uint16_t pa = host_port(s.key.port_a), pb = host_port(s.key.port_b);
+    const std::uint16_t pa = host_port(s.key.port_a()), pb = host_port(s.key.port_b());
     if (looks_like_server_port(pa, pb)) return TT_DIR_BA;  // A serves, so B is the client
     if (looks_like_server_port(pb, pa)) return TT_DIR_AB;
     return s.has_info ? s.info.client : TT_DIR_AB;
 }
 
 Endpoints oriented(const FlowSample& s) {
-    const bool a = client_side(s) == TT_DIR_AB;
-    return {a ? s.key.addr_a : s.key.addr_b, a ? s.key.addr_b : s.key.addr_a,
-            host_port(a ? s.key.port_a : s.key.port_b), host_port(a ? s.key.port_b : s.key.port_a)};
+    const int c = client_side(s) == TT_DIR_AB ? 0 : 1;
+    const std::uint16_t pa = host_port(s.key.port_a()), pb = host_port(s.key.port_b());
+    return {s.key.addr(c), s.key.addr(c ^ 1), c ? pb : pa, c ? pa : pb};
 }
 
 std::optional<std::uint64_t> handshake_rtt(const FlowInfo& info) {
@@ -118,9 +118,9 @@ void fill_row(FlowRow& r, const FlowSample& s, const std::string& iface, std::ui
     const Endpoints e = oriented(s);
 
     r.iface = iface;
-    r.family = s.key.family == TT_FAMILY_INET ? Family::V4 : Family::V6;
-    std::memcpy(r.src.data(), e.src, 16);
-    std::memcpy(r.dst.data(), e.dst, 16);
+    r.family = s.key.family() == TT_FAMILY_INET ? Family::V4 : Family::V6;
+    r.src = e.src;
+    r.dst = e.dst;
     r.sport = e.sport;
     r.dport = e.dport;
     r.state = shown_state(s);

@@ -3,6 +3,7 @@
 // duration, per-interval rates. Pure C++ so it is unit-tested without root.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -19,8 +20,7 @@ namespace tcptrack {
 int client_side(const FlowSample& s);
 // A sample's endpoints oriented client -> server (ports in host order).
 struct Endpoints {
-    const std::uint8_t* src;
-    const std::uint8_t* dst;
+    Address src, dst;
     std::uint16_t sport, dport;
 };
 Endpoints oriented(const FlowSample& s);

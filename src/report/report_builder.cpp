@@ -11,9 +11,9 @@ namespace {
 
 // (src, sport, dst, dport) < ...: FlowRow's address arrays compare like memcmp.
 bool ends_less(const Endpoints& a, const Endpoints& b) {
-    if (const int c = std::memcmp(a.src, b.src, 16)) return c < 0;
+    if (const int c = std::memcmp(a.src.data(), b.src.data(), 16)) return c < 0;
     if (a.sport != b.sport) return a.sport < b.sport;
-    if (const int c = std::memcmp(a.dst, b.dst, 16)) return c < 0;
+    if (const int c = std::memcmp(a.dst.data(), b.dst.data(), 16)) return c < 0;
     return a.dport < b.dport;
 }
 
@@ -101,11 +101,11 @@ void ReportBuilder::build(const std::vector<FlowSample>& samples, std::uint64_t 
         // so sorting ties never reads two samples: at 1M rows that was most of
         // the build. IPv6 ones compare their samples.
         Entry e{sort_value(sort, s, r, now_ns), s.bytes[0] + s.bytes[1], 0, 0, i};
-        if (s.key.family == TT_FAMILY_INET) {
+        if (s.key.family() == TT_FAMILY_INET) {
             const Endpoints ep = oriented(s);
             std::uint32_t src, dst;
-            std::memcpy(&src, ep.src, 4);
-            std::memcpy(&dst, ep.dst, 4);
+            std::memcpy(&src, ep.src.data(), 4);
+            std::memcpy(&dst, ep.dst.data(), 4);
             src = __builtin_bswap32(src);
             dst = __builtin_bswap32(dst);
             e.ends_hi = std::uint64_t{src} << 32 | std::uint64_t{ep.sport} << 16 | dst >> 16;
@@ -169,7 +169,7 @@ void ReportBuilder::build(const std::vector<FlowSample>& samples, std::uint64_t 
 void ReportBuilder::row(std::size_t i, FlowRow& out) const {
     const Entry& e = order_[i];
     const FlowSample& s = (*samples_)[e.sample & ~kNotV4];
-    fill_row(out, s, iface_name(names_, s.key.ifindex), now_ns_);
+    fill_row(out, s, iface_name(names_, s.key.ifindex()), now_ns_);
     const Rate r = rate_of(s, now_ns_, elapsed_ns_);
     out.fwd_bps = r.fwd_bps;
     out.rev_bps = r.rev_bps;

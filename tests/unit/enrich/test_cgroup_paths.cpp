@@ -104,9 +104,11 @@ TEST(CgroupPaths, OwnersNamePodAndContainerButNoProcess) {
 
 FlowSample sample(std::uint32_t slot, std::uint32_t cgroup_id) {
     FlowSample s;
-    s.key.family = TT_FAMILY_INET;
-    s.key.port_a = htons(40000 + slot);
-    s.key.port_b = htons(80);
+    tt_flow_key k{};
+    k.family = TT_FAMILY_INET;
+    k.port_a = htons(40000 + slot);
+    k.port_b = htons(80);
+    s.key = k;
     s.has_info = true;
     s.info.flags = TT_F_SYN_SEEN | TT_F_LOCAL_CLIENT;
     s.info.owner_cgroup = cgroup_id;

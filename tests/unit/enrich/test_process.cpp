@@ -228,12 +228,14 @@ TEST(Process, TupleHashKeysOnEndpoints) {
 // A live sample for client 10.0.0.1:port -> server 10.0.0.2:80 in `slot`.
 FlowSample sample(std::uint32_t slot, std::uint16_t port, bool local_client = true) {
     FlowSample s;
-    s.key.family = TT_FAMILY_INET;
-    inet_pton(AF_INET, "10.0.0.1", s.key.addr_a);
-    inet_pton(AF_INET, "10.0.0.2", s.key.addr_b);
-    s.key.port_a = htons(port);
-    s.key.port_b = htons(80);
-    s.key.ifindex = 3;
+    tt_flow_key k{};
+    k.family = TT_FAMILY_INET;
+    inet_pton(AF_INET, "10.0.0.1", k.addr_a);
+    inet_pton(AF_INET, "10.0.0.2", k.addr_b);
+    k.port_a = htons(port);
+    k.port_b = htons(80);
+    k.ifindex = 3;
+    s.key = k;
     s.has_info = true;
     s.info.client = TT_DIR_AB;
     s.info.flags = TT_F_SYN_SEEN | (local_client ? TT_F_LOCAL_CLIENT : 0);

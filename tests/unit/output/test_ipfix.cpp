@@ -17,6 +17,7 @@
 #include <map>
 #include <thread>
 
+#include "keys.hpp"
 #include "output/ipfix.hpp"
 #include "report/flow_model.hpp"
 #include "sys/error.hpp"
@@ -202,12 +203,7 @@ std::uint64_t wall_ms_of(std::uint64_t mono_ns) { return 1700000000000ull + mono
 // 10.0.0.1:40000 (client, side A) -> 10.0.0.2:80; handshake seen.
 FlowSample v4_flow(std::uint32_t slot, std::uint64_t first_ns) {
     FlowSample s;
-    s.key.family = TT_FAMILY_INET;
-    const std::uint8_t a[4] = {10, 0, 0, 1}, b[4] = {10, 0, 0, 2};
-    std::memcpy(s.key.addr_a, a, 4);
-    std::memcpy(s.key.addr_b, b, 4);
-    s.key.port_a = htons(40000);
-    s.key.port_b = htons(80);
+    s.key = tt_test::flow_key(AF_INET, "10.0.0.1", 40000, "10.0.0.2", 80, 0);
     s.has_info = true;
     s.info.client = TT_DIR_AB;
     s.info.state = TT_ESTABLISHED;
@@ -317,11 +313,7 @@ TEST(Ipfix, OrientationClientIsSourceWhicheverSideItIs) {
     Frame f;
     f.now_ns = 3 * kSec;
     FlowSample s = v4_flow(3, 2 * kSec);
-    s.key.port_a = htons(443);
-    s.key.port_b = htons(40000);
-    const std::uint8_t a[4] = {10, 0, 0, 1}, b[4] = {10, 0, 0, 2};
-    std::memcpy(s.key.addr_a, a, 4);
-    std::memcpy(s.key.addr_b, b, 4);
+    s.key = tt_test::flow_key(AF_INET, "10.0.0.1", 443, "10.0.0.2", 40000, 0);
     s.info.client = TT_DIR_BA;
     s.info.state = TT_RESET;
     s.info.flags = TT_F_SYN_SEEN | TT_F_LOCAL_CLIENT;  // at the client: RTT = SYN -> SYN-ACK
@@ -360,11 +352,7 @@ TEST(Ipfix, IdleAndForcedEndAtExitAndIpv6Template) {
     set_counts(idle, 100, 200, 1, 2, 0, 0);
     idle.last_active_ns = 2 * kSec;
     FlowSample v6 = v4_flow(2, 9 * kSec);
-    v6.key.family = TT_FAMILY_INET6;
-    std::memset(v6.key.addr_a, 0, 16);
-    std::memset(v6.key.addr_b, 0, 16);
-    v6.key.addr_a[0] = 0xfd, v6.key.addr_a[15] = 1;
-    v6.key.addr_b[0] = 0xfd, v6.key.addr_b[15] = 2;
+    v6.key = tt_test::flow_key(AF_INET6, "fd00::1", 40000, "fd00::2", 80, 0);
     v6.info.flags = TT_F_MIDSTREAM;  // no SYN seen: ACK only; port 80 makes B the server
     v6.info.synack_ns = v6.info.ack_ns = 0;
     set_counts(v6, 40, 60, 1, 1, 0, 20);

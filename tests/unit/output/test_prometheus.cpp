@@ -78,12 +78,14 @@ constexpr std::uint32_t kEth0 = 2, kEth1 = 3;
 
 FlowSample sample(std::uint32_t ifindex, std::uint32_t slot, int client, std::uint8_t state) {
     FlowSample s;
-    s.key.family = TT_FAMILY_INET;
-    s.key.addr_a[0] = 10;
-    s.key.addr_b[0] = 11;
-    s.key.port_a = htons(40000 + slot);
-    s.key.port_b = htons(5000 + slot);  // neither well-known: info.client decides
-    s.key.ifindex = ifindex;
+    tt_flow_key k{};
+    k.family = TT_FAMILY_INET;
+    k.addr_a[0] = 10;
+    k.addr_b[0] = 11;
+    k.port_a = htons(40000 + slot);
+    k.port_b = htons(5000 + slot);  // neither well-known: info.client decides
+    k.ifindex = ifindex;
+    s.key = k;
     s.has_info = true;
     s.info.client = static_cast<std::uint8_t>(client);
     s.info.flags = TT_F_SYN_SEEN;

@@ -785,12 +785,14 @@ FlowSample flow(std::uint32_t a, std::uint16_t pa, std::uint32_t b, std::uint16_
                 std::uint64_t bytes_ab, std::uint64_t bytes_ba) {
     FlowSample s{};
     const std::uint32_t na = htonl(a), nb = htonl(b);
-    std::memcpy(s.key.addr_a, &na, 4);
-    std::memcpy(s.key.addr_b, &nb, 4);
-    s.key.port_a = htons(pa);
-    s.key.port_b = htons(pb);
-    s.key.ifindex = 1;
-    s.key.family = TT_FAMILY_INET;
+    tt_flow_key k{};
+    std::memcpy(k.addr_a, &na, 4);
+    std::memcpy(k.addr_b, &nb, 4);
+    k.port_a = htons(pa);
+    k.port_b = htons(pb);
+    k.ifindex = 1;
+    k.family = TT_FAMILY_INET;
+    s.key = k;
     s.has_info = true;
     s.info.first_ns = s.info.syn_ns = 1 * kSec;
     s.info.synack_ns = s.info.syn_ns + 100'000;
@@ -806,7 +808,8 @@ FlowSample flow(std::uint32_t a, std::uint16_t pa, std::uint32_t b, std::uint16_
 // Key order, so duplicate keys are neighbours.
 void sort_samples(std::vector<FlowSample>& v) {
     std::sort(v.begin(), v.end(), [](const FlowSample& a, const FlowSample& b) {
-        return std::memcmp(&a.key, &b.key, sizeof(a.key)) < 0;
+        const tt_flow_key ka = a.key, kb = b.key;
+        return std::memcmp(&ka, &kb, sizeof(ka)) < 0;
     });
 }
 
@@ -904,7 +907,7 @@ TEST_F(Render, BuilderOrdersBusiestFirstThenBytesThenEndpoints) {
     EXPECT_EQ(all_rows(b)[0].sport, 40002);  // all new: their whole count is this interval's
 
     for (auto& s : v)
-        if (ntohs(s.key.port_a) == 40003) s.bytes[1] += 1000, s.packets[1] += 1;
+        if (ntohs(s.key.port_a()) == 40003) s.bytes[1] += 1000, s.packets[1] += 1;
     sim.report(v, 12 * kSec);
     b.build(v, 12 * kSec, 2 * kSec, false);
     const auto rows = all_rows(b);
@@ -919,7 +922,7 @@ TEST_F(Render, BuilderOrdersBusiestFirstThenBytesThenEndpoints) {
 
     // A finished flow is still a row, counted as closed.
     for (auto& s : v)
-        if (ntohs(s.key.port_a) == 40000) s.finished = true;
+        if (ntohs(s.key.port_a()) == 40000) s.finished = true;
     sim.report(v, 71 * kSec);
     b.build(v, 71 * kSec, 59 * kSec, false);
     EXPECT_EQ(b.size(), 4u);

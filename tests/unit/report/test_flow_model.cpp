@@ -25,6 +25,7 @@ using tcptrack::make_row;
 using tcptrack::Rate;
 using tcptrack::rate_of;
 using tcptrack::ReportBuilder;
+using tcptrack::SampleKey;
 using tcptrack::shown_state;
 using tcptrack::State;
 using tcptrack::syn_to_close;
@@ -595,7 +596,8 @@ TEST(FlowModelBuilder, ManyRowsTiedOnRateAndBytesStillInOrder) {
             // A third moved now (rates from 3 prev values), the rest idle (rate 0).
             v.push_back(i % 3 ? moved(s, bytes - 100 * (i % 2), 0, 20 * kSec)
                               : moved(s, 0, 0, 12 * kSec));
-            s.key.ifindex = 3;  // now and then the same connection on a second interface
+            k.ifindex = 3;  // now and then the same connection on a second interface
+            s.key = k;
             if (i % 97 == 0) v.push_back(moved(s, 0, 0, 12 * kSec));
         }
         const Built b = build(v, 20 * kSec, 2 * kSec, false);
@@ -749,6 +751,51 @@ TEST(FlowModelEnding, FirstFinAndRstOrientedByClient) {
 }
 
 // ------------------------------------------------------------------ PrevCounts
+
+// The sample's key gives back every byte of the tt_flow_key it was set from,
+// IPv4 (inline) or IPv6 (apart), through copies, moves and a change of family.
+TEST(SampleKeyTest, EveryKeyReadsBackWholeThroughCopiesMovesAndFamilies) {
+    const tt_flow_key v4 = tt_test::flow_key(AF_INET, "10.1.2.3", 40000, "192.0.2.200", 443, 7);
+    const tt_flow_key v6 =
+        tt_test::flow_key(AF_INET6, "fd00::1", 50000, "2001:db8:ffff::fe:2", 80, 9);
+    for (const tt_flow_key& k : {v4, v6}) {
+        const SampleKey a(k);
+        EXPECT_TRUE(tt_test::same_key(a.get(), k));
+        EXPECT_EQ(a.family(), k.family);
+        EXPECT_EQ(a.ifindex(), k.ifindex);
+        EXPECT_EQ(a.port_a(), k.port_a);
+        EXPECT_EQ(a.port_b(), k.port_b);
+        EXPECT_EQ(std::memcmp(a.addr(0).data(), k.addr_a, 16), 0);
+        EXPECT_EQ(std::memcmp(a.addr(1).data(), k.addr_b, 16), 0);
+        SampleKey b(a);  // a deep copy: a stays whole
+        EXPECT_TRUE(b == a && a == k);
+        SampleKey c(std::move(b));
+        EXPECT_TRUE(tt_test::same_key(c.get(), k));
+        SampleKey d;
+        d = c;
+        c = v4;  // c changes family (or not); d keeps its own addresses
+        EXPECT_TRUE(tt_test::same_key(d.get(), k));
+        EXPECT_TRUE(tt_test::same_key(c.get(), v4));
+        d = std::move(c);
+        EXPECT_TRUE(tt_test::same_key(d.get(), v4));
+        d = v6;
+        EXPECT_TRUE(tt_test::same_key(d.get(), v6));
+    }
+    // Keys differing in one field only differ.
+    tt_flow_key other = v6;
+    other.addr_b[15] ^= 1;
+    EXPECT_FALSE(SampleKey(v6) == SampleKey(other));
+    other = v4;
+    other.ifindex = 8;
+    EXPECT_FALSE(SampleKey(v4) == other);
+    // A sample holding a key copies and moves like one.
+    FlowSample s;
+    s.key = v6;
+    const FlowSample t = s;
+    s.key = v4;
+    EXPECT_TRUE(tt_test::same_key(t.key.get(), v6));
+    EXPECT_TRUE(tt_test::same_key(s.key.get(), v4));
+}
 
 // The previous counters read back exactly whatever they are: zero (a new
 // flow) whatever the current ones, a growth that fits 32 bits, one of 2^32 or

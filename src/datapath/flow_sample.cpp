@@ -1,0 +1,89 @@
+// SPDX-License-Identifier: MIT
+#include "datapath/flow_sample.hpp"
+
+namespace tcptrack {
+
+void SampleKey::set(const tt_flow_key& k) {
+    if (k.family == TT_FAMILY_INET6) {
+        if (family_ != TT_FAMILY_INET6) v6_ = new V6;
+        std::memcpy(v6_->data(), k.addr_a, 16);
+        std::memcpy(v6_->data() + 16, k.addr_b, 16);
+    } else {
+        release();
+        std::memcpy(&v4_[0], k.addr_a, 4);
+        std::memcpy(&v4_[1], k.addr_b, 4);
+    }
+    port_a_ = k.port_a;
+    port_b_ = k.port_b;
+    ifindex_ = k.ifindex;
+    family_ = k.family;
+}
+
+void SampleKey::release() {
+    if (family_ == TT_FAMILY_INET6) delete v6_;
+    family_ = 0;
+    v4_[0] = v4_[1] = 0;
+}
+
+SampleKey& SampleKey::operator=(const SampleKey& o) {
+    if (this != &o) set(o.get());
+    return *this;
+}
+
+SampleKey::SampleKey(SampleKey&& o) noexcept
+    : v4_{0, 0}, port_a_(o.port_a_), port_b_(o.port_b_), ifindex_(o.ifindex_), family_(o.family_) {
+    std::memcpy(&v4_, &o.v4_, sizeof v4_);
+    if (o.family_ == TT_FAMILY_INET6) v6_ = o.v6_;
+    o.family_ = 0;  // the addresses are ours now
+}
+
+SampleKey& SampleKey::operator=(SampleKey&& o) noexcept {
+    if (this != &o) {
+        release();
+        if (o.family_ == TT_FAMILY_INET6)
+            v6_ = o.v6_;
+        else
+            std::memcpy(&v4_, &o.v4_, sizeof v4_);
+        port_a_ = o.port_a_;
+        port_b_ = o.port_b_;
+        ifindex_ = o.ifindex_;
+        family_ = o.family_;
+        o.family_ = 0;
+    }
+    return *this;
+}
+
+tt_flow_key SampleKey::get() const {
+    tt_flow_key k{};
+    if (family_ == TT_FAMILY_INET6) {
+        std::memcpy(k.addr_a, v6_->data(), 16);
+        std::memcpy(k.addr_b, v6_->data() + 16, 16);
+    } else {
+        std::memcpy(k.addr_a, &v4_[0], 4);
+        std::memcpy(k.addr_b, &v4_[1], 4);
+    }
+    k.port_a = port_a_;
+    k.port_b = port_b_;
+    k.ifindex = ifindex_;
+    k.family = family_;
+    return k;
+}
+
+std::array<std::uint8_t, 16> SampleKey::addr(int side) const {
+    std::array<std::uint8_t, 16> a{};
+    if (family_ == TT_FAMILY_INET6)
+        std::memcpy(a.data(), v6_->data() + (side ? 16 : 0), 16);
+    else
+        std::memcpy(a.data(), &v4_[side ? 1 : 0], 4);
+    return a;
+}
+
+bool SampleKey::operator==(const SampleKey& o) const {
+    if (family_ != o.family_ || port_a_ != o.port_a_ || port_b_ != o.port_b_ ||
+        ifindex_ != o.ifindex_)
+        return false;
+    if (family_ == TT_FAMILY_INET6) return *v6_ == *o.v6_;
+    return v4_[0] == o.v4_[0] && v4_[1] == o.v4_[1];
+}
+
+}  // namespace tcptrack
