@@ -1,7 +1,51 @@
 // SPDX-License-Identifier: MIT
 #include "datapath/flow_sample.hpp"
 
+#include <algorithm>
+
 namespace tcptrack {
+
+namespace {
+constexpr std::uint32_t kRttUs = 1u << 31;  // hs_rtt_ holds us
+}  // namespace
+
+FlowInfo::FlowInfo(const tt_flow_info& i)
+    : first_ns(i.first_ns),
+      syn_ns(i.syn_ns),
+      close_ns(i.close_ns),
+      owner_cgroup(i.owner_cgroup),
+      state(i.state),
+      client(i.client),
+      flags(i.flags),
+      fin_mask(i.fin_mask),
+      ack_mask(i.ack_mask),
+      end(i.end),
+      owner_side(i.owner_side),
+      seen(static_cast<std::uint8_t>((i.synack_ns ? kSynAckSeen : 0) | (i.ack_ns ? kAckSeen : 0))) {
+    std::optional<std::uint64_t> rtt;
+    if (i.flags & TT_F_LOCAL_CLIENT) {
+        if (i.syn_ns && i.synack_ns > i.syn_ns) rtt = i.synack_ns - i.syn_ns;
+    } else if (i.synack_ns && i.ack_ns > i.synack_ns) {
+        rtt = i.ack_ns - i.synack_ns;
+    }
+    set_handshake_rtt(rtt);
+}
+
+std::optional<std::uint64_t> FlowInfo::handshake_rtt() const {
+    if (!hs_rtt_) return std::nullopt;
+    if (hs_rtt_ & kRttUs) return std::uint64_t{hs_rtt_ & ~kRttUs} * 1000;
+    return hs_rtt_ - 1;
+}
+
+void FlowInfo::set_handshake_rtt(std::optional<std::uint64_t> ns) {
+    if (!ns)
+        hs_rtt_ = 0;
+    else if (*ns < kRttUs - 1)
+        hs_rtt_ = static_cast<std::uint32_t>(*ns + 1);
+    else
+        hs_rtt_ =
+            kRttUs | static_cast<std::uint32_t>(std::min<std::uint64_t>(*ns / 1000, kRttUs - 1));
+}
 
 void SampleKey::set(const tt_flow_key& k) {
     if (k.family == TT_FAMILY_INET6) {

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <optional>
 
 #include "tcptrack/abi.h"
 #include "tcptrack/store.h"
@@ -30,30 +31,33 @@ struct FlowSample;
 // collector answers from its slot's position, in constant time).
 using SampleFinder = std::function<const FlowSample*(const SlotRef&)>;
 
-// What a sample keeps of the datapath's tt_flow_info: the lifecycle facts
-// and times, not the sequence numbers only the datapath compares (payload
-// bases, SYN and FIN sequence numbers): 56 bytes instead of 72.
+// What a sample keeps of the datapath's tt_flow_info: the lifecycle facts,
+// the first, SYN and close times, and the handshake's RTT computed once from
+// its times; not the sequence numbers only the datapath compares (payload
+// bases, SYN and FIN sequence numbers): 40 bytes instead of 72.
 struct FlowInfo {
+    std::uint64_t first_ns = 0, syn_ns = 0, close_ns = 0;
+    std::uint32_t owner_cgroup = 0;
     std::uint8_t state = 0;  // enum tt_state
     std::uint8_t client = 0, flags = 0, fin_mask = 0, ack_mask = 0, end = 0, owner_side = 0;
-    std::uint32_t owner_cgroup = 0;
-    std::uint64_t first_ns = 0, syn_ns = 0, synack_ns = 0, ack_ns = 0, close_ns = 0;
+    // Which of the handshake's other times were seen (not 0).
+    static constexpr std::uint8_t kSynAckSeen = 1, kAckSeen = 2;
+    std::uint8_t seen = 0;
+
     FlowInfo() = default;
-    FlowInfo(const tt_flow_info& i)  // NOLINT: implicit, as a copy of its fields
-        : state(i.state),
-          client(i.client),
-          flags(i.flags),
-          fin_mask(i.fin_mask),
-          ack_mask(i.ack_mask),
-          end(i.end),
-          owner_side(i.owner_side),
-          owner_cgroup(i.owner_cgroup),
-          first_ns(i.first_ns),
-          syn_ns(i.syn_ns),
-          synack_ns(i.synack_ns),
-          ack_ns(i.ack_ns),
-          close_ns(i.close_ns) {}
+    FlowInfo(const tt_flow_info& i);  // NOLINT: implicit, as a copy of its fields
     bool operator==(const FlowInfo&) const = default;
+
+    // At the client (its SYN left here), SYN -> SYN-ACK; at the server,
+    // SYN-ACK -> ACK. Exact to the ns below 2.1 s, to the us above (a
+    // retransmitted SYN or SYN-ACK); nullopt while not measured.
+    std::optional<std::uint64_t> handshake_rtt() const;
+    // Sets it (tests; the datapath's times give it through the constructor).
+    void set_handshake_rtt(std::optional<std::uint64_t> ns);
+
+   private:
+    // 0: none; else ns + 1 below 2^31, else us | 2^31.
+    std::uint32_t hs_rtt_ = 0;
 };
 
 // A flow's counters each way (normalised direction).

@@ -34,15 +34,7 @@ Endpoints oriented(const FlowSample& s) {
     return {s.key.addr(c), s.key.addr(c ^ 1), c ? pb : pa, c ? pa : pb};
 }
 
-std::optional<std::uint64_t> handshake_rtt(const FlowInfo& info) {
-    // At the client, SYN -> SYN-ACK; at the server, SYN-ACK -> ACK.
-    if (info.flags & TT_F_LOCAL_CLIENT) {
-        if (info.syn_ns && info.synack_ns > info.syn_ns) return info.synack_ns - info.syn_ns;
-    } else if (info.synack_ns && info.ack_ns > info.synack_ns) {
-        return info.ack_ns - info.synack_ns;
-    }
-    return std::nullopt;
-}
+std::optional<std::uint64_t> handshake_rtt(const FlowInfo& info) { return info.handshake_rtt(); }
 
 std::optional<std::uint64_t> syn_to_close(const FlowInfo& info, std::uint64_t now_ns) {
     if (!(info.flags & TT_F_SYN_SEEN) || !info.syn_ns) return std::nullopt;

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "handshake_times.hpp"
 #include "output/prometheus.hpp"
 #include "report/flow_model.hpp"
 #include "sys/clock.hpp"
@@ -181,8 +182,7 @@ TEST(Prometheus, CountsEachConnectionOnceAndSumsDeltas) {
     // client); B first seen already reset on eth1.
     FlowSample a = sample(kEth0, 1, TT_DIR_BA, TT_ESTABLISHED);
     a.info.flags |= TT_F_LOCAL_CLIENT | TT_F_HS_SEEN;
-    a.info.syn_ns = 1000;
-    a.info.synack_ns = 1000 + 250000;
+    set_handshake(a.info, 1000, 1000 + 250000, 0);
     counts(a, 100, 60, 2, 1, 10, 5);
     FlowSample b = sample(kEth1, 2, TT_DIR_AB, TT_RESET);
     b.finished = true;
@@ -239,8 +239,7 @@ TEST(Prometheus, CountsEachConnectionOnceAndSumsDeltas) {
     counts(a_end, 200, 100, 5, 3, 30, 15);
     c.info.state = TT_ESTABLISHED;
     c.info.flags |= TT_F_HS_SEEN;
-    c.info.synack_ns = 5000;
-    c.info.ack_ns = 5000 + 1000000;
+    set_handshake(c.info, c.info.syn_ns, 5000, 5000 + 1000000);
     counts(c, 120, 80, 2, 1, 0, 0);
     feed.write(out, {c, a_end}, 1, {0, 1}, {c.ref});
     t = out.exposition();

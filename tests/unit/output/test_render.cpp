@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "handshake_times.hpp"
 #include "output/format.hpp"
 #include "output/rows.hpp"
 #include "output/table.hpp"
@@ -794,12 +795,11 @@ FlowSample flow(std::uint32_t a, std::uint16_t pa, std::uint32_t b, std::uint16_
     k.family = TT_FAMILY_INET;
     s.key = k;
     s.has_info = true;
-    s.info.first_ns = s.info.syn_ns = 1 * kSec;
-    s.info.synack_ns = s.info.syn_ns + 100'000;
-    s.info.ack_ns = s.info.synack_ns + 50'000;
+    s.info.first_ns = 1 * kSec;
     s.info.state = TT_ESTABLISHED;
     s.info.client = TT_DIR_AB;
     s.info.flags = TT_F_SYN_SEEN | TT_F_HS_SEEN | TT_F_LOCAL_CLIENT;
+    set_handshake(s.info, 1 * kSec, 1 * kSec + 100'000, 1 * kSec + 150'000);
     s.bytes[0] = bytes_ab, s.bytes[1] = bytes_ba;
     s.packets[0] = bytes_ab / 100 + 1, s.packets[1] = bytes_ba / 100 + 1;
     return s;
@@ -955,7 +955,7 @@ TEST_F(Render, BuilderClosedOnlyKeepsDisplacedFlowsInTheirState) {
                                  flow(0x0A000001, 40002, 0x0A000002, 80, 60, 0)};
     for (auto& s : v) {  // SYNs only
         s.info.state = TT_SYN_SENT, s.info.flags = TT_F_SYN_SEEN;
-        s.info.synack_ns = s.info.ack_ns = 0;
+        set_handshake(s.info, s.info.syn_ns, 0, 0);
     }
     v[0].info.flags |= TT_F_DISPLACED, v[0].finished = true;  // displaced: its last row
     v[1].finished = true;                                     // final, not displaced: no row

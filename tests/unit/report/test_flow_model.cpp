@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "handshake_times.hpp"
 #include "keys.hpp"
 #include "make_row.hpp"
 #include "report/flow_model.hpp"
@@ -174,10 +175,8 @@ TEST(FlowModelRow, Ipv4AddressOnlyUsesFirstFourBytes) {
 TEST(FlowModelRow, TimingFieldsFromInfo) {
     FlowSample s = sample(key_v4("10.0.0.1", 40000, "10.0.0.2", 80), TT_DIR_AB,
                           TT_F_SYN_SEEN | TT_F_LOCAL_CLIENT, /*first_ns=*/1000);
-    s.info.syn_ns = 1000;
-    s.info.synack_ns = 1500;
-    s.info.ack_ns = 1600;
     s.info.state = TT_CLOSING;
+    set_handshake(s.info, 1000, 1500, 1600);
     const FlowRow r = make_row(s, "eth0", 11000);
     ASSERT_TRUE(r.rtt_ns.has_value());
     EXPECT_EQ(*r.rtt_ns, 500u);
@@ -282,6 +281,25 @@ TEST(FlowModelRtt, ServerSideIsSynAckToAck) {
     const auto rtt = handshake_rtt(handshake(TT_F_SYN_SEEN, 1000, 1100, 1450));
     ASSERT_TRUE(rtt.has_value());
     EXPECT_EQ(*rtt, 350u);
+}
+
+// The sample keeps the handshake RTT in 32 bits: to the ns below 2^31 ns
+// (2.1 s), to the us above (a retransmitted SYN or SYN-ACK), up to 35 minutes.
+TEST(FlowModelRtt, KeptToTheNsBelowTwoSecondsToTheUsAbove) {
+    const std::uint64_t t0 = 5'000'000'000'000ull;
+    for (const std::uint64_t rtt :
+         {std::uint64_t{1}, std::uint64_t{123'456'789}, (std::uint64_t{1} << 31) - 2}) {
+        const auto got = handshake_rtt(handshake(TT_F_LOCAL_CLIENT, t0, t0 + rtt, 0));
+        ASSERT_TRUE(got.has_value());
+        EXPECT_EQ(*got, rtt);
+    }
+    for (const std::uint64_t rtt : {(std::uint64_t{1} << 31) - 1, std::uint64_t{3'000'123'456},
+                                    std::uint64_t{7'200'000'000'999}}) {
+        const auto got = handshake_rtt(handshake(TT_F_SYN_SEEN, t0, t0 + 1, t0 + 1 + rtt));
+        ASSERT_TRUE(got.has_value());
+        EXPECT_EQ(*got, std::min<std::uint64_t>(rtt, ((std::uint64_t{1} << 31) - 1) * 1000) / 1000 *
+                            1000);
+    }
 }
 
 TEST(FlowModelRtt, MissingTimestampsGiveNothing) {

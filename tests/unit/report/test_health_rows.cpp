@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "handshake_times.hpp"
 #include "keys.hpp"
 #include "make_row.hpp"
 #include "report/flow_model.hpp"
@@ -227,9 +228,9 @@ TEST(HealthRows, SortRetransAndLiveRtt) {
     // RTT: 40000 handshake 2 ms only; 40001 live 900 us (handshake 5 ms);
     // 40002 live 3 ms; 40003 nothing.
     v[0].info.flags |= TT_F_LOCAL_CLIENT;
-    v[0].info.syn_ns = kSec, v[0].info.synack_ns = kSec + 2 * kMs;
+    set_handshake(v[0].info, kSec, kSec + 2 * kMs, 0);
     v[1].info.flags |= TT_F_LOCAL_CLIENT;
-    v[1].info.syn_ns = kSec, v[1].info.synack_ns = kSec + 5 * kMs;
+    set_handshake(v[1].info, kSec, kSec + 5 * kMs, 0);
     timed(v[1], 0, 900, true);
     timed(v[2], 1, 3000, false);
     const Built t = build(v, SortKey::Rtt);
