@@ -11,7 +11,6 @@ constexpr std::uint32_t kRttUs = 1u << 31;  // hs_rtt_ holds us
 
 FlowInfo::FlowInfo(const tt_flow_info& i)
     : first_ns(i.first_ns),
-      syn_ns(i.syn_ns),
       close_ns(i.close_ns),
       owner_cgroup(i.owner_cgroup),
       state(i.state),

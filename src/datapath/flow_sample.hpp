@@ -32,11 +32,11 @@ struct FlowSample;
 using SampleFinder = std::function<const FlowSample*(const SlotRef&)>;
 
 // What a sample keeps of the datapath's tt_flow_info: the lifecycle facts,
-// the first, SYN and close times, and the handshake's RTT computed once from
-// its times; not the sequence numbers only the datapath compares (payload
-// bases, SYN and FIN sequence numbers): 40 bytes instead of 72.
+// the first and close times, and the handshake's RTT computed once from its
+// times; not the sequence numbers only the datapath compares (payload bases,
+// SYN and FIN sequence numbers): 32 bytes instead of 72.
 struct FlowInfo {
-    std::uint64_t first_ns = 0, syn_ns = 0, close_ns = 0;
+    std::uint64_t first_ns = 0, close_ns = 0;
     std::uint32_t owner_cgroup = 0;
     std::uint8_t state = 0;  // enum tt_state
     std::uint8_t client = 0, flags = 0, fin_mask = 0, ack_mask = 0, end = 0, owner_side = 0;
@@ -48,6 +48,9 @@ struct FlowInfo {
     FlowInfo(const tt_flow_info& i);  // NOLINT: implicit, as a copy of its fields
     bool operator==(const FlowInfo&) const = default;
 
+    // The SYN's time: a flow's first segment, when it was a SYN (the datapath
+    // sets tt_flow_info's syn_ns only then, to first_ns).
+    std::uint64_t syn_ns() const { return (flags & TT_F_SYN_SEEN) ? first_ns : 0; }
     // At the client (its SYN left here), SYN -> SYN-ACK; at the server,
     // SYN-ACK -> ACK. Exact to the ns below 2.1 s, to the us above (a
     // retransmitted SYN or SYN-ACK); nullopt while not measured.

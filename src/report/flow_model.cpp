@@ -37,9 +37,10 @@ Endpoints oriented(const FlowSample& s) {
 std::optional<std::uint64_t> handshake_rtt(const FlowInfo& info) { return info.handshake_rtt(); }
 
 std::optional<std::uint64_t> syn_to_close(const FlowInfo& info, std::uint64_t now_ns) {
-    if (!(info.flags & TT_F_SYN_SEEN) || !info.syn_ns) return std::nullopt;
+    const std::uint64_t syn = info.syn_ns();
+    if (!syn) return std::nullopt;
     const std::uint64_t end = info.close_ns ? info.close_ns : now_ns;
-    return end > info.syn_ns ? end - info.syn_ns : 0;
+    return end > syn ? end - syn : 0;
 }
 
 State shown_state(const FlowSample& s) {

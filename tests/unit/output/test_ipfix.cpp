@@ -318,7 +318,7 @@ TEST(Ipfix, OrientationClientIsSourceWhicheverSideItIs) {
     s.info.client = TT_DIR_BA;
     s.info.state = TT_RESET;
     s.info.flags = TT_F_SYN_SEEN | TT_F_LOCAL_CLIENT;  // at the client: RTT = SYN -> SYN-ACK
-    set_handshake(s.info, s.info.syn_ns, s.info.syn_ns + 1234000, s.info.syn_ns + 500000);
+    set_handshake(s.info, s.info.syn_ns(), s.info.syn_ns() + 1234000, s.info.syn_ns() + 500000);
     s.info.close_ns = 2 * kSec + 700000000;
     s.finished = true;
     set_counts(s, /*A->B (server->client)*/ 7000, /*B->A (client->server)*/ 300, 6, 4, 6800, 100);
@@ -355,7 +355,7 @@ TEST(Ipfix, IdleAndForcedEndAtExitAndIpv6Template) {
     FlowSample v6 = v4_flow(2, 9 * kSec);
     v6.key = tt_test::flow_key(AF_INET6, "fd00::1", 40000, "fd00::2", 80, 0);
     v6.info.flags = TT_F_MIDSTREAM;  // no SYN seen: ACK only; port 80 makes B the server
-    set_handshake(v6.info, v6.info.syn_ns, 0, 0);
+    set_handshake(v6.info, v6.info.syn_ns(), 0, 0);
     set_counts(v6, 40, 60, 1, 1, 0, 20);
     f.samples = {idle, v6};
     f.live = 2;
@@ -401,7 +401,7 @@ TEST(Ipfix, DisplacedFlowEndsForLackOfResources) {
     half.finished = true;
     half.info.state = TT_SYN_RECV;
     half.info.flags = TT_F_SYN_SEEN | TT_F_DISPLACED;
-    set_handshake(half.info, half.info.syn_ns, half.info.syn_ns + 250000, 0);
+    set_handshake(half.info, half.info.syn_ns(), half.info.syn_ns() + 250000, 0);
     half.info.close_ns = 3 * kSec + 500000000;
     set_counts(half, 60, 120, 1, 2, 0, 0);
     FlowSample fin = v4_flow(4, 1 * kSec);

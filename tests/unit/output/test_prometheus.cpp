@@ -239,7 +239,7 @@ TEST(Prometheus, CountsEachConnectionOnceAndSumsDeltas) {
     counts(a_end, 200, 100, 5, 3, 30, 15);
     c.info.state = TT_ESTABLISHED;
     c.info.flags |= TT_F_HS_SEEN;
-    set_handshake(c.info, c.info.syn_ns, 5000, 5000 + 1000000);
+    set_handshake(c.info, c.info.syn_ns(), 5000, 5000 + 1000000);
     counts(c, 120, 80, 2, 1, 0, 0);
     feed.write(out, {c, a_end}, 1, {0, 1}, {c.ref});
     t = out.exposition();

@@ -955,7 +955,7 @@ TEST_F(Render, BuilderClosedOnlyKeepsDisplacedFlowsInTheirState) {
                                  flow(0x0A000001, 40002, 0x0A000002, 80, 60, 0)};
     for (auto& s : v) {  // SYNs only
         s.info.state = TT_SYN_SENT, s.info.flags = TT_F_SYN_SEEN;
-        set_handshake(s.info, s.info.syn_ns, 0, 0);
+        set_handshake(s.info, s.info.syn_ns(), 0, 0);
     }
     v[0].info.flags |= TT_F_DISPLACED, v[0].finished = true;  // displaced: its last row
     v[1].finished = true;                                     // final, not displaced: no row

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "tcptrack/lifecycle.h"
 #include "handshake_times.hpp"
 #include "keys.hpp"
 #include "make_row.hpp"
@@ -116,6 +117,7 @@ tt_flow_info handshake(std::uint8_t flags, std::uint64_t syn_ns, std::uint64_t s
                        std::uint64_t ack_ns) {
     tt_flow_info i{};
     i.flags = flags;
+    i.first_ns = syn_ns ? syn_ns : synack_ns;  // the first segment seen
     i.syn_ns = syn_ns;
     i.synack_ns = synack_ns;
     i.ack_ns = ack_ns;
@@ -281,6 +283,22 @@ TEST(FlowModelRtt, ServerSideIsSynAckToAck) {
     const auto rtt = handshake_rtt(handshake(TT_F_SYN_SEEN, 1000, 1100, 1450));
     ASSERT_TRUE(rtt.has_value());
     EXPECT_EQ(*rtt, 350u);
+}
+
+// FlowInfo keeps no SYN time of its own: the datapath's is the first
+// segment's when that was a SYN, else 0 (tcptrack/lifecycle.h), through the
+// whole handshake.
+TEST(FlowModelInfo, SynTimeIsTheDatapathsForEveryFirstSegment) {
+    const std::uint8_t kinds[] = {TT_TCP_SYN, TT_TCP_SYN | TT_TCP_ACK, TT_TCP_ACK,
+                                  TT_TCP_ACK | TT_TCP_FIN};
+    for (const std::uint8_t first : kinds)
+        for (const int ingress : {0, 1}) {
+            tt_flow_info f;
+            tt_info_init(&f, TT_DIR_AB, first, 1000, 5 * kSec, ingress);
+            EXPECT_EQ(tcptrack::FlowInfo(f).syn_ns(), f.syn_ns) << int{first};
+            f.synack_ns = 6 * kSec, f.ack_ns = 7 * kSec, f.close_ns = 9 * kSec;
+            EXPECT_EQ(tcptrack::FlowInfo(f).syn_ns(), f.syn_ns) << int{first};
+        }
 }
 
 // The sample keeps the handshake RTT in 32 bits: to the ns below 2^31 ns
