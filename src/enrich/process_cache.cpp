@@ -41,6 +41,10 @@ void ProcessCache::update(const std::vector<FlowSample>& samples,
     forget_next_.clear();
 
     std::unordered_set<std::uint64_t> gone;  // finished or idle now: no more lookups
+    // Room for this report's new ones at once: a burst never holds the queue twice.
+    std::size_t fresh = 0;
+    for (const std::uint32_t i : changed) fresh += !samples[i].finished && is_new(samples[i]);
+    pending_.reserve(pending_.size() + fresh);
     for (const std::uint32_t i : changed) {
         const FlowSample& s = samples[i];
         if (s.finished) {
@@ -52,14 +56,15 @@ void ProcessCache::update(const std::vector<FlowSample>& samples,
             continue;
         }
         // New: first seen at this report.
-        if (is_new(s) && !owners_.count(flow_id(s.ref))) pending_.push_back(Pending{s.ref, 0});
+        if (is_new(s) && !owners_.count(flow_id(s.ref))) pending_.push_back(Pending(s.ref));
     }
     for (const SlotRef& r : idle) {
         gone.insert(flow_id(r));
         forget_next_.push_back(flow_id(r));
     }
     if (!gone.empty())
-        std::erase_if(pending_, [&](const Pending& p) { return gone.count(flow_id(p.ref)) != 0; });
+        std::erase_if(pending_,
+                      [&](const Pending& p) { return gone.count(flow_id(p.ref())) != 0; });
 
     if (!pending_.empty()) {
         // This report's batch: the oldest pending connections still live.
@@ -69,7 +74,7 @@ void ProcessCache::update(const std::vector<FlowSample>& samples,
         std::vector<OwnerQuery> queries;
         queries.reserve(n);
         for (std::size_t i = 0; i < n; ++i) {
-            const FlowSample* s = find(pending_[i].ref);
+            const FlowSample* s = find(pending_[i].ref());
             of.push_back(s);
             if (s) queries.push_back(query_of(*s));
         }
@@ -83,9 +88,9 @@ void ProcessCache::update(const std::vector<FlowSample>& samples,
             Pending p = pending_[i];
             const OwnerQuery& q = queries[k++];
             if (q.result == OwnerQuery::Result::Found && q.owner)
-                owners_[flow_id(p.ref)] = Known{q.owner, q.owner_client};
+                owners_[flow_id(p.ref())] = Known{q.owner, q.owner_client};
             else if (q.result == OwnerQuery::Result::Retry && ++p.tries >= kMaxTries)
-                adopt_cgroup_owner(flow_id(p.ref), s->has_info ? s->info.owner_cgroup : 0u,
+                adopt_cgroup_owner(flow_id(p.ref()), s->has_info ? s->info.owner_cgroup : 0u,
                                    cgroup_owner_client(*s));
             else
                 again.push_back(p);

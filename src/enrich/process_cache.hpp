@@ -66,8 +66,8 @@ class ProcessCache final : public Enricher {
 
     // Connections looked up at one report at most. A burst of more new ones
     // (a million at once) waits its turn, oldest first, so neither a report's
-    // lookups nor their memory grow with the burst: pending ones cost a
-    // Pending each, and their queries are made from their samples when due.
+    // lookups nor their memory grow with the burst: a pending one costs 8
+    // bytes, and its query is made from its sample when due.
     static constexpr std::size_t kLookupBatch = 65536;
 
     // Once per report, after collect(): looks up the connections new in this
@@ -92,11 +92,16 @@ class ProcessCache final : public Enricher {
     std::uint64_t lookups() const { return lookups_; }  // queries handed to the lookup
 
    private:
-    // A connection still to be looked up (its query is made from its sample).
+    // A connection still to be looked up (its query is made from its sample),
+    // and how often it was not found: 8 bytes (slots have TT_SLOT_BITS).
     struct Pending {
-        SlotRef ref;
-        std::uint32_t tries = 0;
+        explicit Pending(const SlotRef& r) : slot(r.slot), tries(0), gen(r.gen) {}
+        SlotRef ref() const { return {slot, gen}; }
+        std::uint32_t slot : TT_SLOT_BITS;
+        std::uint32_t tries : 32 - TT_SLOT_BITS;
+        std::uint32_t gen;
     };
+    static_assert(sizeof(Pending) == 8 && TT_SLOT_BITS <= 24);
     // The datapath's owner of a connection sock_diag did not answer for.
     void adopt_cgroup_owner(std::uint64_t id, std::uint32_t cgroup_id, bool client);
 
