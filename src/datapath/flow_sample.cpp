@@ -2,12 +2,76 @@
 #include "datapath/flow_sample.hpp"
 
 #include <algorithm>
+#include <deque>
+#include <mutex>
+#include <vector>
 
 namespace tcptrack {
 
 namespace {
 constexpr std::uint32_t kRttUs = 1u << 31;  // hs_rtt_ holds us
+
+// PrevCounts' whole counts, for the few samples that need them: slots named by
+// handle, freed ones reused. Samples are copied and read on several threads.
+class WholePool {
+   public:
+    std::uint32_t add(const Counts& c) {
+        const std::lock_guard<std::mutex> g(mu_);
+        if (free_.empty()) {
+            items_.push_back(c);
+            return static_cast<std::uint32_t>(items_.size() - 1);
+        }
+        const std::uint32_t i = free_.back();
+        free_.pop_back();
+        items_[i] = c;
+        return i;
+    }
+    Counts get(std::uint32_t i) {
+        const std::lock_guard<std::mutex> g(mu_);
+        return items_[i];
+    }
+    void set(std::uint32_t i, const Counts& c) {
+        const std::lock_guard<std::mutex> g(mu_);
+        items_[i] = c;
+    }
+    void drop(std::uint32_t i) {
+        const std::lock_guard<std::mutex> g(mu_);
+        free_.push_back(i);
+    }
+    std::size_t used() {
+        const std::lock_guard<std::mutex> g(mu_);
+        return items_.size() - free_.size();
+    }
+
+   private:
+    std::mutex mu_;
+    std::deque<Counts> items_;
+    std::vector<std::uint32_t> free_;
+};
+
+WholePool& whole_pool() {
+    static WholePool* pool = new WholePool;  // never destroyed: samples may outlive statics
+    return *pool;
+}
 }  // namespace
+
+Counts PrevCounts::whole() const {
+    return whole_ == kZero ? Counts{} : whole_pool().get(whole_ - kFirstHandle);
+}
+
+void PrevCounts::keep(const Counts& c) {
+    if (whole_ >= kFirstHandle)
+        whole_pool().set(whole_ - kFirstHandle, c);
+    else
+        whole_ = whole_pool().add(c) + kFirstHandle;
+}
+
+void PrevCounts::release() {
+    if (whole_ >= kFirstHandle) whole_pool().drop(whole_ - kFirstHandle);
+    whole_ = kZero;
+}
+
+std::size_t PrevCounts::pooled() { return whole_pool().used(); }
 
 FlowInfo::FlowInfo(const tt_flow_info& i)
     : first_ns(i.first_ns),

@@ -72,25 +72,24 @@ struct Counts {
 // (24 bytes instead of 48: 23 MB less at a million flows). All zero (a flow
 // new since then, or a default sample) whatever the current counters; whole,
 // apart, when one grew by 2^32 or more in an interval (a flow at 17 Gbit/s
-// for 2 s) or stands below its previous value.
+// for 2 s) or stands below its previous value. Those few are kept in a
+// process-wide pool named by a 32-bit handle, so a sample pays 4 bytes for
+// them, not a pointer's 8.
 class PrevCounts {
    public:
     PrevCounts() = default;
-    PrevCounts(const PrevCounts& o) { *this = o; }
+    PrevCounts(const PrevCounts& o) { copy_from(o); }
     PrevCounts& operator=(const PrevCounts& o) {
-        if (this != &o) {
-            grew_ = o.grew_;
-            keep(o.whole_);
-        }
+        if (this != &o) copy_from(o);
         return *this;
     }
-    PrevCounts(PrevCounts&& o) noexcept : grew_(o.grew_), whole_(o.whole_) { o.whole_ = &kZero; }
+    PrevCounts(PrevCounts&& o) noexcept : grew_(o.grew_), whole_(o.whole_) { o.whole_ = kZero; }
     PrevCounts& operator=(PrevCounts&& o) noexcept {
         if (this != &o) {
             release();
             grew_ = o.grew_;
             whole_ = o.whole_;
-            o.whole_ = &kZero;
+            o.whole_ = kZero;
         }
         return *this;
     }
@@ -110,40 +109,45 @@ class PrevCounts {
         grew(now.bytes, prev.bytes, grew_.bytes);
         grew(now.packets, prev.packets, grew_.packets);
         grew(now.payload, prev.payload, grew_.payload);
-        keep(zero ? &kZero : fits ? nullptr : &prev);
+        if (zero || fits) {
+            release();
+            whole_ = zero ? kZero : kGrew;
+        } else {
+            keep(prev);
+        }
     }
     // One previous counter, of counters that stand at `now`.
     std::uint64_t bytes(const std::uint64_t (&now)[2], int d) const {
-        return whole_ ? whole_->bytes[d] : now[d] - grew_.bytes[d];
+        return whole_ == kGrew ? now[d] - grew_.bytes[d] : whole().bytes[d];
     }
     std::uint64_t packets(const std::uint64_t (&now)[2], int d) const {
-        return whole_ ? whole_->packets[d] : now[d] - grew_.packets[d];
+        return whole_ == kGrew ? now[d] - grew_.packets[d] : whole().packets[d];
     }
     std::uint64_t payload(const std::uint64_t (&now)[2], int d) const {
-        return whole_ ? whole_->payload[d] : now[d] - grew_.payload[d];
+        return whole_ == kGrew ? now[d] - grew_.payload[d] : whole().payload[d];
     }
+    // Whole counts in the pool now (all samples): for the tests.
+    static std::size_t pooled();
 
    private:
-    static constexpr Counts kZero{};
-    // whole_: nullptr (grew_ holds them), &kZero, or owned.
-    void keep(const Counts* c) {
-        if (c == nullptr || c == &kZero) {
-            release();
-            whole_ = c;
-        } else if (whole_ != nullptr && whole_ != &kZero) {
-            *const_cast<Counts*>(whole_) = *c;
+    // whole_: kGrew (grew_ holds them), kZero, or a handle into the pool.
+    static constexpr std::uint32_t kGrew = 0, kZero = 1, kFirstHandle = 2;
+    Counts whole() const;  // kZero or a handle
+    void copy_from(const PrevCounts& o) {
+        grew_ = o.grew_;
+        if (o.whole_ >= kFirstHandle) {
+            keep(o.whole());
         } else {
-            whole_ = new Counts(*c);
+            release();
+            whole_ = o.whole_;
         }
     }
-    void release() {
-        if (whole_ != nullptr && whole_ != &kZero) delete whole_;
-        whole_ = nullptr;
-    }
+    void keep(const Counts& c);  // whole_ = a handle holding c (ours reused)
+    void release();              // frees ours; whole_ = kZero
     struct {
         std::uint32_t bytes[2]{}, packets[2]{}, payload[2]{};
     } grew_;
-    const Counts* whole_ = &kZero;
+    std::uint32_t whole_ = kZero;
 };
 
 // A sample's flow key: tt_flow_key's fields in 17 bytes for IPv4 (its
@@ -188,12 +192,15 @@ class SampleKey {
 };
 
 // One connection as read from the store or from a close event.
-struct FlowSample {
-    // The key's and the info's tail padding hold the small fields after them.
+struct alignas(64) FlowSample {
+    // Laid out in 192 bytes, three cache lines (the render reads samples in
+    // display order, at random): the key's tail padding holds the small
+    // fields after it, and the 4-byte-aligned ones come before the info.
     [[no_unique_address]] SampleKey key;
     bool has_info = false;  // info is known (always, from the store; tests may leave it out)
     bool finished = false;  // came from a close event or is being reaped: final
     SlotRef ref{UINT32_MAX, 0};
+    PrevCounts prev;  // see prev_bytes()
     FlowInfo info;
     std::uint64_t bytes[2]{};  // indexed by normalised direction (TT_DIR_AB / TT_DIR_BA)
     std::uint64_t packets[2]{};
@@ -213,7 +220,6 @@ struct FlowSample {
     }
     // Sets the previous counters (after the current ones).
     void set_prev(const Counts& c) { prev.set(counts(), c); }
-    PrevCounts prev;
     // When the counters were last seen moving (the report's time).
     std::uint64_t last_active_ns = 0;
     // Connection health as last read (the figures of the slot's entry of the
@@ -221,6 +227,7 @@ struct FlowSample {
     // from read to read (datapath/health_reader.hpp: 48 bytes a flow).
     SampleHealth health;
 };
+static_assert(sizeof(FlowSample) == 192, "three cache lines: see FlowSample's layout");
 
 // When a current zero-window stretch of this sample ends: now for a live flow,
 // its close for a finished one (the last segment it could have counted).

@@ -786,7 +786,7 @@ TEST(FlowModelEnding, FirstFinAndRstOrientedByClient) {
     EXPECT_EQ(tcptrack::ending_of(unknown), tcptrack::Ending{});
 }
 
-// ------------------------------------------------------------------ PrevCounts
+// ------------------------------------------------------------------ the sample
 
 // The sample's key gives back every byte of the tt_flow_key it was set from,
 // IPv4 (inline) or IPv6 (apart), through copies, moves and a change of family.
@@ -835,8 +835,10 @@ TEST(SampleKeyTest, EveryKeyReadsBackWholeThroughCopiesMovesAndFamilies) {
 
 // The previous counters read back exactly whatever they are: zero (a new
 // flow) whatever the current ones, a growth that fits 32 bits, one of 2^32 or
-// more, one below its previous value; copies are deep.
+// more, one below its previous value; copies are deep, and whole counts go
+// back to their pool with the last sample holding them.
 TEST(FlowSamplePrev, EveryPreviousCountReadsBackExactly) {
+    const std::size_t pooled = tcptrack::PrevCounts::pooled();
     FlowSample s;
     s.bytes[0] = 5000, s.packets[1] = 7, s.payload[0] = 1ull << 40;
     for (int d = 0; d < 2; ++d) {  // a default sample: all zero
@@ -857,19 +859,35 @@ TEST(FlowSamplePrev, EveryPreviousCountReadsBackExactly) {
     p.bytes[0] = 4000, p.packets[1] = 6, p.payload[0] = (1ull << 40) - 1000;  // small growth
     check(p);
     EXPECT_FALSE(is_new(s));
+    EXPECT_EQ(tcptrack::PrevCounts::pooled(), pooled);
     p.payload[0] = (1ull << 40) - (1ull << 33);  // grew by 2^33 in one interval
     check(p);
+    EXPECT_EQ(tcptrack::PrevCounts::pooled(), pooled + 1);
     p.payload[0] = 1;
     p.bytes[1] = 9;  // above the current count (0)
     check(p);
-    const FlowSample copy = s;  // deep: the copy keeps its own whole counts
-    tcptrack::Counts q;
-    q.bytes[0] = 4999;
-    check(q);
-    EXPECT_EQ(copy.prev_bytes(1), 9u);
-    EXPECT_EQ(copy.prev_payload(0), 1u);
+    EXPECT_EQ(tcptrack::PrevCounts::pooled(), pooled + 1);  // its own whole counts, reused
+    {
+        const FlowSample copy = s;  // deep: the copy keeps its own whole counts
+        EXPECT_EQ(tcptrack::PrevCounts::pooled(), pooled + 2);
+        tcptrack::Counts q;
+        q.bytes[0] = 4999, q.payload[0] = (1ull << 40) - 5;
+        check(q);
+        EXPECT_EQ(copy.prev_bytes(1), 9u);
+        EXPECT_EQ(copy.prev_payload(0), 1u);
+        EXPECT_EQ(tcptrack::PrevCounts::pooled(), pooled + 1);  // s's went back
+        std::vector<FlowSample> v(3, copy);
+        v.erase(v.begin());
+        EXPECT_EQ(v[1].prev_bytes(1), 9u);
+        EXPECT_EQ(tcptrack::PrevCounts::pooled(), pooled + 3);
+    }
+    EXPECT_EQ(tcptrack::PrevCounts::pooled(), pooled);
+    check(tcptrack::Counts{.bytes = {1ull << 33, 0}, .packets = {}, .payload = {}});
     FlowSample moved_to = std::move(s);
-    EXPECT_EQ(moved_to.prev_bytes(0), 4999u);
+    EXPECT_EQ(moved_to.prev_bytes(0), 1ull << 33);
+    EXPECT_EQ(tcptrack::PrevCounts::pooled(), pooled + 1);
     check(tcptrack::Counts{});
     EXPECT_TRUE(is_new(s));
+    moved_to.set_prev(tcptrack::Counts{});
+    EXPECT_EQ(tcptrack::PrevCounts::pooled(), pooled);
 }
