@@ -79,6 +79,7 @@
 #include "report/flow_model.hpp"
 #include "report/report_builder.hpp"
 #include "sys/error.hpp"
+#include "sys/memory.hpp"
 
 using namespace tcptrack;
 
@@ -212,6 +213,7 @@ std::size_t bump(int prog, std::uint32_t n, unsigned threads, std::uint32_t roun
 }  // namespace
 
 int main(int argc, char** argv) {
+    tcptrack::tune_allocator();  // as tcptrack's main does
     std::uint32_t n = 1000;
     int reports = 3;  // >= 1
     std::string mode = "fresh", output = "all";

@@ -4,6 +4,7 @@
 
 #include "app/cli.hpp"
 #include "app/run.hpp"
+#include "sys/memory.hpp"
 
 int main(int argc, char** argv) {
     const tcptrack::ParseResult parsed = tcptrack::parse_options(argc, argv);
@@ -12,5 +13,6 @@ int main(int argc, char** argv) {
         if (!parsed.err.empty()) std::fprintf(stderr, "%s\n", parsed.err.c_str());
         return static_cast<int>(parsed.code);
     }
+    tcptrack::tune_allocator();
     return tcptrack::run(*parsed.options);
 }

@@ -164,11 +164,13 @@ void ReportBuilder::build(const std::vector<FlowSample>& samples, std::uint64_t 
         };
         radix_order(order_.data(), order_.data() + order_.size(), all_v4 ? 4 : 2, word, before);
     }
+    rows_.resize(order_.size());
+    for (std::size_t i = 0; i < rows_.size(); ++i) rows_[i] = order_[i].sample & ~kNotV4;
+    std::vector<Entry>().swap(order_);
 }
 
 void ReportBuilder::row(std::size_t i, FlowRow& out) const {
-    const Entry& e = order_[i];
-    const FlowSample& s = (*samples_)[e.sample & ~kNotV4];
+    const FlowSample& s = (*samples_)[rows_[i]];
     fill_row(out, s, iface_name(names_, s.key.ifindex()), now_ns_);
     const Rate r = rate_of(s, now_ns_, elapsed_ns_);
     out.fwd_bps = r.fwd_bps;
@@ -187,13 +189,12 @@ constexpr std::size_t kAhead = 16;
 }  // namespace
 
 RowTable ReportBuilder::table() const {
-    return {order_.size(), [this](std::size_t i, FlowRow& scratch) -> const FlowRow* {
-                if (i + kAhead < order_.size()) {
-                    const char* p = reinterpret_cast<const char*>(
-                        &(*samples_)[order_[i + kAhead].sample & ~kNotV4]);
+    return {rows_.size(), [this](std::size_t i, FlowRow& scratch) -> const FlowRow* {
+                if (i + kAhead < rows_.size()) {
+                    const char* p = reinterpret_cast<const char*>(&(*samples_)[rows_[i + kAhead]]);
+                    // A sample is its own three lines (alignas 64).
                     for (std::size_t off = 0; off < sizeof(FlowSample); off += 64)
                         __builtin_prefetch(p + off);
-                    __builtin_prefetch(p + sizeof(FlowSample) - 1);
                 }
                 row(i, scratch);
                 return &scratch;

@@ -51,7 +51,7 @@ class ReportBuilder {
     // totals over its rows (before --top) (the flow count
     // and the datapath's counters are the collector's).
     const ReportStats& stats() const { return stats_; }
-    std::size_t size() const { return order_.size(); }
+    std::size_t size() const { return rows_.size(); }
     // Rows before --top cut them.
     std::size_t total() const { return total_; }
     // Row i in display order: busiest first, then stable by endpoints.
@@ -80,7 +80,10 @@ class ReportBuilder {
     const InterfaceNames& names_;
     const std::vector<FlowSample>* samples_ = nullptr;
     std::uint64_t now_ns_ = 0;
-    std::vector<Entry> order_;  // kept across reports, like the collector's buffers
+    // The sort's entries, released once ordered (32 bytes a row: at a million
+    // rows, 32 MB the render does not hold), and the rows' samples in order.
+    std::vector<Entry> order_;
+    std::vector<std::uint32_t> rows_;  // kept across reports, like the collector's buffers
     std::vector<const Enricher*> enrichers_;
     ReportStats stats_;
     bool health_totals_ = false;
