@@ -3,6 +3,8 @@
 // and builds a report's big buffers afresh each interval.
 #pragma once
 
+#include <cstddef>
+
 namespace tcptrack {
 
 // Buffers of 2 MiB and more (a million rows' display order: 32 MB) come
@@ -12,5 +14,10 @@ namespace tcptrack {
 // chunks then stayed resident beside the samples (peak RSS 256 MB instead of
 // 247). Smaller allocations keep glibc's defaults.
 void tune_allocator();
+
+// Asks for transparent huge pages under [p, p + len) (madvise MADV_HUGEPAGE;
+// nothing where THP is off). For big arrays read at random: the samples,
+// which a report reads in display order, a TLB miss per row on 4 KiB pages.
+void prefer_huge_pages(void* p, std::size_t len);
 
 }  // namespace tcptrack
