@@ -55,9 +55,7 @@ WholePool& whole_pool() {
 }
 }  // namespace
 
-Counts PrevCounts::whole() const {
-    return whole_ == kZero ? Counts{} : whole_pool().get(whole_ - kFirstHandle);
-}
+Counts PrevCounts::whole() const { return whole_pool().get(whole_ - kFirstHandle); }
 
 void PrevCounts::keep(const Counts& c) {
     if (whole_ >= kFirstHandle)
@@ -137,25 +135,23 @@ SampleKey& SampleKey::operator=(const SampleKey& o) {
     return *this;
 }
 
-SampleKey::SampleKey(SampleKey&& o) noexcept
-    : v4_{0, 0}, port_a_(o.port_a_), port_b_(o.port_b_), ifindex_(o.ifindex_), family_(o.family_) {
-    std::memcpy(&v4_, &o.v4_, sizeof v4_);
-    if (o.family_ == TT_FAMILY_INET6) v6_ = o.v6_;
+void SampleKey::take(SampleKey& o) noexcept {
+    static_assert(sizeof v4_ == sizeof v6_);
+    std::memcpy(&v4_, &o.v4_, sizeof v4_);  // the IPv4 addresses or the IPv6 ones' pointer
+    port_a_ = o.port_a_;
+    port_b_ = o.port_b_;
+    ifindex_ = o.ifindex_;
+    family_ = o.family_;
     o.family_ = 0;  // the addresses are ours now
+    o.v4_[0] = o.v4_[1] = 0;
 }
+
+SampleKey::SampleKey(SampleKey&& o) noexcept : v4_{0, 0} { take(o); }
 
 SampleKey& SampleKey::operator=(SampleKey&& o) noexcept {
     if (this != &o) {
         release();
-        if (o.family_ == TT_FAMILY_INET6)
-            v6_ = o.v6_;
-        else
-            std::memcpy(&v4_, &o.v4_, sizeof v4_);
-        port_a_ = o.port_a_;
-        port_b_ = o.port_b_;
-        ifindex_ = o.ifindex_;
-        family_ = o.family_;
-        o.family_ = 0;
+        take(o);
     }
     return *this;
 }

@@ -118,21 +118,28 @@ class PrevCounts {
     }
     // One previous counter, of counters that stand at `now`.
     std::uint64_t bytes(const std::uint64_t (&now)[2], int d) const {
-        return whole_ == kGrew ? now[d] - grew_.bytes[d] : whole().bytes[d];
+        return pick(now[d], grew_.bytes[d], &Counts::bytes, d);
     }
     std::uint64_t packets(const std::uint64_t (&now)[2], int d) const {
-        return whole_ == kGrew ? now[d] - grew_.packets[d] : whole().packets[d];
+        return pick(now[d], grew_.packets[d], &Counts::packets, d);
     }
     std::uint64_t payload(const std::uint64_t (&now)[2], int d) const {
-        return whole_ == kGrew ? now[d] - grew_.payload[d] : whole().payload[d];
+        return pick(now[d], grew_.payload[d], &Counts::payload, d);
     }
+    // Every previous counter is zero (set() keeps no growth for those).
+    bool zero() const { return whole_ == kZero; }
     // Whole counts in the pool now (all samples): for the tests.
     static std::size_t pooled();
 
    private:
     // whole_: kGrew (grew_ holds them), kZero, or a handle into the pool.
     static constexpr std::uint32_t kGrew = 0, kZero = 1, kFirstHandle = 2;
-    Counts whole() const;  // kZero or a handle
+    std::uint64_t pick(std::uint64_t now, std::uint32_t grew, std::uint64_t (Counts::*m)[2],
+                       int d) const {
+        if (whole_ == kGrew) return now - grew;
+        return whole_ == kZero ? 0 : (whole().*m)[d];
+    }
+    Counts whole() const;  // a handle's
     void copy_from(const PrevCounts& o) {
         grew_ = o.grew_;
         if (o.whole_ >= kFirstHandle) {
@@ -182,6 +189,7 @@ class SampleKey {
     using V6 = std::array<std::uint8_t, 32>;  // addr_a, addr_b
     void set(const tt_flow_key& k);
     void release();
+    void take(SampleKey& o) noexcept;  // o's fields and addresses, o left empty
     union {
         std::uint32_t v4_[2];  // family_ != TT_FAMILY_INET6: addr_a's and addr_b's first 4 bytes
         V6* v6_;               // TT_FAMILY_INET6: owned

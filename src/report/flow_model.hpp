@@ -42,10 +42,7 @@ inline bool ended(const FlowSample& s) { return ended(shown_state(s), displaced(
 inline bool ended(const FlowRow& r) { return ended(r.state, r.displaced); }
 // New since the last report: the collector kept no counts for it then (every
 // prev_* is zero; a flow seen at the last report has counted segments).
-inline bool is_new(const FlowSample& s) {
-    return !s.prev_bytes(0) && !s.prev_bytes(1) && !s.prev_packets(0) && !s.prev_packets(1) &&
-           !s.prev_payload(0) && !s.prev_payload(1);
-}
+inline bool is_new(const FlowSample& s) { return s.prev.zero(); }
 
 // The first FIN or the RST the datapath saw, oriented (by_client).
 Ending ending_of(const FlowSample& s);
