@@ -145,7 +145,7 @@ Collector::Collector(const Skeleton& skel)
         samples_.reserve(max_slots_);
         pos_.reserve(max_slots_);
         // Past the first 8 MiB (43,690 flows), on huge pages where the
-        // kernel has them: at a million flows 7-10 % less CPU per report (the
+        // kernel has them: at a million flows 7-13 % less CPU per report (the
         // render's reads in display order miss the TLB on 4 KiB pages), for a
         // first report that faults them in slower. Below that, none: a host
         // with a few flows keeps its few pages.

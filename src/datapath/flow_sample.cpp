@@ -82,7 +82,7 @@ FlowInfo::FlowInfo(const tt_flow_info& i)
       ack_mask(i.ack_mask),
       end(i.end),
       owner_side(i.owner_side),
-      seen(static_cast<std::uint8_t>((i.synack_ns ? kSynAckSeen : 0) | (i.ack_ns ? kAckSeen : 0))) {
+      acked(i.synack_ns || i.ack_ns) {
     std::optional<std::uint64_t> rtt;
     if (i.flags & TT_F_LOCAL_CLIENT) {
         if (i.syn_ns && i.synack_ns > i.syn_ns) rtt = i.synack_ns - i.syn_ns;

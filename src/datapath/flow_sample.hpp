@@ -40,9 +40,8 @@ struct FlowInfo {
     std::uint32_t owner_cgroup = 0;
     std::uint8_t state = 0;  // enum tt_state
     std::uint8_t client = 0, flags = 0, fin_mask = 0, ack_mask = 0, end = 0, owner_side = 0;
-    // Which of the handshake's other times were seen (not 0).
-    static constexpr std::uint8_t kSynAckSeen = 1, kAckSeen = 2;
-    std::uint8_t seen = 0;
+    // A SYN-ACK or the handshake's ACK was seen (IPFIX's ACK control bit).
+    bool acked = false;
 
     FlowInfo() = default;
     FlowInfo(const tt_flow_info& i);  // NOLINT: implicit, as a copy of its fields

@@ -408,7 +408,7 @@ class IpfixOutput final : public Output {
         if (i.flags & TT_F_SYN_SEEN) b |= TT_TCP_SYN;
         if (i.fin_mask) b |= TT_TCP_FIN;
         if (i.state == TT_RESET) b |= TT_TCP_RST;
-        if (i.seen || (i.flags & TT_F_MIDSTREAM) || i.state == TT_ESTABLISHED ||
+        if (i.acked || (i.flags & TT_F_MIDSTREAM) || i.state == TT_ESTABLISHED ||
             i.state == TT_CLOSING || i.state == TT_CLOSED)
             b |= TT_TCP_ACK;
         return b;

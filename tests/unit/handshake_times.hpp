@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // set_handshake: a sample's info with these handshake times, through the same
 // copy from tt_flow_info the collector makes (FlowInfo keeps the RTT and
-// which times were seen, not the SYN-ACK and ACK times).
+// whether either was seen, not the SYN-ACK and ACK times).
 #pragma once
 
 #include <cstdint>
@@ -18,7 +18,7 @@ inline void set_handshake(FlowInfo& info, std::uint64_t syn_ns, std::uint64_t sy
     t.synack_ns = synack_ns;
     t.ack_ns = ack_ns;
     const FlowInfo with(t);
-    info.seen = with.seen;
+    info.acked = with.acked;
     info.set_handshake_rtt(with.handshake_rtt());
 }
 
